@@ -1,0 +1,154 @@
+"""Multi-host start-up, the device mesh, and logical-to-mesh sharding rules.
+
+Nothing here touches devices at import time; the mesh and the rules are passed around, never global.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from stilts_jax.errors import StiltsError
+
+log = logging.getLogger(__name__)
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# Logical axis name -> mesh axis (or axes). Batches split over data and fsdp; parameters shard their embed
+# dimension over fsdp (ZeRO-3 style) and their heads/mlp/vocab dimension over tensor (Megatron style).
+DEFAULT_LOGICAL_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
+    ("batch", ("data", "fsdp")),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("kv", None),
+    ("mlp", "tensor"),
+    ("positions", None),
+    ("types", None),
+    ("classes", None),
+)
+
+
+class DistributedError(StiltsError):
+    pass
+
+
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    auto: bool = True,
+) -> None:
+    """Start `jax.distributed` before any other JAX call, when the run spans several processes.
+
+    - Explicit (GPU hosts, CPU processes): coordinator address, process count and this process's id.
+    - Cloud TPU VM pods and SLURM: no arguments; JAX reads the environment (`auto=True`).
+    - Otherwise: a single process, nothing to start.
+    """
+    if coordinator_address or (num_processes or 1) > 1:
+        if not (coordinator_address and num_processes and process_id is not None):
+            raise DistributedError(
+                "multi-process runs need all of coordinator_address (host:port of process 0), num_processes and "
+                f"process_id; got {coordinator_address!r}, {num_processes!r}, {process_id!r}"
+            )
+        jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id)
+    elif auto and _is_multi_host_environment():
+        jax.distributed.initialize()
+    else:
+        return
+    log.info("jax.distributed: process %d of %d, %d local / %d global devices",
+             jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def _is_multi_host_environment() -> bool:
+    hostnames = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    if len([h for h in hostnames.split(",") if h]) > 1:
+        return True
+    return int(os.environ.get("SLURM_NTASKS", "1")) > 1
+
+
+def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> tuple[int, ...]:
+    """Sizes for (data, fsdp, tensor); one axis may be -1, meaning the devices left over."""
+    unknown = set(shape) - set(MESH_AXES)
+    if unknown:
+        raise DistributedError(f"unknown mesh axes {sorted(unknown)}; the mesh axes are {MESH_AXES}")
+    sizes = [int(shape.get(axis, 1)) for axis in MESH_AXES]
+    free = [i for i, s in enumerate(sizes) if s == -1]
+    if len(free) > 1:
+        raise DistributedError(f"at most one mesh axis may be -1, got {dict(zip(MESH_AXES, sizes))}")
+    if any(s == 0 or s < -1 for s in sizes):
+        raise DistributedError(f"mesh axis sizes must be positive or -1, got {dict(zip(MESH_AXES, sizes))}")
+    known = math.prod(s for s in sizes if s != -1)
+    if free:
+        if num_devices % known:
+            raise DistributedError(f"{num_devices} devices cannot be split into a mesh with fixed axes {dict(zip(MESH_AXES, sizes))}")
+        sizes[free[0]] = num_devices // known
+    if math.prod(sizes) != num_devices:
+        raise DistributedError(
+            f"mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices but {num_devices} are available; "
+            "set one axis to -1 to use the rest"
+        )
+    return tuple(sizes)
+
+
+def make_mesh(shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A (data, fsdp, tensor) mesh over all devices (every process's), axes in Auto mode."""
+    devices = list(devices) if devices is not None else jax.devices()
+    sizes = resolve_mesh_shape(shape, len(devices))
+    return jax.make_mesh(sizes, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices)
+
+
+def logical_to_mesh_spec(
+    logical: PartitionSpec | Sequence[str | None],
+    rules: Sequence[tuple[str, Any]],
+    mesh: Mesh,
+    shape: Sequence[int] | None = None,
+) -> PartitionSpec:
+    """Map a spec of logical names to mesh axes.
+
+    A mesh axis serves at most one dimension; a dimension whose size the mesh axes do not divide, or whose mesh
+    axes have size 1, is replicated instead.
+    """
+    table = dict(rules)
+    used: set[str] = set()
+    out: list[Any] = []
+    for dim, name in enumerate(logical):
+        if name is None:
+            out.append(None)
+            continue
+        if name not in table:
+            raise DistributedError(f"no sharding rule for logical axis {name!r}; rules cover {sorted(table)}")
+        target = table[name]
+        axes = () if target is None else (target,) if isinstance(target, str) else tuple(target)
+        axes = tuple(a for a in axes if a not in used and mesh.shape[a] > 1)
+        size = math.prod(mesh.shape[a] for a in axes)
+        if shape is not None and axes and shape[dim] % size:
+            axes = ()
+        used.update(axes)
+        out.append(None if not axes else axes[0] if len(axes) == 1 else axes)
+    return PartitionSpec(*out)
+
+
+def tree_shardings(logical_specs: Any, shapes: Any, rules: Sequence[tuple[str, Any]], mesh: Mesh) -> Any:
+    """NamedShardings for a pytree, from matching pytrees of logical PartitionSpecs and arrays (or shapes)."""
+    is_spec = lambda x: isinstance(x, PartitionSpec)  # noqa: E731
+    return jax.tree.map(
+        lambda spec, x: NamedSharding(mesh, logical_to_mesh_spec(spec, rules, mesh, np.shape(x) if not hasattr(x, "shape") else x.shape)),
+        logical_specs,
+        shapes,
+        is_leaf=is_spec,
+    )
+
+
+def batch_sharding(mesh: Mesh, rules: Sequence[tuple[str, Any]], ndim: int = 2, leading: int = 0) -> NamedSharding:
+    """Sharding of a batch array: its first dimension after `leading` unsharded ones split like 'batch'."""
+    batch_axes = logical_to_mesh_spec(("batch",), rules, mesh)[0]
+    return NamedSharding(mesh, PartitionSpec(*([None] * leading), batch_axes, *([None] * (ndim - leading - 1))))

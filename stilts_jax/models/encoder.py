@@ -1,0 +1,256 @@
+"""XLM-R / RoBERTa / BERT (mBERT) encoder as one Flax NNX module.
+
+Parameters are float32 and carry logical axis names (vocab, embed, heads, kv, mlp, ...); the training core maps
+them to mesh axes with rules from the config. Compute runs in `dtype` (bfloat16 or float32); LayerNorm statistics
+are always float32. Attention goes through `jax.nn.dot_product_attention` with padding expressed as key lengths,
+so on GPU the cuDNN flash kernel can run; on CPU and TPU the exact XLA path runs.
+
+Padding must be on the right (what Hugging Face tokenizers produce): a row's valid tokens are its first
+`sum(attention_mask)` positions. `check_right_padded` verifies this on the host.
+
+Attention-probability dropout is not applied: fused attention kernels do not expose it. Hidden-state dropout
+(embeddings, attention output, feed-forward output) is, when a `dropout_rng` is given.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from stilts_jax.models.config import EncoderConfig
+
+AttentionImpl = Literal["auto", "xla", "cudnn"]
+
+# Logical axis names carried by the parameters. The sharding rules in the training config map them to mesh axes.
+VOCAB, EMBED, HEADS, KV, MLP, POSITIONS, TYPES = "vocab", "embed", "heads", "kv", "mlp", "positions", "types"
+
+
+class EncoderOutput(NamedTuple):
+    last_hidden_state: jax.Array  # [batch, seq, hidden]
+    hidden_states: tuple[jax.Array, ...] | None  # embeddings output, then every layer's output
+
+
+def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], init: str, std: float = 0.02) -> nnx.Param:
+    if init == "normal":
+        value = std * jax.random.normal(rngs.params(), shape, jnp.float32)
+    elif init == "zeros":
+        value = jnp.zeros(shape, jnp.float32)
+    elif init == "ones":
+        value = jnp.ones(shape, jnp.float32)
+    else:
+        raise ValueError(f"unknown initializer {init!r}")
+    return nnx.Param(value, sharding_names=axes)
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+    """Inverted dropout; the identity when `rng` is None (evaluation) or the rate is 0."""
+    if rng is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def _split(rng: jax.Array | None, n: int) -> list[jax.Array | None]:
+    return [None] * n if rng is None else list(jax.random.split(rng, n))
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm with float32 statistics whatever the compute dtype."""
+
+    def __init__(self, size: int, eps: float, *, rngs: nnx.Rngs):
+        self.eps = eps
+        self.scale = _param(rngs, (size,), (EMBED,), "ones")
+        self.bias = _param(rngs, (size,), (EMBED,), "zeros")
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        mean = jnp.mean(x32, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
+        return y.astype(x.dtype)
+
+
+class Embeddings(nnx.Module):
+    def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        std = config.initializer_range
+        self.word = _param(rngs, (config.vocab_size, config.hidden_size), (VOCAB, EMBED), "normal", std)
+        self.position = _param(rngs, (config.max_position_embeddings, config.hidden_size), (POSITIONS, EMBED), "normal", std)
+        self.token_type = _param(rngs, (config.type_vocab_size, config.hidden_size), (TYPES, EMBED), "normal", std)
+        self.layer_norm = LayerNorm(config.hidden_size, config.layer_norm_eps, rngs=rngs)
+
+    def position_ids(self, input_ids: jax.Array) -> jax.Array:
+        if self.config.family == "roberta":
+            # As fairseq/transformers: real tokens count up from padding_idx + 1, padding keeps padding_idx.
+            not_pad = (input_ids != self.config.pad_token_id).astype(jnp.int32)
+            return jnp.cumsum(not_pad, axis=1) * not_pad + self.config.pad_token_id
+        return jnp.broadcast_to(jnp.arange(input_ids.shape[1], dtype=jnp.int32), input_ids.shape)
+
+    def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array, dtype: jnp.dtype, rng: jax.Array | None) -> jax.Array:
+        # Sum in float32, as the float32 reference does, then drop to the compute dtype.
+        x = (
+            jnp.take(self.word[...], input_ids, axis=0)
+            + jnp.take(self.position[...], self.position_ids(input_ids), axis=0)
+            + jnp.take(self.token_type[...], token_type_ids, axis=0)
+        )
+        x = self.layer_norm(x).astype(dtype)
+        return dropout(x, self.config.hidden_dropout_prob, rng)
+
+
+def _activation(name: str):
+    return {
+        "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+        "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+        "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+        "relu": jax.nn.relu,
+    }[name]
+
+
+def resolve_attention_impl(impl: AttentionImpl, dtype: jnp.dtype, head_dim: int) -> Literal["xla", "cudnn"]:
+    """'auto' picks cuDNN flash attention on GPU for half-precision compute, else the exact XLA path."""
+    if impl != "auto":
+        return impl
+    half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+    if jax.default_backend() == "gpu" and half and head_dim % 8 == 0 and head_dim <= 128:
+        return "cudnn"
+    return "xla"
+
+
+class SelfAttention(nnx.Module):
+    def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
+        d, h, k, std = config.hidden_size, config.num_attention_heads, config.head_dim, config.initializer_range
+        self.query = _param(rngs, (d, h, k), (EMBED, HEADS, KV), "normal", std)
+        self.key = _param(rngs, (d, h, k), (EMBED, HEADS, KV), "normal", std)
+        self.value = _param(rngs, (d, h, k), (EMBED, HEADS, KV), "normal", std)
+        self.query_bias = _param(rngs, (h, k), (HEADS, KV), "zeros")
+        self.key_bias = _param(rngs, (h, k), (HEADS, KV), "zeros")
+        self.value_bias = _param(rngs, (h, k), (HEADS, KV), "zeros")
+        self.output = _param(rngs, (h, k, d), (HEADS, KV, EMBED), "normal", std)
+        self.output_bias = _param(rngs, (d,), (EMBED,), "zeros")
+
+    def __call__(self, x: jax.Array, lengths: jax.Array, impl: Literal["xla", "cudnn"]) -> jax.Array:
+        dtype = x.dtype
+
+        def project(kernel: nnx.Param, bias: nnx.Param) -> jax.Array:
+            return jnp.einsum("bsd,dhk->bshk", x, kernel[...].astype(dtype)) + bias[...].astype(dtype)
+
+        q, k, v = project(self.query, self.query_bias), project(self.key, self.key_bias), project(self.value, self.value_bias)
+        # Only key lengths: padded query rows still attend to the real tokens, exactly as the reference does.
+        context = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation=impl)
+        return jnp.einsum("bshk,hkd->bsd", context, self.output[...].astype(dtype)) + self.output_bias[...].astype(dtype)
+
+
+class FeedForward(nnx.Module):
+    def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
+        d, m, std = config.hidden_size, config.intermediate_size, config.initializer_range
+        self.activation = _activation(config.hidden_act)
+        self.intermediate = _param(rngs, (d, m), (EMBED, MLP), "normal", std)
+        self.intermediate_bias = _param(rngs, (m,), (MLP,), "zeros")
+        self.output = _param(rngs, (m, d), (MLP, EMBED), "normal", std)
+        self.output_bias = _param(rngs, (d,), (EMBED,), "zeros")
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = x.dtype
+        h = self.activation(x @ self.intermediate[...].astype(dtype) + self.intermediate_bias[...].astype(dtype))
+        return h @ self.output[...].astype(dtype) + self.output_bias[...].astype(dtype)
+
+
+class TransformerLayer(nnx.Module):
+    """Post-LayerNorm block, as BERT and XLM-R."""
+
+    def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
+        self.dropout_rate = config.hidden_dropout_prob
+        self.attention = SelfAttention(config, rngs=rngs)
+        self.attention_norm = LayerNorm(config.hidden_size, config.layer_norm_eps, rngs=rngs)
+        self.feed_forward = FeedForward(config, rngs=rngs)
+        self.output_norm = LayerNorm(config.hidden_size, config.layer_norm_eps, rngs=rngs)
+
+    def __call__(self, x: jax.Array, lengths: jax.Array, impl: Literal["xla", "cudnn"], rng: jax.Array | None) -> jax.Array:
+        rng_attention, rng_ffn = _split(rng, 2)
+        x = self.attention_norm(x + dropout(self.attention(x, lengths, impl), self.dropout_rate, rng_attention))
+        return self.output_norm(x + dropout(self.feed_forward(x), self.dropout_rate, rng_ffn))
+
+
+class Encoder(nnx.Module):
+    """The transformer encoder shared by every task head.
+
+    Args:
+      config: the architecture.
+      rngs: initialisation randomness (weights are usually overwritten by `load_pretrained`).
+      dtype: compute dtype (parameters stay float32).
+      attention: 'auto' (cuDNN on GPU with half precision, XLA otherwise), 'xla' or 'cudnn'.
+    """
+
+    def __init__(
+        self,
+        config: EncoderConfig,
+        *,
+        rngs: nnx.Rngs,
+        dtype: jnp.dtype | str = jnp.float32,
+        attention: AttentionImpl = "auto",
+    ):
+        self.config = config
+        self.dtype = jnp.dtype(dtype)
+        self.attention = attention
+        # Logical axis names are not mesh axes: never shard eagerly at creation; the training core shards.
+        with nnx.use_eager_sharding(False):
+            self.embeddings = Embeddings(config, rngs=rngs)
+            self.layers = nnx.List([TransformerLayer(config, rngs=rngs) for _ in range(config.num_hidden_layers)])
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array,
+        token_type_ids: jax.Array | None = None,
+        *,
+        dropout_rng: jax.Array | None = None,
+        output_hidden_states: bool = False,
+        num_layers: int | None = None,
+    ) -> EncoderOutput:
+        """Encode a right-padded batch.
+
+        Args:
+          input_ids, attention_mask, token_type_ids: int [batch, seq].
+          dropout_rng: a PRNG key to train with dropout; None for deterministic evaluation.
+          output_hidden_states: also return the embeddings output and every layer's output.
+          num_layers: run only the first k layers (retrieval reads an intermediate layer; the rest is skipped).
+        """
+        config = self.config
+        total = config.num_hidden_layers
+        num_layers = total if num_layers is None else num_layers
+        if not 0 <= num_layers <= total:
+            raise ValueError(f"num_layers must be in [0, {total}], got {num_layers}")
+        if input_ids.shape[1] > config.max_sequence_length:
+            raise ValueError(
+                f"sequence length {input_ids.shape[1]} exceeds the model's maximum {config.max_sequence_length}"
+            )
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros_like(input_ids)
+        # A fully padded row (batch padding) still gets one key so that no softmax row is empty.
+        lengths = jnp.maximum(jnp.sum(attention_mask, axis=-1, dtype=jnp.int32), 1)
+        impl = resolve_attention_impl(self.attention, self.dtype, config.head_dim)
+
+        rngs = _split(dropout_rng, num_layers + 1)
+        x = self.embeddings(input_ids, token_type_ids, self.dtype, rngs[0])
+        hidden_states = [x] if output_hidden_states else None
+        for index in range(num_layers):
+            x = self.layers[index](x, lengths, impl, rngs[index + 1])
+            if hidden_states is not None:
+                hidden_states.append(x)
+        return EncoderOutput(x, tuple(hidden_states) if hidden_states is not None else None)
+
+
+def check_right_padded(attention_mask: np.ndarray) -> None:
+    """Raise if any row of a host-side mask is not 1...1 0...0 (the encoder reads padding as lengths)."""
+    mask = np.asarray(attention_mask).astype(bool)
+    lengths = mask.sum(axis=-1)
+    expected = np.arange(mask.shape[-1])[None, :] < lengths[:, None]
+    bad = np.nonzero((mask != expected).any(axis=-1))[0]
+    if bad.size:
+        raise ValueError(
+            f"attention_mask rows {bad[:10].tolist()} are not right-padded; tokenize with padding_side='right'"
+        )

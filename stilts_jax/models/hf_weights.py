@@ -1,0 +1,215 @@
+"""Explicit mapping between Hugging Face XLM-R/BERT weights and the NNX encoder, both ways.
+
+Import is strict: every encoder parameter must come from the checkpoint with the right shape, and every
+checkpoint tensor inside the encoder (embeddings.*, encoder.*) must be used. Tensors of task heads a hub
+checkpoint carries (lm_head, cls, pooler, ...) are skipped and reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import safetensors.numpy
+from flax import nnx
+
+from stilts_jax.errors import WeightsError
+from stilts_jax.io_utils import atomic_directory
+from stilts_jax.models import hf_files
+from stilts_jax.models.config import EncoderConfig
+from stilts_jax.models.encoder import AttentionImpl, Encoder
+
+log = logging.getLogger(__name__)
+
+# Where the base model sits inside task checkpoints (XLMRobertaForMaskedLM -> "roberta.", BertForPreTraining -> "bert.").
+_BASE_MODEL_PREFIXES = ("", "roberta.", "xlm_roberta.", "bert.")
+# Tensors outside the encoder that hub checkpoints carry; they are not part of the encoder and are skipped.
+_HEAD_PREFIXES = ("lm_head.", "cls.", "pooler.", "classifier.", "qa_outputs.", "embeddings.position_ids", "embeddings.token_type_ids")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rule:
+    """One tensor: our parameter path, its Hugging Face key, and the layout change between them."""
+
+    path: tuple[str | int, ...]
+    hf_key: str
+    to_ours: Callable[[np.ndarray], np.ndarray]
+    to_hf: Callable[[np.ndarray], np.ndarray]
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def _transpose(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.T)
+
+
+def _mapping(config: EncoderConfig) -> list[_Rule]:
+    d, h, k = config.hidden_size, config.num_attention_heads, config.head_dim
+    # torch Linear stores [out, in]; ours is [in, out] with heads split out where attention needs them.
+    q_in = lambda w: np.ascontiguousarray(w.T.reshape(d, h, k))  # noqa: E731
+    q_in_hf = lambda w: np.ascontiguousarray(w.reshape(d, h * k).T)  # noqa: E731
+    heads_bias = lambda b: b.reshape(h, k)  # noqa: E731
+    heads_bias_hf = lambda b: b.reshape(h * k)  # noqa: E731
+    o_in = lambda w: np.ascontiguousarray(w.T.reshape(h, k, d))  # noqa: E731
+    o_in_hf = lambda w: np.ascontiguousarray(w.reshape(h * k, d).T)  # noqa: E731
+
+    rules = [
+        _Rule(("embeddings", "word"), "embeddings.word_embeddings.weight", _identity, _identity),
+        _Rule(("embeddings", "position"), "embeddings.position_embeddings.weight", _identity, _identity),
+        _Rule(("embeddings", "token_type"), "embeddings.token_type_embeddings.weight", _identity, _identity),
+        _Rule(("embeddings", "layer_norm", "scale"), "embeddings.LayerNorm.weight", _identity, _identity),
+        _Rule(("embeddings", "layer_norm", "bias"), "embeddings.LayerNorm.bias", _identity, _identity),
+    ]
+    for i in range(config.num_hidden_layers):
+        hf = f"encoder.layer.{i}."
+        ours: tuple[str | int, ...] = ("layers", i)
+        for name in ("query", "key", "value"):
+            rules.append(_Rule((*ours, "attention", name), f"{hf}attention.self.{name}.weight", q_in, q_in_hf))
+            rules.append(_Rule((*ours, "attention", f"{name}_bias"), f"{hf}attention.self.{name}.bias", heads_bias, heads_bias_hf))
+        rules += [
+            _Rule((*ours, "attention", "output"), f"{hf}attention.output.dense.weight", o_in, o_in_hf),
+            _Rule((*ours, "attention", "output_bias"), f"{hf}attention.output.dense.bias", _identity, _identity),
+            _Rule((*ours, "attention_norm", "scale"), f"{hf}attention.output.LayerNorm.weight", _identity, _identity),
+            _Rule((*ours, "attention_norm", "bias"), f"{hf}attention.output.LayerNorm.bias", _identity, _identity),
+            _Rule((*ours, "feed_forward", "intermediate"), f"{hf}intermediate.dense.weight", _transpose, _transpose),
+            _Rule((*ours, "feed_forward", "intermediate_bias"), f"{hf}intermediate.dense.bias", _identity, _identity),
+            _Rule((*ours, "feed_forward", "output"), f"{hf}output.dense.weight", _transpose, _transpose),
+            _Rule((*ours, "feed_forward", "output_bias"), f"{hf}output.dense.bias", _identity, _identity),
+            _Rule((*ours, "output_norm", "scale"), f"{hf}output.LayerNorm.weight", _identity, _identity),
+            _Rule((*ours, "output_norm", "bias"), f"{hf}output.LayerNorm.bias", _identity, _identity),
+        ]
+    return rules
+
+
+def _normalise_key(key: str) -> str:
+    # Old BERT checkpoints (TF conversions) name LayerNorm parameters gamma/beta.
+    return key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+
+
+def _strip_base_prefix(state_dict: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    keys = {_normalise_key(k): k for k in state_dict}
+    for prefix in _BASE_MODEL_PREFIXES:
+        if f"{prefix}embeddings.word_embeddings.weight" in keys:
+            stripped = {}
+            for norm, original in keys.items():
+                stripped[norm[len(prefix):] if norm.startswith(prefix) else norm] = state_dict[original]
+            return stripped
+    sample = sorted(state_dict)[:8]
+    raise WeightsError(
+        "the checkpoint has no embeddings.word_embeddings.weight under any known prefix "
+        f"({', '.join(repr(p) for p in _BASE_MODEL_PREFIXES)}); first keys: {sample}. Is it an XLM-R or BERT model?"
+    )
+
+
+def _expected_shapes(config: EncoderConfig) -> dict[tuple, tuple[int, ...]]:
+    abstract = nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0)))
+    flat = nnx.to_flat_state(nnx.state(abstract, nnx.Param))
+    return {tuple(path): tuple(var.shape) for path, var in flat}
+
+
+def convert_hf_state_dict(state_dict: dict[str, np.ndarray], config: EncoderConfig) -> dict[tuple, np.ndarray]:
+    """Map a Hugging Face state dict to the encoder's flat parameter paths (float32 NumPy arrays).
+
+    Raises WeightsError listing every missing, unexpected and mis-shaped tensor at once.
+    """
+    tensors = _strip_base_prefix(state_dict)
+    expected = _expected_shapes(config)
+    rules = _mapping(config)
+    missing, misshaped, params = [], [], {}
+    for rule in rules:
+        if rule.hf_key not in tensors:
+            missing.append(rule.hf_key)
+            continue
+        value = np.asarray(tensors[rule.hf_key])
+        try:
+            converted = rule.to_ours(value)
+        except ValueError:
+            converted = None
+        if converted is None or converted.shape != expected[rule.path]:
+            misshaped.append(f"{rule.hf_key}: checkpoint {tuple(value.shape)}, model expects {expected[rule.path]} (ours)")
+            continue
+        params[rule.path] = converted.astype(np.float32)
+    used = {rule.hf_key for rule in rules}
+    skipped = sorted(k for k in tensors if k not in used and k.startswith(_HEAD_PREFIXES))
+    unexpected = sorted(k for k in tensors if k not in used and not k.startswith(_HEAD_PREFIXES))
+    if missing or unexpected or misshaped:
+        problems = []
+        if missing:
+            problems.append(f"missing ({len(missing)}): {missing}")
+        if unexpected:
+            problems.append(f"unexpected ({len(unexpected)}): {unexpected}")
+        if misshaped:
+            problems.append(f"wrong shape ({len(misshaped)}): {misshaped}")
+        raise WeightsError(
+            "checkpoint does not match the encoder built from its config.json; "
+            + "; ".join(problems)
+            + ". Check that config.json belongs to these weights (num_hidden_layers, hidden_size, vocab_size, ...)."
+        )
+    if set(params) != set(expected):
+        raise AssertionError(f"mapping does not cover the encoder: {sorted(set(expected) - set(params))}")
+    if skipped:
+        log.info("skipped %d tensors that belong to task heads, not the encoder (e.g. %s)", len(skipped), skipped[0])
+    return params
+
+
+def encoder_to_hf_state_dict(encoder: Encoder) -> dict[str, np.ndarray]:
+    """The encoder's parameters under Hugging Face base-model keys, float32 NumPy arrays."""
+    flat = {tuple(path): np.asarray(jax.device_get(var[...]), np.float32) for path, var in nnx.to_flat_state(nnx.state(encoder, nnx.Param))}
+    return {rule.hf_key: rule.to_hf(flat[rule.path]) for rule in _mapping(encoder.config)}
+
+
+def load_pretrained(
+    name_or_path: str | Path,
+    *,
+    dtype: Any = jnp.float32,
+    attention: AttentionImpl = "auto",
+    revision: str | None = None,
+    place: Callable[[tuple, np.ndarray], jax.Array] | None = None,
+) -> tuple[Encoder, Path]:
+    """Build the encoder from a hub id or a local Hugging Face folder and load its weights.
+
+    Args:
+      name_or_path: e.g. "xlm-roberta-large", "bert-base-multilingual-cased" or a local folder.
+      dtype: compute dtype; parameters are float32.
+      place: optional `(path, array) -> jax.Array`, to put each parameter straight onto its sharding.
+
+    Returns: the encoder and the resolved model folder (which holds the tokenizer files).
+    """
+    model_dir = hf_files.resolve_model_dir(name_or_path, revision=revision)
+    config_path = model_dir / "config.json"
+    if not config_path.exists():
+        raise WeightsError(f"{model_dir} has no config.json; it is not a Hugging Face model folder")
+    config = EncoderConfig.from_json_file(config_path)
+    params = convert_hf_state_dict(hf_files.read_state_dict(model_dir), config)
+    place = place or (lambda path, array: jnp.asarray(array))
+    abstract = nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0), dtype=dtype, attention=attention))
+    graphdef, state = nnx.split(abstract)
+    for path, var in nnx.to_flat_state(state):
+        var.set_value(place(tuple(path), params[tuple(path)]))
+    return nnx.merge(graphdef, state), model_dir
+
+
+def export_hf(encoder: Encoder, output_dir: str | Path, *, tokenizer_dir: str | Path | None = None) -> Path:
+    """Write config.json and model.safetensors that transformers' XLMRobertaModel/BertModel loads.
+
+    The folder is written whole or not at all. Tokenizer files from `tokenizer_dir` are copied beside them.
+    """
+    output_dir = Path(output_dir)
+    with atomic_directory(output_dir) as tmp:
+        (tmp / "config.json").write_text(json.dumps(encoder.config.to_hf_dict(), indent=2) + "\n")
+        safetensors.numpy.save_file(encoder_to_hf_state_dict(encoder), str(tmp / hf_files.SAFETENSORS), metadata={"format": "pt"})
+        if tokenizer_dir is not None:
+            for name in hf_files.TOKENIZER_FILES:
+                source = Path(tokenizer_dir) / name
+                if source.exists():
+                    (tmp / name).write_bytes(source.read_bytes())
+    return output_dir

@@ -1,0 +1,95 @@
+"""The sentence-embeddings CLI against mean-pooled PyTorch hidden states, and its errors."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+from stilts_jax import embed
+from stilts_jax.embedding import SentenceEncoder, bucket_length, default_retrieval_layer
+from stilts_jax.models.hf_weights import load_pretrained
+from stilts_jax.tokenization import SHIPPED_TEXT_DIR, load_tokenizer
+from tests.hf_reference import load_reference_model
+
+
+def _sentences() -> list[str]:
+    lines = []
+    for lang in ("en", "ru", "ar", "hi", "zh", "th", "ko", "sw"):
+        lines += (SHIPPED_TEXT_DIR / f"parallel.{lang}.txt").read_text(encoding="utf-8").splitlines()[:6]
+    return lines + ["", "a"]  # an empty line is a sentence too: just <s></s>
+
+
+def _pytorch_embeddings(folder, sentences, layer):
+    tokenizer = load_tokenizer(folder)
+    model = load_reference_model(folder)
+    batch = tokenizer(sentences, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch, output_hidden_states=True).hidden_states[layer]
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    return ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+
+
+@pytest.mark.parametrize("layer", [0, 2, 3])
+def test_cli_matches_mean_pooled_pytorch_hidden_states(xlmr_dir, tmp_path, layer):
+    sentences = _sentences()
+    (tmp_path / "in.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    out = tmp_path / "emb.npy"
+    code = embed.main(["--model", str(xlmr_dir), "--input", str(tmp_path / "in.txt"), "--output", str(out),
+                       "--layer", str(layer), "--batch-size", "8", "--no-progress"])
+    assert code == 0
+    ours = np.load(out)
+    assert ours.dtype == np.float32 and ours.shape == (len(sentences), 48)
+    theirs = _pytorch_embeddings(xlmr_dir, sentences, layer)
+    assert np.max(np.abs(ours - theirs)) < 1e-5
+
+
+def test_devices_and_batch_sizes_do_not_change_the_result(xlmr_dir):
+    encoder, _ = load_pretrained(xlmr_dir)
+    tokenizer = load_tokenizer(xlmr_dir)
+    sentences = _sentences()
+    one = SentenceEncoder(encoder, tokenizer, layer=2, batch_size=5, devices=jax.devices()[:1]).encode(sentences)
+    eight = SentenceEncoder(encoder, tokenizer, layer=2, batch_size=16, devices=jax.devices()[:8]).encode(sentences)
+    assert len(jax.devices()) == 8
+    np.testing.assert_allclose(one, eight, atol=1e-6)
+
+
+def test_cls_pooling_is_the_first_token(xlmr_dir):
+    encoder, _ = load_pretrained(xlmr_dir)
+    tokenizer = load_tokenizer(xlmr_dir)
+    sentences = _sentences()[:4]
+    ours = SentenceEncoder(encoder, tokenizer, layer=3, pooling="cls").encode(sentences)
+    batch = tokenizer(sentences, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        theirs = load_reference_model(xlmr_dir)(**batch).last_hidden_state[:, 0].numpy()
+    assert np.max(np.abs(ours - theirs)) < 1e-5
+
+
+def test_bad_input_gets_a_clear_error(xlmr_dir, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    args = ["--model", str(xlmr_dir), "--output", str(tmp_path / "out.npy"), "--no-progress"]
+    assert embed.main([*args, "--input", str(empty)]) == 2
+    assert "is empty: expected one sentence per line" in capsys.readouterr().err
+
+    good = tmp_path / "in.txt"
+    good.write_text("hello\n")
+    assert embed.main([*args, "--input", str(good), "--layer", "4"]) == 2
+    assert "layer 4 is out of range: the model has 3 layers, so valid indices are 0 (embeddings output) to 3" in capsys.readouterr().err
+
+    assert embed.main([*args, "--input", str(tmp_path / "missing.txt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    (no_weights / "config.json").write_text((xlmr_dir / "config.json").read_text())
+    assert embed.main(["--model", str(no_weights), "--input", str(good), "--output", str(tmp_path / "o.npy")]) == 2
+    assert "no weights in" in capsys.readouterr().err
+    assert not (tmp_path / "out.npy").exists() and not (tmp_path / "o.npy").exists()
+
+
+def test_length_buckets_and_default_layers():
+    assert [bucket_length(n, 512) for n in (1, 16, 17, 100, 300, 600)] == [16, 16, 32, 128, 512, 512]
+    assert bucket_length(70, 66) == 66
+    assert default_retrieval_layer(24) == 14 and default_retrieval_layer(12) == 8 and default_retrieval_layer(2) == 2

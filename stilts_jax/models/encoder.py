@@ -34,7 +34,7 @@ class EncoderOutput(NamedTuple):
     hidden_states: tuple[jax.Array, ...] | None  # embeddings output, then every layer's output
 
 
-def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], init: str, std: float = 0.02) -> nnx.Param:
+def make_param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], init: str, std: float = 0.02) -> nnx.Param:
     if init == "normal":
         value = std * jax.random.normal(rngs.params(), shape, jnp.float32)
     elif init == "zeros":
@@ -63,8 +63,8 @@ class LayerNorm(nnx.Module):
 
     def __init__(self, size: int, eps: float, *, rngs: nnx.Rngs):
         self.eps = eps
-        self.scale = _param(rngs, (size,), (EMBED,), "ones")
-        self.bias = _param(rngs, (size,), (EMBED,), "zeros")
+        self.scale = make_param(rngs, (size,), (EMBED,), "ones")
+        self.bias = make_param(rngs, (size,), (EMBED,), "zeros")
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
@@ -78,9 +78,9 @@ class Embeddings(nnx.Module):
     def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
         self.config = config
         std = config.initializer_range
-        self.word = _param(rngs, (config.vocab_size, config.hidden_size), (VOCAB, EMBED), "normal", std)
-        self.position = _param(rngs, (config.max_position_embeddings, config.hidden_size), (POSITIONS, EMBED), "normal", std)
-        self.token_type = _param(rngs, (config.type_vocab_size, config.hidden_size), (TYPES, EMBED), "normal", std)
+        self.word = make_param(rngs, (config.vocab_size, config.hidden_size), (VOCAB, EMBED), "normal", std)
+        self.position = make_param(rngs, (config.max_position_embeddings, config.hidden_size), (POSITIONS, EMBED), "normal", std)
+        self.token_type = make_param(rngs, (config.type_vocab_size, config.hidden_size), (TYPES, EMBED), "normal", std)
         self.layer_norm = LayerNorm(config.hidden_size, config.layer_norm_eps, rngs=rngs)
 
     def position_ids(self, input_ids: jax.Array) -> jax.Array:
@@ -123,14 +123,14 @@ def resolve_attention_impl(impl: AttentionImpl, dtype: jnp.dtype, head_dim: int)
 class SelfAttention(nnx.Module):
     def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
         d, h, k, std = config.hidden_size, config.num_attention_heads, config.head_dim, config.initializer_range
-        self.query = _param(rngs, (d, h, k), (EMBED, HEADS, KV), "normal", std)
-        self.key = _param(rngs, (d, h, k), (EMBED, HEADS, KV), "normal", std)
-        self.value = _param(rngs, (d, h, k), (EMBED, HEADS, KV), "normal", std)
-        self.query_bias = _param(rngs, (h, k), (HEADS, KV), "zeros")
-        self.key_bias = _param(rngs, (h, k), (HEADS, KV), "zeros")
-        self.value_bias = _param(rngs, (h, k), (HEADS, KV), "zeros")
-        self.output = _param(rngs, (h, k, d), (HEADS, KV, EMBED), "normal", std)
-        self.output_bias = _param(rngs, (d,), (EMBED,), "zeros")
+        self.query = make_param(rngs, (d, h, k), (EMBED, HEADS, KV), "normal", std)
+        self.key = make_param(rngs, (d, h, k), (EMBED, HEADS, KV), "normal", std)
+        self.value = make_param(rngs, (d, h, k), (EMBED, HEADS, KV), "normal", std)
+        self.query_bias = make_param(rngs, (h, k), (HEADS, KV), "zeros")
+        self.key_bias = make_param(rngs, (h, k), (HEADS, KV), "zeros")
+        self.value_bias = make_param(rngs, (h, k), (HEADS, KV), "zeros")
+        self.output = make_param(rngs, (h, k, d), (HEADS, KV, EMBED), "normal", std)
+        self.output_bias = make_param(rngs, (d,), (EMBED,), "zeros")
 
     def __call__(self, x: jax.Array, lengths: jax.Array, impl: Literal["xla", "cudnn"]) -> jax.Array:
         dtype = x.dtype
@@ -148,10 +148,10 @@ class FeedForward(nnx.Module):
     def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
         d, m, std = config.hidden_size, config.intermediate_size, config.initializer_range
         self.activation = _activation(config.hidden_act)
-        self.intermediate = _param(rngs, (d, m), (EMBED, MLP), "normal", std)
-        self.intermediate_bias = _param(rngs, (m,), (MLP,), "zeros")
-        self.output = _param(rngs, (m, d), (MLP, EMBED), "normal", std)
-        self.output_bias = _param(rngs, (d,), (EMBED,), "zeros")
+        self.intermediate = make_param(rngs, (d, m), (EMBED, MLP), "normal", std)
+        self.intermediate_bias = make_param(rngs, (m,), (MLP,), "zeros")
+        self.output = make_param(rngs, (m, d), (MLP, EMBED), "normal", std)
+        self.output_bias = make_param(rngs, (d,), (EMBED,), "zeros")
 
     def __call__(self, x: jax.Array) -> jax.Array:
         dtype = x.dtype

@@ -1,0 +1,58 @@
+"""Task heads on top of the encoder, and the encoder+head model every phase trains.
+
+The encoder is one attribute (`model.encoder`) and the head another (`model.head`): the phase hand-off carries
+the encoder's parameters to a new model and leaves its freshly initialised head alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from stilts_jax.models.encoder import Encoder, dropout, make_param
+
+
+class ClassificationHead(nnx.Module):
+    """RoBERTa's sentence classification head on the first token: dropout, dense, tanh, dropout, projection."""
+
+    def __init__(self, hidden_size: int, num_classes: int, dropout_rate: float = 0.1, *, rngs: nnx.Rngs):
+        self.dropout_rate = dropout_rate
+        with nnx.use_eager_sharding(False):
+            self.dense = make_param(rngs, (hidden_size, hidden_size), ("embed", "mlp"), "normal")
+            self.dense_bias = make_param(rngs, (hidden_size,), ("mlp",), "zeros")
+            self.output = make_param(rngs, (hidden_size, num_classes), ("mlp", "classes"), "normal")
+            self.output_bias = make_param(rngs, (num_classes,), ("classes",), "zeros")
+
+    def __call__(self, hidden: jax.Array, attention_mask: jax.Array, rng: jax.Array | None) -> jax.Array:
+        rng_in, rng_out = (None, None) if rng is None else jax.random.split(rng)
+        x = dropout(hidden[:, 0].astype(jnp.float32), self.dropout_rate, rng_in)
+        x = jnp.tanh(x @ self.dense[...] + self.dense_bias[...])
+        x = dropout(x, self.dropout_rate, rng_out)
+        return x @ self.output[...] + self.output_bias[...]  # float32 logits
+
+
+class TaskModel(nnx.Module):
+    """Encoder plus one task head. `__call__` takes a batch dict with input_ids, attention_mask (token_type_ids)."""
+
+    def __init__(self, encoder: Encoder, head: nnx.Module):
+        self.encoder = encoder
+        self.head = head
+
+    def __call__(self, batch: dict[str, Any], *, dropout_rng: jax.Array | None = None) -> jax.Array:
+        rng_encoder, rng_head = (None, None) if dropout_rng is None else jax.random.split(dropout_rng)
+        hidden = self.encoder(
+            batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), dropout_rng=rng_encoder
+        ).last_hidden_state
+        return self.head(hidden, batch["attention_mask"], rng_head)
+
+
+def classification_loss(model: TaskModel, batch: dict[str, Any], dropout_rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """Summed float32 cross-entropy over the examples whose `weight` is 1, and their count."""
+    logits = model(batch, dropout_rng=dropout_rng)
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
+    nll = -jnp.take_along_axis(log_probs, batch["labels"][:, None], axis=-1)[:, 0]
+    weight = batch.get("weight", jnp.ones_like(nll)).astype(jnp.float32)
+    return jnp.sum(nll * weight), jnp.sum(weight)

@@ -1,0 +1,228 @@
+"""Orbax checkpoints: periodic async saves, keep-last-N plus keep-best, resume from the latest good one, and the
+encoder hand-off between phases.
+
+Orbax writes each step into a temporary folder and renames it when complete, so a save killed midway never
+looks like a checkpoint. On top of that, every finished local checkpoint gets a manifest of file sizes and
+CRC32s (in `<dir>_manifests/`); a checkpoint whose files no longer match, or that Orbax cannot read, is
+reported, moved to `<dir>_corrupt/`, and the previous one is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+from orbax.checkpoint import checkpoint_managers
+
+from stilts_jax.errors import WeightsError
+from stilts_jax.io_utils import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _file_manifest(folder: Path) -> dict[str, list[int]]:
+    return {str(p.relative_to(folder)): [p.stat().st_size, _crc32(p)] for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class Checkpoints:
+    """A phase's checkpoints under `directory`.
+
+    Args:
+      keep_last: the newest checkpoints to keep.
+      keep_best: also keep this many best checkpoints by `best_metric` (saved with `metrics=`).
+      best_mode: 'max' or 'min'.
+      verify: write and check size+CRC32 manifests (local folders only).
+    """
+
+    def __init__(self, directory: str | Path, *, keep_last: int = 2, keep_best: int = 1, best_metric: str = "dev_score",
+                 best_mode: str = "max", async_save: bool = True, verify: bool = True):
+        self.directory = Path(directory).absolute()
+        self.manifest_dir = self.directory.with_name(self.directory.name + "_manifests")
+        self.corrupt_dir = self.directory.with_name(self.directory.name + "_corrupt")
+        self.best_metric = best_metric
+        self.best_mode = best_mode
+        self.verify = verify and not str(directory).startswith("gs://")
+        policies = [checkpoint_managers.LatestN(n=keep_last)]
+        if keep_best:
+            policies.append(checkpoint_managers.BestN(
+                get_metric_fn=lambda metrics: metrics[best_metric], reverse=best_mode == "min", n=keep_best,
+                keep_checkpoints_without_metrics=False,
+            ))
+        self._options = ocp.CheckpointManagerOptions(
+            # best_fn makes Orbax store each save's metrics, which the BestN policy ranks by.
+            best_fn=(lambda metrics: metrics[best_metric]) if keep_best else None,
+            best_mode=best_mode,
+            enable_async_checkpointing=async_save,
+            preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+            cleanup_tmp_directories=True,
+        )
+        self._manager = self._open()
+
+    def _open(self) -> ocp.CheckpointManager:
+        return ocp.CheckpointManager(self.directory, options=self._options)
+
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def best_step(self) -> int | None:
+        """The kept step with the best `best_metric`, or None when no checkpoint carries it."""
+        scored = {}
+        for step in self._manager.all_steps():
+            metrics = self._manager.metrics(step)
+            if metrics and self.best_metric in metrics:
+                scored[step] = metrics[self.best_metric]
+        if not scored:
+            return None
+        pick = min if self.best_mode == "min" else max
+        return pick(scored, key=lambda step: (scored[step], -step if self.best_mode == "max" else step))
+
+    def save(self, step: int, state: Any, data_position: dict[str, Any], metrics: dict[str, float] | None = None) -> None:
+        """Start an async save; the previous save is finished (and its manifest written) first."""
+        self._finish_pending()
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_position)),
+            metrics=metrics,
+            force=True,
+        )
+
+    def _finish_pending(self) -> None:
+        self._manager.wait_until_finished()
+        if not self.verify or jax.process_index() != 0:
+            return
+        self.manifest_dir.mkdir(parents=True, exist_ok=True)
+        steps = set(self._manager.all_steps())
+        for step in steps:
+            manifest = self.manifest_dir / f"{step}.json"
+            if not manifest.exists() and (self.directory / str(step)).is_dir():
+                atomic_write_text(manifest, json.dumps(_file_manifest(self.directory / str(step))))
+        for stale in self.manifest_dir.glob("*.json"):
+            if stale.stem.isdigit() and int(stale.stem) not in steps:
+                stale.unlink()
+
+    def close(self) -> None:
+        self._finish_pending()
+        self._manager.close()
+
+    def _check_manifest(self, step: int) -> str | None:
+        manifest = self.manifest_dir / f"{step}.json"
+        if not self.verify or not manifest.exists():
+            return None
+        expected = json.loads(manifest.read_text())
+        actual_files = {str(p.relative_to(self.directory / str(step))) for p in (self.directory / str(step)).rglob("*") if p.is_file()}
+        for name, (size, crc) in expected.items():
+            path = self.directory / str(step) / name
+            if name not in actual_files:
+                return f"file {name} is missing"
+            if path.stat().st_size != size:
+                return f"file {name} has {path.stat().st_size} bytes, {size} were written"
+            if _crc32(path) != crc:
+                return f"file {name} does not match its checksum"
+        return None
+
+    def _quarantine(self, step: int, reason: str) -> None:
+        log.warning("checkpoint %s/%d is unusable (%s); moved to %s, using the previous one",
+                    self.directory, step, reason, self.corrupt_dir)
+        print(f"warning: checkpoint step {step} in {self.directory} is unusable ({reason}); "
+              f"moved to {self.corrupt_dir}, falling back to the previous checkpoint", flush=True)
+        if jax.process_index() == 0:
+            self.corrupt_dir.mkdir(parents=True, exist_ok=True)
+            target = self.corrupt_dir / f"{step}-{int(time.time())}"
+            shutil.move(str(self.directory / str(step)), target)
+            (self.manifest_dir / f"{step}.json").unlink(missing_ok=True)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"stilts_quarantine_{step}")
+        self._manager.close()
+        self._manager = self._open()
+
+    def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict[str, Any]] | None:
+        """(step, state, data position) of the newest readable checkpoint, or None when there is none.
+
+        `abstract_state` is a pytree of jax.ShapeDtypeStruct carrying shardings: arrays land directly on them.
+        """
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            problem = self._check_manifest(step)
+            if problem is None:
+                try:
+                    restored = self._manager.restore(step, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+                    return step, restored.state, restored.data
+                except Exception as e:  # Orbax/TensorStore raise many kinds for unreadable files
+                    problem = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+            self._quarantine(step, problem)
+        return None
+
+    def restore_params(self, step: int, abstract_state: Any) -> Any:
+        """The state saved at `step` (e.g. the best one), restored onto the abstract state's shardings."""
+        return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))).state
+
+
+def save_encoder(path: str | Path, encoder_params: Any) -> None:
+    """Write the encoder's parameters (a pure dict) for the next phase; complete or not at all."""
+    path = Path(path).absolute()
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(path, encoder_params, force=True)
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+
+
+def _path_name(path: tuple) -> str:
+    # Orbax metadata turns integer keys (layer indices) into strings; compare paths as text.
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def _shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    return {_path_name(p): (tuple(x.shape), str(x.dtype)) for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def load_encoder(path: str | Path, abstract_params: Any) -> Any:
+    """The saved encoder, strictly: every parameter path and shape must match the new model's encoder.
+
+    `abstract_params` is the new encoder's pure dict of jax.ShapeDtypeStruct with shardings. A missing,
+    unexpected or mis-shaped parameter is an error listing them; nothing is ever silently left random or zero.
+    """
+    path = Path(path).absolute()
+    if not path.exists():
+        raise WeightsError(f"no saved encoder at {path}: run the intermediate phase first (or point to its workdir)")
+    checkpointer = ocp.StandardCheckpointer()
+    saved = _shapes(checkpointer.metadata(path).item_metadata.tree)
+    expected = _shapes(abstract_params)
+    missing = sorted(set(expected) - set(saved))
+    unexpected = sorted(set(saved) - set(expected))
+    misshaped = [f"{k}: saved {saved[k][0]}, model {expected[k][0]}" for k in sorted(set(saved) & set(expected))
+                 if saved[k][0] != expected[k][0]]
+    if missing or unexpected or misshaped:
+        raise WeightsError(
+            f"the encoder saved at {path} does not fit the new model: missing {missing}, unexpected {unexpected}, "
+            f"wrong shape {misshaped}. Both phases must use the same encoder architecture."
+        )
+    restored = checkpointer.restore(path, abstract_params)
+    checkpointer.close()
+    return restored
+
+
+def transplant_encoder(model: Any, path: str | Path) -> None:
+    """Load the encoder saved by the previous phase into `model.encoder` in place; `model.head` is untouched."""
+    from flax import nnx
+
+    state = nnx.state(model.encoder)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(state))
+    nnx.replace_by_pure_dict(state, load_encoder(path, abstract))
+    nnx.update(model.encoder, state)

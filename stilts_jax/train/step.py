@@ -1,0 +1,72 @@
+"""The jitted train step: gradient accumulation over micro-batches, AdamW update, step metrics on device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from stilts_jax.train.state import ModelSpec, TrainState, replicated
+
+# (model, micro-batch, dropout key or None) -> (summed float32 loss, number of examples or tokens it covers)
+LossFn = Callable[[nnx.Module, dict[str, jax.Array], jax.Array | None], tuple[jax.Array, jax.Array]]
+
+
+def make_train_step(
+    spec: ModelSpec,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    loss_fn: LossFn,
+    shardings: TrainState,
+    batch_shardings: dict[str, Any],
+    *,
+    dropout: bool = True,
+) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
+    """Returns `step(state, batch) -> (state, metrics)`; batch leaves are [micro_batches, micro_batch_size, ...].
+
+    Gradients of summed losses are accumulated over the micro-batches and divided by the total weight once, so
+    k micro-batches give the update of one k-times larger batch. The state is donated; metrics stay on device
+    (loss, grad_norm, learning_rate, examples) until the loop fetches them.
+    """
+
+    def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+        step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        num_micro = jax.tree.leaves(batch)[0].shape[0]
+
+        def micro_step(carry, inputs):
+            grads, loss_sum, weight = carry
+            index, micro_batch = inputs
+            rng = jax.random.fold_in(step_key, index) if dropout else None
+
+            def loss_of(params):
+                return loss_fn(spec.merge(params), micro_batch, rng)
+
+            (loss, micro_weight), micro_grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+            grads = jax.lax.with_sharding_constraint(jax.tree.map(jnp.add, grads, micro_grads), spec.param_shardings)
+            return (grads, loss_sum + loss, weight + micro_weight), None
+
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+        (grads, loss_sum, weight), _ = jax.lax.scan(micro_step, init, (jnp.arange(num_micro), batch))
+        denominator = jnp.maximum(weight, 1.0)
+        grads = jax.tree.map(lambda g: g / denominator, grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": loss_sum / denominator,
+            "grad_norm": optax.global_norm(grads),
+            "learning_rate": schedule(state.step),
+            "examples": weight,
+        }
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    return jax.jit(
+        step,
+        in_shardings=(shardings, batch_shardings),
+        out_shardings=(shardings, replicated(spec.mesh)),
+        donate_argnums=0,
+    )

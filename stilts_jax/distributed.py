@@ -152,3 +152,18 @@ def batch_sharding(mesh: Mesh, rules: Sequence[tuple[str, Any]], ndim: int = 2, 
     """Sharding of a batch array: its first dimension after `leading` unsharded ones split like 'batch'."""
     batch_axes = logical_to_mesh_spec(("batch",), rules, mesh)[0]
     return NamedSharding(mesh, PartitionSpec(*([None] * leading), batch_axes, *([None] * (ndim - leading - 1))))
+
+
+def batch_shard_count(mesh: Mesh, rules: Sequence[tuple[str, Any]]) -> int:
+    """How many ways a batch is split: the product of the mesh axes the 'batch' rule maps to."""
+    entry = logical_to_mesh_spec(("batch",), rules, mesh)[0]
+    axes = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
+    return math.prod(mesh.shape[a] for a in axes)
+
+
+def process_local_rows(sharding: NamedSharding, shape: tuple[int, ...], axis: int = 0) -> slice:
+    """The contiguous range along `axis` that this process's devices hold of an array of `shape`."""
+    ranges = [index[axis] for index in sharding.addressable_devices_indices_map(shape).values()]
+    start = min(r.start or 0 for r in ranges)
+    stop = max(shape[axis] if r.stop is None else r.stop for r in ranges)
+    return slice(start, stop)

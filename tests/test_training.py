@@ -14,7 +14,7 @@ from flax import nnx
 from stilts_jax import distributed
 from stilts_jax.errors import StiltsError, WeightsError
 from stilts_jax.models.heads import classification_loss
-from stilts_jax.train.checkpoints import save_encoder, transplant_encoder
+from stilts_jax.train.checkpoints import save_params, transplant_encoder
 from stilts_jax.train.feeding import BatchFeeder, DataPositionError
 from stilts_jax.train.loop import TrainingDivergedError, TrainingPreempted, train
 from stilts_jax.train.metrics_log import read_metrics
@@ -130,7 +130,7 @@ def test_resuming_on_other_data_is_refused(tmp_path):
 def test_handoff_carries_the_encoder_and_leaves_the_new_head_fresh(tmp_path):
     intermediate = _run(tmp_path / "intermediate", steps=2)
     saved = jax.device_get(intermediate.state.params["encoder"])
-    save_encoder(tmp_path / "handoff" / "encoder", saved)
+    save_params(tmp_path / "handoff" / "encoder", saved)
 
     target = tiny_model(seed=7, num_classes=2)
     fresh_head = _flat(nnx.to_pure_dict(nnx.state(target.head)))
@@ -145,7 +145,7 @@ def test_handoff_carries_the_encoder_and_leaves_the_new_head_fresh(tmp_path):
     assert start["head"]["output"].shape == (32, 2)
 
     shallow = tiny_model(num_layers=1)
-    with pytest.raises(WeightsError, match=r"does not fit the new model: missing \[\], unexpected \['layers/1/"):
+    with pytest.raises(WeightsError, match=r"do not fit the new model: missing \[\], unexpected \['layers/1/"):
         transplant_encoder(shallow, tmp_path / "handoff" / "encoder")
     with pytest.raises(WeightsError, match="run the intermediate phase first"):
         transplant_encoder(shallow, tmp_path / "nowhere")
@@ -154,8 +154,8 @@ def test_handoff_carries_the_encoder_and_leaves_the_new_head_fresh(tmp_path):
 def test_keep_best_and_keep_last_checkpoints_and_logs(tmp_path):
     scores = iter([0.2, 0.9, 0.4, 0.3])
 
-    def evaluate(model):
-        assert isinstance(model, nnx.Module)
+    def evaluate(params):
+        assert set(params) == {"encoder", "head"}
         return {"dev_score": next(scores)}
 
     mesh = distributed.make_mesh({"data": -1})
@@ -163,6 +163,7 @@ def test_keep_best_and_keep_last_checkpoints_and_logs(tmp_path):
                    trainer_config(8, eval_every=2, keep_checkpoints=1, checkpoint_every=100),
                    workdir=tmp_path, mesh=mesh, rules=RULES, evaluate=evaluate)
     assert result.best_step == 4
+    assert not np.array_equal(_flat(result.best_params)["['head']['output']"], _flat(result.state.params)["['head']['output']"])
     assert result.checkpoints.all_steps() == [4, 8]  # the best and the latest
     dev = read_metrics(tmp_path, "dev")
     assert [(r["step"], r["dev_score"]) for r in dev] == [(2, 0.2), (4, 0.9), (6, 0.4), (8, 0.3)]

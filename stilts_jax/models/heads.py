@@ -56,3 +56,27 @@ def classification_loss(model: TaskModel, batch: dict[str, Any], dropout_rng: ja
     nll = -jnp.take_along_axis(log_probs, batch["labels"][:, None], axis=-1)[:, 0]
     weight = batch.get("weight", jnp.ones_like(nll)).astype(jnp.float32)
     return jnp.sum(nll * weight), jnp.sum(weight)
+
+
+class SpanHead(nnx.Module):
+    """Extractive QA: a start and an end logit for every token (padding masked out)."""
+
+    def __init__(self, hidden_size: int, *, rngs: nnx.Rngs):
+        with nnx.use_eager_sharding(False):
+            self.output = make_param(rngs, (hidden_size, 2), ("embed", None), "normal")
+            self.output_bias = make_param(rngs, (2,), (None,), "zeros")
+
+    def __call__(self, hidden: jax.Array, attention_mask: jax.Array, rng: jax.Array | None) -> jax.Array:
+        logits = hidden.astype(jnp.float32) @ self.output[...] + self.output_bias[...]
+        return jnp.where(attention_mask[..., None] > 0, logits, -1e9)  # [batch, seq, 2] float32
+
+
+def span_loss(model: TaskModel, batch: dict[str, Any], dropout_rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """Mean of start and end cross-entropy per example, summed over the examples whose `weight` is 1."""
+    logits = model(batch, dropout_rng=dropout_rng)
+    log_start = jax.nn.log_softmax(logits[..., 0], axis=-1)
+    log_end = jax.nn.log_softmax(logits[..., 1], axis=-1)
+    nll_start = -jnp.take_along_axis(log_start, batch["start_positions"][:, None], axis=-1)[:, 0]
+    nll_end = -jnp.take_along_axis(log_end, batch["end_positions"][:, None], axis=-1)[:, 0]
+    weight = batch.get("weight", jnp.ones_like(nll_start)).astype(jnp.float32)
+    return jnp.sum(0.5 * (nll_start + nll_end) * weight), jnp.sum(weight)

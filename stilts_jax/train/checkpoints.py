@@ -116,6 +116,10 @@ class Checkpoints:
             if stale.stem.isdigit() and int(stale.stem) not in steps:
                 stale.unlink()
 
+    def wait(self) -> None:
+        """Block until the last save is complete and its manifest written."""
+        self._finish_pending()
+
     def close(self) -> None:
         self._finish_pending()
         self._manager.close()
@@ -168,16 +172,16 @@ class Checkpoints:
             self._quarantine(step, problem)
         return None
 
-    def restore_params(self, step: int, abstract_state: Any) -> Any:
+    def restore_state(self, step: int, abstract_state: Any) -> Any:
         """The state saved at `step` (e.g. the best one), restored onto the abstract state's shardings."""
         return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))).state
 
 
-def save_encoder(path: str | Path, encoder_params: Any) -> None:
-    """Write the encoder's parameters (a pure dict) for the next phase; complete or not at all."""
+def save_params(path: str | Path, params: Any) -> None:
+    """Write a pure dict of parameters (the encoder for the next phase, a phase's best model); whole or not at all."""
     path = Path(path).absolute()
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(path, encoder_params, force=True)
+    checkpointer.save(path, params, force=True)
     checkpointer.wait_until_finished()
     checkpointer.close()
 
@@ -191,15 +195,15 @@ def _shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
     return {_path_name(p): (tuple(x.shape), str(x.dtype)) for p, x in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def load_encoder(path: str | Path, abstract_params: Any) -> Any:
-    """The saved encoder, strictly: every parameter path and shape must match the new model's encoder.
+def load_params(path: str | Path, abstract_params: Any) -> Any:
+    """Saved parameters, strictly: every path and shape must match `abstract_params`.
 
-    `abstract_params` is the new encoder's pure dict of jax.ShapeDtypeStruct with shardings. A missing,
+    `abstract_params` is a pure dict of jax.ShapeDtypeStruct with shardings (where the arrays land). A missing,
     unexpected or mis-shaped parameter is an error listing them; nothing is ever silently left random or zero.
     """
     path = Path(path).absolute()
     if not path.exists():
-        raise WeightsError(f"no saved encoder at {path}: run the intermediate phase first (or point to its workdir)")
+        raise WeightsError(f"no saved parameters at {path}")
     checkpointer = ocp.StandardCheckpointer()
     saved = _shapes(checkpointer.metadata(path).item_metadata.tree)
     expected = _shapes(abstract_params)
@@ -209,7 +213,7 @@ def load_encoder(path: str | Path, abstract_params: Any) -> Any:
                  if saved[k][0] != expected[k][0]]
     if missing or unexpected or misshaped:
         raise WeightsError(
-            f"the encoder saved at {path} does not fit the new model: missing {missing}, unexpected {unexpected}, "
+            f"the parameters saved at {path} do not fit the new model: missing {missing}, unexpected {unexpected}, "
             f"wrong shape {misshaped}. Both phases must use the same encoder architecture."
         )
     restored = checkpointer.restore(path, abstract_params)
@@ -224,5 +228,7 @@ def transplant_encoder(model: Any, path: str | Path) -> None:
     state = nnx.state(model.encoder)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(state))
-    nnx.replace_by_pure_dict(state, load_encoder(path, abstract))
+    if not Path(path).exists():
+        raise WeightsError(f"no saved encoder at {path}: run the intermediate phase first (or point to its workdir)")
+    nnx.replace_by_pure_dict(state, load_params(path, abstract))
     nnx.update(model.encoder, state)

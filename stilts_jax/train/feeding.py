@@ -10,9 +10,9 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
-from stilts_jax.distributed import batch_sharding
+from stilts_jax.distributed import batch_shard_count, batch_sharding, process_local_rows
 from stilts_jax.errors import StiltsError
 
 
@@ -49,7 +49,7 @@ class BatchFeeder:
                 "lower the batch size"
             )
         self.seed = seed
-        batch_shards = self._batch_shards(mesh, rules)
+        batch_shards = batch_shard_count(mesh, rules)
         if self.micro_batch_size % batch_shards:
             raise StiltsError(
                 f"micro-batch size {self.micro_batch_size} (global batch {global_batch_size} / {micro_batches} micro-batches) "
@@ -59,11 +59,6 @@ class BatchFeeder:
             name: batch_sharding(mesh, rules, ndim=array.ndim + 1, leading=1) for name, array in features.items()
         }
         self._epoch_cache: tuple[int, np.ndarray] | None = None
-
-    @staticmethod
-    def _batch_shards(mesh: Mesh, rules: Any) -> int:
-        sharding = batch_sharding(mesh, rules)
-        return sharding.num_devices // int(np.prod([mesh.shape[a] for a in mesh.axis_names if a not in _axes(sharding.spec[0])]))
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
@@ -76,19 +71,13 @@ class BatchFeeder:
         start = index * self.global_batch_size
         return self._permutation(epoch)[start : start + self.global_batch_size]
 
-    def _local_rows(self, sharding: NamedSharding, shape: tuple[int, ...]) -> slice:
-        rows = [index[1] for index in sharding.addressable_devices_indices_map(shape).values()]
-        starts = [r.start or 0 for r in rows]
-        stops = [shape[1] if r.stop is None else r.stop for r in rows]
-        return slice(min(starts), max(stops))
-
     def batch(self, step: int) -> dict[str, jax.Array]:
         indices = self.example_indices(step)
         out = {}
         for name, array in self.features.items():
             sharding = self.shardings[name]
             shape = (self.micro_batches, self.micro_batch_size, *array.shape[1:])
-            rows = self._local_rows(sharding, shape)
+            rows = process_local_rows(sharding, shape, axis=1)
             local = array[indices].reshape(shape)[:, rows]
             out[name] = jax.make_array_from_process_local_data(sharding, local, shape)
         return out
@@ -110,7 +99,3 @@ class BatchFeeder:
                 f"the checkpoint at step {step} was written for other training data or settings ({detail}); "
                 "use a new workdir, or restore the original data and settings"
             )
-
-
-def _axes(entry: Any) -> tuple[str, ...]:
-    return () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)

@@ -87,7 +87,8 @@ class TrainResult:
     spec: ModelSpec
     steps: int
     resumed_from: int | None
-    best_step: int | None
+    best_step: int | None  # by the dev metric; None without evaluation
+    best_params: Any  # the parameters of best_step (the final ones without evaluation)
     checkpoints: Checkpoints
 
     def model(self) -> nnx.Module:
@@ -107,13 +108,13 @@ def train(
     workdir: str | Path,
     mesh: Mesh,
     rules: Sequence[tuple[str, Any]],
-    evaluate: Callable[[nnx.Module], dict[str, float]] | None = None,
+    evaluate: Callable[[Any], dict[str, float]] | None = None,
     best_metric: str = "dev_score",
 ) -> TrainResult:
     """Train `model` on `features` in `workdir`, resuming from its latest good checkpoint if there is one.
 
-    `evaluate(model) -> metrics` runs every `eval_every` steps and at the end; the checkpoint saved then carries
-    `metrics[best_metric]`, which keep-best ranks by.
+    `evaluate(params) -> metrics` runs every `eval_every` steps and at the end (params is the pure dict the
+    model's `ModelSpec` merges); the checkpoint saved then carries `metrics[best_metric]`, which keep-best ranks by.
     """
     workdir = Path(workdir)
     spec = ModelSpec(model, mesh, rules)
@@ -125,7 +126,8 @@ def train(
                               best_metric=best_metric, async_save=config.async_checkpointing, verify=config.verify_checkpoints)
     metrics_log = MetricsLog(workdir)
 
-    restored = checkpoints.restore_latest(abstract_train_state(spec, tx, shardings))
+    abstract = abstract_train_state(spec, tx, shardings)
+    restored = checkpoints.restore_latest(abstract)
     if restored is None:
         state, start, resumed_from = init_train_state(spec, tx, config.seed, shardings), 0, None
     else:
@@ -181,7 +183,7 @@ def train(
                 flush_metrics()  # never save a diverged state
                 scores = None
                 if evaluate_now:
-                    scores = {k: float(v) for k, v in evaluate(spec.merge(state.params)).items()}
+                    scores = {k: float(v) for k, v in evaluate(state.params).items()}
                     if best_metric not in scores:
                         raise KeyError(f"evaluate() returned {sorted(scores)}, without the best_metric {best_metric!r}")
                     metrics_log.write(done, "dev", scores)
@@ -193,9 +195,14 @@ def train(
                     f"stopped by SIGTERM after step {done}; checkpoint saved in {checkpoints.directory}. "
                     "Rerun the same command to resume."
                 )
+        checkpoints.wait()
+        best_step = checkpoints.best_step()
+        best_params = state.params
+        if best_step is not None and best_step != int(state.step):
+            best_params = checkpoints.restore_state(best_step, abstract).params
     finally:
         preemption.close()
         checkpoints.close()  # waits for an in-flight save: the last good checkpoint is complete
         bar.close()
         metrics_log.close()
-    return TrainResult(state, spec, num_steps, resumed_from, checkpoints.best_step(), checkpoints)
+    return TrainResult(state, spec, num_steps, resumed_from, best_step, best_params, checkpoints)

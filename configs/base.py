@@ -1,0 +1,70 @@
+"""Defaults shared by every recipe. Real runs: xlm-roberta-large from the hub, the paper's hyperparameters.
+
+Recipes import this file's helpers; override any key from the command line, e.g. `--config.target.train.epochs=3`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# English training data, epochs, effective batch and max length per target (see BENCHMARKS.md).
+TASK_DEFAULTS = {
+    "squad": dict(epochs=2.0, batch_size=16, max_length=384),
+    "tydiqa": dict(epochs=2.0, batch_size=16, max_length=384),
+}
+INTERMEDIATE_DEFAULTS = dict(epochs=3.0, batch_size=16, max_length=384)
+
+
+def source(kind: str = "hf", **values: str) -> ml_collections.ConfigDict:
+    """Where a task's data comes from: kind is hf (hub), xtreme (download folder), tfds or files."""
+    base = dict(kind=kind, path="", repo="", config="", revision="", name="", data_dir="")
+    base.update(values)
+    return ml_collections.ConfigDict(base)
+
+
+def phase(task: str, *, intermediate: bool = False, **overrides) -> ml_collections.ConfigDict:
+    defaults = INTERMEDIATE_DEFAULTS if intermediate else TASK_DEFAULTS.get(task, INTERMEDIATE_DEFAULTS)
+    config = ml_collections.ConfigDict(dict(
+        task=task,
+        source=source(),
+        max_length=defaults["max_length"],
+        doc_stride=128,
+        max_train_examples=0,  # 0: all
+        max_dev_examples=0,
+        train=dict(
+            batch_size=defaults["batch_size"],
+            micro_batches=1,
+            epochs=defaults["epochs"],
+            max_steps=0,  # 0: from epochs
+            learning_rate=1e-5,
+            warmup_fraction=0.1,
+            weight_decay=0.01,
+            adam_eps=1e-8,
+            max_grad_norm=1.0,
+            dropout=True,
+            log_every=50,
+            checkpoint_every=1000,
+            eval_every=0,  # 0: evaluate on the English dev set at the end of the phase only
+            keep_checkpoints=2,
+            progress_bar=True,
+        ),
+    ))
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+def get_config(intermediate: str = "squad", target: str = "tydiqa") -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.workdir = f"workdir/{intermediate or 'baseline'}_to_{target}"
+    config.seed = 0
+    config.model = dict(name="xlm-roberta-large", tokenizer="", dtype="auto", attention="auto", make_tiny=False)
+    config.mesh = dict(data=-1, fsdp=1, tensor=1)
+    config.distributed = dict(coordinator_address="", num_processes=1, process_id=0)
+    # An empty intermediate task is the baseline: the target task straight from the pretrained model.
+    config.intermediate = phase(intermediate or "squad", intermediate=True)
+    config.intermediate.task = intermediate
+    config.target = phase(target)
+    # languages: [] evaluates every language of the target task.
+    config.evaluation = dict(batch_size=64, n_best=20, max_answer_length=30, languages=[])
+    return config

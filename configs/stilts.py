@@ -1,0 +1,19 @@
+"""Any intermediate -> target pairing: `--config=configs/stilts.py:intermediate=squad,target=tydiqa`.
+
+`intermediate=none` is the baseline (no intermediate phase).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import base  # noqa: E402
+
+
+def get_config(arg: str = "intermediate=squad,target=tydiqa"):
+    values = dict(item.split("=", 1) for item in arg.split(",") if item)
+    unknown = set(values) - {"intermediate", "target"}
+    if unknown:
+        raise ValueError(f"configs/stilts.py takes intermediate=X,target=Y; unknown: {sorted(unknown)}")
+    intermediate = values.get("intermediate", "squad")
+    return base.get_config(intermediate="" if intermediate == "none" else intermediate, target=values.get("target", "tydiqa"))

@@ -1,0 +1,112 @@
+"""Extractive QA examples and the SQuAD JSON format (SQuAD v1.1, XQuAD, MLQA, TyDiQA-GoldP share it).
+
+Every record is validated; a bad one is an error naming the file and the record, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from stilts_jax.errors import InputError
+
+# TyDiQA-GoldP ids start with the language's English name.
+TYDIQA_LANGUAGE_PREFIXES = {
+    "arabic": "ar", "bengali": "bn", "english": "en", "finnish": "fi", "indonesian": "id",
+    "korean": "ko", "russian": "ru", "swahili": "sw", "telugu": "te",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    text: str
+    start: int  # character offset into the context
+
+
+@dataclasses.dataclass(frozen=True)
+class QAExample:
+    id: str
+    question: str
+    context: str
+    answers: tuple[Answer, ...]  # empty for SQuAD v2.0 unanswerable questions
+    language: str
+    title: str = ""
+
+
+class QADataError(InputError):
+    pass
+
+
+def tydiqa_language(example_id: str) -> str:
+    prefix = example_id.split("-", 1)[0].lower()
+    if prefix not in TYDIQA_LANGUAGE_PREFIXES:
+        raise QADataError(f"TyDiQA id {example_id!r} does not start with a known language name "
+                          f"({', '.join(TYDIQA_LANGUAGE_PREFIXES)})")
+    return TYDIQA_LANGUAGE_PREFIXES[prefix]
+
+
+def validate_example(example: QAExample, where: str, *, allow_unanswerable: bool = False) -> None:
+    """Raise QADataError naming `where` (file and record) for an empty context or an answer off its offset."""
+    if not example.context.strip():
+        raise QADataError(f"{where}: question {example.id!r} has an empty context")
+    if not example.question.strip():
+        raise QADataError(f"{where}: question {example.id!r} is empty")
+    if not example.answers and not allow_unanswerable:
+        raise QADataError(f"{where}: question {example.id!r} has no answer (unanswerable questions need SQuAD v2.0)")
+    for answer in example.answers:
+        found = example.context[answer.start : answer.start + len(answer.text)]
+        if answer.start < 0 or found != answer.text:
+            raise QADataError(
+                f"{where}: question {example.id!r}: answer {answer.text!r} at offset {answer.start} does not match "
+                f"the context there ({found!r})"
+            )
+
+
+def examples_from_squad_dict(data: dict, source: str, *, language: str | None = None,
+                             allow_unanswerable: bool = False) -> list[QAExample]:
+    """Examples of a parsed SQuAD-format dict. `language=None` reads it from TyDiQA-style ids."""
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise QADataError(f"{source}: not SQuAD format (expected an object with a 'data' list)")
+    examples = []
+    for a, article in enumerate(data["data"]):
+        for p, paragraph in enumerate(article.get("paragraphs", [])):
+            for q, qa in enumerate(paragraph.get("qas", [])):
+                where = f"{source}: data[{a}].paragraphs[{p}].qas[{q}]"
+                try:
+                    context = paragraph["context"]
+                    impossible = bool(qa.get("is_impossible", False))
+                    answers = () if impossible else tuple(Answer(x["text"], int(x["answer_start"])) for x in qa["answers"])
+                    example = QAExample(
+                        id=str(qa["id"]), question=qa["question"], context=context, answers=answers,
+                        language=language or tydiqa_language(str(qa["id"])), title=article.get("title", ""),
+                    )
+                except (KeyError, TypeError, ValueError) as e:
+                    raise QADataError(f"{where}: malformed record ({type(e).__name__}: {e})") from e
+                validate_example(example, where, allow_unanswerable=allow_unanswerable)
+                examples.append(example)
+    return examples
+
+
+def read_squad_json(path: str | Path, *, language: str | None = None, allow_unanswerable: bool = False) -> list[QAExample]:
+    path = Path(path)
+    if not path.is_file():
+        raise QADataError(f"{path} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise QADataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+    return examples_from_squad_dict(data, str(path), language=language, allow_unanswerable=allow_unanswerable)
+
+
+def to_squad_dict(examples: Iterable[QAExample], version: str = "1.1") -> dict:
+    """SQuAD JSON for examples (one paragraph per example), e.g. to write fixtures or label files."""
+    data = []
+    for ex in examples:
+        qa = {"id": ex.id, "question": ex.question,
+              "answers": [{"text": a.text, "answer_start": a.start} for a in ex.answers]}
+        if not ex.answers:
+            qa["is_impossible"] = True
+        data.append({"title": ex.title, "paragraphs": [{"context": ex.context, "qas": [qa]}]})
+    return {"version": version, "data": data}

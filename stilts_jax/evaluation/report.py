@@ -1,0 +1,54 @@
+"""Per-language results as JSON and a Markdown table, and predictions in the XTREME submission layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from stilts_jax.io_utils import atomic_write_text
+
+
+def write_predictions(folder: str | Path, task_folder: str, language: str, predictions: dict[str, str], extension: str = "json") -> Path:
+    """`{folder}/{task}/test-{lang}.json` as the XTREME leaderboard (and its evaluate.py) reads it."""
+    path = Path(folder) / task_folder / f"test-{language}.{extension}"
+    atomic_write_text(path, json.dumps(predictions, ensure_ascii=False, indent=1) + "\n")
+    return path
+
+
+def summarize(task: str, per_language: dict[str, dict[str, float]], source_language: str = "en") -> dict[str, Any]:
+    """Averages over all languages (as XTREME reports them) and over the zero-shot ones (all but English)."""
+    metrics = sorted({k for row in per_language.values() for k in row if k != "examples"})
+
+    def mean(languages: list[str]) -> dict[str, float]:
+        return {m: sum(per_language[lang][m] for lang in languages) / len(languages) for m in metrics} if languages else {}
+
+    languages = sorted(per_language)
+    return {
+        "task": task,
+        "per_language": per_language,
+        "average": mean(languages),
+        "average_zero_shot": mean([lang for lang in languages if lang != source_language]),
+    }
+
+
+def markdown_table(summary: dict[str, Any], columns: list[tuple[str, str]]) -> str:
+    """A table with one row per language and the two averages; `columns` are (metric key, header)."""
+    header = "| language | " + " | ".join(h for _, h in columns) + " | examples |"
+    lines = [f"### {summary['task']}", "", header, "|" + "---|" * (len(columns) + 2)]
+    for lang, row in sorted(summary["per_language"].items()):
+        lines.append(f"| {lang} | " + " | ".join(f"{row[k]:.1f}" for k, _ in columns) + f" | {int(row.get('examples', 0))} |")
+    for name in ("average", "average_zero_shot"):
+        avg = summary[name]
+        if avg:
+            label = "**average**" if name == "average" else "**average (zero-shot, no en)**"
+            lines.append(f"| {label} | " + " | ".join(f"{avg[k]:.1f}" for k, _ in columns) + " | |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(workdir: str | Path, summary: dict[str, Any], columns: list[tuple[str, str]]) -> tuple[Path, Path]:
+    workdir = Path(workdir)
+    json_path, md_path = workdir / "results.json", workdir / "results.md"
+    atomic_write_text(json_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(md_path, markdown_table(summary, columns))
+    return json_path, md_path

@@ -1,0 +1,39 @@
+"""Tasks as data: what each one trains on, where its languages are evaluated, and how it is scored.
+
+Adding an English dataset of a known family is one entry here (plus, at most, a loader in stilts_jax/data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from stilts_jax.errors import StiltsError
+
+TYDIQA_LANGUAGES = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    family: str  # span_qa (more families: classification, multiple_choice, tagging, retrieval)
+    dataset: str  # the dataset name the sources know
+    languages: tuple[str, ...]  # evaluation languages
+    train_split: str = "train"
+    dev_split: str = "dev"  # English dev set for model selection
+    eval_split: str = "dev"  # the split evaluated zero-shot in every language
+    metric: str = "f1"  # the dev metric that selects the best checkpoint
+    xtreme_name: str | None = None  # folder name in the XTREME submission layout
+    prediction_extension: str = "json"
+
+
+TASKS: dict[str, TaskSpec] = {
+    "squad": TaskSpec(name="squad", family="span_qa", dataset="squad", languages=("en",)),
+    # TyDiQA-GoldP: train on the English training examples only; its dev set is XTREME's test set.
+    "tydiqa": TaskSpec(name="tydiqa", family="span_qa", dataset="tydiqa", languages=TYDIQA_LANGUAGES, xtreme_name="tydiqa"),
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise StiltsError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name]

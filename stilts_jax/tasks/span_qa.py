@@ -1,0 +1,50 @@
+"""The extractive QA family (SQuAD, XQuAD, MLQA, TyDiQA-GoldP): features, head, loss, predictions, metric."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from flax import nnx
+
+from stilts_jax.data.qa import QAExample
+from stilts_jax.data.qa_features import featurize_qa
+from stilts_jax.evaluation.predictor import Predictor
+from stilts_jax.evaluation.qa_postprocess import best_answers
+from stilts_jax.evaluation.squad_metric import squad_scores
+from stilts_jax.models.heads import SpanHead, span_loss
+from stilts_jax.tasks.registry import TaskSpec
+
+
+class SpanQATask:
+    def __init__(self, spec: TaskSpec, tokenizer: Any, *, max_length: int = 384, doc_stride: int = 128,
+                 n_best: int = 20, max_answer_length: int = 30):
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.doc_stride = doc_stride
+        self.n_best = n_best
+        self.max_answer_length = max_answer_length
+        self.loss_fn = span_loss
+
+    def head(self, hidden_size: int, rngs: nnx.Rngs) -> SpanHead:
+        return SpanHead(hidden_size, rngs=rngs)
+
+    def train_features(self, examples: Sequence[QAExample]) -> dict[str, np.ndarray]:
+        return featurize_qa(examples, self.tokenizer, max_length=self.max_length, doc_stride=self.doc_stride).arrays
+
+    def predict(self, predictor: Predictor, params: Any, examples: Sequence[QAExample], *, desc: str = "predict") -> dict[str, str]:
+        features = featurize_qa(examples, self.tokenizer, max_length=self.max_length, doc_stride=self.doc_stride, with_labels=False)
+        logits = predictor.predict(params, features.arrays, desc=desc)
+        return best_answers(examples, features, logits[..., 0], logits[..., 1], n_best=self.n_best,
+                            max_answer_length=self.max_answer_length)
+
+    @staticmethod
+    def score(predictions: dict[str, str], examples: Sequence[QAExample]) -> dict[str, float]:
+        return squad_scores(predictions, {ex.id: [a.text for a in ex.answers] for ex in examples})
+
+    @staticmethod
+    def trivial_predictions(examples: Sequence[QAExample]) -> dict[str, str]:
+        """The baseline a model must beat: the first word of the context."""
+        return {ex.id: (ex.context.split() or [""])[0] for ex in examples}

@@ -1,0 +1,66 @@
+"""The product's main command on the offline demo: all phases, learning, resuming (slow; CI runs them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _command(workdir: Path) -> list[str]:
+    return [sys.executable, "-m", "stilts_jax.main", "--config=configs/demo.py", f"--config.workdir={workdir}",
+            f"--config.model.name={workdir.parent / 'tiny-xlmr'}"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.mark.slow
+def test_demo_runs_every_phase_and_beats_the_trivial_baseline_in_every_language(tmp_path):
+    workdir = tmp_path / "demo"
+    run = subprocess.run(_command(workdir), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-4000:]
+    results = json.loads((workdir / "results.json").read_text())
+    languages = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
+    assert sorted(results["per_language"]) == list(languages)
+    for lang, row in results["per_language"].items():
+        assert row["f1"] > row["baseline_f1"] + 5, (lang, row)
+    assert results["intermediate_task"] == "squad"
+    for lang in languages:
+        predictions = json.loads((workdir / "predictions" / "tydiqa" / f"test-{lang}.json").read_text())
+        assert len(predictions) == results["per_language"][lang]["examples"]
+    assert "| **average** |" in (workdir / "results.md").read_text()
+    assert json.loads((workdir / "config.json").read_text())["target"]["task"] == "tydiqa"
+    assert (workdir / "intermediate" / "phase_done.json").exists() and (workdir / "target" / "phase_done.json").exists()
+
+    again = subprocess.run(_command(workdir), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "finished earlier" in again.stdout and "train" not in again.stderr.split("finished earlier")[-1][:0]
+
+
+@pytest.mark.slow
+def test_interrupted_demo_resumes_on_rerun(tmp_path):
+    workdir = tmp_path / "demo"
+    victim = subprocess.Popen(_command(workdir), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = workdir / "intermediate" / "checkpoints"
+    deadline = time.time() + 600
+    while time.time() < deadline and not any(p.name.isdigit() for p in checkpoints.glob("*")):
+        time.sleep(0.2)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert any(p.name.isdigit() for p in checkpoints.glob("*")), "the demo never saved a checkpoint"
+    assert not (workdir / "results.json").exists()
+
+    rerun = subprocess.run(_command(workdir), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert f"resuming {workdir / 'intermediate'} from step" in rerun.stdout
+    assert (workdir / "results.json").exists()

@@ -1,0 +1,351 @@
+"""QA datasets from real sources: an XTREME download folder, Hugging Face parquet, prepared TFDS data, plain files.
+
+All sources are built from the same fixture files (tests/fixtures/qa/xtreme), so every source must give the same
+examples. The Hugging Face folders and the TFDS data are generated into tmp paths; nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from stilts_jax.data import sources
+from stilts_jax.data.qa import QADataError
+from stilts_jax.data.sources import load_qa
+from stilts_jax.errors import InputError
+
+XTREME = Path(__file__).parent / "fixtures" / "qa" / "xtreme"
+SQUAD_FILES = {"train": XTREME / "squad" / "train-v1.1.json", "dev": XTREME / "squad" / "dev-v1.1.json"}
+TYDIQA_TRAIN = XTREME / "tydiqa" / "tydiqa-goldp-v1.1-train" / "tydiqa-goldp-v1.1-train.json"
+TYDIQA_DEV_DIR = XTREME / "tydiqa" / "tydiqa-goldp-v1.1-dev"
+TYDIQA_DEV_COUNTS = {"ar": 2, "bn": 1, "en": 2, "fi": 1, "id": 1, "ko": 2, "ru": 2, "sw": 1, "te": 1}
+SCRIPTS = {"ar": (0x600, 0x6FF), "ru": (0x400, 0x4FF), "ko": (0xAC00, 0xD7AF), "bn": (0x980, 0x9FF),
+           "te": (0xC00, 0xC7F)}
+
+
+def tydiqa_dev_file(lang: str) -> Path:
+    return TYDIQA_DEV_DIR / f"tydiqa.goldp.{lang}.dev.json"
+
+
+def assert_answers_in_context(by_language):
+    for examples in by_language.values():
+        for ex in examples:
+            assert ex.answers
+            for answer in ex.answers:
+                assert answer.text and ex.context[answer.start:answer.start + len(answer.text)] == answer.text
+
+
+def by_id(by_language):
+    return {lang: sorted(examples, key=lambda ex: ex.id) for lang, examples in by_language.items()}
+
+
+# --- Hugging Face parquet folders in the hub repos' layouts --------------------------------------------------
+
+def squad_rows(*paths: Path) -> list[dict]:
+    """Rows as the hub's parquet holds them: one per question, answers as a struct of lists."""
+    rows = []
+    for path in paths:
+        for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
+            for paragraph in article["paragraphs"]:
+                for q in paragraph["qas"]:
+                    rows.append({"id": q["id"], "title": article.get("title", ""), "context": paragraph["context"],
+                                 "question": q["question"],
+                                 "answers": {"text": [a["text"] for a in q["answers"]],
+                                             "answer_start": [a["answer_start"] for a in q["answers"]]}})
+    return rows
+
+
+def write_parquet(path: Path, rows: list[dict]) -> None:
+    schema = pa.schema([("id", pa.string()), ("title", pa.string()), ("context", pa.string()),
+                        ("question", pa.string()),
+                        ("answers", pa.struct([("text", pa.list_(pa.string())),
+                                               ("answer_start", pa.list_(pa.int32()))]))])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+SQUAD_CARD = """---
+configs:
+- config_name: plain_text
+  data_files:
+  - split: train
+    path: plain_text/train-*
+  - split: validation
+    path: plain_text/validation-*
+  default: true
+---
+# SQuAD (test copy)
+"""
+
+
+@pytest.fixture(scope="module")
+def hf_dirs(tmp_path_factory):
+    """rajpurkar/squad with its dataset card (datasets maps configs to files from it), and google/xtreme's
+    tydiqa files alone, as `hf download google/xtreme --include "tydiqa/*"` leaves them (no card)."""
+    root = tmp_path_factory.mktemp("hf")
+    squad = root / "rajpurkar_squad"
+    write_parquet(squad / "plain_text" / "train-00000-of-00001.parquet", squad_rows(SQUAD_FILES["train"]))
+    write_parquet(squad / "plain_text" / "validation-00000-of-00001.parquet", squad_rows(SQUAD_FILES["dev"]))
+    (squad / "README.md").write_text(SQUAD_CARD, encoding="utf-8")
+    xtreme = root / "google_xtreme"
+    write_parquet(xtreme / "tydiqa" / "train-00000-of-00001.parquet", squad_rows(TYDIQA_TRAIN))
+    write_parquet(xtreme / "tydiqa" / "validation-00000-of-00001.parquet",
+                  squad_rows(*(tydiqa_dev_file(lang) for lang in TYDIQA_DEV_COUNTS)))
+    return {"squad": squad, "tydiqa": xtreme, "cache": root / "cache"}
+
+
+def hf_source(hf_dirs, dataset: str) -> dict:
+    return {"kind": "hf", "repo": str(hf_dirs[dataset]), "cache_dir": str(hf_dirs["cache"])}
+
+
+# --- prepared TFDS data (ArrayRecord), built by the real builders from the fixture files ---------------------
+
+@contextlib.contextmanager
+def builder_reading(cls, files: dict[str, Path]):
+    """The builder `cls` reading local files instead of downloading. tfds's own check for checksum files next to
+    the builder code needs the `importlib_resources` package on Python 3.11; it does not matter here."""
+    saved = cls.__dict__.get("_split_generators")
+
+    def split_generators(self, dl_manager):
+        return {split: self._generate_examples(str(path)) for split, path in files.items()}
+
+    cls._split_generators = split_generators
+    cls.code_path = None
+    try:
+        yield
+    finally:
+        del cls.code_path
+        if saved is None:
+            del cls._split_generators
+        else:
+            cls._split_generators = saved
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+    from tensorflow_datasets.datasets.squad import squad_dataset_builder
+    from tensorflow_datasets.question_answering import tydi_qa
+
+    root = tmp_path_factory.mktemp("tfds")
+    # tydi_qa's validation split is TyDiQA's single tydiqa-goldp-v1.1-dev.json, all languages together.
+    dev = {"version": "1.1", "data": []}
+    for lang in TYDIQA_DEV_COUNTS:
+        dev["data"] += json.loads(tydiqa_dev_file(lang).read_text(encoding="utf-8"))["data"]
+    dev_path = root / "tydiqa-goldp-v1.1-dev.json"
+    dev_path.write_text(json.dumps(dev, ensure_ascii=False), encoding="utf-8")
+    for cls, config, files in [(squad_dataset_builder.Builder, "v1.1", SQUAD_FILES),
+                               (tydi_qa.TydiQA, "goldp", {"train": TYDIQA_TRAIN, "validation": dev_path})]:
+        files = {("validation" if split == "dev" else split): path for split, path in files.items()}
+        with builder_reading(cls, files):
+            cls(config=config, data_dir=str(root / "data"), file_format="array_record").download_and_prepare()
+    return root / "data"
+
+
+# --- the XTREME download folder -------------------------------------------------------------------------------
+
+def test_xtreme_squad():
+    train = load_qa("squad", "train", {"kind": "xtreme", "path": str(XTREME)})
+    dev = load_qa("squad", "dev", {"kind": "xtreme", "path": str(XTREME)})
+    assert {k: len(v) for k, v in train.items()} == {"en": 3}
+    assert {k: len(v) for k, v in dev.items()} == {"en": 2}
+    assert_answers_in_context(train)
+    assert_answers_in_context(dev)
+    first = dev["en"][0]
+    assert first.title == "Lake_Baikal" and first.question == "How deep is Lake Baikal?"
+    assert [a.text for a in first.answers] == ["1,642 metres", "reaching 1,642 metres", "1,642 metres"]
+
+
+def test_xtreme_tydiqa_dev_reads_every_language():
+    dev = load_qa("tydiqa", "dev", {"kind": "xtreme", "path": str(XTREME)})
+    assert list(dev) == list(TYDIQA_DEV_COUNTS)
+    assert {k: len(v) for k, v in dev.items()} == TYDIQA_DEV_COUNTS
+    assert_answers_in_context(dev)
+    names = {v: k for k, v in sources.qa.TYDIQA_LANGUAGE_PREFIXES.items()}
+    for lang, examples in dev.items():
+        assert all(ex.language == lang and ex.id.startswith(names[lang] + "-") for ex in examples)
+    for lang, (low, high) in SCRIPTS.items():  # non-Latin scripts come through intact
+        for ex in dev[lang]:
+            assert any(low <= ord(c) <= high for c in ex.question + ex.context + ex.answers[0].text), lang
+    ar = dev["ar"][0]
+    assert ar.answers[0].text == "نهر النيل" and ar.answers[0].start == 27
+
+
+def test_xtreme_languages_only_reads_their_files(tmp_path):
+    dev_dir = tmp_path / "tydiqa" / "tydiqa-goldp-v1.1-dev"
+    dev_dir.mkdir(parents=True)
+    for lang in ("ar", "ru", "ko"):
+        shutil.copy(tydiqa_dev_file(lang), dev_dir)
+    dev = load_qa("tydiqa", "dev", {"kind": "xtreme", "path": str(tmp_path)}, languages=["ko", "ar", "ru"])
+    assert list(dev) == ["ko", "ar", "ru"] and [len(v) for v in dev.values()] == [2, 2, 2]
+    with pytest.raises(InputError) as err:
+        load_qa("tydiqa", "dev", {"kind": "xtreme", "path": str(tmp_path)}, languages=["te"])
+    assert str(dev_dir / "tydiqa.goldp.te.dev.json") in str(err.value)
+
+
+def test_missing_xtreme_file_names_the_path_and_the_script(tmp_path):
+    shutil.copytree(XTREME / "squad", tmp_path / "squad")
+    assert len(load_qa("squad", "dev", {"kind": "xtreme", "path": str(tmp_path)})["en"]) == 2
+    with pytest.raises(InputError) as err:
+        load_qa("tydiqa", "train", {"kind": "xtreme", "path": str(tmp_path)})
+    message = str(err.value)
+    assert str(tmp_path / "tydiqa" / "tydiqa-goldp-v1.1-train" / "tydiqa-goldp-v1.1-train.json") in message
+    assert "bash scripts/download_data.sh" in message and "google-research/xtreme" in message
+    with pytest.raises(InputError, match="does not exist"):
+        load_qa("squad", "dev", {"kind": "xtreme", "path": str(tmp_path / "nowhere")})
+
+
+def test_xtreme_dev_files_with_blanked_answers_are_refused(tmp_path):
+    """Current XTREME versions replace every dev answer by {'answer_start': 0, 'text': ''}: not evaluable."""
+    dev_dir = tmp_path / "tydiqa" / "tydiqa-goldp-v1.1-dev"
+    dev_dir.mkdir(parents=True)
+    data = json.loads(tydiqa_dev_file("ar").read_text(encoding="utf-8"))
+    for article in data["data"]:
+        for paragraph in article["paragraphs"]:
+            for q in paragraph["qas"]:
+                q["answers"] = [{"answer_start": 0, "text": ""}]
+    (dev_dir / "tydiqa.goldp.ar.dev.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(QADataError) as err:
+        load_qa("tydiqa", "dev", {"kind": "xtreme", "path": str(tmp_path)}, languages=["ar"])
+    message = str(err.value)
+    assert str(dev_dir / "tydiqa.goldp.ar.dev.json") in message and "arabic-6611847302918475620-0" in message
+    assert "remove_qa_test_annotations" in message and "empty answer" in message
+
+
+# --- TyDiQA-GoldP training is English only, from every source -------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["xtreme", "hf", "tfds", "files"])
+def test_tydiqa_train_keeps_only_english(kind, request):
+    source = {
+        "xtreme": lambda: {"kind": "xtreme", "path": str(XTREME)},
+        "hf": lambda: hf_source(request.getfixturevalue("hf_dirs"), "tydiqa"),
+        "tfds": lambda: {"kind": "tfds", "data_dir": str(request.getfixturevalue("tfds_dir"))},
+        "files": lambda: {"kind": "files", "paths": {"train": str(TYDIQA_TRAIN)}},
+    }[kind]()
+    for languages in (None, ["ar", "ko"]):  # whatever is asked, training data is English
+        train = load_qa("tydiqa", "train", source, languages=languages)
+        assert list(train) == ["en"]
+        assert sorted(ex.id for ex in train["en"]) == ["english--2045637291883915512-1",
+                                                       "english-3519404466425637316-0",
+                                                       "english-7291635410052735501-0"]
+        assert_answers_in_context(train)
+
+
+# --- plain files ---------------------------------------------------------------------------------------------
+
+def test_files_per_language_and_mislabelled_file():
+    train_dir = TYDIQA_TRAIN.parent
+    paths = {"train": {"en": str(train_dir / "tydiqa.goldp.en.train.json"),
+                       "ar": str(train_dir / "tydiqa.goldp.ar.train.json")},
+             "dev": {lang: str(tydiqa_dev_file(lang)) for lang in ("ar", "ru", "ko")}}
+    train = load_qa("tydiqa", "train", {"kind": "files", "paths": paths})
+    # XTREME's split files cut the ids to their last field; the language comes from the file.
+    assert list(train) == ["en"] and sorted(ex.id for ex in train["en"]) == ["0", "0", "1"]
+    dev = load_qa("tydiqa", "dev", {"kind": "files", "paths": paths}, languages=["ru"])
+    assert list(dev) == ["ru"] and len(dev["ru"]) == 2
+    with pytest.raises(InputError, match=r"no tydiqa dev file for language\(s\) te; available: ar, ko, ru"):
+        load_qa("tydiqa", "dev", {"kind": "files", "paths": paths}, languages=["te"])
+    wrong = {"dev": {"ko": str(tydiqa_dev_file("ru"))}}
+    with pytest.raises(QADataError, match="russian-8472910364758201934-0.*given as 'ko'"):
+        load_qa("tydiqa", "dev", {"kind": "files", "paths": wrong})
+    mixed_as_english = {"train": {"en": str(TYDIQA_TRAIN)}}
+    with pytest.raises(QADataError, match="arabic-4812736452019283746-0.*multi-language"):
+        load_qa("tydiqa", "train", {"kind": "files", "paths": mixed_as_english})
+
+
+def test_malformed_json_names_the_file_and_line(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text('{"version": "1.1",\n "data": [\n  {"title": "x" "paragraphs": []}\n ]\n}\n', encoding="utf-8")
+    with pytest.raises(QADataError) as err:
+        load_qa("squad", "train", {"kind": "files", "paths": {"train": str(path)}})
+    assert str(path) in str(err.value) and "line 3" in str(err.value)
+
+
+def test_answer_off_its_offset_names_the_file_and_record(tmp_path):
+    data = json.loads(SQUAD_FILES["train"].read_text(encoding="utf-8"))
+    data["data"][0]["paragraphs"][0]["qas"][1]["answers"][0]["answer_start"] += 3
+    path = tmp_path / "train-v1.1.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(QADataError) as err:
+        load_qa("squad", "train", {"kind": "files", "paths": {"train": str(path)}})
+    message = str(err.value)
+    assert str(path) in message and "data[0].paragraphs[0].qas[1]" in message
+    assert "5a1f0c3e9b7d4e2a8c6f0b12" in message and "about 5,895 metres" in message
+
+
+# --- Hugging Face --------------------------------------------------------------------------------------------
+
+def test_hf_gives_the_same_examples_as_xtreme(hf_dirs):
+    xtreme = {"kind": "xtreme", "path": str(XTREME)}
+    for split in ("train", "dev"):
+        assert load_qa("squad", split, hf_source(hf_dirs, "squad")) == load_qa("squad", split, xtreme)
+    dev = load_qa("tydiqa", "dev", hf_source(hf_dirs, "tydiqa"))
+    assert list(dev) == list(TYDIQA_DEV_COUNTS)
+    assert dev == load_qa("tydiqa", "dev", xtreme)
+    some = load_qa("tydiqa", "dev", hf_source(hf_dirs, "tydiqa"), languages=["te", "ar"])
+    assert list(some) == ["te", "ar"] and some["ar"] == dev["ar"]
+
+
+def test_hf_bad_row_names_the_repo_and_row(tmp_path):
+    rows = squad_rows(SQUAD_FILES["dev"])
+    rows[1]["answers"]["answer_start"][2] = 0
+    write_parquet(tmp_path / "repo" / "plain_text" / "validation-00000-of-00001.parquet", rows)
+    source = {"kind": "hf", "repo": str(tmp_path / "repo"), "cache_dir": str(tmp_path / "cache")}
+    with pytest.raises(QADataError) as err:
+        load_qa("squad", "dev", source)
+    message = str(err.value)
+    assert str(tmp_path / "repo") in message and "row 1" in message and "6b2e1d4f0c8e5f3b9d7a1c32" in message
+
+
+def test_hf_hub_without_network_says_what_to_do(tmp_path):
+    with pytest.raises(InputError) as err:
+        load_qa("squad", "dev", {"kind": "hf", "cache_dir": str(tmp_path)})
+    message = str(err.value)
+    assert "rajpurkar/squad" in message and "ConnectionError" in message
+    assert "local folder" in message and "'xtreme' source" in message
+    with pytest.raises(InputError, match="does not exist"):
+        load_qa("squad", "dev", {"kind": "hf", "repo": str(tmp_path / "missing")})
+
+
+# --- TFDS ----------------------------------------------------------------------------------------------------
+
+def test_tfds_gives_the_same_examples_as_xtreme(tfds_dir):
+    xtreme = {"kind": "xtreme", "path": str(XTREME)}
+    source = {"kind": "tfds", "data_dir": str(tfds_dir)}
+    for split in ("train", "dev"):
+        assert by_id(load_qa("squad", split, source)) == by_id(load_qa("squad", split, xtreme))
+    dev = load_qa("tydiqa", "dev", source)
+    assert list(dev) == list(TYDIQA_DEV_COUNTS)
+    assert by_id(dev) == by_id(load_qa("tydiqa", "dev", xtreme))
+    assert all(isinstance(ex.context, str) and isinstance(ex.id, str) for ex in dev["ko"])
+
+
+def test_tfds_missing_dataset_says_how_to_build_it(tmp_path):
+    with pytest.raises(InputError) as err:
+        load_qa("squad", "train", {"kind": "tfds", "data_dir": str(tmp_path)})
+    message = str(err.value)
+    assert "tfds build squad/v1.1" in message and str(tmp_path) in message and "array_record" in message
+    with pytest.raises(InputError, match="tfds build tydi_qa/goldp"):
+        load_qa("tydiqa", "dev", {"kind": "tfds", "data_dir": str(tmp_path)})
+
+
+# --- configuration errors ------------------------------------------------------------------------------------
+
+def test_configuration_errors_list_the_valid_choices():
+    with pytest.raises(InputError, match="valid kinds: xtreme, hf, tfds, files"):
+        load_qa("squad", "dev", {"kind": "gcs"})
+    with pytest.raises(InputError, match="valid datasets: squad, tydiqa"):
+        load_qa("natural_questions", "dev", {"kind": "xtreme", "path": str(XTREME)})
+    with pytest.raises(InputError, match="valid splits: train, dev"):
+        load_qa("squad", "validation", {"kind": "xtreme", "path": str(XTREME)})
+    with pytest.raises(InputError, match="unknown key.*datadir.*valid keys: kind, data_dir, name"):
+        load_qa("squad", "dev", {"kind": "tfds", "datadir": "/tmp"})
+    with pytest.raises(InputError, match="squad has no data for language.*de; available: en"):
+        load_qa("squad", "dev", {"kind": "xtreme", "path": str(XTREME)}, languages=["de"])
+    with pytest.raises(InputError, match="'kind'"):
+        load_qa("squad", "dev", {"path": str(XTREME)})

@@ -1,0 +1,39 @@
+"""Write the offline demo's data: stilts_jax/assets/demo, laid out as an XTREME download folder.
+
+    python tools/make_demo_data.py [--output stilts_jax/assets/demo]
+
+Deterministic: the files are a function of the shipped parallel sentences (see stilts_jax/demo_data.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stilts_jax.demo_data import TYDIQA_LANGUAGES, write_all  # noqa: E402
+
+# The paths google-research/xtreme's scripts/download_data.sh produces.
+LAYOUT = {
+    "squad_train": "squad/train-v1.1.json",
+    "squad_dev": "squad/dev-v1.1.json",
+    "tydiqa_train": "tydiqa/tydiqa-goldp-v1.1-train/tydiqa-goldp-v1.1-train.json",
+    **{f"tydiqa_dev_{lang}": f"tydiqa/tydiqa-goldp-v1.1-dev/tydiqa.goldp.{lang}.dev.json" for lang in TYDIQA_LANGUAGES},
+}
+DEFAULT_OUTPUT = ROOT / "stilts_jax" / "assets" / "demo"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+    for path in write_all(args.output, LAYOUT):
+        print(path.relative_to(args.output))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

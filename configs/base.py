@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import ml_collections
 
+from stilts_jax.distributed import DEFAULT_LOGICAL_RULES
+
 # English training data, epochs, effective batch and max length per target (see BENCHMARKS.md).
 TASK_DEFAULTS = {
     "squad": dict(epochs=2.0, batch_size=16, max_length=384),
     "tydiqa": dict(epochs=2.0, batch_size=16, max_length=384),
 }
-INTERMEDIATE_DEFAULTS = dict(epochs=3.0, batch_size=16, max_length=384)
+INTERMEDIATE_DEFAULTS = dict(epochs=3.0, batch_size=16, max_length=256)
 
 
 def source(kind: str = "hf", **values: str) -> ml_collections.ConfigDict:
@@ -59,7 +61,9 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa") -> ml_collec
     config.workdir = f"workdir/{intermediate or 'baseline'}_to_{target}"
     config.seed = 0
     config.model = dict(name="xlm-roberta-large", tokenizer="", dtype="auto", attention="auto", make_tiny=False)
-    config.mesh = dict(data=-1, fsdp=1, tensor=1)
+    config.mesh = dict(data=-1, fsdp=1, tensor=1)  # -1: the devices left over
+    # Logical axis of the parameters/batches -> mesh axis (or axes, or None to replicate).
+    config.logical_rules = [list(rule) for rule in DEFAULT_LOGICAL_RULES]
     config.distributed = dict(coordinator_address="", num_processes=1, process_id=0)
     # An empty intermediate task is the baseline: the target task straight from the pretrained model.
     config.intermediate = phase(intermediate or "squad", intermediate=True)

@@ -1,9 +1,9 @@
 """The offline demo's QA data, built from the shipped parallel sentences (`python tools/make_demo_data.py`).
 
-Each context is a few sentences of one language; exactly one of them states a number, and the question is that
-sentence with the number blanked out. The answer is the number. A tiny model trained from scratch on English
-can learn to find it, and since digits are written the same way in every demo language (Bengali digits are
-converted), the skill transfers zero-shot, which is what the demo must show. The files are SQuAD v1.1 JSON and
+Each context is a few sentences of one language; a year is inserted at a random place in one of them, and the
+question is that sentence with the year blanked out. The answer is the year. A tiny model trained from scratch on
+English can learn to find it, and since digits are written the same way in every demo language, the skill
+transfers zero-shot, which is what the demo must show. The files are SQuAD v1.1 JSON and
 TyDiQA-GoldP JSON (ids `{language name}-...`), the real formats.
 """
 
@@ -31,42 +31,35 @@ def _lines(language: str) -> list[str]:
     return (SHIPPED_TEXT_DIR / f"parallel.{language}.txt").read_text(encoding="utf-8").splitlines()
 
 
-def _templates(language: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """(prefix, suffix) around the number of each English number sentence, and the number-free sentences."""
-    english, lines = _lines("en"), [_ascii_digits(line) for line in _lines(language)]
-    templates, plain = [], []
-    for en_line, line in zip(english, lines):
-        en_numbers = _NUMBER.findall(en_line)
-        if not en_numbers:
-            if not _NUMBER.search(line):
-                plain.append(line)
-            continue
-        wanted = re.sub(r"\D", "", en_numbers[0])
-        for match in _NUMBER.finditer(line):
-            if re.sub(r"\D", "", match.group()) == wanted:
-                templates.append((line[: match.start()], line[match.end() :]))
-                break
-    return templates, plain
+def _number_free_sentences(language: str) -> list[str]:
+    return [line for line in (_ascii_digits(x) for x in _lines(language)) if not _NUMBER.search(line)]
 
 
-def make_examples(language: str, count: int, seed: int, *, id_prefix: str, distractors: tuple[int, int] = (2, 4)) -> list[QAExample]:
+def make_examples(language: str, count: int, seed: int, *, id_prefix: str, distractors: tuple[int, int] = (1, 3)) -> list[QAExample]:
+    """Contexts of number-free sentences, one of which gets a year inserted between two of its words.
+
+    The year's position is random, so no word order or template gives it away: only its digits do, and digits
+    look the same in every demo language.
+    """
     rng = random.Random(f"{seed}-{language}-{id_prefix}")
-    templates, plain = _templates(language)
-    joiner = "" if language in ("zh", "ja", "th") else " "
+    sentences = _number_free_sentences(language)
     examples = []
     for i in range(count):
-        prefix, suffix = rng.choice(templates)
-        number = str(rng.randint(10, 9999))
-        fact = prefix + number + suffix
-        sentences = rng.sample(plain, rng.randint(*distractors))
-        position = rng.randint(0, len(sentences))
-        before = joiner.join(sentences[:position])
-        context = before + (joiner if before else "") + fact + (joiner if position < len(sentences) else "") + joiner.join(sentences[position:])
-        start = len(before) + (len(joiner) if before else 0) + len(prefix)
-        example = QAExample(
-            id=f"{id_prefix}-{i:05d}", question=(prefix + _BLANK + suffix).strip(), context=context,
-            answers=(Answer(number, start),), language=language, title=f"demo-{language}",
-        )
+        chosen = rng.sample(sentences, rng.randint(distractors[0], distractors[1]) + 1)
+        words = chosen[0].split(" ")
+        cut = rng.randint(1, max(1, len(words) - 1))
+        number = str(rng.randint(1000, 2099))  # a year: four digit tokens in every script
+        prefix = " ".join(words[:cut]) + " "
+        fact = prefix + number + " " + " ".join(words[cut:])
+        question = prefix + _BLANK + " " + " ".join(words[cut:])
+        others = chosen[1:]
+        position = rng.randint(0, len(others))
+        before = " ".join(others[:position])
+        after = " ".join(others[position:])
+        context = " ".join(part for part in (before, fact, after) if part)
+        start = (len(before) + 1 if before else 0) + len(prefix)
+        example = QAExample(id=f"{id_prefix}-{i:05d}", question=question, context=context,
+                            answers=(Answer(number, start),), language=language, title=f"demo-{language}")
         validate_example(example, "demo data generator")
         examples.append(example)
     return examples
@@ -78,7 +71,7 @@ def tydiqa_examples(language: str, count: int, seed: int, split: str) -> list[QA
 
 def squad_examples(count: int, seed: int, split: str) -> list[QAExample]:
     # SQuAD's flavour of the task: more distractor sentences around the fact.
-    return make_examples("en", count, seed, id_prefix=f"squad-demo-{split}", distractors=(3, 5))
+    return make_examples("en", count, seed, id_prefix=f"squad-demo-{split}", distractors=(2, 4))
 
 
 def write_all(root: Path, layout: dict[str, str]) -> list[Path]:

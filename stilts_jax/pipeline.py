@@ -66,7 +66,7 @@ class Pipeline:
         distributed.initialize(config.distributed.coordinator_address or None, config.distributed.num_processes,
                                config.distributed.process_id)
         self.mesh = distributed.make_mesh(config.mesh.to_dict())
-        self.rules = distributed.DEFAULT_LOGICAL_RULES
+        self.rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_rules)
         self.dtype = config.model.dtype if config.model.dtype != "auto" else (
             "float32" if jax.default_backend() == "cpu" else "bfloat16")
         self.model_dir = self._model_dir()

@@ -84,3 +84,16 @@ def test_post_processing_respects_length_and_order_limits():
     answer = best_answers([example], features, start, end)["q"]
     assert answer and answer in example.context
     assert best_answers([example], features, start, end, max_answer_length=1)["q"] != answer
+
+
+def test_shipped_demo_data_is_what_the_generator_writes(tmp_path):
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "tools"))
+    import make_demo_data
+
+    make_demo_data.main(["--output", str(tmp_path)])
+    for relative in make_demo_data.LAYOUT.values():
+        assert (tmp_path / relative).read_bytes() == (root / "stilts_jax" / "assets" / "demo" / relative).read_bytes(), relative

@@ -54,18 +54,22 @@ class SentenceEncoder:
         encoder: Encoder,
         tokenizer: Any,
         *,
-        layer: int,
+        layer: int | Sequence[int],
         pooling: Pooling = "mean",
         batch_size: int = 64,
         max_length: int = 512,
         devices: Sequence[jax.Device] | None = None,
     ):
         num_layers = encoder.config.num_hidden_layers
-        if not 0 <= layer <= num_layers:
-            raise InputError(
-                f"layer {layer} is out of range: the model has {num_layers} layers, so valid indices are "
-                f"0 (embeddings output) to {num_layers} (last layer)"
-            )
+        layers = (layer,) if isinstance(layer, int) else tuple(layer)
+        for index in layers:
+            if not 0 <= index <= num_layers:
+                raise InputError(
+                    f"layer {index} is out of range: the model has {num_layers} layers, so valid indices are "
+                    f"0 (embeddings output) to {num_layers} (last layer)"
+                )
+        if not layers:
+            raise InputError("no layer to embed")
         self.tokenizer = tokenizer
         self.layer = layer
         self.max_length = min(max_length, encoder.config.max_sequence_length)
@@ -81,9 +85,12 @@ class SentenceEncoder:
         @jax.jit
         def embed_batch(state: nnx.State, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
             model = nnx.merge(graphdef, state)
-            # Running only `layer` layers makes the last hidden state hidden_states[layer]; the rest is skipped.
-            hidden = model(input_ids, attention_mask, num_layers=layer).last_hidden_state
-            return pool(hidden, attention_mask, pooling)
+            # Layers above the highest one asked for are never run.
+            if isinstance(layer, int):
+                hidden = model(input_ids, attention_mask, num_layers=layer).last_hidden_state
+                return pool(hidden, attention_mask, pooling)
+            hidden_states = model(input_ids, attention_mask, num_layers=max(layers), output_hidden_states=True).hidden_states
+            return jnp.stack([pool(hidden_states[i], attention_mask, pooling) for i in layers], axis=1)
 
         self._embed_batch = embed_batch
         self._pad_id = pad_id
@@ -93,7 +100,7 @@ class SentenceEncoder:
         return encoded["input_ids"]
 
     def encode(self, sentences: Sequence[str], *, progress: bool = True) -> np.ndarray:
-        """float32 [len(sentences), hidden], in the input order."""
+        """float32 [len(sentences), hidden] in the input order; [len(sentences), len(layers), hidden] for several layers."""
         if not sentences:
             raise InputError("no sentences to embed")
         token_ids = self.tokenize(sentences)
@@ -106,7 +113,7 @@ class SentenceEncoder:
             nonlocal out
             pooled = np.asarray(result)
             if out is None:
-                out = np.empty((len(sentences), pooled.shape[-1]), np.float32)
+                out = np.empty((len(sentences), *pooled.shape[1:]), np.float32)
             out[index] = pooled[: len(index)]
             bar.update(len(index))
 

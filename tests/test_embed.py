@@ -93,3 +93,14 @@ def test_length_buckets_and_default_layers():
     assert [bucket_length(n, 512) for n in (1, 16, 17, 100, 300, 600)] == [16, 16, 32, 128, 512, 512]
     assert bucket_length(70, 66) == 66
     assert default_retrieval_layer(24) == 14 and default_retrieval_layer(12) == 8 and default_retrieval_layer(2) == 2
+
+
+def test_every_layer_in_one_pass_equals_one_layer_at_a_time(xlmr_dir):
+    encoder, _ = load_pretrained(xlmr_dir)
+    tokenizer = load_tokenizer(xlmr_dir)
+    sentences = _sentences()[:12]
+    together = SentenceEncoder(encoder, tokenizer, layer=[0, 1, 2, 3], batch_size=8).encode(sentences)
+    assert together.shape == (12, 4, 48)
+    for layer in range(4):
+        alone = SentenceEncoder(encoder, tokenizer, layer=layer, batch_size=8).encode(sentences)
+        np.testing.assert_allclose(together[:, layer], alone, atol=1e-6)

@@ -1,0 +1,174 @@
+"""Exact (or TPU-approximate) nearest-neighbour search on the accelerator, and BUCC's ratio-margin mining.
+
+The database is split over every device of a one-axis mesh. For each chunk of queries, each device scores its
+shard (`q @ db.T`, float32 accumulation), keeps its local top-k, and the k-per-shard candidates are merged into the
+global top-k. Memory is bounded by chunk_size x (database rows / devices), never by N^2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from stilts_jax.errors import InputError
+
+_AXIS = "shard"
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    scores: np.ndarray  # [num_queries, k] float32, best first
+    indices: np.ndarray  # [num_queries, k] int64 rows of the database
+
+
+class NearestNeighbors:
+    """k-nearest-neighbour search by inner product over a database held on the devices.
+
+    Args:
+      database: [N, d] vectors (normalise them first for cosine similarity).
+      devices: where to shard the database (default: every device JAX sees).
+      chunk_size: queries scored per step.
+      dtype: operand dtype of the matmul (bfloat16 halves memory traffic on accelerators; accumulation is
+        float32 either way).
+      approx: use `jax.lax.approx_max_k` for the local top-k (fast on TPU; exact elsewhere).
+    """
+
+    def __init__(self, database: np.ndarray, *, devices: Sequence[jax.Device] | None = None, chunk_size: int = 8192,
+                 dtype: str | jnp.dtype = jnp.float32, approx: bool = False, recall_target: float = 0.95):
+        database = np.asarray(database)
+        if database.ndim != 2 or len(database) == 0:
+            raise InputError(f"the database must be a non-empty [N, d] array, got shape {database.shape}")
+        devices = list(devices or jax.devices())
+        self.mesh = Mesh(np.array(devices), (_AXIS,))
+        self.num_shards = len(devices)
+        self.size, self.dim = database.shape
+        self.chunk_size = chunk_size
+        self.dtype = jnp.dtype(dtype)
+        self.approx, self.recall_target = approx, recall_target
+        self.shard_rows = -(-self.size // self.num_shards)
+        padded = np.zeros((self.shard_rows * self.num_shards, self.dim), database.dtype)
+        padded[: self.size] = database
+        self._database = jax.device_put(padded.astype(self.dtype), NamedSharding(self.mesh, P(_AXIS, None)))
+        self._compiled: dict[int, object] = {}
+
+    def _search_fn(self, k: int):
+        if k not in self._compiled:
+            shard_rows, size, approx, recall = self.shard_rows, self.size, self.approx, self.recall_target
+            local_k = min(k, shard_rows)
+
+            def local_top_k(queries: jax.Array, shard: jax.Array) -> tuple[jax.Array, jax.Array]:
+                scores = jnp.dot(queries, shard.T, preferred_element_type=jnp.float32)
+                offset = jax.lax.axis_index(_AXIS) * shard_rows
+                rows = offset + jnp.arange(shard_rows)
+                scores = jnp.where(rows[None, :] < size, scores, -jnp.inf)  # padding rows never win
+                if approx:
+                    values, index = jax.lax.approx_max_k(scores, local_k, recall_target=recall)
+                else:
+                    values, index = jax.lax.top_k(scores, local_k)
+                return values[None], (index + offset)[None]
+
+            sharded = jax.shard_map(local_top_k, mesh=self.mesh, in_specs=(P(), P(_AXIS, None)),
+                                    out_specs=(P(_AXIS), P(_AXIS)))
+
+            @jax.jit
+            def search(queries: jax.Array, database: jax.Array) -> tuple[jax.Array, jax.Array]:
+                values, index = sharded(queries, database)  # [shards, q, local_k]
+                values = jnp.moveaxis(values, 0, 1).reshape(queries.shape[0], -1)
+                index = jnp.moveaxis(index, 0, 1).reshape(queries.shape[0], -1)
+                best, position = jax.lax.top_k(values, k)  # shards in order: ties keep the lower row
+                return best, jnp.take_along_axis(index, position, axis=1)
+
+            self._compiled[k] = search
+        return self._compiled[k]
+
+    def search(self, queries: np.ndarray, k: int) -> SearchResult:
+        queries = np.asarray(queries)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise InputError(f"queries must be [M, {self.dim}] to match the database, got shape {queries.shape}")
+        if not 1 <= k <= self.size:
+            raise InputError(f"k must be between 1 and the database size {self.size}, got {k}")
+        search = self._search_fn(k)
+        replicated = NamedSharding(self.mesh, P())
+        chunk = min(self.chunk_size, max(len(queries), 1))
+        scores = np.empty((len(queries), k), np.float32)
+        indices = np.empty((len(queries), k), np.int64)
+        pending = None
+        for start in range(0, len(queries), chunk):
+            block = np.zeros((chunk, self.dim), self.dtype)
+            count = min(chunk, len(queries) - start)
+            block[:count] = queries[start : start + count]
+            result = search(jax.device_put(block, replicated), self._database)
+            if pending is not None:  # fetch the previous chunk while this one runs
+                self._store(pending, scores, indices)
+            pending = (start, count, result)
+        if pending is not None:
+            self._store(pending, scores, indices)
+        return SearchResult(scores, indices)
+
+    @staticmethod
+    def _store(pending, scores: np.ndarray, indices: np.ndarray) -> None:
+        start, count, (values, index) = pending
+        scores[start : start + count] = np.asarray(values)[:count]
+        indices[start : start + count] = np.asarray(index)[:count]
+
+
+def knn(queries: np.ndarray, database: np.ndarray, k: int, *, normalize: bool = False, **options) -> SearchResult:
+    """Top-k database rows by inner product (cosine with normalize=True) for every query."""
+    if normalize:
+        queries, database = l2_normalize(queries), l2_normalize(database)
+    return NearestNeighbors(database, **options).search(queries, k)
+
+
+# --- BUCC-style margin mining (Artetxe & Schwenk 2019, as LASER and XTREME use it) ------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class MarginNeighbors:
+    forward: SearchResult  # each x's k nearest y
+    backward: SearchResult  # each y's k nearest x
+    forward_margin: np.ndarray  # [Nx, k] ratio margin of each forward neighbour
+    backward_margin: np.ndarray  # [Ny, k]
+
+
+def ratio_margin(x: np.ndarray, y: np.ndarray, k: int = 4, **options) -> MarginNeighbors:
+    """Cosine kNN both ways and the ratio margin cos(x,y) / ((mean_k cos(x,NN(x)) + mean_k cos(y,NN(y))) / 2)."""
+    x, y = l2_normalize(x), l2_normalize(y)
+    forward = NearestNeighbors(y, **options).search(x, k)
+    backward = NearestNeighbors(x, **options).search(y, k)
+    mean_x = forward.scores.mean(axis=1)
+    mean_y = backward.scores.mean(axis=1)
+    forward_margin = forward.scores / ((mean_x[:, None] + mean_y[forward.indices]) / 2)
+    backward_margin = backward.scores / ((mean_y[:, None] + mean_x[backward.indices]) / 2)
+    return MarginNeighbors(forward, backward, forward_margin.astype(np.float32), backward_margin.astype(np.float32))
+
+
+def mine_max(neighbors: MarginNeighbors) -> list[tuple[float, int, int]]:
+    """LASER's "max" retrieval: each side's best candidate by margin, pooled, then greedy one-to-one by score.
+
+    Returns (margin score, x row, y row) triples, best first; a row of either side appears at most once.
+    """
+    candidates = []
+    best_forward = neighbors.forward_margin.argmax(axis=1)
+    for i, j in enumerate(best_forward):
+        candidates.append((float(neighbors.forward_margin[i, j]), i, int(neighbors.forward.indices[i, j])))
+    best_backward = neighbors.backward_margin.argmax(axis=1)
+    for j, i in enumerate(best_backward):
+        candidates.append((float(neighbors.backward_margin[j, i]), int(neighbors.backward.indices[j, i]), j))
+    candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
+    used_x, used_y, pairs = set(), set(), []
+    for score, i, j in candidates:
+        if i not in used_x and j not in used_y:
+            used_x.add(i)
+            used_y.add(j)
+            pairs.append((score, i, j))
+    return pairs
+

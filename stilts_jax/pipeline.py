@@ -23,6 +23,7 @@ from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.report import summarize, write_predictions, write_results
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.config import EncoderConfig
+from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.heads import TaskModel
 from stilts_jax.models.hf_files import resolve_model_dir
 from stilts_jax.models.hf_weights import load_pretrained
@@ -96,6 +97,13 @@ class Pipeline:
         encoder, _ = load_pretrained(self.model_dir, dtype=self.dtype, attention=self.config.model.attention)
         return TaskModel(encoder, task.head(encoder.config.hidden_size, nnx.Rngs(seed)))
 
+    def _abstract_model(self, task: SpanQATask) -> TaskModel:
+        """The model's structure without weights (they come from a checkpoint)."""
+        config = EncoderConfig.from_json_file(self.model_dir / "config.json")
+        return nnx.eval_shape(lambda: TaskModel(
+            Encoder(config, rngs=nnx.Rngs(0), dtype=self.dtype, attention=self.config.model.attention),
+            task.head(config.hidden_size, nnx.Rngs(0))))
+
     def run(self) -> dict[str, Any]:
         if jax.process_index() == 0:
             self.workdir.mkdir(parents=True, exist_ok=True)
@@ -160,8 +168,7 @@ class Pipeline:
         task = self._task(spec, phase)
         languages = list(self.config.evaluation.languages) or list(spec.languages)
         examples = load_qa(spec.dataset, spec.eval_split, _source(phase), languages)
-        model = self._model(task, 0)
-        model_spec = ModelSpec(model, self.mesh, self.rules)
+        model_spec = ModelSpec(self._abstract_model(task), self.mesh, self.rules)
         abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                 model_spec.abstract_params, model_spec.param_shardings)
         params = load_params(target["best_model"], abstract)

@@ -19,7 +19,8 @@ INTERMEDIATE_DEFAULTS = dict(epochs=3.0, batch_size=16, max_length=256)
 
 def source(kind: str = "hf", **values: str) -> ml_collections.ConfigDict:
     """Where a task's data comes from: kind is hf (hub), xtreme (download folder), tfds or files."""
-    base = dict(kind=kind, path="", repo="", config="", revision="", name="", data_dir="")
+    # labels: a folder of XTREME label files (Tatoeba's XTREME download has none; see stilts_jax/data/retrieval.py).
+    base = dict(kind=kind, path="", repo="", config="", revision="", name="", data_dir="", labels="")
     base.update(values)
     return ml_collections.ConfigDict(base)
 
@@ -70,5 +71,7 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa") -> ml_collec
     config.intermediate.task = intermediate
     config.target = phase(target)
     # languages: [] evaluates every language of the target task.
-    config.evaluation = dict(batch_size=64, n_best=20, max_answer_length=30, languages=[])
+    # layer: the retrieval layer (-1: 14 of 24, 8 of 12); all_layers: also score every layer (a per-layer table).
+    config.evaluation = dict(batch_size=64, n_best=20, max_answer_length=30, languages=[], layer=-1, all_layers=False,
+                             margin_k=4)
     return config

@@ -13,11 +13,14 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from stilts_jax import distributed
 from stilts_jax.config_loader import config_to_json
+from stilts_jax.data.retrieval import read_bucc, read_tatoeba
 from stilts_jax.data.sources import load_qa
+from stilts_jax.embedding import SentenceEncoder, default_retrieval_layer
 from stilts_jax.errors import StiltsError
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.report import summarize, write_predictions, write_results
@@ -28,6 +31,7 @@ from stilts_jax.models.heads import TaskModel
 from stilts_jax.models.hf_files import resolve_model_dir
 from stilts_jax.models.hf_weights import load_pretrained
 from stilts_jax.tasks.registry import TaskSpec, get_task
+from stilts_jax.tasks.retrieval import RetrievalEvaluator
 from stilts_jax.tasks.span_qa import SpanQATask
 from stilts_jax.tiny_model import make_tiny_model
 from stilts_jax.tokenization import load_tokenizer
@@ -111,6 +115,8 @@ class Pipeline:
         handoff = None
         if self.config.intermediate.task:
             handoff = self.run_phase("intermediate", self.config.intermediate)["encoder"]
+        if get_task(self.config.target.task).family == "retrieval":
+            return self.evaluate_retrieval(handoff)  # no target training: the encoder itself is evaluated
         target = self.run_phase("target", self.config.target, handoff=handoff)
         return self.evaluate_zero_shot(target)
 
@@ -192,6 +198,88 @@ class Pipeline:
             atomic_write_text(self.workdir / "evaluation" / DONE, json.dumps({"results": str(results)}) + "\n")
             print(md.read_text(), flush=True)
         return summary
+
+
+    def _encoder(self, saved_encoder: str | None) -> Encoder:
+        """The encoder to evaluate: the one the intermediate phase handed off, or the pretrained one."""
+        if saved_encoder is None:
+            return load_pretrained(self.model_dir, dtype=self.dtype, attention=self.config.model.attention)[0]
+        config = EncoderConfig.from_json_file(self.model_dir / "config.json")
+        abstract = nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0), dtype=self.dtype,
+                                                  attention=self.config.model.attention))
+        graphdef, state = nnx.split(abstract)
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(state))
+        return nnx.merge(graphdef, load_params(saved_encoder, target))
+
+    def evaluate_retrieval(self, saved_encoder: str | None) -> dict[str, Any]:
+        results = self.workdir / "results.json"
+        if results.exists() and (self.workdir / "evaluation" / DONE).exists():
+            _say(f"[evaluation] finished earlier: {results}")
+            return json.loads(results.read_text())
+        phase, e = self.config.target, self.config.evaluation
+        spec = get_task(phase.task)
+        encoder = self._encoder(saved_encoder)
+        depth = encoder.config.num_hidden_layers
+        primary = default_retrieval_layer(depth) if e.layer < 0 else e.layer
+        layers = list(range(depth + 1)) if e.all_layers else [primary]
+        sentence_encoder = SentenceEncoder(encoder, self.tokenizer, layer=layers if e.all_layers else primary,
+                                           batch_size=e.batch_size, max_length=phase.max_length)
+        evaluator = RetrievalEvaluator(sentence_encoder, layers, primary, k=e.margin_k)
+        source = _source(phase)
+        root = Path(source.get("path", ""))
+        languages = list(e.languages) or list(spec.languages)
+        per_language, per_layer = {}, {}
+        for lang in languages:
+            if spec.name == "tatoeba":
+                labels = Path(source["labels"]) / "tatoeba" / f"test-{lang}.tsv" if "labels" in source else None
+                if labels is not None and not labels.exists():
+                    labels = Path(source["labels"]) / f"test-{lang}.tsv"
+                result = evaluator.tatoeba(read_tatoeba(root, lang, labels=labels))
+                lines = [str(i) for i in result.predictions]
+            else:
+                original = (root / f"{lang}-en").is_dir() or (root / "bucc2018" / f"{lang}-en").is_dir()
+                dev_split, test_split = ("sample", "training") if original else ("dev", "test")
+                result = evaluator.bucc(read_bucc(root, lang, dev_split, require_gold=True), read_bucc(root, lang, test_split))
+                lines = [f"{src}\t{en}" for src, en in result.predictions]
+            per_language[lang] = {**result.scores[primary]}
+            for layer, row in result.scores.items():
+                per_layer.setdefault(layer, {})[lang] = row
+            if jax.process_index() == 0:
+                path = self.workdir / "predictions" / (spec.xtreme_name or spec.name) / f"test-{lang}.{spec.prediction_extension}"
+                atomic_write_text(path, "".join(line + "\n" for line in lines))
+            shown = ", ".join(f"{k} {v:.1f}" for k, v in result.scores[primary].items() if k != "threshold")
+            _say(f"[evaluation] {spec.name} {lang} (layer {primary}): {shown or 'no gold: predictions written'}")
+        summary = summarize(spec.name, per_language)
+        summary.update(intermediate_task=self.config.intermediate.task or None, layer=primary)
+        if e.all_layers:
+            summary["per_layer"] = {str(layer): rows for layer, rows in per_layer.items()}
+        metric = "accuracy" if spec.name == "tatoeba" else "f1"
+        columns = [(metric, metric)] + ([("accuracy_reverse", "accuracy (xx->en)")] if spec.name == "tatoeba" else
+                                        [("precision", "precision"), ("recall", "recall")])
+        if jax.process_index() == 0:
+            if all(metric in row for row in per_language.values()):
+                _, md = write_results(self.workdir, summary, columns)
+                if e.all_layers:
+                    with open(md, "a") as f:
+                        f.write("\n" + layer_table(spec.name, per_layer, metric))
+                print(md.read_text(), flush=True)
+            else:
+                atomic_write_text(results, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+            (self.workdir / "evaluation").mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.workdir / "evaluation" / DONE, json.dumps({"results": str(results)}) + "\n")
+        return summary
+
+
+def layer_table(task: str, per_layer: dict[int, dict[str, dict[str, float]]], metric: str) -> str:
+    """Rows: layers; columns: languages and their mean. Which layer transfers best, at a glance."""
+    languages = sorted({lang for rows in per_layer.values() for lang in rows})
+    lines = [f"### {task}: {metric} per layer", "", "| layer | " + " | ".join(languages) + " | mean |",
+             "|" + "---|" * (len(languages) + 2)]
+    for layer in sorted(per_layer):
+        values = [per_layer[layer][lang].get(metric, float("nan")) for lang in languages]
+        lines.append(f"| {layer} | " + " | ".join(f"{v:.1f}" for v in values) + f" | {np.mean(values):.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def run(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -10,12 +10,17 @@ import dataclasses
 from stilts_jax.errors import StiltsError
 
 TYDIQA_LANGUAGES = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
+# google-research/xtreme evaluate.py, XTREME_TASK2LANGS.
+TATOEBA_LANGUAGES = ("af", "ar", "bg", "bn", "de", "el", "es", "et", "eu", "fa", "fi", "fr", "he", "hi", "hu", "id", "it",
+                     "ja", "jv", "ka", "kk", "ko", "ml", "mr", "nl", "pt", "ru", "sw", "ta", "te", "th", "tl", "tr", "ur",
+                     "vi", "zh")
+BUCC_LANGUAGES = ("de", "fr", "ru", "zh")
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
     name: str
-    family: str  # span_qa (more families: classification, multiple_choice, tagging, retrieval)
+    family: str  # span_qa or retrieval (more families: classification, multiple_choice, tagging)
     dataset: str  # the dataset name the sources know
     languages: tuple[str, ...]  # evaluation languages
     train_split: str = "train"
@@ -30,6 +35,11 @@ TASKS: dict[str, TaskSpec] = {
     "squad": TaskSpec(name="squad", family="span_qa", dataset="squad", languages=("en",)),
     # TyDiQA-GoldP: train on the English training examples only; its dev set is XTREME's test set.
     "tydiqa": TaskSpec(name="tydiqa", family="span_qa", dataset="tydiqa", languages=TYDIQA_LANGUAGES, xtreme_name="tydiqa"),
+    # Retrieval: no training data; the intermediate model's encoder is evaluated directly.
+    "tatoeba": TaskSpec(name="tatoeba", family="retrieval", dataset="tatoeba", languages=TATOEBA_LANGUAGES,
+                        metric="accuracy", xtreme_name="tatoeba", prediction_extension="tsv"),
+    "bucc": TaskSpec(name="bucc", family="retrieval", dataset="bucc", languages=BUCC_LANGUAGES, metric="f1",
+                     xtreme_name="bucc2018", prediction_extension="tsv"),
 }
 
 

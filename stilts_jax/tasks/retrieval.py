@@ -1,0 +1,85 @@
+"""Sentence-retrieval evaluation (Tatoeba, BUCC) of an encoder, at one layer or at every layer in one pass.
+
+Both tasks have no training data: the paper evaluates the intermediate model's encoder directly.
+- Tatoeba: English queries against the other language's sentences (XTREME's direction), nearest neighbour by
+  cosine; accuracy, and the reverse direction too.
+- BUCC: unique sentences of both sides, ratio margin with k neighbours both ways, "max" retrieval, the threshold
+  chosen for F1 on the dev gold and applied to test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from stilts_jax.data.retrieval import BuccSplit, TatoebaSet, deduplicate, expand_candidates
+from stilts_jax.embedding import SentenceEncoder
+from stilts_jax.evaluation.retrieval_metrics import accuracy, apply_threshold, bucc_scores, select_bucc_threshold
+from stilts_jax.evaluation.search import knn, mine_max, ratio_margin
+
+
+@dataclasses.dataclass
+class LayerResults:
+    """Metrics per layer, and the predictions of `primary_layer` (what goes into the submission files)."""
+
+    scores: dict[int, dict[str, float]]
+    predictions: list
+    primary_layer: int
+
+
+class RetrievalEvaluator:
+    def __init__(self, encoder: SentenceEncoder, layers: Sequence[int], primary_layer: int, *, k: int = 4):
+        if primary_layer not in layers:
+            raise ValueError(f"primary layer {primary_layer} is not among the evaluated layers {list(layers)}")
+        self.encoder = encoder
+        self.layers = list(layers)
+        self.primary_layer = primary_layer
+        self.k = k
+
+    def embed(self, sentences: Sequence[str]) -> np.ndarray:
+        """[N, len(layers), hidden] float32."""
+        out = self.encoder.encode(sentences, progress=False)
+        return out[:, None] if out.ndim == 2 else out
+
+    def tatoeba(self, data: TatoebaSet) -> LayerResults:
+        queries, candidates = self.embed(data.queries), self.embed(data.candidates)
+        scores, predictions = {}, []
+        for position, layer in enumerate(self.layers):
+            forward = knn(queries[:, position], candidates[:, position], 1, normalize=True).indices[:, 0]
+            backward = knn(candidates[:, position], queries[:, position], 1, normalize=True).indices[:, 0]
+            row = {}
+            if data.gold is not None:
+                gold = np.asarray(data.gold)
+                inverse = np.empty_like(gold)
+                inverse[gold] = np.arange(len(gold))
+                row = {"accuracy": accuracy(forward.tolist(), gold.tolist()),
+                       "accuracy_reverse": accuracy(backward.tolist(), inverse.tolist())}
+            scores[layer] = row
+            if layer == self.primary_layer:
+                predictions = forward.tolist()
+        return LayerResults(scores, predictions, self.primary_layer)
+
+    def _mine(self, split: BuccSplit) -> list[list[tuple[float, str, str]]]:
+        """Per layer: (margin score, src_id, en_id) candidates of max retrieval over the unique sentences."""
+        src, en = deduplicate(split.src_ids, split.src_sentences), deduplicate(split.en_ids, split.en_sentences)
+        x, y = self.embed(src.sentences), self.embed(en.sentences)
+        k = min(self.k, len(src.sentences), len(en.sentences))
+        return [expand_candidates(mine_max(ratio_margin(x[:, p], y[:, p], k)), src, en) for p in range(len(self.layers))]
+
+    def bucc(self, dev: BuccSplit, test: BuccSplit) -> LayerResults:
+        if dev.gold is None:
+            raise ValueError(f"BUCC {dev.language} {dev.split} has no gold pairs to choose the threshold with")
+        dev_candidates, test_candidates = self._mine(dev), self._mine(test)
+        scores, predictions = {}, []
+        for position, layer in enumerate(self.layers):
+            chosen = select_bucc_threshold(dev_candidates[position], dev.gold)
+            predicted = apply_threshold(test_candidates[position], chosen.threshold)
+            row = {"threshold": chosen.threshold, "dev_f1": chosen.scores["f1"]}
+            if test.gold is not None:
+                row.update(bucc_scores(predicted, test.gold))
+            scores[layer] = row
+            if layer == self.primary_layer:
+                predictions = sorted(predicted)
+        return LayerResults(scores, predictions, self.primary_layer)

@@ -1,0 +1,58 @@
+"""Retrieval through the main command: the intermediate encoder (or the pretrained one) on Tatoeba and BUCC files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stilts_jax import main as main_module
+from stilts_jax.data.retrieval import read_bucc, read_tatoeba
+from stilts_jax.embedding import SentenceEncoder
+from stilts_jax.models.hf_weights import load_pretrained
+from stilts_jax.tasks.retrieval import RetrievalEvaluator
+from stilts_jax.tokenization import load_tokenizer
+
+FIXTURES = Path(__file__).parent / "fixtures" / "retrieval"
+
+
+def test_tatoeba_accuracy_matches_a_direct_computation(xlmr_dir):
+    encoder, _ = load_pretrained(xlmr_dir)
+    sentence_encoder = SentenceEncoder(encoder, load_tokenizer(xlmr_dir), layer=[1, 3])
+    data = read_tatoeba(FIXTURES / "tatoeba_laser", "de")
+    result = RetrievalEvaluator(sentence_encoder, [1, 3], 3).tatoeba(data)
+    embedded = sentence_encoder.encode(data.queries), sentence_encoder.encode(data.candidates)
+    for position, layer in enumerate([1, 3]):
+        q = embedded[0][:, position] / np.linalg.norm(embedded[0][:, position], axis=1, keepdims=True)
+        c = embedded[1][:, position] / np.linalg.norm(embedded[1][:, position], axis=1, keepdims=True)
+        forward = np.argmax(q @ c.T, axis=1)
+        assert result.scores[layer]["accuracy"] == pytest.approx(100.0 * np.mean(forward == np.array(data.gold)))
+        if layer == 3:
+            assert result.predictions == forward.tolist()
+
+
+def test_main_runs_tatoeba_and_bucc_with_a_per_layer_table(xlmr_dir, tmp_path, capsys):
+    common = ["--config=configs/stilts.py:intermediate=none,target=tatoeba", f"--config.model.name={xlmr_dir}",
+              "--config.model.dtype=float32", "--config.target.source.kind=xtreme"]
+    tatoeba = tmp_path / "tatoeba"
+    assert main_module.main([*common, f"--config.workdir={tatoeba}", f"--config.target.source.path={FIXTURES / 'tatoeba_xtreme'}",
+                             f"--config.target.source.labels={FIXTURES / 'tatoeba_xtreme' / 'labels'}",
+                             "--config.evaluation.languages=['de','fr']", "--config.evaluation.all_layers=true"]) == 0
+    results = json.loads((tatoeba / "results.json").read_text())
+    assert set(results["per_language"]) == {"de", "fr"} and results["layer"] == 3
+    assert set(results["per_layer"]) == {"0", "1", "2", "3"}
+    assert "accuracy per layer" in (tatoeba / "results.md").read_text()
+    predictions = (tatoeba / "predictions" / "tatoeba" / "test-de.tsv").read_text().split()
+    assert len(predictions) == len(read_tatoeba(FIXTURES / "tatoeba_xtreme", "de").queries)
+
+    bucc = tmp_path / "bucc"
+    assert main_module.main([*common, "--config.target.task=bucc", f"--config.workdir={bucc}",
+                             f"--config.target.source.path={FIXTURES / 'bucc_original'}",
+                             "--config.evaluation.languages=['de']"]) == 0
+    row = json.loads((bucc / "results.json").read_text())["per_language"]["de"]
+    assert {"threshold", "dev_f1", "precision", "recall", "f1"} <= set(row)
+    lines = (bucc / "predictions" / "bucc2018" / "test-de.tsv").read_text().splitlines()
+    test = read_bucc(FIXTURES / "bucc_original", "de", "training")
+    assert all(line.split("\t")[0] in test.src_ids and line.split("\t")[1] in test.en_ids for line in lines)

@@ -19,11 +19,10 @@ from flax import nnx
 from stilts_jax import distributed
 from stilts_jax.config_loader import config_to_json
 from stilts_jax.data.retrieval import read_bucc, read_tatoeba
-from stilts_jax.data.sources import load_qa
 from stilts_jax.embedding import SentenceEncoder, default_retrieval_layer
 from stilts_jax.errors import StiltsError
 from stilts_jax.evaluation.predictor import Predictor
-from stilts_jax.evaluation.report import summarize, write_predictions, write_results
+from stilts_jax.evaluation.report import summarize, write_results
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.config import EncoderConfig
 from stilts_jax.models.encoder import Encoder
@@ -32,7 +31,7 @@ from stilts_jax.models.hf_files import resolve_model_dir
 from stilts_jax.models.hf_weights import load_pretrained
 from stilts_jax.tasks.registry import TaskSpec, get_task
 from stilts_jax.tasks.retrieval import RetrievalEvaluator
-from stilts_jax.tasks.span_qa import SpanQATask
+from stilts_jax.tasks.families import make_task
 from stilts_jax.tiny_model import make_tiny_model
 from stilts_jax.tokenization import load_tokenizer
 from stilts_jax.train.checkpoints import load_params, save_params, transplant_encoder
@@ -86,22 +85,20 @@ class Pipeline:
             _say(f"created the tiny offline model in {name}")
         return resolve_model_dir(name)
 
-    def _task(self, spec: TaskSpec, phase: ml_collections.ConfigDict) -> SpanQATask:
-        if spec.family != "span_qa":
-            raise StiltsError(f"task family {spec.family!r} is not supported by the pipeline yet")
+    def _task(self, spec: TaskSpec, phase: ml_collections.ConfigDict) -> Any:
         limit = EncoderConfig.from_json_file(self.model_dir / "config.json").max_sequence_length
         if phase.max_length > limit:
             raise StiltsError(f"max_length {phase.max_length} of task {spec.name} exceeds the model's maximum of {limit} "
                               f"tokens; lower --config.<phase>.max_length")
         e = self.config.evaluation
-        return SpanQATask(spec, self.tokenizer, max_length=phase.max_length, doc_stride=phase.doc_stride,
-                          n_best=e.n_best, max_answer_length=e.max_answer_length)
+        return make_task(spec, self.tokenizer, max_length=phase.max_length, doc_stride=phase.doc_stride,
+                         n_best=e.n_best, max_answer_length=e.max_answer_length)
 
-    def _model(self, task: SpanQATask, seed: int) -> TaskModel:
+    def _model(self, task: Any, seed: int) -> TaskModel:
         encoder, _ = load_pretrained(self.model_dir, dtype=self.dtype, attention=self.config.model.attention)
         return TaskModel(encoder, task.head(encoder.config.hidden_size, nnx.Rngs(seed)))
 
-    def _abstract_model(self, task: SpanQATask) -> TaskModel:
+    def _abstract_model(self, task: Any) -> TaskModel:
         """The model's structure without weights (they come from a checkpoint)."""
         config = EncoderConfig.from_json_file(self.model_dir / "config.json")
         return nnx.eval_shape(lambda: TaskModel(
@@ -130,8 +127,8 @@ class Pipeline:
         spec = get_task(phase.task)
         task = self._task(spec, phase)
         _say(f"[{name}] {spec.name}: loading English data")
-        train_examples = load_qa(spec.dataset, spec.train_split, _source(phase), ["en"])["en"]
-        dev_examples = load_qa(spec.dataset, spec.dev_split, _source(phase), ["en"])["en"]
+        train_examples = task.load("train", _source(phase), ["en"])["en"]
+        dev_examples = task.load("dev", _source(phase), ["en"])["en"]
         if phase.max_train_examples:
             train_examples = train_examples[: phase.max_train_examples]
         if phase.max_dev_examples:
@@ -173,7 +170,7 @@ class Pipeline:
         spec = get_task(phase.task)
         task = self._task(spec, phase)
         languages = list(self.config.evaluation.languages) or list(spec.languages)
-        examples = load_qa(spec.dataset, spec.eval_split, _source(phase), languages)
+        examples = task.load("eval", _source(phase), languages)
         model_spec = ModelSpec(self._abstract_model(task), self.mesh, self.rules)
         abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                 model_spec.abstract_params, model_spec.param_shardings)
@@ -183,17 +180,17 @@ class Pipeline:
         for lang in languages:
             predictions = task.predict(predictor, params, examples[lang], desc=f"zero-shot {lang}")
             scores = task.score(predictions, examples[lang])
-            baseline = task.score(task.trivial_predictions(examples[lang]), examples[lang])
-            per_language[lang] = {**scores, "baseline_f1": baseline["f1"], "examples": len(examples[lang])}
+            baseline = task.baseline(examples[lang])
+            per_language[lang] = {**scores, **baseline, "examples": len(examples[lang])}
             if jax.process_index() == 0:
-                write_predictions(self.workdir / "predictions", spec.xtreme_name or spec.name, lang, predictions,
-                                  spec.prediction_extension)
-            _say(f"[evaluation] {spec.name} {lang}: F1 {scores['f1']:.1f}  EM {scores['exact_match']:.1f}  "
-                 f"(trivial baseline F1 {baseline['f1']:.1f}, {len(examples[lang])} questions)")
+                task.write_predictions(self.workdir / "predictions", lang, predictions, examples[lang])
+            shown = "  ".join(f"{k} {v:.1f}" for k, v in scores.items())
+            _say(f"[evaluation] {spec.name} {lang}: {shown}  (trivial baseline {', '.join(f'{v:.1f}' for v in baseline.values())}, "
+                 f"{len(examples[lang])} examples)")
         summary = summarize(spec.name, per_language)
         summary["intermediate_task"] = self.config.intermediate.task or None
         if jax.process_index() == 0:
-            _, md = write_results(self.workdir, summary, [("f1", "F1"), ("exact_match", "EM"), ("baseline_f1", "baseline F1")])
+            _, md = write_results(self.workdir, summary, task.columns)
             (self.workdir / "evaluation").mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.workdir / "evaluation" / DONE, json.dumps({"results": str(results)}) + "\n")
             print(md.read_text(), flush=True)

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from stilts_jax.distributed import batch_shard_count, batch_sharding, process_local_rows
 from stilts_jax.train.state import ModelSpec
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "choice_mask")
 
 
 class Predictor:

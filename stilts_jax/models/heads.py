@@ -42,11 +42,20 @@ class TaskModel(nnx.Module):
         self.head = head
 
     def __call__(self, batch: dict[str, Any], *, dropout_rng: jax.Array | None = None) -> jax.Array:
+        """Head outputs for [batch, seq] inputs; for multiple choice ([batch, choices, seq]) one score per choice."""
         rng_encoder, rng_head = (None, None) if dropout_rng is None else jax.random.split(dropout_rng)
-        hidden = self.encoder(
-            batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), dropout_rng=rng_encoder
-        ).last_hidden_state
-        return self.head(hidden, batch["attention_mask"], rng_head)
+        input_ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+        choices = input_ids.shape[1] if input_ids.ndim == 3 else None
+        if choices is not None:  # every choice is its own sequence
+            flat = lambda x: None if x is None else x.reshape(-1, x.shape[-1])  # noqa: E731
+            input_ids, mask, types = flat(input_ids), flat(mask), flat(types)
+        hidden = self.encoder(input_ids, mask, types, dropout_rng=rng_encoder).last_hidden_state
+        out = self.head(hidden, mask, rng_head)
+        if choices is not None:
+            out = out.reshape(-1, choices)
+            if "choice_mask" in batch:  # fewer real choices than the batch's width
+                out = jnp.where(batch["choice_mask"] > 0, out, -1e9)
+        return out
 
 
 def classification_loss(model: TaskModel, batch: dict[str, Any], dropout_rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
@@ -80,3 +89,29 @@ def span_loss(model: TaskModel, batch: dict[str, Any], dropout_rng: jax.Array | 
     nll_end = -jnp.take_along_axis(log_end, batch["end_positions"][:, None], axis=-1)[:, 0]
     weight = batch.get("weight", jnp.ones_like(nll_start)).astype(jnp.float32)
     return jnp.sum(0.5 * (nll_start + nll_end) * weight), jnp.sum(weight)
+
+
+class TaggingHead(nnx.Module):
+    """Token tagging: dropout, then one logit per tag for every token."""
+
+    def __init__(self, hidden_size: int, num_tags: int, dropout_rate: float = 0.1, *, rngs: nnx.Rngs):
+        self.dropout_rate = dropout_rate
+        with nnx.use_eager_sharding(False):
+            self.output = make_param(rngs, (hidden_size, num_tags), ("embed", "classes"), "normal")
+            self.output_bias = make_param(rngs, (num_tags,), ("classes",), "zeros")
+
+    def __call__(self, hidden: jax.Array, attention_mask: jax.Array, rng: jax.Array | None) -> jax.Array:
+        x = dropout(hidden.astype(jnp.float32), self.dropout_rate, rng)
+        return x @ self.output[...] + self.output_bias[...]  # [batch, seq, tags] float32
+
+
+def tagging_loss(model: TaskModel, batch: dict[str, Any], dropout_rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """Cross-entropy summed over the labelled tokens (first sub-word of each word; others carry -100), and their count."""
+    logits = model(batch, dropout_rng=dropout_rng)
+    labels = batch["labels"]
+    labelled = (labels >= 0).astype(jnp.float32)
+    if "weight" in batch:
+        labelled = labelled * batch["weight"][:, None]
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(log_probs, jnp.maximum(labels, 0)[..., None], axis=-1)[..., 0]
+    return jnp.sum(nll * labelled), jnp.sum(labelled)

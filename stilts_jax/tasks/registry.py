@@ -29,6 +29,24 @@ class TaskSpec:
     metric: str = "f1"  # the dev metric that selects the best checkpoint
     xtreme_name: str | None = None  # folder name in the XTREME submission layout
     prediction_extension: str = "json"
+    train_dataset: str | None = None  # English training data when it is another dataset (XNLI trains on MNLI)
+    dev_dataset: str | None = None  # English dev data for model selection, if not `dataset`'s
+    default_max_length: int = 256
+
+    def dataset_and_split(self, which: str) -> tuple[str, str]:
+        """(dataset, split) that serves `which` of train, dev (English model selection) and eval (zero-shot)."""
+        if which == "train":
+            return self.train_dataset or self.dataset, self.train_split
+        if which == "dev":
+            return self.dev_dataset or self.dataset, self.dev_split
+        if which == "eval":
+            return self.dataset, self.eval_split
+        raise ValueError(f"unknown split role {which!r}; use train, dev or eval")
+
+    def label_names(self) -> tuple[str, ...]:
+        from stilts_jax.data.task_sources import labels
+
+        return tuple(labels(self.dataset))
 
 
 TASKS: dict[str, TaskSpec] = {

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,14 +11,18 @@ from flax import nnx
 
 from stilts_jax.data.qa import QAExample
 from stilts_jax.data.qa_features import featurize_qa
+from stilts_jax.data.sources import load_qa
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.qa_postprocess import best_answers
+from stilts_jax.evaluation.report import write_predictions
 from stilts_jax.evaluation.squad_metric import squad_scores
 from stilts_jax.models.heads import SpanHead, span_loss
 from stilts_jax.tasks.registry import TaskSpec
 
 
 class SpanQATask:
+    columns = [("f1", "F1"), ("exact_match", "EM"), ("baseline_f1", "baseline F1")]
+
     def __init__(self, spec: TaskSpec, tokenizer: Any, *, max_length: int = 384, doc_stride: int = 128,
                  n_best: int = 20, max_answer_length: int = 30):
         self.spec = spec
@@ -27,6 +32,10 @@ class SpanQATask:
         self.n_best = n_best
         self.max_answer_length = max_answer_length
         self.loss_fn = span_loss
+
+    def load(self, which: str, source: Mapping[str, Any], languages: Sequence[str] | None) -> dict[str, list[QAExample]]:
+        dataset, split = self.spec.dataset_and_split(which)
+        return load_qa(dataset, split, source, languages)
 
     def head(self, hidden_size: int, rngs: nnx.Rngs) -> SpanHead:
         return SpanHead(hidden_size, rngs=rngs)
@@ -45,6 +54,12 @@ class SpanQATask:
         return squad_scores(predictions, {ex.id: [a.text for a in ex.answers] for ex in examples})
 
     @staticmethod
-    def trivial_predictions(examples: Sequence[QAExample]) -> dict[str, str]:
+    def trivial_predictions(examples: Sequence[QAExample], train_examples: Sequence[Any] = ()) -> dict[str, str]:
         """The baseline a model must beat: the first word of the context."""
         return {ex.id: (ex.context.split() or [""])[0] for ex in examples}
+
+    def baseline(self, examples: Sequence[QAExample], train_examples: Sequence[Any] = ()) -> dict[str, float]:
+        return {"baseline_f1": self.score(self.trivial_predictions(examples), examples)["f1"]}
+
+    def write_predictions(self, folder: Path, language: str, predictions: dict[str, str], examples: Sequence[Any]) -> Path:
+        return write_predictions(folder, self.spec.xtreme_name or self.spec.name, language, predictions, "json")

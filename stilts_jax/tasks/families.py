@@ -1,0 +1,220 @@
+"""Sentence-pair classification, multiple choice and token tagging: features, heads, predictions, metrics.
+
+Each family offers what the pipeline asks of a task: load a split, build its head and loss, featurize training
+examples to fixed shapes, predict with the jitted predictor, score with the one metric implementation, write the
+XTREME submission file, and a trivial baseline to print beside the model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flax import nnx
+
+from stilts_jax.data.examples import ChoiceExample, PairExample, TaggedSentence
+from stilts_jax.evaluation.predictor import Predictor
+from stilts_jax.io_utils import atomic_write_text
+from stilts_jax.models.heads import ClassificationHead, TaggingHead, classification_loss, tagging_loss
+from stilts_jax.tasks.registry import TaskSpec
+
+
+def _load(spec: TaskSpec, which: str, source: Mapping[str, Any], languages: Sequence[str] | None) -> dict[str, list]:
+    from stilts_jax.data.task_sources import load_examples
+
+    dataset, split = spec.dataset_and_split(which)
+    return load_examples(dataset, split, source, languages)
+
+
+def _require_labels(examples: Sequence[Any], what: str) -> None:
+    missing = sum(getattr(ex, "label", 0) is None and getattr(ex, "tags", 0) is None for ex in examples)
+    if missing:
+        raise ValueError(f"{missing} {what} examples carry no labels (XTREME's download strips test labels): "
+                         "evaluate against a labelled source (kind hf or tfds)")
+
+
+def _accuracy(predicted: Sequence[int], gold: Sequence[int]) -> float:
+    return 100.0 * float(np.mean(np.asarray(predicted) == np.asarray(gold))) if len(gold) else 0.0
+
+
+class ClassificationTask:
+    """XNLI, PAWS-X, MNLI, QQP, ANLI, SNLI, PAWS: the first token's representation, a classifier over labels."""
+
+    columns = [("accuracy", "accuracy"), ("baseline_accuracy", "majority baseline")]
+
+    def __init__(self, spec: TaskSpec, tokenizer: Any, *, max_length: int = 256, **_: Any):
+        self.spec, self.tokenizer, self.max_length = spec, tokenizer, max_length
+        self.labels = spec.label_names()
+        self.loss_fn = classification_loss
+
+    def load(self, which: str, source: Mapping[str, Any], languages: Sequence[str] | None) -> dict[str, list]:
+        return _load(self.spec, which, source, languages)
+
+    def head(self, hidden_size: int, rngs: nnx.Rngs) -> ClassificationHead:
+        return ClassificationHead(hidden_size, len(self.labels), rngs=rngs)
+
+    def _encode(self, examples: Sequence[PairExample]) -> dict[str, np.ndarray]:
+        second = [ex.text_b for ex in examples] if any(ex.text_b is not None for ex in examples) else None
+        if second is not None:
+            second = [s or "" for s in second]
+        encoded = self.tokenizer([ex.text_a for ex in examples], second, truncation=True, max_length=self.max_length,
+                                 padding="max_length")
+        return {"input_ids": np.asarray(encoded["input_ids"], np.int32),
+                "attention_mask": np.asarray(encoded["attention_mask"], np.int32)}
+
+    def train_features(self, examples: Sequence[PairExample]) -> dict[str, np.ndarray]:
+        _require_labels(examples, self.spec.name)
+        return {**self._encode(examples), "labels": np.asarray([ex.label for ex in examples], np.int32)}
+
+    def predict(self, predictor: Predictor, params: Any, examples: Sequence[PairExample], *, desc: str = "predict") -> list[int]:
+        return predictor.predict(params, self._encode(examples), desc=desc).argmax(-1).tolist()
+
+    def score(self, predictions: Sequence[int], examples: Sequence[PairExample]) -> dict[str, float]:
+        _require_labels(examples, self.spec.name)
+        return {"accuracy": _accuracy(predictions, [ex.label for ex in examples])}
+
+    def trivial_predictions(self, examples: Sequence[PairExample], train_examples: Sequence[Any] = ()) -> list[int]:
+        """The majority label (of the training data when given, else of the examples themselves)."""
+        pool = [ex.label for ex in (train_examples or examples) if ex.label is not None]
+        majority = Counter(pool).most_common(1)[0][0] if pool else 0
+        return [majority] * len(examples)
+
+    def baseline(self, examples: Sequence[Any], train_examples: Sequence[Any] = ()) -> dict[str, float]:
+        return {"baseline_accuracy": self.score(self.trivial_predictions(examples, train_examples), examples)["accuracy"]}
+
+    def write_predictions(self, folder: Path, language: str, predictions: Sequence[int], examples: Sequence[Any]) -> Path:
+        path = Path(folder) / (self.spec.xtreme_name or self.spec.name) / f"test-{language}.tsv"
+        atomic_write_text(path, "".join(f"{self.labels[p]}\n" for p in predictions))
+        return path
+
+
+class MultipleChoiceTask(ClassificationTask):
+    """XCOPA, COPA, SIQA, CommonsenseQA, Cosmos QA, HellaSwag: one score per (context, question + choice) pair."""
+
+    def head(self, hidden_size: int, rngs: nnx.Rngs) -> ClassificationHead:
+        return ClassificationHead(hidden_size, 1, rngs=rngs)
+
+    def _encode(self, examples: Sequence[ChoiceExample]) -> dict[str, np.ndarray]:
+        width = max(len(ex.choices) for ex in examples)
+        firsts, seconds = [], []
+        for ex in examples:
+            for c in range(width):
+                choice = ex.choices[c] if c < len(ex.choices) else ""
+                firsts.append(ex.context)
+                seconds.append(f"{ex.question} {choice}".strip())
+        encoded = self.tokenizer(firsts, seconds, truncation=True, max_length=self.max_length, padding="max_length")
+        shape = (len(examples), width, self.max_length)
+        choice_mask = np.asarray([[c < len(ex.choices) for c in range(width)] for ex in examples], np.int32)
+        return {"input_ids": np.asarray(encoded["input_ids"], np.int32).reshape(shape),
+                "attention_mask": np.asarray(encoded["attention_mask"], np.int32).reshape(shape),
+                "choice_mask": choice_mask}
+
+    def predict(self, predictor: Predictor, params: Any, examples: Sequence[ChoiceExample], *, desc: str = "predict") -> list[int]:
+        arrays = self._encode(examples)
+        scores = predictor.predict(params, arrays, desc=desc)
+        return np.where(arrays["choice_mask"] > 0, scores, -np.inf).argmax(-1).tolist()
+
+    def trivial_predictions(self, examples: Sequence[ChoiceExample], train_examples: Sequence[Any] = ()) -> list[int]:
+        """Always the first choice (chance level for balanced choices)."""
+        return [0] * len(examples)
+
+    def write_predictions(self, folder: Path, language: str, predictions: Sequence[int], examples: Sequence[Any]) -> Path:
+        path = Path(folder) / (self.spec.xtreme_name or self.spec.name) / f"test-{language}.jsonl"
+        atomic_write_text(path, "".join(json.dumps({"idx": i, "label": int(p)}) + "\n" for i, p in enumerate(predictions)))
+        return path
+
+
+class TaggingTask:
+    """UD-POS, PAN-X: the first sub-word of each word carries its tag; predictions are mapped back to words."""
+
+    columns = [("f1", "F1"), ("baseline_f1", "baseline F1")]
+
+    def __init__(self, spec: TaskSpec, tokenizer: Any, *, max_length: int = 256, **_: Any):
+        self.spec, self.tokenizer, self.max_length = spec, tokenizer, max_length
+        self.labels = spec.label_names()
+        self.label_index = {tag: i for i, tag in enumerate(self.labels)}
+        self.loss_fn = tagging_loss
+        self.truncated_words = 0
+
+    def load(self, which: str, source: Mapping[str, Any], languages: Sequence[str] | None) -> dict[str, list]:
+        return _load(self.spec, which, source, languages)
+
+    def head(self, hidden_size: int, rngs: nnx.Rngs) -> TaggingHead:
+        return TaggingHead(hidden_size, len(self.labels), rngs=rngs)
+
+    def _encode(self, sentences: Sequence[TaggedSentence]) -> tuple[dict[str, np.ndarray], list[list[int]]]:
+        encoded = self.tokenizer([list(s.tokens) for s in sentences], is_split_into_words=True, truncation=True,
+                                 max_length=self.max_length, padding="max_length")
+        first_subword = []
+        for i in range(len(sentences)):
+            positions, previous = [], None
+            for position, word in enumerate(encoded.word_ids(i)):
+                if word is not None and word != previous:
+                    positions.append(position)
+                previous = word
+            first_subword.append(positions)  # positions[w]: where word w starts (words cut off are missing)
+        arrays = {"input_ids": np.asarray(encoded["input_ids"], np.int32),
+                  "attention_mask": np.asarray(encoded["attention_mask"], np.int32)}
+        return arrays, first_subword
+
+    def train_features(self, sentences: Sequence[TaggedSentence]) -> dict[str, np.ndarray]:
+        _require_labels(sentences, self.spec.name)
+        arrays, first_subword = self._encode(sentences)
+        labels = np.full(arrays["input_ids"].shape, -100, np.int32)
+        for i, (sentence, positions) in enumerate(zip(sentences, first_subword)):
+            for word, position in enumerate(positions):
+                tag = sentence.tags[word]
+                if tag not in self.label_index:
+                    raise ValueError(f"{self.spec.name} sentence {sentence.id!r}: unknown tag {tag!r}; known: {self.labels}")
+                labels[i, position] = self.label_index[tag]
+        return {**arrays, "labels": labels}
+
+    def predict(self, predictor: Predictor, params: Any, sentences: Sequence[TaggedSentence], *, desc: str = "predict") -> list[list[str]]:
+        arrays, first_subword = self._encode(sentences)
+        best = predictor.predict(params, arrays, desc=desc).argmax(-1)
+        fallback = "O" if "O" in self.label_index else self.labels[0]
+        predictions = []
+        for i, (sentence, positions) in enumerate(zip(sentences, first_subword)):
+            tags = [self.labels[best[i, p]] for p in positions]
+            self.truncated_words += len(sentence.tokens) - len(tags)
+            predictions.append(tags + [fallback] * (len(sentence.tokens) - len(tags)))  # words past max_length
+        return predictions
+
+    def score(self, predictions: Sequence[Sequence[str]], sentences: Sequence[TaggedSentence]) -> dict[str, float]:
+        from stilts_jax.evaluation.metrics import seqeval_f1
+
+        _require_labels(sentences, self.spec.name)
+        return seqeval_f1([list(s.tags) for s in sentences], [list(p) for p in predictions])
+
+    def trivial_predictions(self, sentences: Sequence[TaggedSentence], train_examples: Sequence[Any] = ()) -> list[list[str]]:
+        """Every word gets the most frequent tag of the training data (or of the sentences themselves)."""
+        counts = Counter(tag for s in (train_examples or sentences) if s.tags for tag in s.tags)
+        common = counts.most_common(1)[0][0] if counts else self.labels[0]
+        return [[common] * len(s.tokens) for s in sentences]
+
+    def baseline(self, sentences: Sequence[Any], train_examples: Sequence[Any] = ()) -> dict[str, float]:
+        return {"baseline_f1": self.score(self.trivial_predictions(sentences, train_examples), sentences)["f1"]}
+
+    def write_predictions(self, folder: Path, language: str, predictions: Sequence[Sequence[str]], examples: Sequence[Any]) -> Path:
+        path = Path(folder) / (self.spec.xtreme_name or self.spec.name) / f"test-{language}.tsv"
+        atomic_write_text(path, "".join("".join(f"{tag}\n" for tag in tags) + "\n" for tags in predictions))
+        return path
+
+
+def make_task(spec: TaskSpec, tokenizer: Any, *, max_length: int, doc_stride: int = 128, n_best: int = 20,
+              max_answer_length: int = 30) -> Any:
+    """The family implementation of a task spec."""
+    if spec.family == "span_qa":
+        from stilts_jax.tasks.span_qa import SpanQATask
+
+        return SpanQATask(spec, tokenizer, max_length=max_length, doc_stride=doc_stride, n_best=n_best,
+                          max_answer_length=max_answer_length)
+    families = {"classification": ClassificationTask, "multiple_choice": MultipleChoiceTask, "tagging": TaggingTask}
+    if spec.family not in families:
+        raise ValueError(f"task {spec.name} has family {spec.family!r}, which has no trainer; families: "
+                         f"span_qa, {', '.join(families)}")
+    return families[spec.family](spec, tokenizer, max_length=max_length)

@@ -13,6 +13,13 @@ from stilts_jax.distributed import DEFAULT_LOGICAL_RULES
 TASK_DEFAULTS = {
     "squad": dict(epochs=2.0, batch_size=16, max_length=384),
     "tydiqa": dict(epochs=2.0, batch_size=16, max_length=384),
+    "xnli": dict(epochs=2.0, batch_size=32, max_length=256),
+    "pawsx": dict(epochs=5.0, batch_size=32, max_length=256),
+    "udpos": dict(epochs=10.0, batch_size=32, max_length=256),
+    "panx": dict(epochs=10.0, batch_size=32, max_length=256),
+    "xcopa": dict(epochs=10.0, batch_size=32, max_length=256),  # COPA is tiny; XTREME-R trains SIQA first
+    "tatoeba": dict(epochs=0.0, batch_size=32, max_length=512),  # retrieval: no training
+    "bucc": dict(epochs=0.0, batch_size=32, max_length=512),
 }
 INTERMEDIATE_DEFAULTS = dict(epochs=3.0, batch_size=16, max_length=256)
 
@@ -72,6 +79,7 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa") -> ml_collec
     config.target = phase(target)
     # languages: [] evaluates every language of the target task.
     # layer: the retrieval layer (-1: 14 of 24, 8 of 12); all_layers: also score every layer (a per-layer table).
+    # split: "" evaluates the task's own zero-shot split (test for XNLI, PAWS-X, XCOPA, UD-POS, PAN-X).
     config.evaluation = dict(batch_size=64, n_best=20, max_answer_length=30, languages=[], layer=-1, all_layers=False,
-                             margin_k=4)
+                             margin_k=4, split="")
     return config

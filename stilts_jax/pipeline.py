@@ -6,6 +6,7 @@ the same workdir skips finished phases and resumes an unfinished one from its la
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -168,6 +169,8 @@ class Pipeline:
             return json.loads(results.read_text())
         phase = self.config.target
         spec = get_task(phase.task)
+        if self.config.evaluation.split:
+            spec = dataclasses.replace(spec, eval_split=self.config.evaluation.split)
         task = self._task(spec, phase)
         languages = list(self.config.evaluation.languages) or list(spec.languages)
         examples = task.load("eval", _source(phase), languages)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from stilts_jax.data import task_sources as _sources
 from stilts_jax.errors import StiltsError
 
 TYDIQA_LANGUAGES = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
@@ -49,10 +50,30 @@ class TaskSpec:
         return tuple(labels(self.dataset))
 
 
+def _english(name: str, family: str, metric: str = "accuracy", max_length: int = 256) -> TaskSpec:
+    """An English intermediate task: trained on train, selected on dev."""
+    return TaskSpec(name=name, family=family, dataset=name, languages=("en",), metric=metric, default_max_length=max_length)
+
+
+def _target(name: str, family: str, languages: tuple[str, ...], metric: str, xtreme_name: str, extension: str) -> TaskSpec:
+    """A cross-lingual target: English train/dev, zero-shot on every language's test split."""
+    return TaskSpec(name=name, family=family, dataset=name, languages=languages, metric=metric, eval_split="test",
+                    xtreme_name=xtreme_name, prediction_extension=extension)
+
+
 TASKS: dict[str, TaskSpec] = {
-    "squad": TaskSpec(name="squad", family="span_qa", dataset="squad", languages=("en",)),
+    "squad": TaskSpec(name="squad", family="span_qa", dataset="squad", languages=("en",), default_max_length=384),
     # TyDiQA-GoldP: train on the English training examples only; its dev set is XTREME's test set.
     "tydiqa": TaskSpec(name="tydiqa", family="span_qa", dataset="tydiqa", languages=TYDIQA_LANGUAGES, xtreme_name="tydiqa"),
+    # Intermediate tasks of the paper (and XTREME-R's SIQA -> COPA chain, English PAWS).
+    **{name: _english(name, "classification") for name in ("mnli", "anli_plus", "anli", "snli", "qqp", "paws")},
+    **{name: _english(name, "multiple_choice") for name in ("commonsenseqa", "cosmosqa", "hellaswag", "siqa", "copa")},
+    # Targets, evaluated zero-shot in every language of XTREME-R (XTREME's lists are subsets).
+    "xnli": _target("xnli", "classification", _sources.XNLI_LANGUAGES, "accuracy", "xnli", "tsv"),
+    "pawsx": _target("pawsx", "classification", _sources.PAWSX_LANGUAGES, "accuracy", "pawsx", "tsv"),
+    "xcopa": _target("xcopa", "multiple_choice", _sources.XCOPA_LANGUAGES, "accuracy", "xcopa", "jsonl"),
+    "udpos": _target("udpos", "tagging", _sources.UDPOS_LANGUAGES, "f1", "udpos", "tsv"),
+    "panx": _target("panx", "tagging", _sources.PANX_LANGUAGES, "f1", "panx", "tsv"),
     # Retrieval: no training data; the intermediate model's encoder is evaluated directly.
     "tatoeba": TaskSpec(name="tatoeba", family="retrieval", dataset="tatoeba", languages=TATOEBA_LANGUAGES,
                         metric="accuracy", xtreme_name="tatoeba", prediction_extension="tsv"),

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help=".npz to write")
     parser.add_argument("--normalize", action="store_true", help="L2-normalise both sides: cosine similarity")
     parser.add_argument("--margin", choices=("ratio",), help="also write BUCC ratio-margin scores")
-    parser.add_argument("--chunk-size", type=int, default=8192, help="queries scored per step (bounds memory)")
+    parser.add_argument("--chunk-size", type=int, help="queries scored per step (bounds memory; default 512 on CPU, 8192 on accelerators)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="matmul operand dtype")
     parser.add_argument("--approx", action="store_true", help="approximate top-k (jax.lax.approx_max_k; fast on TPU)")
     args = parser.parse_args(argv)

@@ -37,13 +37,14 @@ class NearestNeighbors:
     Args:
       database: [N, d] vectors (normalise them first for cosine similarity).
       devices: where to shard the database (default: every device JAX sees).
-      chunk_size: queries scored per step.
+      chunk_size: queries scored per step; default 512 on CPU (score tiles stay in cache: measured 1.5x faster
+        than 8192 at 20k x 20k x 768 on 2 cores) and 8192 on accelerators.
       dtype: operand dtype of the matmul (bfloat16 halves memory traffic on accelerators; accumulation is
         float32 either way).
       approx: use `jax.lax.approx_max_k` for the local top-k (fast on TPU; exact elsewhere).
     """
 
-    def __init__(self, database: np.ndarray, *, devices: Sequence[jax.Device] | None = None, chunk_size: int = 8192,
+    def __init__(self, database: np.ndarray, *, devices: Sequence[jax.Device] | None = None, chunk_size: int | None = None,
                  dtype: str | jnp.dtype = jnp.float32, approx: bool = False, recall_target: float = 0.95):
         database = np.asarray(database)
         if database.ndim != 2 or len(database) == 0:
@@ -52,7 +53,7 @@ class NearestNeighbors:
         self.mesh = Mesh(np.array(devices), (_AXIS,))
         self.num_shards = len(devices)
         self.size, self.dim = database.shape
-        self.chunk_size = chunk_size
+        self.chunk_size = chunk_size or (512 if devices[0].platform == "cpu" else 8192)
         self.dtype = jnp.dtype(dtype)
         self.approx, self.recall_target = approx, recall_target
         self.shard_rows = -(-self.size // self.num_shards)

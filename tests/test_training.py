@@ -19,7 +19,7 @@ from stilts_jax.train.feeding import BatchFeeder, DataPositionError
 from stilts_jax.train.loop import TrainingDivergedError, TrainingPreempted, train
 from stilts_jax.train.metrics_log import read_metrics
 from stilts_jax.train.optimizer import OptimizerConfig
-from tests.train_harness import params_digest, synthetic_features, tiny_model, trainer_config
+from tests.train_harness import synthetic_features, tiny_model, trainer_config
 
 RULES = distributed.DEFAULT_LOGICAL_RULES
 

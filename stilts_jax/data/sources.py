@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from stilts_jax.data import qa
 from stilts_jax.data.qa import Answer, QADataError, QAExample
+from stilts_jax.data.tfds_reader import tfds_data_dir, tfds_records
 from stilts_jax.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -335,37 +335,13 @@ def _from_hf(spec: QADataset, dataset: str, split: str, source: Mapping[str, Any
     return examples, where
 
 
-def _tfds_data_dir(source: Mapping[str, Any]) -> Path:
-    data_dir = source.get("data_dir") or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-    return Path(data_dir).expanduser()
-
-
 def _from_tfds(spec: QADataset, dataset: str, split: str, source: Mapping[str, Any],
                wanted: tuple[str, ...] | None) -> tuple[list[QAExample], str]:
     name = str(source.get("name") or spec.tfds_name)
-    data_dir = _tfds_data_dir(source)
-    tfds_split = spec.tfds_splits[split]
-    builder_dir = data_dir / name.split(":", 1)[0]
-    build = (f"`tfds build {name.split(':', 1)[0]} --data_dir {data_dir} --file_format array_record` on a machine "
-             "with network access (tfds.data_source reads ArrayRecord data only; TensorFlow is not needed; if tfds "
-             "fails with \"No module named 'importlib_resources'\", pip install importlib_resources)")
-    prepared = builder_dir.is_dir() and any((v / "dataset_info.json").is_file() for v in builder_dir.iterdir())
-    if not prepared:
-        raise InputError(f"TFDS dataset {name!r} is not prepared in {data_dir} (no {builder_dir}/<version>/"
-                         f"dataset_info.json). Prepare it with {build}, or set data_dir to the folder holding it")
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as e:
-        raise InputError(f"the 'tfds' source needs tensorflow-datasets (pip install tensorflow-datasets): {e}") from e
-    where = f"TFDS {name} split {tfds_split} in {data_dir}"
-    try:
-        records = tfds.data_source(name, split=tfds_split, data_dir=str(data_dir), download=False)
-    except Exception as e:  # tfds raises NotImplementedError for TFRecord data, ValueError for unknown splits, ...
-        raise InputError(f"could not read {where}: {type(e).__name__}: {e}. Rebuild it with {build}") from e
+    rows, where = tfds_records(name, spec.tfds_splits[split], tfds_data_dir(source))
     examples = []
-    for start in range(0, len(records), 1024):
-        rows = records.__getitems__(list(range(start, min(start + 1024, len(records)))))
-        if start == 0:
-            _check_columns(rows[0], where)
-        examples.extend(_example_from_row(spec, row, f"{where} record {start + i}") for i, row in enumerate(rows))
+    for index, row in enumerate(rows):
+        if index == 0:
+            _check_columns(row, where)
+        examples.append(_example_from_row(spec, row, f"{where} record {index}"))
     return examples, where

@@ -44,13 +44,13 @@ import dataclasses
 import json
 import logging
 import numbers
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
 from stilts_jax.data.examples import ChoiceExample, PairExample, TaggedSentence
 from stilts_jax.data.sources import XTREME_HINT
+from stilts_jax.data.tfds_reader import tfds_data_dir, tfds_records
 from stilts_jax.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -922,11 +922,6 @@ def _rows_to_examples(spec: TaskDataset, dataset: str, split: str, rows: Iterabl
 
 # --- TFDS ------------------------------------------------------------------------------------------------------
 
-def _tfds_data_dir(source: Mapping[str, Any]) -> Path:
-    data_dir = source.get("data_dir") or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-    return Path(data_dir).expanduser()
-
-
 def _xtreme_pos_swapped() -> bool:
     """Whether the installed TFDS still files Tagalog under xtreme_pos_ta and Tamil under xtreme_pos_tl."""
     try:
@@ -940,33 +935,6 @@ def _tfds_name(template: str, lang: str | None) -> str:
     if lang is not None and template.startswith("xtreme_pos/") and lang in ("ta", "tl") and _xtreme_pos_swapped():
         lang = {"ta": "tl", "tl": "ta"}[lang]  # TFDS's swap, undone
     return template.format(lang=lang)
-
-
-def _tfds_records(name: str, tfds_split: str, data_dir: Path) -> tuple[Iterator[dict[str, Any]], str]:
-    builder = name.split(":", 1)[0]
-    builder_dir = data_dir / builder
-    build = (f"`tfds build {builder} --data_dir {data_dir} --file_format array_record` on a machine with network "
-             "access (tfds.data_source reads ArrayRecord data only; TensorFlow is not needed; if tfds fails with "
-             "\"No module named 'importlib_resources'\", pip install importlib_resources)")
-    prepared = builder_dir.is_dir() and any((v / "dataset_info.json").is_file() for v in builder_dir.iterdir())
-    if not prepared:
-        raise InputError(f"TFDS dataset {name!r} is not prepared in {data_dir} (no {builder_dir}/<version>/"
-                         f"dataset_info.json). Prepare it with {build}, or set data_dir to the folder holding it")
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as e:
-        raise InputError(f"the 'tfds' source needs tensorflow-datasets (pip install tensorflow-datasets): {e}") from e
-    where = f"TFDS {name} split {tfds_split} in {data_dir}"
-    try:
-        records = tfds.data_source(name, split=tfds_split, data_dir=str(data_dir), download=False)
-    except Exception as e:  # tfds raises NotImplementedError for TFRecord data, ValueError for unknown splits, ...
-        raise InputError(f"could not read {where}: {type(e).__name__}: {e}. Rebuild it with {build}") from e
-
-    def rows() -> Iterator[dict[str, Any]]:
-        for start in range(0, len(records), 1024):
-            yield from records.__getitems__(list(range(start, min(start + 1024, len(records)))))
-
-    return rows(), where
 
 
 def _xnli_tfds_rows(rows: Iterable[Mapping[str, Any]], split: str, wanted: Sequence[str],
@@ -991,7 +959,7 @@ def _from_tfds(spec: TaskDataset, dataset: str, split: str, source: Mapping[str,
     if loc is None or split not in loc.splits:
         raise InputError(f"TFDS has no {dataset} {split} data known to this loader; use a source of kind "
                          f"{'xtreme, ' if split in spec.xtreme else ''}{'hf or ' if spec.hf else ''}files")
-    data_dir = _tfds_data_dir(source)
+    data_dir = tfds_data_dir(source)
     names = (str(source["name"]),) if source.get("name") else loc.names
     per_language = "{" in names[0]
     if per_language and loc.languages is not None and not source.get("name"):
@@ -1004,7 +972,7 @@ def _from_tfds(spec: TaskDataset, dataset: str, split: str, source: Mapping[str,
     groups = [(lang, _tfds_name(n, lang)) for lang in wanted for n in names] if per_language \
         else [(spec.monolingual, n) for n in names]
     for lang, name in groups:
-        rows, where = _tfds_records(name, loc.splits[split], data_dir)
+        rows, where = tfds_records(name, loc.splits[split], data_dir)
         wheres.append(where)
         if name.split("/")[0].split(":")[0] == "xnli":
             rows = _xnli_tfds_rows(rows, split, wanted, where)

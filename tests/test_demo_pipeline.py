@@ -53,6 +53,21 @@ def test_demo_runs_every_phase_and_beats_the_trivial_baseline_in_every_language(
     assert json.loads((workdir / "config.json").read_text())["target"]["task"] == "tydiqa"
     assert (workdir / "intermediate" / "phase_done.json").exists() and (workdir / "target" / "phase_done.json").exists()
 
+    # The XTREME-compatible scorer, run on the pipeline's own prediction folder, gives the pipeline's numbers.
+    labels = tmp_path / "labels" / "tydiqa"
+    labels.mkdir(parents=True)
+    dev = ROOT / "stilts_jax" / "assets" / "demo" / "tydiqa" / "tydiqa-goldp-v1.1-dev"
+    for lang in languages:
+        (labels / f"test-{lang}.json").write_bytes((dev / f"tydiqa.goldp.{lang}.dev.json").read_bytes())
+    score = subprocess.run([sys.executable, "-m", "stilts_jax.score", "--predictions", str(workdir / "predictions"),
+                            "--labels", str(labels.parent), "--benchmark", "xtreme", "--output", str(tmp_path / "scores.json")],
+                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert score.returncode == 0, score.stderr[-3000:]
+    scored = json.loads((tmp_path / "scores.json").read_text())["tydiqa"]
+    for lang in languages:
+        assert scored["f1"][lang] == pytest.approx(results["per_language"][lang]["f1"])
+        assert scored["exact_match"][lang] == pytest.approx(results["per_language"][lang]["exact_match"])
+
     again = subprocess.run(_command(workdir), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-4000:]
     assert again.stdout.count("finished earlier") == 3  # intermediate, target, evaluation

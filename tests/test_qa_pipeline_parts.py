@@ -97,3 +97,19 @@ def test_shipped_demo_data_is_what_the_generator_writes(tmp_path):
     make_demo_data.main(["--output", str(tmp_path)])
     for relative in make_demo_data.LAYOUT.values():
         assert (tmp_path / relative).read_bytes() == (root / "stilts_jax" / "assets" / "demo" / relative).read_bytes(), relative
+
+
+def test_dev_features_are_built_once_for_repeated_evaluations(monkeypatch):
+    from stilts_jax.tasks import span_qa
+    from stilts_jax.tasks.registry import get_task
+
+    calls = []
+    original = span_qa.featurize_qa
+    monkeypatch.setattr(span_qa, "featurize_qa", lambda *a, **k: calls.append(1) or original(*a, **k))
+    task = span_qa.SpanQATask(get_task("tydiqa"), load_demo_tokenizer(), max_length=128, doc_stride=32)
+    dev, other = tydiqa_examples("en", 4, 1, "dev"), tydiqa_examples("en", 4, 2, "dev")
+    first = task._inference_features(dev)
+    assert task._inference_features(list(dev)) is first and len(calls) == 1  # same questions: reused
+    assert [ex.id for ex in other] == [ex.id for ex in dev]  # same ids, other text (as XQuAD across languages)
+    task._inference_features(other)
+    assert len(calls) == 2  # other questions: featurized anew

@@ -10,7 +10,7 @@ import numpy as np
 from flax import nnx
 
 from stilts_jax.data.qa import QAExample
-from stilts_jax.data.qa_features import featurize_qa
+from stilts_jax.data.qa_features import QAFeatures, featurize_qa
 from stilts_jax.data.sources import load_qa
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.qa_postprocess import best_answers
@@ -32,6 +32,7 @@ class SpanQATask:
         self.n_best = n_best
         self.max_answer_length = max_answer_length
         self.loss_fn = span_loss
+        self._cached: tuple[tuple, QAFeatures] | None = None  # the dev set, featurized once per phase
 
     def load(self, which: str, source: Mapping[str, Any], languages: Sequence[str] | None) -> dict[str, list[QAExample]]:
         dataset, split = self.spec.dataset_and_split(which)
@@ -43,8 +44,17 @@ class SpanQATask:
     def train_features(self, examples: Sequence[QAExample]) -> dict[str, np.ndarray]:
         return featurize_qa(examples, self.tokenizer, max_length=self.max_length, doc_stride=self.doc_stride).arrays
 
+    def _inference_features(self, examples: Sequence[QAExample]) -> QAFeatures:
+        # Ids alone are not enough: XQuAD, for one, uses the same ids in every language.
+        key = tuple((ex.id, ex.question, ex.context) for ex in examples)
+        if self._cached is None or self._cached[0] != key:
+            features = featurize_qa(examples, self.tokenizer, max_length=self.max_length, doc_stride=self.doc_stride,
+                                    with_labels=False)
+            self._cached = (key, features)
+        return self._cached[1]
+
     def predict(self, predictor: Predictor, params: Any, examples: Sequence[QAExample], *, desc: str = "predict") -> dict[str, str]:
-        features = featurize_qa(examples, self.tokenizer, max_length=self.max_length, doc_stride=self.doc_stride, with_labels=False)
+        features = self._inference_features(examples)
         logits = predictor.predict(params, features.arrays, desc=desc)
         return best_answers(examples, features, logits[..., 0], logits[..., 1], n_best=self.n_best,
                             max_answer_length=self.max_answer_length)

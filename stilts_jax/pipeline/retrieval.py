@@ -1,0 +1,92 @@
+"""Retrieval evaluation (BUCC, Tatoeba): the encoder is scored directly, with no target training phase."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+
+from stilts_jax.data.retrieval import read_bucc, read_tatoeba
+from stilts_jax.embedding import SentenceEncoder, default_retrieval_layer
+from stilts_jax.evaluation.report import summarize, write_results
+from stilts_jax.io_utils import atomic_write_text
+from stilts_jax.pipeline.common import DONE, say, source_of
+from stilts_jax.tasks.registry import get_task
+from stilts_jax.tasks.retrieval import RetrievalEvaluator
+
+if TYPE_CHECKING:
+    from stilts_jax.pipeline.runner import Pipeline
+
+
+def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[str, Any]:
+    """Score the encoder itself (the intermediate phase's, or the pretrained one) on BUCC or Tatoeba."""
+    results = pipeline.workdir / "results.json"
+    if results.exists() and (pipeline.workdir / "evaluation" / DONE).exists():
+        say(f"[evaluation] finished earlier: {results}")
+        return json.loads(results.read_text())
+    phase, e = pipeline.config.target, pipeline.config.evaluation
+    spec = get_task(phase.task)
+    encoder = pipeline.load_encoder(saved_encoder)
+    depth = encoder.config.num_hidden_layers
+    primary = default_retrieval_layer(depth) if e.layer < 0 else e.layer
+    layers = list(range(depth + 1)) if e.all_layers else [primary]
+    sentence_encoder = SentenceEncoder(encoder, pipeline.tokenizer, layer=layers if e.all_layers else primary,
+                                       batch_size=e.batch_size, max_length=phase.max_length)
+    evaluator = RetrievalEvaluator(sentence_encoder, layers, primary, k=e.margin_k)
+    source = source_of(phase)
+    root = Path(source.get("path", ""))
+    languages = list(e.languages) or list(spec.languages)
+    per_language, per_layer = {}, {}
+    for lang in languages:
+        if spec.name == "tatoeba":
+            labels = Path(source["labels"]) / "tatoeba" / f"test-{lang}.tsv" if "labels" in source else None
+            if labels is not None and not labels.exists():
+                labels = Path(source["labels"]) / f"test-{lang}.tsv"
+            result = evaluator.tatoeba(read_tatoeba(root, lang, labels=labels))
+            lines = [str(i) for i in result.predictions]
+        else:
+            original = (root / f"{lang}-en").is_dir() or (root / "bucc2018" / f"{lang}-en").is_dir()
+            dev_split, test_split = ("sample", "training") if original else ("dev", "test")
+            result = evaluator.bucc(read_bucc(root, lang, dev_split, require_gold=True), read_bucc(root, lang, test_split))
+            lines = [f"{src}\t{en}" for src, en in result.predictions]
+        per_language[lang] = {**result.scores[primary]}
+        for layer, row in result.scores.items():
+            per_layer.setdefault(layer, {})[lang] = row
+        if jax.process_index() == 0:
+            path = pipeline.workdir / "predictions" / (spec.xtreme_name or spec.name) / f"test-{lang}.{spec.prediction_extension}"
+            atomic_write_text(path, "".join(line + "\n" for line in lines))
+        shown = ", ".join(f"{k} {v:.1f}" for k, v in result.scores[primary].items() if k != "threshold")
+        say(f"[evaluation] {spec.name} {lang} (layer {primary}): {shown or 'no gold: predictions written'}")
+    summary = summarize(spec.name, per_language)
+    summary.update(intermediate_task=pipeline.config.intermediate.task or None, layer=primary)
+    if e.all_layers:
+        summary["per_layer"] = {str(layer): rows for layer, rows in per_layer.items()}
+    metric = "accuracy" if spec.name == "tatoeba" else "f1"
+    columns = [(metric, metric)] + ([("accuracy_reverse", "accuracy (xx->en)")] if spec.name == "tatoeba" else
+                                    [("precision", "precision"), ("recall", "recall")])
+    if jax.process_index() == 0:
+        if all(metric in row for row in per_language.values()):
+            _, md = write_results(pipeline.workdir, summary, columns)
+            if e.all_layers:
+                with open(md, "a") as f:
+                    f.write("\n" + layer_table(spec.name, per_layer, metric))
+            print(md.read_text(), flush=True)
+        else:
+            atomic_write_text(results, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        (pipeline.workdir / "evaluation").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(pipeline.workdir / "evaluation" / DONE, json.dumps({"results": str(results)}) + "\n")
+    return summary
+
+
+def layer_table(task: str, per_layer: dict[int, dict[str, dict[str, float]]], metric: str) -> str:
+    """Rows: layers; columns: languages and their mean. Which layer transfers best, at a glance."""
+    languages = sorted({lang for rows in per_layer.values() for lang in rows})
+    lines = [f"### {task}: {metric} per layer", "", "| layer | " + " | ".join(languages) + " | mean |",
+             "|" + "---|" * (len(languages) + 2)]
+    for layer in sorted(per_layer):
+        values = [per_layer[layer][lang].get(metric, float("nan")) for lang in languages]
+        lines.append(f"| {layer} | " + " | ".join(f"{v:.1f}" for v in values) + f" | {np.mean(values):.1f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,109 @@
+"""The run's shared context (mesh, model folder, tokenizer) and the order of its phases.
+
+Each phase works in its own folder under the workdir and leaves `phase_done.json` when finished; a rerun with
+the same workdir skips finished phases and resumes an unfinished one from its latest good checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+from flax import nnx
+
+from stilts_jax import distributed
+from stilts_jax.config_loader import config_to_json
+from stilts_jax.errors import StiltsError
+from stilts_jax.io_utils import atomic_write_text
+from stilts_jax.models.config import EncoderConfig
+from stilts_jax.models.encoder import Encoder
+from stilts_jax.models.heads import TaskModel
+from stilts_jax.models.hf_files import resolve_model_dir
+from stilts_jax.models.hf_weights import load_pretrained
+from stilts_jax.pipeline.common import say
+from stilts_jax.pipeline.retrieval import evaluate_retrieval
+from stilts_jax.pipeline.training import run_training_phase
+from stilts_jax.pipeline.zero_shot import evaluate_zero_shot
+from stilts_jax.tasks.families import make_task
+from stilts_jax.tasks.registry import TaskSpec, get_task
+from stilts_jax.tiny_model import make_tiny_model
+from stilts_jax.tokenization import load_tokenizer
+from stilts_jax.train.checkpoints import load_params
+
+
+class Pipeline:
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        self.workdir = Path(config.workdir)
+        distributed.initialize(config.distributed.coordinator_address or None, config.distributed.num_processes,
+                               config.distributed.process_id)
+        self.mesh = distributed.make_mesh(config.mesh.to_dict())
+        self.rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_rules)
+        self.dtype = config.model.dtype if config.model.dtype != "auto" else (
+            "float32" if jax.default_backend() == "cpu" else "bfloat16")
+        self.model_dir = self._model_dir()
+        self.tokenizer = load_tokenizer(config.model.tokenizer or self.model_dir)
+
+    def _model_dir(self) -> Path:
+        name = self.config.model.name
+        if self.config.model.make_tiny and not (Path(name) / "config.json").exists():
+            if jax.process_index() == 0:
+                longest = max(self.config.intermediate.max_length, self.config.target.max_length)
+                make_tiny_model(name, seed=self.config.seed, max_length=longest)
+            say(f"created the tiny offline model in {name}")
+        return resolve_model_dir(name)
+
+    @property
+    def encoder_config(self) -> EncoderConfig:
+        return EncoderConfig.from_json_file(self.model_dir / "config.json")
+
+    def make_task(self, spec: TaskSpec, phase: ml_collections.ConfigDict) -> Any:
+        limit = self.encoder_config.max_sequence_length
+        if phase.max_length > limit:
+            raise StiltsError(f"max_length {phase.max_length} of task {spec.name} exceeds the model's maximum of {limit} "
+                              f"tokens; lower --config.<phase>.max_length")
+        e = self.config.evaluation
+        return make_task(spec, self.tokenizer, max_length=phase.max_length, doc_stride=phase.doc_stride,
+                         n_best=e.n_best, max_answer_length=e.max_answer_length)
+
+    def make_model(self, task: Any, seed: int) -> TaskModel:
+        """The pretrained encoder with the task's new head."""
+        encoder, _ = load_pretrained(self.model_dir, dtype=self.dtype, attention=self.config.model.attention)
+        return TaskModel(encoder, task.head(encoder.config.hidden_size, nnx.Rngs(seed)))
+
+    def abstract_model(self, task: Any) -> TaskModel:
+        """The model's structure without weights (they come from a checkpoint)."""
+        config = self.encoder_config
+        return nnx.eval_shape(lambda: TaskModel(
+            Encoder(config, rngs=nnx.Rngs(0), dtype=self.dtype, attention=self.config.model.attention),
+            task.head(config.hidden_size, nnx.Rngs(0))))
+
+    def load_encoder(self, saved_encoder: str | None) -> Encoder:
+        """The encoder to evaluate: the one the intermediate phase handed off, or the pretrained one."""
+        if saved_encoder is None:
+            return load_pretrained(self.model_dir, dtype=self.dtype, attention=self.config.model.attention)[0]
+        config = self.encoder_config
+        abstract = nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0), dtype=self.dtype,
+                                                  attention=self.config.model.attention))
+        graphdef, state = nnx.split(abstract)
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(state))
+        return nnx.merge(graphdef, load_params(saved_encoder, target))
+
+    def run(self) -> dict[str, Any]:
+        if jax.process_index() == 0:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.workdir / "config.json", config_to_json(self.config))
+        handoff = None
+        if self.config.intermediate.task:
+            handoff = run_training_phase(self, "intermediate", self.config.intermediate)["encoder"]
+        if get_task(self.config.target.task).family == "retrieval":
+            return evaluate_retrieval(self, handoff)  # no target training: the encoder itself is evaluated
+        target = run_training_phase(self, "target", self.config.target, handoff=handoff)
+        return evaluate_zero_shot(self, target)
+
+
+def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    return Pipeline(config).run()

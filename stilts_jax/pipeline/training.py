@@ -1,0 +1,71 @@
+"""One training phase of the pipeline (intermediate or target): English data in, best model and encoder out."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import jax
+import ml_collections
+
+from stilts_jax.evaluation.predictor import Predictor
+from stilts_jax.io_utils import atomic_write_text
+from stilts_jax.pipeline.common import DONE, say, source_of, trainer_config
+from stilts_jax.tasks.registry import get_task
+from stilts_jax.train.checkpoints import save_params, transplant_encoder
+from stilts_jax.train.loop import train
+from stilts_jax.train.state import ModelSpec
+
+if TYPE_CHECKING:
+    from stilts_jax.pipeline.runner import Pipeline
+
+
+def run_training_phase(pipeline: "Pipeline", name: str, phase: ml_collections.ConfigDict,
+                       handoff: str | None = None) -> dict[str, Any]:
+    """Train `phase.task` in `workdir/name` (resuming if a checkpoint is there); skip it if it finished earlier.
+
+    Returns the phase's record (also written to `phase_done.json`): best step, dev score, the best model's path and,
+    for the intermediate phase, the encoder's path that the target phase starts from.
+    """
+    phase_dir = pipeline.workdir / name
+    done = phase_dir / DONE
+    if done.exists():
+        info = json.loads(done.read_text())
+        say(f"[{name}] {phase.task}: finished earlier (best dev {info['dev']}), skipping")
+        return info
+    spec = get_task(phase.task)
+    task = pipeline.make_task(spec, phase)
+    say(f"[{name}] {spec.name}: loading English data")
+    train_examples = task.load("train", source_of(phase), ["en"])["en"]
+    dev_examples = task.load("dev", source_of(phase), ["en"])["en"]
+    if phase.max_train_examples:
+        train_examples = train_examples[: phase.max_train_examples]
+    if phase.max_dev_examples:
+        dev_examples = dev_examples[: phase.max_dev_examples]
+    model = pipeline.make_model(task, pipeline.config.seed + (0 if name == "intermediate" else 1))
+    if handoff is not None:
+        transplant_encoder(model, handoff)
+        say(f"[{name}] encoder carried over from {handoff}; new {spec.name} head")
+    features = task.train_features(train_examples)
+    say(f"[{name}] {len(train_examples)} training examples -> {len(features['input_ids'])} features, "
+        f"{len(dev_examples)} dev examples")
+    model_spec = ModelSpec(model, pipeline.mesh, pipeline.rules)
+    predictor = Predictor(model_spec, pipeline.mesh, pipeline.rules, pipeline.config.evaluation.batch_size)
+
+    def evaluate(params: Any) -> dict[str, float]:
+        scores = task.score(task.predict(predictor, params, dev_examples, desc=f"{name} dev"), dev_examples)
+        return {"dev_score": scores[spec.metric], **scores}
+
+    result = train(model, task.loss_fn, features, trainer_config(phase, pipeline.config.seed), workdir=phase_dir,
+                   mesh=pipeline.mesh, rules=pipeline.rules, evaluate=evaluate, best_metric="dev_score")
+    save_params(phase_dir / "best_model", result.best_params)
+    info: dict[str, Any] = {"task": spec.name, "best_step": result.best_step, "steps": result.steps,
+                            "best_model": str((phase_dir / "best_model").absolute())}
+    if name == "intermediate":
+        save_params(phase_dir / "encoder", result.best_params["encoder"])
+        info["encoder"] = str((phase_dir / "encoder").absolute())
+    info["dev"] = round(evaluate(result.best_params)["dev_score"], 2)
+    if jax.process_index() == 0:
+        atomic_write_text(done, json.dumps(info, indent=2) + "\n")
+    say(f"[{name}] {spec.name}: done, best dev {spec.metric} {info['dev']} at step {result.best_step}")
+    return info

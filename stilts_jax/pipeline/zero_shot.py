@@ -1,0 +1,60 @@
+"""Zero-shot evaluation: the target-task model predicts every language's test set; scores, tables, predictions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import TYPE_CHECKING, Any
+
+import jax
+
+from stilts_jax.evaluation.predictor import Predictor
+from stilts_jax.evaluation.report import summarize, write_results
+from stilts_jax.io_utils import atomic_write_text
+from stilts_jax.pipeline.common import DONE, say, source_of
+from stilts_jax.tasks.registry import get_task
+from stilts_jax.train.checkpoints import load_params
+from stilts_jax.train.state import ModelSpec
+
+if TYPE_CHECKING:
+    from stilts_jax.pipeline.runner import Pipeline
+
+
+def evaluate_zero_shot(pipeline: "Pipeline", target: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate the target phase's best model in every language; write results.json/.md and XTREME predictions."""
+    workdir = pipeline.workdir
+    results = workdir / "results.json"
+    if results.exists() and (workdir / "evaluation" / DONE).exists():
+        say(f"[evaluation] finished earlier: {results}")
+        return json.loads(results.read_text())
+    phase, e = pipeline.config.target, pipeline.config.evaluation
+    spec = get_task(phase.task)
+    if e.split:
+        spec = dataclasses.replace(spec, eval_split=e.split)
+    task = pipeline.make_task(spec, phase)
+    languages = list(e.languages) or list(spec.languages)
+    examples = task.load("eval", source_of(phase), languages)
+    model_spec = ModelSpec(pipeline.abstract_model(task), pipeline.mesh, pipeline.rules)
+    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                            model_spec.abstract_params, model_spec.param_shardings)
+    params = load_params(target["best_model"], abstract)
+    predictor = Predictor(model_spec, pipeline.mesh, pipeline.rules, e.batch_size)
+    per_language = {}
+    for lang in languages:
+        predictions = task.predict(predictor, params, examples[lang], desc=f"zero-shot {lang}")
+        scores = task.score(predictions, examples[lang])
+        baseline = task.baseline(examples[lang])
+        per_language[lang] = {**scores, **baseline, "examples": len(examples[lang])}
+        if jax.process_index() == 0:
+            task.write_predictions(workdir / "predictions", lang, predictions, examples[lang])
+        shown = "  ".join(f"{k} {v:.1f}" for k, v in scores.items())
+        say(f"[evaluation] {spec.name} {lang}: {shown}  (trivial baseline "
+            f"{', '.join(f'{v:.1f}' for v in baseline.values())}, {len(examples[lang])} examples)")
+    summary = summarize(spec.name, per_language)
+    summary["intermediate_task"] = pipeline.config.intermediate.task or None
+    if jax.process_index() == 0:
+        _, md = write_results(workdir, summary, task.columns)
+        (workdir / "evaluation").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(workdir / "evaluation" / DONE, json.dumps({"results": str(results)}) + "\n")
+        print(md.read_text(), flush=True)
+    return summary

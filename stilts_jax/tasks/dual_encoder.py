@@ -1,0 +1,214 @@
+"""Dual-encoder retrieval (LAReQA, Mewsli-X): one shared tower, in-batch negatives, mAP@20 over a full pool.
+
+The model follows XTREME-R's baselines (google-research/xtreme third_party/bert.py BertForRetrieval, used for
+both tasks; run_retrieval_qa.py for LAReQA): ONE encoder embeds queries and candidates; the embedding is the
+first token's ([CLS] / <s>) final-layer representation, L2-normalised; the logits of a batch are
+`scale * q @ c.T` with scale 100 (a trainable parameter initialised to 100 there, a fixed setting here), and the
+loss is softmax cross-entropy of each query over the batch's candidates, its own candidate being the target
+(query -> candidate direction only). Differences, on purpose:
+- XTREME-R's first-token vector passes through BERT's pooler (dense + tanh). This project's encoder carries no
+  pooler (XLM-R's checkpoint pooler was never trained by its MLM objective), so the raw first-token state is
+  used; `pooling="mean"` (mean over the attention mask) is the alternative.
+- Two pairs of one batch with the same candidate (two SQuAD questions answered by one sentence) are not each
+  other's negatives here: the duplicate's logit is masked out. xtreme counts it as a negative.
+Under jit the loss is computed on the global, data-sharded batch, so every query sees every candidate of the
+global batch (XLA gathers the candidate embeddings across devices and hosts). With gradient accumulation the
+negatives are those of one micro-batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from stilts_jax.data.ranked_retrieval import DualPair, Query, RankedRetrievalDataError, RetrievalPool
+from stilts_jax.evaluation.metrics import map_at_k_by_id
+from stilts_jax.evaluation.predictor import Predictor
+from stilts_jax.evaluation.search import NearestNeighbors
+from stilts_jax.models.encoder import Encoder
+from stilts_jax.models.pooling import Pooling, pool
+from stilts_jax.tasks.registry import TaskSpec
+
+MAP_K = 20
+# Query lengths of the XTREME-R scripts (train_lareqa.sh MAX_QUERY_LEN, train_mewslix.sh MAX_SEQ_LEN).
+DEFAULT_QUERY_MAX_LENGTH = {"lareqa": 96, "mewslix": 64}
+_EMBED_CHUNK = 16384  # texts tokenized and embedded per host step: bounds host memory for a 1M-entity pool
+
+
+class DualEncoder(nnx.Module):
+    """The shared tower: `embed(ids, mask)` -> L2-normalised float32 [batch, hidden]; `__call__(batch)` for Predictor."""
+
+    def __init__(self, encoder: Encoder, pooling: Pooling = "cls"):
+        self.encoder = encoder
+        self.pooling = pooling
+
+    def embed(self, input_ids: jax.Array, attention_mask: jax.Array, dropout_rng: jax.Array | None = None) -> jax.Array:
+        hidden = self.encoder(input_ids, attention_mask, dropout_rng=dropout_rng).last_hidden_state
+        pooled = pool(hidden, attention_mask, self.pooling)
+        return pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+
+    def __call__(self, batch: Mapping[str, jax.Array], *, dropout_rng: jax.Array | None = None) -> jax.Array:
+        return self.embed(batch["input_ids"], batch["attention_mask"], dropout_rng)
+
+
+def in_batch_logits(queries: jax.Array, candidates: jax.Array, candidate_keys: jax.Array, scale: float) -> jax.Array:
+    """[B, B] float32 `scale * q @ c.T`; a candidate equal to the row's own (same key, other column) gets -1e9."""
+    logits = scale * jnp.dot(queries, candidates.T, preferred_element_type=jnp.float32)
+    same = candidate_keys[:, None] == candidate_keys[None, :]
+    duplicate = same & ~jnp.eye(logits.shape[0], dtype=bool)
+    return jnp.where(duplicate, -1e9, logits)
+
+
+def make_in_batch_loss(scale: float) -> Callable[[DualEncoder, dict[str, jax.Array], jax.Array | None],
+                                                 tuple[jax.Array, jax.Array]]:
+    """The train-step loss: summed cross-entropy of each query over the batch's candidates, and the batch size."""
+
+    def loss_fn(model: DualEncoder, batch: dict[str, jax.Array], dropout_rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        rng_q, rng_c = (None, None) if dropout_rng is None else jax.random.split(dropout_rng)
+        q = model.embed(batch["query_input_ids"], batch["query_attention_mask"], rng_q)
+        c = model.embed(batch["candidate_input_ids"], batch["candidate_attention_mask"], rng_c)
+        logits = in_batch_logits(q, c, batch["candidate_key"], scale)
+        nll = jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits)
+        return jnp.sum(nll), jnp.asarray(nll.shape[0], jnp.float32)
+
+    return loss_fn
+
+
+class DualEncoderTask:
+    """Data, features and evaluation of one dual-encoder task (`spec.name` is lareqa or mewslix)."""
+
+    columns = [(f"map@{MAP_K}", f"mAP@{MAP_K}")]
+
+    def __init__(self, spec: TaskSpec, tokenizer: Any, *, max_length: int, query_max_length: int = 0,
+                 pooling: Pooling = "cls", scale: float = 100.0):
+        if spec.name not in DEFAULT_QUERY_MAX_LENGTH:
+            raise ValueError(f"task {spec.name} is not a dual-encoder task; known: {', '.join(DEFAULT_QUERY_MAX_LENGTH)}")
+        self.spec, self.tokenizer = spec, tokenizer
+        self.max_length = max_length
+        self.query_max_length = query_max_length or min(DEFAULT_QUERY_MAX_LENGTH[spec.name], max_length)
+        self.pooling = pooling
+        self.loss_fn = make_in_batch_loss(scale)
+
+    # --- data ------------------------------------------------------------------------------------------------
+
+    def train_pairs(self, source: Mapping[str, Any]) -> list[DualPair]:
+        if self.spec.name == "lareqa":
+            from stilts_jax.data.lareqa import squad_training_pairs
+            from stilts_jax.data.sources import load_qa
+
+            return squad_training_pairs(load_qa("squad", "train", source, ["en"])["en"])
+        from stilts_jax.data.mewslix import mewslix_path, read_wikipedia_pairs, wikipedia_training_pairs
+
+        return wikipedia_training_pairs(read_wikipedia_pairs(mewslix_path(_folder(source), "wikipedia_pairs-train.jsonl")))
+
+    def dev_pool(self, source: Mapping[str, Any], max_queries: int = 0) -> RetrievalPool:
+        """English model-selection pool: SQuAD dev sentences (LAReQA), Wikipedia dev pairs' entities (Mewsli-X)."""
+        if self.spec.name == "lareqa":
+            from stilts_jax.data.lareqa import squad_dev_pool
+            from stilts_jax.data.sources import load_qa
+
+            examples = load_qa("squad", "dev", source, ["en"])["en"]
+            return squad_dev_pool(examples[:max_queries] if max_queries else examples)
+        from stilts_jax.data.mewslix import mewslix_path, read_wikipedia_pairs, wikipedia_dev_pool
+
+        path = mewslix_path(_folder(source), "wikipedia_pairs-dev.jsonl")
+        pairs = read_wikipedia_pairs(path)
+        return wikipedia_dev_pool(pairs[:max_queries] if max_queries else pairs, str(path))
+
+    def eval_pool(self, root: str | Path, languages: Sequence[str], split: str) -> RetrievalPool:
+        """The zero-shot pool: XQuAD-R of all its languages (LAReQA), the 1M candidate set (Mewsli-X)."""
+        if self.spec.name == "lareqa":
+            from stilts_jax.data.lareqa import LAREQA_LANGUAGES, read_lareqa
+
+            # The pool is every XQuAD-R language present (all 11 in the real download), not only those queried.
+            present = [lang for lang in LAREQA_LANGUAGES if _has_xquad_r(root, lang)]
+            return read_lareqa(root, languages, present + [lang for lang in languages if lang not in present])
+        from stilts_jax.data.mewslix import read_mewslix
+
+        return read_mewslix(root, split, languages)
+
+    # --- features ----------------------------------------------------------------------------------------------
+
+    def encode(self, texts: Sequence[str], contexts: Sequence[str] | None, max_length: int) -> dict[str, np.ndarray]:
+        encoded = self.tokenizer(list(texts), None if contexts is None else list(contexts), truncation=True,
+                                 max_length=max_length, padding="max_length")
+        return {"input_ids": np.asarray(encoded["input_ids"], np.int32),
+                "attention_mask": np.asarray(encoded["attention_mask"], np.int32)}
+
+    def train_features(self, pairs: Sequence[DualPair]) -> dict[str, np.ndarray]:
+        if not pairs:
+            raise RankedRetrievalDataError(f"no {self.spec.name} training pairs")
+        queries = self.encode([p.query for p in pairs], None, self.query_max_length)
+        has_context = any(p.candidate_context is not None for p in pairs)
+        candidates = self.encode([p.candidate for p in pairs], [p.candidate_context or "" for p in pairs] if has_context else None,
+                                 self.max_length)
+        keys = {cid: i for i, cid in enumerate(dict.fromkeys(p.candidate_id for p in pairs))}
+        return {"query_input_ids": queries["input_ids"], "query_attention_mask": queries["attention_mask"],
+                "candidate_input_ids": candidates["input_ids"], "candidate_attention_mask": candidates["attention_mask"],
+                "candidate_key": np.asarray([keys[p.candidate_id] for p in pairs], np.int32)}
+
+    # --- evaluation --------------------------------------------------------------------------------------------
+
+    def embed(self, predictor: Predictor, params: Any, texts: Sequence[str], contexts: Sequence[str] | None,
+              max_length: int, desc: str) -> np.ndarray:
+        """[len(texts), hidden] float32 unit vectors, in chunks so a 1M-text pool never tokenizes at once."""
+        parts = []
+        for start in range(0, len(texts), _EMBED_CHUNK):
+            stop = start + _EMBED_CHUNK
+            arrays = self.encode(texts[start:stop], None if contexts is None else contexts[start:stop], max_length)
+            parts.append(np.asarray(predictor.predict(params, arrays, desc=desc), np.float32))
+        return np.concatenate(parts)
+
+    def rank(self, predictor: Predictor, params: Any, pool: RetrievalPool, k: int = MAP_K
+             ) -> dict[str, dict[str, list[str]]]:
+        """Language -> {query id: the top-k candidate ids, best first}, searched over the whole pool."""
+        candidates = self.embed(predictor, params, pool.candidate_texts, pool.candidate_contexts, self.max_length,
+                                f"{self.spec.name} candidates")
+        # Each process holds the (small) database on its own devices and searches it whole.
+        index = NearestNeighbors(candidates, devices=jax.local_devices())
+        k = min(k, len(pool.candidate_ids))
+        rankings = {}
+        for language, queries in pool.queries.items():
+            embedded = self.embed(predictor, params, [q.text for q in queries], None, self.query_max_length,
+                                  f"{self.spec.name} {language} queries")
+            found = index.search(embedded, k).indices
+            rankings[language] = {q.id: [pool.candidate_ids[i] for i in row] for q, row in zip(queries, found)}
+        return rankings
+
+
+def score_rankings(rankings: Mapping[str, Mapping[str, Sequence[str]]], pool: RetrievalPool, k: int = MAP_K
+                   ) -> dict[str, dict[str, float]]:
+    """Language -> {"map@20": percent, "examples": query count}, with evaluation.metrics.map_at_k_by_id."""
+    out = {}
+    for language, queries in pool.queries.items():
+        relevant = {q.id: q.relevant for q in queries}
+        out[language] = {f"map@{k}": map_at_k_by_id(rankings[language], relevant, k), "examples": len(queries)}
+    return out
+
+
+def gold_labels(queries: Sequence[Query]) -> dict[str, list[str]]:
+    """The label-file form the scorer reads: {query id: [relevant candidate ids]} (sorted, for stable files)."""
+    return {q.id: sorted(q.relevant) for q in queries}
+
+
+def _folder(source: Mapping[str, Any]) -> Path:
+    if not source.get("path"):
+        raise RankedRetrievalDataError("Mewsli-X is read from files: set --config.target.source.kind=xtreme and "
+                                       "--config.target.source.path=<the download/ or download/mewslix/ folder>")
+    return Path(source["path"])
+
+
+def _has_xquad_r(root: str | Path, language: str) -> bool:
+    from stilts_jax.data.lareqa import xquad_r_path
+
+    try:
+        xquad_r_path(root, language)
+    except RankedRetrievalDataError:
+        return False
+    return True

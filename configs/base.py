@@ -13,6 +13,9 @@ from stilts_jax.distributed import DEFAULT_LOGICAL_RULES
 TASK_DEFAULTS = {
     "squad": dict(epochs=2.0, batch_size=16, max_length=384),
     "tydiqa": dict(epochs=2.0, batch_size=16, max_length=384),
+    "xquad": dict(epochs=2.0, batch_size=16, max_length=384),  # both train on SQuAD v1.1 (doc stride 128)
+    "mlqa": dict(epochs=2.0, batch_size=16, max_length=384),
+    "squad_v2": dict(epochs=3.0, batch_size=16, max_length=256),  # an intermediate task: the paper's intermediate setup
     "xnli": dict(epochs=2.0, batch_size=32, max_length=256),
     "pawsx": dict(epochs=5.0, batch_size=32, max_length=256),
     "udpos": dict(epochs=10.0, batch_size=32, max_length=256),
@@ -80,6 +83,7 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa") -> ml_collec
     # languages: [] evaluates every language of the target task.
     # layer: the retrieval layer (-1: 14 of 24, 8 of 12); all_layers: also score every layer (a per-layer table).
     # split: "" evaluates the task's own zero-shot split (test for XNLI, PAWS-X, XCOPA, UD-POS, PAN-X).
+    # null_score_diff_threshold: SQuAD v2.0 predicts "no answer" when null score - best span score exceeds it.
     config.evaluation = dict(batch_size=64, n_best=20, max_answer_length=30, languages=[], layer=-1, all_layers=False,
-                             margin_k=4, split="")
+                             margin_k=4, split="", null_score_diff_threshold=0.0)
     return config

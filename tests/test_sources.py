@@ -339,7 +339,7 @@ def test_tfds_missing_dataset_says_how_to_build_it(tmp_path):
 def test_configuration_errors_list_the_valid_choices():
     with pytest.raises(InputError, match="valid kinds: xtreme, hf, tfds, files"):
         load_qa("squad", "dev", {"kind": "gcs"})
-    with pytest.raises(InputError, match="valid datasets: squad, tydiqa"):
+    with pytest.raises(InputError, match="valid datasets: mlqa, squad, squad_v2, tydiqa, xquad"):
         load_qa("natural_questions", "dev", {"kind": "xtreme", "path": str(XTREME)})
     with pytest.raises(InputError, match="valid splits: train, dev"):
         load_qa("squad", "validation", {"kind": "xtreme", "path": str(XTREME)})

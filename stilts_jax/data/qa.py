@@ -1,4 +1,4 @@
-"""Extractive QA examples and the SQuAD JSON format (SQuAD v1.1, XQuAD, MLQA, TyDiQA-GoldP share it).
+"""Extractive QA examples and the SQuAD JSON format (SQuAD v1.1 and v2.0, XQuAD, MLQA, TyDiQA-GoldP share it).
 
 Every record is validated; a bad one is an error naming the file and the record, never silently dropped.
 """
@@ -64,9 +64,25 @@ def validate_example(example: QAExample, where: str, *, allow_unanswerable: bool
             )
 
 
+def check_impossible_flag(flag: object, answers: tuple[Answer, ...], example_id: str) -> None:
+    """SQuAD v2.0 marks an unanswerable question with is_impossible=true and an empty answer list; both must agree.
+
+    Raises ValueError (callers add the file and record) for a flag that is not a boolean, or a question marked
+    impossible that still lists answers.
+    """
+    if flag not in (True, False):  # also accepts numpy booleans (TFDS) and 0/1
+        raise ValueError(f"question {example_id!r}: is_impossible must be true or false, not {flag!r}")
+    if flag and answers:
+        raise ValueError(f"question {example_id!r} is marked is_impossible but has {len(answers)} answer(s); "
+                         "SQuAD v2.0 keeps the answers of unanswerable questions under plausible_answers")
+
+
 def examples_from_squad_dict(data: dict, source: str, *, language: str | None = None,
                              allow_unanswerable: bool = False) -> list[QAExample]:
-    """Examples of a parsed SQuAD-format dict. `language=None` reads it from TyDiQA-style ids."""
+    """Examples of a parsed SQuAD-format dict. `language=None` reads it from TyDiQA-style ids.
+
+    `allow_unanswerable` accepts SQuAD v2.0 questions without answers (is_impossible, or an empty answer list).
+    """
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise QADataError(f"{source}: not SQuAD format (expected an object with a 'data' list)")
     examples = []
@@ -76,12 +92,14 @@ def examples_from_squad_dict(data: dict, source: str, *, language: str | None = 
                 where = f"{source}: data[{a}].paragraphs[{p}].qas[{q}]"
                 try:
                     context = paragraph["context"]
-                    impossible = bool(qa.get("is_impossible", False))
-                    answers = () if impossible else tuple(Answer(x["text"], int(x["answer_start"])) for x in qa["answers"])
+                    answers = tuple(Answer(x["text"], int(x["answer_start"])) for x in qa["answers"])
+                    check_impossible_flag(qa.get("is_impossible", False), answers, str(qa["id"]))
                     example = QAExample(
                         id=str(qa["id"]), question=qa["question"], context=context, answers=answers,
                         language=language or tydiqa_language(str(qa["id"])), title=article.get("title", ""),
                     )
+                except QADataError as e:
+                    raise QADataError(f"{where}: {e}") from e
                 except (KeyError, TypeError, ValueError) as e:
                     raise QADataError(f"{where}: malformed record ({type(e).__name__}: {e})") from e
                 validate_example(example, where, allow_unanswerable=allow_unanswerable)

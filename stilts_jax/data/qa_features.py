@@ -2,7 +2,9 @@
 
 A long context becomes several overlapping windows (`doc_stride` tokens of overlap). Each window keeps the
 character offsets of its context tokens, so predictions map back to the context text. In training, a window that
-does not contain the whole answer is labelled with the first token (<s>), as in the original SQuAD recipe.
+does not contain the whole answer is labelled with the first token (<s>, start = end = 0), as in the original SQuAD
+recipe; so is every window of an unanswerable SQuAD v2.0 question (no answers), which teaches the CLS position the
+"no answer" score that post-processing compares with the best span.
 """
 
 from __future__ import annotations

@@ -1,7 +1,13 @@
-"""From start/end logits of every window back to an answer string per question (n-best search)."""
+"""From start/end logits of every window back to an answer string per question (n-best search).
+
+SQuAD v1.1 style (XQuAD, MLQA, TyDiQA-GoldP): every question gets its best span. SQuAD v2.0 style (`with_null`):
+the best span competes with "no answer", scored by the first token (<s>, the CLS position the features label for
+unanswerable windows), as the original BERT run_squad.py and Hugging Face's utils_qa.py do.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,21 +15,37 @@ import numpy as np
 from stilts_jax.data.qa import QAExample
 from stilts_jax.data.qa_features import QAFeatures
 
+CLS_INDEX = 0  # <s>: inputs are right-padded, so the first token of every window
 
-def best_answers(examples: Sequence[QAExample], features: QAFeatures, start_logits: np.ndarray, end_logits: np.ndarray,
-                 *, n_best: int = 20, max_answer_length: int = 30) -> dict[str, str]:
-    """The highest-scoring valid span (start + end logit) over all windows of each question.
 
-    Valid spans lie inside the context, end at or after their start, and are at most max_answer_length tokens.
-    A question with no valid span gets the empty answer.
-    """
+@dataclasses.dataclass(frozen=True)
+class QAPrediction:
+    text: str  # "" when no span was found or "no answer" won
+    span_score: float  # best valid span's start + end logit; -inf when there is none
+    null_score: float  # min over the question's windows of the CLS start + end logit
+
+
+def _windows_by_example(features: QAFeatures) -> dict[int, list[int]]:
     by_example: dict[int, list[int]] = {}
     for f, e in enumerate(features.example_index):
         by_example.setdefault(int(e), []).append(f)
+    return by_example
+
+
+def score_answers(examples: Sequence[QAExample], features: QAFeatures, start_logits: np.ndarray,
+                  end_logits: np.ndarray, *, n_best: int = 20, max_answer_length: int = 30) -> dict[str, QAPrediction]:
+    """The highest-scoring valid span (start + end logit) over all windows of each question, and its null score.
+
+    Valid spans lie inside the context, end at or after their start, and are at most max_answer_length tokens; only
+    the n_best start and n_best end positions of each window are tried. The null score is the smallest CLS score
+    over the question's windows (the window most sure that an answer exists decides).
+    """
+    by_example = _windows_by_example(features)
     predictions = {}
     for e, example in enumerate(examples):
-        best_score, best_text = -np.inf, ""
+        best_score, best_text, null_score = -np.inf, "", np.inf
         for f in by_example.get(e, []):
+            null_score = min(null_score, float(start_logits[f, CLS_INDEX] + end_logits[f, CLS_INDEX]))
             offsets = features.offsets[f]
             starts = np.argsort(start_logits[f])[::-1][:n_best]
             ends = np.argsort(end_logits[f])[::-1][:n_best]
@@ -33,9 +55,26 @@ def best_answers(examples: Sequence[QAExample], features: QAFeatures, start_logi
                 for t in ends:
                     if offsets[t, 0] < 0 or t < s or t - s + 1 > max_answer_length:
                         continue
-                    score = start_logits[f, s] + end_logits[f, t]
+                    score = float(start_logits[f, s] + end_logits[f, t])
                     if score > best_score:
                         best_score = score
                         best_text = example.context[offsets[s, 0] : offsets[t, 1]]
-        predictions[example.id] = best_text.strip()
+        predictions[example.id] = QAPrediction(best_text.strip(), best_score, null_score)
     return predictions
+
+
+def best_answers(examples: Sequence[QAExample], features: QAFeatures, start_logits: np.ndarray, end_logits: np.ndarray,
+                 *, n_best: int = 20, max_answer_length: int = 30, with_null: bool = False,
+                 null_score_diff_threshold: float = 0.0) -> dict[str, str]:
+    """Question id -> answer text.
+
+    Without `with_null` (SQuAD v1.1 and its cross-lingual sets) the best valid span, or "" when there is none.
+    With it (SQuAD v2.0), "" ("no answer") when null score - best span score > null_score_diff_threshold: a larger
+    threshold answers more questions. The threshold is run_squad.py's null_score_diff_threshold (default 0.0).
+    """
+    scored = score_answers(examples, features, start_logits, end_logits, n_best=n_best,
+                           max_answer_length=max_answer_length)
+    if not with_null:
+        return {qid: p.text for qid, p in scored.items()}
+    return {qid: "" if p.null_score - p.span_score > null_score_diff_threshold else p.text
+            for qid, p in scored.items()}

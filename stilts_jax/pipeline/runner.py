@@ -66,7 +66,8 @@ class Pipeline:
                               f"tokens; lower --config.<phase>.max_length")
         e = self.config.evaluation
         return make_task(spec, self.tokenizer, max_length=phase.max_length, doc_stride=phase.doc_stride,
-                         n_best=e.n_best, max_answer_length=e.max_answer_length)
+                         n_best=e.n_best, max_answer_length=e.max_answer_length,
+                         null_score_diff_threshold=e.get("null_score_diff_threshold", 0.0))
 
     def make_model(self, task: Any, seed: int) -> TaskModel:
         """The pretrained encoder with the task's new head."""

@@ -42,7 +42,7 @@ def evaluate_zero_shot(pipeline: "Pipeline", target: dict[str, Any]) -> dict[str
     per_language = {}
     for lang in languages:
         predictions = task.predict(predictor, params, examples[lang], desc=f"zero-shot {lang}")
-        scores = task.score(predictions, examples[lang])
+        scores = task.score(predictions, examples[lang], **({"language": lang} if spec.family == "span_qa" else {}))
         baseline = task.baseline(examples[lang])
         per_language[lang] = {**scores, **baseline, "examples": len(examples[lang])}
         if jax.process_index() == 0:

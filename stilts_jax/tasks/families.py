@@ -206,13 +206,13 @@ class TaggingTask:
 
 
 def make_task(spec: TaskSpec, tokenizer: Any, *, max_length: int, doc_stride: int = 128, n_best: int = 20,
-              max_answer_length: int = 30) -> Any:
+              max_answer_length: int = 30, null_score_diff_threshold: float = 0.0) -> Any:
     """The family implementation of a task spec."""
     if spec.family == "span_qa":
         from stilts_jax.tasks.span_qa import SpanQATask
 
         return SpanQATask(spec, tokenizer, max_length=max_length, doc_stride=doc_stride, n_best=n_best,
-                          max_answer_length=max_answer_length)
+                          max_answer_length=max_answer_length, null_score_diff_threshold=null_score_diff_threshold)
     families = {"classification": ClassificationTask, "multiple_choice": MultipleChoiceTask, "tagging": TaggingTask}
     if spec.family not in families:
         raise ValueError(f"task {spec.name} has family {spec.family!r}, which has no trainer; families: "

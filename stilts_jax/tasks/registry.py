@@ -65,6 +65,18 @@ TASKS: dict[str, TaskSpec] = {
     "squad": TaskSpec(name="squad", family="span_qa", dataset="squad", languages=("en",), default_max_length=384),
     # TyDiQA-GoldP: train on the English training examples only; its dev set is XTREME's test set.
     "tydiqa": TaskSpec(name="tydiqa", family="span_qa", dataset="tydiqa", languages=TYDIQA_LANGUAGES, xtreme_name="tydiqa"),
+    # SQuAD v2.0: an English intermediate task with unanswerable questions ("no answer" predictions, v2.0 script).
+    "squad_v2": TaskSpec(name="squad_v2", family="span_qa", dataset="squad_v2", languages=("en",), default_max_length=384),
+    # XQuAD and MLQA train on SQuAD v1.1, select on its dev set, and are evaluated zero-shot on their test sets.
+    # Languages: google-research/xtreme evaluate.py XTREME_R_TASK2LANGS (XQuAD: XTREME's 11 + ro; MLQA: 7 in both,
+    # context language == question language).
+    "xquad": TaskSpec(name="xquad", family="span_qa", dataset="xquad",
+                      languages=("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro"),
+                      eval_split="test", xtreme_name="xquad", train_dataset="squad", dev_dataset="squad",
+                      default_max_length=384),
+    "mlqa": TaskSpec(name="mlqa", family="span_qa", dataset="mlqa", languages=("en", "es", "de", "ar", "hi", "vi", "zh"),
+                     eval_split="test", xtreme_name="mlqa", train_dataset="squad", dev_dataset="squad",
+                     default_max_length=384),
     # Intermediate tasks of the paper (and XTREME-R's SIQA -> COPA chain, English PAWS).
     **{name: _english(name, "classification") for name in ("mnli", "anli_plus", "anli", "snli", "qqp", "paws")},
     **{name: _english(name, "multiple_choice") for name in ("commonsenseqa", "cosmosqa", "hellaswag", "siqa", "copa")},

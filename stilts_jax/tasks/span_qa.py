@@ -1,4 +1,9 @@
-"""The extractive QA family (SQuAD, XQuAD, MLQA, TyDiQA-GoldP): features, head, loss, predictions, metric."""
+"""The extractive QA family (SQuAD v1.1/v2.0, XQuAD, MLQA, TyDiQA-GoldP): features, head, loss, predictions, metric.
+
+Scoring follows each dataset's official script: SQuAD v1.1's for SQuAD, XQuAD and TyDiQA-GoldP, MLQA's
+language-aware one for MLQA, SQuAD v2.0's (with its HasAns/NoAns breakdown) for SQuAD v2.0, whose predictions may
+be "no answer".
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ from flax import nnx
 
 from stilts_jax.data.qa import QAExample
 from stilts_jax.data.qa_features import QAFeatures, featurize_qa
-from stilts_jax.data.sources import load_qa
+from stilts_jax.data.sources import DATASETS, load_qa
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.qa_postprocess import best_answers
 from stilts_jax.evaluation.report import write_predictions
+from stilts_jax.evaluation.metrics import mlqa_scores, squad_v2_scores
 from stilts_jax.evaluation.squad_metric import squad_scores
 from stilts_jax.models.heads import SpanHead, span_loss
 from stilts_jax.tasks.registry import TaskSpec
@@ -24,13 +30,16 @@ class SpanQATask:
     columns = [("f1", "F1"), ("exact_match", "EM"), ("baseline_f1", "baseline F1")]
 
     def __init__(self, spec: TaskSpec, tokenizer: Any, *, max_length: int = 384, doc_stride: int = 128,
-                 n_best: int = 20, max_answer_length: int = 30):
+                 n_best: int = 20, max_answer_length: int = 30, null_score_diff_threshold: float = 0.0):
         self.spec = spec
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.doc_stride = doc_stride
         self.n_best = n_best
         self.max_answer_length = max_answer_length
+        self.null_score_diff_threshold = null_score_diff_threshold
+        # "No answer" is a prediction only where the task's own data has unanswerable questions (SQuAD v2.0).
+        self.with_null = any(DATASETS[spec.dataset_and_split(which)[0]].unanswerable for which in ("train", "dev", "eval"))
         self.loss_fn = span_loss
         self._cached: tuple[tuple, QAFeatures] | None = None  # the dev set, featurized once per phase
 
@@ -54,14 +63,30 @@ class SpanQATask:
         return self._cached[1]
 
     def predict(self, predictor: Predictor, params: Any, examples: Sequence[QAExample], *, desc: str = "predict") -> dict[str, str]:
+        """Question id -> answer; "" is "no answer" for a task on SQuAD v2.0-style data (unanswerable questions)."""
         features = self._inference_features(examples)
         logits = predictor.predict(params, features.arrays, desc=desc)
         return best_answers(examples, features, logits[..., 0], logits[..., 1], n_best=self.n_best,
-                            max_answer_length=self.max_answer_length)
+                            max_answer_length=self.max_answer_length, with_null=self.with_null,
+                            null_score_diff_threshold=self.null_score_diff_threshold)
 
-    @staticmethod
-    def score(predictions: dict[str, str], examples: Sequence[QAExample]) -> dict[str, float]:
-        return squad_scores(predictions, {ex.id: [a.text for a in ex.answers] for ex in examples})
+    def score(self, predictions: dict[str, str], examples: Sequence[QAExample],
+              language: str | None = None) -> dict[str, float]:
+        """F1 and exact match in percent with the official script of the examples' dataset.
+
+        `language` marks the zero-shot evaluation of one language (the evaluated dataset, `spec.dataset`); without it
+        the examples are the English dev set that selects checkpoints (`spec.dev_dataset`). MLQA is scored with its
+        language-aware normalisation; SQuAD v2.0 adds HasAns_/NoAns_ exact and f1 (exact is given as exact_match).
+        """
+        dataset = self.spec.dataset_and_split("eval" if language is not None else "dev")[0]
+        references = {ex.id: [a.text for a in ex.answers] for ex in examples}
+        if DATASETS[dataset].unanswerable:
+            scores = squad_v2_scores(predictions, references)
+            return {"exact_match": scores["exact"], "f1": scores["f1"],
+                    **{k: v for k, v in scores.items() if k.startswith(("HasAns_", "NoAns_")) and not k.endswith("_total")}}
+        if dataset == "mlqa":
+            return mlqa_scores(predictions, references, language or _language_of(examples))
+        return squad_scores(predictions, references)
 
     @staticmethod
     def trivial_predictions(examples: Sequence[QAExample], train_examples: Sequence[Any] = ()) -> dict[str, str]:
@@ -69,7 +94,16 @@ class SpanQATask:
         return {ex.id: (ex.context.split() or [""])[0] for ex in examples}
 
     def baseline(self, examples: Sequence[QAExample], train_examples: Sequence[Any] = ()) -> dict[str, float]:
-        return {"baseline_f1": self.score(self.trivial_predictions(examples), examples)["f1"]}
+        """The trivial baseline's F1 on one language of the evaluated set (the pipeline calls it in zero-shot only)."""
+        scores = self.score(self.trivial_predictions(examples), examples, language=_language_of(examples))
+        return {"baseline_f1": scores["f1"]}
 
     def write_predictions(self, folder: Path, language: str, predictions: dict[str, str], examples: Sequence[Any]) -> Path:
         return write_predictions(folder, self.spec.xtreme_name or self.spec.name, language, predictions, "json")
+
+
+def _language_of(examples: Sequence[QAExample]) -> str:
+    languages = {ex.language for ex in examples}
+    if len(languages) != 1:
+        raise ValueError(f"QA examples of one evaluation must share one language; got {sorted(languages)}")
+    return languages.pop()

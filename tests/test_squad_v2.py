@@ -1,0 +1,235 @@
+"""SQuAD v2.0: unanswerable questions from every source, CLS labels for null windows, null-vs-span post-processing,
+the v2.0 metric through the task, and unchanged SQuAD v1.1 behaviour."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stilts_jax.data.qa import Answer, QADataError, QAExample
+from stilts_jax.data.qa_features import featurize_qa
+from stilts_jax.data.sources import load_qa
+from stilts_jax.evaluation.qa_postprocess import best_answers, score_answers
+from stilts_jax.tasks.families import make_task
+from stilts_jax.tasks.registry import get_task
+from stilts_jax.tasks.span_qa import SpanQATask
+from stilts_jax.tokenization import load_demo_tokenizer
+from tests.test_sources import builder_reading, squad_rows, write_parquet
+
+XTREME = Path(__file__).parent / "fixtures" / "qa" / "xtreme"
+V2_FILES = {"train": XTREME / "squad" / "train-v2.0.json", "dev": XTREME / "squad" / "dev-v2.0.json"}
+
+
+def _raw_questions(path: Path) -> dict[str, dict]:
+    """id -> the raw SQuAD v2.0 record, read straight from the JSON (the independent reference)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {q["id"]: q for a in data["data"] for p in a["paragraphs"] for q in p["qas"]}
+
+
+# --- loading: every source kind keeps the unanswerable questions -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def v2_sources(tmp_path_factory):
+    from tensorflow_datasets.datasets.squad import squad_dataset_builder
+
+    root = tmp_path_factory.mktemp("squad_v2")
+    # rajpurkar/squad_v2 on the hub: squad_v2/{train,validation}-00000-of-00001.parquet, no is_impossible column;
+    # an unanswerable question has empty answer lists.
+    hub = root / "rajpurkar_squad_v2"
+    write_parquet(hub / "squad_v2" / "train-00000-of-00001.parquet", squad_rows(V2_FILES["train"]))
+    write_parquet(hub / "squad_v2" / "validation-00000-of-00001.parquet", squad_rows(V2_FILES["dev"]))
+    # TFDS squad/v2.0, built by the real builder (its v2 features add is_impossible and plausible_answers).
+    files = {"train": V2_FILES["train"], "validation": V2_FILES["dev"]}
+    with builder_reading(squad_dataset_builder.Builder, files):
+        squad_dataset_builder.Builder(config="v2.0", data_dir=str(root / "tfds"),
+                                      file_format="array_record").download_and_prepare()
+    return {
+        "xtreme": {"kind": "xtreme", "path": str(XTREME)},
+        "hf": {"kind": "hf", "repo": str(hub), "cache_dir": str(root / "cache")},
+        "tfds": {"kind": "tfds", "data_dir": str(root / "tfds")},
+        "files": {"kind": "files", "paths": {split: str(path) for split, path in V2_FILES.items()}},
+    }
+
+
+@pytest.mark.parametrize("kind", ["xtreme", "hf", "tfds", "files"])
+def test_every_source_keeps_unanswerable_questions(kind, v2_sources):
+    for split, path in V2_FILES.items():
+        raw = _raw_questions(path)
+        examples = load_qa("squad_v2", split, v2_sources[kind])["en"]
+        assert sorted(ex.id for ex in examples) == sorted(raw)
+        for ex in examples:
+            record = raw[ex.id]
+            assert bool(ex.answers) == (not record["is_impossible"])
+            assert [(a.text, a.start) for a in ex.answers] == [(a["text"], a["answer_start"]) for a in record["answers"]]
+            assert isinstance(ex.context, str) and ex.language == "en"
+        assert any(not ex.answers for ex in examples) and any(ex.answers for ex in examples)
+
+
+def test_squad_v1_still_refuses_questions_without_answers(tmp_path):
+    path = tmp_path / "dev-v1.1.json"
+    path.write_text(V2_FILES["dev"].read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(QADataError, match=r"dev-v1.1.json: data\[0\].paragraphs\[0\].qas\[2\].*has no answer"):
+        load_qa("squad", "dev", {"kind": "files", "paths": {"dev": str(path)}})
+
+
+def test_contradictory_or_malformed_v2_records_name_the_file_and_record(tmp_path):
+    data = json.loads(V2_FILES["train"].read_text(encoding="utf-8"))
+    impossible = data["data"][0]["paragraphs"][0]["qas"][2]
+    impossible["answers"] = impossible["plausible_answers"]  # marked impossible, yet answered
+    path = tmp_path / "train-v2.0.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(QADataError) as err:
+        load_qa("squad_v2", "train", {"kind": "files", "paths": {"train": str(path)}})
+    message = str(err.value)
+    assert str(path) in message and "data[0].paragraphs[0].qas[2]" in message
+    assert impossible["id"] in message and "is_impossible" in message and "plausible_answers" in message
+
+    data = json.loads(V2_FILES["train"].read_text(encoding="utf-8"))
+    data["data"][1]["paragraphs"][0]["qas"][0]["is_impossible"] = "no"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(QADataError, match=r"data\[1\].paragraphs\[0\].qas\[0\].*is_impossible must be true or false"):
+        load_qa("squad_v2", "train", {"kind": "files", "paths": {"train": str(path)}})
+
+
+def test_hf_row_marked_impossible_with_answers_names_the_row(tmp_path):
+    rows = squad_rows(V2_FILES["dev"])
+    rows[3]["answers"] = {"text": ["Mainz"], "answer_start": [78]}
+    write_parquet(tmp_path / "repo" / "squad_v2" / "validation-00000-of-00001.parquet", rows)
+    answered = load_qa("squad_v2", "dev", {"kind": "hf", "repo": str(tmp_path / "repo"),
+                                           "cache_dir": str(tmp_path / "cache")})["en"]
+    assert answered[3].answers == (Answer("Mainz", 78),)  # the hub marks unanswerable only by empty answers
+    rows[3]["answers"] = {"text": ["Mainz"], "answer_start": [3]}
+    write_parquet(tmp_path / "bad" / "squad_v2" / "validation-00000-of-00001.parquet", rows)
+    with pytest.raises(QADataError, match=r"bad.*row 3.*'Mainz' at offset 3"):
+        load_qa("squad_v2", "dev", {"kind": "hf", "repo": str(tmp_path / "bad"), "cache_dir": str(tmp_path / "cache")})
+
+
+# --- features: null windows point at <s> ------------------------------------------------------------------------
+
+def test_unanswerable_and_answer_free_windows_are_labelled_cls():
+    tokenizer = load_demo_tokenizer()
+    filler = "The river flows north through many countries before it reaches the sea. " * 4
+    context = filler + "The tower was completed in 1889 for the fair. " + filler
+    start = context.index("1889")
+    answerable = QAExample("a", "When was the tower completed?", context, (Answer("1889", start),), "en")
+    unanswerable = QAExample("u", "When was the bridge demolished?", context, (), "en")
+    features = featurize_qa([answerable, unanswerable], tokenizer, max_length=48, doc_stride=16, max_query_length=12)
+    starts, ends = features.arrays["start_positions"], features.arrays["end_positions"]
+    windows = {e: np.nonzero(features.example_index == e)[0] for e in (0, 1)}
+    assert len(windows[0]) > 2 and len(windows[1]) == len(windows[0])
+
+    # Every window of the unanswerable question: start = end = 0, the <s> token.
+    assert (starts[windows[1]] == 0).all() and (ends[windows[1]] == 0).all()
+    assert all(features.arrays["input_ids"][f, 0] == tokenizer.cls_token_id for f in windows[1])
+    # The answerable question: windows holding the whole answer label its tokens, the others <s>.
+    for f in windows[0]:
+        covered = features.offsets[f][features.offsets[f, :, 0] >= 0]
+        holds_answer = covered[:, 0].min() <= start and covered[:, 1].max() >= start + 4
+        if holds_answer:
+            s, t = starts[f], ends[f]
+            assert 0 < s <= t and context[features.offsets[f, s, 0]:features.offsets[f, t, 1]].strip() == "1889"
+            pieces = "".join(tokenizer.convert_ids_to_tokens(features.arrays["input_ids"][f, s:t + 1].tolist()))
+            assert pieces.replace("\u2581", "") == "1889"
+        else:
+            assert starts[f] == ends[f] == 0
+    assert (starts[windows[0]] > 0).any() and (starts[windows[0]] == 0).any()
+
+
+# --- post-processing: null score against the best span -----------------------------------------------------------
+
+def _two_windows():
+    tokenizer = load_demo_tokenizer()
+    context = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau"
+    example = QAExample("q", "Which?", context, (Answer("gamma", 11),), "en")
+    features = featurize_qa([example], tokenizer, max_length=24, doc_stride=4, max_query_length=6, with_labels=False)
+    assert len(features) >= 2
+    context_tokens = [np.nonzero(features.offsets[f, :, 0] >= 0)[0] for f in range(len(features))]
+    return example, features, context_tokens
+
+
+def _logits(features, context_tokens, *, null_scores, span_score, span_window=0):
+    """Zero logits, a CLS score per window (split evenly over start and end) and one valid span."""
+    start = np.zeros(features.arrays["input_ids"].shape, np.float32)
+    end = np.zeros_like(start)
+    start[:, 0] = np.asarray(null_scores) / 2
+    end[:, 0] = np.asarray(null_scores) / 2
+    first = context_tokens[span_window][1]
+    start[span_window, first] = span_score / 2
+    end[span_window, first + 1] = span_score / 2
+    return start, end
+
+
+def test_null_prediction_uses_the_minimum_null_score_over_windows():
+    example, features, tokens = _two_windows()
+    n = len(features)
+    # Windows' null scores 2 and 10 (and 10 for the rest); the span scores 5. The minimum (2) decides: span wins.
+    start, end = _logits(features, tokens, null_scores=[2.0] + [10.0] * (n - 1), span_score=5.0)
+    scored = score_answers([example], features, start, end)["q"]
+    assert scored.null_score == pytest.approx(2.0) and scored.span_score == pytest.approx(5.0)
+    span_text = scored.text
+    assert span_text and span_text in example.context
+    assert best_answers([example], features, start, end, with_null=True) == {"q": span_text}
+    # Every window sure there is no answer (null 7 > span 5): "no answer".
+    start, end = _logits(features, tokens, null_scores=[7.0] * n, span_score=5.0)
+    assert best_answers([example], features, start, end, with_null=True) == {"q": ""}
+    # The threshold: answer unless null - span > threshold (7 - 5 = 2).
+    assert best_answers([example], features, start, end, with_null=True, null_score_diff_threshold=2.5) == {"q": span_text}
+    assert best_answers([example], features, start, end, with_null=True, null_score_diff_threshold=1.5) == {"q": ""}
+    assert best_answers([example], features, start, end, with_null=True, null_score_diff_threshold=2.0) == {"q": span_text}
+    # SQuAD v1.1 never predicts "no answer", however sure the CLS token is.
+    assert best_answers([example], features, start, end) == {"q": span_text}
+
+
+def test_question_without_any_valid_span_gets_no_answer():
+    example, features, tokens = _two_windows()
+    start = np.full(features.arrays["input_ids"].shape, -5.0, np.float32)
+    end = np.full_like(start, -5.0)
+    last = tokens[0][-1]
+    start[0, last], end[0, tokens[0][0]] = 9.0, 9.0  # the best start after the best end, and max length 1 below
+    assert best_answers([example], features, start, end, max_answer_length=1, n_best=1, with_null=True) == {"q": ""}
+    assert best_answers([example], features, start, end, max_answer_length=1, n_best=1) == {"q": ""}
+
+
+# --- the task: metric, threshold and v1.1 behaviour ----------------------------------------------------------------
+
+def test_squad_v2_task_scores_with_the_v2_metric():
+    tokenizer = load_demo_tokenizer()
+    dev = load_qa("squad_v2", "dev", {"kind": "xtreme", "path": str(XTREME)})["en"]
+    task = SpanQATask(get_task("squad_v2"), tokenizer, max_length=64, doc_stride=16)
+    assert task.with_null
+    raw = _raw_questions(V2_FILES["dev"])
+    has_answer = [qid for qid, q in raw.items() if q["answers"]]
+    no_answer = [qid for qid, q in raw.items() if not q["answers"]]
+    # Right on every unanswerable question, the first gold answer on one answerable one, "" on the others.
+    predictions = {qid: "" for qid in raw}
+    predictions[has_answer[0]] = raw[has_answer[0]]["answers"][0]["text"]
+    scores = task.score(predictions, dev)
+    assert scores["NoAns_exact"] == scores["NoAns_f1"] == 100.0
+    assert scores["HasAns_exact"] == pytest.approx(100.0 / len(has_answer))
+    assert scores["exact_match"] == pytest.approx(100.0 * (len(no_answer) + 1) / len(raw))
+    assert scores["f1"] == pytest.approx(scores["exact_match"])
+    assert not any(k.endswith("_total") for k in scores)
+    # A span for an unanswerable question scores 0 there.
+    predictions[no_answer[0]] = "Mainz"
+    assert task.score(predictions, dev)["NoAns_exact"] == pytest.approx(100.0 * (len(no_answer) - 1) / len(no_answer))
+
+
+@pytest.mark.parametrize("name", ["squad", "tydiqa", "xquad", "mlqa"])
+def test_v1_tasks_never_predict_no_answer(name):
+    assert not SpanQATask(get_task(name), load_demo_tokenizer()).with_null
+
+
+def test_threshold_reaches_the_task_from_make_task_and_the_config():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "configs"))
+    import base
+
+    config = base.get_config(intermediate="squad_v2", target="xquad")
+    assert config.evaluation.null_score_diff_threshold == 0.0
+    task = make_task(get_task("squad_v2"), load_demo_tokenizer(), max_length=64, null_score_diff_threshold=-3.5)
+    assert task.null_score_diff_threshold == -3.5 and task.with_null
+    assert make_task(get_task("squad_v2"), load_demo_tokenizer(), max_length=64).null_score_diff_threshold == 0.0

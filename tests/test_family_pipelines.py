@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from stilts_jax import main as main_module
+from stilts_jax import score as score_module
+from stilts_jax.data.task_sources import labels, load_examples
+from stilts_jax.errors import InputError
+from stilts_jax.evaluation import xtreme_tasks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks" / "xtreme"
 
 
-def _xtreme_folder(tmp_path: Path) -> Path:
+def xtreme_folder(tmp_path: Path) -> Path:
     """The fixture folder with every English training file repeated, so a batch of 8 fits (8 fake devices)."""
     root = tmp_path / "xtreme"
     shutil.copytree(FIXTURES, root)
@@ -31,7 +38,7 @@ def _xtreme_folder(tmp_path: Path) -> Path:
     pytest.param("xcopa", ["et", "zh"], "accuracy", marks=pytest.mark.slow),
 ])
 def test_target_family_runs_end_to_end(target, languages, metric, xlmr_dir, tmp_path):
-    root = _xtreme_folder(tmp_path)
+    root = xtreme_folder(tmp_path)
     workdir = tmp_path / "run"
     code = main_module.main([
         f"--config=configs/stilts.py:intermediate=none,target={target}", f"--config.workdir={workdir}",
@@ -54,11 +61,59 @@ def test_target_family_runs_end_to_end(target, languages, metric, xlmr_dir, tmp_
             assert len(sentences) == row["examples"]
         else:
             assert len(predictions.splitlines()) == row["examples"]
+    _scorer_reproduces_the_pipeline(target, languages, metric, root, workdir, results, tmp_path)
+
+
+# One line (or sentence) in the XTREME label layout per example; filler for languages the run did not evaluate.
+_FILLER = {"panx": "O\n", "udpos": "NOUN\n", "xnli": "entailment\n", "xcopa": '{"label": 0}\n'}
+
+
+def _gold_file(target: str, examples: list) -> str:
+    if target in ("panx", "udpos"):
+        return "\n".join("".join(f"{tag}\n" for tag in ex.tags) for ex in examples)
+    if target == "xcopa":
+        return "".join(json.dumps({"label": ex.label}) + "\n" for ex in examples)
+    return "".join(f"{labels(target)[ex.label]}\n" for ex in examples)
+
+
+def _scorer_reproduces_the_pipeline(target, languages, metric, root, workdir, results, tmp_path):
+    """`python -m stilts_jax.score` on the pipeline's prediction folder gives results.json's per-language numbers."""
+    extension = "jsonl" if target == "xcopa" else "tsv"
+    predictions, gold = tmp_path / "submission", tmp_path / "labels"
+    shutil.copytree(workdir / "predictions", predictions)
+    gold_examples = load_examples(target, "dev", {"kind": "xtreme", "path": str(root)}, languages)
+    for lang in xtreme_tasks.TASK2LANGS["xtreme-r"][target]:  # the scorer wants every language of the task
+        label_file = gold / target / f"test-{lang}.{extension}"
+        label_file.parent.mkdir(parents=True, exist_ok=True)
+        if lang in languages:
+            label_file.write_text(_gold_file(target, gold_examples[lang]), encoding="utf-8")
+        else:
+            label_file.write_text(_FILLER[target], encoding="utf-8")
+            (predictions / target / label_file.name).write_text(_FILLER[target], encoding="utf-8")
+    scores_path = tmp_path / "scores.json"
+    scored = subprocess.run([sys.executable, "-m", "stilts_jax.score", "--predictions", str(predictions), "--labels",
+                             str(gold), "--benchmark", "xtreme-r", "--output", str(scores_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    by_language = json.loads(scores_path.read_text())[target][metric]
+    for lang in languages:
+        assert by_language[lang] == pytest.approx(results["per_language"][lang][metric])
+    # A prediction file one example short is an error naming it.
+    short = predictions / target / f"test-{languages[0]}.{extension}"
+    text = short.read_text(encoding="utf-8")
+    if target in ("panx", "udpos"):
+        blocks = [b for b in text.split("\n\n") if b.strip()]
+        short.write_text("".join(block.strip("\n") + "\n\n" for block in blocks[:-1]), encoding="utf-8")
+    else:
+        short.write_text("".join(text.splitlines(keepends=True)[:-1]), encoding="utf-8")
+    with pytest.raises(InputError, match=re.escape(str(short))) as err:
+        score_module.score_submission(predictions, gold, "xtreme-r")
+    assert "has no counterpart" in str(err.value)
 
 
 @pytest.mark.slow
 def test_intermediate_multiple_choice_hands_off_to_xcopa(xlmr_dir, tmp_path):
-    root = _xtreme_folder(tmp_path)
+    root = xtreme_folder(tmp_path)
     workdir = tmp_path / "chain"
     phase_args = ["--config.{p}.source.kind=xtreme", "--config.{p}.source.path=" + str(root), "--config.{p}.max_length=64",
                   "--config.{p}.train.batch_size=8", "--config.{p}.train.max_steps=2", "--config.{p}.train.progress_bar=false"]

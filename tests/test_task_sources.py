@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -506,3 +507,75 @@ def test_configuration_errors_list_the_valid_choices():
                                           "copa", "siqa", "commonsenseqa", "cosmosqa", "hellaswag", "udpos", "panx"}
     assert len(task_sources.UDPOS_LANGUAGES) == 38 and len(task_sources.PANX_LANGUAGES) == 48
     assert len(task_sources.PANX_XTREME_LANGUAGES) == 40 and len(task_sources.XNLI_LANGUAGES) == 15
+
+
+# --- committed intermediate-task fixtures in their original release formats ----------------------------------------
+
+from tests.intermediate_sources import SOURCES as FIXTURE_SOURCES  # noqa: E402
+
+
+@pytest.mark.parametrize("dataset, train, dev, kind", [
+    ("mnli", 24, 7, PairExample), ("snli", 24, 8, PairExample), ("anli", 24, 8, PairExample),
+    ("anli_plus", 72, 8, PairExample), ("qqp", 24, 8, PairExample), ("paws", 24, 8, PairExample),
+    ("commonsenseqa", 24, 8, ChoiceExample), ("cosmosqa", 24, 8, ChoiceExample), ("hellaswag", 24, 8, ChoiceExample),
+    ("copa", 24, 8, ChoiceExample), ("ccg", 20, 6, TaggedSentence),
+])
+def test_intermediate_fixture_loads_in_its_release_format(dataset, train, dev, kind):
+    loaded = {split: load_examples(dataset, split, FIXTURE_SOURCES[dataset])["en"] for split in ("train", "dev")}
+    assert {split: len(v) for split, v in loaded.items()} == {"train": train, "dev": dev}
+    assert all(isinstance(ex, kind) for v in loaded.values() for ex in v)
+    if kind is TaggedSentence:
+        return
+    gold = [ex.label for v in loaded.values() for ex in v]
+    assert None not in gold and len(set(gold)) > 1  # labelled, and not one class throughout
+
+
+def test_intermediate_fixture_labels_follow_their_lexical_cues():
+    nli = labels("mnli")
+    for dataset in ("mnli", "snli", "anli"):
+        for ex in load_examples(dataset, "train", FIXTURE_SOURCES[dataset])["en"]:
+            cue = "contradiction" if " never " in ex.text_b else "neutral" if " because " in ex.text_b else "entailment"
+            assert nli[ex.label] == cue, ex
+    for ex in load_examples("qqp", "train", FIXTURE_SOURCES["qqp"])["en"]:
+        assert labels("qqp")[ex.label] == ("duplicate" if ex.text_b.startswith("What is the best way") else
+                                           "not_duplicate")
+    for ex in load_examples("paws", "train", FIXTURE_SOURCES["paws"])["en"]:
+        assert ex.label == (0 if ex.text_b.startswith("Instead") else 1)
+    for dataset in ("commonsenseqa", "cosmosqa", "hellaswag", "copa"):
+        for ex in load_examples(dataset, "train", FIXTURE_SOURCES[dataset])["en"]:
+            context_words = set(re.findall(r"\w+", ex.context)) - {"the", "a", "The", "A", "she"}
+            overlaps = [len(context_words & set(re.findall(r"\w+", c))) for c in ex.choices]
+            assert overlaps.index(max(overlaps)) == ex.label and overlaps.count(max(overlaps)) == 1, ex
+
+
+def test_original_mnli_and_snli_drop_pairs_without_a_gold_label():
+    raw = (Path(FIXTURE_SOURCES["mnli"]["paths"]["dev"])).read_text(encoding="utf-8").splitlines()
+    assert sum('"gold_label": "-"' in line for line in raw) == 1 and len(raw) == 8
+    assert len(load_examples("mnli", "dev", FIXTURE_SOURCES["mnli"])["en"]) == 7
+
+
+def test_header_tsv_of_glue_qqp_and_paws_reads_by_column_name(tmp_path):
+    path = tmp_path / "qqp.tsv"
+    path.write_text('id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n'
+                    '7\t1\t2\tWhy is "x" odd?\tIs "x" odd?\t1\n', encoding="utf-8")
+    [ex] = load_examples("qqp", "train", {"kind": "files", "paths": {"train": str(path)}})["en"]
+    # Quotes stay as written (GLUE's tsv is not csv-quoted), and the label is the is_duplicate column.
+    assert (ex.id, ex.text_a, ex.text_b, labels("qqp")[ex.label]) == ("7", 'Why is "x" odd?', 'Is "x" odd?', "duplicate")
+    path.write_text("id\tsentence1\tsentence2\tlabel\n1\ta b\tb a\t0\n2\tc d\td c\n", encoding="utf-8")
+    with pytest.raises(TaskDataError, match=rf"{path} line 3: 3 tab-separated fields, but the header \(line 1\) names 4"):
+        load_examples("paws", "train", {"kind": "files", "paths": {"train": str(path)}})
+
+
+@pytest.mark.parametrize("dataset, name, text, line", [
+    ("mnli", "m.jsonl", '{"sentence1": "a", "sentence2": "b", "gold_label": "neutral"}\n{"sentence1": "a"\n', 2),
+    ("mnli", "m.jsonl", '{"sentence1": "a", "sentence2": "b", "gold_label": "maybe"}\n', 1),
+    ("commonsenseqa", "c.jsonl", '{"answerKey": "F", "question": {"stem": "q", "choices": '
+                                 '[{"label": "A", "text": "x"}, {"label": "B", "text": "y"}]}}\n', 1),
+    ("hellaswag", "h.jsonl", '{"ctx_a": "a", "ctx_b": "b", "label": 0}\n', 1),
+    ("cosmosqa", "c.csv", "id,context,question,answer0,answer1,answer2,answer3,label\nx,c,q,a,b,c,d,0,extra\n", 2),
+])
+def test_malformed_intermediate_records_name_file_and_line(tmp_path, dataset, name, text, line):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(TaskDataError, match=rf"{path} line {line}"):
+        load_examples(dataset, "train", {"kind": "files", "paths": {"train": str(path)}})

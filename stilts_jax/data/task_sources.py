@@ -28,9 +28,17 @@ Layouts (checked against the sources' own code; see tests/fixtures/tasks/README.
   TFDS's `xtreme_pos` swaps Tamil and Tagalog: its `_LANGS` maps "ta" to "Tagalog" and "tl" to "Tamil", so config
   `xtreme_pos_ta` holds the Tagalog treebank and `xtreme_pos_tl` the Tamil one. Tamil is read from `xtreme_pos_tl` and
   Tagalog from `xtreme_pos_ta` (as long as the installed TFDS still has the swap).
-- files: `paths`: split -> path, or split -> {language: path}; `.tsv` in the XTREME formats above, `.jsonl` records
-  with the hub's field names or the original releases' (ANLI, SNLI, MNLI, COPA, XCOPA, CommonsenseQA, HellaSwag,
-  Social IQa with its `{split}-labels.lst` next to it), `.csv` for Cosmos QA's original train/valid files.
+- files: `paths`: split -> path, or split -> {language: path}; `.tsv` in the XTREME formats above or with a header row
+  (GLUE's QQP/MNLI `train.tsv`, PAWS's original `train.tsv`), `.jsonl` records with the hub's field names or the
+  original releases' (ANLI, SNLI, MNLI, COPA, XCOPA, CommonsenseQA, HellaSwag, Social IQa with its
+  `{split}-labels.lst` next to it), `.csv` for Cosmos QA's original train/valid files. Datasets with a `files_layout`
+  (CCG) also take `path`: a folder holding those file names, or a jiant task config JSON (`{"paths": {"train", "val",
+  "test"}}`, relative paths taken from the config's folder).
+- CCG (CCGbank, LDC2005T13) is LDC-licensed: no hub, TFDS or XTREME copy exists, so it is read from user files only, in
+  jiant's format (`ccg.{train,dev,test}`: space-separated words TAB space-separated supertags, one sentence a line; a
+  `tags_to_id.json` beside them is not needed) or CoNLL-like (`token TAB tag` lines, a blank line between sentences).
+  Its tag set is open (about 1,300 supertags): `derive_tag_set` builds it from the training sentences (sorted, with the
+  reserved UNKNOWN_TAG first, to which evaluation maps tags training never saw).
 
 English training: XNLI, PAWS-X, UD-POS, PAN-X and XCOPA train on English only (MNLI; PAWS en; UD English; WikiANN en;
 COPA), whatever `languages` asks. XCOPA's train split is COPA's; XNLI's from TFDS is multi_nli's. XCOPA's English dev
@@ -63,7 +71,7 @@ _KIND_KEYS = {
     "xtreme": {"path"},
     "hf": {"repo", "config", "revision", "cache_dir"},
     "tfds": {"name", "data_dir"},
-    "files": {"paths"},
+    "files": {"paths", "path"},
 }
 CONVERTED = "refs/convert/parquet"  # the hub's parquet export branch: {config}/{split}/NNNN.parquet
 
@@ -80,6 +88,8 @@ QQP_LABELS = ("not_duplicate", "duplicate")
 UPOS_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
              "SCONJ", "SYM", "VERB", "X")  # the 17 UD tags, in the order of google/xtreme's and TFDS's class labels
 PANX_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")  # the order of the HF and TFDS class labels
+
+UNKNOWN_TAG = "<unk>"  # open tag sets (CCG): gold tags unseen in training are scored as this tag
 
 _NLI_ALIASES = {"contradictory": "contradiction", "e": "entailment", "n": "neutral", "c": "contradiction"}
 
@@ -147,6 +157,10 @@ class TaskDataset:
     parts: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # split -> combined datasets
     english_from: str | None = None  # the dataset serving English dev/test where English is no evaluation language
     hint: str = ""  # how to get the data, added to missing-source errors
+    open_labels: bool = False  # the tag set comes from the training data (derive_tag_set), not from `labels`
+    files_only: str = ""  # why only a 'files' source can hold this dataset (a license, no public copy)
+    files_layout: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # split -> names under `path`
+    tag_formats: tuple[str, ...] = ("conll",)  # tagging file formats read: conll (token TAB tag), jiant (line/sentence)
 
     @property
     def monolingual(self) -> str | None:
@@ -269,12 +283,46 @@ DATASETS: dict[str, TaskDataset] = {
         tfds=TfdsLocation(("wikiann/{lang}",), {"train": "train", "dev": "validation", "test": "test"}),
         hint="the XTREME download script needs AmazonPhotos.zip (the PAN-X release) saved by hand in download/ first; "
              "google/xtreme's configs PAN-X.{lang} hold XTREME's 40 languages"),
+    "ccg": TaskDataset(
+        family="tagging", labels=(), languages=("en",), reader="tags", open_labels=True,
+        files_layout={"train": ("ccg.train", "train.tsv"), "dev": ("ccg.dev", "dev.tsv"),
+                      "test": ("ccg.test", "test.tsv")},
+        tag_formats=("jiant", "conll"),
+        files_only="CCGbank (LDC2005T13) is licensed by the LDC, so no hub, TFDS or XTREME copy exists. Convert your "
+                   "copy with jiant's scripts/ccg (ccg.train/ccg.dev/ccg.test) or to token<TAB>tag lines, and use "
+                   "source kind 'files' with 'path' (that folder, or jiant's task config JSON) or 'paths' "
+                   "(split -> file)"),
 }
 
 
 def labels(dataset: str) -> tuple[str, ...]:
     """The label list of `dataset` (tag set for tagging datasets); example labels are indices into it."""
-    return _dataset(dataset).labels
+    spec = _dataset(dataset)
+    if spec.open_labels:
+        raise InputError(f"{dataset}'s tag set is open: it comes from the training data (derive_tag_set of its train "
+                         "split), not from a fixed list")
+    return spec.labels
+
+
+def has_open_labels(dataset: str) -> bool:
+    """Whether `dataset`'s tag set comes from its training data (CCG) rather than a fixed list."""
+    return _dataset(dataset).open_labels
+
+
+def derive_tag_set(sentences: Sequence[TaggedSentence]) -> tuple[str, ...]:
+    """An open tag set from training sentences: UNKNOWN_TAG, then every tag seen, sorted (the same on every run)."""
+    seen: set[str] = set()
+    for sentence in sentences:
+        if sentence.tags is None:
+            raise InputError(f"sentence {sentence.id!r} has no tags; the tag set comes from labelled training data")
+        seen.update(sentence.tags)
+    if UNKNOWN_TAG in seen:
+        first = next(s for s in sentences if UNKNOWN_TAG in (s.tags or ()))
+        raise InputError(f"sentence {first.id!r} uses the tag {UNKNOWN_TAG!r}, which is reserved for tags unseen in "
+                         "training; rename it in the data")
+    if not seen:
+        raise InputError("no tagged sentences to take the tag set from")
+    return (UNKNOWN_TAG, *sorted(seen))
 
 
 def _dataset(name: str) -> TaskDataset:
@@ -329,6 +377,8 @@ def load_examples(dataset: str, split: str, source: Mapping[str, Any], languages
         examples, where = _load_parts(spec, dataset, split, source)
     else:
         kind = _check_source(source)
+        if spec.files_only and kind != "files":
+            raise InputError(f"{dataset} cannot be read from a {kind!r} source: {spec.files_only}")
         delegate = spec.train_from.get(kind) if split == "train" else None
         if delegate:
             log.info("%s train from a %s source is %s's train split", dataset, kind, delegate)
@@ -673,12 +723,78 @@ def _read_tags_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, lang
             tokens.append(fields[0])
             if has_tag:
                 tag = fields[1].strip()
-                if tag not in spec.labels:
+                if spec.open_labels and not tag:
+                    raise TaskDataError(f"{path} line {number}: empty tag after the tab")
+                if not spec.open_labels and tag not in spec.labels:
                     raise TaskDataError(f"{path} line {number}: unknown tag {tag!r}; {dataset} tags: "
                                         f"{', '.join(spec.labels)}")
                 tags.append(tag)
         close()
     return sentences
+
+
+def _read_jiant_tags(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[TaggedSentence]:
+    """jiant's tagging files (CCG: ccg.train, ...): one sentence a line, space-separated words TAB space-separated
+    tags, one tag per word (written by jiant's scripts/ccg/ccg_proc.py)."""
+    sentences = []
+    with path.open(encoding="utf-8") as f:
+        for number, raw in enumerate(f, 1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2:
+                raise TaskDataError(f"{path} line {number}: expected `words<TAB>tags` (jiant's CCG format: the "
+                                    f"sentence's words, a tab, one tag per word), got {len(fields)} tab-separated "
+                                    "fields")
+            words, tags = fields[0].split(), fields[1].split()
+            if not words or len(words) != len(tags):
+                raise TaskDataError(f"{path} line {number}: {len(words)} words but {len(tags)} tags; jiant's format "
+                                    "has one space-separated tag per word")
+            sentences.append(TaggedSentence(id=f"{split}-{language}-{len(sentences)}", tokens=tuple(words),
+                                            tags=tuple(tags), language=language))
+    return sentences
+
+
+def _tag_file_format(spec: TaskDataset, path: Path) -> str:
+    """jiant (a sentence a line: its words hold spaces) or conll (a token a line), from the first non-blank line."""
+    if "jiant" not in spec.tag_formats:
+        return "conll"
+    with path.open(encoding="utf-8") as f:
+        for raw in f:
+            if raw.strip():
+                return "jiant" if " " in raw.split("\t")[0].strip() else "conll"
+    return "conll"
+
+
+_HEADER_TEXT_COLUMNS = ({"sentence1", "question1", "premise"}, {"sentence2", "question2", "hypothesis"})
+
+
+def _header_tsv_columns(path: Path) -> list[str] | None:
+    """The column names of a TSV whose first row is a header (GLUE's QQP/MNLI, PAWS's original release), else None."""
+    with path.open(encoding="utf-8", newline="") as f:
+        first = f.readline().rstrip("\r\n").split("\t")
+    names = {c.strip() for c in first}
+    return [c.strip() for c in first] if all(names & group for group in _HEADER_TEXT_COLUMNS) else None
+
+
+def _read_header_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, language: str,
+                     columns: list[str]) -> list[Example]:
+    """Rows under a header, fields not quoted (csv.QUOTE_NONE, as GLUE's and PAWS's own readers take them)."""
+    examples = []
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader)
+        for row in reader:
+            where = f"{path} line {reader.line_num}"
+            if not row:
+                continue
+            if len(row) != len(columns):
+                raise TaskDataError(f"{where}: {len(row)} tab-separated fields, but the header (line 1) names "
+                                    f"{len(columns)}: {', '.join(columns)}")
+            record = dict(zip(columns, row))
+            examples.append(_read_record(spec, dataset, record, language, f"{split}-{language}-{len(examples)}", where))
+    return examples
 
 
 def _read_jsonl(spec: TaskDataset, dataset: str, path: Path, split: str, language: str,
@@ -732,8 +848,13 @@ def _read_file(spec: TaskDataset, dataset: str, path: Path, split: str, language
     if suffix == ".csv":
         return _read_csv(spec, dataset, path, split, language)
     if spec.family == "pair":
+        columns = _header_tsv_columns(path)
+        if columns is not None:
+            return _read_header_tsv(spec, dataset, path, split, language, columns)
         return _read_pair_tsv(spec, dataset, path, split, language)
     if spec.family == "tagging":
+        if _tag_file_format(spec, path) == "jiant":
+            return _read_jiant_tags(spec, dataset, path, split, language)
         return _read_tags_tsv(spec, dataset, path, split, language)
     raise InputError(f"{path}: {dataset} files are .jsonl (or .csv for Cosmos QA's originals), "
                      f"not {suffix or 'no suffix'}")
@@ -765,9 +886,50 @@ def _from_xtreme(spec: TaskDataset, dataset: str, split: str, source: Mapping[st
     return examples, where
 
 
+def _jiant_config_paths(config: Path) -> dict[str, str]:
+    """split -> file of a jiant task config JSON ({"task", "paths": {"train", "val", "test", ...}, "name"})."""
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{config}: cannot read it as a jiant task config JSON ({type(e).__name__}: {e})") from e
+    paths = data.get("paths") if isinstance(data, dict) else None
+    if not isinstance(paths, dict):
+        raise InputError(f"{config}: a jiant task config needs a \"paths\" object (train, val, test)")
+    resolved = {}
+    for split, key in (("train", "train"), ("dev", "val"), ("test", "test")):
+        if isinstance(paths.get(key), str):
+            file = Path(paths[key]).expanduser()
+            resolved[split] = str(file if file.is_absolute() else config.parent / file)
+    return resolved
+
+
+def _paths_under(spec: TaskDataset, dataset: str, split: str, root: Path) -> dict[str, str]:
+    """split -> file for a 'files' source's `path`: a folder in `files_layout`, or a jiant task config JSON."""
+    if not spec.files_layout:
+        raise InputError(f"a 'files' source of {dataset} needs 'paths' (split -> file); 'path' works for datasets with "
+                         "a known folder layout (ccg)")
+    if root.is_file():
+        return _jiant_config_paths(root)
+    if not root.is_dir():
+        raise InputError(f"the 'files' source's path {root} does not exist; give the folder holding "
+                         f"{' or '.join(spec.files_layout.get('train', ()))} or a jiant task config JSON")
+    found = {}
+    for name, candidates in spec.files_layout.items():
+        hit = next((root / c for c in candidates if (root / c).is_file()), None)
+        if hit is not None:
+            found[name] = str(hit)
+    if split not in found:
+        wanted = spec.files_layout.get(split, ())
+        raise InputError(f"{dataset} {split} file not found in {root}: expected {' or '.join(wanted) or 'nothing'} "
+                         f"there (jiant's names, or CoNLL-like split files)")
+    return found
+
+
 def _from_files(spec: TaskDataset, dataset: str, split: str, source: Mapping[str, Any],
                 wanted: Sequence[str]) -> tuple[list[Example], str]:
     paths = source.get("paths")
+    if source.get("path") and not paths:
+        paths = _paths_under(spec, dataset, split, Path(str(source["path"])).expanduser())
     if not isinstance(paths, Mapping) or not paths:
         raise InputError("a 'files' source needs 'paths': a mapping split -> path, or split -> {language: path}")
     if split not in paths:

@@ -128,22 +128,50 @@ class MultipleChoiceTask(ClassificationTask):
         return path
 
 
-class TaggingTask:
-    """UD-POS, PAN-X: the first sub-word of each word carries its tag; predictions are mapped back to words."""
+def _token_accuracy(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:
+    """Percentage of words whose predicted tag equals the gold tag (jiant's CCG metric)."""
+    pairs = [(g, p) for gold_tags, predicted_tags in zip(gold, predicted, strict=True)
+             for g, p in zip(gold_tags, predicted_tags, strict=True)]
+    return 100.0 * sum(g == p for g, p in pairs) / len(pairs) if pairs else 0.0
 
-    columns = [("f1", "F1"), ("baseline_f1", "baseline F1")]
+
+class TaggingTask:
+    """UD-POS, PAN-X, CCG: the first sub-word of each word carries its tag; predictions are mapped back to words.
+
+    UD-POS and PAN-X have fixed tag sets and are scored by seqeval F1. CCG's tag set is open: it is derived from the
+    training split when a split is first loaded (also when only an evaluation split is asked for, so a later phase
+    rebuilds the same set), and it is scored by token accuracy with gold tags unseen in training read as UNKNOWN_TAG.
+    """
 
     def __init__(self, spec: TaskSpec, tokenizer: Any, *, max_length: int = 256, **_: Any):
+        from stilts_jax.data.task_sources import has_open_labels
+
         self.spec, self.tokenizer, self.max_length = spec, tokenizer, max_length
-        self.labels = spec.label_names()
-        self.label_index = {tag: i for i, tag in enumerate(self.labels)}
+        self.open_tag_set = has_open_labels(spec.dataset_and_split("train")[0])
+        self._set_labels(() if self.open_tag_set else spec.label_names())
         self.loss_fn = tagging_loss
         self.truncated_words = 0
+        self.by_accuracy = spec.metric == "accuracy"
+        self.columns = ([("accuracy", "accuracy"), ("baseline_accuracy", "baseline accuracy")] if self.by_accuracy
+                        else [("f1", "F1"), ("baseline_f1", "baseline F1")])
+
+    def _set_labels(self, labels: Sequence[str]) -> None:
+        self.labels = tuple(labels)
+        self.label_index = {tag: i for i, tag in enumerate(self.labels)}
 
     def load(self, which: str, source: Mapping[str, Any], languages: Sequence[str] | None) -> dict[str, list]:
-        return _load(self.spec, which, source, languages)
+        examples = _load(self.spec, which, source, languages)
+        if self.open_tag_set and not self.labels:
+            from stilts_jax.data.task_sources import derive_tag_set
+
+            train = examples if which == "train" else _load(self.spec, "train", source, ["en"])
+            self._set_labels(derive_tag_set(train["en"]))
+        return examples
 
     def head(self, hidden_size: int, rngs: nnx.Rngs) -> TaggingHead:
+        if not self.labels:
+            raise ValueError(f"{self.spec.name}'s tag set comes from its training data: load a split (task.load) "
+                             "before building the head")
         return TaggingHead(hidden_size, len(self.labels), rngs=rngs)
 
     def _encode(self, sentences: Sequence[TaggedSentence]) -> tuple[dict[str, np.ndarray], list[list[int]]]:
@@ -188,7 +216,20 @@ class TaggingTask:
         from stilts_jax.evaluation.metrics import seqeval_f1
 
         _require_labels(sentences, self.spec.name)
+        if len(predictions) != len(sentences):
+            raise ValueError(f"{len(predictions)} predicted tag sequences for {len(sentences)} {self.spec.name} "
+                             "sentences")
+        if self.by_accuracy:
+            return {"accuracy": _token_accuracy([self.gold_tags(s) for s in sentences], predictions)}
         return seqeval_f1([list(s.tags) for s in sentences], [list(p) for p in predictions])
+
+    def gold_tags(self, sentence: TaggedSentence) -> list[str]:
+        """The sentence's tags as scored: in an open tag set, tags training never saw become UNKNOWN_TAG."""
+        if not self.open_tag_set:
+            return list(sentence.tags)
+        from stilts_jax.data.task_sources import UNKNOWN_TAG
+
+        return [tag if tag in self.label_index else UNKNOWN_TAG for tag in sentence.tags]
 
     def trivial_predictions(self, sentences: Sequence[TaggedSentence], train_examples: Sequence[Any] = ()) -> list[list[str]]:
         """Every word gets the most frequent tag of the training data (or of the sentences themselves)."""
@@ -197,7 +238,8 @@ class TaggingTask:
         return [[common] * len(s.tokens) for s in sentences]
 
     def baseline(self, sentences: Sequence[Any], train_examples: Sequence[Any] = ()) -> dict[str, float]:
-        return {"baseline_f1": self.score(self.trivial_predictions(sentences, train_examples), sentences)["f1"]}
+        metric = "accuracy" if self.by_accuracy else "f1"
+        return {f"baseline_{metric}": self.score(self.trivial_predictions(sentences, train_examples), sentences)[metric]}
 
     def write_predictions(self, folder: Path, language: str, predictions: Sequence[Sequence[str]], examples: Sequence[Any]) -> Path:
         path = Path(folder) / (self.spec.xtreme_name or self.spec.name) / f"test-{language}.tsv"

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 
 from stilts_jax.data import task_sources as _sources
+from stilts_jax.data.lareqa import LAREQA_LANGUAGES
+from stilts_jax.data.mewslix import MEWSLIX_LANGUAGES
 from stilts_jax.errors import StiltsError
 
 TYDIQA_LANGUAGES = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
@@ -80,6 +82,8 @@ TASKS: dict[str, TaskSpec] = {
     # Intermediate tasks of the paper (and XTREME-R's SIQA -> COPA chain, English PAWS).
     **{name: _english(name, "classification") for name in ("mnli", "anli_plus", "anli", "snli", "qqp", "paws")},
     **{name: _english(name, "multiple_choice") for name in ("commonsenseqa", "cosmosqa", "hellaswag", "siqa", "copa")},
+    # CCG supertagging: CCGbank from user-supplied files; open tag set; token accuracy, as jiant reports it.
+    "ccg": _english("ccg", "tagging"),
     # Targets, evaluated zero-shot in every language of XTREME-R (XTREME's lists are subsets).
     "xnli": _target("xnli", "classification", _sources.XNLI_LANGUAGES, "accuracy", "xnli", "tsv"),
     "pawsx": _target("pawsx", "classification", _sources.PAWSX_LANGUAGES, "accuracy", "pawsx", "tsv"),
@@ -91,6 +95,14 @@ TASKS: dict[str, TaskSpec] = {
                         metric="accuracy", xtreme_name="tatoeba", prediction_extension="tsv"),
     "bucc": TaskSpec(name="bucc", family="retrieval", dataset="bucc", languages=BUCC_LANGUAGES, metric="f1",
                      xtreme_name="bucc2018", prediction_extension="tsv"),
+    # Retrieval with English training data: a dual encoder (tasks/dual_encoder.py), selected by English dev mAP@20.
+    # LAReQA trains on SQuAD v1.1 question -> answer sentence pairs and searches the 11-language XQuAD-R pool;
+    # Mewsli-X trains on English Wikipedia mention -> entity pairs and searches ~1M entities in 50 languages.
+    "lareqa": TaskSpec(name="lareqa", family="retrieval", dataset="lareqa", languages=LAREQA_LANGUAGES, metric="map@20",
+                       eval_split="test", xtreme_name="lareqa", train_dataset="squad", dev_dataset="squad"),
+    "mewslix": TaskSpec(name="mewslix", family="retrieval", dataset="mewslix", languages=MEWSLIX_LANGUAGES,
+                        metric="map@20", eval_split="test", xtreme_name="mewslix", default_max_length=64,
+                        train_dataset="wikipedia_pairs", dev_dataset="wikipedia_pairs"),
 }
 
 

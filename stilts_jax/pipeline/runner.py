@@ -48,11 +48,15 @@ class Pipeline:
 
     def _model_dir(self) -> Path:
         name = self.config.model.name
-        if self.config.model.make_tiny and not (Path(name) / "config.json").exists():
-            if jax.process_index() == 0:
+        if self.config.model.make_tiny:
+            if jax.process_index() == 0 and not (Path(name) / "config.json").exists():
                 longest = max(self.config.intermediate.max_length, self.config.target.max_length)
                 make_tiny_model(name, seed=self.config.seed, max_length=longest)
-            say(f"created the tiny offline model in {name}")
+                say(f"created the tiny offline model in {name}")
+            if jax.process_count() > 1:  # the other processes read what process 0 wrote: wait until it is there
+                from jax.experimental import multihost_utils
+
+                multihost_utils.sync_global_devices("stilts_jax tiny model written")
         return resolve_model_dir(name)
 
     @property

@@ -230,5 +230,8 @@ def transplant_encoder(model: Any, path: str | Path) -> None:
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(state))
     if not Path(path).exists():
         raise WeightsError(f"no saved encoder at {path}: run the intermediate phase first (or point to its workdir)")
-    nnx.replace_by_pure_dict(state, load_params(path, abstract))
+    # Uncommitted arrays, as load_pretrained gives: ones committed to this process's first device cannot be
+    # device_put onto a mesh spanning several processes (JAX refuses cross-host transfers on CPU and GPU).
+    loaded = jax.tree.map(lambda x: jax.numpy.asarray(jax.device_get(x)), load_params(path, abstract))
+    nnx.replace_by_pure_dict(state, loaded)
     nnx.update(model.encoder, state)

@@ -1,0 +1,81 @@
+"""The offline demo's second English intermediate task: a small MNLI-format NLI set (`python tools/make_demo_data.py`).
+
+Written as a local copy of the hub repo `nyu-mll/glue` (config `mnli`: `mnli/train-*.parquet`,
+`mnli/validation_matched-*.parquet`, columns premise, hypothesis, label, idx), which the `mnli` task reads with a
+source of kind `hf` whose `repo` is that folder. The XTREME download layout cannot serve it: it holds MNLI's train
+split only (`xnli/train-en.tsv`) and no MNLI dev set to select the intermediate model on.
+
+The rule is learnable and in the demo's spirit (years hidden in sentences). The premise is one to three number-free
+English sentences, one of which gets a year. The hypothesis is
+- entailment: the sentence with the year, exactly as in the premise;
+- contradiction: the same sentence with another year;
+- neutral: a sentence that is not in the premise, with the same year.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+from stilts_jax.tokenization import SHIPPED_TEXT_DIR
+
+LABELS = ("entailment", "neutral", "contradiction")  # GLUE's ClassLabel order: 0, 1, 2
+_HAS_DIGIT = re.compile(r"\d")
+
+
+def _english_sentences() -> list[str]:
+    lines = (SHIPPED_TEXT_DIR / "parallel.en.txt").read_text(encoding="utf-8").splitlines()
+    return [line for line in lines if line.strip() and not _HAS_DIGIT.search(line)]
+
+
+def _with_year(sentence: str, year: int, rng: random.Random) -> str:
+    words = sentence.split(" ")
+    cut = rng.randint(1, max(1, len(words) - 1))
+    return " ".join(words[:cut] + [str(year)] + words[cut:])
+
+
+def nli_rows(count: int, seed: int) -> list[dict[str, object]]:
+    """`count` GLUE-MNLI rows (premise, hypothesis, label, idx), balanced over the three labels."""
+    rng = random.Random(f"demo-nli-{seed}")
+    sentences = _english_sentences()
+    rows: list[dict[str, object]] = []
+    for idx in range(count):
+        label = idx % len(LABELS)
+        chosen = rng.sample(sentences, rng.randint(1, 3) + 1)  # the fact, its companions, and an outside sentence
+        fact, companions, outside = chosen[0], chosen[1:-1], chosen[-1]
+        year = rng.randint(1000, 2099)
+        fact_with_year = _with_year(fact, year, rng)
+        premise_parts = list(companions)
+        premise_parts.insert(rng.randint(0, len(companions)), fact_with_year)
+        if LABELS[label] == "entailment":
+            hypothesis = fact_with_year
+        elif LABELS[label] == "contradiction":
+            other = rng.choice([y for y in range(1000, 2100) if y != year])
+            hypothesis = fact_with_year.replace(str(year), str(other), 1)
+        else:
+            hypothesis = _with_year(outside, year, rng)
+        rows.append({"premise": " ".join(premise_parts), "hypothesis": hypothesis, "label": label, "idx": idx})
+    rng.shuffle(rows)
+    for idx, row in enumerate(rows):
+        row["idx"] = idx
+    return rows
+
+
+def write_parquet(path: Path, rows: list[dict[str, object]]) -> Path:
+    """One parquet file with GLUE-MNLI's schema (label int64, idx int32)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("premise", pa.string()), ("hypothesis", pa.string()), ("label", pa.int64()),
+                        ("idx", pa.int32())])
+    table = pa.Table.from_pylist(rows, schema=schema)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def write_glue_mnli(root: Path, layout: dict[str, str]) -> list[Path]:
+    """The MNLI train and matched dev files under `root` at the hub-layout paths `layout` names."""
+    return [write_parquet(root / layout["mnli_train"], nli_rows(600, 5)),
+            write_parquet(root / layout["mnli_dev"], nli_rows(90, 6))]

@@ -1,0 +1,106 @@
+"""The sweep report files: `results.md` (the paper-style table), `results.csv` (one row per cell) and `heatmap.png`."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from stilts_jax.experiments.aggregate import (BENCHMARK_TITLES, BENCHMARKS, Cell, SweepTable, benchmark_languages,
+                                              format_cell, metric_description, table_benchmark)
+from stilts_jax.experiments.heatmap import write_heatmap
+from stilts_jax.experiments.sweep import BASELINE
+from stilts_jax.io_utils import atomic_write_text
+
+MARKDOWN, CSV, HEATMAP = "results.md", "results.csv", "heatmap.png"
+
+
+def _row_label(row: str) -> str:
+    return "baseline (none)" if row == BASELINE else row
+
+
+def _column_label(column: str) -> str:
+    return f"{BENCHMARK_TITLES[column]} avg" if column in BENCHMARK_TITLES else column
+
+
+def _target_note(task: str) -> str:
+    benchmark = table_benchmark(task)
+    if benchmark is None:
+        return f"{task}: {metric_description(task)} over its evaluated languages (in neither benchmark)"
+    count = len(benchmark_languages(task, benchmark) or [])
+    return f"{task}: {metric_description(task)} over {BENCHMARK_TITLES[benchmark]}'s {count} languages"
+
+
+def _benchmark_note(table: SweepTable, benchmark: str) -> str:
+    tasks = table.benchmark_tasks[benchmark]
+    title = BENCHMARK_TITLES[benchmark]
+    if not tasks:
+        return f"{title} avg: none of this sweep's targets is an {title} task."
+    included = ", ".join(f"{t} ({len(benchmark_languages(t, benchmark) or [])} languages)" for t in tasks)
+    text = f"{title} avg: mean over {included}"
+    if table.benchmark_excluded[benchmark]:
+        text += f"; not in {title}, so left out: {', '.join(table.benchmark_excluded[benchmark])}"
+    return text + f". Only the targets of this sweep: not the full {title} score."
+
+
+def markdown(table: SweepTable, name: str) -> str:
+    columns = table.columns()
+    seeds = ", ".join(map(str, table.seeds))
+    lines = [f"# Sweep {name}: intermediate task x target task", "",
+             f"Each cell: the target's score as mean ± std over seeds {seeds} (std: sample standard deviation, n-1), "
+             "and in brackets the difference of the mean to the baseline's (no intermediate task).", "",
+             "| intermediate | " + " | ".join(_column_label(c) for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for row in table.rows:
+        cells = [format_cell(table.cells[(row, c)], with_delta=row != BASELINE) for c in columns]
+        lines.append(f"| {_row_label(row)} | " + " | ".join(cells) + " |")
+    lines += ["", "Scores:"] + [f"- {_target_note(t)}" for t in table.targets]
+    lines += [f"- {_benchmark_note(table, b)}" for b in BENCHMARKS]
+    if BASELINE not in table.rows:
+        lines.append("- No baseline run in this sweep: no deltas.")
+    problems = [(row, column, p) for (row, column), cell in table.cells.items() for p in cell.problems]
+    if problems:
+        lines += ["", "Missing or incomplete (cells show `missing`, `(k/n seeds)` or `†`):"]
+        seen = set()
+        for row, column, problem in problems:
+            if (column in BENCHMARKS) and problem in seen:
+                continue  # a benchmark average repeats its targets' problems
+            seen.add(problem)
+            lines.append(f"- {_row_label(row)} / {_column_label(column)}: {problem}")
+    lines += ["", "## Runs", "", "| run | status | attempts | time (s) | score |", "|---|---|---|---|---|"]
+    for result in table.runs:
+        score = result.scores.get("table")
+        shown = f"{score.value:.2f}" if score is not None and score.value is not None else "-"
+        lines.append(f"| {result.run.name} | {result.status} | {result.attempts} | {result.seconds:.0f} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv_row(row: str, column: str, cell: Cell, seeds: tuple[int, ...]) -> list[str]:
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:.4f}"
+
+    metric = "average" if column in BENCHMARKS else metric_description(column)
+    return [row, column, metric, number(cell.mean), number(cell.std), number(cell.delta), str(len(cell.seeds)),
+            str(len(seeds)), *[number(cell.seeds.get(seed)) for seed in seeds],
+            "complete" if cell.complete else ("missing" if cell.mean is None else "incomplete"),
+            " | ".join(cell.problems)]
+
+
+def csv_text(table: SweepTable) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["intermediate", "column", "metric", "mean", "std", "delta", "seeds_scored", "seeds_expected",
+                     *[f"seed_{seed}" for seed in table.seeds], "status", "problems"])
+    for row in table.rows:
+        for column in table.columns():
+            writer.writerow(_csv_row(row, column, table.cells[(row, column)], table.seeds))
+    return buffer.getvalue()
+
+
+def write_report(table: SweepTable, root: Path, name: str) -> list[Path]:
+    """results.md, results.csv and heatmap.png in the sweep root, each written atomically."""
+    paths = [root / MARKDOWN, root / CSV, root / HEATMAP]
+    atomic_write_text(paths[0], markdown(table, name))
+    atomic_write_text(paths[1], csv_text(table))
+    write_heatmap(table, paths[2], f"{name}: delta to the baseline (mean over seeds)")
+    return paths

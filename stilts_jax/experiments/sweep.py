@@ -1,0 +1,242 @@
+"""A sweep file and its expansion into runs: one `python -m stilts_jax.main` command per intermediate x target x seed.
+
+A sweep file is Python with `get_sweep()` returning a dict (or an ml_collections ConfigDict) with:
+
+    name                    the sweep's name (default: the file's name)
+    recipe                  the base config file, e.g. "configs/demo.py", or one taking the pair as arguments:
+                            "configs/stilts.py:intermediate={intermediate},target={target}" (the baseline's
+                            intermediate is then "none"). Without placeholders the runs set
+                            --config.intermediate.task (empty for the baseline) and --config.target.task.
+    root                    where the runs' workdirs go (default workdir/sweeps/<name>)
+    intermediate            intermediate tasks; "none" is the baseline (no intermediate phase)
+    targets                 target tasks
+    seeds                   seeds (default [0])
+    overrides               {dotted config key: value} for every run
+    intermediate_overrides  {intermediate task: {key under `intermediate.`: value}}, e.g. its data source
+    target_overrides        {target task: {key under `target.`: value}}
+
+String values may use `{root}` (the sweep root). A run's workdir is `<root>/<intermediate or baseline>_to_<target>_seed<seed>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from stilts_jax.errors import StiltsError
+
+BASELINE = "none"
+_KNOWN_KEYS = {"name", "recipe", "root", "intermediate", "targets", "seeds", "overrides", "intermediate_overrides",
+               "target_overrides"}
+
+
+class SweepError(StiltsError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    name: str
+    recipe: str
+    root: str
+    intermediate: tuple[str, ...]
+    targets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    intermediate_overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    target_overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    source: str = ""  # the sweep file, for messages
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One pipeline run of a sweep; `args` are the entry point's arguments (everything after `-m stilts_jax.main`)."""
+
+    intermediate: str
+    target: str
+    seed: int
+    name: str
+    workdir: Path
+    args: tuple[str, ...]
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.intermediate == BASELINE
+
+
+def run_name(intermediate: str, target: str, seed: int) -> str:
+    """Stable workdir name of a run, e.g. `squad_to_tydiqa_seed0`, `baseline_to_tydiqa_seed1`."""
+    return f"{'baseline' if intermediate == BASELINE else intermediate}_to_{target}_seed{seed}"
+
+
+def _plain(value: Any) -> Any:
+    """A ConfigDict (or nested mapping) as plain dicts and lists."""
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _names(value: Any, key: str, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise SweepError(f"{where}: {key!r} must be a non-empty list of task names, got {value!r}")
+    if len(set(value)) != len(value):
+        raise SweepError(f"{where}: {key!r} lists a task twice: {value!r}")
+    return tuple(value)
+
+
+def sweep_from_mapping(data: Mapping[str, Any], *, where: str = "sweep", default_name: str = "sweep") -> Sweep:
+    """A checked Sweep from the mapping a sweep file returns."""
+    data = _plain(data)
+    if not isinstance(data, dict):
+        raise SweepError(f"{where}: get_sweep() must return a dict or ConfigDict, got {type(data).__name__}")
+    unknown = set(data) - _KNOWN_KEYS
+    if unknown:
+        raise SweepError(f"{where}: unknown sweep key(s) {', '.join(sorted(unknown))}; valid keys: "
+                         f"{', '.join(sorted(_KNOWN_KEYS))}")
+    for key in ("recipe", "intermediate", "targets"):
+        if key not in data:
+            raise SweepError(f"{where}: the sweep needs {key!r} (see stilts_jax/experiments/sweep.py)")
+    if not isinstance(data["recipe"], str) or not data["recipe"]:
+        raise SweepError(f"{where}: 'recipe' must be a config file such as configs/demo.py, got {data['recipe']!r}")
+    intermediate = _names(data["intermediate"], "intermediate", where)
+    targets = _names(data["targets"], "targets", where)
+    if BASELINE in targets:
+        raise SweepError(f"{where}: {BASELINE!r} is the baseline's intermediate task, not a target")
+    seeds = data.get("seeds", [0])
+    if isinstance(seeds, int):
+        seeds = [seeds]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise SweepError(f"{where}: 'seeds' must be a non-empty list of distinct integers, got {seeds!r}")
+    name = data.get("name") or default_name
+    for key in ("overrides", "intermediate_overrides", "target_overrides"):
+        if not isinstance(data.get(key, {}), dict):
+            raise SweepError(f"{where}: {key!r} must be a mapping, got {data[key]!r}")
+    for key, tasks in (("intermediate_overrides", intermediate), ("target_overrides", targets)):
+        for task, values in data.get(key, {}).items():
+            if task not in tasks:
+                raise SweepError(f"{where}: {key} names {task!r}, which is not one of the sweep's tasks "
+                                 f"({', '.join(tasks)})")
+            if not isinstance(values, dict):
+                raise SweepError(f"{where}: {key}[{task!r}] must be a mapping key -> value, got {values!r}")
+    return Sweep(name=name, recipe=data["recipe"], root=data.get("root") or f"workdir/sweeps/{name}",
+                 intermediate=intermediate, targets=targets, seeds=tuple(seeds),
+                 overrides=data.get("overrides", {}), intermediate_overrides=data.get("intermediate_overrides", {}),
+                 target_overrides=data.get("target_overrides", {}), source=where)
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Execute a sweep file and check what its `get_sweep()` returns."""
+    file = Path(path)
+    if not file.is_file():
+        raise SweepError(f"sweep file {file} does not exist (sweeps live in configs/sweeps/, e.g. configs/sweeps/demo.py)")
+    spec = importlib.util.spec_from_file_location(f"stilts_sweep_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise SweepError(f"{file}:{e.lineno}: syntax error in the sweep file: {e.msg}") from e
+    if not hasattr(module, "get_sweep"):
+        raise SweepError(f"{file} defines no get_sweep(); it must return the sweep as a dict or ConfigDict")
+    return sweep_from_mapping(module.get_sweep(), where=str(file), default_name=file.stem)
+
+
+def config_value(value: Any) -> str:
+    """A value as `--config.key=` text that stilts_jax.config_loader parses back to the same value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "none"
+    return repr(_plain(value))
+
+
+def _override_args(prefix: str, values: Mapping[str, Any], root: str) -> list[str]:
+    args = []
+    for key, value in values.items():
+        text = config_value(value)
+        if isinstance(value, str):
+            text = text.replace("{root}", root)
+        args.append(f"--config.{prefix}{key}={text}")
+    return args
+
+
+def expand(sweep: Sweep, *, root: str | None = None, extra: Sequence[str] = ()) -> list[Run]:
+    """Every run of the sweep, in the order intermediate (baseline first) x target x seed.
+
+    `extra` are further `KEY=VALUE` overrides (keys under the config's top level) applied to every run, last.
+    """
+    root = root or sweep.root
+    extra_args = []
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SweepError(f"override {item!r} must be KEY=VALUE, e.g. target.train.max_steps=10")
+        extra_args.append(f"--config.{key.removeprefix('--config.')}={value}")
+    templated = "{intermediate}" in sweep.recipe or "{target}" in sweep.recipe
+    ordered = sorted(sweep.intermediate, key=lambda task: task != BASELINE)  # stable: baseline first
+    runs = []
+    for intermediate in ordered:
+        for target in sweep.targets:
+            for seed in sweep.seeds:
+                name = run_name(intermediate, target, seed)
+                workdir = Path(root) / name
+                if templated:
+                    args = [f"--config={sweep.recipe.format(intermediate=intermediate, target=target)}"]
+                else:
+                    args = [f"--config={sweep.recipe}",
+                            f"--config.intermediate.task={'' if intermediate == BASELINE else intermediate}",
+                            f"--config.target.task={target}"]
+                args += [f"--config.seed={seed}", f"--config.workdir={workdir}"]
+                args += _override_args("", sweep.overrides, root)
+                if intermediate != BASELINE:
+                    args += _override_args("intermediate.", sweep.intermediate_overrides.get(intermediate, {}), root)
+                args += _override_args("target.", sweep.target_overrides.get(target, {}), root)
+                args += extra_args
+                runs.append(Run(intermediate, target, seed, name, workdir, tuple(args)))
+    return runs
+
+
+def shell_command(run: Run, python: str = "python") -> str:
+    """The run as one shell command line (quoted so that spaces and shell characters survive)."""
+    return shlex.join([python, "-m", "stilts_jax.main", *run.args])
+
+
+def assign_hosts(runs: Sequence[Run], hosts: Sequence[str]) -> list[tuple[str, Run]]:
+    """Runs dealt round-robin over hosts, in run order."""
+    if not hosts:
+        raise SweepError("no hosts given; pass --hosts h1,h2 or --hosts-file FILE (one host per line)")
+    return [(hosts[i % len(hosts)], run) for i, run in enumerate(runs)]
+
+
+def ssh_command(host: str, run: Run, *, remote_dir: str, python: str = "python") -> str:
+    """`ssh HOST 'cd DIR && python -m stilts_jax.main ...'`: the inner command quoted once more for the remote shell."""
+    inner = f"cd {shlex.quote(remote_dir)} && {shell_command(run, python)}"
+    return shlex.join(["ssh", host, inner])
+
+
+def read_hosts(hosts: str | None, hosts_file: str | None) -> list[str]:
+    """Hosts from a comma-separated list or a file with one host per line (`#` comments and blank lines ignored)."""
+    found: list[str] = []
+    if hosts:
+        found += [h.strip() for h in hosts.split(",") if h.strip()]
+    if hosts_file:
+        path = Path(hosts_file)
+        if not path.is_file():
+            raise SweepError(f"hosts file {path} does not exist")
+        for line in path.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                found.append(line)
+    return found

@@ -130,7 +130,9 @@ def test_sharded_dual_encoder_training_follows_the_single_device_run(tmp_path):
     for name, (other_losses, other_params) in runs.items():
         np.testing.assert_allclose(other_losses, losses, rtol=2e-5, err_msg=name)
         for key, value in other_params.items():
-            np.testing.assert_allclose(value, params[key], atol=3e-5, err_msg=f"{name} {key}")
+            # Adam divides by sqrt(v): where a gradient is ~1e-8 (position rows few sequences reach), the
+            # summation order of a sharded reduction moves that coordinate by a fraction of one lr=1e-3 step.
+            np.testing.assert_allclose(value, params[key], atol=1e-4, err_msg=f"{name} {key}")
 
 
 # --- mAP@20 ------------------------------------------------------------------------------------------------------

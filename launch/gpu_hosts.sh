@@ -113,7 +113,7 @@ if ((local_count > 0)); then
   coordinator="127.0.0.1:$port"
 else
   count=${#hosts[@]}
-  coordinator="${hosts[0]}:$port"
+  coordinator="${hosts[0]#*@}:$port"  # user@host logs in as user; the coordinator is host
 fi
 
 # The exact argv of process $1 (run here for --local, on its host otherwise).

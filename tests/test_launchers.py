@@ -79,6 +79,13 @@ def test_gpu_hosts_dry_run_wraps_each_process_in_ssh_with_the_first_host_as_coor
     assert same.stdout == out.stdout
 
 
+def test_gpu_hosts_coordinator_is_the_first_host_without_its_login_name():
+    out = _bash(GPU_HOSTS, "--hosts", "me@gpu-a,me@gpu-b", "--port", "999", "--dry-run", "--", "--config=configs/demo.py")
+    lines = [shlex.split(line) for line in out.stdout.splitlines()]
+    assert [words[3] for words in lines] == ["me@gpu-a", "me@gpu-b"]
+    assert all("--config.distributed.coordinator_address=gpu-a:999" in shlex.split(words[4]) for words in lines)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--dry-run", "--", "--config=configs/demo.py"], "no hosts"),
     (["--local", "2", "--hosts", "a", "--dry-run", "--", "--config=configs/demo.py"], "either --local N or hosts"),

@@ -8,9 +8,8 @@ SQuAD and TyDiQA come from the demo's XTREME download folder; MNLI from its loca
 nyu-mll/glue (the XTREME download holds no MNLI dev set to select the intermediate model on).
 """
 
-import os
-
-DEMO_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "stilts_jax", "assets", "demo"))
+# Paths are relative to the repository root, where runs start (locally, and on hosts after `cd <remote dir>`).
+GLUE_COPY = "./stilts_jax/assets/demo/glue"
 
 
 def get_sweep():
@@ -24,7 +23,7 @@ def get_sweep():
         # One "pretrained" tiny model for every run of the sweep, as XLM-R is for a real one.
         overrides={"model.name": "{root}/tiny-xlmr"},
         intermediate_overrides={
-            "mnli": {"source.kind": "hf", "source.path": "", "source.repo": os.path.join(DEMO_DATA, "glue"),
+            "mnli": {"source.kind": "hf", "source.path": "", "source.repo": GLUE_COPY,
                      "max_length": 128},
         },
     )

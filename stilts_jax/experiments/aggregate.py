@@ -83,7 +83,8 @@ def task_score(task: str, per_language: Mapping[str, Mapping[str, float]], langu
     wanted = list(languages) if languages is not None else sorted(per_language)
     values, missing = [], []
     for lang in wanted:
-        score = language_score(task, per_language[lang]) if lang in per_language else None
+        row = per_language.get(lang)
+        score = language_score(task, row) if isinstance(row, Mapping) else None
         (missing.append(lang) if score is None else values.append(score))
     value = sum(values) / len(values) if values else None
     return TaskScore(value, len(values), len(wanted), tuple(missing))

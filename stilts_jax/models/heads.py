@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from stilts_jax.models.encoder import Encoder, dropout, make_param
+from stilts_jax.models.encoder import EMBED, MLP, VOCAB, Encoder, LayerNorm, dropout, make_param
 
 
 class ClassificationHead(nnx.Module):
@@ -115,3 +115,48 @@ def tagging_loss(model: TaskModel, batch: dict[str, Any], dropout_rng: jax.Array
     log_probs = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.take_along_axis(log_probs, jnp.maximum(labels, 0)[..., None], axis=-1)[..., 0]
     return jnp.sum(nll * labelled), jnp.sum(labelled)
+
+
+class MaskedLMHead(nnx.Module):
+    """XLM-R's `lm_head` (BERT's `cls.predictions`): dense, GELU, LayerNorm, then the decoder tied to the encoder's word
+    embeddings plus a bias of its own. Logits are computed only at the given positions (the masked ones): a full
+    [batch, seq, 250k] logit tensor would dwarf the model's activations.
+    """
+
+    def __init__(self, hidden_size: int, vocab_size: int, layer_norm_eps: float = 1e-5, activation: str = "gelu", *,
+                 rngs: nnx.Rngs):
+        if activation not in ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu"):
+            raise ValueError(f"unsupported MLM head activation {activation!r}")
+        self.activation = activation
+        with nnx.use_eager_sharding(False):
+            self.dense = make_param(rngs, (hidden_size, hidden_size), (EMBED, MLP), "normal")
+            self.dense_bias = make_param(rngs, (hidden_size,), (MLP,), "zeros")
+            self.layer_norm = LayerNorm(hidden_size, layer_norm_eps, rngs=rngs)
+            self.output_bias = make_param(rngs, (vocab_size,), (VOCAB,), "zeros")
+
+    def __call__(self, hidden: jax.Array, positions: jax.Array, word_embeddings: jax.Array) -> jax.Array:
+        """float32 logits [batch, k, vocab] at `positions` [batch, k] of `hidden` [batch, seq, hidden]."""
+        x = jnp.take_along_axis(hidden.astype(jnp.float32), positions[..., None], axis=1)
+        x = x @ self.dense[...] + self.dense_bias[...]
+        x = jax.nn.relu(x) if self.activation == "relu" else jax.nn.gelu(x, approximate=self.activation != "gelu")
+        x = self.layer_norm(x)
+        return x @ word_embeddings.astype(jnp.float32).T + self.output_bias[...]
+
+
+def masked_lm_logits(model: TaskModel, batch: dict[str, Any], dropout_rng: jax.Array | None = None) -> jax.Array:
+    """The MLM head's logits at `batch["mlm_positions"]` for a TaskModel whose head is a MaskedLMHead."""
+    rng_encoder = None if dropout_rng is None else jax.random.split(dropout_rng)[0]
+    hidden = model.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
+                           dropout_rng=rng_encoder).last_hidden_state
+    return model.head(hidden, batch["mlm_positions"], model.encoder.embeddings.word[...])
+
+
+def masked_lm_loss(model: TaskModel, batch: dict[str, Any], dropout_rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """Cross-entropy summed over the masked tokens (`mlm_weights` 1), and their count (stilts_jax.data.mlm's batches)."""
+    logits = masked_lm_logits(model, batch, dropout_rng)
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(log_probs, batch["mlm_labels"][..., None], axis=-1)[..., 0]
+    weight = batch["mlm_weights"].astype(jnp.float32)
+    if "weight" in batch:
+        weight = weight * batch["weight"][:, None]
+    return jnp.sum(nll * weight), jnp.sum(weight)

@@ -2,7 +2,8 @@
 
 Import is strict: every encoder parameter must come from the checkpoint with the right shape, and every
 checkpoint tensor inside the encoder (embeddings.*, encoder.*) must be used. Tensors of task heads a hub
-checkpoint carries (lm_head, cls, pooler, ...) are skipped and reported.
+checkpoint carries (lm_head, cls, pooler, ...) are skipped and reported by the encoder import; the masked-LM head
+(XLM-R's `lm_head.*`, BERT's `cls.predictions.*`) is loaded on request by `load_mlm_head`, just as strictly.
 """
 
 from __future__ import annotations
@@ -213,3 +214,82 @@ def export_hf(encoder: Encoder, output_dir: str | Path, *, tokenizer_dir: str | 
                 if source.exists():
                     (tmp / name).write_bytes(source.read_bytes())
     return output_dir
+
+
+# Masked-LM head tensors: our MaskedLMHead path -> (XLM-R key, BERT key). The decoder weight is tied to the word
+# embeddings; its bias is the head's own (`lm_head.bias`, with `lm_head.decoder.bias` its alias).
+_MLM_HEAD_KEYS = {
+    ("dense",): ("lm_head.dense.weight", "cls.predictions.transform.dense.weight"),
+    ("dense_bias",): ("lm_head.dense.bias", "cls.predictions.transform.dense.bias"),
+    ("layer_norm", "scale"): ("lm_head.layer_norm.weight", "cls.predictions.transform.LayerNorm.weight"),
+    ("layer_norm", "bias"): ("lm_head.layer_norm.bias", "cls.predictions.transform.LayerNorm.bias"),
+    ("output_bias",): ("lm_head.bias", "cls.predictions.bias"),
+}
+_MLM_BIAS_ALIASES = ("lm_head.decoder.bias", "cls.predictions.decoder.bias")
+_MLM_DECODER_WEIGHTS = ("lm_head.decoder.weight", "cls.predictions.decoder.weight")
+
+
+def convert_mlm_head(state_dict: dict[str, np.ndarray], config: EncoderConfig) -> dict[tuple, np.ndarray] | None:
+    """The masked-LM head's parameters (MaskedLMHead paths, float32), or None when the checkpoint has no such head.
+
+    Strict: a head that is only partly present, mis-shaped, or whose decoder is not tied to the word embeddings
+    (this head always ties them) is an error listing every problem.
+    """
+    tensors = {_normalise_key(k): v for k, v in state_dict.items()}
+    family = 0 if any(k.startswith("lm_head.") for k in tensors) else 1 if any(
+        k.startswith("cls.predictions.") for k in tensors) else None
+    if family is None:
+        return None
+    for alias, key in zip(_MLM_BIAS_ALIASES, ("lm_head.bias", "cls.predictions.bias")):
+        if key not in tensors and alias in tensors:
+            tensors[key] = tensors[alias]
+    d, v = config.hidden_size, config.vocab_size
+    shapes = {("dense",): (d, d), ("dense_bias",): (d,), ("layer_norm", "scale"): (d,), ("layer_norm", "bias"): (d,),
+              ("output_bias",): (v,)}
+    params, missing, misshaped = {}, [], []
+    for path, keys in _MLM_HEAD_KEYS.items():
+        key = keys[family]
+        if key not in tensors:
+            missing.append(key)
+            continue
+        value = np.asarray(tensors[key], np.float32)
+        value = np.ascontiguousarray(value.T) if path == ("dense",) else value  # torch Linear stores [out, in]
+        if value.shape != shapes[path]:
+            misshaped.append(f"{key}: checkpoint {tuple(np.shape(tensors[key]))}, head expects {shapes[path]} (ours)")
+            continue
+        params[path] = value
+    untied = []
+    decoder_key = _MLM_DECODER_WEIGHTS[family]
+    if decoder_key in tensors:
+        word = _strip_base_prefix(state_dict).get("embeddings.word_embeddings.weight")
+        decoder = np.asarray(tensors[decoder_key])
+        if word is None or decoder.shape != np.shape(word) or not np.array_equal(decoder, np.asarray(word)):
+            untied.append(decoder_key)
+    if missing or misshaped or untied:
+        problems = [f"missing {missing}" if missing else "", f"wrong shape {misshaped}" if misshaped else "",
+                    f"{untied[0]} differs from the word embeddings (this MLM head ties them)" if untied else ""]
+        raise WeightsError("the checkpoint's masked-LM head does not fit: " + "; ".join(p for p in problems if p)
+                           + ". Use the checkpoint's own config.json, or train the MLM head from scratch "
+                             "(a checkpoint without lm_head.* tensors).")
+    return params
+
+
+def load_mlm_head(name_or_path: str | Path, head: Any, *, revision: str | None = None) -> bool:
+    """Fill `head` (a MaskedLMHead) in place from the checkpoint's lm_head.*; False (head untouched) if it has none."""
+    model_dir = hf_files.resolve_model_dir(name_or_path, revision=revision)
+    config = EncoderConfig.from_json_file(model_dir / "config.json")
+    params = convert_mlm_head(hf_files.read_state_dict(model_dir), config)
+    if params is None:
+        log.info("%s has no masked-LM head tensors; the MLM head starts from random weights", model_dir)
+        return False
+    state = nnx.state(head, nnx.Param)
+    expected = {tuple(path): tuple(var.shape) for path, var in nnx.to_flat_state(state)}
+    if set(expected) != set(params):
+        raise AssertionError(f"MLM head mapping does not cover the head: {sorted(expected)} vs {sorted(params)}")
+    for path, var in nnx.to_flat_state(state):
+        if tuple(var.shape) != params[tuple(path)].shape:
+            raise WeightsError(f"the checkpoint's MLM head tensor for {path} has shape {params[tuple(path)].shape}, "
+                               f"the head {tuple(var.shape)}; build the head from the checkpoint's config.json")
+        var.set_value(jnp.asarray(params[tuple(path)]))
+    nnx.update(head, state)
+    return True

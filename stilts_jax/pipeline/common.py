@@ -1,11 +1,16 @@
-"""What every phase of the pipeline shares: the done marker, printing on one host, sources and trainer settings."""
+"""What every phase of the pipeline shares: the done marker, printing on one host, sources, training data and
+trainer settings."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import ml_collections
+
+from stilts_jax.errors import InputError, StiltsError
 
 from stilts_jax.train.loop import TrainerConfig
 from stilts_jax.train.optimizer import OptimizerConfig
@@ -24,12 +29,60 @@ def source_of(phase: ml_collections.ConfigDict) -> dict[str, Any]:
     return {k: v for k, v in phase.source.to_dict().items() if v not in ("", None)}
 
 
+def task_source_of(phase: ml_collections.ConfigDict, task: str) -> dict[str, Any]:
+    """The source of one task of a (multi-task) phase: its entry in `task_sources`, else the phase's `source`."""
+    overrides = phase.get("task_sources") or {}
+    if task in overrides:
+        entry = overrides[task]
+        entry = entry.to_dict() if isinstance(entry, ml_collections.ConfigDict) else dict(entry)
+        return {k: v for k, v in entry.items() if v not in ("", None)}
+    return source_of(phase)
+
+
+def _relabel(example: Any, language: str) -> Any:
+    """A translated example: its language set, its id made distinct from the English original's."""
+    return dataclasses.replace(example, language=language, id=f"{example.id}-{language}")
+
+
+def load_training_examples(task: Any, phase: ml_collections.ConfigDict, source: Mapping[str, Any]) -> list[Any]:
+    """The phase's training examples: every language of `phase.train_languages` (default English), concatenated.
+
+    A non-English language comes from `phase.translated_train` when set (a file path template with `{lang}` and
+    optionally `{task}`, in the task's own training-file format, e.g. XTREME's translate-train files), else from the
+    phase's source, when that source has training data in the language. `max_train_examples` applies per language.
+    """
+    languages = list(phase.get("train_languages") or ["en"])
+    template = phase.get("translated_train") or ""
+    limit = phase.max_train_examples
+    examples: list[Any] = []
+    for language in dict.fromkeys(languages):
+        if language != "en" and template:
+            path = template.format(lang=language, task=task.spec.name)
+            part = [_relabel(ex, language) for ex in task.load("train", {"kind": "files", "paths": {"train": path}}, ["en"])["en"]]
+        else:
+            hint = (f"Set --config.<phase>.translated_train to a file template such as "
+                    f"/data/translate-train/{task.spec.name}.{{lang}}.tsv, or drop {language} from train_languages")
+            try:
+                loaded = task.load("train", source, [language])
+            except InputError as e:
+                if language == "en":
+                    raise
+                raise StiltsError(f"{e}. {hint}") from None
+            if language not in loaded:
+                raise StiltsError(f"{task.spec.name} has no {language} training data in the source {dict(source)} "
+                                  f"(its loader serves {', '.join(loaded) or 'nothing'}). {hint}")
+            part = loaded[language]
+        examples.extend(part[:limit] if limit else part)
+    return examples
+
+
 def trainer_config(phase: ml_collections.ConfigDict, seed: int) -> TrainerConfig:
     t = phase.train
     return TrainerConfig(
         global_batch_size=t.batch_size, micro_batches=t.micro_batches, epochs=t.epochs, max_steps=t.max_steps or None,
         seed=seed, dropout=t.dropout, log_every=t.log_every, checkpoint_every=t.checkpoint_every,
         eval_every=t.eval_every or None, keep_checkpoints=t.keep_checkpoints, progress_bar=t.progress_bar,
+        early_stopping_patience=t.get("early_stopping_patience", 0),
         optimizer=OptimizerConfig(learning_rate=t.learning_rate, warmup_fraction=t.warmup_fraction,
                                   weight_decay=t.weight_decay, adam_eps=t.adam_eps, max_grad_norm=t.max_grad_norm),
     )

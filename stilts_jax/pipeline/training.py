@@ -10,7 +10,8 @@ import ml_collections
 
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.io_utils import atomic_write_text
-from stilts_jax.pipeline.common import DONE, say, source_of, trainer_config
+from stilts_jax.pipeline.common import DONE, load_training_examples, say, source_of, trainer_config
+from stilts_jax.pipeline.multitask_phase import has_mlm, run_multitask_phase
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import save_params, transplant_encoder
 from stilts_jax.train.loop import train
@@ -20,12 +21,18 @@ if TYPE_CHECKING:
     from stilts_jax.pipeline.runner import Pipeline
 
 
+def is_multitask(phase: ml_collections.ConfigDict) -> bool:
+    """Several tasks, or one task plus the MLM auxiliary."""
+    return bool(phase.get("tasks")) or has_mlm(phase)
+
+
 def run_training_phase(pipeline: "Pipeline", name: str, phase: ml_collections.ConfigDict,
                        handoff: str | None = None) -> dict[str, Any]:
     """Train `phase.task` in `workdir/name` (resuming if a checkpoint is there); skip it if it finished earlier.
 
     Returns the phase's record (also written to `phase_done.json`): best step, dev score, the best model's path and,
-    for the intermediate phase, the encoder's path that the target phase starts from.
+    for the intermediate phase, the encoder's path that the target phase starts from. A phase with several `tasks`
+    or MLM text files (`mlm.files`) is a multi-task phase (stilts_jax.pipeline.multitask_phase).
     """
     phase_dir = pipeline.workdir / name
     done = phase_dir / DONE
@@ -33,13 +40,14 @@ def run_training_phase(pipeline: "Pipeline", name: str, phase: ml_collections.Co
         info = json.loads(done.read_text())
         say(f"[{name}] {phase.task}: finished earlier (best dev {info['dev']}), skipping")
         return info
+    if is_multitask(phase):
+        return run_multitask_phase(pipeline, name, phase, handoff=handoff)
     spec = get_task(phase.task)
     task = pipeline.make_task(spec, phase)
-    say(f"[{name}] {spec.name}: loading English data")
-    train_examples = task.load("train", source_of(phase), ["en"])["en"]
+    languages = list(phase.get("train_languages") or ["en"])
+    say(f"[{name}] {spec.name}: loading training data ({', '.join(languages)}) and the English dev set")
+    train_examples = load_training_examples(task, phase, source_of(phase))
     dev_examples = task.load("dev", source_of(phase), ["en"])["en"]
-    if phase.max_train_examples:
-        train_examples = train_examples[: phase.max_train_examples]
     if phase.max_dev_examples:
         dev_examples = dev_examples[: phase.max_dev_examples]
     model = pipeline.make_model(task, pipeline.config.seed + (0 if name == "intermediate" else 1))
@@ -60,6 +68,7 @@ def run_training_phase(pipeline: "Pipeline", name: str, phase: ml_collections.Co
                    mesh=pipeline.mesh, rules=pipeline.rules, evaluate=evaluate, best_metric="dev_score")
     save_params(phase_dir / "best_model", result.best_params)
     info: dict[str, Any] = {"task": spec.name, "best_step": result.best_step, "steps": result.steps,
+                            "stopped_early": result.stopped_early, "train_languages": languages,
                             "best_model": str((phase_dir / "best_model").absolute())}
     if name == "intermediate":
         save_params(phase_dir / "encoder", result.best_params["encoder"])

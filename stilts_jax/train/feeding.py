@@ -6,6 +6,7 @@ run sees exactly the batches an uninterrupted one would have.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -28,10 +29,13 @@ class BatchFeeder:
       global_batch_size: examples per optimizer step, over all hosts and micro-batches.
       micro_batches: gradient-accumulation steps; must divide global_batch_size.
       seed: shuffling seed; epoch e uses the permutation drawn from (seed, e).
+      transform: optional `(global batch, step) -> global batch` applied on the host before sharding (e.g. MLM's
+        dynamic masking); it must be a pure function of its arguments and keep every name and shape.
     """
 
     def __init__(self, features: dict[str, np.ndarray], global_batch_size: int, micro_batches: int, seed: int,
-                 mesh: Mesh, rules: Any):
+                 mesh: Mesh, rules: Any,
+                 transform: Callable[[dict[str, np.ndarray], int], dict[str, np.ndarray]] | None = None):
         sizes = {name: len(array) for name, array in features.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"features have different numbers of examples: {sizes}")
@@ -58,6 +62,7 @@ class BatchFeeder:
         self.shardings = {
             name: batch_sharding(mesh, rules, ndim=array.ndim + 1, leading=1) for name, array in features.items()
         }
+        self.transform = transform
         self._epoch_cache: tuple[int, np.ndarray] | None = None
 
     def _permutation(self, epoch: int) -> np.ndarray:
@@ -71,14 +76,27 @@ class BatchFeeder:
         start = index * self.global_batch_size
         return self._permutation(epoch)[start : start + self.global_batch_size]
 
-    def batch(self, step: int) -> dict[str, jax.Array]:
+    def global_batch(self, step: int) -> dict[str, np.ndarray]:
+        """Step's whole global batch on the host, [global_batch_size, ...] per feature (transformed if asked)."""
         indices = self.example_indices(step)
+        arrays = {name: array[indices] for name, array in self.features.items()}
+        if self.transform is None:
+            return arrays
+        transformed = self.transform(arrays, step)
+        changed = {name: (arrays[name].shape, transformed.get(name, np.zeros(0)).shape) for name in arrays
+                   if name not in transformed or transformed[name].shape != arrays[name].shape}
+        if changed or set(transformed) != set(arrays):
+            raise ValueError(f"the batch transform must keep every feature's name and shape; changed: {changed}, "
+                             f"names {sorted(arrays)} -> {sorted(transformed)}")
+        return transformed
+
+    def batch(self, step: int) -> dict[str, jax.Array]:
         out = {}
-        for name, array in self.features.items():
+        for name, array in self.global_batch(step).items():
             sharding = self.shardings[name]
             shape = (self.micro_batches, self.micro_batch_size, *array.shape[1:])
             rows = process_local_rows(sharding, shape, axis=1)
-            local = array[indices].reshape(shape)[:, rows]
+            local = array.reshape(shape)[:, rows]
             out[name] = jax.make_array_from_process_local_data(sharding, local, shape)
         return out
 

@@ -1,4 +1,9 @@
-"""One training phase: resume or start, run sharded steps, log, evaluate, checkpoint, stop on divergence."""
+"""One training phase: resume or start, run sharded steps, log, evaluate, checkpoint, stop early or on divergence.
+
+`train()` trains one model on one feature set. The loop itself (`run_phase`) is written against `TrainingData`, which
+says which jitted step runs at each step and with which batch; `train()` uses one task's data, and
+`stilts_jax.train.multitask` a schedule over several tasks sharing the encoder and the optimizer state.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import numpy as np
@@ -26,6 +31,8 @@ from stilts_jax.train.metrics_log import MetricsLog
 from stilts_jax.train.optimizer import OptimizerConfig, make_optimizer
 from stilts_jax.train.state import ModelSpec, TrainState, abstract_train_state, init_train_state, state_shardings
 from stilts_jax.train.step import LossFn, make_train_step
+
+StepFn = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
 
 log = logging.getLogger(__name__)
 
@@ -79,24 +86,102 @@ class TrainerConfig:
     verify_checkpoints: bool = True
     progress_bar: bool = True
     optimizer: OptimizerConfig = OptimizerConfig()
+    # Stop after this many evaluations in a row without a new best `best_metric` (0: never stop early).
+    early_stopping_patience: int = 0
 
 
 @dataclasses.dataclass
 class TrainResult:
     state: TrainState
     spec: ModelSpec
-    steps: int
+    steps: int  # the step training ended at (before the planned last one if it stopped early)
     resumed_from: int | None
     best_step: int | None  # by the dev metric; None without evaluation
     best_params: Any  # the parameters of best_step (the final ones without evaluation)
     checkpoints: Checkpoints
+    stopped_early: bool = False
 
     def model(self) -> nnx.Module:
         return self.spec.merge(self.state.params)
 
 
-def total_steps(config: TrainerConfig, steps_per_epoch: int) -> int:
+def total_steps(config: TrainerConfig, steps_per_epoch: float) -> int:
     return config.max_steps if config.max_steps is not None else max(1, math.ceil(config.epochs * steps_per_epoch))
+
+
+class TrainingData(Protocol):
+    """What the loop needs from a phase's data: the step function and the batch of every step, and its position."""
+
+    steps_per_epoch: float  # optimizer steps that make one epoch (turns `epochs` into steps)
+
+    def make_steps(self, spec: ModelSpec, tx: Any, schedule: Any, shardings: TrainState, dropout: bool) -> dict[str, StepFn]:
+        """The jitted step function(s), by name."""
+
+    def step_name(self, step: int) -> str:
+        """Which of `make_steps`' functions trains step `step` (0-based)."""
+
+    def batch(self, step: int) -> dict[str, jax.Array]: ...
+
+    def position(self, step: int) -> dict[str, Any]:
+        """The data position before `step`, recorded in checkpoints (JSON)."""
+
+    def check_position(self, saved: dict[str, Any], step: int) -> None:
+        """Raise DataPositionError if a checkpoint's position would not reproduce this data's batches."""
+
+
+class SingleTaskData:
+    """One task: a BatchFeeder and its loss; the step name is ''."""
+
+    def __init__(self, feeder: BatchFeeder, loss_fn: LossFn):
+        self.feeder, self.loss_fn = feeder, loss_fn
+        self.steps_per_epoch = feeder.steps_per_epoch
+
+    def make_steps(self, spec: ModelSpec, tx: Any, schedule: Any, shardings: TrainState, dropout: bool) -> dict[str, StepFn]:
+        return {"": make_train_step(spec, tx, schedule, self.loss_fn, shardings, self.feeder.shardings, dropout=dropout)}
+
+    def step_name(self, step: int) -> str:
+        return ""
+
+    def batch(self, step: int) -> dict[str, jax.Array]:
+        return self.feeder.batch(step)
+
+    def position(self, step: int) -> dict[str, Any]:
+        return self.feeder.position(step)
+
+    def check_position(self, saved: dict[str, Any], step: int) -> None:
+        self.feeder.check_position(saved, step)
+
+
+class EarlyStopping:
+    """Counts evaluations since `best_metric` last improved; recorded in every checkpoint so a stop survives a rerun."""
+
+    def __init__(self, patience: int, best_mode: str = "max"):
+        if patience < 0:
+            raise StiltsError(f"early_stopping_patience must be >= 0 (0: off), got {patience}")
+        self.patience, self.best_mode = patience, best_mode
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.since_best = 0
+        self.stopped_at: int | None = None
+
+    def update(self, step: int, score: float, *, can_stop: bool = True) -> bool:
+        """Record an evaluation; True when training must stop now (never when `can_stop` is False: the last step)."""
+        better = self.best is None or (score > self.best if self.best_mode == "max" else score < self.best)
+        if better:
+            self.best, self.best_step, self.since_best = score, step, 0
+        else:
+            self.since_best += 1
+        if can_stop and self.patience and self.since_best >= self.patience:
+            self.stopped_at = step
+        return self.stopped_at is not None
+
+    def state(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "since_best": self.since_best, "stopped_at": self.stopped_at}
+
+    def restore(self, saved: dict[str, Any] | None) -> None:
+        if saved:
+            self.best, self.best_step = saved.get("best"), saved.get("best_step")
+            self.since_best, self.stopped_at = int(saved.get("since_best", 0)), saved.get("stopped_at")
 
 
 def train(
@@ -116,15 +201,32 @@ def train(
     `evaluate(params) -> metrics` runs every `eval_every` steps and at the end (params is the pure dict the
     model's `ModelSpec` merges); the checkpoint saved then carries `metrics[best_metric]`, which keep-best ranks by.
     """
+    feeder = BatchFeeder(features, config.global_batch_size, config.micro_batches, config.seed, mesh, rules)
+    return run_phase(model, SingleTaskData(feeder, loss_fn), config, workdir=workdir, mesh=mesh, rules=rules,
+                     evaluate=evaluate, best_metric=best_metric)
+
+
+def run_phase(
+    model: nnx.Module,
+    data: TrainingData,
+    config: TrainerConfig,
+    *,
+    workdir: str | Path,
+    mesh: Mesh,
+    rules: Sequence[tuple[str, Any]],
+    evaluate: Callable[[Any], dict[str, float]] | None = None,
+    best_metric: str = "dev_score",
+) -> TrainResult:
+    """The training loop over any `TrainingData` (see `train`); also used by multi-task training."""
     workdir = Path(workdir)
     spec = ModelSpec(model, mesh, rules)
-    feeder = BatchFeeder(features, config.global_batch_size, config.micro_batches, config.seed, mesh, rules)
-    num_steps = total_steps(config, feeder.steps_per_epoch)
+    num_steps = total_steps(config, data.steps_per_epoch)
     tx, schedule = make_optimizer(config.optimizer, num_steps)
     shardings = state_shardings(spec, tx)
     checkpoints = Checkpoints(workdir / "checkpoints", keep_last=config.keep_checkpoints, keep_best=1 if evaluate else 0,
                               best_metric=best_metric, async_save=config.async_checkpointing, verify=config.verify_checkpoints)
     metrics_log = MetricsLog(workdir)
+    stopping = EarlyStopping(config.early_stopping_patience if evaluate else 0)
 
     abstract = abstract_train_state(spec, tx, shardings)
     restored = checkpoints.restore_latest(abstract)
@@ -132,15 +234,17 @@ def train(
         state, start, resumed_from = init_train_state(spec, tx, config.seed, shardings), 0, None
     else:
         start, state, position = restored
-        feeder.check_position(position, start)
+        data.check_position(position, start)
+        stopping.restore(position.get("early_stopping"))
         resumed_from = start
         metrics_log.truncate_after(start)
         log.info("resumed from checkpoint step %d", start)
         if jax.process_index() == 0:
-            print(f"resuming {workdir} from step {start} of {num_steps}", flush=True)
+            stopped = " (stopped early there; nothing left to train)" if stopping.stopped_at is not None else ""
+            print(f"resuming {workdir} from step {start} of {num_steps}{stopped}", flush=True)
 
-    train_step = make_train_step(spec, tx, schedule, loss_fn, shardings, feeder.shardings, dropout=config.dropout)
-    pending: list[tuple[int, dict[str, jax.Array]]] = []
+    step_fns = data.make_steps(spec, tx, schedule, shardings, config.dropout)
+    pending: list[tuple[int, str, dict[str, jax.Array]]] = []
     last_log = (start, time.perf_counter())
     bar = tqdm(total=num_steps, initial=start, desc=f"train {workdir.name}", unit="step",
                disable=not config.progress_bar or jax.process_index() != 0)
@@ -150,8 +254,9 @@ def train(
         nonlocal last_log
         if not pending:
             return
-        fetched = jax.device_get([m for _, m in pending])
-        steps = [s for s, _ in pending]
+        fetched = jax.device_get([m for _, _, m in pending])
+        steps = [s for s, _, _ in pending]
+        names = [n for _, n, _ in pending]
         pending.clear()
         for step, metrics in zip(steps, fetched):
             if not (math.isfinite(float(metrics["loss"])) and math.isfinite(float(metrics["grad_norm"]))):
@@ -164,16 +269,23 @@ def train(
         now = time.perf_counter()
         examples_per_second = (steps[-1] - last_log[0]) * config.global_batch_size / max(now - last_log[1], 1e-9)
         last_log = (steps[-1], now)
-        last = {k: float(v) for k, v in fetched[-1].items()}
-        metrics_log.write(steps[-1], "train", {**last, "examples_per_second": examples_per_second})
-        bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['learning_rate']:.2e}")
+        row = {k: float(v) for k, v in fetched[-1].items()}
+        for name in dict.fromkeys(n for n in names if n):  # per task of a multi-task run: mean loss since the last row
+            row[f"{name}/loss"] = float(np.mean([float(m["loss"]) for n, m in zip(names, fetched) if n == name]))
+        metrics_log.write(steps[-1], "train", {**row, "examples_per_second": examples_per_second})
+        bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['learning_rate']:.2e}")
+
+    def position(step: int) -> dict[str, Any]:
+        return {**data.position(step), "early_stopping": stopping.state()}
 
     preemption = _PreemptionWatch()
+    end = start
     try:
-        for step in range(start, num_steps):
-            state, metrics = train_step(state, feeder.batch(step))
-            done = step + 1
-            pending.append((done, metrics))
+        for step in range(start, num_steps if stopping.stopped_at is None else start):
+            name = data.step_name(step)
+            state, metrics = step_fns[name](state, data.batch(step))
+            done = end = step + 1
+            pending.append((done, name, metrics))
             bar.update(1)
             is_last = done == num_steps
             if done % config.log_every == 0 or is_last:
@@ -187,10 +299,19 @@ def train(
                     if best_metric not in scores:
                         raise KeyError(f"evaluate() returned {sorted(scores)}, without the best_metric {best_metric!r}")
                     metrics_log.write(done, "dev", scores)
-                checkpoints.save(done, state, feeder.position(done), metrics=scores)
+                    if stopping.update(done, scores[best_metric], can_stop=not is_last):
+                        stopping_row = {"best_step": stopping.best_step, "best": stopping.best, "patience": stopping.patience,
+                                        "evaluations_without_improvement": stopping.since_best}
+                        metrics_log.write(done, "early_stopping", stopping_row)
+                checkpoints.save(done, state, position(done), metrics=scores)
+                if stopping.stopped_at is not None:
+                    if jax.process_index() == 0:
+                        print(f"early stopping at step {done}: {best_metric} has not improved on {stopping.best} "
+                              f"(step {stopping.best_step}) for {stopping.since_best} evaluations", flush=True)
+                    break
             elif preemption.should_stop(done):
                 flush_metrics()
-                checkpoints.save(done, state, feeder.position(done))
+                checkpoints.save(done, state, position(done))
                 raise TrainingPreempted(
                     f"stopped by SIGTERM after step {done}; checkpoint saved in {checkpoints.directory}. "
                     "Rerun the same command to resume."
@@ -205,4 +326,5 @@ def train(
         checkpoints.close()  # waits for an in-flight save: the last good checkpoint is complete
         bar.close()
         metrics_log.close()
-    return TrainResult(state, spec, num_steps, resumed_from, best_step, best_params, checkpoints)
+    return TrainResult(state, spec, max(end, start), resumed_from, best_step, best_params, checkpoints,
+                       stopped_early=stopping.stopped_at is not None)

@@ -14,6 +14,14 @@ from stilts_jax.train.state import ModelSpec, TrainState, replicated
 
 # (model, micro-batch, dropout key or None) -> (summed float32 loss, number of examples or tokens it covers)
 LossFn = Callable[[nnx.Module, dict[str, jax.Array], jax.Array | None], tuple[jax.Array, jax.Array]]
+# (updated params-shaped tree, previous one) -> the tree to keep: selects which parameters a step may change.
+KeepFn = Callable[[Any, Any], Any]
+
+
+def keep_unchanged_parts(new: Any, old: Any, params_structure: Any, keep: KeepFn) -> Any:
+    """Apply `keep` to every params-shaped subtree of `new`/`old` (the parameters, Adam's mu and nu)."""
+    is_params_like = lambda x: jax.tree.structure(x) == params_structure  # noqa: E731
+    return jax.tree.map(lambda a, b: keep(a, b) if is_params_like(a) else a, new, old, is_leaf=is_params_like)
 
 
 def make_train_step(
@@ -25,12 +33,17 @@ def make_train_step(
     batch_shardings: dict[str, Any],
     *,
     dropout: bool = True,
+    keep: KeepFn | None = None,
 ) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
     """Returns `step(state, batch) -> (state, metrics)`; batch leaves are [micro_batches, micro_batch_size, ...].
 
     Gradients of summed losses are accumulated over the micro-batches and divided by the total weight once, so
     k micro-batches give the update of one k-times larger batch. The state is donated; metrics stay on device
     (loss, grad_norm, learning_rate, examples) until the loop fetches them.
+
+    `keep(new, old)`, when given, picks per parameter between the updated and the previous value, for the
+    parameters and their Adam moments alike: a multi-task step leaves the heads of the other tasks exactly as they
+    were (as PyTorch's AdamW skips parameters without gradients), instead of moving them by momentum and decay.
     """
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -56,6 +69,10 @@ def make_train_step(
         grads = jax.tree.map(lambda g: g / denominator, grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if keep is not None:
+            structure = jax.tree.structure(state.params)
+            params = keep(params, state.params)
+            opt_state = keep_unchanged_parts(opt_state, state.opt_state, structure, keep)
         metrics = {
             "loss": loss_sum / denominator,
             "grad_norm": optax.global_norm(grads),

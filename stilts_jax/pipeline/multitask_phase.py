@@ -1,0 +1,141 @@
+"""A multi-task training phase: several registered tasks (any families) and an optional MLM auxiliary, one shared
+encoder, one head each (the paper's multi-task intermediate training; stilts_jax/train/multitask.py has the design).
+
+Config (a phase of configs/base.py): `tasks` (task names; `task` is then only a label such as "multitask"),
+`task_sources` (task -> source, overriding the phase's `source`), `sampling` ("proportional" or "temperature"),
+`temperature`, `cap`, `train_languages`/`translated_train` (per task, as single-task phases), and `mlm`: `files`
+(text, one sentence per line, globs allowed), `share` (its fixed share of the steps), `max_length`,
+`mask_probability`, `init_from_checkpoint` (start from the checkpoint's lm_head.* when it has one).
+The best checkpoint is the one with the best mean of the tasks' English dev scores; each task's score is logged
+as `<task>/dev_score`. The intermediate phase hands off `params["encoder"]`, as a single-task phase does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from stilts_jax.data.mlm import DynamicMasking, mlm_features, read_text_lines
+from stilts_jax.errors import StiltsError
+from stilts_jax.evaluation.predictor import Predictor
+from stilts_jax.io_utils import atomic_write_text
+from stilts_jax.models.heads import MaskedLMHead, masked_lm_loss
+from stilts_jax.models.hf_weights import load_mlm_head, load_pretrained
+from stilts_jax.pipeline.common import DONE, load_training_examples, say, task_source_of, trainer_config
+from stilts_jax.tasks.registry import get_task
+from stilts_jax.train.checkpoints import save_params, transplant_encoder
+from stilts_jax.train.multitask import MultiTaskModel, SamplingConfig, TaskData, task_params, train_multitask
+from stilts_jax.train.state import ModelSpec
+
+if TYPE_CHECKING:
+    from stilts_jax.pipeline.runner import Pipeline
+
+MLM = "mlm"  # the auxiliary objective's name among the tasks
+
+
+def has_mlm(phase: ml_collections.ConfigDict) -> bool:
+    mlm = phase.get("mlm")
+    return bool(mlm and mlm.get("files"))
+
+
+def phase_tasks(phase: ml_collections.ConfigDict) -> list[str]:
+    names = list(phase.get("tasks") or []) or [phase.task]
+    if MLM in names:
+        raise StiltsError(f"{MLM!r} is the MLM auxiliary's name, not a task: give text files in <phase>.mlm.files instead")
+    return names
+
+
+def _mlm_task(pipeline: "Pipeline", phase: ml_collections.ConfigDict, hidden_size: int, rngs: nnx.Rngs) -> tuple[TaskData, MaskedLMHead]:
+    mlm = phase.mlm
+    if not 0 < mlm.share < 1:
+        raise StiltsError(f"<phase>.mlm.share must be in (0, 1) (the MLM auxiliary's share of the steps), got {mlm.share}")
+    config = pipeline.encoder_config
+    if mlm.max_length > config.max_sequence_length:
+        raise StiltsError(f"mlm.max_length {mlm.max_length} exceeds the model's maximum of {config.max_sequence_length}")
+    lines = read_text_lines(list(mlm.files))
+    features = mlm_features(lines, pipeline.tokenizer, max_length=mlm.max_length, mask_probability=mlm.mask_probability)
+    tokenizer = pipeline.tokenizer
+    masking = DynamicMasking(config.vocab_size, tokenizer.mask_token_id, tokenizer.all_special_ids, pipeline.config.seed,
+                             mlm.mask_probability)
+    activation = "gelu" if config.family == "roberta" else config.hidden_act
+    head = MaskedLMHead(hidden_size, config.vocab_size, config.layer_norm_eps, activation, rngs=rngs)
+    loaded = mlm.init_from_checkpoint and load_mlm_head(pipeline.model_dir, head)
+    say(f"  mlm: {len(lines)} lines of text, share {mlm.share}, head "
+        f"{'from the checkpoint lm_head' if loaded else 'initialised at random'}")
+    return TaskData(MLM, masked_lm_loss, features, transform=masking, share=float(mlm.share)), head
+
+
+def run_multitask_phase(pipeline: "Pipeline", name: str, phase: ml_collections.ConfigDict,
+                        handoff: str | None = None) -> dict[str, Any]:
+    """Train the phase's tasks (and MLM) together in `workdir/name`; returns and writes the phase record."""
+    phase_dir = pipeline.workdir / name
+    names = phase_tasks(phase)
+    encoder, _ = load_pretrained(pipeline.model_dir, dtype=pipeline.dtype, attention=pipeline.config.model.attention)
+    hidden = encoder.config.hidden_size
+    rngs = nnx.Rngs(pipeline.config.seed + (0 if name == "intermediate" else 1))
+    tasks, heads, data, dev_sets = {}, {}, [], {}
+    with_mlm = has_mlm(phase)
+    say(f"[{name}] multi-task: {', '.join(names)}{' + mlm' if with_mlm else ''}")
+    for task_name in names:
+        spec = get_task(task_name)
+        if spec.family == "retrieval":
+            raise StiltsError(f"{task_name} is a retrieval task without training data; it cannot be a training task")
+        task = pipeline.make_task(spec, phase)
+        source = task_source_of(phase, task_name)
+        train_examples = load_training_examples(task, phase, source)
+        dev_examples = task.load("dev", source, ["en"])["en"]
+        if phase.max_dev_examples:
+            dev_examples = dev_examples[: phase.max_dev_examples]
+        features = task.train_features(train_examples)
+        say(f"  {task_name}: {len(train_examples)} training examples -> {len(features['input_ids'])} features, "
+            f"{len(dev_examples)} dev examples")
+        tasks[task_name], dev_sets[task_name] = task, dev_examples
+        heads[task_name] = task.head(hidden, rngs)
+        data.append(TaskData(task_name, task.loss_fn, features))
+    if with_mlm:
+        mlm_data, heads[MLM] = _mlm_task(pipeline, phase, hidden, rngs)
+        data.append(mlm_data)
+    model = MultiTaskModel(encoder, heads)
+    if handoff is not None:
+        transplant_encoder(model, handoff)
+        say(f"[{name}] encoder carried over from {handoff}; new heads")
+    predictors = {task_name: Predictor(ModelSpec(model.task_model(task_name), pipeline.mesh, pipeline.rules),
+                                       pipeline.mesh, pipeline.rules, pipeline.config.evaluation.batch_size)
+                  for task_name in tasks}
+
+    def evaluate(params: Any) -> dict[str, float]:
+        scores: dict[str, float] = {}
+        for task_name, task in tasks.items():
+            dev = dev_sets[task_name]
+            predictions = task.predict(predictors[task_name], task_params(params, task_name), dev, desc=f"{task_name} dev")
+            for metric, value in task.score(predictions, dev).items():
+                scores[f"{task_name}/{metric}"] = value
+            scores[f"{task_name}/dev_score"] = scores[f"{task_name}/{task.spec.metric}"]
+        scores["dev_score"] = float(np.mean([scores[f"{t}/dev_score"] for t in tasks]))
+        return scores
+
+    sampling = SamplingConfig(method=phase.get("sampling", "proportional"), temperature=float(phase.get("temperature", 1.0)),
+                              cap=int(phase.get("cap", 0)))
+    result = train_multitask(model, data, trainer_config(phase, pipeline.config.seed), workdir=phase_dir,
+                             mesh=pipeline.mesh, rules=pipeline.rules, sampling=sampling, evaluate=evaluate,
+                             best_metric="dev_score")
+    save_params(phase_dir / "best_model", result.best_params)
+    final = evaluate(result.best_params)
+    info: dict[str, Any] = {
+        "task": phase.task or "multitask", "tasks": names, "mlm": with_mlm,
+        "best_step": result.best_step, "steps": result.steps, "stopped_early": result.stopped_early,
+        "best_model": str((phase_dir / "best_model").absolute()),
+        "dev": round(final["dev_score"], 2), "dev_per_task": {t: round(final[f"{t}/dev_score"], 2) for t in tasks},
+    }
+    if name == "intermediate":
+        save_params(phase_dir / "encoder", result.best_params["encoder"])
+        info["encoder"] = str((phase_dir / "encoder").absolute())
+    if jax.process_index() == 0:
+        atomic_write_text(phase_dir / DONE, json.dumps(info, indent=2) + "\n")
+    say(f"[{name}] multi-task: done, best mean dev {info['dev']} at step {result.best_step} ({info['dev_per_task']})")
+    return info

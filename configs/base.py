@@ -42,8 +42,22 @@ def phase(task: str, *, intermediate: bool = False, **overrides) -> ml_collectio
         source=source(),
         max_length=defaults["max_length"],
         doc_stride=128,
-        max_train_examples=0,  # 0: all
+        max_train_examples=0,  # 0: all (per training language)
         max_dev_examples=0,
+        # Training languages, concatenated; non-English ones come from translated_train (a file template with {lang},
+        # in the task's training-file format) or from the source where it has them. Dev selection stays English.
+        train_languages=["en"],
+        translated_train="",
+        # Multi-task (stilts_jax/pipeline/multitask_phase.py): several tasks share the encoder, one head each; `task`
+        # is then a label. task_sources: task -> source overriding `source`. sampling: proportional or temperature
+        # (p ~ n ** (1/temperature)); cap: the most examples a task counts with (0: none).
+        tasks=[],
+        task_sources={},
+        sampling="proportional",
+        temperature=1.0,
+        cap=0,
+        # MLM auxiliary, one more task of the sampler: text files (one sentence per line), its share of the steps.
+        mlm=dict(files=[], share=0.1, max_length=128, mask_probability=0.15, init_from_checkpoint=True),
         train=dict(
             batch_size=defaults["batch_size"],
             micro_batches=1,
@@ -60,6 +74,7 @@ def phase(task: str, *, intermediate: bool = False, **overrides) -> ml_collectio
             eval_every=0,  # 0: evaluate on the English dev set at the end of the phase only
             keep_checkpoints=2,
             progress_bar=True,
+            early_stopping_patience=0,  # stop after this many evaluations without a better dev score (0: off)
         ),
     ))
     for key, value in overrides.items():

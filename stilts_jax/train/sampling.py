@@ -1,7 +1,7 @@
 """Which task each optimizer step of a multi-task run trains on: sampling probabilities and the step schedule.
 
-Probabilities (T5's and jiant's mixing rules), with n_i the number of training batches-worth of examples of task i
-and an optional cap C:
+Probabilities (T5's and jiant's mixing rules), with n_i the number of training features of task i (its examples;
+for span QA, its document windows) and an optional cap C:
 - "proportional": p_i proportional to min(n_i, C);
 - "temperature": p_i proportional to min(n_i, C) ** (1 / T); T = 1 is "proportional", large T tends to uniform.
 Tasks given a fixed share (an auxiliary objective such as MLM, whose "size" is text lines and not comparable) get

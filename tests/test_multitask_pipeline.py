@@ -12,6 +12,7 @@ import pytest
 
 from stilts_jax import main as main_module
 from stilts_jax.config_loader import parse_config_args
+from stilts_jax.data.task_sources import load_examples
 from stilts_jax.errors import StiltsError
 from stilts_jax.pipeline.common import load_training_examples
 from stilts_jax.tasks.families import make_task
@@ -55,12 +56,22 @@ def test_a_language_the_source_lacks_names_the_fix():
     task = make_task(get_task("mnli"), load_demo_tokenizer(), max_length=64)
     with pytest.raises(StiltsError, match=r"translated_train"):
         load_training_examples(task, _phase(train_languages=["en", "de"]), {"kind": "xtreme", "path": str(FIXTURES / "xtreme")})
+    from stilts_jax.pipeline.multitask_phase import phase_tasks
+
+    with pytest.raises(StiltsError, match=r"--config.<phase>.tasks"):
+        phase_tasks(_phase(task="multitask"))
+    assert phase_tasks(_phase(task="multitask", tasks=["mnli", "squad"])) == ["mnli", "squad"]
 
 
 def test_recipes():
     chain, _ = parse_config_args(["--config=configs/siqa_to_xcopa.py"])
     assert chain.intermediate.task == "siqa" and chain.target.task == "xcopa"
-    assert get_task("xcopa").dataset_and_split("train") == ("xcopa", "train")  # XCOPA's English training data: COPA
+    # The target phase of that chain trains on XCOPA's English training data, which is COPA.
+    source = {"kind": "xtreme", "path": str(FIXTURES / "xtreme")}
+    xcopa_train = load_examples("xcopa", "train", source, ["en"])["en"]
+    copa_train = load_examples("copa", "train", source, ["en"])["en"]
+    assert len(xcopa_train) == 3
+    assert [(ex.context, ex.choices, ex.label) for ex in xcopa_train] == [(ex.context, ex.choices, ex.label) for ex in copa_train]
     paper, _ = parse_config_args(["--config=configs/multitask.py:target=pawsx"])
     assert sorted(paper.intermediate.tasks) == ["anli_plus", "ccg", "commonsenseqa", "cosmosqa", "hellaswag", "mnli",
                                                 "qqp", "squad", "squad_v2"]

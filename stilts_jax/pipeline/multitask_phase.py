@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from stilts_jax.pipeline.runner import Pipeline
 
 MLM = "mlm"  # the auxiliary objective's name among the tasks
+MULTITASK = "multitask"  # the label of a phase that trains several tasks
 
 
 def has_mlm(phase: ml_collections.ConfigDict) -> bool:
@@ -45,6 +46,9 @@ def has_mlm(phase: ml_collections.ConfigDict) -> bool:
 
 def phase_tasks(phase: ml_collections.ConfigDict) -> list[str]:
     names = list(phase.get("tasks") or []) or [phase.task]
+    if names == [MULTITASK]:
+        raise StiltsError(f"task {MULTITASK!r} needs the list of its tasks: set --config.<phase>.tasks=\"['mnli','squad']\" "
+                          "(configs/multitask.py lists the paper's nine)")
     if MLM in names:
         raise StiltsError(f"{MLM!r} is the MLM auxiliary's name, not a task: give text files in <phase>.mlm.files instead")
     return names
@@ -127,7 +131,7 @@ def run_multitask_phase(pipeline: "Pipeline", name: str, phase: ml_collections.C
     save_params(phase_dir / "best_model", result.best_params)
     final = evaluate(result.best_params)
     info: dict[str, Any] = {
-        "task": phase.task or "multitask", "tasks": names, "mlm": with_mlm,
+        "task": phase.task or MULTITASK, "tasks": names, "mlm": with_mlm,
         "best_step": result.best_step, "steps": result.steps, "stopped_early": result.stopped_early,
         "best_model": str((phase_dir / "best_model").absolute()),
         "dev": round(final["dev_score"], 2), "dev_per_task": {t: round(final[f"{t}/dev_score"], 2) for t in tasks},

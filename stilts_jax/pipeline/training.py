@@ -11,7 +11,7 @@ import ml_collections
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.pipeline.common import DONE, load_training_examples, say, source_of, trainer_config
-from stilts_jax.pipeline.multitask_phase import has_mlm, run_multitask_phase
+from stilts_jax.pipeline.multitask_phase import MULTITASK, has_mlm, run_multitask_phase
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import save_params, transplant_encoder
 from stilts_jax.train.loop import train
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 
 def is_multitask(phase: ml_collections.ConfigDict) -> bool:
-    """Several tasks, or one task plus the MLM auxiliary."""
-    return bool(phase.get("tasks")) or has_mlm(phase)
+    """Several tasks, or one task plus the MLM auxiliary (the label "multitask" alone asks for its task list)."""
+    return bool(phase.get("tasks")) or has_mlm(phase) or phase.task == MULTITASK
 
 
 def run_training_phase(pipeline: "Pipeline", name: str, phase: ml_collections.ConfigDict,

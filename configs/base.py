@@ -23,6 +23,10 @@ TASK_DEFAULTS = {
     "xcopa": dict(epochs=10.0, batch_size=32, max_length=256),  # COPA is tiny; XTREME-R trains SIQA first
     "tatoeba": dict(epochs=0.0, batch_size=32, max_length=512),  # retrieval: no training
     "bucc": dict(epochs=0.0, batch_size=32, max_length=512),
+    # Dual encoders (xtreme scripts/train_lareqa.sh, train_mewslix.sh): max_length is the candidate length
+    # (LAReQA answer sentence + paragraph 256, Mewsli-X 64); batch = per-device batch x accumulation there.
+    "lareqa": dict(epochs=3.0, batch_size=16, max_length=256),
+    "mewslix": dict(epochs=2.0, batch_size=256, max_length=64),
 }
 INTERMEDIATE_DEFAULTS = dict(epochs=3.0, batch_size=16, max_length=256)
 
@@ -98,6 +102,10 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa") -> ml_collec
     # languages: [] evaluates every language of the target task.
     # layer: the retrieval layer (-1: 14 of 24, 8 of 12); all_layers: also score every layer (a per-layer table).
     # split: "" evaluates the task's own zero-shot split (test for XNLI, PAWS-X, XCOPA, UD-POS, PAN-X).
+    # Dual-encoder targets (lareqa, mewslix): embedding ("cls" as XTREME-R's baselines, or "mean"), logit scale,
+    # query length (0: 96 for LAReQA, 64 for Mewsli-X), and the evaluation folder when it differs from the
+    # target source (LAReQA trains on SQuAD from target.source and searches XQuAD-R from eval_path).
+    config.dual_encoder = dict(pooling="cls", scale=100.0, query_max_length=0, eval_path="")
     # null_score_diff_threshold: SQuAD v2.0 predicts "no answer" when null score - best span score exceeds it.
     config.evaluation = dict(batch_size=64, n_best=20, max_answer_length=30, languages=[], layer=-1, all_layers=False,
                              margin_k=4, split="", null_score_diff_threshold=0.0)

@@ -23,6 +23,7 @@ from stilts_jax.models.heads import TaskModel
 from stilts_jax.models.hf_files import resolve_model_dir
 from stilts_jax.models.hf_weights import load_pretrained
 from stilts_jax.pipeline.common import say
+from stilts_jax.pipeline.dual_encoder import run_dual_encoder
 from stilts_jax.pipeline.retrieval import evaluate_retrieval
 from stilts_jax.pipeline.training import run_training_phase
 from stilts_jax.pipeline.zero_shot import evaluate_zero_shot
@@ -104,8 +105,11 @@ class Pipeline:
         handoff = None
         if self.config.intermediate.task:
             handoff = run_training_phase(self, "intermediate", self.config.intermediate)["encoder"]
-        if get_task(self.config.target.task).family == "retrieval":
-            return evaluate_retrieval(self, handoff)  # no target training: the encoder itself is evaluated
+        target_spec = get_task(self.config.target.task)
+        if target_spec.family == "retrieval" and target_spec.train_dataset:  # LAReQA, Mewsli-X: a dual encoder
+            return run_dual_encoder(self, handoff)
+        if target_spec.family == "retrieval":
+            return evaluate_retrieval(self, handoff)  # BUCC, Tatoeba: no target training, the encoder is evaluated
         target = run_training_phase(self, "target", self.config.target, handoff=handoff)
         return evaluate_zero_shot(self, target)
 

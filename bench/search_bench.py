@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    parser.add_argument("--chunk-size", type=int, help="default: the library's (512 on CPU, 8192 on accelerators)")
+    parser.add_argument("--chunk-size", type=int, help="default: the library's (1024 on CPU, 8192 on accelerators)")
+    parser.add_argument("--block-rows", type=int, help="default: the library's (about 5000 on CPU, the whole shard elsewhere)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], choices=("jax", "faiss", "torch"))
     args = parser.parse_args(argv)
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
 
     if "jax" not in args.skip:
-        index = NearestNeighbors(data, chunk_size=args.chunk_size, dtype=args.dtype)
+        index = NearestNeighbors(data, chunk_size=args.chunk_size, block_rows=args.block_rows, dtype=args.dtype)
         seconds, result = _time(lambda: index.search(queries, args.k), args.repeats)
         rows.append((f"stilts-jax ({len(jax.devices())} {jax.default_backend()}, {args.dtype})", seconds, result.indices[:, 0]))
     if "faiss" not in args.skip:

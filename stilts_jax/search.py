@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help=".npz to write")
     parser.add_argument("--normalize", action="store_true", help="L2-normalise both sides: cosine similarity")
     parser.add_argument("--margin", choices=("ratio",), help="also write BUCC ratio-margin scores")
-    parser.add_argument("--chunk-size", type=int, help="queries scored per step (bounds memory; default 512 on CPU, 8192 on accelerators)")
+    parser.add_argument("--chunk-size", type=int, help="queries scored per step (bounds memory; default 1024 on CPU, 8192 on accelerators)")
+    parser.add_argument("--block-rows", type=int, help="database rows scored at once per device (default about 5000 on CPU, all elsewhere)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="matmul operand dtype")
     parser.add_argument("--approx", action="store_true", help="approximate top-k (jax.lax.approx_max_k; fast on TPU)")
     args = parser.parse_args(argv)
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         queries, database = load_matrix(args.queries, "queries"), load_matrix(args.database, "database")
         if queries.shape[1] != database.shape[1]:
             raise InputError(f"queries have dimension {queries.shape[1]} but the database {database.shape[1]}")
-        options = dict(chunk_size=args.chunk_size, dtype=args.dtype, approx=args.approx)
+        options = dict(chunk_size=args.chunk_size, block_rows=args.block_rows, dtype=args.dtype, approx=args.approx)
         start = time.perf_counter()
         if args.margin:
             neighbors = ratio_margin(queries, database, args.k, **options)

@@ -23,10 +23,14 @@ def _faiss(queries, database, k):
 
 @pytest.mark.parametrize("devices", [1, 8])
 @pytest.mark.parametrize("n_database", [1, 37, 1000])  # not multiples of the device count: padding rows must never win
-def test_exact_search_matches_faiss(devices, n_database):
+@pytest.mark.parametrize("block_rows", [None, 3, 64])  # 3 < k: a block holds fewer rows than the top-k it feeds
+def test_exact_search_matches_faiss(devices, n_database, block_rows):
     queries, database = _data(devices * 1000 + n_database, 50, n_database)
     k = min(5, n_database)
-    ours = NearestNeighbors(database, devices=jax.devices()[:devices], chunk_size=16).search(queries, k)
+    index = NearestNeighbors(database, devices=jax.devices()[:devices], chunk_size=16, block_rows=block_rows)
+    if block_rows and -(-n_database // devices) > block_rows:
+        assert index.num_blocks > 1  # the running top-k over blocks is what is being checked
+    ours = index.search(queries, k)
     scores, indices = _faiss(queries, database, k)
     np.testing.assert_array_equal(ours.indices, indices)
     np.testing.assert_allclose(ours.scores, scores, rtol=1e-5, atol=1e-5)
@@ -117,3 +121,15 @@ def test_miner_pairs_translations_with_a_real_encoder(xlmr_dir, tmp_path):
     assert [float(r[0]) for r in rows] == sorted((float(r[0]) for r in rows), reverse=True)
     correct = sum(r[1] == r[2][:-1] for r in rows)
     assert correct >= 0.9 * len(rows), rows
+
+
+def test_blocked_search_breaks_ties_like_one_pass():
+    """Equal scores in different blocks: the lower database row wins, whether or not the shard is split."""
+    rng = np.random.default_rng(11)
+    base = rng.standard_normal((10, 16)).astype(np.float32)
+    database = np.concatenate([base, base, base])  # every vector three times, in three different blocks
+    queries = base + 0.01 * rng.standard_normal(base.shape).astype(np.float32)
+    whole = NearestNeighbors(database, devices=jax.devices()[:1]).search(queries, 3)
+    blocked = NearestNeighbors(database, devices=jax.devices()[:1], block_rows=7).search(queries, 3)
+    np.testing.assert_array_equal(blocked.indices, whole.indices)
+    np.testing.assert_array_equal(whole.indices, np.stack([np.arange(10), np.arange(10) + 10, np.arange(10) + 20], 1))

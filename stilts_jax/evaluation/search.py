@@ -2,7 +2,8 @@
 
 The database is split over every device of a one-axis mesh. For each chunk of queries, each device scores its
 shard (`q @ db.T`, float32 accumulation), keeps its local top-k, and the k-per-shard candidates are merged into the
-global top-k. Memory is bounded by chunk_size x (database rows / devices), never by N^2.
+global top-k. On CPU a shard is also scored in blocks of rows with a running top-k, so the score tile of one
+block stays in cache while it is reduced. Memory is bounded by chunk_size x block rows, never by N^2.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from stilts_jax.errors import InputError
 
 _AXIS = "shard"
+
+
+def _varying(tree):
+    """Mark per-shard values as varying over the mesh axis (a scan carry inside shard_map must say so)."""
+    if hasattr(jax.lax, "pcast"):
+        return jax.lax.pcast(tree, (_AXIS,), to="varying")
+    return jax.lax.pvary(tree, (_AXIS,))
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -37,15 +45,19 @@ class NearestNeighbors:
     Args:
       database: [N, d] vectors (normalise them first for cosine similarity).
       devices: where to shard the database (default: every device JAX sees).
-      chunk_size: queries scored per step; default 512 on CPU (score tiles stay in cache: measured 1.5x faster
-        than 8192 at 20k x 20k x 768 on 2 cores) and 8192 on accelerators.
+      chunk_size: queries scored per step; default 1024 on CPU and 8192 on accelerators.
+      block_rows: database rows scored at once within a shard, reduced by a running top-k (default about 5,000
+        on CPU, where the [chunk, block] score tile stays in the last-level cache: 50k x 50k x 768 went from 1.45x
+        to 1.08x faiss's time on 2 cores; the whole shard on accelerators). The shard is split into equal blocks
+        of about this size.
       dtype: operand dtype of the matmul (bfloat16 halves memory traffic on accelerators; accumulation is
         float32 either way).
       approx: use `jax.lax.approx_max_k` for the local top-k (fast on TPU; exact elsewhere).
     """
 
     def __init__(self, database: np.ndarray, *, devices: Sequence[jax.Device] | None = None, chunk_size: int | None = None,
-                 dtype: str | jnp.dtype = jnp.float32, approx: bool = False, recall_target: float = 0.95):
+                 block_rows: int | None = None, dtype: str | jnp.dtype = jnp.float32, approx: bool = False,
+                 recall_target: float = 0.95):
         database = np.asarray(database)
         if database.ndim != 2 or len(database) == 0:
             raise InputError(f"the database must be a non-empty [N, d] array, got shape {database.shape}")
@@ -53,10 +65,15 @@ class NearestNeighbors:
         self.mesh = Mesh(np.array(devices), (_AXIS,))
         self.num_shards = len(devices)
         self.size, self.dim = database.shape
-        self.chunk_size = chunk_size or (512 if devices[0].platform == "cpu" else 8192)
+        on_cpu = devices[0].platform == "cpu"
+        self.chunk_size = chunk_size or (1024 if on_cpu else 8192)
         self.dtype = jnp.dtype(dtype)
         self.approx, self.recall_target = approx, recall_target
-        self.shard_rows = -(-self.size // self.num_shards)
+        rows_per_shard = -(-self.size // self.num_shards)
+        target_block = block_rows or (5_000 if on_cpu else rows_per_shard)
+        self.num_blocks = max(1, -(-rows_per_shard // target_block))
+        self.block_rows = -(-rows_per_shard // self.num_blocks)
+        self.shard_rows = self.block_rows * self.num_blocks
         padded = np.zeros((self.shard_rows * self.num_shards, self.dim), database.dtype)
         padded[: self.size] = database
         self._database = jax.device_put(padded.astype(self.dtype), NamedSharding(self.mesh, P(_AXIS, None)))
@@ -65,18 +82,40 @@ class NearestNeighbors:
     def _search_fn(self, k: int):
         if k not in self._compiled:
             shard_rows, size, approx, recall = self.shard_rows, self.size, self.approx, self.recall_target
+            num_blocks, block_rows = self.num_blocks, self.block_rows
             local_k = min(k, shard_rows)
 
-            def local_top_k(queries: jax.Array, shard: jax.Array) -> tuple[jax.Array, jax.Array]:
-                scores = jnp.dot(queries, shard.T, preferred_element_type=jnp.float32)
-                offset = jax.lax.axis_index(_AXIS) * shard_rows
-                rows = offset + jnp.arange(shard_rows)
+            def block_top_k(queries: jax.Array, block: jax.Array, first_row: jax.Array) -> tuple[jax.Array, jax.Array]:
+                scores = jnp.dot(queries, block.T, preferred_element_type=jnp.float32)
+                rows = first_row + jnp.arange(block.shape[0])
                 scores = jnp.where(rows[None, :] < size, scores, -jnp.inf)  # padding rows never win
                 if approx:
-                    values, index = jax.lax.approx_max_k(scores, local_k, recall_target=recall)
+                    values, index = jax.lax.approx_max_k(scores, min(k, block.shape[0]), recall_target=recall)
                 else:
-                    values, index = jax.lax.top_k(scores, local_k)
-                return values[None], (index + offset)[None]
+                    values, index = jax.lax.top_k(scores, min(k, block.shape[0]))
+                return values, index + first_row
+
+            def local_top_k(queries: jax.Array, shard: jax.Array) -> tuple[jax.Array, jax.Array]:
+                offset = jax.lax.axis_index(_AXIS) * shard_rows
+                if num_blocks == 1:
+                    values, index = block_top_k(queries, shard, offset)
+                    return values[None], index[None]
+
+                def merge_block(best, block_and_start):
+                    block, start = block_and_start
+                    values, index = block_top_k(queries, block, offset + start)
+                    # The running best comes first: on equal scores the lower row keeps winning, as in one pass.
+                    values = jnp.concatenate([best[0], values], axis=1)
+                    index = jnp.concatenate([best[1], index], axis=1)
+                    values, position = jax.lax.top_k(values, local_k)
+                    return (values, jnp.take_along_axis(index, position, axis=1)), None
+
+                n = queries.shape[0]
+                init = _varying((jnp.full((n, local_k), -jnp.inf, jnp.float32), jnp.zeros((n, local_k), jnp.int32)))
+                blocks = shard.reshape(num_blocks, block_rows, shard.shape[1])
+                starts = jnp.arange(num_blocks, dtype=jnp.int32) * block_rows
+                (values, index), _ = jax.lax.scan(merge_block, init, (blocks, starts))
+                return values[None], index[None]
 
             sharded = jax.shard_map(local_top_k, mesh=self.mesh, in_specs=(P(), P(_AXIS, None)),
                                     out_specs=(P(_AXIS), P(_AXIS)))

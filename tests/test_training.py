@@ -14,7 +14,7 @@ from flax import nnx
 from stilts_jax import distributed
 from stilts_jax.errors import StiltsError, WeightsError
 from stilts_jax.models.heads import classification_loss
-from stilts_jax.train.checkpoints import save_params, transplant_encoder
+from stilts_jax.train.checkpoints import CheckpointMismatchError, save_params, transplant_encoder
 from stilts_jax.train.feeding import BatchFeeder, DataPositionError
 from stilts_jax.train.loop import TrainingDivergedError, TrainingPreempted, train
 from stilts_jax.train.metrics_log import read_metrics
@@ -125,6 +125,15 @@ def test_resuming_on_other_data_is_refused(tmp_path):
     _run(tmp_path, steps=2)
     with pytest.raises(DataPositionError, match="num_examples: checkpoint 96, now 80"):
         _run(tmp_path, steps=4, features={k: v[:80] for k, v in synthetic_features().items()})
+
+
+def test_resuming_with_another_model_is_refused_and_the_checkpoint_kept(tmp_path):
+    _run(tmp_path, steps=2)
+    saved = sorted(os.listdir(tmp_path / "checkpoints"))
+    with pytest.raises(CheckpointMismatchError, match=r"different model or task set.*wrong shape params/head/output: saved \(32, 3\), now \(32, 5\)"):
+        _run(tmp_path, steps=4, model=tiny_model(num_classes=5))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == saved  # nothing quarantined, nothing overwritten
+    assert not glob.glob(str(tmp_path / "**" / "*corrupt*"), recursive=True)
 
 
 def test_handoff_carries_the_encoder_and_leaves_the_new_head_fresh(tmp_path):

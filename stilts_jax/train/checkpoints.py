@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
-from stilts_jax.errors import WeightsError
+from stilts_jax.errors import StiltsError, WeightsError
 from stilts_jax.io_utils import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,7 @@ class Checkpoints:
         for step in sorted(self._manager.all_steps(), reverse=True):
             problem = self._check_manifest(step)
             if problem is None:
+                self._check_structure(step, abstract_state)  # intact but for another model: stop, keep it
                 try:
                     restored = self._manager.restore(step, args=ocp.args.Composite(
                         state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
@@ -172,9 +173,44 @@ class Checkpoints:
             self._quarantine(step, problem)
         return None
 
+    def _check_structure(self, step: int, abstract_state: Any) -> None:
+        """Refuse, without touching it, a readable checkpoint whose arrays do not fit the state being trained.
+
+        A changed model, head or multi-task list in an existing workdir is a configuration mistake, not damage:
+        the checkpoint must not be quarantined and training must not silently start over.
+        """
+        try:
+            checkpointer = ocp.StandardCheckpointer()
+            saved_tree = checkpointer.metadata(self.directory / str(step) / "state").item_metadata.tree
+            checkpointer.close()
+        except Exception:  # no readable metadata: let the restore decide (and quarantine if it is damaged)
+            return
+        saved, expected = _shapes(saved_tree), _shapes(abstract_state)
+        def order(keys: set[str]) -> list[str]:  # parameters first: they say what changed; optimizer slots follow
+            return sorted(keys, key=lambda k: (not k.startswith("params"), k))
+
+        missing = order(set(expected) - set(saved))
+        unexpected = order(set(saved) - set(expected))
+        misshaped = [f"{k}: saved {saved[k][0]}, now {expected[k][0]}" for k in order(set(saved) & set(expected))
+                     if saved[k][0] != expected[k][0]]
+        if missing or unexpected or misshaped:
+            def show(items: list[str]) -> str:
+                return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "") or "none"
+
+            raise CheckpointMismatchError(
+                f"the checkpoint of step {step} in {self.directory} was written for a different model or task set "
+                f"than this run's: missing {show(missing)}; unexpected {show(unexpected)}; wrong shape "
+                f"{show(misshaped)}. It is left as it is. Use a new workdir for the changed configuration, or "
+                f"rerun with the configuration that wrote it."
+            )
+
     def restore_state(self, step: int, abstract_state: Any) -> Any:
         """The state saved at `step` (e.g. the best one), restored onto the abstract state's shardings."""
         return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))).state
+
+
+class CheckpointMismatchError(StiltsError):
+    """A readable checkpoint that belongs to another model/optimizer structure than the one being restored."""
 
 
 def save_params(path: str | Path, params: Any) -> None:
@@ -188,7 +224,7 @@ def save_params(path: str | Path, params: Any) -> None:
 
 def _path_name(path: tuple) -> str:
     # Orbax metadata turns integer keys (layer indices) into strings; compare paths as text.
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 
 
 def _shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:

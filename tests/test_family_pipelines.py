@@ -35,6 +35,7 @@ def xtreme_folder(tmp_path: Path) -> Path:
     ("panx", ["ar", "zh"], "f1"),
     pytest.param("udpos", ["hi", "ru"], "f1", marks=pytest.mark.slow),
     pytest.param("xnli", ["ar", "hi", "zh"], "accuracy", marks=pytest.mark.slow),
+    pytest.param("pawsx", ["ja", "ko"], "accuracy", marks=pytest.mark.slow),
     pytest.param("xcopa", ["et", "zh"], "accuracy", marks=pytest.mark.slow),
 ])
 def test_target_family_runs_end_to_end(target, languages, metric, xlmr_dir, tmp_path):
@@ -65,7 +66,8 @@ def test_target_family_runs_end_to_end(target, languages, metric, xlmr_dir, tmp_
 
 
 # One line (or sentence) in the XTREME label layout per example; filler for languages the run did not evaluate.
-_FILLER = {"panx": "O\n", "udpos": "NOUN\n", "xnli": "entailment\n", "xcopa": '{"label": 0}\n'}
+_FILLER = {"panx": "O\n", "udpos": "NOUN\n", "xnli": "entailment\n", "xcopa": '{"label": 0}\n',
+           "pawsx": f"{labels('pawsx')[0]}\n"}
 
 
 def _gold_file(target: str, examples: list) -> str:
@@ -82,7 +84,8 @@ def _scorer_reproduces_the_pipeline(target, languages, metric, root, workdir, re
     predictions, gold = tmp_path / "submission", tmp_path / "labels"
     shutil.copytree(workdir / "predictions", predictions)
     gold_examples = load_examples(target, "dev", {"kind": "xtreme", "path": str(root)}, languages)
-    for lang in xtreme_tasks.TASK2LANGS["xtreme-r"][target]:  # the scorer wants every language of the task
+    benchmark = "xtreme" if target == "pawsx" else "xtreme-r"  # PAWS-X is in XTREME only
+    for lang in xtreme_tasks.TASK2LANGS[benchmark][target]:  # the scorer wants every language of the task
         label_file = gold / target / f"test-{lang}.{extension}"
         label_file.parent.mkdir(parents=True, exist_ok=True)
         if lang in languages:
@@ -92,7 +95,7 @@ def _scorer_reproduces_the_pipeline(target, languages, metric, root, workdir, re
             (predictions / target / label_file.name).write_text(_FILLER[target], encoding="utf-8")
     scores_path = tmp_path / "scores.json"
     scored = subprocess.run([sys.executable, "-m", "stilts_jax.score", "--predictions", str(predictions), "--labels",
-                             str(gold), "--benchmark", "xtreme-r", "--output", str(scores_path)],
+                             str(gold), "--benchmark", benchmark, "--output", str(scores_path)],
                             capture_output=True, text=True, timeout=300)
     assert scored.returncode == 0, scored.stderr[-3000:]
     by_language = json.loads(scores_path.read_text())[target][metric]
@@ -107,7 +110,7 @@ def _scorer_reproduces_the_pipeline(target, languages, metric, root, workdir, re
     else:
         short.write_text("".join(text.splitlines(keepends=True)[:-1]), encoding="utf-8")
     with pytest.raises(InputError, match=re.escape(str(short))) as err:
-        score_module.score_submission(predictions, gold, "xtreme-r")
+        score_module.score_submission(predictions, gold, benchmark)
     assert "has no counterpart" in str(err.value)
 
 

@@ -1,4 +1,8 @@
-"""Writes that never leave a half-written file or folder in place of a good one."""
+"""Writes that never leave a half-written file or folder in place of a good one.
+
+Local files: a temporary file beside the target, fsync, rename. Object stores (gs://, s3://, ...): one upload of
+the whole content, which the store makes visible all at once or not at all (they have no rename to build on).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from stilts_jax.paths import PathLike, as_path, is_remote
 
 
 def _default_file_mode() -> int:
@@ -19,8 +25,14 @@ def _default_file_mode() -> int:
 _FILE_MODE = _default_file_mode()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename it over `path`."""
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, fsync it, then rename it over `path`; on an object store,
+    upload it in one piece (the content is complete in memory before the upload starts)."""
+    if is_remote(path):
+        remote = as_path(path)
+        remote.parent.mkdir(parents=True, exist_ok=True)  # a no-op on buckets; kept for stores with folders
+        remote.write_bytes(data)
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -37,7 +49,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -46,8 +58,10 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary folder; on success it replaces `path` whole, on failure it is removed.
 
     An existing `path` is swapped out only after the new folder is complete, so a crash leaves either the old
-    folder or the new one, never a mix.
+    folder or the new one, never a mix. Local folders only (object stores cannot rename folders).
     """
+    if is_remote(path):
+        raise ValueError(f"atomic_directory({path}): needs a local folder; write to a local one and upload the files")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
+from etils import epath
+
 from stilts_jax.io_utils import atomic_write_text
+from stilts_jax.paths import PathLike, as_path
 
 
-def write_predictions(folder: str | Path, task_folder: str, language: str, predictions: dict[str, str], extension: str = "json") -> Path:
+def write_predictions(folder: PathLike, task_folder: str, language: str, predictions: dict[str, str],
+                      extension: str = "json") -> epath.Path:
     """`{folder}/{task}/test-{lang}.json` as the XTREME leaderboard (and its evaluate.py) reads it."""
-    path = Path(folder) / task_folder / f"test-{language}.{extension}"
+    path = as_path(folder) / task_folder / f"test-{language}.{extension}"
     atomic_write_text(path, json.dumps(predictions, ensure_ascii=False, indent=1) + "\n")
     return path
 
@@ -46,8 +49,9 @@ def markdown_table(summary: dict[str, Any], columns: list[tuple[str, str]]) -> s
     return "\n".join(lines) + "\n"
 
 
-def write_results(workdir: str | Path, summary: dict[str, Any], columns: list[tuple[str, str]]) -> tuple[Path, Path]:
-    workdir = Path(workdir)
+def write_results(workdir: PathLike, summary: dict[str, Any], columns: list[tuple[str, str]]
+                  ) -> tuple[epath.Path, epath.Path]:
+    workdir = as_path(workdir)
     json_path, md_path = workdir / "results.json", workdir / "results.md"
     atomic_write_text(json_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     atomic_write_text(md_path, markdown_table(summary, columns))

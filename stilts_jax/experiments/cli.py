@@ -18,12 +18,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from etils import epath
+
 from stilts_jax.errors import StiltsError
 from stilts_jax.experiments.aggregate import aggregate
 from stilts_jax.experiments.report import write_report
 from stilts_jax.experiments.runner import environment_for_runs, load_state, run_sweep, summary_line
 from stilts_jax.experiments.sweep import (Run, Sweep, assign_hosts, expand, load_sweep, read_hosts, shell_command,
                                           ssh_command)
+from stilts_jax.paths import as_path
 
 
 def _common(parser: argparse.ArgumentParser, default: object) -> None:
@@ -61,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _runs(args: argparse.Namespace) -> tuple[Sweep, Path, list[Run], list[Run]]:
+def _runs(args: argparse.Namespace) -> tuple[Sweep, epath.Path, list[Run], list[Run]]:
     """The sweep, its root, all its runs and those --only selects."""
     if not getattr(args, "sweep", None):
         raise StiltsError("pass --sweep configs/sweeps/<name>.py")
@@ -78,10 +81,10 @@ def _runs(args: argparse.Namespace) -> tuple[Sweep, Path, list[Run], list[Run]]:
     selected = [r for r in runs if only in r.name] if only else runs
     if not selected:
         raise StiltsError(f"--only {only!r} matches no run of {args.sweep}")
-    return sweep, Path(root), runs, selected
+    return sweep, as_path(root), runs, selected
 
 
-def _report(sweep: Sweep, root: Path, runs: list[Run]) -> int:
+def _report(sweep: Sweep, root: epath.Path, runs: list[Run]) -> int:
     table = aggregate(runs, load_state(root))
     for path in write_report(table, root, sweep.name):
         print(f"wrote {path}")

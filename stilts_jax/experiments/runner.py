@@ -2,7 +2,7 @@
 
 A run is finished when its workdir holds `evaluation/phase_done.json` and `results.json` (what the pipeline writes
 last); finished runs are skipped. A failed run is retried up to `retries` more times; each attempt appends to
-`<workdir>/sweep.log`. `<root>/sweep_state.json` records every run's status, attempts, exit codes and durations
+`<workdir>/sweep.log` (on a gs:// workdir the attempt logs to a local file, then the whole log is uploaded). `<root>/sweep_state.json` records every run's status, attempts, exit codes and durations
 and is rewritten atomically after each change, so a killed sweep leaves a readable state and the same command
 carries on where it stopped (an unfinished run resumes from its latest checkpoint: the pipeline does that itself).
 """
@@ -14,13 +14,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from stilts_jax.experiments.sweep import Run, SweepError
-from stilts_jax.io_utils import atomic_write_text
+from stilts_jax.io_utils import atomic_write_bytes, atomic_write_text
+from stilts_jax.paths import PathLike, as_path, is_remote
 
 STATE_FILE = "sweep_state.json"
 LOG_FILE = "sweep.log"
@@ -31,8 +33,9 @@ def default_entrypoint() -> list[str]:
     return [sys.executable, "-m", "stilts_jax.main"]
 
 
-def is_finished(workdir: Path) -> bool:
+def is_finished(workdir: PathLike) -> bool:
     """What the pipeline leaves only after its last phase: the evaluation marker and results.json."""
+    workdir = as_path(workdir)
     return (workdir / "evaluation" / "phase_done.json").is_file() and (workdir / "results.json").is_file()
 
 
@@ -43,8 +46,8 @@ def _now() -> str:
 class SweepState:
     """`sweep_state.json`: {"sweep": name, "runs": {run name: record}}; every change is written atomically."""
 
-    def __init__(self, path: Path, sweep_name: str):
-        self.path = path
+    def __init__(self, path: PathLike, sweep_name: str):
+        self.path = path = as_path(path)
         self.data: dict[str, Any] = {"sweep": sweep_name, "runs": {}}
         if path.is_file():
             try:
@@ -71,9 +74,9 @@ class SweepState:
         atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
 
 
-def load_state(root: Path) -> dict[str, Any]:
+def load_state(root: PathLike) -> dict[str, Any]:
     """The state file's runs ({} when the sweep never ran)."""
-    path = root / STATE_FILE
+    path = as_path(root) / STATE_FILE
     if not path.is_file():
         return {}
     try:
@@ -82,8 +85,19 @@ def load_state(root: Path) -> dict[str, Any]:
         raise SweepError(f"{path}: unreadable sweep state ({e}); delete it to start afresh") from e
 
 
-def _attempt(run: Run, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None,
+def _attempt(run: Run, argv: Sequence[str], log_path: PathLike, env: Mapping[str, str] | None,
              cwd: Path | None, timeout: float | None) -> tuple[int, float]:
+    if is_remote(log_path):  # object stores cannot append, and a subprocess needs a local file to write to
+        with tempfile.TemporaryDirectory(prefix="stilts-sweep-log-") as local:
+            local_log = Path(local) / LOG_FILE
+            remote_log = as_path(log_path)
+            if remote_log.exists():
+                local_log.write_bytes(remote_log.read_bytes())
+            try:
+                return _attempt(run, argv, local_log, env, cwd, timeout)
+            finally:
+                atomic_write_bytes(remote_log, local_log.read_bytes())
+    log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with open(log_path, "a", encoding="utf-8") as log:
@@ -101,7 +115,7 @@ def _attempt(run: Run, argv: Sequence[str], log_path: Path, env: Mapping[str, st
     return code, time.monotonic() - start
 
 
-def run_sweep(runs: Sequence[Run], root: Path, sweep_name: str, *, retries: int = 1,
+def run_sweep(runs: Sequence[Run], root: PathLike, sweep_name: str, *, retries: int = 1,
               entrypoint: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
               cwd: Path | None = None, timeout: float | None = None,
               say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -109,6 +123,7 @@ def run_sweep(runs: Sequence[Run], root: Path, sweep_name: str, *, retries: int 
     if retries < 0:
         raise SweepError(f"retries must be >= 0, got {retries}")
     entrypoint = list(entrypoint or default_entrypoint())
+    root = as_path(root)
     root.mkdir(parents=True, exist_ok=True)
     state = SweepState(root / STATE_FILE, sweep_name)
     for run in runs:

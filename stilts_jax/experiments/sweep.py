@@ -27,7 +27,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from etils import epath
+
 from stilts_jax.errors import StiltsError
+from stilts_jax.paths import as_path
 
 BASELINE = "none"
 _KNOWN_KEYS = {"name", "recipe", "root", "intermediate", "targets", "seeds", "overrides", "intermediate_overrides",
@@ -60,7 +63,7 @@ class Run:
     target: str
     seed: int
     name: str
-    workdir: Path
+    workdir: epath.Path  # local or gs://...
     args: tuple[str, ...]
 
     @property
@@ -191,7 +194,7 @@ def expand(sweep: Sweep, *, root: str | None = None, extra: Sequence[str] = ()) 
         for target in sweep.targets:
             for seed in sweep.seeds:
                 name = run_name(intermediate, target, seed)
-                workdir = Path(root) / name
+                workdir = as_path(root) / name
                 if templated:
                     args = [f"--config={sweep.recipe.format(intermediate=intermediate, target=target)}"]
                 else:

@@ -23,6 +23,7 @@ from stilts_jax.evaluation.report import summarize, write_results
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.hf_weights import load_pretrained
+from stilts_jax.paths import absolute
 from stilts_jax.pipeline.common import DONE, say, source_of, trainer_config
 from stilts_jax.tasks.dual_encoder import MAP_K, DualEncoder, DualEncoderTask, gold_labels, score_rankings
 from stilts_jax.tasks.registry import get_task
@@ -96,7 +97,7 @@ def run_dual_encoder_phase(pipeline: "Pipeline", handoff: str | None) -> dict[st
                    mesh=pipeline.mesh, rules=pipeline.rules, evaluate=evaluate, best_metric="dev_score")
     save_params(phase_dir / "best_model", result.best_params)
     info = {"task": phase.task, "best_step": result.best_step, "steps": result.steps,
-            "best_model": str((phase_dir / "best_model").absolute()),
+            "best_model": str(absolute(phase_dir / "best_model")),
             "dev": round(evaluate(result.best_params)["dev_score"], 2)}
     if jax.process_index() == 0:
         atomic_write_text(done, json.dumps(info, indent=2) + "\n")

@@ -26,6 +26,7 @@ from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.heads import MaskedLMHead, masked_lm_loss
 from stilts_jax.models.hf_weights import load_mlm_head, load_pretrained
+from stilts_jax.paths import absolute
 from stilts_jax.pipeline.common import DONE, load_training_examples, say, task_source_of, trainer_config
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import save_params, transplant_encoder
@@ -133,12 +134,12 @@ def run_multitask_phase(pipeline: "Pipeline", name: str, phase: ml_collections.C
     info: dict[str, Any] = {
         "task": phase.task or MULTITASK, "tasks": names, "mlm": with_mlm,
         "best_step": result.best_step, "steps": result.steps, "stopped_early": result.stopped_early,
-        "best_model": str((phase_dir / "best_model").absolute()),
+        "best_model": str(absolute(phase_dir / "best_model")),
         "dev": round(final["dev_score"], 2), "dev_per_task": {t: round(final[f"{t}/dev_score"], 2) for t in tasks},
     }
     if name == "intermediate":
         save_params(phase_dir / "encoder", result.best_params["encoder"])
-        info["encoder"] = str((phase_dir / "encoder").absolute())
+        info["encoder"] = str(absolute(phase_dir / "encoder"))
     if jax.process_index() == 0:
         atomic_write_text(phase_dir / DONE, json.dumps(info, indent=2) + "\n")
     say(f"[{name}] multi-task: done, best mean dev {info['dev']} at step {result.best_step} ({info['dev_per_task']})")

@@ -70,9 +70,8 @@ def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[
     if jax.process_index() == 0:
         if all(metric in row for row in per_language.values()):
             _, md = write_results(pipeline.workdir, summary, columns)
-            if e.all_layers:
-                with open(md, "a") as f:
-                    f.write("\n" + layer_table(spec.name, per_layer, metric))
+            if e.all_layers:  # rewritten whole: object stores (gs://) cannot append
+                atomic_write_text(md, md.read_text() + "\n" + layer_table(spec.name, per_layer, metric))
             print(md.read_text(), flush=True)
         else:
             atomic_write_text(results, json.dumps(summary, indent=2, sort_keys=True) + "\n")

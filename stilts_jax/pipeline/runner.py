@@ -22,6 +22,7 @@ from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.heads import TaskModel
 from stilts_jax.models.hf_files import resolve_model_dir
 from stilts_jax.models.hf_weights import load_pretrained
+from stilts_jax.paths import as_path, check_workdir_writable
 from stilts_jax.pipeline.common import say
 from stilts_jax.pipeline.dual_encoder import run_dual_encoder
 from stilts_jax.pipeline.retrieval import evaluate_retrieval
@@ -37,7 +38,7 @@ from stilts_jax.train.checkpoints import load_params
 class Pipeline:
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
-        self.workdir = Path(config.workdir)
+        self.workdir = as_path(config.workdir)  # local or gs://...: an etils.epath.Path
         distributed.initialize(config.distributed.coordinator_address or None, config.distributed.num_processes,
                                config.distributed.process_id)
         self.mesh = distributed.make_mesh(config.mesh.to_dict())
@@ -100,7 +101,7 @@ class Pipeline:
 
     def run(self) -> dict[str, Any]:
         if jax.process_index() == 0:
-            self.workdir.mkdir(parents=True, exist_ok=True)
+            check_workdir_writable(self.workdir)
             atomic_write_text(self.workdir / "config.json", config_to_json(self.config))
         handoff = None
         if self.config.intermediate.task:

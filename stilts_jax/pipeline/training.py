@@ -10,6 +10,7 @@ import ml_collections
 
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.io_utils import atomic_write_text
+from stilts_jax.paths import absolute
 from stilts_jax.pipeline.common import DONE, load_training_examples, say, source_of, trainer_config
 from stilts_jax.pipeline.multitask_phase import MULTITASK, has_mlm, run_multitask_phase
 from stilts_jax.tasks.registry import get_task
@@ -69,10 +70,10 @@ def run_training_phase(pipeline: "Pipeline", name: str, phase: ml_collections.Co
     save_params(phase_dir / "best_model", result.best_params)
     info: dict[str, Any] = {"task": spec.name, "best_step": result.best_step, "steps": result.steps,
                             "stopped_early": result.stopped_early, "train_languages": languages,
-                            "best_model": str((phase_dir / "best_model").absolute())}
+                            "best_model": str(absolute(phase_dir / "best_model"))}
     if name == "intermediate":
         save_params(phase_dir / "encoder", result.best_params["encoder"])
-        info["encoder"] = str((phase_dir / "encoder").absolute())
+        info["encoder"] = str(absolute(phase_dir / "encoder"))
     info["dev"] = round(evaluate(result.best_params)["dev_score"], 2)
     if jax.process_index() == 0:
         atomic_write_text(done, json.dumps(info, indent=2) + "\n")

@@ -5,6 +5,11 @@ Orbax writes each step into a temporary folder and renames it when complete, so 
 looks like a checkpoint. On top of that, every finished local checkpoint gets a manifest of file sizes and
 CRC32s (in `<dir>_manifests/`); a checkpoint whose files no longer match, or that Orbax cannot read, is
 reported, moved to `<dir>_corrupt/`, and the previous one is used.
+
+All paths are etils.epath paths: Orbax (TensorStore) writes gs:// itself, and the manifest, quarantine and
+existence checks here go through epath, so a remote checkpoint folder works like a local one. Manifests are off
+by default on object stores, where computing them would download every checkpoint again (the stores keep their
+own checksums).
 """
 
 from __future__ import annotations
@@ -14,30 +19,31 @@ import logging
 import shutil
 import time
 import zlib
-from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
 from stilts_jax.errors import StiltsError, WeightsError
 from stilts_jax.io_utils import atomic_write_text
+from stilts_jax.paths import PathLike, absolute, as_path, is_remote, iter_files
 
 log = logging.getLogger(__name__)
 
 
-def _crc32(path: Path) -> int:
+def _crc32(path: epath.Path) -> int:
     crc = 0
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         while chunk := f.read(1 << 24):
             crc = zlib.crc32(chunk, crc)
     return crc
 
 
-def _file_manifest(folder: Path) -> dict[str, list[int]]:
-    return {str(p.relative_to(folder)): [p.stat().st_size, _crc32(p)] for p in sorted(folder.rglob("*")) if p.is_file()}
+def _file_manifest(folder: epath.Path) -> dict[str, list[int]]:
+    return {name: [p.stat().length, _crc32(p)] for name, p in iter_files(folder)}
 
 
 class Checkpoints:
@@ -50,14 +56,14 @@ class Checkpoints:
       verify: write and check size+CRC32 manifests (local folders only).
     """
 
-    def __init__(self, directory: str | Path, *, keep_last: int = 2, keep_best: int = 1, best_metric: str = "dev_score",
+    def __init__(self, directory: PathLike, *, keep_last: int = 2, keep_best: int = 1, best_metric: str = "dev_score",
                  best_mode: str = "max", async_save: bool = True, verify: bool = True):
-        self.directory = Path(directory).absolute()
+        self.directory = absolute(directory)
         self.manifest_dir = self.directory.with_name(self.directory.name + "_manifests")
         self.corrupt_dir = self.directory.with_name(self.directory.name + "_corrupt")
         self.best_metric = best_metric
         self.best_mode = best_mode
-        self.verify = verify and not str(directory).startswith("gs://")
+        self.verify = verify and not is_remote(directory)
         policies = [checkpoint_managers.LatestN(n=keep_last)]
         if keep_best:
             policies.append(checkpoint_managers.BestN(
@@ -129,13 +135,13 @@ class Checkpoints:
         if not self.verify or not manifest.exists():
             return None
         expected = json.loads(manifest.read_text())
-        actual_files = {str(p.relative_to(self.directory / str(step))) for p in (self.directory / str(step)).rglob("*") if p.is_file()}
+        actual_files = dict(iter_files(self.directory / str(step)))
         for name, (size, crc) in expected.items():
-            path = self.directory / str(step) / name
-            if name not in actual_files:
+            path = actual_files.get(name)
+            if path is None:
                 return f"file {name} is missing"
-            if path.stat().st_size != size:
-                return f"file {name} has {path.stat().st_size} bytes, {size} were written"
+            if path.stat().length != size:
+                return f"file {name} has {path.stat().length} bytes, {size} were written"
             if _crc32(path) != crc:
                 return f"file {name} does not match its checksum"
         return None
@@ -147,8 +153,7 @@ class Checkpoints:
               f"moved to {self.corrupt_dir}, falling back to the previous checkpoint", flush=True)
         if jax.process_index() == 0:
             self.corrupt_dir.mkdir(parents=True, exist_ok=True)
-            target = self.corrupt_dir / f"{step}-{int(time.time())}"
-            shutil.move(str(self.directory / str(step)), target)
+            _move_folder(self.directory / str(step), self.corrupt_dir / f"{step}-{int(time.time())}")
             (self.manifest_dir / f"{step}.json").unlink(missing_ok=True)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices(f"stilts_quarantine_{step}")
@@ -209,13 +214,25 @@ class Checkpoints:
         return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))).state
 
 
+def _move_folder(source: epath.Path, target: epath.Path) -> None:
+    """A local folder is renamed; on an object store, which has no folder rename, its files are copied, then removed."""
+    if not is_remote(source):
+        shutil.move(str(source), str(target))
+        return
+    for name, path in iter_files(source):
+        destination = target / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        path.copy(destination, overwrite=True)
+    source.rmtree()
+
+
 class CheckpointMismatchError(StiltsError):
     """A readable checkpoint that belongs to another model/optimizer structure than the one being restored."""
 
 
-def save_params(path: str | Path, params: Any) -> None:
+def save_params(path: PathLike, params: Any) -> None:
     """Write a pure dict of parameters (the encoder for the next phase, a phase's best model); whole or not at all."""
-    path = Path(path).absolute()
+    path = absolute(path)
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(path, params, force=True)
     checkpointer.wait_until_finished()
@@ -231,13 +248,13 @@ def _shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
     return {_path_name(p): (tuple(x.shape), str(x.dtype)) for p, x in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def load_params(path: str | Path, abstract_params: Any) -> Any:
+def load_params(path: PathLike, abstract_params: Any) -> Any:
     """Saved parameters, strictly: every path and shape must match `abstract_params`.
 
     `abstract_params` is a pure dict of jax.ShapeDtypeStruct with shardings (where the arrays land). A missing,
     unexpected or mis-shaped parameter is an error listing them; nothing is ever silently left random or zero.
     """
-    path = Path(path).absolute()
+    path = absolute(path)
     if not path.exists():
         raise WeightsError(f"no saved parameters at {path}")
     checkpointer = ocp.StandardCheckpointer()
@@ -257,14 +274,14 @@ def load_params(path: str | Path, abstract_params: Any) -> Any:
     return restored
 
 
-def transplant_encoder(model: Any, path: str | Path) -> None:
+def transplant_encoder(model: Any, path: PathLike) -> None:
     """Load the encoder saved by the previous phase into `model.encoder` in place; `model.head` is untouched."""
     from flax import nnx
 
     state = nnx.state(model.encoder)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(state))
-    if not Path(path).exists():
+    if not as_path(path).exists():
         raise WeightsError(f"no saved encoder at {path}: run the intermediate phase first (or point to its workdir)")
     # Uncommitted arrays, as load_pretrained gives: ones committed to this process's first device cannot be
     # device_put onto a mesh spanning several processes (JAX refuses cross-host transfers on CPU and GPU).

@@ -25,6 +25,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from stilts_jax.errors import StiltsError
+from stilts_jax.paths import as_path
 from stilts_jax.train.checkpoints import Checkpoints
 from stilts_jax.train.feeding import BatchFeeder
 from stilts_jax.train.metrics_log import MetricsLog
@@ -218,7 +219,7 @@ def run_phase(
     best_metric: str = "dev_score",
 ) -> TrainResult:
     """The training loop over any `TrainingData` (see `train`); also used by multi-task training."""
-    workdir = Path(workdir)
+    workdir = as_path(workdir)  # local or gs://...
     spec = ModelSpec(model, mesh, rules)
     num_steps = total_steps(config, data.steps_per_epoch)
     tx, schedule = make_optimizer(config.optimizer, num_steps)
@@ -303,6 +304,7 @@ def run_phase(
                         stopping_row = {"best_step": stopping.best_step, "best": stopping.best, "patience": stopping.patience,
                                         "evaluations_without_improvement": stopping.since_best}
                         metrics_log.write(done, "early_stopping", stopping_row)
+                metrics_log.flush()  # a remote log is uploaded with each checkpoint, so resuming loses no lines
                 checkpoints.save(done, state, position(done), metrics=scores)
                 if stopping.stopped_at is not None:
                     if jax.process_index() == 0:

@@ -1,12 +1,15 @@
 """Batched, jitted sentence embeddings: one layer's hidden states pooled over the attention mask.
 
 Sentences are sorted by length and padded to a few bucket lengths with a fixed batch size, so a whole file
-compiles a handful of programs and wastes little work on padding. Batches are split over every device JAX sees.
+compiles a handful of programs and wastes little work on padding. Batches are split over every device JAX sees;
+with several processes (a TPU pod, multi-host GPU) every process calls `encode` on the same sentences, each one
+feeds its own devices' rows of every batch, and all of them get every embedding back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import jax
@@ -47,6 +50,8 @@ class SentenceEncoder:
       pooling: 'mean' over the attention mask, or 'cls'.
       batch_size: sentences per step (rounded up to a multiple of the device count).
       max_length: truncation length in tokens, special tokens included.
+      devices: where batches are split (default: every device of every process; then every process must call
+        `encode` with the same sentences, as all of them run each batch).
     """
 
     def __init__(
@@ -79,10 +84,11 @@ class SentenceEncoder:
         self._batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
         replicated = NamedSharding(mesh, PartitionSpec())
         graphdef, state = nnx.split(encoder)
-        self._state = jax.device_put(state, replicated)
+        self._state = _place(state, replicated)
         pad_id = encoder.config.pad_token_id
 
-        @jax.jit
+        # Replicated output: every process reads the whole batch's embeddings from its own devices.
+        @partial(jax.jit, out_shardings=replicated)
         def embed_batch(state: nnx.State, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
             model = nnx.merge(graphdef, state)
             # Layers above the highest one asked for are never run.
@@ -107,7 +113,8 @@ class SentenceEncoder:
         order = np.argsort([len(ids) for ids in token_ids], kind="stable")
         out: np.ndarray | None = None
         pending: tuple[np.ndarray, jax.Array] | None = None
-        bar = tqdm(total=len(sentences), desc="embedding", unit="sent", disable=not progress or len(sentences) < 2 * self.batch_size)
+        bar = tqdm(total=len(sentences), desc="embedding", unit="sent",
+                   disable=not progress or len(sentences) < 2 * self.batch_size or jax.process_index() != 0)
 
         def collect(index: np.ndarray, result: jax.Array) -> None:
             nonlocal out
@@ -126,7 +133,7 @@ class SentenceEncoder:
                 ids = token_ids[i]
                 input_ids[row, : len(ids)] = ids
                 attention_mask[row, : len(ids)] = 1
-            batch = jax.device_put((input_ids, attention_mask), self._batch_sharding)
+            batch = tuple(_place(array, self._batch_sharding) for array in (input_ids, attention_mask))
             result = self._embed_batch(self._state, *batch)
             # Fetch the previous batch only after this one is dispatched, so the device never waits on the host.
             if pending is not None:
@@ -137,3 +144,19 @@ class SentenceEncoder:
         bar.close()
         assert out is not None
         return out
+
+
+def _place(tree: Any, sharding: NamedSharding) -> Any:
+    """`tree` (host or device arrays, the same on every process) laid out on `sharding`.
+
+    One process: a plain device_put. Several: each process builds its own devices' shards from a host copy, since
+    JAX refuses to move arrays committed to one process's device onto a mesh spanning other hosts.
+    """
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+
+    def place(leaf: Any) -> jax.Array:
+        host = np.asarray(jax.device_get(leaf))
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(place, tree)

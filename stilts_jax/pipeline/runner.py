@@ -97,7 +97,10 @@ class Pipeline:
         graphdef, state = nnx.split(abstract)
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(state))
-        return nnx.merge(graphdef, load_params(saved_encoder, target))
+        # Uncommitted arrays, as load_pretrained gives: the evaluation may lay them out on a mesh spanning several
+        # processes, and JAX refuses to move arrays committed to this process's first device to other hosts.
+        loaded = jax.tree.map(lambda x: jax.numpy.asarray(jax.device_get(x)), load_params(saved_encoder, target))
+        return nnx.merge(graphdef, loaded)
 
     def run(self) -> dict[str, Any]:
         if jax.process_index() == 0:

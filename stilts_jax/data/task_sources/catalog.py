@@ -1,0 +1,250 @@
+"""The catalog of task datasets: where each dataset lives in each kind of source (`DATASETS`), its label list
+(`labels`), and the open tag set of CCG (`derive_tag_set`).
+
+English training: XNLI, PAWS-X, UD-POS, PAN-X and XCOPA train on English only (MNLI; PAWS en; UD English; WikiANN en;
+COPA), whatever `languages` asks. XCOPA's train split is COPA's; XNLI's from TFDS is multi_nli's. XCOPA's English dev
+and test sets (asked for explicitly: English is no XCOPA evaluation language) are COPA's.
+
+CCG (CCGbank, LDC2005T13) is LDC-licensed: no hub, TFDS or XTREME copy exists, so it is read from user files only
+(file_formats.py). Its tag set is open (about 1,300 supertags): `derive_tag_set` builds it from the training sentences
+(sorted, with the reserved UNKNOWN_TAG first, to which evaluation maps tags training never saw).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Union
+
+from stilts_jax.data.examples import ChoiceExample, PairExample, TaggedSentence
+from stilts_jax.data.task_sources.vocabulary import (
+    _NLI_ALIASES, NLI_LABELS, PANX_LANGUAGES, PANX_TAGS, PAWS_LABELS, PAWSX_LANGUAGES, QQP_LABELS, UDPOS_LANGUAGES,
+    UDPOS_NO_DEV, UDPOS_XTREME_LANGUAGES, UNKNOWN_TAG, UPOS_TAGS, XCOPA_LANGUAGES, XNLI_LANGUAGES)
+from stilts_jax.errors import InputError
+
+Example = Union[PairExample, ChoiceExample, TaggedSentence]
+
+SPLITS = ("train", "dev", "test")
+CONVERTED = "refs/convert/parquet"  # the hub's parquet export branch: {config}/{split}/NNNN.parquet
+
+
+class TaskDataError(InputError):
+    """A record of a task dataset is unusable; the message names the file and line (or repo and row)."""
+
+
+# --- where each dataset lives ----------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class HfLocation:
+    repo: str
+    config: str | None  # may hold {lang} / {name}: one config per language
+    splits: Mapping[str, tuple[str, ...]]  # our split -> hub split names (several are concatenated)
+    revision: str | None = None
+    languages: tuple[str, ...] | None = None  # languages the repo has, where fewer than the dataset's
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsLocation:
+    names: tuple[str, ...]  # builder[/config] names, may hold {lang}; several are concatenated
+    splits: Mapping[str, str]  # our split -> TFDS split
+    languages: tuple[str, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskDataset:
+    """One dataset: its labels and languages, and where it lives in each kind of source."""
+
+    family: str  # pair, choice or tagging
+    labels: tuple[str, ...]
+    languages: tuple[str, ...]
+    reader: str  # the record reader for hf/tfds/jsonl rows: pair, copa, siqa, csqa, cosmos, hellaswag, tags
+    xtreme: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # split -> path templates
+    xtreme_format: str = ""  # pair_tsv, tags_tsv, copa_jsonl or siqa_jsonl
+    hf: HfLocation | None = None
+    tfds: TfdsLocation | None = None
+    splits: tuple[str, ...] = SPLITS
+    english_train_only: bool = False
+    no_data: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)  # split -> languages lacking it
+    label_aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    drop_unlabeled: bool = False  # SNLI: pairs without a gold label are not examples
+    train_from: Mapping[str, str] = dataclasses.field(default_factory=dict)  # kind -> dataset holding train data
+    parts: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # split -> combined datasets
+    english_from: str | None = None  # the dataset serving English dev/test where English is no evaluation language
+    hint: str = ""  # how to get the data, added to missing-source errors
+    open_labels: bool = False  # the tag set comes from the training data (derive_tag_set), not from `labels`
+    files_only: str = ""  # why only a 'files' source can hold this dataset (a license, no public copy)
+    files_layout: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # split -> names under `path`
+    tag_formats: tuple[str, ...] = ("conll",)  # tagging file formats read: conll (token TAB tag), jiant (line/sentence)
+
+    @property
+    def monolingual(self) -> str | None:
+        return self.languages[0] if len(self.languages) == 1 else None
+
+    def split_languages(self, split: str) -> tuple[str, ...]:
+        if split == "train" and self.english_train_only:
+            return ("en",)
+        lacking = self.no_data.get(split, frozenset())
+        return tuple(lang for lang in self.languages if lang not in lacking)
+
+
+def _splits(train=("train",), dev=("validation",), test=("test",)) -> dict[str, tuple[str, ...]]:
+    return {k: v for k, v in (("train", train), ("dev", dev), ("test", test)) if v}
+
+
+DATASETS: dict[str, TaskDataset] = {
+    # --- sentence pairs ---
+    "xnli": TaskDataset(
+        family="pair", labels=NLI_LABELS, languages=XNLI_LANGUAGES, reader="pair", english_train_only=True,
+        xtreme={"train": ("xnli/train-{lang}.tsv",), "dev": ("xnli/dev-{lang}.tsv",),
+                "test": ("xnli/test-{lang}.tsv",)},
+        xtreme_format="pair_tsv", label_aliases=_NLI_ALIASES,
+        hf=HfLocation("facebook/xnli", "{lang}", _splits()),  # config en's train split is MNLI's (XNLI-MT)
+        tfds=TfdsLocation(("xnli",), {"dev": "validation", "test": "test"}),
+        train_from={"tfds": "mnli"}),
+    "mnli": TaskDataset(  # pairs without a gold label ('-') are dropped, as GLUE and TFDS do
+        family="pair", labels=NLI_LABELS, languages=("en",), reader="pair", splits=("train", "dev"),
+        drop_unlabeled=True,
+        xtreme={"train": ("xnli/train-en.tsv",)}, xtreme_format="pair_tsv", label_aliases=_NLI_ALIASES,
+        hf=HfLocation("nyu-mll/glue", "mnli", _splits(dev=("validation_matched",), test=())),
+        tfds=TfdsLocation(("multi_nli",), {"train": "train", "dev": "validation_matched"})),
+    "pawsx": TaskDataset(
+        family="pair", labels=PAWS_LABELS, languages=PAWSX_LANGUAGES, reader="pair", english_train_only=True,
+        xtreme={"train": ("pawsx/train-{lang}.tsv",), "dev": ("pawsx/dev-{lang}.tsv",),
+                "test": ("pawsx/test-{lang}.tsv",)},
+        xtreme_format="pair_tsv", label_aliases={"different_meaning": "0", "paraphrase": "1"},
+        hf=HfLocation("google/xtreme", "PAWS-X.{lang}", _splits()),
+        tfds=TfdsLocation(("paws_x_wiki/{lang}",), {"train": "train", "dev": "validation", "test": "test"})),
+    "paws": TaskDataset(
+        family="pair", labels=PAWS_LABELS, languages=("en",), reader="pair",
+        xtreme={"train": ("pawsx/train-en.tsv",)}, xtreme_format="pair_tsv",
+        label_aliases={"different_meaning": "0", "paraphrase": "1"},
+        hf=HfLocation("google-research-datasets/paws", "labeled_final", _splits()),
+        tfds=TfdsLocation(("paws_wiki/labeled_final_raw",), {"train": "train", "dev": "validation", "test": "test"})),
+    "qqp": TaskDataset(
+        family="pair", labels=QQP_LABELS, languages=("en",), reader="pair",
+        label_aliases={"0": "not_duplicate", "1": "duplicate"},
+        hf=HfLocation("nyu-mll/glue", "qqp", _splits()),
+        tfds=TfdsLocation(("glue/qqp",), {"train": "train", "dev": "validation", "test": "test"})),
+    "anli": TaskDataset(
+        family="pair", labels=NLI_LABELS, languages=("en",), reader="pair", label_aliases=_NLI_ALIASES,
+        hf=HfLocation("facebook/anli", "plain_text", _splits(("train_r1", "train_r2", "train_r3"),
+                                                             ("dev_r1", "dev_r2", "dev_r3"),
+                                                             ("test_r1", "test_r2", "test_r3"))),
+        tfds=TfdsLocation(("anli/r1", "anli/r2", "anli/r3"), {"train": "train", "dev": "validation", "test": "test"})),
+    "snli": TaskDataset(
+        family="pair", labels=NLI_LABELS, languages=("en",), reader="pair", label_aliases=_NLI_ALIASES,
+        drop_unlabeled=True,
+        hf=HfLocation("stanfordnlp/snli", "plain_text", _splits()),
+        tfds=TfdsLocation(("snli",), {"train": "train", "dev": "validation", "test": "test"})),
+    # ANLI+ (the paper's intermediate task): ANLI rounds 1-3 + MNLI + SNLI for training; ANLI's dev and test sets.
+    "anli_plus": TaskDataset(
+        family="pair", labels=NLI_LABELS, languages=("en",), reader="pair",
+        parts={"train": ("anli", "mnli", "snli"), "dev": ("anli",), "test": ("anli",)}),
+    # --- multiple choice ---
+    "xcopa": TaskDataset(
+        family="choice", labels=("0", "1"), languages=XCOPA_LANGUAGES, reader="copa", english_train_only=True,
+        xtreme={"train": ("xcopa/train-{lang}.jsonl", "xcopa/train.{lang}.jsonl"),
+                "dev": ("xcopa/val-{lang}.jsonl", "xcopa/val.{lang}.jsonl"),
+                "test": ("xcopa/test-{lang}.jsonl", "xcopa/test.{lang}.jsonl")},
+        xtreme_format="copa_jsonl",
+        hf=HfLocation("cambridgeltl/xcopa", "{lang}", _splits(train=())),
+        train_from={"hf": "copa", "tfds": "copa"}, english_from="copa"),
+    "copa": TaskDataset(
+        family="choice", labels=("0", "1"), languages=("en",), reader="copa",
+        xtreme={"train": ("xcopa/train-en.jsonl", "xcopa/train.en.jsonl"),
+                "dev": ("xcopa/val-en.jsonl", "xcopa/val.en.jsonl"),
+                "test": ("xcopa/test-en.jsonl", "xcopa/test.en.jsonl")},
+        xtreme_format="copa_jsonl",
+        hf=HfLocation("aps/super_glue", "copa", _splits(), revision=CONVERTED),
+        tfds=TfdsLocation(("super_glue/copa",), {"train": "train", "dev": "validation", "test": "test"})),
+    "siqa": TaskDataset(
+        family="choice", labels=("A", "B", "C"), languages=("en",), reader="siqa",
+        label_aliases={"1": "A", "2": "B", "3": "C"},
+        xtreme={"train": ("siqa/socialIQa_v1.4_trn.jsonl",), "dev": ("siqa/socialIQa_v1.4_dev.jsonl",),
+                "test": ("siqa/socialIQa_v1.4_tst.jsonl",)},
+        xtreme_format="siqa_jsonl",
+        hf=HfLocation("allenai/social_i_qa", None, _splits(test=()), revision=CONVERTED)),
+    "commonsenseqa": TaskDataset(
+        family="choice", labels=("A", "B", "C", "D", "E"), languages=("en",), reader="csqa",
+        hf=HfLocation("tau/commonsense_qa", None, _splits()),
+        tfds=TfdsLocation(("cos_e",), {"train": "train", "dev": "validation"})),  # CoS-E v1.11 carries CSQA v1.11
+    "cosmosqa": TaskDataset(
+        family="choice", labels=("0", "1", "2", "3"), languages=("en",), reader="cosmos",
+        hf=HfLocation("allenai/cosmos_qa", None, _splits(), revision=CONVERTED),
+        tfds=TfdsLocation(("cosmos_qa",), {"train": "train", "dev": "validation", "test": "test"})),
+    "hellaswag": TaskDataset(
+        family="choice", labels=("0", "1", "2", "3"), languages=("en",), reader="hellaswag",
+        hf=HfLocation("Rowan/hellaswag", None, _splits(), revision=CONVERTED),
+        tfds=TfdsLocation(("hellaswag",), {"train": "train", "dev": "validation", "test": "test"})),
+    # --- tagging ---
+    "udpos": TaskDataset(
+        family="tagging", labels=UPOS_TAGS, languages=UDPOS_LANGUAGES, reader="tags", english_train_only=True,
+        no_data={"dev": UDPOS_NO_DEV},
+        xtreme={"train": ("udpos/train-{lang}.tsv",), "dev": ("udpos/dev-{lang}.tsv",),
+                "test": ("udpos/test-{lang}.tsv",)},
+        xtreme_format="tags_tsv",
+        hf=HfLocation("google/xtreme", "udpos.{name}", _splits(), languages=UDPOS_XTREME_LANGUAGES),
+        tfds=TfdsLocation(("xtreme_pos/xtreme_pos_{lang}",), {"train": "train", "dev": "dev", "test": "test"},
+                          languages=UDPOS_XTREME_LANGUAGES),
+        hint="google/xtreme and TFDS hold UD v2.5's 33 XTREME languages; XTREME-R's lt pl uk wo ro (UD v2.7) come "
+             "with the XTREME download"),
+    "panx": TaskDataset(
+        family="tagging", labels=PANX_TAGS, languages=PANX_LANGUAGES, reader="tags", english_train_only=True,
+        xtreme={"train": ("panx/train-{lang}.tsv",), "dev": ("panx/dev-{lang}.tsv",),
+                "test": ("panx/test-{lang}.tsv",)},
+        xtreme_format="tags_tsv",
+        hf=HfLocation("unimelb-nlp/wikiann", "{lang}", _splits(), revision=CONVERTED),
+        tfds=TfdsLocation(("wikiann/{lang}",), {"train": "train", "dev": "validation", "test": "test"}),
+        hint="the XTREME download script needs AmazonPhotos.zip (the PAN-X release) saved by hand in download/ first; "
+             "google/xtreme's configs PAN-X.{lang} hold XTREME's 40 languages"),
+    "ccg": TaskDataset(
+        family="tagging", labels=(), languages=("en",), reader="tags", open_labels=True,
+        files_layout={"train": ("ccg.train", "train.tsv"), "dev": ("ccg.dev", "dev.tsv"),
+                      "test": ("ccg.test", "test.tsv")},
+        tag_formats=("jiant", "conll"),
+        files_only="CCGbank (LDC2005T13) is licensed by the LDC, so no hub, TFDS or XTREME copy exists. Convert your "
+                   "copy with jiant's scripts/ccg (ccg.train/ccg.dev/ccg.test) or to token<TAB>tag lines, and use "
+                   "source kind 'files' with 'path' (that folder, or jiant's task config JSON) or 'paths' "
+                   "(split -> file)"),
+}
+
+
+def labels(dataset: str) -> tuple[str, ...]:
+    """The label list of `dataset` (tag set for tagging datasets); example labels are indices into it."""
+    spec = _dataset(dataset)
+    if spec.open_labels:
+        raise InputError(f"{dataset}'s tag set is open: it comes from the training data (derive_tag_set of its train "
+                         "split), not from a fixed list")
+    return spec.labels
+
+
+def has_open_labels(dataset: str) -> bool:
+    """Whether `dataset`'s tag set comes from its training data (CCG) rather than a fixed list."""
+    return _dataset(dataset).open_labels
+
+
+def derive_tag_set(sentences: Sequence[TaggedSentence]) -> tuple[str, ...]:
+    """An open tag set from training sentences: UNKNOWN_TAG, then every tag seen, sorted (the same on every run)."""
+    seen: set[str] = set()
+    for sentence in sentences:
+        if sentence.tags is None:
+            raise InputError(f"sentence {sentence.id!r} has no tags; the tag set comes from labelled training data")
+        seen.update(sentence.tags)
+    if UNKNOWN_TAG in seen:
+        first = next(s for s in sentences if UNKNOWN_TAG in (s.tags or ()))
+        raise InputError(f"sentence {first.id!r} uses the tag {UNKNOWN_TAG!r}, which is reserved for tags unseen in "
+                         "training; rename it in the data")
+    if not seen:
+        raise InputError("no tagged sentences to take the tag set from")
+    return (UNKNOWN_TAG, *sorted(seen))
+
+
+def _dataset(name: str) -> TaskDataset:
+    if name not in DATASETS:
+        raise InputError(f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+def _ordered(found: Iterable[str], preferred: Sequence[str]) -> list[str]:
+    found = list(found)
+    return [lang for lang in preferred if lang in found] + sorted(lang for lang in found if lang not in preferred)

@@ -1,0 +1,229 @@
+"""Reading one data file: XTREME's TSV formats, TSVs with a header row, jsonl, CSV and jiant's tagging files.
+
+- `sentence1 TAB sentence2 TAB label` rows (XNLI, PAWS-X) are written by Python's csv.writer in XTREME's
+  utils_preprocess.py (so quoted where a field holds a quote; read back with csv); test files have no label column.
+- `token TAB tag` lines, a blank line between sentences (UD-POS, PAN-X, CoNLL-like CCG); test files hold tokens only.
+- TSVs with a header row: GLUE's QQP/MNLI `train.tsv`, PAWS's original `train.tsv`.
+- `.jsonl` records with the hub's field names or the original releases' (ANLI, SNLI, MNLI, COPA, XCOPA, CommonsenseQA,
+  HellaSwag, Social IQa with its `{split}-labels.lst` next to it); `.csv` for Cosmos QA's original train/valid files.
+- CCG in jiant's format (`ccg.{train,dev,test}`: space-separated words TAB space-separated supertags, one sentence a
+  line; a `tags_to_id.json` beside them is not needed) or CoNLL-like (`token TAB tag` lines).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from stilts_jax.data.examples import PairExample, TaggedSentence
+from stilts_jax.data.task_sources.catalog import Example, TaskDataError, TaskDataset
+from stilts_jax.data.task_sources.fields import _label_index
+from stilts_jax.data.task_sources.records import _read_record
+from stilts_jax.errors import InputError
+
+# --- XTREME file formats (xtreme and files) --------------------------------------------------------------------
+
+def _read_pair_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[PairExample]:
+    """sentence1 TAB sentence2 [TAB label], as utils_preprocess.py writes it with csv.writer (quoting included)."""
+    examples: list[PairExample] = []
+    columns = first_line = None
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        while True:
+            line = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                raise TaskDataError(f"{path} line {line}: {e}") from e
+            if not row:
+                continue
+            if len(row) not in (2, 3):
+                raise TaskDataError(f"{path} line {line}: expected 3 tab-separated columns (sentence1, sentence2, "
+                                    f"label), or 2 in a test file without labels; got {len(row)}")
+            if columns is None:
+                columns, first_line = len(row), line
+            elif len(row) != columns:
+                raise TaskDataError(f"{path} line {line}: {len(row)} columns, but line {first_line} has {columns}")
+            label = _label_index(spec, dataset, row[2], f"{path} line {line}") if len(row) == 3 else None
+            if len(row) == 3 and label is None:
+                raise TaskDataError(f"{path} line {line}: empty label")
+            examples.append(PairExample(id=f"{split}-{language}-{len(examples)}", text_a=row[0], text_b=row[1],
+                                        label=label, language=language))
+    return examples
+
+
+def _read_tags_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[TaggedSentence]:
+    """token TAB tag lines, a blank line between sentences; test files hold tokens only (tags None)."""
+    sentences: list[TaggedSentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    tagged = first_token_line = None
+
+    def close() -> None:
+        if tokens:
+            sentences.append(TaggedSentence(id=f"{split}-{language}-{len(sentences)}", tokens=tuple(tokens),
+                                            tags=tuple(tags) if tagged else None, language=language))
+            tokens.clear()
+            tags.clear()
+
+    with path.open(encoding="utf-8") as f:
+        for number, raw in enumerate(f, 1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                close()
+                continue
+            fields = line.split("\t")
+            if len(fields) > 2:
+                raise TaskDataError(f"{path} line {number}: expected token<TAB>tag, got {len(fields)} tab-separated "
+                                    "columns")
+            # A token may be empty: utils_preprocess.py strips PAN-X tokens, and XTREME's reader keeps the word.
+            has_tag = len(fields) == 2
+            if tagged is None:
+                tagged, first_token_line = has_tag, number
+            elif has_tag != tagged:
+                if tagged:
+                    raise TaskDataError(f"{path} line {number}: token {fields[0]!r} without a tag (expected "
+                                        "token<TAB>tag like the file's other lines)")
+                raise TaskDataError(f"{path} line {number}: a tagged token in a file whose tokens have no tags (line "
+                                    f"{first_token_line} has none)")
+            tokens.append(fields[0])
+            if has_tag:
+                tag = fields[1].strip()
+                if spec.open_labels and not tag:
+                    raise TaskDataError(f"{path} line {number}: empty tag after the tab")
+                if not spec.open_labels and tag not in spec.labels:
+                    raise TaskDataError(f"{path} line {number}: unknown tag {tag!r}; {dataset} tags: "
+                                        f"{', '.join(spec.labels)}")
+                tags.append(tag)
+        close()
+    return sentences
+
+
+def _read_jiant_tags(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[TaggedSentence]:
+    """jiant's tagging files (CCG: ccg.train, ...): one sentence a line, space-separated words TAB space-separated
+    tags, one tag per word (written by jiant's scripts/ccg/ccg_proc.py)."""
+    sentences = []
+    with path.open(encoding="utf-8") as f:
+        for number, raw in enumerate(f, 1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2:
+                raise TaskDataError(f"{path} line {number}: expected `words<TAB>tags` (jiant's CCG format: the "
+                                    f"sentence's words, a tab, one tag per word), got {len(fields)} tab-separated "
+                                    "fields")
+            words, tags = fields[0].split(), fields[1].split()
+            if not words or len(words) != len(tags):
+                raise TaskDataError(f"{path} line {number}: {len(words)} words but {len(tags)} tags; jiant's format "
+                                    "has one space-separated tag per word")
+            sentences.append(TaggedSentence(id=f"{split}-{language}-{len(sentences)}", tokens=tuple(words),
+                                            tags=tuple(tags), language=language))
+    return sentences
+
+
+def _tag_file_format(spec: TaskDataset, path: Path) -> str:
+    """jiant (a sentence a line: its words hold spaces) or conll (a token a line), from the first non-blank line."""
+    if "jiant" not in spec.tag_formats:
+        return "conll"
+    with path.open(encoding="utf-8") as f:
+        for raw in f:
+            if raw.strip():
+                return "jiant" if " " in raw.split("\t")[0].strip() else "conll"
+    return "conll"
+
+
+_HEADER_TEXT_COLUMNS = ({"sentence1", "question1", "premise"}, {"sentence2", "question2", "hypothesis"})
+
+
+def _header_tsv_columns(path: Path) -> list[str] | None:
+    """The column names of a TSV whose first row is a header (GLUE's QQP/MNLI, PAWS's original release), else None."""
+    with path.open(encoding="utf-8", newline="") as f:
+        first = f.readline().rstrip("\r\n").split("\t")
+    names = {c.strip() for c in first}
+    return [c.strip() for c in first] if all(names & group for group in _HEADER_TEXT_COLUMNS) else None
+
+
+def _read_header_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, language: str,
+                     columns: list[str]) -> list[Example]:
+    """Rows under a header, fields not quoted (csv.QUOTE_NONE, as GLUE's and PAWS's own readers take them)."""
+    examples = []
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader)
+        for row in reader:
+            where = f"{path} line {reader.line_num}"
+            if not row:
+                continue
+            if len(row) != len(columns):
+                raise TaskDataError(f"{where}: {len(row)} tab-separated fields, but the header (line 1) names "
+                                    f"{len(columns)}: {', '.join(columns)}")
+            record = dict(zip(columns, row))
+            examples.append(_read_record(spec, dataset, record, language, f"{split}-{language}-{len(examples)}", where))
+    return examples
+
+
+def _read_jsonl(spec: TaskDataset, dataset: str, path: Path, split: str, language: str,
+                labels_zeroed: bool = False) -> list[Example]:
+    """One JSON record per line, read with the dataset's record reader. Social IQa's original release keeps its
+    labels (1-3) in `{name}-labels.lst` next to `{name}.jsonl`; `labels_zeroed`: XTREME's XCOPA test files."""
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise TaskDataError(f"{path} line {number}: not a JSON record ({e})") from e
+            if not isinstance(row, dict):
+                raise TaskDataError(f"{path} line {number}: a JSON record must be an object")
+            records.append((number, row))
+    labels_file = path.with_name(f"{path.stem}-labels.lst")
+    if spec.reader == "siqa" and labels_file.is_file() and not any("correct" in r or "label" in r for _, r in records):
+        values = [v.strip() for v in labels_file.read_text(encoding="utf-8").splitlines() if v.strip()]
+        if len(values) != len(records):
+            raise TaskDataError(f"{labels_file}: {len(values)} labels for the {len(records)} records of {path}")
+        records = [(n, {**r, "label": v}) for (n, r), v in zip(records, values)]
+    examples = []
+    for i, (number, row) in enumerate(records):
+        if labels_zeroed:
+            row = {k: v for k, v in row.items() if k != "label"}
+        examples.append(_read_record(spec, dataset, row, language, f"{split}-{language}-{i}", f"{path} line {number}"))
+    return examples
+
+
+def _read_csv(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[Example]:
+    """A CSV file with a header row (Cosmos QA's original train.csv / valid.csv)."""
+    examples = []
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        for i, row in enumerate(reader):
+            where = f"{path} line {reader.line_num}"
+            if None in row:
+                raise TaskDataError(f"{where}: more fields than the header's {len(reader.fieldnames or [])}")
+            examples.append(_read_record(spec, dataset, row, language, f"{split}-{language}-{i}", where))
+    return examples
+
+
+def _read_file(spec: TaskDataset, dataset: str, path: Path, split: str, language: str,
+               labels_zeroed: bool = False) -> list[Example]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return _read_jsonl(spec, dataset, path, split, language, labels_zeroed)
+    if suffix == ".csv":
+        return _read_csv(spec, dataset, path, split, language)
+    if spec.family == "pair":
+        columns = _header_tsv_columns(path)
+        if columns is not None:
+            return _read_header_tsv(spec, dataset, path, split, language, columns)
+        return _read_pair_tsv(spec, dataset, path, split, language)
+    if spec.family == "tagging":
+        if _tag_file_format(spec, path) == "jiant":
+            return _read_jiant_tags(spec, dataset, path, split, language)
+        return _read_tags_tsv(spec, dataset, path, split, language)
+    raise InputError(f"{path}: {dataset} files are .jsonl (or .csv for Cosmos QA's originals), "
+                     f"not {suffix or 'no suffix'}")

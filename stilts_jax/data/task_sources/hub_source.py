@@ -1,0 +1,122 @@
+"""The 'hf' source kind: parquet from the Hugging Face hub repos in `DATASETS`, or a local copy in the hub layout.
+
+facebook/xnli, google/xtreme, nyu-mll/glue, google-research-datasets/paws, facebook/anli, stanfordnlp/snli,
+tau/commonsense_qa and cambridgeltl/xcopa are read from their main branch; Rowan/hellaswag, allenai/cosmos_qa,
+allenai/social_i_qa and aps/super_glue (main: a loading script only) and unimelb-nlp/wikiann from the parquet export,
+revision refs/convert/parquet. `repo` may be a local folder in the hub layout: `{config}/{split}-*.parquet`,
+`{config}/{split}/*.parquet` (refs/convert/parquet), `data/{split}-*.parquet` or `default/{split}/*.parquet`.
+A `config` may contain `{lang}` (and `{name}`, the UD language name google/xtreme's udpos configs use).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from stilts_jax.data.task_sources.catalog import CONVERTED, Example, TaskDataset
+from stilts_jax.data.task_sources.records import _rows_to_examples
+from stilts_jax.data.task_sources.vocabulary import UD_NAMES
+from stilts_jax.errors import InputError
+
+def _local_parquet(folder: Path, config: str | None, split: str) -> list[Path]:
+    """Parquet files of `split` in a local copy of a hub repo, in the layouts the hub uses."""
+    base = folder / config if config else folder
+    patterns = [(base, f"{split}-*.parquet"), (base / split, "*.parquet"), (base, f"*-{split}.parquet")]
+    if not config:
+        patterns += [(folder / "data", f"{split}-*.parquet"), (folder / "default" / split, "*.parquet"),
+                     (folder / "default", f"*-{split}.parquet")]
+    for directory, pattern in patterns:
+        files = sorted(directory.glob(pattern)) if directory.is_dir() else []
+        if files:
+            return files
+    return []
+
+
+def _parquet_rows(files: Sequence[Path]) -> Iterator[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    for path in files:
+        try:
+            batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
+            raise InputError(f"cannot read {path} as parquet ({type(e).__name__}: {e}); a Git LFS pointer instead of "
+                             "the file? Download the repo with `hf download` or `git lfs pull`") from e
+        for batch in batches:
+            yield from batch.to_pylist()
+
+
+def _dataset_rows(ds: Any) -> Iterator[dict[str, Any]]:
+    for batch in ds.iter(batch_size=1024):
+        names = list(batch)
+        for i in range(len(batch[names[0]]) if names else 0):
+            yield {name: batch[name][i] for name in names}
+
+
+def _hf_rows(repo: str, config: str | None, hf_split: str, revision: str | None, explicit_revision: bool,
+             cache_dir: str | None) -> tuple[Iterator[dict[str, Any]], str]:
+    folder = Path(repo).expanduser()
+    where = f"Hugging Face dataset {repo} (config {config}, split {hf_split})"
+    if folder.is_dir():
+        if explicit_revision:
+            raise InputError(f"'revision' applies to hub repos, not to the local folder {folder}")
+        files = _local_parquet(folder, config, hf_split)
+        if files:
+            return _parquet_rows(files), where
+        if not (folder / "README.md").is_file():
+            layout = f"{config}/{hf_split}-*.parquet" if config else f"data/{hf_split}-*.parquet"
+            raise InputError(f"{where}: the local folder {folder} holds no parquet files for this split; it should "
+                             f"hold the hub repo's files, e.g. {layout} (or {config or 'default'}/{hf_split}/*.parquet "
+                             f"from {CONVERTED})")
+    elif repo.startswith(("/", "./", "../", "~")):
+        raise InputError(f"the 'hf' source's repo {repo!r} looks like a local folder but {folder} does not exist")
+    try:
+        import datasets
+    except ImportError as e:
+        raise InputError(f"the 'hf' source needs the `datasets` package (pip install datasets): {e}") from e
+    try:
+        if folder.is_dir():  # the folder's README.md (dataset card) maps configs and splits to files
+            ds = datasets.load_dataset(str(folder), config, split=hf_split, cache_dir=cache_dir)
+        elif revision == CONVERTED:  # the export branch: {config}/{split}/NNNN.parquet, no dataset card configs
+            ds = datasets.load_dataset(repo, revision=revision, cache_dir=cache_dir, split=hf_split,
+                                       data_files={hf_split: f"{config or 'default'}/{hf_split}/*.parquet"})
+        else:
+            ds = datasets.load_dataset(repo, config, split=hf_split, revision=revision, cache_dir=cache_dir)
+    except Exception as e:  # datasets raises many types (ConnectionError, DatasetNotFoundError, ValueError, ...)
+        if folder.is_dir():
+            raise InputError(f"could not load {where} from the local folder {folder}: {type(e).__name__}: {e}") from e
+        other = CONVERTED if revision != CONVERTED else "main"
+        raise InputError(
+            f"could not load {where} (revision {revision or 'main'}): {type(e).__name__}: {e}. Without network access, "
+            f"copy the repo elsewhere (`hf download {repo} --repo-type dataset --local-dir DIR`, adding "
+            f"`--revision {CONVERTED}` for the parquet export) and set repo to that local folder, try revision "
+            f"{other!r}, or use the 'xtreme' or 'tfds' source") from e
+    return _dataset_rows(ds), where
+
+
+def _from_hf(spec: TaskDataset, dataset: str, split: str, source: Mapping[str, Any],
+             wanted: Sequence[str]) -> tuple[list[Example], str]:
+    loc = spec.hf
+    if loc is None or split not in loc.splits:
+        raise InputError(f"the Hugging Face hub has no {dataset} {split} data known to this loader; use a source of "
+                         f"kind {'xtreme or ' if split in spec.xtreme else ''}files")
+    repo = str(source.get("repo") or loc.repo)
+    config = source.get("config", loc.config)
+    explicit = source.get("revision") is not None
+    revision = source.get("revision") if explicit else (loc.revision if repo == loc.repo else None)
+    per_language = config is not None and "{" in str(config)
+    if per_language and loc.languages is not None and repo == loc.repo:
+        absent = [lang for lang in wanted if lang not in loc.languages]
+        if absent:
+            raise InputError(f"{loc.repo} has no {dataset} data for language(s) {', '.join(absent)}"
+                             f"{'; ' + spec.hint if spec.hint else ''}")
+    examples: list[Example] = []
+    wheres = []
+    groups = [(lang, str(config).format(lang=lang, name=UD_NAMES.get(lang, lang))) for lang in wanted] \
+        if per_language else [(spec.monolingual, config)]
+    for lang, cfg in groups:
+        for hf_split in loc.splits[split]:
+            rows, where = _hf_rows(repo, cfg, hf_split, revision, explicit, source.get("cache_dir"))
+            wheres.append(where)
+            examples.extend(_rows_to_examples(spec, dataset, split, rows, lang, wanted, where, "row"))
+    return examples, wheres[0] if len(wheres) == 1 else f"Hugging Face dataset {repo} ({len(wheres)} configs/splits)"

@@ -1,0 +1,157 @@
+"""The record readers: one dict record of a dataset -> one example (`TaskDataset.reader` names the reader), and
+rows of a hub split or TFDS dataset -> examples."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from stilts_jax.data.examples import ChoiceExample, PairExample, TaggedSentence
+from stilts_jax.data.task_sources.catalog import Example, TaskDataError, TaskDataset
+from stilts_jax.data.task_sources.fields import _get, _label_index, _record_id, _seq, _tag_names, _text
+
+# COPA's `question` field names the relation; the question text is the one jiant (the paper's code) uses.
+COPA_QUESTIONS = {"cause": "What was the cause of this?", "effect": "What happened as a result?"}
+
+
+# Each reader turns one record into an example of `language`; `index` numbers records for default ids.
+Reader = Callable[[TaskDataset, str, Mapping[str, Any], str, str, str], Example]
+
+
+def _read_pair(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+               where: str) -> PairExample:
+    text_a = _text(_get(row, ("premise", "sentence1", "question1", "context"), where), "premise", where)
+    text_b = _text(_get(row, ("hypothesis", "sentence2", "question2"), where), "hypothesis", where)
+    raw = _get(row, ("label", "gold_label", "is_duplicate"), where, required=False)
+    return PairExample(id=_record_id(row, ("id", "uid", "pairID", "idx"), default_id), text_a=text_a, text_b=text_b,
+                       label=_label_index(spec, dataset, raw, where), language=language)
+
+
+def _read_copa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+               where: str) -> ChoiceExample:
+    relation = _text(_get(row, ("question",), where), "question", where).strip()
+    if relation not in COPA_QUESTIONS:
+        raise TaskDataError(f"{where}: question {relation!r} is neither 'cause' nor 'effect'")
+    choices = tuple(_text(_get(row, (f"choice{i}",), where), f"choice{i}", where) for i in (1, 2))
+    return ChoiceExample(id=_record_id(row, ("idx", "id"), default_id),
+                         context=_text(_get(row, ("premise",), where), "premise", where),
+                         question=COPA_QUESTIONS[relation], choices=choices,
+                         label=_label_index(spec, dataset, _get(row, ("label",), where, required=False), where),
+                         language=language)
+
+
+def _read_siqa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+               where: str) -> ChoiceExample:
+    raw = _get(row, ("correct", "label"), where, required=False)  # correct: A-C (XTREME's v1.4); label: 1-3
+    if isinstance(raw, numbers.Integral) and not isinstance(raw, bool):
+        raw = str(int(raw))
+    return ChoiceExample(id=_record_id(row, ("id",), default_id),
+                         context=_text(_get(row, ("context",), where), "context", where),
+                         question=_text(_get(row, ("question",), where), "question", where),
+                         choices=tuple(_text(_get(row, (f"answer{c}",), where), f"answer{c}", where) for c in "ABC"),
+                         label=_label_index(spec, dataset, raw, where), language=language)
+
+
+def _read_csqa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+               where: str) -> ChoiceExample:
+    question = _get(row, ("question",), where)
+    if isinstance(question, Mapping):  # the original release: {"stem", "choices": [{"label", "text"}]}
+        choices_field, question = question.get("choices"), question.get("stem")
+    else:
+        choices_field = _get(row, ("choices",), where)
+    question = _text(question, "question", where)
+    if isinstance(choices_field, Mapping):  # hub parquet: a struct of lists
+        keys = [_text(k, "choices.label", where) for k in _seq(choices_field.get("label", []), "choices.label", where)]
+        texts = [_text(t, "choices.text", where) for t in _seq(choices_field.get("text", []), "choices.text", where)]
+    else:
+        items = _seq(choices_field, "choices", where)
+        if items and isinstance(items[0], Mapping):
+            keys = [_text(c.get("label"), "choices.label", where) for c in items]
+            texts = [_text(c.get("text"), "choices.text", where) for c in items]
+        else:  # TFDS cos_e: plain texts, the answer given as text
+            texts = [_text(t, "choices", where) for t in items]
+            keys = list(spec.labels[:len(texts)])
+    if not texts or len(keys) != len(texts):
+        raise TaskDataError(f"{where}: {len(texts)} choice texts but {len(keys)} choice labels")
+    label = None
+    if "answerKey" in row:
+        answer = _text(row["answerKey"] or "", "answerKey", where).strip()
+        if answer:
+            if answer not in keys:
+                raise TaskDataError(f"{where}: answerKey {answer!r} is none of the choices' labels {keys}")
+            label = keys.index(answer)
+    elif "answer" in row:
+        answer = _text(row["answer"], "answer", where)
+        if answer:
+            if answer not in texts:
+                raise TaskDataError(f"{where}: answer {answer!r} is none of the choices")
+            label = texts.index(answer)
+    return ChoiceExample(id=_record_id(row, ("id",), default_id), context=question, question="",
+                         choices=tuple(texts), label=label, language=language)
+
+
+def _read_cosmos(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+                 where: str) -> ChoiceExample:
+    raw = _get(row, ("label",), where, required=False)
+    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+        raw = int(raw)  # the original CSV files
+    return ChoiceExample(id=_record_id(row, ("id",), default_id),
+                         context=_text(_get(row, ("context",), where), "context", where),
+                         question=_text(_get(row, ("question",), where), "question", where),
+                         choices=tuple(_text(_get(row, (f"answer{i}",), where), f"answer{i}", where) for i in range(4)),
+                         label=_label_index(spec, dataset, raw, where), language=language)
+
+
+def _read_hellaswag(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+                    where: str) -> ChoiceExample:
+    if "ctx_a" in row:  # hub and original: the context is ctx_a followed by ctx_b (the start of the ending)
+        parts = [_text(row["ctx_a"], "ctx_a", where).strip(), _text(row.get("ctx_b") or "", "ctx_b", where).strip()]
+        context = " ".join(p for p in parts if p)
+    else:  # TFDS: ctx, already joined
+        context = _text(_get(row, ("ctx", "context"), where), "ctx", where).strip()
+    endings = tuple(_text(e, "endings", where) for e in _seq(_get(row, ("endings",), where), "endings", where))
+    return ChoiceExample(id=_record_id(row, ("ind", "id"), default_id), context=context, question="", choices=endings,
+                         label=_label_index(spec, dataset, _get(row, ("label",), where, required=False), where),
+                         language=language)
+
+
+def _read_tags(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+               where: str) -> TaggedSentence:
+    tokens = tuple(_text(t, "tokens", where) for t in _seq(_get(row, ("tokens", "words"), where), "tokens", where))
+    raw = _get(row, ("ner_tags", "pos_tags", "upos", "tags", "ner"), where, required=False)
+    tags = None if raw is None else _tag_names(spec, dataset, _seq(raw, "tags", where), where)
+    if tags is not None and len(tags) != len(tokens):
+        raise TaskDataError(f"{where}: {len(tokens)} tokens but {len(tags)} tags")
+    return TaggedSentence(id=_record_id(row, ("id",), default_id), tokens=tokens, tags=tags, language=language)
+
+
+READERS: dict[str, Reader] = {"pair": _read_pair, "copa": _read_copa, "siqa": _read_siqa, "csqa": _read_csqa,
+                              "cosmos": _read_cosmos, "hellaswag": _read_hellaswag, "tags": _read_tags}
+
+
+def _read_record(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+                 where: str) -> Example:
+    try:
+        return READERS[spec.reader](spec, dataset, row, language, default_id, where)
+    except TaskDataError:
+        raise
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError, AttributeError) as e:
+        raise TaskDataError(f"{where}: malformed record ({type(e).__name__}: {e})") from e
+
+
+def _rows_to_examples(spec: TaskDataset, dataset: str, split: str, rows: Iterable[Mapping[str, Any]],
+                      language: str | None, wanted: Sequence[str], where: str, unit: str) -> list[Example]:
+    """Examples of dict records; rows carrying a `language` column (google/xtreme's XNLI) give their own language."""
+    examples = []
+    for index, row in enumerate(rows):
+        lang = language
+        if "language" in row and isinstance(row["language"], (str, bytes)):
+            lang = _text(row["language"], "language", where)
+            if lang not in wanted:
+                continue
+        if lang is None:
+            raise TaskDataError(f"{where}: {dataset} has several languages but its records carry none; name one "
+                                "language's data (an hf config or a TFDS name holding {lang})")
+        examples.append(_read_record(spec, dataset, row, lang, f"{split}-{lang}-{index}", f"{where} {unit} {index}"))
+    return examples

@@ -96,3 +96,30 @@ def test_featurize_bench_smoke():
     assert len(rows) == 2
     _positive(rows, "examples", "features", "seconds", "examples/s", "features/s", "real tokens/s",
               _column(rows, "features/s vs consumer"))
+
+
+@pytest.mark.slow
+def test_gpu_checks_pass_on_cpu_with_the_cudnn_row_skipped():
+    output = _run("gpu_checks.py", "--small")
+    (table,) = _tables(output)
+    results = {row["check"]: row["result"] for row in table}
+    assert len(results) == 4, results
+    assert results.pop("cudnn attention (bf16) vs XLA") == "SKIP"
+    assert set(results.values()) == {"PASS"}, table
+
+
+@pytest.mark.slow
+def test_device_session_script_runs_its_parts_and_writes_logs(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1", "SMOKE": "1", "OUT": str(tmp_path),
+           "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1",
+           "WHEELS": str(tmp_path / "no-wheels")}  # the .whl/ of a checkout holds Python 3.12 wheels for a GPU host
+    run = subprocess.run(["bash", str(ROOT / "bench" / "device_session.sh"), "search", "train512"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "jax " in summary and "search rc=0" in summary and "train512 rc=0" in summary, summary
+    (search,) = _tables((tmp_path / "search.log").read_text())
+    assert any(row["implementation"].startswith("stilts-jax") for row in search), search
+    wrong = subprocess.run(["bash", str(ROOT / "bench" / "device_session.sh"), "nope"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "unknown part nope" in wrong.stderr

@@ -28,6 +28,13 @@ def _shellcheck() -> str:
     return found
 
 
+@pytest.mark.parametrize("script", [ROOT / "bench" / "device_session.sh", ROOT / "tools" / "device_wheels.sh"],
+                         ids=lambda p: p.name)
+def test_device_scripts_are_shellcheck_clean(script):
+    check = subprocess.run([_shellcheck(), "--severity=style", str(script)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout
+
+
 @pytest.mark.parametrize("script", [GPU_HOSTS, TPU_VM], ids=lambda p: p.name)
 def test_launcher_is_shellcheck_clean_strict_and_has_help(script):
     check = subprocess.run([_shellcheck(), "--severity=style", str(script)], capture_output=True, text=True, timeout=60)

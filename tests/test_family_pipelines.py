@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image
 import pytest
 
 from stilts_jax import main as main_module
@@ -62,6 +63,8 @@ def test_target_family_runs_end_to_end(target, languages, metric, xlmr_dir, tmp_
             assert len(sentences) == row["examples"]
         else:
             assert len(predictions.splitlines()) == row["examples"]
+    figure = matplotlib.image.imread(workdir / f"{target}_languages.png")  # beside results.md: a bar per language
+    assert figure.ndim == 3 and figure.shape[0] > 300 and (figure[..., :3] < 0.9).any(axis=-1).mean() > 0.01
     _scorer_reproduces_the_pipeline(target, languages, metric, root, workdir, results, tmp_path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib.image
 import numpy as np
 import pytest
 
@@ -44,6 +45,8 @@ def test_main_runs_tatoeba_and_bucc_with_a_per_layer_table(xlmr_dir, tmp_path, c
     assert set(results["per_language"]) == {"de", "fr"} and results["layer"] == 3
     assert set(results["per_layer"]) == {"0", "1", "2", "3"}
     assert "accuracy per layer" in (tatoeba / "results.md").read_text()
+    figure = matplotlib.image.imread(tatoeba / "tatoeba_layers.png")  # beside results.md: a curve per language
+    assert figure.ndim == 3 and figure.shape[1] > 800 and (figure[..., :3] < 0.9).any(axis=-1).mean() > 0.02
     predictions = (tatoeba / "predictions" / "tatoeba" / "test-de.tsv").read_text().split()
     assert len(predictions) == len(read_tatoeba(FIXTURES / "tatoeba_xtreme", "de").queries)
 
@@ -52,6 +55,7 @@ def test_main_runs_tatoeba_and_bucc_with_a_per_layer_table(xlmr_dir, tmp_path, c
                              f"--config.target.source.path={FIXTURES / 'bucc_original'}",
                              "--config.evaluation.languages=['de']"]) == 0
     row = json.loads((bucc / "results.json").read_text())["per_language"]["de"]
+    assert not list(bucc.glob("*_layers.png"))  # no all_layers: no per-layer figure
     assert {"threshold", "dev_f1", "precision", "recall", "f1"} <= set(row)
     lines = (bucc / "predictions" / "bucc2018" / "test-de.tsv").read_text().splitlines()
     test = read_bucc(FIXTURES / "bucc_original", "de", "training")

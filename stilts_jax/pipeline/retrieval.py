@@ -11,6 +11,7 @@ import numpy as np
 
 from stilts_jax.data.retrieval import read_bucc, read_tatoeba
 from stilts_jax.embedding import SentenceEncoder, default_retrieval_layer
+from stilts_jax.evaluation.plots import layer_curves_png, model_label, write_plot
 from stilts_jax.evaluation.report import summarize, write_results
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.pipeline.common import DONE, say, source_of
@@ -72,6 +73,11 @@ def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[
             _, md = write_results(pipeline.workdir, summary, columns)
             if e.all_layers:  # rewritten whole: object stores (gs://) cannot append
                 atomic_write_text(md, md.read_text() + "\n" + layer_table(spec.name, per_layer, metric))
+                if e.plots:
+                    write_plot(md.parent / f"{spec.name}_layers.png", lambda: layer_curves_png(
+                        per_layer, metric, default_layer=primary, task=spec.name,
+                        model=model_label(pipeline.config.model.name),
+                        intermediate=pipeline.config.intermediate.task), report=say)
             print(md.read_text(), flush=True)
         else:
             atomic_write_text(results, json.dumps(summary, indent=2, sort_keys=True) + "\n")

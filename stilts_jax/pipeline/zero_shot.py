@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
+from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.report import summarize, write_results
 from stilts_jax.io_utils import atomic_write_text
@@ -54,6 +55,11 @@ def evaluate_zero_shot(pipeline: "Pipeline", target: dict[str, Any]) -> dict[str
     summary["intermediate_task"] = pipeline.config.intermediate.task or None
     if jax.process_index() == 0:
         _, md = write_results(workdir, summary, task.columns)
+        if e.plots:
+            write_plot(md.parent / f"{spec.name}_languages.png", lambda: language_bars_png(
+                per_language, headline_columns(task.columns), task=spec.name,
+                model=model_label(pipeline.config.model.name), intermediate=pipeline.config.intermediate.task),
+                report=say)
         (workdir / "evaluation").mkdir(parents=True, exist_ok=True)
         atomic_write_text(workdir / "evaluation" / DONE, json.dumps({"results": str(results)}) + "\n")
         print(md.read_text(), flush=True)

@@ -106,9 +106,12 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa") -> ml_collec
     # query length (0: 96 for LAReQA, 64 for Mewsli-X), and the evaluation folder when it differs from the
     # target source (LAReQA trains on SQuAD from target.source and searches XQuAD-R from eval_path).
     config.dual_encoder = dict(pooling="cls", scale=100.0, query_max_length=0, eval_path="")
-    # null_score_diff_threshold: SQuAD v2.0 predicts "no answer" when null score - best span score exceeds it.
+    # null_score_diff_threshold: SQuAD v2.0 predicts "no answer" when null score - best span score exceeds it;
+    # tune_null_score_diff_threshold: instead, each evaluated SQuAD v2.0 set uses the threshold of its best F1
+    # (chosen with its own answers: an oracle, as BERT's dev runs; the threshold is logged).
     # plots: beside results.md, {task}_languages.png (zero-shot score per language) and, with all_layers,
     # {task}_layers.png (retrieval score per layer); needs matplotlib (skipped with a message without it).
     config.evaluation = dict(batch_size=64, n_best=20, max_answer_length=30, languages=[], layer=-1, all_layers=False,
-                             margin_k=4, split="", null_score_diff_threshold=0.0, plots=True)
+                             margin_k=4, split="", null_score_diff_threshold=0.0,
+                             tune_null_score_diff_threshold=False, plots=True)
     return config

@@ -1,5 +1,6 @@
 """SQuAD v2.0: unanswerable questions from every source, CLS labels for null windows, null-vs-span post-processing,
-the v2.0 metric through the task, and unchanged SQuAD v1.1 behaviour."""
+the v2.0 metric through the task (with the official best-threshold scores and the tuned threshold), and unchanged
+SQuAD v1.1 behaviour."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from stilts_jax.data.qa import Answer, QADataError, QAExample
 from stilts_jax.data.qa_features import featurize_qa
 from stilts_jax.data.sources import load_qa
-from stilts_jax.evaluation.qa_postprocess import best_answers, score_answers
+from stilts_jax.evaluation.metrics import squad_v2_scores
+from stilts_jax.evaluation.qa_postprocess import NullThresholdedAnswers, best_answers, score_answers
 from stilts_jax.tasks.families import make_task
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.tasks.span_qa import SpanQATask
@@ -233,3 +235,171 @@ def test_threshold_reaches_the_task_from_make_task_and_the_config():
     task = make_task(get_task("squad_v2"), load_demo_tokenizer(), max_length=64, null_score_diff_threshold=-3.5)
     assert task.null_score_diff_threshold == -3.5 and task.with_null
     assert make_task(get_task("squad_v2"), load_demo_tokenizer(), max_length=64).null_score_diff_threshold == 0.0
+
+
+# --- best thresholds: the official search beside the fixed-threshold scores, and the tuned threshold ---------------
+
+BEST_KEYS = {"best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"}
+
+
+@pytest.fixture(scope="module")
+def v2_windows():
+    """The fixtures' 13 SQuAD v2.0 questions (train and dev; 6 unanswerable) in short windows, with labels."""
+    tokenizer = load_demo_tokenizer()
+    source = {"kind": "xtreme", "path": str(XTREME)}
+    examples = [ex for split in ("train", "dev") for ex in load_qa("squad_v2", split, source)["en"]]
+    return tokenizer, examples, featurize_qa(examples, tokenizer, max_length=64, doc_stride=16, max_query_length=12)
+
+
+def _planted_logits(features, seed, null_shift=0.0):
+    """Random logits, the gold span raised in most answer-holding windows and a random CLS score per window (mean
+    2 * null_shift): some questions get their answer, others a wrong span, and the null scores decide which are
+    worth answering."""
+    rng = np.random.default_rng(seed)
+    shape = features.arrays["input_ids"].shape
+    start, end = rng.normal(size=shape), rng.normal(size=shape)
+    for f, (s, t) in enumerate(zip(features.arrays["start_positions"], features.arrays["end_positions"])):
+        if s > 0 and rng.random() < 0.7:
+            start[f, s] += 6.0
+            end[f, t] += 6.0
+    start[:, 0] = rng.normal(null_shift, 4.0, size=shape[0])
+    end[:, 0] = rng.normal(null_shift, 4.0, size=shape[0])
+    return start.astype(np.float32), end.astype(np.float32)
+
+
+def _scores_at_every_threshold(examples, features, start, end, no_answer_scores):
+    """{threshold: v2.0 scores of best_answers at it} for one threshold below every score and at each score: every
+    set of answered questions a threshold can give (the independent check of the search)."""
+    references = {ex.id: [a.text for a in ex.answers] for ex in examples}
+    thresholds = [-np.inf] + sorted(set(no_answer_scores.values()))
+    return {t: squad_v2_scores(best_answers(examples, features, start, end, with_null=True,
+                                            null_score_diff_threshold=t), references) for t in thresholds}
+
+
+def test_squad_v2_scores_add_the_official_best_thresholds_and_keep_the_fixed_ones(v2_windows):
+    tokenizer, examples, features = v2_windows
+    task = SpanQATask(get_task("squad_v2"), tokenizer, max_length=64, doc_stride=16)
+    better_below, better_above = 0, 0
+    for seed in range(6):
+        # Null scores shifted down and up: the best threshold lies below 0.0 for some, above it for others.
+        start, end = _planted_logits(features, seed, null_shift=(-3.0, 8.0)[seed % 2])
+        answers = task.answers(examples, features, start, end)
+        assert isinstance(answers, NullThresholdedAnswers) and answers.threshold == 0.0
+        assert dict(answers) == {qid: "" if answers.no_answer_scores[qid] > 0.0 else answers.spans[qid]
+                                 for qid in answers.spans}
+        scores = task.score(answers, examples)
+        # The fixed-threshold keys are exactly those of the same answers as a plain dict (what the task gave before).
+        fixed = task.score(dict(answers), examples)
+        assert set(fixed) == {"exact_match", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1"}
+        assert set(scores) == set(fixed) | BEST_KEYS and {k: scores[k] for k in fixed} == fixed
+        # Against every threshold, scored by predicting with it: the best is the maximum, first reached at the
+        # reported threshold (0.0 when answering nothing is best); no tied scores here, so it is reachable.
+        no_answer = answers.no_answer_scores
+        assert len(set(no_answer.values())) == len(no_answer) and all(np.isfinite(list(no_answer.values())))
+        every = _scores_at_every_threshold(examples, features, start, end, no_answer)
+        for metric in ("exact", "f1"):
+            best = max(row[metric] for row in every.values())
+            assert scores[f"best_{metric}"] == pytest.approx(best)
+            first = min(t for t, row in every.items() if row[metric] >= best - 1e-9)
+            assert scores[f"best_{metric}_thresh"] == (0.0 if first == -np.inf else first)
+        assert scores["best_f1"] >= scores["f1"] - 1e-9 and scores["best_exact"] >= scores["exact_match"] - 1e-9
+        if scores["best_f1"] > scores["f1"] + 1e-6:
+            better_below += scores["best_f1_thresh"] < 0.0
+            better_above += scores["best_f1_thresh"] > 0.0
+    # Both sides are reached. Above 0.0 the search needs the unthresholded spans: the answers written at 0.0 have
+    # "" there, so the official script fed with them would stop at 0.0.
+    assert better_below and better_above
+
+
+def test_tuned_threshold_predicts_at_the_best_f1(v2_windows):
+    tokenizer, examples, features = v2_windows
+    task = SpanQATask(get_task("squad_v2"), tokenizer, max_length=64, doc_stride=16, null_score_diff_threshold="best")
+    for seed in range(4):
+        start, end = _planted_logits(features, seed, null_shift=(-3.0, 8.0)[seed % 2])
+        answers = task.answers(examples, features, start, end)
+        scores = task.score(answers, examples)
+        threshold = scores["null_score_diff_threshold"]
+        assert threshold == answers.threshold
+        assert answers == best_answers(examples, features, start, end, with_null=True,
+                                       null_score_diff_threshold=threshold)
+        every = _scores_at_every_threshold(examples, features, start, end, answers.no_answer_scores)
+        assert scores["f1"] == pytest.approx(max(row["f1"] for row in every.values()))
+        assert scores["f1"] == pytest.approx(scores["best_f1"])  # no ties: the official best is reachable
+    # Only unanswerable questions and every window sure of an answer: the best is to answer nothing, which the
+    # script would report at 0.0; the tuned threshold lies below every score instead, and every answer is "".
+    unanswerable = [ex for ex in examples if not ex.answers]
+    features = featurize_qa(unanswerable, tokenizer, max_length=64, doc_stride=16, max_query_length=12)
+    start, end = _planted_logits(features, 0)
+    start[:, 0] = end[:, 0] = -20.0
+    answers = task.answers(unanswerable, features, start, end)
+    scores = task.score(answers, unanswerable)
+    assert max(answers.no_answer_scores.values()) < 0.0 and set(answers.values()) == {""}
+    assert answers.threshold < min(answers.no_answer_scores.values())
+    assert scores["f1"] == scores["best_f1"] == 100.0 and scores["best_f1_thresh"] == 0.0
+
+
+def test_v1_answers_and_baselines_stay_plain(v2_windows):
+    tokenizer, examples, features = v2_windows
+    start, end = _planted_logits(features, 0)
+    assert type(best_answers(examples, features, start, end)) is dict
+    task = SpanQATask(get_task("squad_v2"), tokenizer, max_length=64, doc_stride=16)
+    assert not BEST_KEYS & set(task.score(task.trivial_predictions(examples), examples))
+    with pytest.raises(ValueError, match="must be a number or 'best'.*tune_null_score_diff_threshold"):
+        SpanQATask(get_task("squad_v2"), tokenizer, null_score_diff_threshold="auto")
+
+
+def test_tuned_threshold_reaches_the_task_from_the_config(tmp_path):
+    from stilts_jax.config_loader import parse_config_args
+    from stilts_jax.models.config import tiny_config
+    from stilts_jax.pipeline.runner import Pipeline
+    from stilts_jax.tokenization import DEMO_TOKENIZER_DIR
+
+    # Tasks need only the model's config.json (its length limit), not weights: no tiny model is built.
+    model = tmp_path / "model"
+    model.mkdir()
+    config_json = tiny_config(len(load_demo_tokenizer()), max_position_embeddings=514).to_hf_dict()
+    (model / "config.json").write_text(json.dumps(config_json), encoding="utf-8")
+    common = ["--config=configs/demo.py", f"--config.workdir={tmp_path / 'run'}", f"--config.model.name={model}",
+              "--config.model.make_tiny=false", f"--config.model.tokenizer={DEMO_TOKENIZER_DIR}",
+              "--config.intermediate.task=squad_v2"]
+    config, _ = parse_config_args(common + ["--config.evaluation.null_score_diff_threshold=-2",
+                                            "--config.evaluation.tune_null_score_diff_threshold=true"])
+    pipeline = Pipeline(config)
+    assert pipeline.make_task(get_task("squad_v2"), config.intermediate).null_score_diff_threshold == "best"
+    config, _ = parse_config_args(common + ["--config.evaluation.null_score_diff_threshold=-2"])
+    assert Pipeline(config).make_task(get_task("squad_v2"), config.intermediate).null_score_diff_threshold == -2.0
+
+
+@pytest.mark.slow
+def test_pipeline_reports_best_thresholds_and_writes_tuned_predictions(tmp_path):
+    # SQuAD v2.0 as the target (no intermediate task) of the tiny demo model, a few steps on the fixtures, with the
+    # tuned threshold: results.json and the dev rows carry the official best-threshold scores and the threshold
+    # used, and the written predictions are those the results score.
+    from stilts_jax import main as main_module
+
+    download = tmp_path / "download" / "squad"
+    download.mkdir(parents=True)
+    train = json.loads(V2_FILES["train"].read_text(encoding="utf-8"))
+    train["data"] = train["data"] * 4
+    (download / "train-v2.0.json").write_text(json.dumps(train), encoding="utf-8")
+    (download / "dev-v2.0.json").write_text(V2_FILES["dev"].read_text(encoding="utf-8"), encoding="utf-8")
+    workdir = tmp_path / "run"
+    code = main_module.main([
+        "--config=configs/demo.py", f"--config.workdir={workdir}", f"--config.model.name={tmp_path / 'tiny-xlmr'}",
+        "--config.intermediate.task=", "--config.target.task=squad_v2", "--config.target.source.kind=xtreme",
+        f"--config.target.source.path={download.parent}", "--config.target.max_length=128",
+        "--config.target.doc_stride=32", "--config.target.train.batch_size=8", "--config.target.train.max_steps=3",
+        "--config.target.train.eval_every=3", "--config.target.train.progress_bar=false",
+        "--config.evaluation.tune_null_score_diff_threshold=true"])
+    assert code == 0
+    row = json.loads((workdir / "results.json").read_text())["per_language"]["en"]
+    assert BEST_KEYS | {"null_score_diff_threshold", "HasAns_f1", "NoAns_f1"} <= set(row)
+    assert row["best_f1"] >= row["f1"] - 1e-9
+    # The predictions written are the ones scored, at the tuned threshold, by the v2.0 metric on the raw file.
+    predictions = json.loads((workdir / "predictions" / "squad_v2" / "test-en.json").read_text(encoding="utf-8"))
+    raw = _raw_questions(V2_FILES["dev"])
+    rescored = squad_v2_scores(predictions, {qid: [a["text"] for a in q["answers"]] for qid, q in raw.items()})
+    assert rescored["f1"] == pytest.approx(row["f1"]) and rescored["exact"] == pytest.approx(row["exact_match"])
+    dev_rows = [json.loads(line) for line in (workdir / "target" / "metrics.jsonl").read_text().splitlines()]
+    dev_rows = [r for r in dev_rows if "best_f1" in r]
+    assert dev_rows and all("null_score_diff_threshold" in r and r["dev_score"] == r["f1"] for r in dev_rows)

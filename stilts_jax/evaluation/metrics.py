@@ -10,13 +10,14 @@ Sources read for each definition:
 - mlqa_*: facebookresearch/MLQA mlqa_evaluation_v1.py, which xtreme's install_tools.sh downloads as
   third_party/evaluate_mlqa.py.
 - squad_v2_scores: the official SQuAD v2.0 script (evaluate-v2.0.py): get_raw_scores, compute_exact, compute_f1,
-  make_eval_dict, merge_eval.
+  make_eval_dict, merge_eval; squad_v2_best_thresholds: its find_best_thresh and find_all_best_thresh.
 - map_at_k_by_id: xtreme third_party/utils_mewslix.py evaluate/mean_reciprocal_rank (Mewsli-X, k=20).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import re
 import string
 import sys
@@ -259,23 +260,18 @@ def _squad_v2_f1(truth: str, prediction: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def squad_v2_scores(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> dict[str, float]:
-    """SQuAD v2.0 {"exact", "f1", "total"} in percent, plus HasAns_* and NoAns_* for the questions of each kind.
-
-    An empty reference list marks an unanswerable question and "" is the prediction "no answer". As the official
-    script: normalisation is SQuAD v1.1's; references that normalise to "" are dropped and a question left without
-    any is scored against [""] (only "" or an answer normalising to "" is right); F1 is 1 when both sides are empty
-    and 0 when only one is; HasAns/NoAns follow whether the raw reference list is empty and appear only when there
-    are such questions. The no-answer probability threshold is not modelled (the script's default, 1.0, never
-    fires without a probability file). The script crashes on a question without prediction when it splits
-    HasAns/NoAns, so every referenced question needs a prediction here.
-    """
+def _check_squad_v2_inputs(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> None:
     if not references:
         raise MetricInputError("no reference answers to score against")
     missing = [qid for qid in references if qid not in predictions]
     if missing:
         raise MetricInputError(f"{len(missing)} questions have no prediction (first: {missing[0]!r}); "
                                f"predict \"\" for no answer")
+
+
+def _squad_v2_raw_scores(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]
+                         ) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-question exact match and F1 (0 or 1, and 0..1) of the predictions, as the script's get_raw_scores."""
     exact: dict[str, float] = {}
     f1: dict[str, float] = {}
     for qid, answers in references.items():
@@ -283,6 +279,119 @@ def squad_v2_scores(predictions: Mapping[str, str], references: Mapping[str, Seq
         prediction = predictions[qid]
         exact[qid] = max(float(squad_normalize_answer(t) == squad_normalize_answer(prediction)) for t in truths)
         f1[qid] = max(_squad_v2_f1(t, prediction) for t in truths)
+    return exact, f1
+
+
+def _check_no_answer_scores(no_answer_scores: Mapping[str, float], references: Mapping[str, Sequence[str]]) -> None:
+    missing = [qid for qid in references if qid not in no_answer_scores]
+    if missing:
+        raise MetricInputError(f"{len(missing)} questions have no no-answer score (first: {missing[0]!r}); the "
+                               f"threshold search needs one per question (null score - best span score)")
+    not_a_number = [qid for qid in references if math.isnan(no_answer_scores[qid])]
+    if not_a_number:
+        raise MetricInputError(f"{len(not_a_number)} no-answer scores are NaN (first: {not_a_number[0]!r}); "
+                               f"they cannot be ordered, so no threshold can be searched")
+
+
+def _running_totals(predictions: Mapping[str, str], scores: Mapping[str, float],
+                    no_answer_scores: Mapping[str, float], references: Mapping[str, Sequence[str]]
+                    ) -> tuple[int, list[tuple[float, float]]]:
+    """The script's find_best_thresh walk: the total when nothing is answered, then (question's no-answer score,
+    total) after answering each question in turn, by ascending no-answer score."""
+    # Nothing answered: exactly the unanswerable questions are right.
+    current = sum(1 for answers in references.values() if not answers)
+    start, steps = current, []
+    # Python's sort is stable, so ties keep the mapping's order. Scores of unreferenced questions are left out before
+    # sorting (the script skips them inside the loop: the same order).
+    for qid in sorted((q for q in no_answer_scores if q in scores), key=lambda q: no_answer_scores[q]):
+        if references[qid]:
+            current += scores[qid]
+        elif predictions[qid]:
+            current -= 1  # answering an unanswerable question with a non-empty span loses its point
+        steps.append((no_answer_scores[qid], current))
+    return start, steps
+
+
+def _best_threshold(predictions: Mapping[str, str], scores: Mapping[str, float],
+                    no_answer_scores: Mapping[str, float], references: Mapping[str, Sequence[str]]) -> tuple[float, float]:
+    """The script's find_best_thresh: (best score in percent, the no-answer score it was first reached at)."""
+    best, steps = _running_totals(predictions, scores, no_answer_scores, references)
+    best_threshold = 0.0  # 0.0 also when answering nothing is best, as the script reports it
+    for threshold, total in steps:
+        if total > best:
+            best, best_threshold = total, threshold
+    return 100.0 * best / len(scores), best_threshold
+
+
+def squad_v2_reachable_f1_threshold(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
+                                    no_answer_scores: Mapping[str, float]) -> float:
+    """A threshold t at which answering every question scored <= t (predicting "" for the others) gives the best F1.
+
+    The official search (squad_v2_best_thresholds) taken only at the ends of runs of tied scores, since a threshold
+    answers a whole run or none of it; the first (smallest) best one wins, as in the script. Unlike the script's
+    best_f1_thresh, which is 0.0 when answering nothing is best and may sit inside a run, this one is reachable:
+    when answering nothing is best it is the largest float below every score. Its F1 equals best_f1 unless the
+    script's best lay inside a tied run.
+    """
+    _check_squad_v2_inputs(predictions, references)
+    _check_no_answer_scores(no_answer_scores, references)
+    _, f1 = _squad_v2_raw_scores(predictions, references)
+    best, steps = _running_totals(predictions, f1, no_answer_scores, references)
+    threshold = math.nextafter(min(no_answer_scores[q] for q in references), -math.inf)
+    for i, (score, total) in enumerate(steps):
+        ends_a_run = i + 1 == len(steps) or steps[i + 1][0] != score
+        if ends_a_run and total > best:
+            best, threshold = total, score
+    return threshold
+
+
+def squad_v2_best_thresholds(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
+                             no_answer_scores: Mapping[str, float]) -> dict[str, float]:
+    """{"best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"}, as evaluate-v2.0.py with --na-prob-file.
+
+    `no_answer_scores` is the script's no-answer probability per question; any ordered score works (here: null
+    score - best span score), since a question counts as answered at threshold t when its score is <= t. The search,
+    exactly as the script's find_best_thresh: start from answering nothing (the unanswerable questions' count),
+    walk the questions by ascending score (ties in the mapping's order), add each one's raw exact/F1 if it has an
+    answer, subtract 1 if it has none and its prediction is non-empty (0 if it is empty: "" is right there), and keep
+    the first strictly best running total and the score of the question that reached it. So the threshold is 0.0 when
+    no prefix beats answering nothing, the best score may be reached inside a run of tied scores, and a prediction
+    of "" on an answerable question adds its raw score (0 unless every reference normalises to ""). Scores of
+    questions outside `references` are ignored, as the script does; every referenced question needs a prediction and
+    a score. The totals are divided by the number of questions.
+    """
+    _check_squad_v2_inputs(predictions, references)
+    _check_no_answer_scores(no_answer_scores, references)
+    return _best_thresholds(predictions, references, no_answer_scores, *_squad_v2_raw_scores(predictions, references))
+
+
+def _best_thresholds(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
+                     no_answer_scores: Mapping[str, float], exact: Mapping[str, float],
+                     f1: Mapping[str, float]) -> dict[str, float]:
+    best_exact, exact_threshold = _best_threshold(predictions, exact, no_answer_scores, references)
+    best_f1, f1_threshold = _best_threshold(predictions, f1, no_answer_scores, references)
+    return {"best_exact": best_exact, "best_exact_thresh": exact_threshold,
+            "best_f1": best_f1, "best_f1_thresh": f1_threshold}
+
+
+def squad_v2_scores(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
+                    no_answer_scores: Mapping[str, float] | None = None) -> dict[str, float]:
+    """SQuAD v2.0 {"exact", "f1", "total"} in percent, plus HasAns_* and NoAns_* for the questions of each kind.
+
+    An empty reference list marks an unanswerable question and "" is the prediction "no answer". As the official
+    script: normalisation is SQuAD v1.1's; references that normalise to "" are dropped and a question left without
+    any is scored against [""] (only "" or an answer normalising to "" is right); F1 is 1 when both sides are empty
+    and 0 when only one is; HasAns/NoAns follow whether the raw reference list is empty and appear only when there
+    are such questions. The script crashes on a question without prediction when it splits HasAns/NoAns, so every
+    referenced question needs a prediction here.
+
+    With `no_answer_scores` (the script's --na-prob-file), the result adds squad_v2_best_thresholds of the same
+    predictions. The script would then also apply --na-prob-thresh (default 1.0) to exact/f1, turning every question
+    scored above it into "no answer"; here exact/f1 stay those of the predictions as given (the script's with a
+    threshold above every score), since the predictions are already thresholded where they are made.
+    """
+    _check_squad_v2_inputs(predictions, references)
+    exact, f1 = _squad_v2_raw_scores(predictions, references)
 
     def summary(qids: list[str]) -> dict[str, float]:
         return {"exact": 100.0 * sum(exact[q] for q in qids) / len(qids),
@@ -293,6 +402,9 @@ def squad_v2_scores(predictions: Mapping[str, str], references: Mapping[str, Seq
                          ("NoAns", [q for q, a in references.items() if not a])):
         if qids:
             result.update({f"{prefix}_{k}": v for k, v in summary(qids).items()})
+    if no_answer_scores is not None:
+        _check_no_answer_scores(no_answer_scores, references)
+        result.update(_best_thresholds(predictions, references, no_answer_scores, exact, f1))
     return result
 
 

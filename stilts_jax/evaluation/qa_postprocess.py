@@ -2,13 +2,14 @@
 
 SQuAD v1.1 style (XQuAD, MLQA, TyDiQA-GoldP): every question gets its best span. SQuAD v2.0 style (`with_null`):
 the best span competes with "no answer", scored by the first token (<s>, the CLS position the features label for
-unanswerable windows), as the original BERT run_squad.py and Hugging Face's utils_qa.py do.
+unanswerable windows), as the original BERT run_squad.py and Hugging Face's utils_qa.py do. Its answers keep every
+question's best span and no-answer score (NullThresholdedAnswers), which the v2.0 best-threshold search needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -23,6 +24,26 @@ class QAPrediction:
     text: str  # "" when no span was found or "no answer" won
     span_score: float  # best valid span's start + end logit; -inf when there is none
     null_score: float  # min over the question's windows of the CLS start + end logit
+
+    @property
+    def no_answer_score(self) -> float:
+        """null score - best span score: above the threshold the question gets "no answer" (BERT's score_diff)."""
+        return self.null_score - self.span_score
+
+
+class NullThresholdedAnswers(dict[str, str]):
+    """Question id -> answer after the null threshold ("" for "no answer"), as written and scored.
+
+    Beside the answers it keeps what they were decided from: `spans`, every question's best span text (what it
+    would answer at any threshold), `no_answer_scores` (null score - best span score) and the `threshold` used.
+    Everything else treats it as the plain dict of answers.
+    """
+
+    def __init__(self, scored: Mapping[str, QAPrediction], threshold: float):
+        super().__init__((qid, "" if p.no_answer_score > threshold else p.text) for qid, p in scored.items())
+        self.threshold = threshold
+        self.spans = {qid: p.text for qid, p in scored.items()}
+        self.no_answer_scores = {qid: p.no_answer_score for qid, p in scored.items()}
 
 
 def _windows_by_example(features: QAFeatures) -> dict[int, list[int]]:
@@ -70,11 +91,11 @@ def best_answers(examples: Sequence[QAExample], features: QAFeatures, start_logi
 
     Without `with_null` (SQuAD v1.1 and its cross-lingual sets) the best valid span, or "" when there is none.
     With it (SQuAD v2.0), "" ("no answer") when null score - best span score > null_score_diff_threshold: a larger
-    threshold answers more questions. The threshold is run_squad.py's null_score_diff_threshold (default 0.0).
+    threshold answers more questions. The threshold is run_squad.py's null_score_diff_threshold (default 0.0). The
+    SQuAD v2.0 answers come as NullThresholdedAnswers, which also hold the spans and no-answer scores.
     """
     scored = score_answers(examples, features, start_logits, end_logits, n_best=n_best,
                            max_answer_length=max_answer_length)
     if not with_null:
         return {qid: p.text for qid, p in scored.items()}
-    return {qid: "" if p.null_score - p.span_score > null_score_diff_threshold else p.text
-            for qid, p in scored.items()}
+    return NullThresholdedAnswers(scored, null_score_diff_threshold)

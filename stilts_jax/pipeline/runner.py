@@ -30,6 +30,7 @@ from stilts_jax.pipeline.training import run_training_phase
 from stilts_jax.pipeline.zero_shot import evaluate_zero_shot
 from stilts_jax.tasks.families import make_task
 from stilts_jax.tasks.registry import TaskSpec, get_task
+from stilts_jax.tasks.span_qa import BEST_THRESHOLD
 from stilts_jax.tiny_model import make_tiny_model
 from stilts_jax.tokenization import load_tokenizer
 from stilts_jax.train.checkpoints import load_params
@@ -71,9 +72,10 @@ class Pipeline:
             raise StiltsError(f"max_length {phase.max_length} of task {spec.name} exceeds the model's maximum of {limit} "
                               f"tokens; lower --config.<phase>.max_length")
         e = self.config.evaluation
+        threshold = (BEST_THRESHOLD if e.get("tune_null_score_diff_threshold", False)
+                     else e.get("null_score_diff_threshold", 0.0))
         return make_task(spec, self.tokenizer, max_length=phase.max_length, doc_stride=phase.doc_stride,
-                         n_best=e.n_best, max_answer_length=e.max_answer_length,
-                         null_score_diff_threshold=e.get("null_score_diff_threshold", 0.0))
+                         n_best=e.n_best, max_answer_length=e.max_answer_length, null_score_diff_threshold=threshold)
 
     def make_model(self, task: Any, seed: int) -> TaskModel:
         """The pretrained encoder with the task's new head."""

@@ -249,7 +249,7 @@ class TaggingTask:
 
 
 def make_task(spec: TaskSpec, tokenizer: Any, *, max_length: int, doc_stride: int = 128, n_best: int = 20,
-              max_answer_length: int = 30, null_score_diff_threshold: float = 0.0) -> Any:
+              max_answer_length: int = 30, null_score_diff_threshold: float | str = 0.0) -> Any:
     """The family implementation of a task spec."""
     if spec.family == "span_qa":
         from stilts_jax.tasks.span_qa import SpanQATask

@@ -1,8 +1,8 @@
 """The extractive QA family (SQuAD v1.1/v2.0, XQuAD, MLQA, TyDiQA-GoldP): features, head, loss, predictions, metric.
 
 Scoring follows each dataset's official script: SQuAD v1.1's for SQuAD, XQuAD and TyDiQA-GoldP, MLQA's
-language-aware one for MLQA, SQuAD v2.0's (with its HasAns/NoAns breakdown) for SQuAD v2.0, whose predictions may
-be "no answer".
+language-aware one for MLQA, SQuAD v2.0's (with its HasAns/NoAns breakdown and best-threshold scores) for SQuAD
+v2.0, whose predictions may be "no answer".
 """
 
 from __future__ import annotations
@@ -18,19 +18,29 @@ from stilts_jax.data.qa import QAExample
 from stilts_jax.data.qa_features import QAFeatures, featurize_qa
 from stilts_jax.data.sources import DATASETS, load_qa
 from stilts_jax.evaluation.predictor import Predictor
-from stilts_jax.evaluation.qa_postprocess import best_answers
+from stilts_jax.evaluation.qa_postprocess import NullThresholdedAnswers, best_answers, score_answers
 from stilts_jax.evaluation.report import write_predictions
-from stilts_jax.evaluation.metrics import mlqa_scores, squad_v2_scores
+from stilts_jax.evaluation.metrics import (mlqa_scores, squad_v2_best_thresholds, squad_v2_reachable_f1_threshold,
+                                            squad_v2_scores)
 from stilts_jax.evaluation.squad_metric import squad_scores
 from stilts_jax.models.heads import SpanHead, span_loss
 from stilts_jax.tasks.registry import TaskSpec
+
+
+BEST_THRESHOLD = "best"  # null_score_diff_threshold: tune it on the evaluated set for the best F1
 
 
 class SpanQATask:
     columns = [("f1", "F1"), ("exact_match", "EM"), ("baseline_f1", "baseline F1")]
 
     def __init__(self, spec: TaskSpec, tokenizer: Any, *, max_length: int = 384, doc_stride: int = 128,
-                 n_best: int = 20, max_answer_length: int = 30, null_score_diff_threshold: float = 0.0):
+                 n_best: int = 20, max_answer_length: int = 30, null_score_diff_threshold: float | str = 0.0):
+        """`null_score_diff_threshold`: a number, or "best" to predict SQuAD v2.0 with the threshold of the best F1
+        on the evaluated questions themselves (their reference answers pick it: an oracle, as in BERT's dev runs)."""
+        if isinstance(null_score_diff_threshold, str) and null_score_diff_threshold != BEST_THRESHOLD:
+            raise ValueError(f"null_score_diff_threshold must be a number or {BEST_THRESHOLD!r}, got "
+                             f"{null_score_diff_threshold!r} (config: evaluation.null_score_diff_threshold, or "
+                             f"evaluation.tune_null_score_diff_threshold=true for the best one)")
         self.spec = spec
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -63,12 +73,26 @@ class SpanQATask:
         return self._cached[1]
 
     def predict(self, predictor: Predictor, params: Any, examples: Sequence[QAExample], *, desc: str = "predict") -> dict[str, str]:
-        """Question id -> answer; "" is "no answer" for a task on SQuAD v2.0-style data (unanswerable questions)."""
+        """Question id -> answer; "" is "no answer" for a task on SQuAD v2.0-style data (unanswerable questions).
+
+        Those come as NullThresholdedAnswers, which score() also reads the best-threshold scores from.
+        """
         features = self._inference_features(examples)
         logits = predictor.predict(params, features.arrays, desc=desc)
-        return best_answers(examples, features, logits[..., 0], logits[..., 1], n_best=self.n_best,
-                            max_answer_length=self.max_answer_length, with_null=self.with_null,
-                            null_score_diff_threshold=self.null_score_diff_threshold)
+        return self.answers(examples, features, logits[..., 0], logits[..., 1])
+
+    def answers(self, examples: Sequence[QAExample], features: QAFeatures, start_logits: np.ndarray,
+                end_logits: np.ndarray) -> dict[str, str]:
+        """predict() after the model: the logits of every window to one answer per question."""
+        if self.null_score_diff_threshold != BEST_THRESHOLD or not self.with_null:
+            return best_answers(examples, features, start_logits, end_logits, n_best=self.n_best,
+                                max_answer_length=self.max_answer_length, with_null=self.with_null,
+                                null_score_diff_threshold=self.null_score_diff_threshold)
+        scored = score_answers(examples, features, start_logits, end_logits, n_best=self.n_best,
+                               max_answer_length=self.max_answer_length)
+        threshold = squad_v2_reachable_f1_threshold({qid: p.text for qid, p in scored.items()}, _references(examples),
+                                                    {qid: p.no_answer_score for qid, p in scored.items()})
+        return NullThresholdedAnswers(scored, threshold)
 
     def score(self, predictions: dict[str, str], examples: Sequence[QAExample],
               language: str | None = None) -> dict[str, float]:
@@ -77,13 +101,24 @@ class SpanQATask:
         `language` marks the zero-shot evaluation of one language (the evaluated dataset, `spec.dataset`); without it
         the examples are the English dev set that selects checkpoints (`spec.dev_dataset`). MLQA is scored with its
         language-aware normalisation; SQuAD v2.0 adds HasAns_/NoAns_ exact and f1 (exact is given as exact_match).
+
+        SQuAD v2.0 answers from predict() also give the official script's best_exact, best_f1 and their thresholds
+        (best_exact_thresh, best_f1_thresh, in null score - best span score): the scores of the best threshold over
+        the questions' best spans, so every threshold is searched, not only those below the one predicted with
+        (BERT fed the script its thresholded file, which stops the search there). With the tuned threshold ("best")
+        the threshold used is given as null_score_diff_threshold.
         """
         dataset = self.spec.dataset_and_split("eval" if language is not None else "dev")[0]
-        references = {ex.id: [a.text for a in ex.answers] for ex in examples}
+        references = _references(examples)
         if DATASETS[dataset].unanswerable:
             scores = squad_v2_scores(predictions, references)
-            return {"exact_match": scores["exact"], "f1": scores["f1"],
-                    **{k: v for k, v in scores.items() if k.startswith(("HasAns_", "NoAns_")) and not k.endswith("_total")}}
+            result = {"exact_match": scores["exact"], "f1": scores["f1"],
+                      **{k: v for k, v in scores.items() if k.startswith(("HasAns_", "NoAns_")) and not k.endswith("_total")}}
+            if isinstance(predictions, NullThresholdedAnswers):
+                result.update(squad_v2_best_thresholds(predictions.spans, references, predictions.no_answer_scores))
+                if self.null_score_diff_threshold == BEST_THRESHOLD:
+                    result["null_score_diff_threshold"] = predictions.threshold
+            return result
         if dataset == "mlqa":
             return mlqa_scores(predictions, references, language or _language_of(examples))
         return squad_scores(predictions, references)
@@ -100,6 +135,11 @@ class SpanQATask:
 
     def write_predictions(self, folder: Path, language: str, predictions: dict[str, str], examples: Sequence[Any]) -> Path:
         return write_predictions(folder, self.spec.xtreme_name or self.spec.name, language, predictions, "json")
+
+
+def _references(examples: Sequence[QAExample]) -> dict[str, list[str]]:
+    """Question id -> reference answer texts; [] marks an unanswerable question."""
+    return {ex.id: [a.text for a in ex.answers] for ex in examples}
 
 
 def _language_of(examples: Sequence[QAExample]) -> str:

@@ -11,8 +11,9 @@ which also compiles every shape the JAX side needs):
    beside XLMRobertaModel + a linear head in PyTorch eager (torch.inference_mode, SDPA attention).
 2. A realistic length mix: --mix-examples sequences with lengths drawn uniformly from --min-len..--max-len tokens.
    (a) PyTorch padding every batch to the max length (transformers' usual padding="max_length"), in data order;
-   (b) this project sorting by length and padding each batch to its power-of-two bucket
-       (stilts_jax.embedding.bucket_length, as SentenceEncoder does), one Predictor call per bucket shape.
+   (b) this project's evaluator as the pipeline runs it: one Predictor call on the data-order arrays, which sorts
+       the rows by length and cuts each batch to its power-of-two bucket (Predictor's length_buckets, the
+       `evaluation.length_buckets` default; stilts_jax.embedding.bucket_length, as SentenceEncoder does).
    The other two combinations (PyTorch with the same buckets, JAX padded to the max) are shown too, so the
    gain from bucketing and the gain from the implementation can be read apart.
 
@@ -97,14 +98,15 @@ class JaxModel:
         self.params = jax.tree.map(lambda x: x.astype(jnp.dtype(dtype)), self.spec.initial_params())
         self.spec._initial_params = None  # keep one copy of the weights on the device
         self.impl = resolve_attention_impl(attention, dtype, config.head_dim)
-        self._predictors: dict[int, object] = {}
+        self._predictors: dict[tuple[int, bool], object] = {}
 
-    def predict(self, arrays: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    def predict(self, arrays: dict[str, np.ndarray], batch_size: int, length_buckets: bool) -> np.ndarray:
         from stilts_jax.evaluation.predictor import Predictor
 
-        if batch_size not in self._predictors:
-            self._predictors[batch_size] = Predictor(self.spec, self.mesh, self.rules, batch_size)
-        return self._predictors[batch_size].predict(self.params, arrays, progress=False)
+        key = (batch_size, length_buckets)
+        if key not in self._predictors:
+            self._predictors[key] = Predictor(self.spec, self.mesh, self.rules, batch_size, length_buckets=length_buckets)
+        return self._predictors[key].predict(self.params, arrays, progress=False)
 
 
 class TorchModel:
@@ -248,18 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     jax_name = (f"stilts-jax Predictor ({'bf16' if dtype == 'bfloat16' else 'fp32'}, {jm.impl} attention"
                 + (f", {args.devices} devices)" if args.devices > 1 else ")"))
     for (batch, seq), arrays in equal_inputs.items():
-        timed(f"jax {batch}x{seq}", lambda arrays=arrays, batch=batch: jm.predict(arrays, batch), len(arrays["input_ids"]))
+        timed(f"jax {batch}x{seq}", lambda arrays=arrays, batch=batch: jm.predict(arrays, batch, False),
+              len(arrays["input_ids"]))
     if mix:
-        def jax_max():
-            for g in pad_to_max_batches(mix, len(mix), args.max_len):  # one array, Predictor batches it
-                jm.predict(g, args.mix_batch)
+        from stilts_jax.evaluation.predictor import bucket_plan
 
-        def jax_buckets():
-            for g in bucketed_groups(mix, args.mix_batch, args.max_len):
-                jm.predict(g, args.mix_batch)
-
-        timed("jax mix max", jax_max, len(mix), padded_tokens(list(pad_to_max_batches(mix, len(mix), args.max_len)), args.mix_batch))
-        timed("jax mix buckets", jax_buckets, len(mix), padded_tokens(list(bucketed_groups(mix, args.mix_batch, args.max_len)), args.mix_batch))
+        whole = pad(mix, args.max_len)  # data order, one array: Predictor batches it
+        planned = bucket_plan(whole["attention_mask"].sum(1), args.mix_batch, args.max_len)
+        timed("jax mix max", lambda: jm.predict(whole, args.mix_batch, False), len(mix),
+              padded_tokens([whole], args.mix_batch))
+        timed("jax mix buckets", lambda: jm.predict(whole, args.mix_batch, True), len(mix),
+              sum(args.mix_batch * length for _, length in planned))
 
     # ---- report
     print()
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             ("torch mix max", torch_name, f"data order, pad to {args.max_len} (padding=\"max_length\")"),
             ("torch mix buckets", torch_name, "sorted, power-of-two buckets"),
             ("jax mix max", jax_name, f"data order, pad to {args.max_len}"),
-            ("jax mix buckets", jax_name, "sorted, power-of-two buckets (bucket_length)"),
+            ("jax mix buckets", jax_name, "Predictor length_buckets: sorted, power-of-two buckets"),
         ):
             if key not in results:
                 continue

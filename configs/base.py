@@ -109,9 +109,11 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa") -> ml_collec
     # null_score_diff_threshold: SQuAD v2.0 predicts "no answer" when null score - best span score exceeds it;
     # tune_null_score_diff_threshold: instead, each evaluated SQuAD v2.0 set uses the threshold of its best F1
     # (chosen with its own answers: an oracle, as BERT's dev runs; the threshold is logged).
+    # length_buckets: evaluation batches sorted by length and cut to the power of two above their longest row (a few
+    # compiled shapes; false: every batch at max_length, one shape).
     # plots: beside results.md, {task}_languages.png (zero-shot score per language) and, with all_layers,
     # {task}_layers.png (retrieval score per layer); needs matplotlib (skipped with a message without it).
     config.evaluation = dict(batch_size=64, n_best=20, max_answer_length=30, languages=[], layer=-1, all_layers=False,
                              margin_k=4, split="", null_score_diff_threshold=0.0,
-                             tune_null_score_diff_threshold=False, plots=True)
+                             tune_null_score_diff_threshold=False, plots=True, length_buckets=True)
     return config

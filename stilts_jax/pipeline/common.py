@@ -11,11 +11,18 @@ import jax
 import ml_collections
 
 from stilts_jax.errors import InputError, StiltsError
+from stilts_jax.evaluation.predictor import Predictor
 
 from stilts_jax.train.loop import TrainerConfig
 from stilts_jax.train.optimizer import OptimizerConfig
 
 DONE = "phase_done.json"
+
+
+def make_predictor(pipeline: Any, model_spec: Any) -> Predictor:
+    """The evaluator of `model_spec` with the config's batch size and length bucketing."""
+    e = pipeline.config.evaluation
+    return Predictor(model_spec, pipeline.mesh, pipeline.rules, e.batch_size, length_buckets=e.length_buckets)
 
 
 def say(message: str) -> None:

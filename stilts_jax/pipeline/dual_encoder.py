@@ -24,7 +24,7 @@ from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.hf_weights import load_pretrained
 from stilts_jax.paths import absolute
-from stilts_jax.pipeline.common import DONE, say, source_of, trainer_config
+from stilts_jax.pipeline.common import DONE, make_predictor, say, source_of, trainer_config
 from stilts_jax.tasks.dual_encoder import MAP_K, DualEncoder, DualEncoderTask, gold_labels, score_rankings
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import load_params, save_params, transplant_encoder
@@ -86,8 +86,7 @@ def run_dual_encoder_phase(pipeline: "Pipeline", handoff: str | None) -> dict[st
         say(f"[target] encoder carried over from {handoff}")
     features = task.train_features(pairs)
     say(f"[target] {len(pairs)} training pairs; dev: {len(dev.queries['en'])} queries, {len(dev.candidate_ids)} candidates")
-    predictor = Predictor(ModelSpec(model, pipeline.mesh, pipeline.rules), pipeline.mesh, pipeline.rules,
-                          pipeline.config.evaluation.batch_size)
+    predictor = make_predictor(pipeline, ModelSpec(model, pipeline.mesh, pipeline.rules))
 
     def evaluate(params: Any) -> dict[str, float]:
         score = pool_scores(task, predictor, params, dev)[0]["en"][METRIC]
@@ -124,7 +123,7 @@ def evaluate_dual_encoder(pipeline: "Pipeline", target: dict[str, Any]) -> dict[
     abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                             model_spec.abstract_params, model_spec.param_shardings)
     params = load_params(target["best_model"], abstract)
-    predictor = Predictor(model_spec, pipeline.mesh, pipeline.rules, e.batch_size)
+    predictor = make_predictor(pipeline, model_spec)
     say(f"[evaluation] {spec.name}: {len(pool.candidate_ids)} candidates, "
         f"{sum(len(q) for q in pool.queries.values())} queries in {len(pool.queries)} languages")
     per_language, rankings = pool_scores(task, predictor, params, pool)

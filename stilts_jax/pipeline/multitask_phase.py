@@ -22,12 +22,11 @@ from flax import nnx
 
 from stilts_jax.data.mlm import DynamicMasking, mlm_features, read_text_lines
 from stilts_jax.errors import StiltsError
-from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.heads import MaskedLMHead, masked_lm_loss
 from stilts_jax.models.hf_weights import load_mlm_head, load_pretrained
 from stilts_jax.paths import absolute
-from stilts_jax.pipeline.common import DONE, load_training_examples, say, task_source_of, trainer_config
+from stilts_jax.pipeline.common import DONE, load_training_examples, make_predictor, say, task_source_of, trainer_config
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import save_params, transplant_encoder
 from stilts_jax.train.multitask import MultiTaskModel, SamplingConfig, TaskData, task_params, train_multitask
@@ -109,8 +108,7 @@ def run_multitask_phase(pipeline: "Pipeline", name: str, phase: ml_collections.C
     if handoff is not None:
         transplant_encoder(model, handoff)
         say(f"[{name}] encoder carried over from {handoff}; new heads")
-    predictors = {task_name: Predictor(ModelSpec(model.task_model(task_name), pipeline.mesh, pipeline.rules),
-                                       pipeline.mesh, pipeline.rules, pipeline.config.evaluation.batch_size)
+    predictors = {task_name: make_predictor(pipeline, ModelSpec(model.task_model(task_name), pipeline.mesh, pipeline.rules))
                   for task_name in tasks}
 
     def evaluate(params: Any) -> dict[str, float]:

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any
 import jax
 import ml_collections
 
-from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.paths import absolute
-from stilts_jax.pipeline.common import DONE, load_training_examples, say, source_of, trainer_config
+from stilts_jax.pipeline.common import DONE, load_training_examples, make_predictor, say, source_of, trainer_config
 from stilts_jax.pipeline.multitask_phase import MULTITASK, has_mlm, run_multitask_phase
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import save_params, transplant_encoder
@@ -59,7 +58,7 @@ def run_training_phase(pipeline: "Pipeline", name: str, phase: ml_collections.Co
     say(f"[{name}] {len(train_examples)} training examples -> {len(features['input_ids'])} features, "
         f"{len(dev_examples)} dev examples")
     model_spec = ModelSpec(model, pipeline.mesh, pipeline.rules)
-    predictor = Predictor(model_spec, pipeline.mesh, pipeline.rules, pipeline.config.evaluation.batch_size)
+    predictor = make_predictor(pipeline, model_spec)
 
     def evaluate(params: Any) -> dict[str, float]:
         scores = task.score(task.predict(predictor, params, dev_examples, desc=f"{name} dev"), dev_examples)

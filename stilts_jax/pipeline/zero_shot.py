@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 import jax
 
 from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
-from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.report import summarize, write_results
 from stilts_jax.io_utils import atomic_write_text
-from stilts_jax.pipeline.common import DONE, say, source_of
+from stilts_jax.pipeline.common import DONE, make_predictor, say, source_of
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import load_params
 from stilts_jax.train.state import ModelSpec
@@ -39,7 +38,7 @@ def evaluate_zero_shot(pipeline: "Pipeline", target: dict[str, Any]) -> dict[str
     abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                             model_spec.abstract_params, model_spec.param_shardings)
     params = load_params(target["best_model"], abstract)
-    predictor = Predictor(model_spec, pipeline.mesh, pipeline.rules, e.batch_size)
+    predictor = make_predictor(pipeline, model_spec)
     per_language = {}
     for lang in languages:
         predictions = task.predict(predictor, params, examples[lang], desc=f"zero-shot {lang}")

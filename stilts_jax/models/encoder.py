@@ -43,7 +43,7 @@ def make_param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, .
         value = jnp.ones(shape, jnp.float32)
     else:
         raise ValueError(f"unknown initializer {init!r}")
-    return nnx.Param(value, sharding_names=axes)
+    return nnx.Param(value, out_sharding=axes)
 
 
 def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:

@@ -75,7 +75,7 @@ def make_train_step(
             opt_state = keep_unchanged_parts(opt_state, state.opt_state, structure, keep)
         metrics = {
             "loss": loss_sum / denominator,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "learning_rate": schedule(state.step),
             "examples": weight,
         }

@@ -51,12 +51,21 @@ class Predictor:
         self.batch_size = -(-batch_size // shards) * shards
         self.mesh, self.rules = mesh, rules
         self.length_buckets = length_buckets
+        self._output_shapes: dict[tuple, tuple[int, ...]] = {}
         replicated = NamedSharding(mesh, PartitionSpec())
 
         def forward(params: Any, batch: dict[str, jax.Array]) -> jax.Array:
             return spec.merge(params)(batch)
 
         self._forward = jax.jit(forward, out_shardings=replicated)
+
+    def _output_shape(self, params: Any, inputs: dict[str, np.ndarray]) -> tuple[int, ...]:
+        """The output shape of a full-width batch (traced once per input layout: tracing a large model takes seconds)."""
+        layout = tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(inputs.items()))
+        if layout not in self._output_shapes:
+            full_width = {k: jax.ShapeDtypeStruct((self.batch_size, *v.shape[1:]), v.dtype) for k, v in inputs.items()}
+            self._output_shapes[layout] = jax.eval_shape(self._forward, params, full_width).shape
+        return self._output_shapes[layout]
 
     def _plan(self, inputs: dict[str, np.ndarray], total: int) -> list[tuple[np.ndarray, int]]:
         mask = inputs.get("attention_mask")
@@ -83,8 +92,7 @@ class Predictor:
         if total == 0:
             return np.zeros((0,))
         plan = self._plan(inputs, total)
-        full_width = {k: jax.ShapeDtypeStruct((self.batch_size, *v.shape[1:]), v.dtype) for k, v in inputs.items()}
-        full_shape = jax.eval_shape(self._forward, params, full_width).shape
+        full_shape = self._output_shape(params, inputs)
         outputs: np.ndarray | None = None
         bar = tqdm(total=total, desc=desc, unit="ex", disable=not progress or jax.process_index() != 0, leave=False)
 

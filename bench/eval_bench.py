@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             ("torch mix max", torch_name, f"data order, pad to {args.max_len} (padding=\"max_length\")"),
             ("torch mix buckets", torch_name, "sorted, power-of-two buckets"),
             ("jax mix max", jax_name, f"data order, pad to {args.max_len}"),
-            ("jax mix buckets", jax_name, "Predictor length_buckets: sorted, power-of-two buckets"),
+            ("jax mix buckets", jax_name, "sorted, power-of-two buckets (Predictor length_buckets)"),
         ):
             if key not in results:
                 continue

@@ -105,7 +105,9 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa") -> ml_collec
     # Dual-encoder targets (lareqa, mewslix): embedding ("cls" as XTREME-R's baselines, or "mean"), logit scale,
     # query length (0: 96 for LAReQA, 64 for Mewsli-X), and the evaluation folder when it differs from the
     # target source (LAReQA trains on SQuAD from target.source and searches XQuAD-R from eval_path).
-    config.dual_encoder = dict(pooling="cls", scale=100.0, query_max_length=0, eval_path="")
+    # full_batch_negatives: with train.micro_batches > 1, the negatives are still the whole batch (gradient caching:
+    # a second forward pass); false: each micro-batch's own candidates.
+    config.dual_encoder = dict(pooling="cls", scale=100.0, query_max_length=0, eval_path="", full_batch_negatives=True)
     # null_score_diff_threshold: SQuAD v2.0 predicts "no answer" when null score - best span score exceeds it;
     # tune_null_score_diff_threshold: instead, each evaluated SQuAD v2.0 set uses the threshold of its best F1
     # (chosen with its own answers: an oracle, as BERT's dev runs; the threshold is logged).

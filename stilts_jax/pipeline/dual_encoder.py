@@ -4,12 +4,16 @@ Training keeps the checkpoint with the best English dev mAP@20 (see tasks/dual_e
 evaluation embeds the task's whole candidate pool once, searches it with every language's queries and writes
 results.json/.md, `predictions/{task}/test-{lang}.json` ({query id: top-20 candidate ids}) and, when the pool has
 gold, `labels/{task}/test-{lang}.json` ({query id: relevant ids}) for `python -m stilts_jax.score`.
+
+With `target.train.micro_batches` > 1 and `dual_encoder.full_batch_negatives` (the default), each query's negatives
+are the whole batch's candidates (gradient caching, tasks/dual_encoder.py); with it off, its micro-batch's only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +34,7 @@ from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import load_params, save_params, transplant_encoder
 from stilts_jax.train.loop import train
 from stilts_jax.train.state import ModelSpec
+from stilts_jax.train.step import GradsFn
 
 if TYPE_CHECKING:
     from stilts_jax.pipeline.runner import Pipeline
@@ -45,6 +50,17 @@ def make_task(pipeline: "Pipeline") -> DualEncoderTask:
                           f"maximum of {limit} tokens; lower --config.target.max_length or --config.dual_encoder.query_max_length")
     return DualEncoderTask(get_task(phase.task), pipeline.tokenizer, max_length=phase.max_length,
                            query_max_length=d.query_max_length, pooling=d.pooling, scale=d.scale)
+
+
+def train_grads_fn(task: DualEncoderTask, dual_encoder: Mapping[str, Any], micro_batches: int) -> GradsFn | None:
+    """The train step's GradsFn: gradient caching when micro-batches would otherwise split the negatives.
+
+    One micro-batch already sees the whole batch, and the default step then gives the same update without
+    gradient caching's second forward pass.
+    """
+    if dual_encoder["full_batch_negatives"] and micro_batches > 1:
+        return task.full_batch_grads
+    return None
 
 
 def _model(pipeline: "Pipeline", encoder: Encoder) -> DualEncoder:
@@ -92,8 +108,13 @@ def run_dual_encoder_phase(pipeline: "Pipeline", handoff: str | None) -> dict[st
         score = pool_scores(task, predictor, params, dev)[0]["en"][METRIC]
         return {"dev_score": score, METRIC: score}
 
-    result = train(model, task.loss_fn, features, trainer_config(phase, pipeline.config.seed), workdir=phase_dir,
-                   mesh=pipeline.mesh, rules=pipeline.rules, evaluate=evaluate, best_metric="dev_score")
+    config = trainer_config(phase, pipeline.config.seed)
+    grads_fn = train_grads_fn(task, pipeline.config.dual_encoder, config.micro_batches)
+    if grads_fn is not None:
+        say(f"[target] in-batch negatives over the whole batch of {config.global_batch_size} "
+            f"({config.micro_batches} micro-batches, gradient caching)")
+    result = train(model, task.loss_fn, features, config, workdir=phase_dir, mesh=pipeline.mesh, rules=pipeline.rules,
+                   evaluate=evaluate, best_metric="dev_score", grads_fn=grads_fn)
     save_params(phase_dir / "best_model", result.best_params)
     info = {"task": phase.task, "best_step": result.best_step, "steps": result.steps,
             "best_model": str(absolute(phase_dir / "best_model")),

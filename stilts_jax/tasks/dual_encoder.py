@@ -12,8 +12,12 @@ loss is softmax cross-entropy of each query over the batch's candidates, its own
 - Two pairs of one batch with the same candidate (two SQuAD questions answered by one sentence) are not each
   other's negatives here: the duplicate's logit is masked out. xtreme counts it as a negative.
 Under jit the loss is computed on the global, data-sharded batch, so every query sees every candidate of the
-global batch (XLA gathers the candidate embeddings across devices and hosts). With gradient accumulation the
-negatives are those of one micro-batch.
+global batch (XLA gathers the candidate embeddings across devices and hosts). With gradient accumulation,
+`make_cached_in_batch_grads` (gradient caching, Gao et al. 2021, arXiv 2101.06983) keeps the whole batch as the
+negatives: it embeds every micro-batch without keeping activations, takes the loss of the whole batch and its
+gradient w.r.t. the [B, D] embeddings, then back-propagates each micro-batch's slice of that gradient through a
+recomputed forward (same dropout keys), so memory stays one micro-batch's activations plus the embeddings.
+`make_in_batch_loss` under the default accumulation gives each query only its micro-batch's candidates.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from stilts_jax.evaluation.search import NearestNeighbors
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.pooling import Pooling, pool
 from stilts_jax.tasks.registry import TaskSpec
+from stilts_jax.train.state import ModelSpec
+from stilts_jax.train.step import GradsFn, micro_batch_key
 
 MAP_K = 20
 # Query lengths of the XTREME-R scripts (train_lareqa.sh MAX_QUERY_LEN, train_mewslix.sh MAX_SEQ_LEN).
@@ -65,19 +71,83 @@ def in_batch_logits(queries: jax.Array, candidates: jax.Array, candidate_keys: j
     return jnp.where(duplicate, -1e9, logits)
 
 
+def in_batch_nll(queries: jax.Array, candidates: jax.Array, candidate_keys: jax.Array, scale: float) -> jax.Array:
+    """[B] cross-entropy of each query over the batch's candidates (its own is the target; duplicates masked)."""
+    logits = in_batch_logits(queries, candidates, candidate_keys, scale)
+    return jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits)
+
+
+def embed_pairs(model: DualEncoder, batch: Mapping[str, jax.Array], dropout_rng: jax.Array | None
+                ) -> tuple[jax.Array, jax.Array]:
+    """The batch's query and candidate embeddings; the dropout key is split into one for each side."""
+    rng_q, rng_c = (None, None) if dropout_rng is None else jax.random.split(dropout_rng)
+    q = model.embed(batch["query_input_ids"], batch["query_attention_mask"], rng_q)
+    c = model.embed(batch["candidate_input_ids"], batch["candidate_attention_mask"], rng_c)
+    return q, c
+
+
 def make_in_batch_loss(scale: float) -> Callable[[DualEncoder, dict[str, jax.Array], jax.Array | None],
                                                  tuple[jax.Array, jax.Array]]:
     """The train-step loss: summed cross-entropy of each query over the batch's candidates, and the batch size."""
 
     def loss_fn(model: DualEncoder, batch: dict[str, jax.Array], dropout_rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-        rng_q, rng_c = (None, None) if dropout_rng is None else jax.random.split(dropout_rng)
-        q = model.embed(batch["query_input_ids"], batch["query_attention_mask"], rng_q)
-        c = model.embed(batch["candidate_input_ids"], batch["candidate_attention_mask"], rng_c)
-        logits = in_batch_logits(q, c, batch["candidate_key"], scale)
-        nll = jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits)
+        q, c = embed_pairs(model, batch, dropout_rng)
+        nll = in_batch_nll(q, c, batch["candidate_key"], scale)
         return jnp.sum(nll), jnp.asarray(nll.shape[0], jnp.float32)
 
     return loss_fn
+
+
+def _whole_batch(x: jax.Array) -> jax.Array:
+    """[micro_batches, micro_batch_size, ...] -> [micro_batches * micro_batch_size, ...], micro-batch-major."""
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def make_cached_in_batch_grads(scale: float) -> GradsFn:
+    """A train-step GradsFn whose in-batch negatives are the whole batch, whatever the number of micro-batches.
+
+    Gradient caching in one jitted step: (1) a lax.scan embeds every micro-batch's queries and candidates without
+    differentiating (no activations kept); (2) the summed loss of the whole [B, D] batch and its gradient w.r.t. the
+    embeddings (duplicate candidates masked by key across the whole batch); (3) a lax.scan of `jax.vjp` of the
+    embedding w.r.t. the parameters at each micro-batch, pulling back that micro-batch's slice of the embedding
+    gradient, summed. Both passes use micro-batch `i`'s key `micro_batch_key(step_key, i)`, so the recomputed
+    forward is the one the loss saw. The update equals `make_in_batch_loss` on the whole batch as one micro-batch,
+    at the cost of a second forward pass.
+    """
+
+    def grads_fn(spec: ModelSpec, params: Any, batch: dict[str, jax.Array], step_key: jax.Array | None
+                 ) -> tuple[Any, jax.Array, jax.Array]:
+        num_micro = jax.tree.leaves(batch)[0].shape[0]
+        indices = jnp.arange(num_micro)
+
+        def embeddings(p: Any, micro_batch: dict[str, jax.Array], index: jax.Array) -> tuple[jax.Array, jax.Array]:
+            rng = None if step_key is None else micro_batch_key(step_key, index)
+            return embed_pairs(spec.merge(p), micro_batch, rng)
+
+        def embed_micro(_, inputs):
+            index, micro_batch = inputs
+            return None, embeddings(jax.lax.stop_gradient(params), micro_batch, index)
+
+        _, (q, c) = jax.lax.scan(embed_micro, None, (indices, batch))  # [micro_batches, micro_batch_size, D] each
+
+        def batch_loss(q: jax.Array, c: jax.Array) -> jax.Array:
+            return jnp.sum(in_batch_nll(_whole_batch(q), _whole_batch(c), _whole_batch(batch["candidate_key"]), scale))
+
+        loss_sum, (dq, dc) = jax.value_and_grad(batch_loss, argnums=(0, 1))(q, c)
+
+        def backward_micro(grads, inputs):
+            index, micro_batch, dq_micro, dc_micro = inputs
+            _, pullback = jax.vjp(lambda p: embeddings(p, micro_batch, index), params)
+            (micro_grads,) = pullback((dq_micro, dc_micro))
+            grads = jax.lax.with_sharding_constraint(jax.tree.map(jnp.add, grads, micro_grads), spec.param_shardings)
+            return grads, None
+
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        grads, _ = jax.lax.scan(backward_micro, zeros, (indices, batch, dq, dc))
+        weight = jnp.asarray(q.shape[0] * q.shape[1], jnp.float32)
+        return grads, loss_sum, weight
+
+    return grads_fn
 
 
 class DualEncoderTask:
@@ -94,6 +164,7 @@ class DualEncoderTask:
         self.query_max_length = query_max_length or min(DEFAULT_QUERY_MAX_LENGTH[spec.name], max_length)
         self.pooling = pooling
         self.loss_fn = make_in_batch_loss(scale)
+        self.full_batch_grads = make_cached_in_batch_grads(scale)  # the train-step GradsFn for micro_batches > 1
 
     # --- data ------------------------------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from stilts_jax.train.feeding import BatchFeeder
 from stilts_jax.train.metrics_log import MetricsLog
 from stilts_jax.train.optimizer import OptimizerConfig, make_optimizer
 from stilts_jax.train.state import ModelSpec, TrainState, abstract_train_state, init_train_state, state_shardings
-from stilts_jax.train.step import LossFn, make_train_step
+from stilts_jax.train.step import GradsFn, LossFn, make_train_step
 
 StepFn = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
 
@@ -131,14 +131,15 @@ class TrainingData(Protocol):
 
 
 class SingleTaskData:
-    """One task: a BatchFeeder and its loss; the step name is ''."""
+    """One task: a BatchFeeder and its loss (or its own GradsFn, see train.step); the step name is ''."""
 
-    def __init__(self, feeder: BatchFeeder, loss_fn: LossFn):
-        self.feeder, self.loss_fn = feeder, loss_fn
+    def __init__(self, feeder: BatchFeeder, loss_fn: LossFn, grads_fn: GradsFn | None = None):
+        self.feeder, self.loss_fn, self.grads_fn = feeder, loss_fn, grads_fn
         self.steps_per_epoch = feeder.steps_per_epoch
 
     def make_steps(self, spec: ModelSpec, tx: Any, schedule: Any, shardings: TrainState, dropout: bool) -> dict[str, StepFn]:
-        return {"": make_train_step(spec, tx, schedule, self.loss_fn, shardings, self.feeder.shardings, dropout=dropout)}
+        return {"": make_train_step(spec, tx, schedule, self.loss_fn, shardings, self.feeder.shardings, dropout=dropout,
+                                    grads_fn=self.grads_fn)}
 
     def step_name(self, step: int) -> str:
         return ""
@@ -196,14 +197,16 @@ def train(
     rules: Sequence[tuple[str, Any]],
     evaluate: Callable[[Any], dict[str, float]] | None = None,
     best_metric: str = "dev_score",
+    grads_fn: GradsFn | None = None,
 ) -> TrainResult:
     """Train `model` on `features` in `workdir`, resuming from its latest good checkpoint if there is one.
 
     `evaluate(params) -> metrics` runs every `eval_every` steps and at the end (params is the pure dict the
     model's `ModelSpec` merges); the checkpoint saved then carries `metrics[best_metric]`, which keep-best ranks by.
+    `grads_fn` replaces the step's per-micro-batch gradient accumulation of `loss_fn` (train.step.GradsFn).
     """
     feeder = BatchFeeder(features, config.global_batch_size, config.micro_batches, config.seed, mesh, rules)
-    return run_phase(model, SingleTaskData(feeder, loss_fn), config, workdir=workdir, mesh=mesh, rules=rules,
+    return run_phase(model, SingleTaskData(feeder, loss_fn, grads_fn), config, workdir=workdir, mesh=mesh, rules=rules,
                      evaluate=evaluate, best_metric=best_metric)
 
 

@@ -41,6 +41,8 @@ def test_squad_then_dual_encoder_target_writes_results_and_predictions(target, d
     for row in results["per_language"].values():
         assert 0.0 <= row["map@20"] <= 100.0 and row["examples"] > 0
     assert results["average"]["map@20"] == pytest.approx(sum(r["map@20"] for r in results["per_language"].values()) / 3)
+    plot = workdir / f"{target}_languages.png"  # mAP@20 per language beside results.md
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
     done = json.loads((workdir / "target" / "phase_done.json").read_text())
     assert done["best_step"] == 2 and (workdir / "intermediate" / "phase_done.json").exists()
     for lang in languages:

@@ -23,6 +23,7 @@ from flax import nnx
 from stilts_jax.data.ranked_retrieval import RetrievalPool
 from stilts_jax.errors import StiltsError
 from stilts_jax.evaluation.predictor import Predictor
+from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
 from stilts_jax.evaluation.report import summarize, write_results
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.encoder import Encoder
@@ -163,6 +164,11 @@ def evaluate_dual_encoder(pipeline: "Pipeline", target: dict[str, Any]) -> dict[
                    split=spec.eval_split)
     if jax.process_index() == 0:
         _, md = write_results(workdir, summary, task.columns)
+        if e.plots:
+            write_plot(md.parent / f"{spec.name}_languages.png", lambda: language_bars_png(
+                per_language, headline_columns(task.columns), task=spec.name,
+                model=model_label(pipeline.config.model.name), intermediate=pipeline.config.intermediate.task),
+                report=say)
         (workdir / "evaluation").mkdir(parents=True, exist_ok=True)
         atomic_write_text(workdir / "evaluation" / DONE, json.dumps({"results": str(results)}) + "\n")
         print(md.read_text(), flush=True)

@@ -113,6 +113,7 @@ def test_cached_grads_over_4_micro_batches_equal_the_whole_batch_in_one_piece(me
     assert _max_difference(micro_grads, ref_grads) > 0.05
 
 
+@pytest.mark.slow  # ~15-30 s of compiles on 2 cores; the one-piece equality test stays in the fast suite
 def test_with_dropout_the_backward_pass_recomputes_each_micro_batch_with_its_own_key(mesh):
     spec = ModelSpec(_model(dropout=0.3), mesh, RULES)
     params = spec.initial_params()
@@ -143,6 +144,7 @@ def test_with_dropout_the_backward_pass_recomputes_each_micro_batch_with_its_own
     assert _max_difference(shuffled, ref_grads) > 0.01
 
 
+@pytest.mark.slow  # ~15-30 s of compiles on 2 cores; the one-piece equality test stays in the fast suite
 def test_train_with_cached_grads_and_4_micro_batches_follows_1_micro_batch(mesh, tmp_path):
     features = _features()
     runs = {}

@@ -167,3 +167,19 @@ def process_local_rows(sharding: NamedSharding, shape: tuple[int, ...], axis: in
     start = min(r.start or 0 for r in ranges)
     stop = max(shape[axis] if r.stop is None else r.stop for r in ranges)
     return slice(start, stop)
+
+
+def place(tree: Any, sharding: NamedSharding) -> Any:
+    """`tree` (host or device arrays, the same on every process) laid out on `sharding`.
+
+    One process: a plain device_put. Several: each process builds its own devices' shards from a host copy, since
+    JAX refuses to move arrays committed to one process's device onto a mesh spanning other hosts.
+    """
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+
+    def place_leaf(leaf: Any) -> jax.Array:
+        host = np.asarray(jax.device_get(leaf))
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(place_leaf, tree)

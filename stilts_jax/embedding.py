@@ -19,6 +19,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from stilts_jax.distributed import place
 from stilts_jax.errors import InputError
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.pooling import Pooling, pool
@@ -84,7 +85,7 @@ class SentenceEncoder:
         self._batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
         replicated = NamedSharding(mesh, PartitionSpec())
         graphdef, state = nnx.split(encoder)
-        self._state = _place(state, replicated)
+        self._state = place(state, replicated)
         pad_id = encoder.config.pad_token_id
 
         # Replicated output: every process reads the whole batch's embeddings from its own devices.
@@ -133,7 +134,7 @@ class SentenceEncoder:
                 ids = token_ids[i]
                 input_ids[row, : len(ids)] = ids
                 attention_mask[row, : len(ids)] = 1
-            batch = tuple(_place(array, self._batch_sharding) for array in (input_ids, attention_mask))
+            batch = tuple(place(array, self._batch_sharding) for array in (input_ids, attention_mask))
             result = self._embed_batch(self._state, *batch)
             # Fetch the previous batch only after this one is dispatched, so the device never waits on the host.
             if pending is not None:
@@ -145,18 +146,3 @@ class SentenceEncoder:
         assert out is not None
         return out
 
-
-def _place(tree: Any, sharding: NamedSharding) -> Any:
-    """`tree` (host or device arrays, the same on every process) laid out on `sharding`.
-
-    One process: a plain device_put. Several: each process builds its own devices' shards from a host copy, since
-    JAX refuses to move arrays committed to one process's device onto a mesh spanning other hosts.
-    """
-    if sharding.is_fully_addressable:
-        return jax.device_put(tree, sharding)
-
-    def place(leaf: Any) -> jax.Array:
-        host = np.asarray(jax.device_get(leaf))
-        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
-
-    return jax.tree.map(place, tree)

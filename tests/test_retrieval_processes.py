@@ -84,7 +84,7 @@ def _model_args(tmp_path: Path) -> list[str]:
 @pytest.mark.slow
 def test_tatoeba_and_bucc_in_two_processes_match_one(tmp_path):
     # Tatoeba on the pretrained (tiny) encoder: Pipeline.load_encoder's pretrained path.
-    tatoeba = [f"--config=configs/stilts.py:intermediate=none,target=tatoeba", *_model_args(tmp_path),
+    tatoeba = ["--config=configs/stilts.py:intermediate=none,target=tatoeba", *_model_args(tmp_path),
                "--config.target.source.kind=xtreme", f"--config.target.source.path={FIXTURES / 'tatoeba_xtreme'}",
                f"--config.target.source.labels={FIXTURES / 'tatoeba_xtreme' / 'labels'}",
                "--config.evaluation.languages=['de','fr']", "--config.evaluation.all_layers=true"]

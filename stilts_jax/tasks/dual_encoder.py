@@ -241,8 +241,8 @@ class DualEncoderTask:
         """Language -> {query id: the top-k candidate ids, best first}, searched over the whole pool."""
         candidates = self.embed(predictor, params, pool.candidate_texts, pool.candidate_contexts, self.max_length,
                                 f"{self.spec.name} candidates")
-        # Each process holds the (small) database on its own devices and searches it whole.
-        index = NearestNeighbors(candidates, devices=jax.local_devices())
+        # The pool is split over every process's devices; every process gets the whole ranking back.
+        index = NearestNeighbors(candidates)
         k = min(k, len(pool.candidate_ids))
         rankings = {}
         for language, queries in pool.queries.items():

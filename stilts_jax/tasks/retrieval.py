@@ -6,7 +6,8 @@ Both tasks have no training data: the paper evaluates the intermediate model's e
 - BUCC: unique sentences of both sides, ratio margin with k neighbours both ways, "max" retrieval, the threshold
   chosen for F1 on the dev gold and applied to test.
 With several processes every process embeds the same sentences together (SentenceEncoder), gets all the
-embeddings, and searches them whole on its own devices, so every process computes the same results.
+embeddings, and the search splits the candidates over every process's devices (NearestNeighbors), so every
+process computes the same results.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import jax
 import numpy as np
 
 from stilts_jax.data.retrieval import BuccSplit, TatoebaSet, deduplicate, expand_candidates
@@ -49,10 +49,9 @@ class RetrievalEvaluator:
     def tatoeba(self, data: TatoebaSet) -> LayerResults:
         queries, candidates = self.embed(data.queries), self.embed(data.candidates)
         scores, predictions = {}, []
-        local = jax.local_devices()
         for position, layer in enumerate(self.layers):
-            forward = knn(queries[:, position], candidates[:, position], 1, normalize=True, devices=local).indices[:, 0]
-            backward = knn(candidates[:, position], queries[:, position], 1, normalize=True, devices=local).indices[:, 0]
+            forward = knn(queries[:, position], candidates[:, position], 1, normalize=True).indices[:, 0]
+            backward = knn(candidates[:, position], queries[:, position], 1, normalize=True).indices[:, 0]
             row = {}
             if data.gold is not None:
                 gold = np.asarray(data.gold)
@@ -70,7 +69,7 @@ class RetrievalEvaluator:
         src, en = deduplicate(split.src_ids, split.src_sentences), deduplicate(split.en_ids, split.en_sentences)
         x, y = self.embed(src.sentences), self.embed(en.sentences)
         k = min(self.k, len(src.sentences), len(en.sentences))
-        return [expand_candidates(mine_max(ratio_margin(x[:, p], y[:, p], k, devices=jax.local_devices())), src, en)
+        return [expand_candidates(mine_max(ratio_margin(x[:, p], y[:, p], k)), src, en)
                 for p in range(len(self.layers))]
 
     def bucc(self, dev: BuccSplit, test: BuccSplit) -> LayerResults:

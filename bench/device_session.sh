@@ -5,8 +5,10 @@
 #   bash bench/device_session.sh checks search    # only some parts
 #
 # Parts:
-#   checks    bench/gpu_checks.py: cuDNN vs XLA attention, encoder vs PyTorch, search vs torch.topk, bf16 train steps
-#   search    bench/search_bench.py --n 400000 --dim 1024 --k 4 --dtype bfloat16 (issue 6's GPU goal, PyTorch beside)
+#   checks    bench/gpu_checks.py: cuDNN vs XLA attention, encoder vs PyTorch, search (XLA and fused kernel) vs
+#             torch.topk, bf16 train steps
+#   search    bench/search_bench.py --n 400000 --dim 1024 --k 4 --dtype bfloat16 (issue 6's GPU goal, PyTorch beside):
+#             the XLA search and the fused Pallas kernel at four tilings
 #   eval      bench/eval_bench.py --model large (128 x 384 against PyTorch eager bf16, and the length mix)
 #   train     bench/train_bench.py --model large --shapes 32x384 (against PyTorch eager and torch.compile)
 #   train512  bench/train_bench.py --model large --shapes 32x512 --no-torch (the 80 GB fit)
@@ -61,18 +63,19 @@ run_part() {  # name, seconds, command...
 
 # SMOKE=1: tiny sizes on any machine (tests/test_bench_smoke.py runs it on CPU to check this script itself).
 if [ "${SMOKE:-0}" = 1 ]; then
-  checks=(--small); search=(--n 2000 --dim 64 --k 4 --repeats 1 --skip faiss)
+  checks=(--small); search=(--n 2000 --dim 64 --k 4 --repeats 1 --skip faiss --kernels xla fused)
   eval=(--model tiny --shapes 8x64 --batches 1 --mix-examples 32 --mix-batch 8 --max-len 64)
   train=(--model tiny --shapes 4x64 --warmup 1 --steps 2 --no-torch-compile); train512=(--model tiny --shapes 4x64 --warmup 1 --steps 2 --no-torch)
 else
-  checks=(); search=(--n 400000 --dim 1024 --k 4 --dtype bfloat16 --skip faiss)
+  checks=(); search=(--n 400000 --dim 1024 --k 4 --dtype bfloat16 --skip faiss --repeats 2 --kernels xla fused
+                     --fused-tiles "128,128,0,8,3" "64,128,0,4,3" "128,256,0,8,3" "256,128,0,8,3")
   eval=(--model large); train=(--model large --shapes 32x384); train512=(--model large --shapes 32x512 --no-torch)
 fi
 
 for part in "${parts[@]}"; do
   case $part in
     checks) run_part checks 150 "$PYTHON" bench/gpu_checks.py "${checks[@]}" ;;
-    search) run_part search 150 "$PYTHON" bench/search_bench.py "${search[@]}" ;;
+    search) run_part search 180 "$PYTHON" bench/search_bench.py "${search[@]}" ;;
     eval) run_part eval 180 "$PYTHON" bench/eval_bench.py "${eval[@]}" ;;
     train) run_part train 300 "$PYTHON" bench/train_bench.py "${train[@]}" ;;
     train512) run_part train512 150 "$PYTHON" bench/train_bench.py "${train512[@]}" ;;

@@ -12,6 +12,8 @@ Rows:
   at full float32 matmul precision (TF32 off on both sides).
 - `search vs PyTorch`: `NearestNeighbors` top-k against `torch.topk(q @ db.T)` on the same device in float32;
   neighbours must agree except where the k-th and (k+1)-th scores are a near tie.
+- `fused search kernel vs PyTorch`: the same with `kernel="fused"` (the Pallas Triton kernel, compiled for the GPU;
+  Pallas interpret mode on CPU).
 - `bf16 train steps`: the span-QA train step (the project's optimizer, bf16 compute, the resolved attention) on one
   fixed batch: the loss must fall by half within the steps, with finite values throughout.
 """
@@ -36,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--small", action="store_true", help="tiny sizes (a CPU smoke run)")
     parser.add_argument("--only", nargs="*", default=None,
-                        choices=("cudnn", "torch", "search", "train"), help="run only these checks")
+                        choices=("cudnn", "torch", "search", "fused", "train"), help="run only these checks")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -136,13 +138,13 @@ def check_torch_parity(args: argparse.Namespace) -> Check:
                                             f"difference {error:.2e} (limit 1e-4)")
 
 
-def check_search(args: argparse.Namespace) -> Check:
+def check_search(args: argparse.Namespace, kernel: str = "xla") -> Check:
     import jax
     import torch
 
     from stilts_jax.evaluation.search import NearestNeighbors
 
-    name = "search vs PyTorch topk (fp32)"
+    name = "search vs PyTorch topk (fp32)" if kernel == "xla" else "fused search kernel vs PyTorch topk (fp32)"
     device = "cuda" if torch.cuda.is_available() and jax.default_backend() == "gpu" else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
     n, dim, k = (3000, 64, 4) if args.small else (40000, 1024, 4)
@@ -150,7 +152,7 @@ def check_search(args: argparse.Namespace) -> Check:
     queries = rng.standard_normal((n, dim), dtype=np.float32)
     database = rng.standard_normal((n, dim), dtype=np.float32)
     with jax.default_matmul_precision("highest"):
-        ours = NearestNeighbors(database).search(queries, k + 1)
+        ours = NearestNeighbors(database, kernel=kernel).search(queries, k + 1)
     q, db = torch.from_numpy(queries).to(device), torch.from_numpy(database).to(device)
     scores = torch.cat([q[i:i + 4096] @ db.T for i in range(0, n, 4096)]) if device == "cuda" else q @ db.T
     values, indices = torch.topk(scores, k + 1, dim=1)
@@ -208,7 +210,8 @@ def check_train_steps(args: argparse.Namespace) -> Check:
 
 
 CHECKS: dict[str, Callable[[argparse.Namespace], Check]] = {
-    "cudnn": check_cudnn_attention, "torch": check_torch_parity, "search": check_search, "train": check_train_steps,
+    "cudnn": check_cudnn_attention, "torch": check_torch_parity, "search": check_search,
+    "fused": lambda args: check_search(args, "fused"), "train": check_train_steps,
 }
 
 

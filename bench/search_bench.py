@@ -1,7 +1,7 @@
 """Exact top-k search, N queries x N database x d: this project beside faiss (CPU) and PyTorch (matmul + topk).
 
     python bench/search_bench.py --n 50000 --dim 768 --k 4            # CPU goal: within 1.5x of faiss
-    python bench/search_bench.py --n 400000 --dim 1024 --k 4 --dtype bfloat16   # one H100: <= 0.55 s
+    python bench/search_bench.py --n 400000 --dim 1024 --k 4 --dtype bfloat16 --kernels xla fused   # one H100: <= 0.55 s
 
 Prints one table; every row is timed in this run on this machine (median of --repeats after a warm-up run), and
 each implementation's top-1 agreement with the first one is shown.
@@ -17,6 +17,7 @@ import time
 import jax
 import numpy as np
 
+from stilts_jax.evaluation.fused_top_k import Tile
 from stilts_jax.evaluation.search import NearestNeighbors
 
 
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--chunk-size", type=int, help="default: the library's (1024 on CPU, 8192 on accelerators)")
     parser.add_argument("--block-rows", type=int, help="default: the library's (about 5000 on CPU, the whole shard elsewhere)")
+    parser.add_argument("--kernels", nargs="+", default=["xla"], choices=("xla", "fused"),
+                        help="this project's search kernels to time (fused: the Pallas kernel; GPU)")
+    parser.add_argument("--fused-tiles", nargs="+", type=Tile.parse, default=[Tile()],
+                        help="tilings of the fused kernel to time: block_queries,block_database,block_features,warps,stages")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], choices=("jax", "faiss", "torch"))
     args = parser.parse_args(argv)
@@ -49,9 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
 
     if "jax" not in args.skip:
-        index = NearestNeighbors(data, chunk_size=args.chunk_size, block_rows=args.block_rows, dtype=args.dtype)
-        seconds, result = _time(lambda: index.search(queries, args.k), args.repeats)
-        rows.append((f"stilts-jax ({len(jax.devices())} {jax.default_backend()}, {args.dtype})", seconds, result.indices[:, 0]))
+        where = f"{len(jax.devices())} {jax.default_backend()}, {args.dtype}"
+        variants = [("xla", None)] * ("xla" in args.kernels) + [("fused", t) for t in args.fused_tiles] * ("fused" in args.kernels)
+        for kernel, tile in variants:
+            try:
+                index = NearestNeighbors(data, chunk_size=args.chunk_size, block_rows=args.block_rows, dtype=args.dtype,
+                                         kernel=kernel, tile=tile)
+                seconds, result = _time(lambda: index.search(queries, args.k), args.repeats)
+            except Exception as e:  # one failing variant (a tile too large for the chip) must not cost the others
+                print(f"stilts-jax {kernel} {tile or ''} failed: {type(e).__name__}: {str(e)[:300]}")
+                continue
+            name = "stilts-jax" if kernel == "xla" else f"stilts-jax fused kernel, tile {tile}"
+            rows.append((f"{name} ({where})", seconds, result.indices[:, 0]))
+            del index
     if "faiss" not in args.skip:
         try:
             import faiss

@@ -113,9 +113,13 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa") -> ml_collec
     # (chosen with its own answers: an oracle, as BERT's dev runs; the threshold is logged).
     # length_buckets: evaluation batches sorted by length and cut to the power of two above their longest row (a few
     # compiled shapes; false: every batch at max_length, one shape).
+    # search_kernel: nearest-neighbour search of the retrieval tasks, "xla" (dot + top_k, every platform) or "fused"
+    # (one Pallas kernel per GPU that never writes the score matrix; k <= 32); search_dtype: its matmul operands
+    # ("bfloat16" halves memory and time on accelerators; accumulation is float32 either way).
     # plots: beside results.md, {task}_languages.png (zero-shot score per language) and, with all_layers,
     # {task}_layers.png (retrieval score per layer); needs matplotlib (skipped with a message without it).
     config.evaluation = dict(batch_size=64, n_best=20, max_answer_length=30, languages=[], layer=-1, all_layers=False,
                              margin_k=4, split="", null_score_diff_threshold=0.0,
-                             tune_null_score_diff_threshold=False, plots=True, length_buckets=True)
+                             tune_null_score_diff_threshold=False, plots=True, length_buckets=True,
+                             search_kernel="xla", search_dtype="float32")
     return config

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from stilts_jax.errors import InputError, StiltsError
+from stilts_jax.evaluation.fused_top_k import Tile
 from stilts_jax.evaluation.search import knn, ratio_margin
 from stilts_jax.io_utils import atomic_write_bytes
 
@@ -49,12 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block-rows", type=int, help="database rows scored at once per device (default about 5000 on CPU, all elsewhere)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="matmul operand dtype")
     parser.add_argument("--approx", action="store_true", help="approximate top-k (jax.lax.approx_max_k; fast on TPU)")
+    parser.add_argument("--kernel", choices=("xla", "fused"), default="xla",
+                        help="fused: one Pallas kernel per device keeps the top-k while it multiplies (GPU; k <= 32)")
+    parser.add_argument("--tile", type=Tile.parse, help="the fused kernel's block_queries,block_database,"
+                        "block_features,num_warps,num_stages (default 128,128,0,8,3)")
     args = parser.parse_args(argv)
     try:
         queries, database = load_matrix(args.queries, "queries"), load_matrix(args.database, "database")
         if queries.shape[1] != database.shape[1]:
             raise InputError(f"queries have dimension {queries.shape[1]} but the database {database.shape[1]}")
-        options = dict(chunk_size=args.chunk_size, block_rows=args.block_rows, dtype=args.dtype, approx=args.approx)
+        options = dict(chunk_size=args.chunk_size, block_rows=args.block_rows, dtype=args.dtype, approx=args.approx,
+                       kernel=args.kernel, tile=args.tile)
         start = time.perf_counter()
         if args.margin:
             neighbors = ratio_margin(queries, database, args.k, **options)

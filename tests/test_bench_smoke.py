@@ -103,7 +103,8 @@ def test_gpu_checks_pass_on_cpu_with_the_cudnn_row_skipped():
     output = _run("gpu_checks.py", "--small")
     (table,) = _tables(output)
     results = {row["check"]: row["result"] for row in table}
-    assert len(results) == 4, results
+    assert len(results) == 5, results
+    assert "fused search kernel vs PyTorch topk (fp32)" in results
     assert results.pop("cudnn attention (bf16) vs XLA") == "SKIP"
     assert set(results.values()) == {"PASS"}, table
 
@@ -119,7 +120,9 @@ def test_device_session_script_runs_its_parts_and_writes_logs(tmp_path):
     summary = (tmp_path / "summary.txt").read_text()
     assert "jax " in summary and "search rc=0" in summary and "train512 rc=0" in summary, summary
     (search,) = _tables((tmp_path / "search.log").read_text())
-    assert any(row["implementation"].startswith("stilts-jax") for row in search), search
+    assert any(row["implementation"].startswith("stilts-jax (") for row in search), search
+    assert any(row["implementation"].startswith("stilts-jax fused kernel") for row in search), search
+    assert all(row["top-1 agreement"] == "100.0%" for row in search if row["implementation"].startswith("stilts")), search
     wrong = subprocess.run(["bash", str(ROOT / "bench" / "device_session.sh"), "nope"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and "unknown part nope" in wrong.stderr

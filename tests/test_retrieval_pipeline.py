@@ -60,3 +60,22 @@ def test_main_runs_tatoeba_and_bucc_with_a_per_layer_table(xlmr_dir, tmp_path, c
     lines = (bucc / "predictions" / "bucc2018" / "test-de.tsv").read_text().splitlines()
     test = read_bucc(FIXTURES / "bucc_original", "de", "training")
     assert all(line.split("\t")[0] in test.src_ids and line.split("\t")[1] in test.en_ids for line in lines)
+
+    # The fused search kernel (Pallas, interpret mode on CPU) mines the same pairs with the same margins.
+    fused = tmp_path / "bucc-fused"
+    assert main_module.main([*common, "--config.target.task=bucc", f"--config.workdir={fused}",
+                             f"--config.target.source.path={FIXTURES / 'bucc_original'}",
+                             "--config.evaluation.languages=['de']", "--config.evaluation.search_kernel=fused"]) == 0
+    fused_row = json.loads((fused / "results.json").read_text())["per_language"]["de"]
+    assert fused_row == pytest.approx(row, rel=1e-5)
+    assert (fused / "predictions" / "bucc2018" / "test-de.tsv").read_text().splitlines() == lines and lines
+
+
+def test_search_options_come_from_the_evaluation_config():
+    from configs import base
+    from stilts_jax.pipeline.common import search_options
+
+    config = base.get_config(intermediate="none", target="bucc")
+    assert search_options(config.evaluation) == {"kernel": "xla", "dtype": "float32"}
+    config.evaluation.search_kernel, config.evaluation.search_dtype = "fused", "bfloat16"
+    assert search_options(config.evaluation) == {"kernel": "fused", "dtype": "bfloat16"}

@@ -5,7 +5,10 @@ shard (`q @ db.T`, float32 accumulation), keeps its local top-k, and the k-per-s
 global top-k. With several processes (a TPU pod, multi-host GPU) the mesh spans every process's devices by
 default: each device holds 1/(all devices) of the database, every process calls `search` with the same queries,
 and every process gets the whole result back. On CPU a shard is also scored in blocks of rows with a running
-top-k, so the score tile of one block stays in cache while it is reduced. Memory is bounded by chunk_size x block rows, never by N^2.
+top-k, so the score tile of one block stays in cache while it is reduced. Memory is bounded by chunk_size x block
+rows, never by N^2.
+With kernel="fused" (GPU) each shard is searched by one Pallas kernel that keeps the top-k in registers while it
+multiplies (evaluation/fused_top_k.py), so no score matrix is written at all.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from stilts_jax.distributed import place
 from stilts_jax.errors import InputError
+from stilts_jax.evaluation import fused_top_k as fused
+
+KERNELS = ("xla", "fused")
 
 _AXIS = "shard"
 
@@ -58,11 +64,14 @@ class NearestNeighbors:
       dtype: operand dtype of the matmul (bfloat16 halves memory traffic on accelerators; accumulation is
         float32 either way).
       approx: use `jax.lax.approx_max_k` for the local top-k (fast on TPU; exact elsewhere).
+      kernel: "xla" (jnp.dot then lax.top_k; every platform) or "fused" (one Pallas kernel per shard that never
+        writes the score matrix; GPUs, and CPU in interpret mode for tests; k up to 32).
+      tile: the fused kernel's tiling and launch parameters (default fused.Tile()).
     """
 
     def __init__(self, database: np.ndarray, *, devices: Sequence[jax.Device] | None = None, chunk_size: int | None = None,
                  block_rows: int | None = None, dtype: str | jnp.dtype = jnp.float32, approx: bool = False,
-                 recall_target: float = 0.95):
+                 recall_target: float = 0.95, kernel: str = "xla", tile: fused.Tile | None = None):
         database = np.asarray(database)
         if database.ndim != 2 or len(database) == 0:
             raise InputError(f"the database must be a non-empty [N, d] array, got shape {database.shape}")
@@ -71,17 +80,40 @@ class NearestNeighbors:
         self.num_shards = len(devices)
         self.size, self.dim = database.shape
         on_cpu = devices[0].platform == "cpu"
+        if kernel not in KERNELS:
+            raise InputError(f"unknown search kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+        if kernel == "fused" and devices[0].platform not in ("gpu", "cuda", "rocm", "cpu"):
+            raise InputError(f"the fused search kernel is written for GPUs (Pallas Triton), not {devices[0].platform}: "
+                             "use kernel='xla' (with approx=True on TPU)")
+        if kernel == "fused" and approx:
+            raise InputError("approx applies to kernel='xla' only: the fused kernel is exact")
+        self.kernel = kernel
+        self.tile = tile or fused.Tile()
+        self._interpret = on_cpu
         self.chunk_size = chunk_size or (1024 if on_cpu else 8192)
         self.dtype = jnp.dtype(dtype)
         self.approx, self.recall_target = approx, recall_target
         rows_per_shard = -(-self.size // self.num_shards)
-        target_block = block_rows or (5_000 if on_cpu else rows_per_shard)
-        self.num_blocks = max(1, -(-rows_per_shard // target_block))
-        self.block_rows = -(-rows_per_shard // self.num_blocks)
+        if kernel == "fused":  # the kernel walks its whole shard; rows and features padded to its tiles
+            # No score matrix to bound: large chunks keep every multiprocessor busy through one launch.
+            chunk = chunk_size or (1024 if on_cpu else 65536)
+            self.chunk_size = -(-chunk // self.tile.block_queries) * self.tile.block_queries
+            self.num_blocks = 1
+            self.block_rows = -(-rows_per_shard // self.tile.block_database) * self.tile.block_database
+            multiple = self.tile.block_features or 16
+            self._padded_dim = -(-self.dim // multiple) * multiple
+        else:
+            target_block = block_rows or (5_000 if on_cpu else rows_per_shard)
+            self.num_blocks = max(1, -(-rows_per_shard // target_block))
+            self.block_rows = -(-rows_per_shard // self.num_blocks)
+            self._padded_dim = self.dim
         self.shard_rows = self.block_rows * self.num_blocks
-        padded = np.zeros((self.shard_rows * self.num_shards, self.dim), database.dtype)
-        padded[: self.size] = database
+        padded = np.zeros((self.shard_rows * self.num_shards, self._padded_dim), database.dtype)
+        padded[: self.size, : self.dim] = database
+        rows = NamedSharding(self.mesh, P(_AXIS))
         self._database = place(padded.astype(self.dtype), NamedSharding(self.mesh, P(_AXIS, None)))
+        bias = np.where(np.arange(len(padded)) < self.size, 0.0, -np.inf).astype(np.float32)
+        self._bias = place(bias, rows) if kernel == "fused" else None
         self._replicated = NamedSharding(self.mesh, P())
         self._compiled: dict[int, object] = {}
 
@@ -90,6 +122,7 @@ class NearestNeighbors:
             shard_rows, size, approx, recall = self.shard_rows, self.size, self.approx, self.recall_target
             num_blocks, block_rows = self.num_blocks, self.block_rows
             local_k = min(k, shard_rows)
+            use_fused, interpret, tile = self.kernel == "fused", self._interpret, self.tile
 
             def block_top_k(queries: jax.Array, block: jax.Array, first_row: jax.Array) -> tuple[jax.Array, jax.Array]:
                 scores = jnp.dot(queries, block.T, preferred_element_type=jnp.float32)
@@ -101,8 +134,15 @@ class NearestNeighbors:
                     values, index = jax.lax.top_k(scores, min(k, block.shape[0]))
                 return values, index + first_row
 
-            def local_top_k(queries: jax.Array, shard: jax.Array) -> tuple[jax.Array, jax.Array]:
+            def local_top_k(queries: jax.Array, shard: jax.Array, bias: jax.Array | None
+                            ) -> tuple[jax.Array, jax.Array]:
                 offset = jax.lax.axis_index(_AXIS) * shard_rows
+                if use_fused:
+                    values, index = fused.fused_top_k(
+                        queries, shard, bias, local_k, block_queries=tile.block_queries,
+                        block_database=tile.block_database, block_features=tile.block_features or None,
+                        num_warps=tile.num_warps, num_stages=tile.num_stages, interpret=interpret)
+                    return values[None], (index + offset)[None]
                 if num_blocks == 1:
                     values, index = block_top_k(queries, shard, offset)
                     return values[None], index[None]
@@ -123,13 +163,17 @@ class NearestNeighbors:
                 (values, index), _ = jax.lax.scan(merge_block, init, (blocks, starts))
                 return values[None], index[None]
 
-            sharded = jax.shard_map(local_top_k, mesh=self.mesh, in_specs=(P(), P(_AXIS, None)),
-                                    out_specs=(P(_AXIS), P(_AXIS)))
+            sharded = jax.shard_map(local_top_k, mesh=self.mesh,
+                                    in_specs=(P(), P(_AXIS, None), None if self._bias is None else P(_AXIS)),
+                                    out_specs=(P(_AXIS), P(_AXIS)),
+                                    # pallas_call outputs carry no per-axis variance annotation to check
+                                    check_vma=not use_fused)
 
             # Replicated result: every process reads the whole top-k from its own devices.
             @partial(jax.jit, out_shardings=self._replicated)
-            def search(queries: jax.Array, database: jax.Array) -> tuple[jax.Array, jax.Array]:
-                values, index = sharded(queries, database)  # [shards, q, local_k]
+            def search(queries: jax.Array, database: jax.Array, bias: jax.Array | None
+                       ) -> tuple[jax.Array, jax.Array]:
+                values, index = sharded(queries, database, bias)  # [shards, q, local_k]
                 values = jnp.moveaxis(values, 0, 1).reshape(queries.shape[0], -1)
                 index = jnp.moveaxis(index, 0, 1).reshape(queries.shape[0], -1)
                 best, position = jax.lax.top_k(values, k)  # shards in order: ties keep the lower row
@@ -144,16 +188,20 @@ class NearestNeighbors:
             raise InputError(f"queries must be [M, {self.dim}] to match the database, got shape {queries.shape}")
         if not 1 <= k <= self.size:
             raise InputError(f"k must be between 1 and the database size {self.size}, got {k}")
+        if self.kernel == "fused" and k > fused.MAX_K:
+            raise InputError(f"the fused search kernel takes k up to {fused.MAX_K}, got {k}: use kernel='xla'")
         search = self._search_fn(k)
         chunk = min(self.chunk_size, max(len(queries), 1))
+        if self.kernel == "fused":
+            chunk = -(-chunk // self.tile.block_queries) * self.tile.block_queries
         scores = np.empty((len(queries), k), np.float32)
         indices = np.empty((len(queries), k), np.int64)
         pending = None
         for start in range(0, len(queries), chunk):
-            block = np.zeros((chunk, self.dim), self.dtype)
+            block = np.zeros((chunk, self._padded_dim), self.dtype)
             count = min(chunk, len(queries) - start)
-            block[:count] = queries[start : start + count]
-            result = search(place(block, self._replicated), self._database)
+            block[:count, : self.dim] = queries[start : start + count]
+            result = search(place(block, self._replicated), self._database, self._bias)
             if pending is not None:  # fetch the previous chunk while this one runs
                 self._store(pending, scores, indices)
             pending = (start, count, result)

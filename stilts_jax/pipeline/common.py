@@ -93,3 +93,8 @@ def trainer_config(phase: ml_collections.ConfigDict, seed: int) -> TrainerConfig
         optimizer=OptimizerConfig(learning_rate=t.learning_rate, warmup_fraction=t.warmup_fraction,
                                   weight_decay=t.weight_decay, adam_eps=t.adam_eps, max_grad_norm=t.max_grad_norm),
     )
+
+
+def search_options(evaluation: Any) -> dict[str, Any]:
+    """NearestNeighbors' options from the evaluation config (configs/base.py: search_kernel, search_dtype)."""
+    return {"kernel": evaluation.get("search_kernel", "xla"), "dtype": evaluation.get("search_dtype", "float32")}

@@ -29,7 +29,7 @@ from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.hf_weights import load_pretrained
 from stilts_jax.paths import absolute
-from stilts_jax.pipeline.common import DONE, make_predictor, say, source_of, trainer_config
+from stilts_jax.pipeline.common import DONE, make_predictor, say, search_options, source_of, trainer_config
 from stilts_jax.tasks.dual_encoder import MAP_K, DualEncoder, DualEncoderTask, gold_labels, score_rankings
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import load_params, save_params, transplant_encoder
@@ -74,9 +74,9 @@ def abstract_model(pipeline: "Pipeline") -> DualEncoder:
                                                            attention=pipeline.config.model.attention)))
 
 
-def pool_scores(task: DualEncoderTask, predictor: Predictor, params: Any, pool: RetrievalPool
-                ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[str]]]]:
-    rankings = task.rank(predictor, params, pool)
+def pool_scores(task: DualEncoderTask, predictor: Predictor, params: Any, pool: RetrievalPool,
+                search: Mapping[str, Any] | None = None) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[str]]]]:
+    rankings = task.rank(predictor, params, pool, search_options=search)
     return score_rankings(rankings, pool), rankings
 
 
@@ -106,7 +106,7 @@ def run_dual_encoder_phase(pipeline: "Pipeline", handoff: str | None) -> dict[st
     predictor = make_predictor(pipeline, ModelSpec(model, pipeline.mesh, pipeline.rules))
 
     def evaluate(params: Any) -> dict[str, float]:
-        score = pool_scores(task, predictor, params, dev)[0]["en"][METRIC]
+        score = pool_scores(task, predictor, params, dev, search_options(pipeline.config.evaluation))[0]["en"][METRIC]
         return {"dev_score": score, METRIC: score}
 
     config = trainer_config(phase, pipeline.config.seed)
@@ -148,7 +148,7 @@ def evaluate_dual_encoder(pipeline: "Pipeline", target: dict[str, Any]) -> dict[
     predictor = make_predictor(pipeline, model_spec)
     say(f"[evaluation] {spec.name}: {len(pool.candidate_ids)} candidates, "
         f"{sum(len(q) for q in pool.queries.values())} queries in {len(pool.queries)} languages")
-    per_language, rankings = pool_scores(task, predictor, params, pool)
+    per_language, rankings = pool_scores(task, predictor, params, pool, search_options(pipeline.config.evaluation))
     if jax.process_index() == 0:
         folder = spec.xtreme_name or spec.name
         for lang in languages:

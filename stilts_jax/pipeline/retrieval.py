@@ -14,7 +14,7 @@ from stilts_jax.embedding import SentenceEncoder, default_retrieval_layer
 from stilts_jax.evaluation.plots import layer_curves_png, model_label, write_plot
 from stilts_jax.evaluation.report import summarize, write_results
 from stilts_jax.io_utils import atomic_write_text
-from stilts_jax.pipeline.common import DONE, say, source_of
+from stilts_jax.pipeline.common import DONE, say, search_options, source_of
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.tasks.retrieval import RetrievalEvaluator
 
@@ -36,7 +36,8 @@ def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[
     layers = list(range(depth + 1)) if e.all_layers else [primary]
     sentence_encoder = SentenceEncoder(encoder, pipeline.tokenizer, layer=layers if e.all_layers else primary,
                                        batch_size=e.batch_size, max_length=phase.max_length)
-    evaluator = RetrievalEvaluator(sentence_encoder, layers, primary, k=e.margin_k)
+    evaluator = RetrievalEvaluator(sentence_encoder, layers, primary, k=e.margin_k,
+                                   search_options=search_options(e))
     source = source_of(phase)
     root = Path(source.get("path", ""))
     languages = list(e.languages) or list(spec.languages)

@@ -236,13 +236,13 @@ class DualEncoderTask:
             parts.append(np.asarray(predictor.predict(params, arrays, desc=desc), np.float32))
         return np.concatenate(parts)
 
-    def rank(self, predictor: Predictor, params: Any, pool: RetrievalPool, k: int = MAP_K
-             ) -> dict[str, dict[str, list[str]]]:
+    def rank(self, predictor: Predictor, params: Any, pool: RetrievalPool, k: int = MAP_K,
+             search_options: Mapping[str, Any] | None = None) -> dict[str, dict[str, list[str]]]:
         """Language -> {query id: the top-k candidate ids, best first}, searched over the whole pool."""
         candidates = self.embed(predictor, params, pool.candidate_texts, pool.candidate_contexts, self.max_length,
                                 f"{self.spec.name} candidates")
         # The pool is split over every process's devices; every process gets the whole ranking back.
-        index = NearestNeighbors(candidates)
+        index = NearestNeighbors(candidates, **(search_options or {}))
         k = min(k, len(pool.candidate_ids))
         rankings = {}
         for language, queries in pool.queries.items():

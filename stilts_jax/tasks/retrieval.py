@@ -13,7 +13,8 @@ process computes the same results.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,13 +34,15 @@ class LayerResults:
 
 
 class RetrievalEvaluator:
-    def __init__(self, encoder: SentenceEncoder, layers: Sequence[int], primary_layer: int, *, k: int = 4):
+    def __init__(self, encoder: SentenceEncoder, layers: Sequence[int], primary_layer: int, *, k: int = 4,
+                 search_options: Mapping[str, Any] | None = None):
         if primary_layer not in layers:
             raise ValueError(f"primary layer {primary_layer} is not among the evaluated layers {list(layers)}")
         self.encoder = encoder
         self.layers = list(layers)
         self.primary_layer = primary_layer
         self.k = k
+        self.search_options = dict(search_options or {})  # NearestNeighbors' kernel, dtype, chunk_size, ...
 
     def embed(self, sentences: Sequence[str]) -> np.ndarray:
         """[N, len(layers), hidden] float32."""
@@ -50,8 +53,10 @@ class RetrievalEvaluator:
         queries, candidates = self.embed(data.queries), self.embed(data.candidates)
         scores, predictions = {}, []
         for position, layer in enumerate(self.layers):
-            forward = knn(queries[:, position], candidates[:, position], 1, normalize=True).indices[:, 0]
-            backward = knn(candidates[:, position], queries[:, position], 1, normalize=True).indices[:, 0]
+            forward = knn(queries[:, position], candidates[:, position], 1, normalize=True,
+                          **self.search_options).indices[:, 0]
+            backward = knn(candidates[:, position], queries[:, position], 1, normalize=True,
+                           **self.search_options).indices[:, 0]
             row = {}
             if data.gold is not None:
                 gold = np.asarray(data.gold)
@@ -69,7 +74,7 @@ class RetrievalEvaluator:
         src, en = deduplicate(split.src_ids, split.src_sentences), deduplicate(split.en_ids, split.en_sentences)
         x, y = self.embed(src.sentences), self.embed(en.sentences)
         k = min(self.k, len(src.sentences), len(en.sentences))
-        return [expand_candidates(mine_max(ratio_margin(x[:, p], y[:, p], k)), src, en)
+        return [expand_candidates(mine_max(ratio_margin(x[:, p], y[:, p], k, **self.search_options)), src, en)
                 for p in range(len(self.layers))]
 
     def bucc(self, dev: BuccSplit, test: BuccSplit) -> LayerResults:

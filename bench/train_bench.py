@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="compute dtype (weights stay fp32). Default: auto = bfloat16 on GPU/TPU, float32 on CPU")
     parser.add_argument("--attention", choices=("auto", "xla", "cudnn"), default="auto",
                         help="the JAX encoder's attention kernel. Default: auto (cuDNN flash on GPU with bf16)")
+    parser.add_argument("--remat", nargs="+", default=["none"], choices=("none", "full", "save_dots"),
+                        help="activation checkpointing of the encoder layers; one JAX row per value. Default: none")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before timing (after compiling). Default: 5")
     parser.add_argument("--steps", type=int, default=20, help="timed steps; the median is reported. Default: 20")
     parser.add_argument("--peak-tflops", type=float, default=common.DEFAULT_PEAK_TFLOPS,
@@ -88,7 +90,7 @@ def make_batch(config, batch: int, seq: int, seed: int) -> dict[str, np.ndarray]
 # ----------------------------------------------------------------------------------------------- JAX (this project)
 
 
-def jax_row(config, arrays: dict[str, np.ndarray], args, dtype: str) -> dict:
+def jax_row(config, arrays: dict[str, np.ndarray], args, dtype: str, remat: str = "none") -> dict:
     import jax
     from flax import nnx
 
@@ -102,7 +104,7 @@ def jax_row(config, arrays: dict[str, np.ndarray], args, dtype: str) -> dict:
     rules = DEFAULT_LOGICAL_RULES
     mesh = make_mesh({"data": -1}, jax.devices()[: args.devices])
     rngs = nnx.Rngs(args.seed)
-    model = TaskModel(Encoder(config, rngs=rngs, dtype=dtype, attention=args.attention),
+    model = TaskModel(Encoder(config, rngs=rngs, dtype=dtype, attention=args.attention, remat=remat),
                       SpanHead(config.hidden_size, rngs=rngs))
     spec = ModelSpec(model, mesh, rules)
     tx, schedule = make_optimizer(OptimizerConfig(learning_rate=1e-5), total_steps=args.warmup + args.steps + 1)
@@ -141,7 +143,8 @@ def jax_row(config, arrays: dict[str, np.ndarray], args, dtype: str) -> dict:
         raise RuntimeError(f"JAX train step gave loss {loss}")
     impl = resolve_attention_impl(args.attention, dtype, config.head_dim)
     result = {
-        "name": f"stilts-jax train step, {impl} attention" + (f", {args.devices} devices" if args.devices > 1 else ""),
+        "name": f"stilts-jax train step, {impl} attention" + (f", remat {remat}" if remat != "none" else "")
+        + (f", {args.devices} devices" if args.devices > 1 else ""),
         "seconds": seconds, "first": first, "memory": common.jax_peak_memory(), "loss": loss,
         "analysis": analysis, "compile": compile_seconds, "devices": args.devices,
     }
@@ -254,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             results[shape] += torch_rows(config, make_batch(config, *shape, args.seed), args, dtype)
     if args.run_jax:
         for shape in args.shapes:
-            results[shape].append(jax_row(config, make_batch(config, *shape, args.seed), args, dtype))
+            for remat in args.remat:
+                results[shape].append(jax_row(config, make_batch(config, *shape, args.seed), args, dtype, remat))
 
     print()
     print(f"## Train step: XLM-R {args.model} (hidden {config.hidden_size}, {config.num_hidden_layers} layers, vocab "
@@ -288,16 +292,16 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("### JAX train step: XLA compiled memory analysis (jitted.lower(...).compile().memory_analysis())")
         print()
-        header = ["batch x seq", "arguments", "outputs", "aliased (donated)", "temporaries", "generated code",
+        header = ["implementation", "batch x seq", "arguments", "outputs", "aliased (donated)", "temporaries", "generated code",
                   "live total (args + outputs - aliased + temps)", "compile (s)"]
         rows = []
         for (batch, seq), e in analyses:
             a = e["analysis"]
             if a is None:
-                rows.append([f"{batch} x {seq}", *(["n/a"] * 6), common.fmt_num(e["compile"])])
+                rows.append([e["name"], f"{batch} x {seq}", *(["n/a"] * 6), common.fmt_num(e["compile"])])
                 continue
             total = live_total(a)
-            rows.append([f"{batch} x {seq}", common.fmt_bytes(a.argument_size_in_bytes),
+            rows.append([e["name"], f"{batch} x {seq}", common.fmt_bytes(a.argument_size_in_bytes),
                          common.fmt_bytes(a.output_size_in_bytes), common.fmt_bytes(a.alias_size_in_bytes),
                          common.fmt_bytes(a.temp_size_in_bytes), common.fmt_bytes(a.generated_code_size_in_bytes),
                          common.fmt_bytes(total), common.fmt_num(e["compile"])])

@@ -90,7 +90,10 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa") -> ml_collec
     config = ml_collections.ConfigDict()
     config.workdir = f"workdir/{intermediate or 'baseline'}_to_{target}"
     config.seed = 0
-    config.model = dict(name="xlm-roberta-large", tokenizer="", dtype="auto", attention="auto", make_tiny=False)
+    # remat: activation checkpointing per layer in training: "none", "save_dots" (keep the weight matmuls' outputs)
+    # or "full" (keep each layer's input only: the least memory, about a third more compute).
+    config.model = dict(name="xlm-roberta-large", tokenizer="", dtype="auto", attention="auto", remat="none",
+                        make_tiny=False)
     config.mesh = dict(data=-1, fsdp=1, tensor=1)  # -1: the devices left over
     # Logical axis of the parameters/batches -> mesh axis (or axes, or None to replicate).
     config.logical_rules = [list(rule) for rule in DEFAULT_LOGICAL_RULES]

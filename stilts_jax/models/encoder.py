@@ -24,6 +24,11 @@ from flax import nnx
 from stilts_jax.models.config import EncoderConfig
 
 AttentionImpl = Literal["auto", "xla", "cudnn"]
+# Activation checkpointing per layer: "none" keeps every activation for the backward pass; "full" keeps only each
+# layer's input and recomputes the rest (about a third more compute, the least memory); "save_dots" keeps the
+# weight matmuls' outputs and recomputes the cheap elementwise work and attention scores in between.
+Remat = Literal["none", "full", "save_dots"]
+REMAT_POLICIES = ("none", "full", "save_dots")
 
 # Logical axis names carried by the parameters. The sharding rules in the training config map them to mesh axes.
 VOCAB, EMBED, HEADS, KV, MLP, POSITIONS, TYPES = "vocab", "embed", "heads", "kv", "mlp", "positions", "types"
@@ -183,6 +188,7 @@ class Encoder(nnx.Module):
       rngs: initialisation randomness (weights are usually overwritten by `load_pretrained`).
       dtype: compute dtype (parameters stay float32).
       attention: 'auto' (cuDNN on GPU with half precision, XLA otherwise), 'xla' or 'cudnn'.
+      remat: activation checkpointing of each layer in training (see `Remat`): trades compute for memory.
     """
 
     def __init__(
@@ -192,10 +198,14 @@ class Encoder(nnx.Module):
         rngs: nnx.Rngs,
         dtype: jnp.dtype | str = jnp.float32,
         attention: AttentionImpl = "auto",
+        remat: Remat = "none",
     ):
+        if remat not in REMAT_POLICIES:
+            raise ValueError(f"remat must be one of {', '.join(REMAT_POLICIES)}, got {remat!r}")
         self.config = config
         self.dtype = jnp.dtype(dtype)
         self.attention = attention
+        self.remat = remat
         # Logical axis names are not mesh axes: never shard eagerly at creation; the training core shards.
         with nnx.use_eager_sharding(False):
             self.embeddings = Embeddings(config, rngs=rngs)
@@ -237,11 +247,20 @@ class Encoder(nnx.Module):
         rngs = _split(dropout_rng, num_layers + 1)
         x = self.embeddings(input_ids, token_type_ids, self.dtype, rngs[0])
         hidden_states = [x] if output_hidden_states else None
+        run_layer = _run_layer
+        if self.remat != "none":
+            policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable if self.remat == "save_dots" else None
+            run_layer = nnx.remat(_run_layer, static_argnums=(4,), policy=policy)
         for index in range(num_layers):
-            x = self.layers[index](x, lengths, impl, rngs[index + 1])
+            x = run_layer(self.layers[index], x, lengths, rngs[index + 1], impl)
             if hidden_states is not None:
                 hidden_states.append(x)
         return EncoderOutput(x, tuple(hidden_states) if hidden_states is not None else None)
+
+
+def _run_layer(layer: TransformerLayer, x: jax.Array, lengths: jax.Array, rng: jax.Array | None,
+               impl: Literal["xla", "cudnn"]) -> jax.Array:
+    return layer(x, lengths, impl, rng)
 
 
 def check_right_padded(attention_mask: np.ndarray) -> None:

@@ -25,7 +25,7 @@ from stilts_jax.errors import WeightsError
 from stilts_jax.io_utils import atomic_directory
 from stilts_jax.models import hf_files
 from stilts_jax.models.config import EncoderConfig
-from stilts_jax.models.encoder import AttentionImpl, Encoder
+from stilts_jax.models.encoder import AttentionImpl, Encoder, Remat
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,7 @@ def load_pretrained(
     *,
     dtype: Any = jnp.float32,
     attention: AttentionImpl = "auto",
+    remat: Remat = "none",
     revision: str | None = None,
     place: Callable[[tuple, np.ndarray], jax.Array] | None = None,
 ) -> tuple[Encoder, Path]:
@@ -181,6 +182,7 @@ def load_pretrained(
     Args:
       name_or_path: e.g. "xlm-roberta-large", "bert-base-multilingual-cased" or a local folder.
       dtype: compute dtype; parameters are float32.
+      attention, remat: the encoder's attention implementation and activation checkpointing (see `Encoder`).
       place: optional `(path, array) -> jax.Array`, to put each parameter straight onto its sharding.
 
     Returns: the encoder and the resolved model folder (which holds the tokenizer files).
@@ -192,7 +194,8 @@ def load_pretrained(
     config = EncoderConfig.from_json_file(config_path)
     params = convert_hf_state_dict(hf_files.read_state_dict(model_dir), config)
     place = place or (lambda path, array: jnp.asarray(array))
-    abstract = nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0), dtype=dtype, attention=attention))
+    abstract = nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0), dtype=dtype, attention=attention,
+                                                remat=remat))
     graphdef, state = nnx.split(abstract)
     for path, var in nnx.to_flat_state(state):
         var.set_value(place(tuple(path), params[tuple(path)]))

@@ -70,8 +70,7 @@ def _model(pipeline: "Pipeline", encoder: Encoder) -> DualEncoder:
 
 def abstract_model(pipeline: "Pipeline") -> DualEncoder:
     config = pipeline.encoder_config
-    return nnx.eval_shape(lambda: _model(pipeline, Encoder(config, rngs=nnx.Rngs(0), dtype=pipeline.dtype,
-                                                           attention=pipeline.config.model.attention)))
+    return nnx.eval_shape(lambda: _model(pipeline, Encoder(config, rngs=nnx.Rngs(0), **pipeline.encoder_options)))
 
 
 def pool_scores(task: DualEncoderTask, predictor: Predictor, params: Any, pool: RetrievalPool,
@@ -96,7 +95,7 @@ def run_dual_encoder_phase(pipeline: "Pipeline", handoff: str | None) -> dict[st
     if phase.max_train_examples:
         pairs = pairs[: phase.max_train_examples]
     dev = task.dev_pool(source, phase.max_dev_examples)
-    encoder, _ = load_pretrained(pipeline.model_dir, dtype=pipeline.dtype, attention=pipeline.config.model.attention)
+    encoder, _ = load_pretrained(pipeline.model_dir, **pipeline.encoder_options)
     model = _model(pipeline, encoder)
     if handoff is not None:
         transplant_encoder(model, handoff)

@@ -79,7 +79,7 @@ def run_multitask_phase(pipeline: "Pipeline", name: str, phase: ml_collections.C
     """Train the phase's tasks (and MLM) together in `workdir/name`; returns and writes the phase record."""
     phase_dir = pipeline.workdir / name
     names = phase_tasks(phase)
-    encoder, _ = load_pretrained(pipeline.model_dir, dtype=pipeline.dtype, attention=pipeline.config.model.attention)
+    encoder, _ = load_pretrained(pipeline.model_dir, **pipeline.encoder_options)
     hidden = encoder.config.hidden_size
     rngs = nnx.Rngs(pipeline.config.seed + (0 if name == "intermediate" else 1))
     tasks, heads, data, dev_sets = {}, {}, [], {}

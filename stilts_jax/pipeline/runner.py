@@ -77,25 +77,30 @@ class Pipeline:
         return make_task(spec, self.tokenizer, max_length=phase.max_length, doc_stride=phase.doc_stride,
                          n_best=e.n_best, max_answer_length=e.max_answer_length, null_score_diff_threshold=threshold)
 
+    @property
+    def encoder_options(self) -> dict[str, Any]:
+        """How every encoder of the run is built: compute dtype, attention implementation, activation remat."""
+        model = self.config.model
+        return {"dtype": self.dtype, "attention": model.attention, "remat": model.get("remat", "none")}
+
     def make_model(self, task: Any, seed: int) -> TaskModel:
         """The pretrained encoder with the task's new head."""
-        encoder, _ = load_pretrained(self.model_dir, dtype=self.dtype, attention=self.config.model.attention)
+        encoder, _ = load_pretrained(self.model_dir, **self.encoder_options)
         return TaskModel(encoder, task.head(encoder.config.hidden_size, nnx.Rngs(seed)))
 
     def abstract_model(self, task: Any) -> TaskModel:
         """The model's structure without weights (they come from a checkpoint)."""
         config = self.encoder_config
         return nnx.eval_shape(lambda: TaskModel(
-            Encoder(config, rngs=nnx.Rngs(0), dtype=self.dtype, attention=self.config.model.attention),
+            Encoder(config, rngs=nnx.Rngs(0), **self.encoder_options),
             task.head(config.hidden_size, nnx.Rngs(0))))
 
     def load_encoder(self, saved_encoder: str | None) -> Encoder:
         """The encoder to evaluate: the one the intermediate phase handed off, or the pretrained one."""
         if saved_encoder is None:
-            return load_pretrained(self.model_dir, dtype=self.dtype, attention=self.config.model.attention)[0]
+            return load_pretrained(self.model_dir, **self.encoder_options)[0]
         config = self.encoder_config
-        abstract = nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0), dtype=self.dtype,
-                                                  attention=self.config.model.attention))
+        abstract = nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0), **self.encoder_options))
         graphdef, state = nnx.split(abstract)
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(state))

@@ -46,6 +46,27 @@ class TrainingPreempted(StiltsError):
     """SIGTERM arrived (a preemption notice); a checkpoint of the current step was saved."""
 
 
+class DeviceMemoryError(StiltsError):
+    """The train step does not fit in accelerator memory; the message names the settings that make it fit."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """XLA's allocation failures (GPU, TPU): RESOURCE_EXHAUSTED, whatever the exception class of this jax version."""
+    text = str(error)
+    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
+
+
+def out_of_memory_message(config: "TrainerConfig", phase: str, num_devices: int) -> str:
+    key = f"--config.{phase}" if phase in ("intermediate", "target") else "--config.<phase>"
+    per_device = config.global_batch_size / max(config.micro_batches, 1) / num_devices
+    return (f"the train step does not fit in device memory: batch {config.global_batch_size} in "
+            f"{config.micro_batches} micro-batch(es) over {num_devices} device(s) is {per_device:g} sequences per "
+            f"device at once. To fit: {key}.train.micro_batches={2 * config.micro_batches} (or more; the same "
+            "update from smaller pieces), --config.model.remat=full (recompute activations in the backward pass; "
+            "save_dots recomputes less), --config.mesh.fsdp=-1 (shard parameters and optimizer state over the "
+            f"devices), or a shorter {key}.max_length. Nothing was saved by this step; rerun to resume.")
+
+
 class _PreemptionWatch:
     """Notices SIGTERM. Across processes, JAX's preemption sync point makes every host stop at the same step."""
 
@@ -287,7 +308,12 @@ def run_phase(
     try:
         for step in range(start, num_steps if stopping.stopped_at is None else start):
             name = data.step_name(step)
-            state, metrics = step_fns[name](state, data.batch(step))
+            try:
+                state, metrics = step_fns[name](state, data.batch(step))
+            except Exception as e:
+                if is_out_of_memory(e):
+                    raise DeviceMemoryError(out_of_memory_message(config, workdir.name, mesh.size)) from e
+                raise
             done = end = step + 1
             pending.append((done, name, metrics))
             bar.update(1)

@@ -219,6 +219,22 @@ def test_squad_v2_task_scores_with_the_v2_metric():
     assert task.score(predictions, dev)["NoAns_exact"] == pytest.approx(100.0 * (len(no_answer) - 1) / len(no_answer))
 
 
+def test_v2_results_table_has_the_breakdown_and_best_f1_columns():
+    from stilts_jax.evaluation.report import markdown_table, summarize
+
+    tokenizer = load_demo_tokenizer()
+    v2 = SpanQATask(get_task("squad_v2"), tokenizer, max_length=64, doc_stride=16)
+    assert [key for key, _ in v2.columns] == ["f1", "exact_match", "HasAns_f1", "NoAns_f1", "best_f1", "baseline_f1"]
+    assert [key for key, _ in SpanQATask(get_task("squad"), tokenizer).columns] == ["f1", "exact_match", "baseline_f1"]
+    # A set without unanswerable questions has no NoAns F1: "-" in its row, the average over the sets that have one.
+    row = {"f1": 70.0, "exact_match": 60.0, "HasAns_f1": 80.0, "best_f1": 72.0, "baseline_f1": 5.0, "examples": 10}
+    summary = summarize("squad_v2", {"en": {**row, "NoAns_f1": 50.0}, "xx": row})
+    table = markdown_table(summary, v2.columns)
+    assert "| language | F1 | EM | HasAns F1 | NoAns F1 | best F1 | baseline F1 | examples |" in table
+    assert "| xx | 70.0 | 60.0 | 80.0 | - | 72.0 | 5.0 | 10 |" in table
+    assert "| **average** | 70.0 | 60.0 | 80.0 | 50.0 | 72.0 | 5.0 | |" in table
+
+
 @pytest.mark.parametrize("name", ["squad", "tydiqa", "xquad", "mlqa"])
 def test_v1_tasks_never_predict_no_answer(name):
     assert not SpanQATask(get_task(name), load_demo_tokenizer()).with_null

@@ -24,7 +24,13 @@ def summarize(task: str, per_language: dict[str, dict[str, float]], source_langu
     metrics = sorted({k for row in per_language.values() for k in row if k != "examples"})
 
     def mean(languages: list[str]) -> dict[str, float]:
-        return {m: sum(per_language[lang][m] for lang in languages) / len(languages) for m in metrics} if languages else {}
+        """Each metric over the languages that have it (HasAns/NoAns exist only where such questions do)."""
+        out = {}
+        for m in metrics:
+            values = [per_language[lang][m] for lang in languages if m in per_language[lang]]
+            if values:
+                out[m] = sum(values) / len(values)
+        return out
 
     languages = sorted(per_language)
     return {
@@ -40,13 +46,18 @@ def markdown_table(summary: dict[str, Any], columns: list[tuple[str, str]]) -> s
     header = "| language | " + " | ".join(h for _, h in columns) + " | examples |"
     lines = [f"### {summary['task']}", "", header, "|" + "---|" * (len(columns) + 2)]
     for lang, row in sorted(summary["per_language"].items()):
-        lines.append(f"| {lang} | " + " | ".join(f"{row[k]:.1f}" for k, _ in columns) + f" | {int(row.get('examples', 0))} |")
+        lines.append(f"| {lang} | " + " | ".join(_cell(row, k) for k, _ in columns) + f" | {int(row.get('examples', 0))} |")
     for name in ("average", "average_zero_shot"):
         avg = summary[name]
         if avg:
             label = "**average**" if name == "average" else "**average (zero-shot, no en)**"
-            lines.append(f"| {label} | " + " | ".join(f"{avg[k]:.1f}" for k, _ in columns) + " | |")
+            lines.append(f"| {label} | " + " | ".join(_cell(avg, k) for k, _ in columns) + " | |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(row: dict[str, float], key: str) -> str:
+    """A metric to one decimal; "-" where a language has none (SQuAD v2.0's NoAns F1 without unanswerable ones)."""
+    return f"{row[key]:.1f}" if key in row else "-"
 
 
 def write_results(workdir: PathLike, summary: dict[str, Any], columns: list[tuple[str, str]]

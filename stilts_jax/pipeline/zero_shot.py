@@ -56,7 +56,8 @@ def evaluate_zero_shot(pipeline: "Pipeline", target: dict[str, Any]) -> dict[str
         _, md = write_results(workdir, summary, task.columns)
         if e.plots:
             write_plot(md.parent / f"{spec.name}_languages.png", lambda: language_bars_png(
-                per_language, headline_columns(task.columns), task=spec.name,
+                per_language, [(key, header) for key, header in headline_columns(task.columns)
+                               if all(key in row for row in per_language.values())], task=spec.name,
                 model=model_label(pipeline.config.model.name), intermediate=pipeline.config.intermediate.task),
                 report=say)
         (workdir / "evaluation").mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,9 @@ class SpanQATask:
         self.null_score_diff_threshold = null_score_diff_threshold
         # "No answer" is a prediction only where the task's own data has unanswerable questions (SQuAD v2.0).
         self.with_null = any(DATASETS[spec.dataset_and_split(which)[0]].unanswerable for which in ("train", "dev", "eval"))
+        if self.with_null:  # the official v2.0 script's breakdown and best-threshold F1 beside F1 and EM
+            self.columns = [("f1", "F1"), ("exact_match", "EM"), ("HasAns_f1", "HasAns F1"), ("NoAns_f1", "NoAns F1"),
+                            ("best_f1", "best F1"), ("baseline_f1", "baseline F1")]
         self.loss_fn = span_loss
         self._cached: tuple[tuple, QAFeatures] | None = None  # the dev set, featurized once per phase
 

@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block-rows", type=int, help="default: the library's (about 5000 on CPU, the whole shard elsewhere)")
     parser.add_argument("--kernels", nargs="+", default=["xla"], choices=("xla", "fused"),
                         help="this project's search kernels to time (fused: the Pallas kernel; GPU)")
-    parser.add_argument("--fused-tiles", nargs="+", type=Tile.parse, default=[Tile()],
-                        help="tilings of the fused kernel to time: block_queries,block_database,block_features,warps,stages")
+    parser.add_argument("--fused-tiles", nargs="+", type=Tile.parse, default=[None],
+                        help="tilings of the fused kernel to time: block_queries,block_database,block_features,warps,stages "
+                             "(default: the library's for --dtype)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], choices=("jax", "faiss", "torch"))
     args = parser.parse_args(argv)
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as e:  # one failing variant (a tile too large for the chip) must not cost the others
                 print(f"stilts-jax {kernel} {tile or ''} failed: {type(e).__name__}: {str(e)[:300]}")
                 continue
-            name = "stilts-jax" if kernel == "xla" else f"stilts-jax fused kernel, tile {tile}"
+            name = "stilts-jax" if kernel == "xla" else f"stilts-jax fused kernel, tile {index.tile}"
             rows.append((f"{name} ({where})", seconds, result.indices[:, 0]))
             del index
     if "faiss" not in args.skip:

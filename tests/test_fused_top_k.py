@@ -92,6 +92,9 @@ def test_fused_kernel_options_are_checked():
     with pytest.raises(ValueError, match="multiple of 16"):
         fused.feature_block(40)
     assert [fused.feature_block(d) for d in (1024, 768, 48, 16)] == [64, 64, 16, 16]
+    # 4-byte operands stage fewer tiles, so that the kernel fits an A100's shared memory too.
+    assert NearestNeighbors(database, kernel="fused").tile.num_stages == 2
+    assert NearestNeighbors(database, kernel="fused", dtype="bfloat16").tile == fused.Tile()
 
 
 def test_kernel_lowers_to_triton_for_cuda():

@@ -88,10 +88,10 @@ class NearestNeighbors:
         if kernel == "fused" and approx:
             raise InputError("approx applies to kernel='xla' only: the fused kernel is exact")
         self.kernel = kernel
-        self.tile = tile or fused.Tile()
+        self.dtype = jnp.dtype(dtype)
+        self.tile = tile or fused.default_tile(self.dtype)
         self._interpret = on_cpu
         self.chunk_size = chunk_size or (1024 if on_cpu else 8192)
-        self.dtype = jnp.dtype(dtype)
         self.approx, self.recall_target = approx, recall_target
         rows_per_shard = -(-self.size // self.num_shards)
         if kernel == "fused":  # the kernel walks its whole shard; rows and features padded to its tiles

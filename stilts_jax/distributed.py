@@ -183,3 +183,16 @@ def place(tree: Any, sharding: NamedSharding) -> Any:
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
     return jax.tree.map(place_leaf, tree)
+
+
+def add_process_arguments(parser: Any) -> None:
+    """--coordinator-address/--num-processes/--process-id on a command-line tool (argparse parser)."""
+    group = parser.add_argument_group("several processes (GPU hosts; Cloud TPU pods and SLURM need none of these)")
+    group.add_argument("--coordinator-address", help="host:port of process 0")
+    group.add_argument("--num-processes", type=int, help="how many processes run this command")
+    group.add_argument("--process-id", type=int, help="this process's index, 0 to num-processes - 1")
+
+
+def initialize_from_args(args: Any) -> None:
+    """Start jax.distributed from add_process_arguments' flags (or from a TPU pod's environment)."""
+    initialize(args.coordinator_address, args.num_processes, args.process_id)

@@ -19,6 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from stilts_jax.distributed import add_process_arguments, initialize_from_args
 from stilts_jax.embedding import SentenceEncoder, default_retrieval_layer
 from stilts_jax.errors import InputError, StiltsError
 from stilts_jax.io_utils import atomic_write_bytes
@@ -59,12 +60,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=512, help="truncate sentences to this many tokens")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="compute dtype (default: float32 on CPU, bfloat16 on GPU/TPU)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_process_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        initialize_from_args(args)
         sentences = read_sentences(args.input)
         dtype = args.dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
         encoder, model_dir = load_pretrained(args.model, dtype=dtype)
@@ -76,15 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         embeddings = sentence_encoder.encode(sentences, progress=not args.no_progress)
         elapsed = time.perf_counter() - start
-        save_array(args.output, embeddings)
+        if jax.process_index() == 0:  # every process holds every embedding
+            save_array(args.output, embeddings)
     except StiltsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(
-        f"wrote {args.output}: {embeddings.shape[0]} x {embeddings.shape[1]} float32 "
-        f"(layer {layer}, {args.pooling} pooling, {dtype}, {len(jax.devices())} {jax.default_backend()} device(s), "
-        f"{len(sentences) / elapsed:.0f} sentences/s)"
-    )
+    if jax.process_index() == 0:
+        print(f"wrote {args.output}: {embeddings.shape[0]} x {embeddings.shape[1]} float32 (layer {layer}, "
+              f"{args.pooling} pooling, {dtype}, {len(jax.devices())} {jax.default_backend()} device(s), "
+              f"{len(sentences) / elapsed:.0f} sentences/s)")
     return 0
 
 

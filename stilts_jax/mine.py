@@ -4,7 +4,9 @@
 
 Writes `score<TAB>source sentence<TAB>target sentence` lines, best first ("max" retrieval: each sentence's best
 candidate in both directions, pooled, greedily one-to-one). Identical sentences are embedded once.
-`--threshold` keeps only pairs scoring at least that much (BUCC tunes it on gold pairs).
+`--threshold` keeps only pairs scoring at least that much (BUCC tunes it on gold pairs). Several processes
+(--coordinator-address, --num-processes, --process-id; nothing on TPU pods) share the embedding and the search;
+process 0 writes the file.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import jax
 
 from stilts_jax.embed import read_sentences
+from stilts_jax.distributed import add_process_arguments, initialize_from_args
 from stilts_jax.embedding import SentenceEncoder, default_retrieval_layer
 from stilts_jax.errors import StiltsError
 from stilts_jax.evaluation.search import mine_max, ratio_margin
@@ -46,19 +49,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, help="keep pairs with margin score >= this")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--dtype", choices=("float32", "bfloat16"))
+    add_process_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        initialize_from_args(args)
         source, target = read_sentences(args.src), read_sentences(args.tgt)
         dtype = args.dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
         model, model_dir = load_pretrained(args.model, dtype=dtype)
         layer = default_retrieval_layer(model.config.num_hidden_layers) if args.layer is None else args.layer
         encoder = SentenceEncoder(model, load_tokenizer(args.tokenizer or model_dir), layer=layer, batch_size=args.batch_size)
         pairs = mine_sentences(encoder, source, target, k=args.k, threshold=args.threshold)
-        atomic_write_text(args.output, "".join(f"{score:.6f}\t{s}\t{t}\n" for score, s, t in pairs))
+        if jax.process_index() == 0:  # every process mined the same pairs
+            atomic_write_text(args.output, "".join(f"{score:.6f}\t{s}\t{t}\n" for score, s, t in pairs))
     except StiltsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {len(pairs)} pairs to {args.output}")
+    if jax.process_index() == 0:
+        print(f"wrote {len(pairs)} pairs to {args.output}")
     return 0
 
 

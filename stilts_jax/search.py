@@ -2,6 +2,9 @@
 
     python -m stilts_jax.search --queries Q.npy --database D.npy --k 4 --output out.npz [--normalize] [--margin ratio]
 
+Several processes (GPU hosts: --coordinator-address, --num-processes, --process-id; TPU pods: nothing) each
+load both files, hold 1/(all devices) of the database, and process 0 writes the output.
+
 Writes `indices` [Nq, K] (database rows, best first) and `scores` [Nq, K] (inner products, or cosines with
 --normalize). `--margin ratio` implies --normalize and adds `margin_scores` [Nq, K]: BUCC's ratio margin of each
 neighbour, which needs the database's own K nearest queries too.
@@ -18,6 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from stilts_jax.distributed import add_process_arguments, initialize_from_args
 from stilts_jax.errors import InputError, StiltsError
 from stilts_jax.evaluation.fused_top_k import Tile
 from stilts_jax.evaluation.search import knn, ratio_margin
@@ -54,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="fused: one Pallas kernel per device keeps the top-k while it multiplies (GPU; k <= 32)")
     parser.add_argument("--tile", type=Tile.parse, help="the fused kernel's block_queries,block_database,"
                         "block_features,num_warps,num_stages (default 128,128,0,8,3)")
+    add_process_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        initialize_from_args(args)
         queries, database = load_matrix(args.queries, "queries"), load_matrix(args.database, "database")
         if queries.shape[1] != database.shape[1]:
             raise InputError(f"queries have dimension {queries.shape[1]} but the database {database.shape[1]}")
@@ -72,12 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - start
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        atomic_write_bytes(args.output, buffer.getvalue())
+        if jax.process_index() == 0:  # every process holds the whole result
+            atomic_write_bytes(args.output, buffer.getvalue())
     except StiltsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {args.output}: top-{args.k} of {len(database)} for {len(queries)} queries in {elapsed:.2f} s "
-          f"on {len(jax.devices())} {jax.default_backend()} device(s)")
+    if jax.process_index() == 0:
+            print(f"wrote {args.output}: top-{args.k} of {len(database)} for {len(queries)} queries in {elapsed:.2f} s "
+              f"on {len(jax.devices())} {jax.default_backend()} device(s) of {jax.process_count()} process(es)")
     return 0
 
 

@@ -19,7 +19,7 @@ from stilts_jax.evaluation.xtreme_tasks import TASK2LANGS
 from stilts_jax.experiments import runner
 from stilts_jax.experiments.aggregate import aggregate, format_cell
 from stilts_jax.experiments.heatmap import COLORMAP, cell_colors, delta_matrix, write_heatmap
-from stilts_jax.experiments.report import csv_text, markdown, write_report
+from stilts_jax.experiments.report import csv_text, latex, markdown, write_report
 from stilts_jax.experiments.sweep import (SweepError, assign_hosts, expand, load_sweep, run_name, ssh_command,
                                           sweep_from_mapping)
 
@@ -311,6 +311,25 @@ def test_csv_has_one_row_per_cell_with_seed_scores(table_and_runs):
     assert failed["seed_1"] == "" and failed["status"] == "incomplete" and failed["seeds_scored"] == "1"
 
 
+def test_latex_table_has_every_cell_the_best_complete_mean_in_bold_and_escaped_names(table_and_runs):
+    table, _ = table_and_runs
+    tex = latex(table, "demo_sweep")
+    body = tex[tex.index(r"\midrule"):tex.index(r"\bottomrule")]
+    rows = [line for line in body.splitlines() if line.endswith(r"\\")]
+    assert [row.split(" & ")[0] for row in rows] == ["baseline (none)", "squad", "mnli"]
+    assert all(row.count(" & ") == 5 for row in rows)  # the intermediate task and 5 columns, as the tabular says
+    assert r"\begin{tabular}{lccccc}" in tex and tex.count("{") == tex.count("}")
+    squad = rows[1].split(" & ")
+    assert squad[1] == r"\textbf{61.0}$_{\pm 1.4}$ (+9.0)"  # the best TyDiQA mean, with std and delta
+    mnli = rows[2].split(" & ")
+    assert mnli[2] == r"75.0 (+4.0)$^\dagger$"  # a seed missing: marked, and never bold although the highest mean
+    assert rows[0].split(" & ")[2].startswith(r"\textbf{71.0}")  # the best complete UD-POS mean instead
+    assert r"\label{tab:sweep-demo-sweep}" in tex and "seeds or languages missing" in tex
+    table.rows[1] = "anli_plus"  # names are escaped for LaTeX
+    table.cells.update({("anli_plus", c): table.cells[("squad", c)] for c in table.columns()})
+    assert r"anli\_plus & " in latex(table, "t")
+
+
 def test_heatmap_colours_deltas_around_zero_and_writes_a_readable_png(table_and_runs, tmp_path):
     import matplotlib.image
     from matplotlib import colormaps
@@ -325,8 +344,8 @@ def test_heatmap_colours_deltas_around_zero_and_writes_a_readable_png(table_and_
     assert up[2] > up[0] and down[0] > down[2]  # above the baseline blue, below red
     assert min(zero[:3]) > 0.9 and np.allclose(missing[:3], missing[0])  # white at 0, grey when missing
     paths = write_report(table, tmp_path / "out", "t")
-    assert [p.name for p in paths] == ["results.md", "results.csv", "heatmap.png"]
-    image = matplotlib.image.imread(paths[2])
+    assert [p.name for p in paths] == ["results.md", "results.tex", "results.csv", "heatmap.png"]
+    image = matplotlib.image.imread(paths[3])
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 300
     assert not list((tmp_path / "out").glob(".*.tmp"))  # atomic writes leave no temporaries
-    write_heatmap(table, paths[2], "again")  # overwriting works
+    write_heatmap(table, paths[3], "again")  # overwriting works

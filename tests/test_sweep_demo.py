@@ -60,6 +60,8 @@ def test_demo_sweep_runs_skips_on_rerun_and_reports(tmp_path):
     assert [row.split("|")[1].strip() for row in table_rows] == ["baseline (none)", "squad", "mnli"]
     assert all(row.count("±") == 3 for row in table_rows)  # every cell: mean ± std over the two seeds
     assert "Missing or incomplete" not in md
+    tex = (root / "results.tex").read_text()
+    assert r"Intermediate task & tydiqa & XTREME avg & XTREME-R avg \\" in tex and r"\dagger" not in tex
 
     rows = {(r["intermediate"], r["column"]): r for r in csv.DictReader((root / "results.csv").open())}
     assert len(rows) == 9

@@ -7,7 +7,7 @@
 run       every run, one after another, as `python -m stilts_jax.main ...` subprocesses; finished runs are skipped,
           failed ones retried; logs in <workdir>/sweep.log, state in <root>/sweep_state.json; then the report.
 commands  the exact command of every run, one per line, runs nothing; with hosts, round-robin and wrapped in ssh.
-report    <root>/results.md, results.csv and heatmap.png from the runs' results.json files.
+report    <root>/results.md, results.tex, results.csv and heatmap.png from the runs' results.json files.
 
 The sweep file format is described in stilts_jax/experiments/sweep.py; configs/sweeps/demo.py is an example.
 """
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--remote-dir", default=None,
                       help="the repository folder on the hosts (default: this folder's path)")
     show.add_argument("--python", default="python", help="the Python to run (default %(default)s)")
-    report = commands.add_parser("report", help="aggregate the runs into results.md, results.csv and heatmap.png")
+    report = commands.add_parser("report", help="aggregate the runs into results.md, results.tex, results.csv and heatmap.png")
     _common(report, argparse.SUPPRESS)
     return parser
 

@@ -1,9 +1,11 @@
-"""The sweep report files: `results.md` (the paper-style table), `results.csv` (one row per cell) and `heatmap.png`."""
+"""The sweep report files: `results.md` (the paper-style table), `results.tex` (the same table for a LaTeX paper),
+`results.csv` (one row per cell) and `heatmap.png`."""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 from stilts_jax.experiments.aggregate import (BENCHMARK_TITLES, BENCHMARKS, Cell, SweepTable, benchmark_languages,
@@ -12,7 +14,7 @@ from stilts_jax.experiments.heatmap import write_heatmap
 from stilts_jax.experiments.sweep import BASELINE
 from stilts_jax.io_utils import atomic_write_text
 
-MARKDOWN, CSV, HEATMAP = "results.md", "results.csv", "heatmap.png"
+MARKDOWN, LATEX, CSV, HEATMAP = "results.md", "results.tex", "results.csv", "heatmap.png"
 
 
 def _row_label(row: str) -> str:
@@ -75,6 +77,58 @@ def markdown(table: SweepTable, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _tex(text: str) -> str:
+    """Escape LaTeX's special characters in a task or run name."""
+    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"),
+                          ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def _tex_cell(cell: Cell, *, with_delta: bool, best: bool) -> str:
+    if cell.mean is None:
+        return "--"
+    mean = f"{cell.mean:.1f}"
+    text = rf"\textbf{{{mean}}}" if best else mean
+    if cell.std is not None:
+        text += rf"$_{{\pm {cell.std:.1f}}}$"
+    if with_delta and cell.delta is not None:
+        text += f" ({cell.delta:+.1f})"
+    if not cell.complete:
+        text += r"$^\dagger$"
+    return text
+
+
+def latex(table: SweepTable, name: str) -> str:
+    """A booktabs table: mean with the seeds' std as a subscript, the delta to the baseline in brackets, each
+    column's best complete mean in bold, and a dagger on cells that lack seeds or languages (results.md lists why)."""
+    columns = table.columns()
+    best = {}
+    for column in columns:
+        complete = [table.cells[(row, column)] for row in table.rows if table.cells[(row, column)].complete]
+        best[column] = max((cell.mean for cell in complete), default=None)  # incomplete cells never bold
+    seeds = ", ".join(map(str, table.seeds))
+    lines = [f"% Sweep {name}, written by `python launch/sweep.py report`; needs \\usepackage{{booktabs}}.",
+             r"\begin{table}[t]", r"\centering", r"\small",
+             r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
+             "Intermediate task & " + " & ".join(_tex(_column_label(c)) for c in columns) + r" \\", r"\midrule"]
+    for row in table.rows:
+        cells = [_tex_cell(table.cells[(row, c)], with_delta=row != BASELINE,
+                           best=table.cells[(row, c)].complete and table.cells[(row, c)].mean == best[c])
+                 for c in columns]
+        lines.append(_tex(_row_label(row)) + " & " + " & ".join(cells) + r" \\")
+        if row == BASELINE and len(table.rows) > 1:
+            lines.append(r"\midrule")
+    notes = "; ".join(_tex(_target_note(t)) for t in table.targets)
+    caption = (f"Zero-shot cross-lingual transfer after intermediate-task training: mean over seeds {seeds} with the "
+               "sample standard deviation as subscript, and in brackets the difference to the baseline without an "
+               f"intermediate task. Best mean per column in bold. {notes}."
+               + (r" $^\dagger$: seeds or languages missing." if any(not c.complete for c in table.cells.values()) else ""))
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", rf"\label{{tab:sweep-{re.sub(r'[^A-Za-z0-9]+', '-', name)}}}",
+              r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
 def _csv_row(row: str, column: str, cell: Cell, seeds: tuple[int, ...]) -> list[str]:
     def number(value: float | None) -> str:
         return "" if value is None else f"{value:.4f}"
@@ -98,9 +152,10 @@ def csv_text(table: SweepTable) -> str:
 
 
 def write_report(table: SweepTable, root: Path, name: str) -> list[Path]:
-    """results.md, results.csv and heatmap.png in the sweep root, each written atomically."""
-    paths = [root / MARKDOWN, root / CSV, root / HEATMAP]
+    """results.md, results.tex, results.csv and heatmap.png in the sweep root, each written atomically."""
+    paths = [root / MARKDOWN, root / LATEX, root / CSV, root / HEATMAP]
     atomic_write_text(paths[0], markdown(table, name))
-    atomic_write_text(paths[1], csv_text(table))
-    write_heatmap(table, paths[2], f"{name}: delta to the baseline (mean over seeds)")
+    atomic_write_text(paths[1], latex(table, name))
+    atomic_write_text(paths[2], csv_text(table))
+    write_heatmap(table, paths[3], f"{name}: delta to the baseline (mean over seeds)")
     return paths

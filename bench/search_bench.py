@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             name = "stilts-jax" if kernel == "xla" else f"stilts-jax fused kernel, tile {index.tile}"
             rows.append((f"{name} ({where})", seconds, result.indices[:, 0]))
+            print(f"{rows[-1][0]}: {seconds:.3f} s", flush=True)  # kept in the log if a later row runs out of time
             del index
     if "faiss" not in args.skip:
         try:

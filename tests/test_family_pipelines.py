@@ -39,10 +39,10 @@ def xtreme_folder(tmp_path: Path) -> Path:
     pytest.param("pawsx", ["ja", "ko"], "accuracy", marks=pytest.mark.slow),
     pytest.param("xcopa", ["et", "zh"], "accuracy", marks=pytest.mark.slow),
 ])
-def test_target_family_runs_end_to_end(target, languages, metric, xlmr_dir, tmp_path):
+def test_target_family_runs_end_to_end(target, languages, metric, xlmr_dir, tmp_path, monkeypatch):
     root = xtreme_folder(tmp_path)
     workdir = tmp_path / "run"
-    code = main_module.main([
+    args = [
         f"--config=configs/stilts.py:intermediate=none,target={target}", f"--config.workdir={workdir}",
         f"--config.model.name={xlmr_dir}", "--config.model.dtype=float32",
         "--config.target.source.kind=xtreme", f"--config.target.source.path={root}",
@@ -51,8 +51,8 @@ def test_target_family_runs_end_to_end(target, languages, metric, xlmr_dir, tmp_
         f"--config.evaluation.languages={languages!r}",
         # PAN-X (the fast case) also trains with activation checkpointing: the config reaches the encoder.
         *(["--config.model.remat=full"] if target == "panx" else []),
-    ])
-    assert code == 0
+    ]
+    assert main_module.main(args) == 0
     results = json.loads((workdir / "results.json").read_text())
     assert sorted(results["per_language"]) == sorted(languages)
     for lang in languages:
@@ -68,6 +68,32 @@ def test_target_family_runs_end_to_end(target, languages, metric, xlmr_dir, tmp_
     figure = matplotlib.image.imread(workdir / f"{target}_languages.png")  # beside results.md: a bar per language
     assert figure.ndim == 3 and figure.shape[0] > 300 and (figure[..., :3] < 0.9).any(axis=-1).mean() > 0.01
     _scorer_reproduces_the_pipeline(target, languages, metric, root, workdir, results, tmp_path)
+    if target == "panx":
+        _interrupted_evaluation_resumes_at_the_next_language(args, workdir, results, monkeypatch)
+
+
+def _interrupted_evaluation_resumes_at_the_next_language(args, workdir, results, monkeypatch):
+    from stilts_jax.evaluation.predictor import Predictor
+
+    # As if the job died after the languages' scores were saved but before the tables: a rerun predicts nothing.
+    (workdir / "results.json").unlink()
+    (workdir / "evaluation" / "phase_done.json").unlink()
+    saved = sorted(p.name for p in (workdir / "evaluation" / "languages").iterdir())
+    assert saved == sorted(f"{lang}.json" for lang in results["per_language"])
+    real_predict = Predictor.predict
+
+    def no_prediction(*a, **k):
+        raise AssertionError("a language with saved scores was predicted again")
+
+    monkeypatch.setattr(Predictor, "predict", no_prediction)
+    assert main_module.main(args) == 0
+    assert json.loads((workdir / "results.json").read_text()) == results
+    # Other evaluation settings (here the batch size) do not reuse the saved scores: the language is predicted.
+    (workdir / "results.json").unlink()
+    (workdir / "evaluation" / "phase_done.json").unlink()
+    with pytest.raises(AssertionError, match="predicted again"):
+        main_module.main([*args, "--config.evaluation.batch_size=16"])
+    monkeypatch.setattr(Predictor, "predict", real_predict)
 
 
 # One line (or sentence) in the XTREME label layout per example; filler for languages the run did not evaluate.

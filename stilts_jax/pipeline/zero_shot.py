@@ -12,6 +12,7 @@ from stilts_jax.evaluation.plots import headline_columns, language_bars_png, mod
 from stilts_jax.evaluation.report import summarize, write_results
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.pipeline.common import DONE, make_predictor, say, source_of
+from stilts_jax.pipeline.language_results import LanguageResults, fingerprint
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import load_params
 from stilts_jax.train.state import ModelSpec
@@ -39,14 +40,23 @@ def evaluate_zero_shot(pipeline: "Pipeline", target: dict[str, Any]) -> dict[str
                             model_spec.abstract_params, model_spec.param_shardings)
     params = load_params(target["best_model"], abstract)
     predictor = make_predictor(pipeline, model_spec)
+    done = LanguageResults(workdir / "evaluation" / "languages", fingerprint(
+        model=target["best_model"], task=spec.name, split=spec.eval_split, evaluation=e.to_dict(),
+        source=source_of(phase)))
     per_language = {}
     for lang in languages:
+        saved = done.get(lang)
+        if saved is not None:
+            per_language[lang] = saved
+            say(f"[evaluation] {spec.name} {lang}: evaluated earlier (scores and predictions kept)")
+            continue
         predictions = task.predict(predictor, params, examples[lang], desc=f"zero-shot {lang}")
         scores = task.score(predictions, examples[lang], **({"language": lang} if spec.family == "span_qa" else {}))
         baseline = task.baseline(examples[lang])
         per_language[lang] = {**scores, **baseline, "examples": len(examples[lang])}
         if jax.process_index() == 0:
             task.write_predictions(workdir / "predictions", lang, predictions, examples[lang])
+        done.put(lang, per_language[lang])
         shown = "  ".join(f"{k} {v:.1f}" for k, v in scores.items())
         say(f"[evaluation] {spec.name} {lang}: {shown}  (trivial baseline "
             f"{', '.join(f'{v:.1f}' for v in baseline.values())}, {len(examples[lang])} examples)")

@@ -60,6 +60,8 @@ def evaluate_zero_shot(pipeline: "Pipeline", target: dict[str, Any]) -> dict[str
         shown = "  ".join(f"{k} {v:.1f}" for k, v in scores.items())
         say(f"[evaluation] {spec.name} {lang}: {shown}  (trivial baseline "
             f"{', '.join(f'{v:.1f}' for v in baseline.values())}, {len(examples[lang])} examples)")
+        if hasattr(task, "featurization_note"):
+            say(f"[evaluation] {spec.name} {lang}: {task.featurization_note()}")
     summary = summarize(spec.name, per_language)
     summary["intermediate_task"] = pipeline.config.intermediate.task or None
     if jax.process_index() == 0:

@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 
 from stilts_jax.data.examples import ChoiceExample, PairExample, TaggedSentence
+from stilts_jax.data.tagging_features import TaggingFeatures, featurize_tagging
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.heads import ClassificationHead, TaggingHead, classification_loss, tagging_loss
@@ -151,7 +152,7 @@ class TaggingTask:
         self.open_tag_set = has_open_labels(spec.dataset_and_split("train")[0])
         self._set_labels(() if self.open_tag_set else spec.label_names())
         self.loss_fn = tagging_loss
-        self.truncated_words = 0
+        self.featurization_counts = {"words_without_pieces": 0, "overlong_words": 0, "split_sentences": 0}
         self.by_accuracy = spec.metric == "accuracy"
         self.columns = ([("accuracy", "accuracy"), ("baseline_accuracy", "baseline accuracy")] if self.by_accuracy
                         else [("f1", "F1"), ("baseline_f1", "baseline F1")])
@@ -175,43 +176,40 @@ class TaggingTask:
                              "before building the head")
         return TaggingHead(hidden_size, len(self.labels), rngs=rngs)
 
-    def _encode(self, sentences: Sequence[TaggedSentence]) -> tuple[dict[str, np.ndarray], list[list[int]]]:
-        encoded = self.tokenizer([list(s.tokens) for s in sentences], is_split_into_words=True, truncation=True,
-                                 max_length=self.max_length, padding="max_length")
-        first_subword = []
-        for i in range(len(sentences)):
-            positions, previous = [], None
-            for position, word in enumerate(encoded.word_ids(i)):
-                if word is not None and word != previous:
-                    positions.append(position)
-                previous = word
-            first_subword.append(positions)  # positions[w]: where word w starts (words cut off are missing)
-        arrays = {"input_ids": np.asarray(encoded["input_ids"], np.int32),
-                  "attention_mask": np.asarray(encoded["attention_mask"], np.int32)}
-        return arrays, first_subword
+    def featurize(self, sentences: Sequence[TaggedSentence], *, with_labels: bool = False
+                  ) -> tuple[TaggingFeatures, np.ndarray | None]:
+        """Rows of the model's inputs (a long sentence in several parts) and, with labels, the tag ids per token."""
+        tags = None
+        if with_labels:
+            _require_labels(sentences, self.spec.name)
+            tags = []
+            for sentence in sentences:
+                unknown = [tag for tag in sentence.tags if tag not in self.label_index]
+                if unknown:
+                    raise ValueError(f"{self.spec.name} sentence {sentence.id!r}: unknown tag {unknown[0]!r}; known: "
+                                     f"{self.labels}")
+                tags.append([self.label_index[tag] for tag in sentence.tags])
+        return featurize_tagging([s.tokens for s in sentences], self.tokenizer, max_length=self.max_length,
+                                 tags_per_sentence=tags)
 
     def train_features(self, sentences: Sequence[TaggedSentence]) -> dict[str, np.ndarray]:
-        _require_labels(sentences, self.spec.name)
-        arrays, first_subword = self._encode(sentences)
-        labels = np.full(arrays["input_ids"].shape, -100, np.int32)
-        for i, (sentence, positions) in enumerate(zip(sentences, first_subword)):
-            for word, position in enumerate(positions):
-                tag = sentence.tags[word]
-                if tag not in self.label_index:
-                    raise ValueError(f"{self.spec.name} sentence {sentence.id!r}: unknown tag {tag!r}; known: {self.labels}")
-                labels[i, position] = self.label_index[tag]
-        return {**arrays, "labels": labels}
+        features, labels = self.featurize(sentences, with_labels=True)
+        self.featurization_counts = features.counts()
+        return {**features.arrays, "labels": labels}
 
     def predict(self, predictor: Predictor, params: Any, sentences: Sequence[TaggedSentence], *, desc: str = "predict") -> list[list[str]]:
-        arrays, first_subword = self._encode(sentences)
-        best = predictor.predict(params, arrays, desc=desc).argmax(-1)
-        fallback = "O" if "O" in self.label_index else self.labels[0]
-        predictions = []
-        for i, (sentence, positions) in enumerate(zip(sentences, first_subword)):
-            tags = [self.labels[best[i, p]] for p in positions]
-            self.truncated_words += len(sentence.tokens) - len(tags)
-            predictions.append(tags + [fallback] * (len(sentence.tokens) - len(tags)))  # words past max_length
-        return predictions
+        """Every word's tag from its first piece; a sentence longer than max_length is predicted in parts."""
+        features, _ = self.featurize(sentences)
+        self.featurization_counts = features.counts()
+        best = predictor.predict(params, features.arrays, desc=desc).argmax(-1)
+        return [[self.labels[t] for t in tags] for tags in features.gather_words(best, len(sentences))]
+
+    def featurization_note(self) -> str:
+        """What the last featurization did to fit the sentences: for the evaluation log."""
+        counts = self.featurization_counts
+        return (f"{counts['words_without_pieces']} words without sub-word pieces and {counts['overlong_words']} "
+                f"longer than a row (each fed as the unk piece), {counts['split_sentences']} sentences longer than "
+                f"max_length {self.max_length} (predicted in parts)")
 
     def score(self, predictions: Sequence[Sequence[str]], sentences: Sequence[TaggedSentence]) -> dict[str, float]:
         from stilts_jax.evaluation.metrics import seqeval_f1

@@ -4,6 +4,13 @@ SQuAD v1.1 style (XQuAD, MLQA, TyDiQA-GoldP): every question gets its best span.
 the best span competes with "no answer", scored by the first token (<s>, the CLS position the features label for
 unanswerable windows), as the original BERT run_squad.py and Hugging Face's utils_qa.py do. Its answers keep every
 question's best span and no-answer score (NullThresholdedAnswers), which the v2.0 best-threshold search needs.
+
+Candidates follow transformers' squad_metrics.compute_predictions_logits (what XTREME's run_squad scores with): the
+n_best start and end positions of every window, a span only inside the context, ending at or after its start, at most
+max_answer_length tokens, and starting at a token that has its maximum context in that window
+(`if not feature.token_is_max_context.get(start_index, False): continue`; the rule of XTREME's
+third_party/processors/squad.py `_new_check_is_max_context`, see stilts_jax/data/qa_features.py). Overlapping windows
+thus never offer the same start token twice; only the start is checked, not the end.
 """
 
 from __future__ import annotations
@@ -57,9 +64,10 @@ def score_answers(examples: Sequence[QAExample], features: QAFeatures, start_log
                   end_logits: np.ndarray, *, n_best: int = 20, max_answer_length: int = 30) -> dict[str, QAPrediction]:
     """The highest-scoring valid span (start + end logit) over all windows of each question, and its null score.
 
-    Valid spans lie inside the context, end at or after their start, and are at most max_answer_length tokens; only
-    the n_best start and n_best end positions of each window are tried. The null score is the smallest CLS score
-    over the question's windows (the window most sure that an answer exists decides).
+    Valid spans lie inside the context, start at a token that has its maximum context in the window
+    (features.max_context), end at or after their start, and are at most max_answer_length tokens; only the n_best
+    start and n_best end positions of each window are tried. The null score is the smallest CLS score over the
+    question's windows (the window most sure that an answer exists decides).
     """
     by_example = _windows_by_example(features)
     predictions = {}
@@ -68,10 +76,11 @@ def score_answers(examples: Sequence[QAExample], features: QAFeatures, start_log
         for f in by_example.get(e, []):
             null_score = min(null_score, float(start_logits[f, CLS_INDEX] + end_logits[f, CLS_INDEX]))
             offsets = features.offsets[f]
+            max_context = features.max_context[f]
             starts = np.argsort(start_logits[f])[::-1][:n_best]
             ends = np.argsort(end_logits[f])[::-1][:n_best]
             for s in starts:
-                if offsets[s, 0] < 0:
+                if offsets[s, 0] < 0 or not max_context[s]:
                     continue
                 for t in ends:
                     if offsets[t, 0] < 0 or t < s or t - s + 1 > max_answer_length:

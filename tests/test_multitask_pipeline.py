@@ -13,6 +13,7 @@ import pytest
 from stilts_jax import main as main_module
 from stilts_jax.config_loader import parse_config_args
 from stilts_jax.data.task_sources import load_examples
+from stilts_jax.data.task_sources.records import as_xcopa_example
 from stilts_jax.errors import StiltsError
 from stilts_jax.pipeline.common import load_training_examples
 from stilts_jax.tasks.families import make_task
@@ -71,7 +72,9 @@ def test_recipes():
     xcopa_train = load_examples("xcopa", "train", source, ["en"])["en"]
     copa_train = load_examples("copa", "train", source, ["en"])["en"]
     assert len(xcopa_train) == 3
-    assert [(ex.context, ex.choices, ex.label) for ex in xcopa_train] == [(ex.context, ex.choices, ex.label) for ex in copa_train]
+    # The same records: XCOPA asks XTREME-R's question (run_xcopa.py), the intermediate COPA jiant's (copa.py).
+    assert [(ex.choices, ex.label) for ex in xcopa_train] == [(ex.choices, ex.label) for ex in copa_train]
+    assert xcopa_train == [as_xcopa_example(ex) for ex in copa_train] != copa_train
     paper, _ = parse_config_args(["--config=configs/multitask.py:target=pawsx"])
     assert sorted(paper.intermediate.tasks) == ["anli_plus", "ccg", "commonsenseqa", "cosmosqa", "hellaswag", "mnli",
                                                 "qqp", "squad", "squad_v2"]

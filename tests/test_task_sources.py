@@ -124,12 +124,16 @@ def test_xtreme_xcopa_copa_and_zeroed_test_labels(tmp_path):
     dev = load_examples("xcopa", "dev", SOURCE, languages=["et", "zh", "ta"])
     assert counts(dev) == {"et": 2, "zh": 1, "ta": 1}
     zh = dev["zh"][0]
-    assert zh == ChoiceExample(id="1", context="这个男人打开了水龙头。", question="What happened as a result?",
+    # XCOPA in XTREME-R's wording (run_xcopa.py: f"{premise} What was the {question}?").
+    assert zh == ChoiceExample(id="1", prompt="这个男人打开了水龙头。 What was the effect?",
                                choices=("马桶里装满了水。", "水从龙头里流出来。"), label=1, language="zh")
-    assert in_script(dev["ta"][0].context, "ta")
-    train = load_examples("xcopa", "train", SOURCE, languages=["et"])  # COPA English
-    assert counts(train) == {"en": 3} and train["en"][0].question == "What was the cause of this?"
-    assert load_examples("copa", "train", SOURCE) == train
+    assert in_script(dev["ta"][0].prompt, "ta")
+    train = load_examples("xcopa", "train", SOURCE, languages=["et"])  # COPA English (xcopa/train-en.jsonl)
+    assert counts(train) == {"en": 3} and train["en"][0].prompt == "My body cast a shadow over the grass. What was the cause?"
+    # The intermediate COPA reads the same file in jiant's wording (jiant/tasks/lib/copa.py:41-44).
+    copa = load_examples("copa", "train", SOURCE)
+    assert copa["en"][0].prompt == "My body cast a shadow over the grass. What was the cause of this?"
+    assert [task_sources.records.as_xcopa_example(ex) for ex in copa["en"]] == train["en"]
     assert load_examples("copa", "dev", SOURCE)["en"][0].label == 1
     # utils_preprocess.py sets every test label to 0: they are no labels.
     test = load_examples("xcopa", "test", SOURCE, languages=["zh"])
@@ -143,7 +147,7 @@ def test_xtreme_xcopa_copa_and_zeroed_test_labels(tmp_path):
               "question": "effect", "label": 0, "idx": 2, "changed": False}
     (tmp_path / "xcopa" / "test.zh.jsonl").write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
     old = load_examples("xcopa", "test", {"kind": "xtreme", "path": str(tmp_path)}, languages=["zh"])
-    assert old["zh"][0].label == 0 and old["zh"][0].question == "What happened as a result?"
+    assert old["zh"][0].label == 0 and old["zh"][0].prompt == "我清空了口袋。 What was the effect?"
     # English is no XCOPA language; asked for, it is COPA's (model selection on the English dev set).
     mixed = load_examples("xcopa", "dev", SOURCE, languages=["zh", "en"])
     assert list(mixed) == ["zh", "en"] and mixed["en"] == load_examples("copa", "dev", SOURCE)["en"]
@@ -157,7 +161,8 @@ def test_xtreme_siqa():
     assert [ex.label for ex in train["en"]] == [0, 1]
     dev = load_examples("siqa", "dev", SOURCE)["en"][0]
     assert dev.label == 2 and dev.choices == ("make a new plan", "Go home and see Riley", "Find somewhere to go")
-    assert dev.question == "What does Tracy need to do before this?" and labels("siqa") == ("A", "B", "C")
+    assert dev.prompt == ("Tracy didn't go home that evening and resisted Riley's attacks. "
+                          "What does Tracy need to do before this?") and labels("siqa") == ("A", "B", "C")
 
 
 def test_missing_xtreme_data_says_where_and_how(tmp_path):
@@ -268,9 +273,11 @@ def test_hf_hellaswag_refs_convert_parquet_layout(tmp_path):
     write_parquet(repo / "default" / "validation" / "0000.parquet", [row, {**row, "ind": 5, "ctx_b": "", "label": "0"}])
     write_parquet(repo / "default" / "test" / "0000.parquet", [{**row, "label": ""}])
     dev = load_examples("hellaswag", "dev", hf_source(repo))["en"]
-    assert dev[0].context.endswith("winter clothes smiles. then") and dev[0].question == ""
+    # jiant's HellaSwag pair: prompt ctx_a, choices ctx_b + " " + ending (a leading space where ctx_b is empty).
+    assert dev[0].prompt == row["ctx_a"] and dev[0].choices[0] == "then , the man adds wax to the windshield and cuts it."
     assert len(dev[0].choices) == 4 and dev[0].label == 3 and dev[0].id == "4"
-    assert dev[1].context.endswith("smiles.") and dev[1].label == 0
+    assert dev[1].prompt == row["ctx_a"] and dev[1].choices[3] == " , the man continues removing the snow on his car."
+    assert dev[1].label == 0
     assert load_examples("hellaswag", "test", hf_source(repo))["en"][0].label is None
     with pytest.raises(InputError, match="carry no labels"):
         load_examples("hellaswag", "test", hf_source(repo), require_labels=True)
@@ -286,7 +293,7 @@ def test_hf_commonsenseqa(tmp_path):
     write_parquet(repo / "data" / "test-00000-of-00001.parquet", [{**row, "answerKey": ""}])
     train = load_examples("commonsenseqa", "train", hf_source(repo))["en"]
     assert [ex.label for ex in train] == [0, 3] and train[0].choices == tuple(choices["text"])
-    assert train[0].context.startswith("The sanctions") and train[0].id == "075e483d21c29a511267ef62bedc0461"
+    assert train[0].prompt == row["question"] and train[0].id == "075e483d21c29a511267ef62bedc0461"
     assert load_examples("commonsenseqa", "test", hf_source(repo))["en"][0].label is None
     write_parquet(repo / "data" / "validation-00000-of-00001.parquet", [{**row, "answerKey": "F"}])
     with pytest.raises(TaskDataError, match=r"row 0: answerKey 'F' is none of the choices' labels"):
@@ -302,8 +309,9 @@ def test_hf_siqa_labels_one_to_three(tmp_path):
     train = load_examples("siqa", "train", hf_source(repo))["en"]
     assert [ex.label for ex in train] == [0, 2, 1] and train[0].choices[0] == "like attending"
     xtreme_first = load_examples("siqa", "train", SOURCE)["en"][0]
-    assert (train[0].context, train[0].question, train[0].choices, train[0].label) == \
-           (xtreme_first.context, xtreme_first.question, xtreme_first.choices, xtreme_first.label)
+    assert train[0].prompt == f"{row['context']} {row['question']}"
+    assert (train[0].prompt, train[0].choices, train[0].label) == \
+           (xtreme_first.prompt, xtreme_first.choices, xtreme_first.label)
 
 
 def test_hf_wikiann_matches_xtreme_panx(tmp_path):
@@ -373,7 +381,8 @@ def test_files_original_releases(tmp_path):
            "label": 3, "activity_label": "Roof shingle removal", "split": "val", "split_type": "indomain"}
     (tmp_path / "hellaswag_val.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
     hs = load_examples("hellaswag", "dev", {"kind": "files", "paths": {"dev": str(tmp_path / "hellaswag_val.jsonl")}})
-    assert hs["en"][0].context == "A man is sitting on a roof. he" and hs["en"][0].label == 3
+    assert hs["en"][0].prompt == "A man is sitting on a roof." and hs["en"][0].choices == ("he a", "he b", "he c", "he d")
+    assert hs["en"][0].label == 3
     # ANLI's R1/dev.jsonl: context, hypothesis, label e/n/c.
     anli = {"uid": "u1", "context": "Ernest Jones is a British jeweller.", "hypothesis": "He is French.", "label": "c"}
     (tmp_path / "anli.jsonl").write_text(json.dumps(anli) + "\n", encoding="utf-8")
@@ -386,12 +395,12 @@ def test_files_original_releases(tmp_path):
     (tmp_path / "csqa.jsonl").write_text(json.dumps(csqa) + "\n", encoding="utf-8")
     ex = load_examples("commonsenseqa", "dev", {"kind": "files", "paths": {"dev": str(tmp_path / "csqa.jsonl")}})
     ex = ex["en"][0]
-    assert (ex.context, ex.choices, ex.label) == ("Where?", ("a", "b", "c", "d", "e"), 1)
+    assert (ex.prompt, ex.choices, ex.label) == ("Where?", ("a", "b", "c", "d", "e"), 1)
     # Cosmos QA's valid.csv.
     (tmp_path / "valid.csv").write_text('id,context,question,answer0,answer1,answer2,answer3,label\n'
                                         'c1,"Good night, she said.",Why?,w,x,y,z,2\n', encoding="utf-8")
     cosmos = load_examples("cosmosqa", "dev", {"kind": "files", "paths": {"dev": str(tmp_path / "valid.csv")}})["en"][0]
-    assert cosmos.context == "Good night, she said." and cosmos.label == 2 and cosmos.choices == ("w", "x", "y", "z")
+    assert cosmos.prompt == "Good night, she said. Why?" and cosmos.label == 2 and cosmos.choices == ("w", "x", "y", "z")
     with pytest.raises(InputError, match=r"give 'files' dev paths as \{language: path\}"):
         load_examples("xnli", "dev", {"kind": "files", "paths": {"dev": str(tmp_path / "anli.jsonl")}})
 
@@ -543,7 +552,7 @@ def test_intermediate_fixture_labels_follow_their_lexical_cues():
         assert ex.label == (0 if ex.text_b.startswith("Instead") else 1)
     for dataset in ("commonsenseqa", "cosmosqa", "hellaswag", "copa"):
         for ex in load_examples(dataset, "train", FIXTURE_SOURCES[dataset])["en"]:
-            context_words = set(re.findall(r"\w+", ex.context)) - {"the", "a", "The", "A", "she"}
+            context_words = set(re.findall(r"\w+", ex.prompt)) - {"the", "a", "The", "A", "she"}
             overlaps = [len(context_words & set(re.findall(r"\w+", c))) for c in ex.choices]
             assert overlaps.index(max(overlaps)) == ex.label and overlaps.count(max(overlaps)) == 1, ex
 

@@ -20,13 +20,14 @@ class PairExample:
 class ChoiceExample:
     """Multiple choice with any number of choices: XCOPA, COPA, SIQA, CommonsenseQA, Cosmos QA, HellaSwag.
 
-    Each choice is scored as the pair (context, question + choice); `question` may be empty.
+    Exactly what the model sees: each choice is scored as the segment pair (prompt, choice). The readers
+    (data/task_sources/records.py) build both as the published code does, e.g. HellaSwag's prompt is ctx_a and
+    each choice ctx_b + " " + ending; Cosmos QA's prompt is context + " " + question and each choice an answer.
     """
 
     id: str
-    context: str
-    question: str
-    choices: tuple[str, ...]
+    prompt: str  # the first segment
+    choices: tuple[str, ...]  # each the whole second segment
     label: int | None
     language: str
 

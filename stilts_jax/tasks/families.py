@@ -95,24 +95,61 @@ class ClassificationTask:
 
 
 class MultipleChoiceTask(ClassificationTask):
-    """XCOPA, COPA, SIQA, CommonsenseQA, Cosmos QA, HellaSwag: one score per (context, question + choice) pair."""
+    """XCOPA, COPA, SIQA, CommonsenseQA, Cosmos QA, HellaSwag: one score per (prompt, choice) pair.
+
+    The readers build each example's prompt and choices as the published code does (data/task_sources/records.py).
+    Each pair is fed as jiant's `<cls> prompt <sep> [<sep>] choice <sep>` (jiant/tasks/lib/templates/
+    multiple_choice.py:53-79; the extra <sep> where the tokenizer's pair template has one, as XLM-R's does), the
+    segments tokenized on their own (35-41). A pair longer than max_length loses one token at a time from its longer
+    segment, the prompt on a tie (jiant/tasks/utils.py:57-67), from the segment's start (truncate_end=False,
+    multiple_choice.py:65-69), so Cosmos QA keeps its question, which ends the prompt. XCOPA keeps XTREME-R's
+    truncation side instead: run_xcopa.py calls tokenizer(first, second, truncation=True), which cuts the ends
+    (its Rust longest-first split can differ from jiant's by a token, but a COPA pair is far below max_length).
+    """
+
+    def load(self, which: str, source: Mapping[str, Any], languages: Sequence[str] | None) -> dict[str, list]:
+        from stilts_jax.data.task_sources.records import as_xcopa_example
+
+        loaded = super().load(which, source, languages)
+        if self.spec.dataset == "xcopa":
+            # Part of XCOPA's English (hub/TFDS train, en of dev/test) is read as the copa dataset, in jiant's wording.
+            loaded = {lang: [as_xcopa_example(ex) for ex in examples] for lang, examples in loaded.items()}
+        return loaded
 
     def head(self, hidden_size: int, rngs: nnx.Rngs) -> ClassificationHead:
         return ClassificationHead(hidden_size, 1, rngs=rngs)
 
+    def _pair_ids(self, prompt: list[int], choice: list[int], specials: int) -> list[int]:
+        """jiant's truncation of (prompt, choice) token ids to max_length, and the `specials` tokens around them."""
+        keep = [len(prompt), len(choice)]
+        while sum(keep) > max(self.max_length - specials, 0):
+            keep[0 if keep[0] >= keep[1] else 1] -= 1
+        if self.spec.dataset == "xcopa":
+            prompt, choice = prompt[:keep[0]], choice[:keep[1]]
+        else:
+            prompt, choice = prompt[len(prompt) - keep[0]:], choice[len(choice) - keep[1]:]
+        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        return [cls, *prompt, *([sep, sep] if specials == 4 else [sep]), *choice, sep]
+
     def _encode(self, examples: Sequence[ChoiceExample]) -> dict[str, np.ndarray]:
         width = max(len(ex.choices) for ex in examples)
-        firsts, seconds = [], []
-        for ex in examples:
-            for c in range(width):
-                choice = ex.choices[c] if c < len(ex.choices) else ""
-                firsts.append(ex.context)
-                seconds.append(f"{ex.question} {choice}".strip())
-        encoded = self.tokenizer(firsts, seconds, truncation=True, max_length=self.max_length, padding="max_length")
+        prompts = self.tokenizer([ex.prompt for ex in examples], add_special_tokens=False)["input_ids"]
+        choices = self.tokenizer([ex.choices[c] if c < len(ex.choices) else "" for ex in examples for c in range(width)],
+                                 add_special_tokens=False)["input_ids"]
+        specials = self.tokenizer.num_special_tokens_to_add(pair=True)
+        if specials not in (3, 4):
+            raise ValueError(f"multiple choice expects a pair template of 3 special tokens (<cls> a <sep> b <sep>) or "
+                             f"4 (<cls> a <sep><sep> b <sep>); this tokenizer adds {specials}")
+        pad = self.tokenizer.pad_token_id
+        input_ids = np.full((len(examples) * width, self.max_length), 0 if pad is None else pad, np.int32)
+        attention_mask = np.zeros((len(examples) * width, self.max_length), np.int32)
+        for row, choice in enumerate(choices):
+            ids = self._pair_ids(prompts[row // width], choice, specials)
+            input_ids[row, :len(ids)] = ids
+            attention_mask[row, :len(ids)] = 1
         shape = (len(examples), width, self.max_length)
         choice_mask = np.asarray([[c < len(ex.choices) for c in range(width)] for ex in examples], np.int32)
-        return {"input_ids": np.asarray(encoded["input_ids"], np.int32).reshape(shape),
-                "attention_mask": np.asarray(encoded["attention_mask"], np.int32).reshape(shape),
+        return {"input_ids": input_ids.reshape(shape), "attention_mask": attention_mask.reshape(shape),
                 "choice_mask": choice_mask}
 
     def predict(self, predictor: Predictor, params: Any, examples: Sequence[ChoiceExample], *, desc: str = "predict") -> list[int]:

@@ -3,6 +3,7 @@ rows of a hub split or TFDS dataset -> examples."""
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -11,8 +12,32 @@ from stilts_jax.data.examples import ChoiceExample, PairExample, TaggedSentence
 from stilts_jax.data.task_sources.catalog import Example, TaskDataError, TaskDataset
 from stilts_jax.data.task_sources.fields import _get, _label_index, _record_id, _seq, _tag_names, _text
 
-# COPA's `question` field names the relation; the question text is the one jiant (the paper's code) uses.
+# The multiple-choice readers build each example's prompt (first segment) and choices (each a whole second segment)
+# the way the published code does: jiant (nyu-mll/jiant, jiant/tasks/lib/*.py), the paper's code, for the
+# intermediate tasks; google-research/xtreme third_party/run_xcopa.py for the XCOPA target.
+
+# COPA's `question` field names the relation. jiant's COPA (the intermediate task) asks
+# jiant/tasks/lib/copa.py:41-44 (_QUESTION_DICT); XTREME-R's XCOPA asks f"{premise} What was the {question}?"
+# (run_xcopa.py preprocess_function, L288-333).
 COPA_QUESTIONS = {"cause": "What was the cause of this?", "effect": "What happened as a result?"}
+XCOPA_QUESTIONS = {relation: f"What was the {relation}?" for relation in ("cause", "effect")}
+
+
+def as_xcopa_example(example: ChoiceExample) -> ChoiceExample:
+    """`example`, a COPA example, with XCOPA's (XTREME-R's) question in place of jiant's.
+
+    load_examples reads part of XCOPA's English data as the `copa` dataset (train from hub and TFDS sources, and
+    "en" of dev/test from any but plain files), whose reader asks jiant's question; the XCOPA task
+    (tasks/families.py MultipleChoiceTask.load) rewords those. Examples in XCOPA's wording come back unchanged.
+    """
+    for relation, question in COPA_QUESTIONS.items():
+        if example.prompt.endswith(" " + question):
+            premise = example.prompt[: -len(question) - 1]
+            return dataclasses.replace(example, prompt=f"{premise} {XCOPA_QUESTIONS[relation]}")
+    if any(example.prompt.endswith(" " + question) for question in XCOPA_QUESTIONS.values()):
+        return example
+    raise ValueError(f"example {example.id!r} ({example.language}) is no COPA example: its prompt "
+                     f"{example.prompt!r} ends with neither COPA question")
 
 
 # Each reader turns one record into an example of `language`; `index` numbers records for default ids.
@@ -33,10 +58,13 @@ def _read_copa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language
     relation = _text(_get(row, ("question",), where), "question", where).strip()
     if relation not in COPA_QUESTIONS:
         raise TaskDataError(f"{where}: question {relation!r} is neither 'cause' nor 'effect'")
+    premise = _text(_get(row, ("premise",), where), "premise", where)
+    # jiant/tasks/lib/copa.py:59-65: prompt = premise + " " + question, choices = [choice1, choice2]. XCOPA:
+    # run_xcopa.py L288-333: first = f"{premise} What was the {question}?", second = choice1 | choice2.
+    questions = XCOPA_QUESTIONS if dataset == "xcopa" else COPA_QUESTIONS
     choices = tuple(_text(_get(row, (f"choice{i}",), where), f"choice{i}", where) for i in (1, 2))
-    return ChoiceExample(id=_record_id(row, ("idx", "id"), default_id),
-                         context=_text(_get(row, ("premise",), where), "premise", where),
-                         question=COPA_QUESTIONS[relation], choices=choices,
+    return ChoiceExample(id=_record_id(row, ("idx", "id"), default_id), prompt=f"{premise} {questions[relation]}",
+                         choices=choices,
                          label=_label_index(spec, dataset, _get(row, ("label",), where, required=False), where),
                          language=language)
 
@@ -46,9 +74,11 @@ def _read_siqa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language
     raw = _get(row, ("correct", "label"), where, required=False)  # correct: A-C (XTREME's v1.4); label: 1-3
     if isinstance(raw, numbers.Integral) and not isinstance(raw, bool):
         raw = str(int(raw))
-    return ChoiceExample(id=_record_id(row, ("id",), default_id),
-                         context=_text(_get(row, ("context",), where), "context", where),
-                         question=_text(_get(row, ("question",), where), "question", where),
+    context = _text(_get(row, ("context",), where), "context", where)
+    question = _text(_get(row, ("question",), where), "question", where)
+    # jiant/tasks/lib/socialiqa.py:68-69: prompt = context + " " + question, choices = answerA..C (as
+    # run_xcopa.py L288-333 builds SIQA: f"{context} {question}", answerA|B|C).
+    return ChoiceExample(id=_record_id(row, ("id",), default_id), prompt=f"{context} {question}",
                          choices=tuple(_text(_get(row, (f"answer{c}",), where), f"answer{c}", where) for c in "ABC"),
                          label=_label_index(spec, dataset, raw, where), language=language)
 
@@ -87,8 +117,10 @@ def _read_csqa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language
             if answer not in texts:
                 raise TaskDataError(f"{where}: answer {answer!r} is none of the choices")
             label = texts.index(answer)
-    return ChoiceExample(id=_record_id(row, ("id",), default_id), context=question, question="",
-                         choices=tuple(texts), label=label, language=language)
+    # jiant/tasks/lib/commonsenseqa.py:83-89 (original release) and 95-98 (hub rows): prompt = the question stem,
+    # choices = the choice texts; the question concept is not used.
+    return ChoiceExample(id=_record_id(row, ("id",), default_id), prompt=question, choices=tuple(texts), label=label,
+                         language=language)
 
 
 def _read_cosmos(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
@@ -96,22 +128,33 @@ def _read_cosmos(spec: TaskDataset, dataset: str, row: Mapping[str, Any], langua
     raw = _get(row, ("label",), where, required=False)
     if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
         raw = int(raw)  # the original CSV files
-    return ChoiceExample(id=_record_id(row, ("id",), default_id),
-                         context=_text(_get(row, ("context",), where), "context", where),
-                         question=_text(_get(row, ("question",), where), "question", where),
+    context = _text(_get(row, ("context",), where), "context", where)
+    question = _text(_get(row, ("question",), where), "question", where)
+    # jiant/tasks/lib/cosmosqa.py:62-63: prompt = context + " " + question, choices = answer0..3.
+    return ChoiceExample(id=_record_id(row, ("id",), default_id), prompt=f"{context} {question}",
                          choices=tuple(_text(_get(row, (f"answer{i}",), where), f"answer{i}", where) for i in range(4)),
                          label=_label_index(spec, dataset, raw, where), language=language)
 
 
 def _read_hellaswag(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
                     where: str) -> ChoiceExample:
-    if "ctx_a" in row:  # hub and original: the context is ctx_a followed by ctx_b (the start of the ending)
-        parts = [_text(row["ctx_a"], "ctx_a", where).strip(), _text(row.get("ctx_b") or "", "ctx_b", where).strip()]
-        context = " ".join(p for p in parts if p)
-    else:  # TFDS: ctx, already joined
-        context = _text(_get(row, ("ctx", "context"), where), "ctx", where).strip()
-    endings = tuple(_text(e, "endings", where) for e in _seq(_get(row, ("endings",), where), "endings", where))
-    return ChoiceExample(id=_record_id(row, ("ind", "id"), default_id), context=context, question="", choices=endings,
+    endings = [_text(e, "endings", where) for e in _seq(_get(row, ("endings",), where), "endings", where)]
+    if "ctx_a" in row:
+        # Hub rows and the original files. jiant/tasks/lib/hellaswag.py:56-57: prompt = ctx_a, each choice =
+        # ctx_b + " " + ending (ctx_b, the context's unfinished last phrase, is "" where it has none, as in most
+        # WikiHow contexts: the choice then starts with a space, which XLM-R's tokenizer drops).
+        prompt = _text(row["ctx_a"], "ctx_a", where)
+        start = _text(row.get("ctx_b") or "", "ctx_b", where)
+        choices = tuple(f"{start} {ending}" for ending in endings)
+    else:
+        # TFDS's hellaswag keeps only `context`, the file's `ctx` (= ctx_a + " " + ctx_b when ctx_b is not empty;
+        # tensorflow_datasets/text/hellaswag.py _generate_examples), and drops ctx_a/ctx_b: the split cannot be
+        # recovered, so ctx_b's words stay at the end of the prompt and each choice is the ending alone. Same text
+        # as jiant's pair, with the segment boundary before ctx_b moved after it; read the hub or the original files
+        # for jiant's exact inputs.
+        prompt = _text(_get(row, ("ctx", "context"), where), "ctx", where)
+        choices = tuple(endings)
+    return ChoiceExample(id=_record_id(row, ("ind", "id"), default_id), prompt=prompt, choices=choices,
                          label=_label_index(spec, dataset, _get(row, ("label",), where, required=False), where),
                          language=language)
 

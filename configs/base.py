@@ -9,26 +9,94 @@ import ml_collections
 
 from stilts_jax.distributed import DEFAULT_LOGICAL_RULES
 
-# English training data, epochs, effective batch and max length per target (see BENCHMARKS.md).
+# Every default below names its source. Two presets:
+# Choose one with `configs/stilts.py:intermediate=X,target=Y,preset=own` or base.get_config(..., preset=...).
+#   published: each task as the code behind its published numbers ran it. The paper's tasks follow the paper's own
+#     code, jiant (nyu-mll/jiant jiant/scripts/benchmarks/xtreme/subscripts/: c_tokenize_and_cache.sh for max
+#     lengths, d_write_configs.sh for epochs and batch (train_batch_size 4 x gradient_accumulation_steps), and
+#     e_run_models.sh for lr 1e-5, --eval_every_steps 1000, --no_improvements_for_n_evals 30); XTREME-R's own
+#     baselines (LAReQA, Mewsli-X, the SIQA -> COPA -> XCOPA chain) follow google-research/xtreme's scripts.
+#   own: this project's earlier setup, kept as a named alternative (rows of OWN_OVERRIDES).
+# batch_size is the effective batch (per-step examples over all devices and micro-batches).
+JIANT_XTREME = "nyu-mll/jiant jiant/scripts/benchmarks/xtreme/subscripts"
 TASK_DEFAULTS = {
+    # d_write_configs.sh:47/55/63 (epochs 2, batch 4 x accumulation 4), c_tokenize_and_cache.sh:98/110/121 (384);
+    # doc_stride 128 as jiant's squad_style template (templates/squad_style/core.py) and XTREME's run_squad.
     "squad": dict(epochs=2.0, batch_size=16, max_length=384),
     "tydiqa": dict(epochs=2.0, batch_size=16, max_length=384),
-    "xquad": dict(epochs=2.0, batch_size=16, max_length=384),  # both train on SQuAD v1.1 (doc stride 128)
-    "mlqa": dict(epochs=2.0, batch_size=16, max_length=384),
-    "squad_v2": dict(epochs=3.0, batch_size=16, max_length=256),  # an intermediate task: the paper's intermediate setup
-    "xnli": dict(epochs=2.0, batch_size=32, max_length=256),
-    "pawsx": dict(epochs=5.0, batch_size=32, max_length=256),
-    "udpos": dict(epochs=10.0, batch_size=32, max_length=256),
-    "panx": dict(epochs=10.0, batch_size=32, max_length=256),
-    "xcopa": dict(epochs=10.0, batch_size=32, max_length=256),  # COPA is tiny; XTREME-R trains SIQA first
-    "tatoeba": dict(epochs=0.0, batch_size=32, max_length=512),  # retrieval: no training
+    "xquad": dict(epochs=2.0, batch_size=16, max_length=384),  # trains on SQuAD v1.1
+    "mlqa": dict(epochs=2.0, batch_size=16, max_length=384),  # trains on SQuAD v1.1
+    "squad_v2": dict(epochs=3.0, batch_size=4, max_length=256),  # an intermediate task only: INTERMEDIATE_DEFAULTS
+    "xnli": dict(epochs=2.0, batch_size=32, max_length=256),  # d_write_configs.sh:15 (4 x 8), c_tokenize...sh:16
+    "pawsx": dict(epochs=5.0, batch_size=32, max_length=256),  # d_write_configs.sh:23, c_tokenize_and_cache.sh:27
+    "udpos": dict(epochs=10.0, batch_size=32, max_length=256),  # d_write_configs.sh:31, c_tokenize_and_cache.sh:47
+    "panx": dict(epochs=10.0, batch_size=32, max_length=256),  # d_write_configs.sh:39, c_tokenize_and_cache.sh:77
+    # XTREME-R's chain (google-research/xtreme scripts/train_xcopa.sh L44-54 for XLM-R large: lr 3e-5, batch 2 x 16,
+    # max_seq_length 128, 5 epochs per stage; the rest are transformers Trainer 4.9.2 defaults: no warmup, no weight
+    # decay; no evaluation during training, the final model is used). The target trains on English COPA.
+    "xcopa": dict(epochs=5.0, batch_size=32, max_length=128, learning_rate=3e-5, warmup_fraction=0.0,
+                  weight_decay=0.0, selection="last"),
+    # Retrieval without training: c_tokenize_and_cache.sh:142/154 (512).
+    "tatoeba": dict(epochs=0.0, batch_size=32, max_length=512),
     "bucc": dict(epochs=0.0, batch_size=32, max_length=512),
-    # Dual encoders (xtreme scripts/train_lareqa.sh, train_mewslix.sh): max_length is the candidate length
-    # (LAReQA answer sentence + paragraph 256, Mewsli-X 64); batch = per-device batch x accumulation there.
-    "lareqa": dict(epochs=3.0, batch_size=16, max_length=256),
-    "mewslix": dict(epochs=2.0, batch_size=256, max_length=64),
+    # Dual encoders, XLM-R large rows of google-research/xtreme scripts/train_lareqa.sh (L27-34: lr 2e-5, 3 epochs,
+    # batch 4 x accumulation 4, no warmup or weight decay, queries 96 and candidates 256 tokens; checkpoints picked
+    # by hand in the paper: the final one here) and train_mewslix.sh (L27-29, L40-46: lr 1e-5, 2 epochs, batch
+    # 8 x accumulation 4, 64 tokens; the final model). The in-batch negatives are each micro-batch's own candidates
+    # there (third_party/bert.py: one forward pass per micro-batch).
+    "lareqa": dict(epochs=3.0, batch_size=16, max_length=256, learning_rate=2e-5, warmup_fraction=0.0,
+                   weight_decay=0.0, micro_batches=4, selection="last"),
+    "mewslix": dict(epochs=2.0, batch_size=32, max_length=64, learning_rate=1e-5, warmup_fraction=0.0,
+                    weight_decay=0.0, micro_batches=4, selection="last"),
 }
-INTERMEDIATE_DEFAULTS = dict(epochs=3.0, batch_size=16, max_length=256)
+# The intermediate phase: jiant's guides/projects/xstilts.md runs jiant/proj/simple/runscript.py with
+# `--train_batch_size 4` and the runscript's defaults otherwise (num_train_epochs 3, max_seq_length 256, lr 1e-5);
+# model selection as the XTREME targets (e_run_models.sh).
+INTERMEDIATE_DEFAULTS = dict(epochs=3.0, batch_size=4, max_length=256)
+# XTREME-R's SIQA stage ahead of XCOPA (scripts/train_xcopa.sh L58-76: the settings of its COPA stage).
+XCOPA_CHAIN_INTERMEDIATE = dict(TASK_DEFAULTS["xcopa"])
+# Shared by every task unless a row sets it: jiant/shared/model_setup.py (AdamW, weight decay 0.01 except bias and
+# LayerNorm, eps 1e-8), jiant/proj/main/scripts/configurator.py (warmup_steps_proportion 0.1, eval_subset_num 500),
+# jiant/proj/main/runscript.py (max_grad_norm 1.0), e_run_models.sh (lr 1e-5, eval every 1000 steps, patience 30).
+PAPER_TRAINING = dict(learning_rate=1e-5, warmup_fraction=0.1, weight_decay=0.01, adam_eps=1e-8, max_grad_norm=1.0,
+                      micro_batches=1, eval_every=1000, eval_subset=500, early_stopping_patience=30, selection="best")
+# The `own` preset: the project's setup before the published presets (XCOPA 10 epochs at the paper's optimizer;
+# dual encoders with warmup and weight decay, whole-batch negatives; intermediate batch 16).
+OWN_OVERRIDES = {
+    "intermediate": dict(batch_size=16),
+    "xcopa": dict(epochs=10.0, batch_size=32, max_length=256, learning_rate=1e-5, warmup_fraction=0.1,
+                  weight_decay=0.01, selection="best"),
+    "lareqa": dict(epochs=3.0, batch_size=16, max_length=256, learning_rate=1e-5, warmup_fraction=0.1,
+                   weight_decay=0.01, micro_batches=1, selection="best"),
+    "mewslix": dict(epochs=2.0, batch_size=256, max_length=64, learning_rate=1e-5, warmup_fraction=0.1,
+                    weight_decay=0.01, micro_batches=1, selection="best"),
+}
+PRESETS = ("published", "own")
+XTREME_R_RECIPES = {"xcopa": "google-research/xtreme scripts/train_xcopa.sh",
+                    "lareqa": "google-research/xtreme scripts/train_lareqa.sh",
+                    "mewslix": "google-research/xtreme scripts/train_mewslix.sh"}
+
+
+def preset_row(task: str, *, intermediate: bool, preset: str, target: str = "") -> tuple[dict, str]:
+    """The preset's values for a phase and the label that names where they come from."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if intermediate:
+        chain = task == "siqa" and target == "xcopa"
+        row = dict(XCOPA_CHAIN_INTERMEDIATE if chain else INTERMEDIATE_DEFAULTS)
+        label = (f"XTREME-R ({XTREME_R_RECIPES['xcopa']})" if chain
+                 else "paper (nyu-mll/jiant guides/projects/xstilts.md, jiant/proj/simple/runscript.py)")
+        own_key = "intermediate"
+    else:
+        row = dict(TASK_DEFAULTS.get(task, INTERMEDIATE_DEFAULTS))
+        label = f"XTREME-R ({XTREME_R_RECIPES[task]})" if task in XTREME_R_RECIPES else f"paper ({JIANT_XTREME})"
+        own_key = task
+    if preset == "own":
+        row.update(OWN_OVERRIDES.get(own_key, {}))
+        if intermediate and task == "siqa" and target == "xcopa":
+            row = {**INTERMEDIATE_DEFAULTS, **OWN_OVERRIDES["intermediate"]}
+        label = "own (stilts-jax's earlier defaults)"
+    return row, label
 
 
 def source(kind: str = "hf", **values: str) -> ml_collections.ConfigDict:
@@ -39,13 +107,17 @@ def source(kind: str = "hf", **values: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(base)
 
 
-def phase(task: str, *, intermediate: bool = False, **overrides) -> ml_collections.ConfigDict:
-    defaults = INTERMEDIATE_DEFAULTS if intermediate else TASK_DEFAULTS.get(task, INTERMEDIATE_DEFAULTS)
+def phase(task: str, *, intermediate: bool = False, preset: str = "published", target: str = "",
+          **overrides) -> ml_collections.ConfigDict:
+    row, label = preset_row(task, intermediate=intermediate, preset=preset, target=target)
+    training = {**PAPER_TRAINING, **{k: v for k, v in row.items() if k in PAPER_TRAINING}}
+    if training["selection"] == "last":  # no evaluation during training: only the final model's English dev score
+        training.update(eval_every=0, early_stopping_patience=0)
     config = ml_collections.ConfigDict(dict(
         task=task,
         source=source(),
-        max_length=defaults["max_length"],
-        doc_stride=128,
+        max_length=row["max_length"],
+        doc_stride=128,  # the step between QA windows (run_squad's meaning), jiant/XTREME's 128
         max_train_examples=0,  # 0: all (per training language)
         max_dev_examples=0,
         # Training languages, concatenated; non-English ones come from translated_train (a file template with {lang},
@@ -63,54 +135,71 @@ def phase(task: str, *, intermediate: bool = False, **overrides) -> ml_collectio
         # MLM auxiliary, one more task of the sampler: text files (one sentence per line), its share of the steps.
         mlm=dict(files=[], share=0.1, max_length=128, mask_probability=0.15, init_from_checkpoint=True),
         train=dict(
-            batch_size=defaults["batch_size"],
-            micro_batches=1,
-            epochs=defaults["epochs"],
+            batch_size=row["batch_size"],
+            micro_batches=training["micro_batches"],
+            epochs=row["epochs"],
             max_steps=0,  # 0: from epochs
-            learning_rate=1e-5,
-            warmup_fraction=0.1,
-            weight_decay=0.01,
-            adam_eps=1e-8,
-            max_grad_norm=1.0,
+            learning_rate=training["learning_rate"],
+            warmup_fraction=training["warmup_fraction"],
+            weight_decay=training["weight_decay"],
+            adam_eps=training["adam_eps"],
+            max_grad_norm=training["max_grad_norm"],
             dropout=True,
             log_every=50,
             checkpoint_every=1000,
-            eval_every=0,  # 0: evaluate on the English dev set at the end of the phase only
+            # Model selection. selection "best": the English dev score every eval_every steps (on the first
+            # eval_subset dev examples, 0: all) picks the checkpoint; "last": the final parameters are used.
+            # The selected model's English dev score on the whole dev set is reported either way.
+            selection=training["selection"],
+            eval_every=training["eval_every"],  # 0: at the end of the phase only
+            eval_subset=training["eval_subset"],
             keep_checkpoints=2,
             progress_bar=True,
-            early_stopping_patience=0,  # stop after this many evaluations without a better dev score (0: off)
+            early_stopping_patience=training["early_stopping_patience"],  # evaluations without a better score; 0: off
         ),
+        # Where the defaults above come from, and their values, so results name the protocol and what was changed.
+        preset=dict(name=preset, label=label, values=dict(max_length=row["max_length"], batch_size=row["batch_size"],
+                                                          epochs=row["epochs"], **training)),
     ))
     for key, value in overrides.items():
         config[key] = value
     return config
 
 
-def get_config(intermediate: str = "squad", target: str = "tydiqa") -> ml_collections.ConfigDict:
+def get_config(intermediate: str = "squad", target: str = "tydiqa", preset: str = "published") -> ml_collections.ConfigDict:
+    """`preset`: "published" (the code behind each task's published numbers) or "own"; see PRESETS above. Each phase
+    records its preset's label and values (`<phase>.preset`), so results name the protocol and what was changed."""
     config = ml_collections.ConfigDict()
     config.workdir = f"workdir/{intermediate or 'baseline'}_to_{target}"
     config.seed = 0
     # remat: activation checkpointing per layer in training: "none", "save_dots" (keep the weight matmuls' outputs)
     # or "full" (keep each layer's input only: the least memory, about a third more compute).
     config.model = dict(name="xlm-roberta-large", tokenizer="", dtype="auto", attention="auto", remat="none",
-                        make_tiny=False)
+                        make_tiny=False, attention_dropout="config")
     config.mesh = dict(data=-1, fsdp=1, tensor=1)  # -1: the devices left over
     # Logical axis of the parameters/batches -> mesh axis (or axes, or None to replicate).
     config.logical_rules = [list(rule) for rule in DEFAULT_LOGICAL_RULES]
     config.distributed = dict(coordinator_address="", num_processes=1, process_id=0)
     # An empty intermediate task is the baseline: the target task straight from the pretrained model.
-    config.intermediate = phase(intermediate or "squad", intermediate=True)
+    config.intermediate = phase(intermediate or "squad", intermediate=True, preset=preset, target=target)
     config.intermediate.task = intermediate
-    config.target = phase(target)
+    config.target = phase(target, preset=preset)
     # languages: [] evaluates every language of the target task.
     # layer: the retrieval layer (-1: 14 of 24, 8 of 12); all_layers: also score every layer (a per-layer table).
     # split: "" evaluates the task's own zero-shot split (test for XNLI, PAWS-X, XCOPA, UD-POS, PAN-X).
-    # Dual-encoder targets (lareqa, mewslix): embedding ("cls" as XTREME-R's baselines, or "mean"), logit scale,
-    # query length (0: 96 for LAReQA, 64 for Mewsli-X), and the evaluation folder when it differs from the
-    # target source (LAReQA trains on SQuAD from target.source and searches XQuAD-R from eval_path).
+    # Dual-encoder targets (lareqa, mewslix). The defaults are XTREME-R's published baseline (google-research/xtreme
+    # third_party/bert.py BertForRetrieval): pooling="pooler" embeds with tanh(dense(h_<s>)), the checkpoint's
+    # pretrained pooler.dense (a checkpoint without it is an error unless allow_random_pooler), L2-normalised, and
+    # learned_scale=True trains the logits' multiplier from `scale` (100). The named alternative: pooling="cls" (the
+    # raw <s> hidden state, no pooler) with learned_scale=False (`scale` fixed); "mean" pools over the mask.
+    # query_max_length: 0 is 96 for LAReQA, 64 for Mewsli-X; eval_path: the evaluation folder when it differs from
+    # the target source (LAReQA trains on SQuAD from target.source and searches XQuAD-R from eval_path).
     # full_batch_negatives: with train.micro_batches > 1, the negatives are still the whole batch (gradient caching:
     # a second forward pass); false: each micro-batch's own candidates.
-    config.dual_encoder = dict(pooling="cls", scale=100.0, query_max_length=0, eval_path="", full_batch_negatives=True)
+    config.dual_encoder = dict(pooling="pooler", scale=100.0, learned_scale=True, allow_random_pooler=False,
+                               query_max_length=0, eval_path="", full_batch_negatives=True)
+    if preset == "published":  # xtreme third_party/bert.py: the negatives of one forward pass (micro-batch) only
+        config.dual_encoder.full_batch_negatives = False
     # null_score_diff_threshold: SQuAD v2.0 predicts "no answer" when null score - best span score exceeds it;
     # tune_null_score_diff_threshold: instead, each evaluated SQuAD v2.0 set uses the threshold of its best F1
     # (chosen with its own answers: an oracle, as BERT's dev runs; the threshold is logged).
@@ -119,10 +208,12 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa") -> ml_collec
     # search_kernel: nearest-neighbour search of the retrieval tasks, "xla" (dot + top_k, every platform) or "fused"
     # (one Pallas kernel per GPU that never writes the score matrix; k <= 32); search_dtype: its matmul operands
     # ("bfloat16" halves memory and time on accelerators; accumulation is float32 either way).
+    # bucc_threshold: "dev" tunes BUCC's F1-best threshold on the dev (sample) split and applies it to test (XTREME,
+    # LASER); "oracle" tunes it on the scored split itself (jiant's tables; an upper bound). Written in the results.
     # plots: beside results.md, {task}_languages.png (zero-shot score per language) and, with all_layers,
     # {task}_layers.png (retrieval score per layer); needs matplotlib (skipped with a message without it).
     config.evaluation = dict(batch_size=64, n_best=20, max_answer_length=30, languages=[], layer=-1, all_layers=False,
                              margin_k=4, split="", null_score_diff_threshold=0.0,
                              tune_null_score_diff_threshold=False, plots=True, length_buckets=True,
-                             search_kernel="xla", search_dtype="float32")
+                             search_kernel="xla", search_dtype="float32", bucc_threshold="dev")
     return config

@@ -1,6 +1,7 @@
 """Any intermediate -> target pairing: `--config=configs/stilts.py:intermediate=squad,target=tydiqa`.
 
-`intermediate=none` is the baseline (no intermediate phase).
+`intermediate=none` is the baseline (no intermediate phase). `preset=published` (the default: each task as the code
+behind its published numbers ran it, see configs/base.py) or `preset=own` (this project's earlier setup).
 """
 
 import os
@@ -12,8 +13,9 @@ import base  # noqa: E402
 
 def get_config(arg: str = "intermediate=squad,target=tydiqa"):
     values = dict(item.split("=", 1) for item in arg.split(",") if item)
-    unknown = set(values) - {"intermediate", "target"}
+    unknown = set(values) - {"intermediate", "target", "preset"}
     if unknown:
-        raise ValueError(f"configs/stilts.py takes intermediate=X,target=Y; unknown: {sorted(unknown)}")
+        raise ValueError(f"configs/stilts.py takes intermediate=X,target=Y[,preset=published|own]; unknown: {sorted(unknown)}")
     intermediate = values.get("intermediate", "squad")
-    return base.get_config(intermediate="" if intermediate == "none" else intermediate, target=values.get("target", "tydiqa"))
+    return base.get_config(intermediate="" if intermediate == "none" else intermediate, target=values.get("target", "tydiqa"),
+                           preset=values.get("preset", "published"))

@@ -49,7 +49,12 @@ def test_demo_runs_every_phase_and_beats_the_trivial_baseline_in_every_language(
     for lang in languages:
         predictions = json.loads((workdir / "predictions" / "tydiqa" / f"test-{lang}.json").read_text())
         assert len(predictions) == results["per_language"][lang]["examples"]
-    assert "| **average** |" in (workdir / "results.md").read_text()
+    table = (workdir / "results.md").read_text()
+    assert "| **average (9 evaluated languages)** |" in table
+    # The protocol header: split, presets, what the demo changed from them, and the selection rule.
+    assert "Protocol: zero-shot from English, dev split." in table
+    assert "- intermediate: squad; preset paper" in table and "changed: max_length, train.batch_size" in table
+    assert results["protocol"]["target"]["selection"].startswith("best checkpoint by the first 500 English dev")
     assert json.loads((workdir / "config.json").read_text())["target"]["task"] == "tydiqa"
     assert (workdir / "intermediate" / "phase_done.json").exists() and (workdir / "target" / "phase_done.json").exists()
 

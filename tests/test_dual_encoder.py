@@ -47,7 +47,7 @@ def test_in_batch_loss_matches_numpy_with_duplicate_candidates_masked():
     assert not np.allclose(plain, expected)
 
 
-def _tiny_dual_encoder(seed: int = 0, pooling: str = "cls") -> DualEncoder:
+def _tiny_dual_encoder(seed: int = 0, pooling: str = "cls", scale: float = 10.0) -> DualEncoder:
     from flax import nnx
 
     from stilts_jax.models.config import tiny_config
@@ -55,7 +55,7 @@ def _tiny_dual_encoder(seed: int = 0, pooling: str = "cls") -> DualEncoder:
 
     config = tiny_config(VOCAB, hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=2,
                          max_position_embeddings=SEQ + 2)
-    return DualEncoder(Encoder(config, rngs=nnx.Rngs(seed)), pooling)
+    return DualEncoder(Encoder(config, rngs=nnx.Rngs(seed)), pooling, scale=scale)
 
 
 def _pair_features(n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
@@ -80,9 +80,9 @@ def _pair_features(n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
 
 @pytest.mark.slow  # ~25-35 s on 2 busy cores: compiling the tiny encoder
 def test_loss_of_the_model_equals_numpy_on_its_own_embeddings():
-    model = _tiny_dual_encoder(pooling="mean")
+    model = _tiny_dual_encoder(pooling="mean", scale=30.0)
     batch = {k: jnp.asarray(v[:8]) for k, v in _pair_features().items()}
-    loss, count = jax.jit(lambda b: make_in_batch_loss(30.0)(model, b, None))(batch)
+    loss, count = jax.jit(lambda b: make_in_batch_loss()(model, b, None))(batch)
     embed = jax.jit(lambda ids, mask: model.embed(ids, mask))
     q = np.asarray(embed(batch["query_input_ids"], batch["query_attention_mask"]), np.float64)
     c = np.asarray(embed(batch["candidate_input_ids"], batch["candidate_attention_mask"]), np.float64)
@@ -96,7 +96,7 @@ def test_loss_of_the_model_equals_numpy_on_its_own_embeddings():
 def test_the_loss_sees_the_global_batch_when_it_is_sharded_over_8_devices():
     model = _tiny_dual_encoder()
     features = {k: jnp.asarray(v[:16]) for k, v in _pair_features().items()}
-    loss_fn = make_in_batch_loss(10.0)
+    loss_fn = make_in_batch_loss()
     one = jax.jit(lambda b: loss_fn(model, b, None)[0])(features)
     mesh = make_mesh({"data": 8, "fsdp": 1, "tensor": 1})
     sharded = {k: jax.device_put(v, NamedSharding(mesh, P("data", *([None] * (v.ndim - 1))))) for k, v in features.items()}
@@ -121,7 +121,7 @@ def test_sharded_dual_encoder_training_follows_the_single_device_run(tmp_path):
                                  ("data8", {"data": 8, "fsdp": 1, "tensor": 1}, None),
                                  ("2x2x2", {"data": 2, "fsdp": 2, "tensor": 2}, None)):
         mesh = make_mesh(shape, devices)
-        result = train(_tiny_dual_encoder(), make_in_batch_loss(10.0), features,
+        result = train(_tiny_dual_encoder(), make_in_batch_loss(), features,
                        trainer_config(3, async_checkpointing=False, dropout=False), workdir=tmp_path / name,
                        mesh=mesh, rules=RULES)
         runs[name] = ([r["loss"] for r in read_metrics(tmp_path / name)], _flat(result.state.params))

@@ -33,6 +33,8 @@ def test_squad_then_dual_encoder_target_writes_results_and_predictions(target, d
         f"--config=configs/stilts.py:intermediate=squad,target={target}", f"--config.workdir={workdir}",
         f"--config.model.name={tmp_path / 'tiny-xlmr'}", "--config.model.make_tiny=true", "--config.model.dtype=float32", "--config.dual_encoder.query_max_length=32",
         *_phase_args("intermediate", DEMO, 160), *_phase_args("target", data, 64), *extra,
+        # The published preset's 4 micro-batches (xtreme scripts/train_lareqa.sh, train_mewslix.sh): 8 rows each.
+        "--config.target.train.batch_size=32",
         f"--config.evaluation.languages={languages!r}",
     ])
     assert code == 0
@@ -41,6 +43,8 @@ def test_squad_then_dual_encoder_target_writes_results_and_predictions(target, d
     for row in results["per_language"].values():
         assert 0.0 <= row["map@20"] <= 100.0 and row["examples"] > 0
     assert results["average"]["map@20"] == pytest.approx(sum(r["map@20"] for r in results["per_language"].values()) / 3)
+    protocol = results["protocol"]["target"]
+    assert protocol["selection"] == "last step" and protocol["preset"].startswith("XTREME-R (google-research/xtreme")
     plot = workdir / f"{target}_languages.png"  # mAP@20 per language beside results.md
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
     done = json.loads((workdir / "target" / "phase_done.json").read_text())

@@ -1,7 +1,8 @@
 """Gradient caching for the dual encoder: whole-batch in-batch negatives under gradient accumulation, 8 devices.
 
 The reference is the plain in-batch loss of the whole batch differentiated in one piece by JAX's autodiff (the
-default train step with one micro-batch, or jax.value_and_grad through every micro-batch's embedding).
+default train step with one micro-batch, or jax.value_and_grad through every micro-batch's embedding). The model's
+logit scale is learned (bert.py's `logit_scale`), so its gradient is compared too.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ SCALE = 20.0
 def _model(dropout: float = 0.0) -> DualEncoder:
     config = tiny_config(VOCAB, hidden_size=16, num_attention_heads=2, intermediate_size=32, num_hidden_layers=1,
                          max_position_embeddings=SEQ + 2, hidden_dropout_prob=dropout)
-    return DualEncoder(Encoder(config, rngs=nnx.Rngs(0)), "mean")
+    return DualEncoder(Encoder(config, rngs=nnx.Rngs(0)), "mean", scale=SCALE, learned_scale=True)
+
+
+def _assert_scale_grad_close(actual, expected, rtol: float = 1e-4) -> None:
+    """The learned scale's gradient on its own (the floor of `_assert_grads_close` is set by the largest gradient)."""
+    a, e = float(actual["logit_scale"]), float(expected["logit_scale"])
+    assert e != 0.0
+    np.testing.assert_allclose(a, e, rtol=rtol)
 
 
 def _features(n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
@@ -101,12 +109,13 @@ def test_cached_grads_over_4_micro_batches_equal_the_whole_batch_in_one_piece(me
     def run(grads_fn, batch):
         return jax.jit(lambda p, b: grads_fn(spec, p, b, None))(params, batch)
 
-    plain = accumulate_micro_batch_grads(make_in_batch_loss(SCALE))
-    grads, loss, weight = run(make_cached_in_batch_grads(SCALE), four)
+    plain = accumulate_micro_batch_grads(make_in_batch_loss())
+    grads, loss, weight = run(make_cached_in_batch_grads(), four)
     ref_grads, ref_loss, ref_weight = run(plain, one)
     assert float(weight) == float(ref_weight) == BATCH
     np.testing.assert_allclose(float(loss), float(ref_loss), rtol=1e-5)
     _assert_grads_close(grads, ref_grads)
+    _assert_scale_grad_close(grads, ref_grads)
     # Per-micro-batch negatives (the default accumulation) is a different objective: fewer negatives, lower loss.
     micro_grads, micro_loss, _ = run(plain, four)
     assert float(micro_loss) < float(ref_loss) - 0.05 * BATCH
@@ -129,15 +138,16 @@ def test_with_dropout_the_backward_pass_recomputes_each_micro_batch_with_its_own
 
         def loss(p):
             q, c = jax.lax.map(lambda args: embed_pairs(spec.merge(p), *args), (four, micro_keys))
-            return jnp.sum(in_batch_nll(flat(q), flat(c), flat(four["candidate_key"]), SCALE))
+            return jnp.sum(in_batch_nll(flat(q), flat(c), flat(four["candidate_key"]), spec.merge(p).scale()))
 
         return jax.value_and_grad(loss)(p)
 
-    grads, loss, _ = jax.jit(lambda p, b, k: make_cached_in_batch_grads(SCALE)(spec, p, b, k))(params, four, step_key)
+    grads, loss, _ = jax.jit(lambda p, b, k: make_cached_in_batch_grads()(spec, p, b, k))(params, four, step_key)
     micro_keys = jnp.stack([micro_batch_key(step_key, i) for i in range(MICRO)])
     ref_loss, ref_grads = direct(params, micro_keys)
     np.testing.assert_allclose(float(loss), float(ref_loss), rtol=1e-5)
     _assert_grads_close(grads, ref_grads)
+    _assert_scale_grad_close(grads, ref_grads)
     # Dropout changes the gradients: the micro-batches' keys in another order give other ones, so the agreement
     # above holds only because both passes used each micro-batch's own key.
     _, shuffled = direct(params, jnp.roll(micro_keys, 1, axis=0))
@@ -148,10 +158,10 @@ def test_with_dropout_the_backward_pass_recomputes_each_micro_batch_with_its_own
 def test_train_with_cached_grads_and_4_micro_batches_follows_1_micro_batch(mesh, tmp_path):
     features = _features()
     runs = {}
-    for name, micro_batches, grads_fn in (("one", 1, None), ("cached", MICRO, make_cached_in_batch_grads(SCALE))):
+    for name, micro_batches, grads_fn in (("one", 1, None), ("cached", MICRO, make_cached_in_batch_grads())):
         config = trainer_config(2, global_batch_size=BATCH, micro_batches=micro_batches, dropout=False,
                                 async_checkpointing=False, checkpoint_every=100)
-        result = train(_model(), make_in_batch_loss(SCALE), features, config, workdir=tmp_path / name, mesh=mesh,
+        result = train(_model(), make_in_batch_loss(), features, config, workdir=tmp_path / name, mesh=mesh,
                        rules=RULES, grads_fn=grads_fn)
         rows = [r for r in read_metrics(tmp_path / name) if "grad_norm" in r]
         runs[name] = ([(r["loss"], r["grad_norm"]) for r in rows], _leaves(result.state.params))
@@ -169,7 +179,7 @@ def test_full_batch_negatives_config_picks_gradient_caching_only_when_micro_batc
 
     task = DualEncoderTask(get_task("lareqa"), tokenizer=None, max_length=64)
     dual_encoder = get_config("squad", "lareqa").dual_encoder
-    assert dual_encoder.full_batch_negatives is True
+    dual_encoder.full_batch_negatives = True  # its default depends on the preset (configs/base.py)
     assert train_grads_fn(task, dual_encoder, 4) is task.full_batch_grads
     assert train_grads_fn(task, dual_encoder, 1) is None  # one micro-batch: the plain step is the same update
     dual_encoder.full_batch_negatives = False

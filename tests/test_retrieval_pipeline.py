@@ -61,6 +61,21 @@ def test_main_runs_tatoeba_and_bucc_with_a_per_layer_table(xlmr_dir, tmp_path, c
     test = read_bucc(FIXTURES / "bucc_original", "de", "training")
     assert all(line.split("\t")[0] in test.src_ids and line.split("\t")[1] in test.en_ids for line in lines)
 
+    header = json.loads((bucc / "results.json").read_text())["protocol"]
+    assert header["split"] == "test" and "dev (sample) split" in header["bucc_threshold"]
+    assert "dev (sample) split" in (bucc / "results.md").read_text()
+
+    # jiant's oracle rule tunes on the scored split itself: never below the transferred threshold's F1, and its
+    # tuning F1 is the test F1.
+    oracle = tmp_path / "bucc-oracle"
+    assert main_module.main([*common, "--config.target.task=bucc", f"--config.workdir={oracle}",
+                             f"--config.target.source.path={FIXTURES / 'bucc_original'}",
+                             "--config.evaluation.languages=['de']", "--config.evaluation.bucc_threshold=oracle"]) == 0
+    oracle_results = json.loads((oracle / "results.json").read_text())
+    oracle_row = oracle_results["per_language"]["de"]
+    assert oracle_row["f1"] >= row["f1"] and oracle_row["oracle_f1"] == pytest.approx(oracle_row["f1"])
+    assert "oracle" in oracle_results["protocol"]["bucc_threshold"]
+
     # The fused search kernel (Pallas, interpret mode on CPU) mines the same pairs with the same margins.
     fused = tmp_path / "bucc-fused"
     assert main_module.main([*common, "--config.target.task=bucc", f"--config.workdir={fused}",

@@ -232,7 +232,7 @@ def test_v2_results_table_has_the_breakdown_and_best_f1_columns():
     table = markdown_table(summary, v2.columns)
     assert "| language | F1 | EM | HasAns F1 | NoAns F1 | best F1 | baseline F1 | examples |" in table
     assert "| xx | 70.0 | 60.0 | 80.0 | - | 72.0 | 5.0 | 10 |" in table
-    assert "| **average** | 70.0 | 60.0 | 80.0 | 50.0 | 72.0 | 5.0 | |" in table
+    assert "| **average (2 evaluated languages)** | 70.0 | 60.0 | 80.0 | 50.0 | 72.0 | 5.0 | |" in table
 
 
 @pytest.mark.parametrize("name", ["squad", "tydiqa", "xquad", "mlqa"])

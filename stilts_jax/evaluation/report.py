@@ -19,8 +19,17 @@ def write_predictions(folder: PathLike, task_folder: str, language: str, predict
     return path
 
 
-def summarize(task: str, per_language: dict[str, dict[str, float]], source_language: str = "en") -> dict[str, Any]:
-    """Averages over all languages (as XTREME reports them) and over the zero-shot ones (all but English)."""
+def summarize(task: str, per_language: dict[str, dict[str, float]], source_language: str = "en",
+              benchmark_name: str | None = None, protocol: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Averages over all evaluated languages and over the zero-shot ones (all but English), and, where a benchmark's
+    language list differs from the evaluated one, over each benchmark's own list (XTREME's, as the paper's tables,
+    and XTREME-R's), each labelled with its languages so no average mixes them silently.
+
+    `benchmark_name`: the task's name in google-research/xtreme evaluate.py (e.g. bucc2018); `protocol`: how the
+    numbers were obtained (stilts_jax.pipeline.protocol), written at the head of the results.
+    """
+    from stilts_jax.evaluation.xtreme_tasks import TASK2LANGS
+
     metrics = sorted({k for row in per_language.values() for k in row if k != "examples"})
 
     def mean(languages: list[str]) -> dict[str, float]:
@@ -33,24 +42,43 @@ def summarize(task: str, per_language: dict[str, dict[str, float]], source_langu
         return out
 
     languages = sorted(per_language)
-    return {
+    benchmark_averages = {}
+    for benchmark, lists in (("XTREME", TASK2LANGS["xtreme"]), ("XTREME-R", TASK2LANGS["xtreme-r"])):
+        listed = sorted(lists.get(benchmark_name or task) or [])
+        if listed and set(listed) <= set(languages) and listed != languages:
+            benchmark_averages[benchmark] = {"languages": listed, "scores": mean(listed)}
+    summary = {
         "task": task,
         "per_language": per_language,
         "average": mean(languages),
+        "average_languages": languages,
         "average_zero_shot": mean([lang for lang in languages if lang != source_language]),
+        "benchmark_averages": benchmark_averages,
     }
+    if protocol is not None:
+        summary["protocol"] = protocol
+    return summary
 
 
 def markdown_table(summary: dict[str, Any], columns: list[tuple[str, str]]) -> str:
-    """A table with one row per language and the two averages; `columns` are (metric key, header)."""
+    """The protocol, then a table with one row per language and the labelled averages; `columns` are (metric key,
+    header)."""
+    from stilts_jax.pipeline.protocol import protocol_markdown
+
     header = "| language | " + " | ".join(h for _, h in columns) + " | examples |"
-    lines = [f"### {summary['task']}", "", header, "|" + "---|" * (len(columns) + 2)]
+    lines = [f"### {summary['task']}", ""]
+    if summary.get("protocol"):
+        lines += [protocol_markdown(summary["protocol"]).rstrip("\n"), ""]
+    lines += [header, "|" + "---|" * (len(columns) + 2)]
     for lang, row in sorted(summary["per_language"].items()):
         lines.append(f"| {lang} | " + " | ".join(_cell(row, k) for k, _ in columns) + f" | {int(row.get('examples', 0))} |")
-    for name in ("average", "average_zero_shot"):
-        avg = summary[name]
+    count = len(summary.get("average_languages") or summary["per_language"])
+    averages = [(f"**average ({count} evaluated languages)**", summary["average"])]
+    averages += [(f"**average ({name}: {len(entry['languages'])} languages)**", entry["scores"])
+                 for name, entry in summary.get("benchmark_averages", {}).items()]
+    averages.append(("**average (zero-shot, no en)**", summary["average_zero_shot"]))
+    for label, avg in averages:
         if avg:
-            label = "**average**" if name == "average" else "**average (zero-shot, no en)**"
             lines.append(f"| {label} | " + " | ".join(_cell(avg, k) for k, _ in columns) + " | |")
     return "\n".join(lines) + "\n"
 

@@ -3,7 +3,8 @@
 Import is strict: every encoder parameter must come from the checkpoint with the right shape, and every
 checkpoint tensor inside the encoder (embeddings.*, encoder.*) must be used. Tensors of task heads a hub
 checkpoint carries (lm_head, cls, pooler, ...) are skipped and reported by the encoder import; the masked-LM head
-(XLM-R's `lm_head.*`, BERT's `cls.predictions.*`) is loaded on request by `load_mlm_head`, just as strictly.
+(XLM-R's `lm_head.*`, BERT's `cls.predictions.*`) is loaded on request by `load_mlm_head`, and the pooler
+(`pooler.dense.*`, the dual encoder's embedding) by `load_pooler`, just as strictly.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from stilts_jax.errors import WeightsError
 from stilts_jax.io_utils import atomic_directory
 from stilts_jax.models import hf_files
 from stilts_jax.models.config import EncoderConfig
-from stilts_jax.models.encoder import AttentionImpl, Encoder, Remat
+from stilts_jax.models.encoder import AttentionDropout, AttentionImpl, Encoder, Remat
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ def load_pretrained(
     dtype: Any = jnp.float32,
     attention: AttentionImpl = "auto",
     remat: Remat = "none",
+    attention_dropout: AttentionDropout = "config",
     revision: str | None = None,
     place: Callable[[tuple, np.ndarray], jax.Array] | None = None,
 ) -> tuple[Encoder, Path]:
@@ -182,7 +184,8 @@ def load_pretrained(
     Args:
       name_or_path: e.g. "xlm-roberta-large", "bert-base-multilingual-cased" or a local folder.
       dtype: compute dtype; parameters are float32.
-      attention, remat: the encoder's attention implementation and activation checkpointing (see `Encoder`).
+      attention, remat, attention_dropout: the encoder's attention implementation, activation checkpointing and
+        attention-probability dropout in training (see `Encoder`).
       place: optional `(path, array) -> jax.Array`, to put each parameter straight onto its sharding.
 
     Returns: the encoder and the resolved model folder (which holds the tokenizer files).
@@ -195,7 +198,7 @@ def load_pretrained(
     params = convert_hf_state_dict(hf_files.read_state_dict(model_dir), config)
     place = place or (lambda path, array: jnp.asarray(array))
     abstract = nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0), dtype=dtype, attention=attention,
-                                                remat=remat))
+                                                remat=remat, attention_dropout=attention_dropout))
     graphdef, state = nnx.split(abstract)
     for path, var in nnx.to_flat_state(state):
         var.set_value(place(tuple(path), params[tuple(path)]))
@@ -295,4 +298,57 @@ def load_mlm_head(name_or_path: str | Path, head: Any, *, revision: str | None =
                                f"the head {tuple(var.shape)}; build the head from the checkpoint's config.json")
         var.set_value(jnp.asarray(params[tuple(path)]))
     nnx.update(head, state)
+    return True
+
+
+# The pooler (transformers' BertPooler / XLMRobertaPooler): our models.pooling.Pooler path -> Hugging Face key, after
+# the base-model prefix (roberta., bert., ...) is stripped.
+_POOLER_KEYS = {("dense",): "pooler.dense.weight", ("dense_bias",): "pooler.dense.bias"}
+
+
+def convert_pooler(state_dict: dict[str, np.ndarray], config: EncoderConfig) -> dict[tuple, np.ndarray] | None:
+    """The pooler's parameters (Pooler paths, float32; `dense` as [in, out]), or None when the checkpoint has none.
+
+    Strict: a pooler that is only partly present or mis-shaped is an error listing every problem.
+    """
+    tensors = _strip_base_prefix(state_dict)
+    if not any(key in tensors for key in _POOLER_KEYS.values()):
+        return None
+    d = config.hidden_size
+    shapes = {("dense",): (d, d), ("dense_bias",): (d,)}
+    params, missing, misshaped = {}, [], []
+    for path, key in _POOLER_KEYS.items():
+        if key not in tensors:
+            missing.append(key)
+            continue
+        value = np.asarray(tensors[key], np.float32)
+        value = np.ascontiguousarray(value.T) if path == ("dense",) else value  # torch Linear stores [out, in]
+        if value.shape != shapes[path]:
+            misshaped.append(f"{key}: checkpoint {tuple(np.shape(tensors[key]))}, pooler expects {shapes[path]} (ours)")
+            continue
+        params[path] = value
+    if missing or misshaped:
+        problems = [f"missing {missing}" if missing else "", f"wrong shape {misshaped}" if misshaped else ""]
+        raise WeightsError("the checkpoint's pooler does not fit: " + "; ".join(p for p in problems if p)
+                           + ". Use the checkpoint's own config.json.")
+    return params
+
+
+def load_pooler(name_or_path: str | Path, pooler: Any, *, revision: str | None = None) -> bool:
+    """Fill `pooler` (a models.pooling.Pooler) in place from the checkpoint's pooler.dense.*; False if it has none."""
+    model_dir = hf_files.resolve_model_dir(name_or_path, revision=revision)
+    config = EncoderConfig.from_json_file(model_dir / "config.json")
+    params = convert_pooler(hf_files.read_state_dict(model_dir), config)
+    if params is None:
+        return False
+    state = nnx.state(pooler, nnx.Param)
+    expected = {tuple(path): tuple(var.shape) for path, var in nnx.to_flat_state(state)}
+    if set(expected) != set(params):
+        raise AssertionError(f"pooler mapping does not cover the pooler: {sorted(expected)} vs {sorted(params)}")
+    for path, var in nnx.to_flat_state(state):
+        if tuple(var.shape) != params[tuple(path)].shape:
+            raise WeightsError(f"the checkpoint's pooler tensor for {path} has shape {params[tuple(path)].shape}, "
+                               f"the pooler {tuple(var.shape)}; build the model from the checkpoint's config.json")
+        var.set_value(jnp.asarray(params[tuple(path)]))
+    nnx.update(pooler, state)
     return True

@@ -83,13 +83,69 @@ def load_training_examples(task: Any, phase: ml_collections.ConfigDict, source: 
     return examples
 
 
+SELECTIONS = ("best", "last")
+
+
+def selection_of(phase: ml_collections.ConfigDict) -> str:
+    """How the phase's model is chosen: "best" English dev score of the periodic evaluations, or the "last" step."""
+    selection = phase.train.get("selection", "best")
+    if selection not in SELECTIONS:
+        raise InputError(f"train.selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
+    return selection
+
+
+def selection_rule(phase: ml_collections.ConfigDict) -> str:
+    """The selection rule in words, for results headers."""
+    t = phase.train
+    if selection_of(phase) == "last":
+        return "last step"
+    every = f"every {t.eval_every} steps and at the end" if t.eval_every else "at the end only"
+    subset = f"first {t.eval_subset} English dev examples" if t.get("eval_subset") else "English dev set"
+    patience = (f", early stopping after {t.early_stopping_patience} evaluations without a better score"
+                if t.get("early_stopping_patience") else "")
+    return f"best checkpoint by the {subset}, evaluated {every}{patience}"
+
+
+def selection_subset(phase: ml_collections.ConfigDict, dev_examples: list[Any]) -> list[Any]:
+    """The dev examples scored during training (jiant's eval_subset_num: the first N); all of them with 0."""
+    size = phase.train.get("eval_subset", 0)
+    return dev_examples[:size] if size else dev_examples
+
+
+class SelectionScores:
+    """A phase's dev evaluation for model selection: `score(params, whole)` scores the selection subset
+    (whole=False, during training) or every dev example (whole=True, the selected model's reported score). The last
+    evaluation is reused when it already was the whole set at the selected step."""
+
+    def __init__(self, score: Any, phase: ml_collections.ConfigDict, subset_is_whole: bool):
+        self.score, self.phase, self.subset_is_whole = score, phase, subset_is_whole
+        self.last: dict[str, float] | None = None
+
+    def during_training(self, params: Any) -> dict[str, float]:
+        self.last = self.score(params, False)
+        return self.last
+
+    def selected(self, result: Any) -> tuple[Any, int | None]:
+        """The parameters the phase hands on, and their step."""
+        if selection_of(self.phase) == "last":
+            return result.state.params, result.steps
+        return result.best_params, result.best_step
+
+    def final(self, result: Any) -> dict[str, float]:
+        params, step = self.selected(result)
+        if self.last is not None and self.subset_is_whole and step == result.steps:
+            return self.last  # the loop just scored these parameters on these examples
+        return self.score(params, True)
+
+
 def trainer_config(phase: ml_collections.ConfigDict, seed: int) -> TrainerConfig:
     t = phase.train
+    last = selection_of(phase) == "last"
     return TrainerConfig(
         global_batch_size=t.batch_size, micro_batches=t.micro_batches, epochs=t.epochs, max_steps=t.max_steps or None,
         seed=seed, dropout=t.dropout, log_every=t.log_every, checkpoint_every=t.checkpoint_every,
-        eval_every=t.eval_every or None, keep_checkpoints=t.keep_checkpoints, progress_bar=t.progress_bar,
-        early_stopping_patience=t.get("early_stopping_patience", 0),
+        eval_every=None if last else (t.eval_every or None), keep_checkpoints=t.keep_checkpoints,
+        progress_bar=t.progress_bar, early_stopping_patience=0 if last else t.get("early_stopping_patience", 0),
         optimizer=OptimizerConfig(learning_rate=t.learning_rate, warmup_fraction=t.warmup_fraction,
                                   weight_decay=t.weight_decay, adam_eps=t.adam_eps, max_grad_norm=t.max_grad_norm),
     )

@@ -5,8 +5,20 @@ evaluation embeds the task's whole candidate pool once, searches it with every l
 results.json/.md, `predictions/{task}/test-{lang}.json` ({query id: top-20 candidate ids}) and, when the pool has
 gold, `labels/{task}/test-{lang}.json` ({query id: relevant ids}) for `python -m stilts_jax.score`.
 
+The model is XTREME-R's published baseline, google-research/xtreme third_party/bert.py BertForRetrieval, with
+`dual_encoder.pooling="pooler"` and `learned_scale=True` (the defaults): one shared encoder, the L2-normalised pooler
+output (tanh(dense(h_<s>))) as the embedding, its dense layer loaded from the checkpoint's `pooler.dense.*`, and a
+trainable logit scale initialised to `dual_encoder.scale` (100). A checkpoint without pooler weights stops the
+phase with an error naming `--config.dual_encoder.pooling=cls` (the raw <s> state), unless
+`dual_encoder.allow_random_pooler` (or `model.make_tiny`: the tiny model is random as a whole) lets the pooler start
+from a random init, which is logged. With an intermediate phase, the encoder comes from it (`transplant_encoder`)
+and the pooler from the pretrained checkpoint, since no intermediate task trains one: the pooler a chain of xtreme's
+scripts would hand on too (its transformers 2.x SQuAD model keeps the pretrained pooler, which the span loss never
+reaches). The encoder, pooler and scale are all in the saved `best_model`.
+
 With `target.train.micro_batches` > 1 and `dual_encoder.full_batch_negatives` (the default), each query's negatives
-are the whole batch's candidates (gradient caching, tasks/dual_encoder.py); with it off, its micro-batch's only.
+are the whole batch's candidates (gradient caching, tasks/dual_encoder.py, the learned scale's gradient included);
+with it off, its micro-batch's only.
 """
 
 from __future__ import annotations
@@ -21,15 +33,17 @@ import jax
 from flax import nnx
 
 from stilts_jax.data.ranked_retrieval import RetrievalPool
-from stilts_jax.errors import StiltsError
+from stilts_jax.errors import StiltsError, WeightsError
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
 from stilts_jax.evaluation.report import summarize, write_results
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.encoder import Encoder
-from stilts_jax.models.hf_weights import load_pretrained
+from stilts_jax.models.hf_weights import load_pooler, load_pretrained
 from stilts_jax.paths import absolute
-from stilts_jax.pipeline.common import DONE, make_predictor, say, search_options, source_of, trainer_config
+from stilts_jax.pipeline.common import (DONE, SelectionScores, make_predictor, say, search_options, selection_rule,
+                                        source_of, trainer_config)
+from stilts_jax.pipeline.protocol import run_protocol
 from stilts_jax.tasks.dual_encoder import MAP_K, DualEncoder, DualEncoderTask, gold_labels, score_rankings
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import load_params, save_params, transplant_encoder
@@ -50,7 +64,7 @@ def make_task(pipeline: "Pipeline") -> DualEncoderTask:
         raise StiltsError(f"max_length {phase.max_length} / query_max_length {d.query_max_length} exceed the model's "
                           f"maximum of {limit} tokens; lower --config.target.max_length or --config.dual_encoder.query_max_length")
     return DualEncoderTask(get_task(phase.task), pipeline.tokenizer, max_length=phase.max_length,
-                           query_max_length=d.query_max_length, pooling=d.pooling, scale=d.scale)
+                           query_max_length=d.query_max_length)
 
 
 def train_grads_fn(task: DualEncoderTask, dual_encoder: Mapping[str, Any], micro_batches: int) -> GradsFn | None:
@@ -65,7 +79,30 @@ def train_grads_fn(task: DualEncoderTask, dual_encoder: Mapping[str, Any], micro
 
 
 def _model(pipeline: "Pipeline", encoder: Encoder) -> DualEncoder:
-    return DualEncoder(encoder, pipeline.config.dual_encoder.pooling)
+    """The shared tower as `dual_encoder` configures it; its pooler is a random init until `load_checkpoint_pooler`."""
+    d = pipeline.config.dual_encoder
+    return DualEncoder(encoder, d.pooling, scale=d.scale, learned_scale=d.learned_scale,
+                       rngs=nnx.Rngs(pipeline.config.seed))
+
+
+def load_checkpoint_pooler(pipeline: "Pipeline", model: DualEncoder) -> None:
+    """Fill the model's pooler from the checkpoint's `pooler.dense.*`; without them, stop unless a random one may do."""
+    if model.pooler is None:
+        return
+    if load_pooler(pipeline.model_dir, model.pooler):
+        say(f"[target] pooler (dense + tanh on <s>) loaded from {pipeline.model_dir}")
+        return
+    d = pipeline.config.dual_encoder
+    tiny = bool(pipeline.config.model.get("make_tiny", False))
+    if not (d.allow_random_pooler or tiny):
+        raise WeightsError(
+            f"dual_encoder.pooling='pooler' embeds with the checkpoint's pooler (XTREME-R's retrieval baseline), but "
+            f"{pipeline.model_dir} has no pooler weights (pooler.dense.weight, pooler.dense.bias). Use "
+            f"--config.dual_encoder.pooling=cls (the <s> hidden state, no pooler), or "
+            f"--config.dual_encoder.allow_random_pooler=true to start the pooler from a random init.")
+    why = "model.make_tiny: the tiny model is random as a whole" if tiny else "dual_encoder.allow_random_pooler"
+    say(f"[target] WARNING: {pipeline.model_dir} has no pooler weights (pooler.dense.*): the pooler starts from a "
+        f"RANDOM init ({why})")
 
 
 def abstract_model(pipeline: "Pipeline") -> DualEncoder:
@@ -97,6 +134,9 @@ def run_dual_encoder_phase(pipeline: "Pipeline", handoff: str | None) -> dict[st
     dev = task.dev_pool(source, phase.max_dev_examples)
     encoder, _ = load_pretrained(pipeline.model_dir, **pipeline.encoder_options)
     model = _model(pipeline, encoder)
+    load_checkpoint_pooler(pipeline, model)
+    if model.learned_scale:
+        say(f"[target] learned logit scale, initialised to {model.fixed_scale:g}")
     if handoff is not None:
         transplant_encoder(model, handoff)
         say(f"[target] encoder carried over from {handoff}")
@@ -104,24 +144,27 @@ def run_dual_encoder_phase(pipeline: "Pipeline", handoff: str | None) -> dict[st
     say(f"[target] {len(pairs)} training pairs; dev: {len(dev.queries['en'])} queries, {len(dev.candidate_ids)} candidates")
     predictor = make_predictor(pipeline, ModelSpec(model, pipeline.mesh, pipeline.rules))
 
-    def evaluate(params: Any) -> dict[str, float]:
-        score = pool_scores(task, predictor, params, dev, search_options(pipeline.config.evaluation))[0]["en"][METRIC]
-        return {"dev_score": score, METRIC: score}
+    def score(params: Any, whole: bool) -> dict[str, float]:  # the dev pool is scored whole (no subset)
+        value = pool_scores(task, predictor, params, dev, search_options(pipeline.config.evaluation))[0]["en"][METRIC]
+        return {"dev_score": value, METRIC: value}
 
+    selection = SelectionScores(score, phase, subset_is_whole=True)
     config = trainer_config(phase, pipeline.config.seed)
     grads_fn = train_grads_fn(task, pipeline.config.dual_encoder, config.micro_batches)
     if grads_fn is not None:
         say(f"[target] in-batch negatives over the whole batch of {config.global_batch_size} "
             f"({config.micro_batches} micro-batches, gradient caching)")
     result = train(model, task.loss_fn, features, config, workdir=phase_dir, mesh=pipeline.mesh, rules=pipeline.rules,
-                   evaluate=evaluate, best_metric="dev_score", grads_fn=grads_fn)
-    save_params(phase_dir / "best_model", result.best_params)
-    info = {"task": phase.task, "best_step": result.best_step, "steps": result.steps,
+                   evaluate=selection.during_training, best_metric="dev_score", grads_fn=grads_fn)
+    selected, selected_step = selection.selected(result)
+    save_params(phase_dir / "best_model", selected)
+    info = {"task": phase.task, "best_step": selected_step, "steps": result.steps, "selection": selection_rule(phase),
             "best_model": str(absolute(phase_dir / "best_model")),
-            "dev": round(evaluate(result.best_params)["dev_score"], 2)}
+            "dev": round(selection.final(result)["dev_score"], 2)}
     if jax.process_index() == 0:
         atomic_write_text(done, json.dumps(info, indent=2) + "\n")
-    say(f"[target] {phase.task}: done, best dev mAP@{MAP_K} {info['dev']} at step {result.best_step}")
+    say(f"[target] {phase.task}: done, English dev mAP@{MAP_K} {info['dev']} with the model of step {selected_step} "
+        f"({info['selection']})")
     return info
 
 
@@ -158,7 +201,12 @@ def evaluate_dual_encoder(pipeline: "Pipeline", target: dict[str, Any]) -> dict[
     for lang in languages:
         say(f"[evaluation] {spec.name} {lang}: mAP@{MAP_K} {per_language[lang][METRIC]:.1f} "
             f"({per_language[lang]['examples']} queries)")
-    summary = summarize(spec.name, per_language)
+    pooling = (f"{d.pooling} embedding, {'learned' if d.learned_scale else 'fixed'} scale from {d.scale:g}, negatives: "
+               f"{'the whole batch' if d.full_batch_negatives else 'each micro-batch'}")
+    protocol = run_protocol(pipeline.config, split=spec.eval_split, trained_target=True,
+                            phases={"target": target, **pipeline.phase_records}, dual_encoder=pooling,
+                            candidate_pool="every language's candidates at once (mAP@20)")
+    summary = summarize(spec.name, per_language, benchmark_name=spec.xtreme_name, protocol=protocol)
     summary.update(intermediate_task=pipeline.config.intermediate.task or None, candidates=len(pool.candidate_ids),
                    split=spec.eval_split)
     if jax.process_index() == 0:

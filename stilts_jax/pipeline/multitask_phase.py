@@ -26,7 +26,8 @@ from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.heads import MaskedLMHead, masked_lm_loss
 from stilts_jax.models.hf_weights import load_mlm_head, load_pretrained
 from stilts_jax.paths import absolute
-from stilts_jax.pipeline.common import DONE, load_training_examples, make_predictor, say, task_source_of, trainer_config
+from stilts_jax.pipeline.common import (DONE, SelectionScores, load_training_examples, make_predictor, say, selection_rule,
+                                        selection_subset, task_source_of, trainer_config)
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import save_params, transplant_encoder
 from stilts_jax.train.multitask import MultiTaskModel, SamplingConfig, TaskData, task_params, train_multitask
@@ -111,10 +112,12 @@ def run_multitask_phase(pipeline: "Pipeline", name: str, phase: ml_collections.C
     predictors = {task_name: make_predictor(pipeline, ModelSpec(model.task_model(task_name), pipeline.mesh, pipeline.rules))
                   for task_name in tasks}
 
-    def evaluate(params: Any) -> dict[str, float]:
+    subsets = {task_name: selection_subset(phase, dev) for task_name, dev in dev_sets.items()}
+
+    def score(params: Any, whole: bool) -> dict[str, float]:
         scores: dict[str, float] = {}
         for task_name, task in tasks.items():
-            dev = dev_sets[task_name]
+            dev = dev_sets[task_name] if whole else subsets[task_name]
             predictions = task.predict(predictors[task_name], task_params(params, task_name), dev, desc=f"{task_name} dev")
             for metric, value in task.score(predictions, dev).items():
                 scores[f"{task_name}/{metric}"] = value
@@ -122,23 +125,26 @@ def run_multitask_phase(pipeline: "Pipeline", name: str, phase: ml_collections.C
         scores["dev_score"] = float(np.mean([scores[f"{t}/dev_score"] for t in tasks]))
         return scores
 
+    selection = SelectionScores(score, phase, all(len(subsets[t]) == len(dev_sets[t]) for t in tasks))
     sampling = SamplingConfig(method=phase.get("sampling", "proportional"), temperature=float(phase.get("temperature", 1.0)),
                               cap=int(phase.get("cap", 0)))
     result = train_multitask(model, data, trainer_config(phase, pipeline.config.seed), workdir=phase_dir,
-                             mesh=pipeline.mesh, rules=pipeline.rules, sampling=sampling, evaluate=evaluate,
-                             best_metric="dev_score")
-    save_params(phase_dir / "best_model", result.best_params)
-    final = evaluate(result.best_params)
+                             mesh=pipeline.mesh, rules=pipeline.rules, sampling=sampling,
+                             evaluate=selection.during_training, best_metric="dev_score")
+    selected, selected_step = selection.selected(result)
+    save_params(phase_dir / "best_model", selected)
+    final = selection.final(result)
     info: dict[str, Any] = {
         "task": phase.task or MULTITASK, "tasks": names, "mlm": with_mlm,
-        "best_step": result.best_step, "steps": result.steps, "stopped_early": result.stopped_early,
-        "best_model": str(absolute(phase_dir / "best_model")),
+        "best_step": selected_step, "steps": result.steps, "selection": selection_rule(phase),
+        "stopped_early": result.stopped_early, "best_model": str(absolute(phase_dir / "best_model")),
         "dev": round(final["dev_score"], 2), "dev_per_task": {t: round(final[f"{t}/dev_score"], 2) for t in tasks},
     }
     if name == "intermediate":
-        save_params(phase_dir / "encoder", result.best_params["encoder"])
+        save_params(phase_dir / "encoder", selected["encoder"])
         info["encoder"] = str(absolute(phase_dir / "encoder"))
     if jax.process_index() == 0:
         atomic_write_text(phase_dir / DONE, json.dumps(info, indent=2) + "\n")
-    say(f"[{name}] multi-task: done, best mean dev {info['dev']} at step {result.best_step} ({info['dev_per_task']})")
+    say(f"[{name}] multi-task: done, mean English dev {info['dev']} with the model of step {selected_step} "
+        f"({info['dev_per_task']}; {info['selection']})")
     return info

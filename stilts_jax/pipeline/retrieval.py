@@ -15,6 +15,7 @@ from stilts_jax.evaluation.plots import layer_curves_png, model_label, write_plo
 from stilts_jax.evaluation.report import summarize, write_results
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.pipeline.common import DONE, say, search_options, source_of
+from stilts_jax.pipeline.protocol import run_protocol
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.tasks.retrieval import RetrievalEvaluator
 
@@ -52,7 +53,10 @@ def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[
         else:
             original = (root / f"{lang}-en").is_dir() or (root / "bucc2018" / f"{lang}-en").is_dir()
             dev_split, test_split = ("sample", "training") if original else ("dev", "test")
-            result = evaluator.bucc(read_bucc(root, lang, dev_split, require_gold=True), read_bucc(root, lang, test_split))
+            oracle = e.get("bucc_threshold", "dev") == "oracle"
+            result = evaluator.bucc(read_bucc(root, lang, dev_split, require_gold=not oracle),
+                                    read_bucc(root, lang, test_split, require_gold=oracle),
+                                    threshold_rule=e.get("bucc_threshold", "dev"))
             lines = [f"{src}\t{en}" for src, en in result.predictions]
         per_language[lang] = {**result.scores[primary]}
         for layer, row in result.scores.items():
@@ -62,7 +66,12 @@ def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[
             atomic_write_text(path, "".join(line + "\n" for line in lines))
         shown = ", ".join(f"{k} {v:.1f}" for k, v in result.scores[primary].items() if k != "threshold")
         say(f"[evaluation] {spec.name} {lang} (layer {primary}): {shown or 'no gold: predictions written'}")
-    summary = summarize(spec.name, per_language)
+    extra = {"retrieval_layer": f"{primary} of {depth}, mean-pooled"}
+    if spec.name == "bucc":
+        extra["bucc_threshold"] = BUCC_THRESHOLD_TEXT[e.get("bucc_threshold", "dev")]
+    protocol = run_protocol(pipeline.config, split="test", trained_target=False,
+                            phases={"intermediate": pipeline.phase_records.get("intermediate")}, **extra)
+    summary = summarize(spec.name, per_language, benchmark_name=spec.xtreme_name, protocol=protocol)
     summary.update(intermediate_task=pipeline.config.intermediate.task or None, layer=primary)
     if e.all_layers:
         summary["per_layer"] = {str(layer): rows for layer, rows in per_layer.items()}
@@ -85,6 +94,12 @@ def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[
         (pipeline.workdir / "evaluation").mkdir(parents=True, exist_ok=True)
         atomic_write_text(pipeline.workdir / "evaluation" / DONE, json.dumps({"results": str(results)}) + "\n")
     return summary
+
+
+BUCC_THRESHOLD_TEXT = {
+    "dev": "F1-best threshold on the dev (sample) split's gold pairs, applied to the test split (XTREME, LASER)",
+    "oracle": "F1-best threshold on the scored split's own gold pairs (jiant's tables: an oracle upper bound)",
+}
 
 
 def layer_table(task: str, per_layer: dict[int, dict[str, dict[str, float]]], metric: str) -> str:

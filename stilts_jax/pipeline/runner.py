@@ -48,6 +48,7 @@ class Pipeline:
             "float32" if jax.default_backend() == "cpu" else "bfloat16")
         self.model_dir = self._model_dir()
         self.tokenizer = load_tokenizer(config.model.tokenizer or self.model_dir)
+        self.phase_records: dict[str, dict[str, Any]] = {}  # phase name -> its phase_done record, as phases finish
 
     def _model_dir(self) -> Path:
         name = self.config.model.name
@@ -79,9 +80,11 @@ class Pipeline:
 
     @property
     def encoder_options(self) -> dict[str, Any]:
-        """How every encoder of the run is built: compute dtype, attention implementation, activation remat."""
+        """How every encoder of the run is built: compute dtype, attention implementation, activation remat,
+        attention-probability dropout in training."""
         model = self.config.model
-        return {"dtype": self.dtype, "attention": model.attention, "remat": model.get("remat", "none")}
+        return {"dtype": self.dtype, "attention": model.attention, "remat": model.get("remat", "none"),
+                "attention_dropout": model.get("attention_dropout", "config")}
 
     def make_model(self, task: Any, seed: int) -> TaskModel:
         """The pretrained encoder with the task's new head."""
@@ -115,13 +118,15 @@ class Pipeline:
             atomic_write_text(self.workdir / "config.json", config_to_json(self.config))
         handoff = None
         if self.config.intermediate.task:
-            handoff = run_training_phase(self, "intermediate", self.config.intermediate)["encoder"]
+            self.phase_records["intermediate"] = run_training_phase(self, "intermediate", self.config.intermediate)
+            handoff = self.phase_records["intermediate"]["encoder"]
         target_spec = get_task(self.config.target.task)
         if target_spec.family == "retrieval" and target_spec.train_dataset:  # LAReQA, Mewsli-X: a dual encoder
             return run_dual_encoder(self, handoff)
         if target_spec.family == "retrieval":
             return evaluate_retrieval(self, handoff)  # BUCC, Tatoeba: no target training, the encoder is evaluated
         target = run_training_phase(self, "target", self.config.target, handoff=handoff)
+        self.phase_records["target"] = target
         return evaluate_zero_shot(self, target)
 
 

@@ -10,7 +10,8 @@ import ml_collections
 
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.paths import absolute
-from stilts_jax.pipeline.common import DONE, load_training_examples, make_predictor, say, source_of, trainer_config
+from stilts_jax.pipeline.common import (DONE, SelectionScores, load_training_examples, make_predictor, say,
+                                        selection_rule, selection_subset, source_of, trainer_config)
 from stilts_jax.pipeline.multitask_phase import MULTITASK, has_mlm, run_multitask_phase
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import save_params, transplant_encoder
@@ -60,21 +61,27 @@ def run_training_phase(pipeline: "Pipeline", name: str, phase: ml_collections.Co
     model_spec = ModelSpec(model, pipeline.mesh, pipeline.rules)
     predictor = make_predictor(pipeline, model_spec)
 
-    def evaluate(params: Any) -> dict[str, float]:
-        scores = task.score(task.predict(predictor, params, dev_examples, desc=f"{name} dev"), dev_examples)
+    subset = selection_subset(phase, dev_examples)
+
+    def score(params: Any, whole: bool) -> dict[str, float]:
+        examples = dev_examples if whole else subset
+        scores = task.score(task.predict(predictor, params, examples, desc=f"{name} dev"), examples)
         return {"dev_score": scores[spec.metric], **scores}
 
+    selection = SelectionScores(score, phase, len(subset) == len(dev_examples))
     result = train(model, task.loss_fn, features, trainer_config(phase, pipeline.config.seed), workdir=phase_dir,
-                   mesh=pipeline.mesh, rules=pipeline.rules, evaluate=evaluate, best_metric="dev_score")
-    save_params(phase_dir / "best_model", result.best_params)
-    info: dict[str, Any] = {"task": spec.name, "best_step": result.best_step, "steps": result.steps,
-                            "stopped_early": result.stopped_early, "train_languages": languages,
-                            "best_model": str(absolute(phase_dir / "best_model"))}
+                   mesh=pipeline.mesh, rules=pipeline.rules, evaluate=selection.during_training, best_metric="dev_score")
+    selected, selected_step = selection.selected(result)
+    save_params(phase_dir / "best_model", selected)
+    info: dict[str, Any] = {"task": spec.name, "best_step": selected_step, "steps": result.steps,
+                            "selection": selection_rule(phase), "stopped_early": result.stopped_early,
+                            "train_languages": languages, "best_model": str(absolute(phase_dir / "best_model"))}
     if name == "intermediate":
-        save_params(phase_dir / "encoder", result.best_params["encoder"])
+        save_params(phase_dir / "encoder", selected["encoder"])
         info["encoder"] = str(absolute(phase_dir / "encoder"))
-    info["dev"] = round(evaluate(result.best_params)["dev_score"], 2)
+    info["dev"] = round(selection.final(result)["dev_score"], 2)
     if jax.process_index() == 0:
         atomic_write_text(done, json.dumps(info, indent=2) + "\n")
-    say(f"[{name}] {spec.name}: done, best dev {spec.metric} {info['dev']} at step {result.best_step}")
+    say(f"[{name}] {spec.name}: done, English dev {spec.metric} {info['dev']} with the model of step {selected_step} "
+        f"({info['selection']})")
     return info

@@ -13,6 +13,7 @@ from stilts_jax.evaluation.report import summarize, write_results
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.pipeline.common import DONE, make_predictor, say, source_of
 from stilts_jax.pipeline.language_results import LanguageResults, fingerprint
+from stilts_jax.pipeline.protocol import run_protocol
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import load_params
 from stilts_jax.train.state import ModelSpec
@@ -62,7 +63,9 @@ def evaluate_zero_shot(pipeline: "Pipeline", target: dict[str, Any]) -> dict[str
             f"{', '.join(f'{v:.1f}' for v in baseline.values())}, {len(examples[lang])} examples)")
         if hasattr(task, "featurization_note"):
             say(f"[evaluation] {spec.name} {lang}: {task.featurization_note()}")
-    summary = summarize(spec.name, per_language)
+    protocol = run_protocol(pipeline.config, split=spec.eval_split, trained_target=True,
+                            phases={"target": target, **pipeline.phase_records})
+    summary = summarize(spec.name, per_language, benchmark_name=spec.xtreme_name, protocol=protocol)
     summary["intermediate_task"] = pipeline.config.intermediate.task or None
     if jax.process_index() == 0:
         _, md = write_results(workdir, summary, task.columns)

@@ -24,6 +24,9 @@ from stilts_jax.evaluation.retrieval_metrics import accuracy, apply_threshold, b
 from stilts_jax.evaluation.search import knn, mine_max, ratio_margin
 
 
+BUCC_THRESHOLD_RULES = ("dev", "oracle")
+
+
 @dataclasses.dataclass
 class LayerResults:
     """Metrics per layer, and the predictions of `primary_layer` (what goes into the submission files)."""
@@ -77,15 +80,28 @@ class RetrievalEvaluator:
         return [expand_candidates(mine_max(ratio_margin(x[:, p], y[:, p], k, **self.search_options)), src, en)
                 for p in range(len(self.layers))]
 
-    def bucc(self, dev: BuccSplit, test: BuccSplit) -> LayerResults:
-        if dev.gold is None:
-            raise ValueError(f"BUCC {dev.language} {dev.split} has no gold pairs to choose the threshold with")
-        dev_candidates, test_candidates = self._mine(dev), self._mine(test)
+    def bucc(self, dev: BuccSplit, test: BuccSplit, *, threshold_rule: str = "dev") -> LayerResults:
+        """Mine `test` and keep the pairs above a threshold chosen by `threshold_rule`:
+        "dev": the F1-best threshold on the dev (sample) split's gold pairs, applied to test, as XTREME intends
+          (google-research/xtreme third_party/evaluate_retrieval.py: tuned on dev, `best_threshold` applied to test)
+          and LASER's BUCC recipe do;
+        "oracle": the F1-best threshold on the scored split's own gold pairs, as jiant's BUCC evaluation
+          (nyu-mll/jiant jiant/tasks/evaluate/core.py BUCC2018EvaluationScheme: bucc_eval(..., threshold=None)
+          optimises on the gold it scores against): an upper bound, not comparable with XTREME's test numbers."""
+        if threshold_rule not in BUCC_THRESHOLD_RULES:
+            raise ValueError(f"BUCC threshold rule must be one of {', '.join(BUCC_THRESHOLD_RULES)}, got "
+                             f"{threshold_rule!r} (config: evaluation.bucc_threshold)")
+        tuning = dev if threshold_rule == "dev" else test
+        if tuning.gold is None:
+            raise ValueError(f"BUCC {tuning.language} {tuning.split} has no gold pairs to choose the threshold with")
+        dev_candidates = self._mine(dev) if threshold_rule == "dev" else None
+        test_candidates = self._mine(test)
         scores, predictions = {}, []
         for position, layer in enumerate(self.layers):
-            chosen = select_bucc_threshold(dev_candidates[position], dev.gold)
+            candidates = dev_candidates[position] if dev_candidates is not None else test_candidates[position]
+            chosen = select_bucc_threshold(candidates, tuning.gold)
             predicted = apply_threshold(test_candidates[position], chosen.threshold)
-            row = {"threshold": chosen.threshold, "dev_f1": chosen.scores["f1"]}
+            row = {"threshold": chosen.threshold, f"{threshold_rule}_f1": chosen.scores["f1"]}
             if test.gold is not None:
                 row.update(bucc_scores(predicted, test.gold))
             scores[layer] = row

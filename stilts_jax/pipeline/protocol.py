@@ -1,0 +1,92 @@
+"""The protocol behind a result, written at the head of results.json and results.md so no number travels unlabelled:
+the evaluated split, how each phase's model was selected, which preset its hyperparameters come from (and which of
+them the run changed), the transfer setting and, for BUCC, how the threshold was chosen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from stilts_jax.pipeline.common import selection_rule
+
+# Keys of a phase whose values the preset fixes: (key in phase.preset.values, where it lives in the phase).
+_PRESET_KEYS = {"max_length": ("max_length",), "batch_size": ("train", "batch_size"), "epochs": ("train", "epochs")}
+
+
+def _value(phase: ml_collections.ConfigDict, path: tuple[str, ...]) -> Any:
+    node: Any = phase
+    for part in path:
+        node = node[part]
+    return node
+
+
+def changed_from_preset(phase: ml_collections.ConfigDict) -> list[str]:
+    """The phase keys whose value differs from its preset's (the run's own choices), e.g. `train.learning_rate`."""
+    preset = phase.get("preset")
+    if preset is None:
+        return []
+    changed = []
+    for key, expected in preset["values"].items():
+        path = _PRESET_KEYS.get(key, ("train", key))
+        try:
+            value = _value(phase, path)
+        except KeyError:
+            continue
+        if value != expected:
+            changed.append(".".join(path))
+    return sorted(changed)
+
+
+def phase_protocol(phase: ml_collections.ConfigDict, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Task, preset, changed keys and selection rule of one training phase (`info`: its phase_done record)."""
+    preset = phase.get("preset")
+    tasks = list(phase.get("tasks") or [])
+    return {
+        "task": phase.task or None,
+        **({"tasks": tasks} if tasks else {}),
+        "preset": preset["label"] if preset is not None else "unrecorded",
+        "changed_from_preset": changed_from_preset(phase),
+        "selection": (info or {}).get("selection") or selection_rule(phase),
+        **({"selected_step": info.get("best_step"), "english_dev": info.get("dev")} if info else {}),
+    }
+
+
+def run_protocol(config: ml_collections.ConfigDict, *, split: str, trained_target: bool,
+                 phases: dict[str, dict[str, Any] | None] | None = None, **extra: Any) -> dict[str, Any]:
+    """The whole run's protocol. `phases`: phase name -> its phase_done record, where it ran."""
+    phases = phases or {}
+    target = config.target
+    languages = list(target.get("train_languages") or ["en"])
+    setting = ("zero-shot from English" if languages == ["en"]
+               else f"trained on {', '.join(languages)} (translate-train), not zero-shot")
+    protocol: dict[str, Any] = {"setting": setting, "split": split}
+    if config.intermediate.task:
+        protocol["intermediate"] = phase_protocol(config.intermediate, phases.get("intermediate"))
+    else:
+        protocol["intermediate"] = None
+    if trained_target:
+        protocol["target"] = phase_protocol(target, phases.get("target"))
+    protocol.update(extra)
+    return protocol
+
+
+def protocol_markdown(protocol: dict[str, Any]) -> str:
+    """The protocol as a few Markdown lines above the results table."""
+    lines = [f"Protocol: {protocol['setting']}, {protocol['split']} split."]
+    for name in ("intermediate", "target"):
+        if name not in protocol:
+            continue
+        phase = protocol[name]
+        if phase is None:
+            lines.append(f"- {name}: none (the pretrained encoder)")
+            continue
+        task = "+".join(phase.get("tasks") or []) or phase["task"]
+        changed = phase["changed_from_preset"]
+        changed_text = f"; changed: {', '.join(changed)}" if changed else ""
+        step = f" (step {phase['selected_step']})" if phase.get("selected_step") is not None else ""
+        lines.append(f"- {name}: {task}; preset {phase['preset']}{changed_text}; selection: {phase['selection']}{step}")
+    for key, value in protocol.items():
+        if key not in ("setting", "split", "intermediate", "target"):
+            lines.append(f"- {key.replace('_', ' ')}: {value}")
+    return "\n".join(lines) + "\n"

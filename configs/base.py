@@ -8,6 +8,7 @@ from __future__ import annotations
 import ml_collections
 
 from stilts_jax.distributed import DEFAULT_LOGICAL_RULES
+from stilts_jax.tasks.registry import get_task
 
 # Every default below names its source. Two presets:
 # Choose one with `configs/stilts.py:intermediate=X,target=Y,preset=own` or base.get_config(..., preset=...).
@@ -18,43 +19,15 @@ from stilts_jax.distributed import DEFAULT_LOGICAL_RULES
 #     baselines (LAReQA, Mewsli-X, the SIQA -> COPA -> XCOPA chain) follow google-research/xtreme's scripts.
 #   own: this project's earlier setup, kept as a named alternative (rows of OWN_OVERRIDES).
 # batch_size is the effective batch (per-step examples over all devices and micro-batches).
-JIANT_XTREME = "nyu-mll/jiant jiant/scripts/benchmarks/xtreme/subscripts"
-TASK_DEFAULTS = {
-    # d_write_configs.sh:47/55/63 (epochs 2, batch 4 x accumulation 4), c_tokenize_and_cache.sh:98/110/121 (384);
-    # doc_stride 128 as jiant's squad_style template (templates/squad_style/core.py) and XTREME's run_squad.
-    "squad": dict(epochs=2.0, batch_size=16, max_length=384),
-    "tydiqa": dict(epochs=2.0, batch_size=16, max_length=384),
-    "xquad": dict(epochs=2.0, batch_size=16, max_length=384),  # trains on SQuAD v1.1
-    "mlqa": dict(epochs=2.0, batch_size=16, max_length=384),  # trains on SQuAD v1.1
-    "squad_v2": dict(epochs=3.0, batch_size=4, max_length=256),  # an intermediate task only: INTERMEDIATE_DEFAULTS
-    "xnli": dict(epochs=2.0, batch_size=32, max_length=256),  # d_write_configs.sh:15 (4 x 8), c_tokenize...sh:16
-    "pawsx": dict(epochs=5.0, batch_size=32, max_length=256),  # d_write_configs.sh:23, c_tokenize_and_cache.sh:27
-    "udpos": dict(epochs=10.0, batch_size=32, max_length=256),  # d_write_configs.sh:31, c_tokenize_and_cache.sh:47
-    "panx": dict(epochs=10.0, batch_size=32, max_length=256),  # d_write_configs.sh:39, c_tokenize_and_cache.sh:77
-    # XTREME-R's chain (google-research/xtreme scripts/train_xcopa.sh L44-54 for XLM-R large: lr 3e-5, batch 2 x 16,
-    # max_seq_length 128, 5 epochs per stage; the rest are transformers Trainer 4.9.2 defaults: no warmup, no weight
-    # decay; no evaluation during training, the final model is used). The target trains on English COPA.
-    "xcopa": dict(epochs=5.0, batch_size=32, max_length=128, learning_rate=3e-5, warmup_fraction=0.0,
-                  weight_decay=0.0, selection="last"),
-    # Retrieval without training: c_tokenize_and_cache.sh:142/154 (512).
-    "tatoeba": dict(epochs=0.0, batch_size=32, max_length=512),
-    "bucc": dict(epochs=0.0, batch_size=32, max_length=512),
-    # Dual encoders, XLM-R large rows of google-research/xtreme scripts/train_lareqa.sh (L27-34: lr 2e-5, 3 epochs,
-    # batch 4 x accumulation 4, no warmup or weight decay, queries 96 and candidates 256 tokens; checkpoints picked
-    # by hand in the paper: the final one here) and train_mewslix.sh (L27-29, L40-46: lr 1e-5, 2 epochs, batch
-    # 8 x accumulation 4, 64 tokens; the final model). The in-batch negatives are each micro-batch's own candidates
-    # there (third_party/bert.py: one forward pass per micro-batch).
-    "lareqa": dict(epochs=3.0, batch_size=16, max_length=256, learning_rate=2e-5, warmup_fraction=0.0,
-                   weight_decay=0.0, micro_batches=4, selection="last"),
-    "mewslix": dict(epochs=2.0, batch_size=32, max_length=64, learning_rate=1e-5, warmup_fraction=0.0,
-                    weight_decay=0.0, micro_batches=4, selection="last"),
-}
+# The target-phase rows live with each task (stilts_jax/tasks/registry.py: TaskSpec.defaults and defaults_source,
+# e.g. xnli: jiant d_write_configs.sh:15 and c_tokenize_and_cache.sh:16; xcopa, lareqa, mewslix: XTREME-R's
+# scripts/train_{xcopa,lareqa,mewslix}.sh), so a task added with register_task brings its own.
 # The intermediate phase: jiant's guides/projects/xstilts.md runs jiant/proj/simple/runscript.py with
 # `--train_batch_size 4` and the runscript's defaults otherwise (num_train_epochs 3, max_seq_length 256, lr 1e-5);
 # model selection as the XTREME targets (e_run_models.sh).
 INTERMEDIATE_DEFAULTS = dict(epochs=3.0, batch_size=4, max_length=256)
 # XTREME-R's SIQA stage ahead of XCOPA (scripts/train_xcopa.sh L58-76: the settings of its COPA stage).
-XCOPA_CHAIN_INTERMEDIATE = dict(TASK_DEFAULTS["xcopa"])
+XCOPA_CHAIN_INTERMEDIATE = dict(get_task("xcopa").defaults)
 # Shared by every task unless a row sets it: jiant/shared/model_setup.py (AdamW, weight decay 0.01 except bias and
 # LayerNorm, eps 1e-8), jiant/proj/main/scripts/configurator.py (warmup_steps_proportion 0.1, eval_subset_num 500),
 # jiant/proj/main/runscript.py (max_grad_norm 1.0), e_run_models.sh (lr 1e-5, eval every 1000 steps, patience 30).
@@ -72,9 +45,7 @@ OWN_OVERRIDES = {
                     weight_decay=0.01, micro_batches=1, selection="best"),
 }
 PRESETS = ("published", "own")
-XTREME_R_RECIPES = {"xcopa": "google-research/xtreme scripts/train_xcopa.sh",
-                    "lareqa": "google-research/xtreme scripts/train_lareqa.sh",
-                    "mewslix": "google-research/xtreme scripts/train_mewslix.sh"}
+INTERMEDIATE_SOURCE = "paper (nyu-mll/jiant guides/projects/xstilts.md, jiant/proj/simple/runscript.py)"
 
 
 def preset_row(task: str, *, intermediate: bool, preset: str, target: str = "") -> tuple[dict, str]:
@@ -84,12 +55,14 @@ def preset_row(task: str, *, intermediate: bool, preset: str, target: str = "") 
     if intermediate:
         chain = task == "siqa" and target == "xcopa"
         row = dict(XCOPA_CHAIN_INTERMEDIATE if chain else INTERMEDIATE_DEFAULTS)
-        label = (f"XTREME-R ({XTREME_R_RECIPES['xcopa']})" if chain
-                 else "paper (nyu-mll/jiant guides/projects/xstilts.md, jiant/proj/simple/runscript.py)")
+        label = get_task("xcopa").defaults_source if chain else INTERMEDIATE_SOURCE
         own_key = "intermediate"
     else:
-        row = dict(TASK_DEFAULTS.get(task, INTERMEDIATE_DEFAULTS))
-        label = f"XTREME-R ({XTREME_R_RECIPES[task]})" if task in XTREME_R_RECIPES else f"paper ({JIANT_XTREME})"
+        spec = get_task(task) if task else None
+        if spec is not None and spec.defaults:
+            row, label = dict(spec.defaults), spec.defaults_source or f"{task}'s own defaults"
+        else:  # an English task as the target: the intermediate settings, named as such
+            row, label = dict(INTERMEDIATE_DEFAULTS), f"{INTERMEDIATE_SOURCE}, intermediate settings"
         own_key = task
     if preset == "own":
         row.update(OWN_OVERRIDES.get(own_key, {}))
@@ -170,6 +143,8 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa", preset: str 
     """`preset`: "published" (the code behind each task's published numbers) or "own"; see PRESETS above. Each phase
     records its preset's label and values (`<phase>.preset`), so results name the protocol and what was changed."""
     config = ml_collections.ConfigDict()
+    # Python files (or module names) that register users' own tasks (README: "Add your own task").
+    config.task_modules = []
     config.workdir = f"workdir/{intermediate or 'baseline'}_to_{target}"
     config.seed = 0
     # remat: activation checkpointing per layer in training: "none", "save_dots" (keep the weight matmuls' outputs)

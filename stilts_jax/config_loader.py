@@ -104,6 +104,12 @@ def parse_config_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, l
         i += 1
     if spec is None:
         raise ConfigError("pass --config=configs/<recipe>.py (e.g. configs/demo.py or configs/squad_to_tydiqa.py)")
+    # Users' task modules first: the recipe may name their tasks and read their defaults.
+    from stilts_jax.tasks.user_modules import load_task_modules
+
+    for key, value in overrides:
+        if key == "task_modules":
+            load_task_modules(_parse_value(value, [], key))
     config = load_config_file(spec)
     for key, value in overrides:
         apply_override(config, key, value)

@@ -214,10 +214,10 @@ def test_registry_entries_follow_xtreme():
     sys.path.insert(0, str(ROOT / "configs"))
     import base
 
-    for name in ("xquad", "mlqa"):
-        assert base.TASK_DEFAULTS[name] == dict(epochs=2.0, batch_size=16, max_length=384)
+    for name in ("xquad", "mlqa"):  # jiant d_write_configs.sh:47/55, c_tokenize_and_cache.sh:98/110
+        assert dict(get_task(name).defaults) == dict(epochs=2.0, batch_size=16, max_length=384)
         assert base.get_config(intermediate="squad", target=name).target.max_length == 384
-    assert "squad_v2" in base.TASK_DEFAULTS
+    assert base.get_config(intermediate="squad_v2", target="xquad").intermediate.max_length == 256
 
 
 # --- scoring: each dataset's official normalisation -----------------------------------------------------------------

@@ -132,6 +132,10 @@ def sweep_from_mapping(data: Mapping[str, Any], *, where: str = "sweep", default
                                  f"({', '.join(tasks)})")
             if not isinstance(values, dict):
                 raise SweepError(f"{where}: {key}[{task!r}] must be a mapping key -> value, got {values!r}")
+    # Users' task modules (overrides["task_modules"]): their tasks must be known to plan and to report the sweep.
+    from stilts_jax.tasks.user_modules import load_task_modules
+
+    load_task_modules(list(data.get("overrides", {}).get("task_modules", [])))
     return Sweep(name=name, recipe=data["recipe"], root=data.get("root") or f"workdir/sweeps/{name}",
                  intermediate=intermediate, targets=targets, seeds=tuple(seeds),
                  overrides=data.get("overrides", {}), intermediate_overrides=data.get("intermediate_overrides", {}),

@@ -30,6 +30,7 @@ from stilts_jax.pipeline.training import run_training_phase
 from stilts_jax.pipeline.zero_shot import evaluate_zero_shot
 from stilts_jax.tasks.families import make_task
 from stilts_jax.tasks.registry import TaskSpec, get_task
+from stilts_jax.tasks.user_modules import load_task_modules
 from stilts_jax.tasks.span_qa import BEST_THRESHOLD
 from stilts_jax.tiny_model import make_tiny_model
 from stilts_jax.tokenization import load_tokenizer
@@ -39,6 +40,7 @@ from stilts_jax.train.checkpoints import load_params
 class Pipeline:
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
+        load_task_modules(config.get("task_modules") or [])  # a no-op when the command line loaded them already
         self.workdir = as_path(config.workdir)  # local or gs://...: an etils.epath.Path
         distributed.initialize(config.distributed.coordinator_address or None, config.distributed.num_processes,
                                config.distributed.process_id)

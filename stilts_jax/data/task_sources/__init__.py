@@ -17,7 +17,9 @@ Layouts are checked against the sources' own code (see tests/fixtures/tasks/READ
 """
 
 from stilts_jax.data.task_sources.catalog import (CONVERTED, DATASETS, SPLITS, Example, HfLocation, TaskDataError,
-                                                  TaskDataset, TfdsLocation, derive_tag_set, has_open_labels, labels)
+                                                  TaskDataset, TfdsLocation, derive_tag_set, has_open_labels, labels,
+                                                  register_dataset)
+from stilts_jax.data.task_sources.file_formats import FILE_FORMATS, register_file_format
 from stilts_jax.data.task_sources.loading import KINDS, load_examples
 from stilts_jax.data.task_sources.records import COPA_QUESTIONS, READERS, Reader
 from stilts_jax.data.task_sources.vocabulary import (NLI_LABELS, PANX_LANGUAGES, PANX_TAGS, PANX_XTREME_LANGUAGES,
@@ -30,5 +32,6 @@ __all__ = [
     "PANX_XTREME_LANGUAGES", "PAWSX_LANGUAGES", "PAWS_LABELS", "QQP_LABELS", "READERS", "SPLITS", "UDPOS_LANGUAGES",
     "UDPOS_NO_DEV", "UDPOS_XTREME_LANGUAGES", "UD_NAMES", "UNKNOWN_TAG", "UPOS_TAGS", "XCOPA_LANGUAGES",
     "XNLI_LANGUAGES", "Example", "HfLocation", "Reader", "TaskDataError", "TaskDataset", "TfdsLocation",
-    "derive_tag_set", "has_open_labels", "labels", "load_examples",
+    "derive_tag_set", "has_open_labels", "labels", "load_examples", "FILE_FORMATS", "register_dataset",
+    "register_file_format",
 ]

@@ -73,8 +73,11 @@ class TaskDataset:
     hint: str = ""  # how to get the data, added to missing-source errors
     open_labels: bool = False  # the tag set comes from the training data (derive_tag_set), not from `labels`
     files_only: str = ""  # why only a 'files' source can hold this dataset (a license, no public copy)
-    files_layout: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # split -> names under `path`
+    # split -> file names under a 'files' source's `path` (the first that exists); a name may hold {lang}.
+    files_layout: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     tag_formats: tuple[str, ...] = ("conll",)  # tagging file formats read: conll (token TAB tag), jiant (line/sentence)
+    # A registered file format (register_file_format) that reads every file of this dataset, whatever its suffix.
+    file_format: str = ""
 
     @property
     def monolingual(self) -> str | None:
@@ -207,6 +210,19 @@ DATASETS: dict[str, TaskDataset] = {
                    "source kind 'files' with 'path' (that folder, or jiant's task config JSON) or 'paths' "
                    "(split -> file)"),
 }
+
+
+def register_dataset(name: str, dataset: TaskDataset, *, replace: bool = False) -> None:
+    """Add a dataset to the catalog (a user's own, from a task module); a taken name needs `replace`."""
+    if not isinstance(dataset, TaskDataset):
+        raise InputError(f"dataset {name!r} must be a TaskDataset, got {type(dataset).__name__}")
+    if name in DATASETS and not replace and DATASETS[name] != dataset:
+        raise InputError(f"dataset {name!r} is already in the catalog; choose another name or pass replace=True")
+    if dataset.family not in ("pair", "choice", "tagging"):
+        raise InputError(f"dataset {name!r}: family must be pair, choice or tagging, got {dataset.family!r}")
+    if not dataset.languages:
+        raise InputError(f"dataset {name!r} names no languages")
+    DATASETS[name] = dataset
 
 
 def labels(dataset: str) -> tuple[str, ...]:

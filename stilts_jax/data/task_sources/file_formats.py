@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from stilts_jax.data.examples import PairExample, TaggedSentence
@@ -209,8 +210,33 @@ def _read_csv(spec: TaskDataset, dataset: str, path: Path, split: str, language:
     return examples
 
 
+# name -> reader(dataset spec, dataset name, path, split, language) -> examples: formats added by users' task modules.
+FILE_FORMATS: dict[str, Callable[..., list[Example]]] = {}
+
+
+def register_file_format(name: str, reader: Callable[..., list[Example]]) -> None:
+    if not callable(reader):
+        raise InputError(f"file format {name!r}: the reader must be callable")
+    FILE_FORMATS[name] = reader
+
+
+def _read_registered(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[Example]:
+    if spec.file_format not in FILE_FORMATS:
+        raise InputError(f"{dataset} reads its files as {spec.file_format!r}, a format nobody registered; known: "
+                         f"{', '.join(sorted(FILE_FORMATS)) or 'none'} (register_file_format in a task module)")
+    try:
+        examples = FILE_FORMATS[spec.file_format](spec, dataset, path, split, language)
+    except (TaskDataError, InputError):
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, IndexError) as e:
+        raise TaskDataError(f"{path}: the {spec.file_format!r} reader failed ({type(e).__name__}: {e})") from e
+    return list(examples)
+
+
 def _read_file(spec: TaskDataset, dataset: str, path: Path, split: str, language: str,
                labels_zeroed: bool = False) -> list[Example]:
+    if spec.file_format:
+        return _read_registered(spec, dataset, path, split, language)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         return _read_jsonl(spec, dataset, path, split, language, labels_zeroed)

@@ -74,25 +74,36 @@ def _jiant_config_paths(config: Path) -> dict[str, str]:
     return resolved
 
 
-def _paths_under(spec: TaskDataset, dataset: str, split: str, root: Path) -> dict[str, str]:
-    """split -> file for a 'files' source's `path`: a folder in `files_layout`, or a jiant task config JSON."""
+def _paths_under(spec: TaskDataset, dataset: str, split: str, root: Path) -> dict[str, Any]:
+    """split -> file (or {language: file}) for a 'files' source's `path`: a folder in `files_layout` (names may hold
+    {lang}), or a jiant task config JSON."""
     if not spec.files_layout:
         raise InputError(f"a 'files' source of {dataset} needs 'paths' (split -> file); 'path' works for datasets with "
-                         "a known folder layout (ccg)")
+                         "a known folder layout (ccg, registered tasks)")
     if root.is_file():
         return _jiant_config_paths(root)
     if not root.is_dir():
         raise InputError(f"the 'files' source's path {root} does not exist; give the folder holding "
                          f"{' or '.join(spec.files_layout.get('train', ()))} or a jiant task config JSON")
-    found = {}
+    found: dict[str, Any] = {}
     for name, candidates in spec.files_layout.items():
+        if any("{lang}" in c for c in candidates):
+            per_language = {}
+            for lang in spec.split_languages(name) if name in SPLITS else spec.languages:
+                hit = next((root / c.format(lang=lang) for c in candidates if (root / c.format(lang=lang)).is_file()),
+                           None)
+                if hit is not None:
+                    per_language[lang] = str(hit)
+            if per_language:
+                found[name] = per_language
+            continue
         hit = next((root / c for c in candidates if (root / c).is_file()), None)
         if hit is not None:
             found[name] = str(hit)
     if split not in found:
         wanted = spec.files_layout.get(split, ())
         raise InputError(f"{dataset} {split} file not found in {root}: expected {' or '.join(wanted) or 'nothing'} "
-                         f"there (jiant's names, or CoNLL-like split files)")
+                         f"there")
     return found
 
 

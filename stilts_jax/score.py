@@ -402,13 +402,16 @@ def score_submission(predictions_dir: str | Path, labels_dir: str | Path, benchm
             elif all(t in extension_metric for t in group_tasks):
                 extension_groups[group] = _mean([extension_metric[t] for t in group_tasks])
 
+    registered = _registered_tasks((prediction_tasks & label_tasks) - set(task2langs))
     extensions: dict[str, Any] = {
         "about": "values google-research/xtreme evaluate.py does not write; see stilts_jax/score.py",
         "seqeval_version": seqeval_version,
         "skipped_tasks": skipped,
-        "ignored_folders": sorted((prediction_tasks | label_tasks) - set(task2langs)),
+        "ignored_folders": sorted((prediction_tasks | label_tasks) - set(task2langs) - set(registered)),
         "unanswered": scorer.unanswered,
     }
+    if registered:
+        extensions["registered_tasks"] = {folder: _registered_scores(scorer, spec) for folder, spec in registered.items()}
     if benchmark == "xtreme-r":
         if "mewslix" in detailed:
             extensions["mewslix"] = {"avg_metric": extension_metric["mewslix"]}
@@ -418,6 +421,45 @@ def score_submission(predictions_dir: str | Path, labels_dir: str | Path, benchm
         if "all_task" not in overall and all(t in extension_metric for t in task2langs):
             extensions["all_task"] = _mean([extension_metric[t] for t in task2langs])
     return {**overall, **detailed, "extensions": extensions}
+
+
+def _registered_tasks(folders: set[str]) -> dict[str, Any]:
+    """Submission folder -> the registered task (a user's, from --task-modules) scored in it, for folders that are
+    not the benchmark's."""
+    from stilts_jax.tasks.registry import TASKS
+
+    by_folder = {spec.xtreme_name or spec.name: spec for spec in TASKS.values()
+                 if spec.family in ("classification", "multiple_choice", "tagging", "span_qa")}
+    return {folder: by_folder[folder] for folder in sorted(folders) if folder in by_folder}
+
+
+def _registered_scores(scorer: _Scorer, spec: Any) -> dict[str, Any]:
+    """A registered task's scores per language and averaged, read by its family (every language file required)."""
+    score: dict[str, Any] = {}
+    languages = [lang for lang in spec.languages if (scorer.labels_dir / (spec.xtreme_name or spec.name)
+                                                    / f"test-{lang}.{spec.prediction_extension}").is_file()]
+    if not languages:
+        raise InputError(f"{scorer.labels_dir / (spec.xtreme_name or spec.name)} holds no test-{{lang}}."
+                         f"{spec.prediction_extension} label file of {spec.name}'s languages")
+    for lang in languages:
+        name = f"test-{lang}.{spec.prediction_extension}"
+        folder = spec.xtreme_name or spec.name
+        pred, gold = scorer.predictions_dir / folder / name, scorer.labels_dir / folder / name
+        if not pred.is_file():
+            raise InputError(f"{pred} is missing (labels exist for {spec.name} {lang})")
+        if spec.family == "classification":
+            labels = frozenset(spec.label_names())
+            row = _score_labels(pred, gold, lambda p: _read_labels(p, labels, "label"), "label")
+        elif spec.family == "multiple_choice":
+            row = _score_labels(pred, gold, _read_xcopa, "label")
+        elif spec.family == "tagging":
+            row = _score_tags(pred, gold, frozenset(spec.label_names()), scorer.seqeval_version)
+        else:
+            row = squad_scores(_read_answers(pred), _read_squad_references(gold))
+        for metric, value in row.items():
+            score.setdefault(metric, {})[lang] = value
+    score.update({f"avg_{m}": sum(values.values()) / len(values) for m, values in list(score.items())})
+    return score
 
 
 def _summary_lines(result: dict[str, Any]) -> list[str]:
@@ -436,6 +478,8 @@ def _summary_lines(result: dict[str, Any]) -> list[str]:
     for key in ("retrieval", "all_task"):
         if key in extensions:
             lines.append(f"[{key}] {extensions[key]:.2f} (extension: Mewsli-X/LAReQA count with avg mAP@20)")
+    for task, scores in extensions.get("registered_tasks", {}).items():
+        lines.append(f"{task} (registered): " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k.startswith("avg_")))
     for task, reason in extensions["skipped_tasks"].items():
         lines.append(f"skipped {task}: {reason}")
     return lines
@@ -451,8 +495,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seqeval", default=DEFAULT_SEQEVAL_VERSION, choices=SEQEVAL_VERSIONS,
                         help="seqeval semantics for PAN-X/UD-POS (default %(default)s, what XTREME's reference "
                              "numbers were computed with; 1.2.2 is today's `pip install seqeval`)")
+    parser.add_argument("--task-modules", nargs="*", default=[],
+                        help="Python files (or module names) that register your own tasks: their folders are scored "
+                             "too, under extensions.registered_tasks")
     args = parser.parse_args(argv)
     try:
+        from stilts_jax.tasks.user_modules import load_task_modules
+
+        load_task_modules(args.task_modules)
         result = score_submission(args.predictions, args.labels, args.benchmark, seqeval_version=args.seqeval)
         atomic_write_text(args.output, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     except StiltsError as e:

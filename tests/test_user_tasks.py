@@ -42,6 +42,20 @@ def test_the_readme_example_runs_through_the_pipeline(xlmr_dir, tmp_path):
     assert results["protocol"]["target"]["preset"] == "my own choice"
     predictions = (workdir / "predictions" / "has_number" / "test-fr.tsv").read_text().split("\n")
     assert len([p for p in predictions if p]) == 80 and set(filter(None, predictions)) <= {"none", "number"}
+    # The scorer scores the task's folder with --task-modules, to the pipeline's numbers.
+    from stilts_jax import score as score_module
+
+    labels = tmp_path / "labels" / "has_number"
+    labels.mkdir(parents=True)
+    for lang in ("en", "de", "fr"):
+        (labels / f"test-{lang}.tsv").write_text("".join(line.split("\t")[1] + "\n" for line in
+                                                    (DATA / f"test-{lang}.tsv").read_text().splitlines()))
+    scores = tmp_path / "scores.json"
+    assert score_module.main(["--predictions", str(workdir / "predictions"), "--labels", str(labels.parent),
+                              "--output", str(scores), "--task-modules", str(EXAMPLE)]) == 0
+    scored = json.loads(scores.read_text())["extensions"]["registered_tasks"]["has_number"]
+    for lang in ("en", "de", "fr"):
+        assert scored["accuracy"][lang] == pytest.approx(results["per_language"][lang]["accuracy"])
     # The inspector reads the same task.
     output = tmp_path / "features.jsonl"
     assert inspect_module.main([*args[:5], f"--config.model.name={xlmr_dir}", "--config.target.max_length=64",

@@ -13,7 +13,7 @@ which also compiles every shape the JAX side needs):
    (a) PyTorch padding every batch to the max length (transformers' usual padding="max_length"), in data order;
    (b) this project's evaluator as the pipeline runs it: one Predictor call on the data-order arrays, which sorts
        the rows by length and cuts each batch to its power-of-two bucket (Predictor's length_buckets, the
-       `evaluation.length_buckets` default; stilts_jax.embedding.bucket_length, as SentenceEncoder does).
+       `evaluation.length_buckets` default; stilts_jax.evaluation.predictor.bucket_length, for sentence embeddings too).
    The other two combinations (PyTorch with the same buckets, JAX padded to the max) are shown too, so the
    gain from bucketing and the gain from the implementation can be read apart.
 

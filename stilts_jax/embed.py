@@ -5,7 +5,9 @@
 
 One sentence per line in; a float32 array [N, hidden] out, in the input order. `--layer k` indexes the
 hidden-states tuple (0 = embeddings output); mean pooling covers every token the attention mask keeps,
-<s> and </s> included (XTREME's retrieval representation).
+<s> and </s> included (XTREME's retrieval representation). The sentences run through the evaluation Predictor
+(stilts_jax.embedding.SentenceEncoder), split over every device; several processes (--coordinator-address,
+--num-processes, --process-id; nothing on TPU pods) embed the file together and process 0 writes it.
 """
 
 from __future__ import annotations

@@ -1,31 +1,46 @@
-"""Batched, jitted sentence embeddings: one layer's hidden states pooled over the attention mask.
+"""Sentence embeddings: one layer's (or several layers') hidden states, pooled over the attention mask.
 
-Sentences are sorted by length and padded to a few bucket lengths with a fixed batch size, so a whole file
-compiles a handful of programs and wastes little work on padding. Batches are split over every device JAX sees;
-with several processes (a TPU pod, multi-host GPU) every process calls `encode` on the same sentences, each one
-feeds its own devices' rows of every batch, and all of them get every embedding back.
+`SentenceEmbedder` is the model: an NNX module around the encoder whose output is the pooled hidden_states[layer]
+of a batch, float32; layers above the highest one asked for are never run. It has no inference loop of its own:
+like every other evaluation model it runs through stilts_jax.evaluation.predictor.Predictor, on the run's mesh and
+logical sharding rules (parameters sharded over fsdp/tensor where the mesh has those axes; rows sorted by length,
+batches cut to power-of-two buckets and split over the batch axes, the next batch dispatched before the last one
+is fetched).
+
+`SentenceEncoder` puts the pieces together for callers holding sentences: it tokenizes, builds the module and its
+Predictor (on the mesh and rules it is given: the pipeline passes the run's; by default a data-parallel mesh over
+every device), and returns float32 embeddings in the input order. With several processes (a TPU pod, multi-host
+GPU) every process calls `encode` with the same sentences, each one feeds its own devices' rows of every batch,
+and all of them get every embedding back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from stilts_jax.distributed import place
+from stilts_jax.distributed import DEFAULT_LOGICAL_RULES, make_mesh, place
 from stilts_jax.errors import InputError
+from stilts_jax.evaluation.predictor import Predictor, bucket_length
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.pooling import Pooling, pool
+from stilts_jax.train.state import ModelSpec
+
+__all__ = ["SentenceEmbedder", "SentenceEncoder", "bucket_length", "default_retrieval_layer"]
 
 # XTREME's retrieval layers: 14 of XLM-R Large's 24, 8 of mBERT's/XLM-R Base's 12.
 _RETRIEVAL_LAYER = {24: 14, 12: 8}
+POOLINGS = ("mean", "cls")
+# Sentences padded into arrays and handed to the Predictor at a time (rounded to whole batches): bounds the host
+# memory of the padded arrays for a file of a million sentences; batches are the same as in one call.
+_CHUNK_ROWS = 16384
 
 
 def default_retrieval_layer(num_layers: int) -> int:
@@ -33,26 +48,62 @@ def default_retrieval_layer(num_layers: int) -> int:
     return _RETRIEVAL_LAYER.get(num_layers, num_layers)
 
 
-def bucket_length(length: int, max_length: int, smallest: int = 16) -> int:
-    """The smallest power of two >= length (at least `smallest`), capped at max_length."""
-    bucket = smallest
-    while bucket < length:
-        bucket *= 2
-    return min(bucket, max_length)
+class SentenceEmbedder(nnx.Module):
+    """`__call__(batch)`: float32 [batch, hidden] embeddings of `encoder`'s hidden_states[layer], pooled;
+    [batch, len(layer), hidden] when `layer` is a sequence of indices (every one from a single forward pass).
+
+    Args:
+      encoder: the NNX encoder (its compute dtype applies); the module's only parameters are the encoder's.
+      layer: index into the hidden-states tuple, 0 being the embeddings output, or a sequence of them.
+      pooling: 'mean' over the attention mask (<s> and </s> included, XTREME's retrieval representation), or 'cls'.
+    """
+
+    def __init__(self, encoder: Encoder, layer: int | Sequence[int], pooling: Pooling = "mean"):
+        num_layers = encoder.config.num_hidden_layers
+        single = isinstance(layer, (int, np.integer))
+        layers = (int(layer),) if single else tuple(int(index) for index in layer)
+        for index in layers:
+            if not 0 <= index <= num_layers:
+                raise InputError(
+                    f"layer {index} is out of range: the model has {num_layers} layers, so valid indices are "
+                    f"0 (embeddings output) to {num_layers} (last layer)"
+                )
+        if not layers:
+            raise InputError("no layer to embed")
+        if pooling not in POOLINGS:
+            raise InputError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
+        self.encoder = encoder
+        self.layers = layers
+        self.single = single
+        self.pooling = pooling
+
+    def __call__(self, batch: Mapping[str, jax.Array]) -> jax.Array:
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+        token_type_ids = batch.get("token_type_ids")
+        # Layers above the highest one asked for are never run.
+        if self.single:
+            hidden = self.encoder(input_ids, attention_mask, token_type_ids, num_layers=self.layers[0])
+            return pool(hidden.last_hidden_state, attention_mask, self.pooling)
+        hidden_states = self.encoder(input_ids, attention_mask, token_type_ids, num_layers=max(self.layers),
+                                     output_hidden_states=True).hidden_states
+        return jnp.stack([pool(hidden_states[i], attention_mask, self.pooling) for i in self.layers], axis=1)
 
 
 class SentenceEncoder:
-    """Embeds sentences with `encoder`'s hidden_states[layer], pooled.
+    """Sentences in, embeddings out: tokenization, a `SentenceEmbedder`, and the `Predictor` that runs it.
 
     Args:
       encoder: the NNX encoder (its compute dtype applies).
       tokenizer: a Hugging Face tokenizer that adds <s> ... </s> (or [CLS] ... [SEP]).
-      layer: index into the hidden-states tuple, 0 being the embeddings output.
+      layer: index into the hidden-states tuple, 0 being the embeddings output (or a sequence of indices).
       pooling: 'mean' over the attention mask, or 'cls'.
-      batch_size: sentences per step (rounded up to a multiple of the device count).
+      batch_size: sentences per step (rounded up to a multiple of the mesh's batch split).
       max_length: truncation length in tokens, special tokens included.
-      devices: where batches are split (default: every device of every process; then every process must call
-        `encode` with the same sentences, as all of them run each batch).
+      mesh, rules: where the model runs: the run's mesh and logical sharding rules (parameters sharded as they say,
+        batches split like 'batch'). Default: a data-parallel mesh over `devices` with DEFAULT_LOGICAL_RULES.
+      devices: the default mesh's devices (default: every device of every process). A mesh spanning several
+        processes means every process must call `encode` with the same sentences, as all of them run each batch.
+      length_buckets: the Predictor's (batches cut to the power of two above their longest sentence).
     """
 
     def __init__(
@@ -64,85 +115,59 @@ class SentenceEncoder:
         pooling: Pooling = "mean",
         batch_size: int = 64,
         max_length: int = 512,
+        mesh: Mesh | None = None,
+        rules: Sequence[tuple[str, Any]] | None = None,
         devices: Sequence[jax.Device] | None = None,
+        length_buckets: bool = True,
     ):
-        num_layers = encoder.config.num_hidden_layers
-        layers = (layer,) if isinstance(layer, int) else tuple(layer)
-        for index in layers:
-            if not 0 <= index <= num_layers:
-                raise InputError(
-                    f"layer {index} is out of range: the model has {num_layers} layers, so valid indices are "
-                    f"0 (embeddings output) to {num_layers} (last layer)"
-                )
-        if not layers:
-            raise InputError("no layer to embed")
+        if mesh is not None and devices is not None:
+            raise ValueError("pass a mesh or devices to build one from, not both")
+        self.model = SentenceEmbedder(encoder, layer, pooling)
         self.tokenizer = tokenizer
         self.layer = layer
         self.max_length = min(max_length, encoder.config.max_sequence_length)
-        devices = list(devices or jax.devices())
-        self.batch_size = -(-batch_size // len(devices)) * len(devices)
-        mesh = Mesh(np.array(devices), ("data",))
-        self._batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
-        replicated = NamedSharding(mesh, PartitionSpec())
-        graphdef, state = nnx.split(encoder)
-        self._state = place(state, replicated)
-        pad_id = encoder.config.pad_token_id
-
-        # Replicated output: every process reads the whole batch's embeddings from its own devices.
-        @partial(jax.jit, out_shardings=replicated)
-        def embed_batch(state: nnx.State, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
-            model = nnx.merge(graphdef, state)
-            # Layers above the highest one asked for are never run.
-            if isinstance(layer, int):
-                hidden = model(input_ids, attention_mask, num_layers=layer).last_hidden_state
-                return pool(hidden, attention_mask, pooling)
-            hidden_states = model(input_ids, attention_mask, num_layers=max(layers), output_hidden_states=True).hidden_states
-            return jnp.stack([pool(hidden_states[i], attention_mask, pooling) for i in layers], axis=1)
-
-        self._embed_batch = embed_batch
-        self._pad_id = pad_id
+        self._pad_id = encoder.config.pad_token_id
+        self.mesh = mesh if mesh is not None else make_mesh({"data": -1}, devices)
+        self.rules = tuple(rules) if rules is not None else DEFAULT_LOGICAL_RULES
+        spec = ModelSpec(self.model, self.mesh, self.rules)
+        self.predictor = Predictor(spec, self.mesh, self.rules, batch_size, length_buckets=length_buckets)
+        self.batch_size = self.predictor.batch_size
+        # Each process builds its own devices' shards (distributed.place): the encoder's arrays may be committed to
+        # one local device, which JAX does not move onto a mesh spanning other hosts.
+        self.params = jax.tree.map(place, nnx.to_pure_dict(nnx.state(self.model)), spec.param_shardings)
 
     def tokenize(self, sentences: Sequence[str]) -> list[list[int]]:
         encoded = self.tokenizer(list(sentences), truncation=True, max_length=self.max_length, padding=False)
         return encoded["input_ids"]
+
+    def _arrays(self, token_ids: list[list[int]], rows: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+        """input_ids and attention_mask of `rows`, right-padded to the bucket of their longest (as the Predictor
+        cuts its batches: no shape beyond the power-of-two ones is compiled)."""
+        width = bucket_length(int(lengths[rows].max()), self.max_length)
+        input_ids = np.full((len(rows), width), self._pad_id, np.int32)
+        attention_mask = (np.arange(width)[None, :] < lengths[rows][:, None]).astype(np.int32)
+        for row, i in enumerate(rows):
+            input_ids[row, : lengths[i]] = token_ids[i]
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     def encode(self, sentences: Sequence[str], *, progress: bool = True) -> np.ndarray:
         """float32 [len(sentences), hidden] in the input order; [len(sentences), len(layers), hidden] for several layers."""
         if not sentences:
             raise InputError("no sentences to embed")
         token_ids = self.tokenize(sentences)
-        order = np.argsort([len(ids) for ids in token_ids], kind="stable")
+        lengths = np.fromiter((len(ids) for ids in token_ids), np.int64, len(token_ids))
+        # Sorted here, so that the chunks hold the batches one Predictor call over every sentence would make.
+        order = np.argsort(lengths, kind="stable")
+        chunk = -(-_CHUNK_ROWS // self.batch_size) * self.batch_size
         out: np.ndarray | None = None
-        pending: tuple[np.ndarray, jax.Array] | None = None
         bar = tqdm(total=len(sentences), desc="embedding", unit="sent",
                    disable=not progress or len(sentences) < 2 * self.batch_size or jax.process_index() != 0)
-
-        def collect(index: np.ndarray, result: jax.Array) -> None:
-            nonlocal out
-            pooled = np.asarray(result)
+        for start in range(0, len(order), chunk):
+            rows = order[start : start + chunk]
+            pooled = self.predictor.predict(self.params, self._arrays(token_ids, rows, lengths), bar=bar)
             if out is None:
                 out = np.empty((len(sentences), *pooled.shape[1:]), np.float32)
-            out[index] = pooled[: len(index)]
-            bar.update(len(index))
-
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
-            length = bucket_length(max(len(token_ids[i]) for i in index), self.max_length)
-            input_ids = np.full((self.batch_size, length), self._pad_id, np.int32)
-            attention_mask = np.zeros((self.batch_size, length), np.int32)
-            for row, i in enumerate(index):
-                ids = token_ids[i]
-                input_ids[row, : len(ids)] = ids
-                attention_mask[row, : len(ids)] = 1
-            batch = tuple(place(array, self._batch_sharding) for array in (input_ids, attention_mask))
-            result = self._embed_batch(self._state, *batch)
-            # Fetch the previous batch only after this one is dispatched, so the device never waits on the host.
-            if pending is not None:
-                collect(*pending)
-            pending = (index, result)
-        assert pending is not None
-        collect(*pending)
+            out[rows] = pooled
         bar.close()
         assert out is not None
         return out
-

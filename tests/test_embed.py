@@ -1,4 +1,5 @@
-"""The sentence-embeddings CLI against mean-pooled PyTorch hidden states, and its errors."""
+"""The sentence-embeddings CLI against mean-pooled PyTorch hidden states, and its errors; the SentenceEmbedder module
+run by the evaluation Predictor on any mesh."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from stilts_jax import embed
-from stilts_jax.embedding import SentenceEncoder, bucket_length, default_retrieval_layer
+from stilts_jax import embed, embedding
+from stilts_jax.distributed import DEFAULT_LOGICAL_RULES, make_mesh
+from stilts_jax.embedding import SentenceEmbedder, SentenceEncoder, bucket_length, default_retrieval_layer
+from stilts_jax.errors import InputError
+from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.models.hf_weights import load_pretrained
+from stilts_jax.train.state import ModelSpec
 from stilts_jax.tokenization import SHIPPED_TEXT_DIR, load_tokenizer
 from tests.hf_reference import load_reference_model
 
@@ -104,3 +109,55 @@ def test_every_layer_in_one_pass_equals_one_layer_at_a_time(xlmr_dir):
     for layer in range(4):
         alone = SentenceEncoder(encoder, tokenizer, layer=layer, batch_size=8).encode(sentences)
         np.testing.assert_allclose(together[:, layer], alone, atol=1e-6)
+
+
+def test_the_runs_mesh_shards_the_parameters_and_gives_the_same_embeddings(xlmr_dir):
+    """One engine: the sentence embedder runs through the Predictor on whatever mesh and rules it is given."""
+    encoder, _ = load_pretrained(xlmr_dir)
+    tokenizer = load_tokenizer(xlmr_dir)
+    sentences = _sentences()
+    replicated = SentenceEncoder(encoder, tokenizer, layer=[1, 3], batch_size=8).encode(sentences)
+    mesh = make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    sharded = SentenceEncoder(encoder, tokenizer, layer=[1, 3], batch_size=8, mesh=mesh, rules=DEFAULT_LOGICAL_RULES)
+    specs = [leaf.sharding.spec for leaf in jax.tree.leaves(sharded.params)]
+    assert any("tensor" in jax.tree.leaves(tuple(spec)) for spec in specs)  # not replicated: Megatron-style splits
+    assert any("fsdp" in jax.tree.leaves(tuple(spec)) for spec in specs)
+    assert sharded.predictor.mesh is mesh and sharded.batch_size == 8
+    np.testing.assert_allclose(sharded.encode(sentences), replicated, atol=1e-5)
+
+
+def test_sentence_embedder_is_a_predictor_model(xlmr_dir):
+    """The module alone, with the Predictor every task evaluates with: the pooled hidden states of PyTorch."""
+    encoder, _ = load_pretrained(xlmr_dir)
+    tokenizer = load_tokenizer(xlmr_dir)
+    sentences = _sentences()
+    model = SentenceEmbedder(encoder, 2)
+    mesh = make_mesh({"data": -1})
+    spec = ModelSpec(model, mesh, DEFAULT_LOGICAL_RULES)
+    predictor = Predictor(spec, mesh, DEFAULT_LOGICAL_RULES, batch_size=8)
+    batch = tokenizer(sentences, padding="max_length", max_length=64, return_tensors="np")
+    arrays = {name: batch[name].astype(np.int32) for name in ("input_ids", "attention_mask")}
+    ours = predictor.predict(spec.initial_params(), arrays, progress=False)
+    assert ours.dtype == np.float32 and ours.shape == (len(sentences), 48)
+    np.testing.assert_allclose(ours, _pytorch_embeddings(xlmr_dir, sentences, 2), atol=1e-5)
+    with pytest.raises(InputError, match="no layer to embed"):
+        SentenceEmbedder(encoder, [])
+    with pytest.raises(InputError, match="unknown pooling"):
+        SentenceEmbedder(encoder, 1, "max")
+
+
+def test_long_inputs_are_fed_in_chunks_of_the_same_batches(xlmr_dir, monkeypatch):
+    encoder, _ = load_pretrained(xlmr_dir)
+    tokenizer = load_tokenizer(xlmr_dir)
+    sentences = _sentences()
+    whole = SentenceEncoder(encoder, tokenizer, layer=3, batch_size=8).encode(sentences)
+    calls = []
+    monkeypatch.setattr(embedding, "_CHUNK_ROWS", 12)  # rounded up to whole batches: 16 rows a call
+    chunked = SentenceEncoder(encoder, tokenizer, layer=3, batch_size=8)
+    predict = chunked.predictor.predict
+    monkeypatch.setattr(chunked.predictor, "predict",
+                        lambda params, arrays, **kw: calls.append(arrays) or predict(params, arrays, **kw))
+    np.testing.assert_allclose(chunked.encode(sentences), whole, atol=1e-6)
+    assert [len(a["input_ids"]) for a in calls] == [16, 16, 16, 2]
+    widths = [a["input_ids"].shape[1] for a in calls]
+    assert widths == sorted(widths) and all(w == bucket_length(w, 512) for w in widths)  # powers of two

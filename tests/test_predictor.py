@@ -91,3 +91,19 @@ def test_a_cut_batch_computes_fewer_positions():
     assert shapes == [{k: (8, 16) for k in arrays}, {k: (8, 64) for k in arrays}]
     unbucketed = Predictor(spec, mesh, DEFAULT_LOGICAL_RULES, batch_size=8, length_buckets=False)
     assert [length for _, length in unbucketed._plan(arrays, 16)] == [WIDTH, WIDTH]
+
+
+def test_several_calls_can_share_one_progress_bar():
+    import io
+
+    from tqdm.auto import tqdm
+
+    mesh = make_mesh({"data": -1})
+    spec = ModelSpec(_model("classification"), mesh, DEFAULT_LOGICAL_RULES)
+    predictor = Predictor(spec, mesh, DEFAULT_LOGICAL_RULES, batch_size=8)
+    params = spec.initial_params()
+    bar = tqdm(total=37, file=io.StringIO())
+    first = predictor.predict(params, _arrays(LENGTHS[:20]), bar=bar)
+    second = predictor.predict(params, _arrays(LENGTHS[20:], seed=1), bar=bar)
+    assert bar.n == 37 and first.shape == (20, 3) and second.shape == (17, 3)  # advanced by both, left open
+    bar.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
 import matplotlib.image
 import numpy as np
 import pytest
@@ -94,3 +95,35 @@ def test_search_options_come_from_the_evaluation_config():
     assert search_options(config.evaluation) == {"kernel": "xla", "dtype": "float32"}
     config.evaluation.search_kernel, config.evaluation.search_dtype = "fused", "bfloat16"
     assert search_options(config.evaluation) == {"kernel": "fused", "dtype": "bfloat16"}
+
+
+def test_retrieval_embeds_on_the_runs_mesh_and_rules(xlmr_dir, tmp_path, monkeypatch):
+    """The encoder's parameters are laid out by config.mesh and config.logical_rules, as in every other phase:
+    sharded over fsdp and tensor, the scores and predictions are those of the data-parallel run."""
+    from stilts_jax.pipeline import retrieval as retrieval_pipeline
+
+    built = []
+
+    class Recorded(SentenceEncoder):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(retrieval_pipeline, "SentenceEncoder", Recorded)
+    common = ["--config=configs/stilts.py:intermediate=none,target=tatoeba", f"--config.model.name={xlmr_dir}",
+              "--config.model.dtype=float32", "--config.target.source.kind=xtreme",
+              f"--config.target.source.path={FIXTURES / 'tatoeba_xtreme'}",
+              f"--config.target.source.labels={FIXTURES / 'tatoeba_xtreme' / 'labels'}",
+              "--config.evaluation.languages=['de']", "--config.evaluation.all_layers=true"]
+    runs = {"data": tmp_path / "data", "sharded": tmp_path / "sharded"}
+    assert main_module.main([*common, f"--config.workdir={runs['data']}"]) == 0
+    assert main_module.main([*common, f"--config.workdir={runs['sharded']}", "--config.mesh.fsdp=2",
+                             "--config.mesh.tensor=2"]) == 0
+    assert [dict(e.mesh.shape) for e in built] == [{"data": 8, "fsdp": 1, "tensor": 1},
+                                                   {"data": 2, "fsdp": 2, "tensor": 2}]
+    specs = {str(leaf.sharding.spec) for leaf in jax.tree.leaves(built[1].params)}
+    assert any("tensor" in spec for spec in specs) and any("fsdp" in spec for spec in specs)
+    results = {name: json.loads((path / "results.json").read_text()) for name, path in runs.items()}
+    assert results["sharded"]["per_layer"] == results["data"]["per_layer"]  # accuracies: counts of equal neighbours
+    predictions = [(path / "predictions" / "tatoeba" / "test-de.tsv").read_text() for path in runs.values()]
+    assert predictions[0] == predictions[1] and predictions[0]

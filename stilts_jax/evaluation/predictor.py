@@ -1,4 +1,8 @@
-"""Jitted, batched forward passes for evaluation: fixed-shape batches over the mesh, padding masked out."""
+"""Jitted, batched forward passes for evaluation: fixed-shape batches over the mesh, padding masked out.
+
+The project's one inference engine: every task's evaluation and the sentence embeddings of retrieval
+(stilts_jax.embedding's SentenceEmbedder) run through `Predictor`, on the run's mesh and logical sharding rules.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from stilts_jax.embedding import bucket_length
 from stilts_jax.distributed import batch_shard_count, batch_sharding, process_local_rows
 from stilts_jax.train.state import ModelSpec
 
@@ -19,6 +22,14 @@ TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # last axis: t
 # What a per-token output holds past a bucket's end once padded back to the full width: the value SpanHead gives
 # padded positions, so that span selection never picks them; tagging reads first sub-words only.
 PADDED_LOGIT = -1e9
+
+
+def bucket_length(length: int, max_length: int, smallest: int = 16) -> int:
+    """The smallest power of two >= length (at least `smallest`), capped at max_length."""
+    bucket = smallest
+    while bucket < length:
+        bucket *= 2
+    return min(bucket, max_length)
 
 
 def bucket_plan(lengths: np.ndarray, batch_size: int, width: int) -> list[tuple[np.ndarray, int]]:
@@ -38,11 +49,21 @@ def bucket_plan(lengths: np.ndarray, batch_size: int, width: int) -> list[tuple[
 class Predictor:
     """`predict(params, arrays)` runs the model on every row of `arrays`, `batch_size` rows per step.
 
+    The model is `spec`'s (any NNX module whose `__call__(batch)` takes a dict of MODEL_INPUTS arrays), its
+    parameters laid out as `spec.param_shardings` say (the run's mesh and rules: sharded over fsdp/tensor when those
+    axes are larger than 1); each batch is split over the mesh axes the 'batch' rule names (`batch_size` is rounded
+    up to a multiple of that split).
+
     With `length_buckets` (the default) rows are sorted by length and each batch is cut to the power of two above
     its longest row (at least 16 tokens, at most the arrays' width), so short sentences do not pay for the longest
     one's padding: a few compiled shapes instead of one. Outputs come back in the input order, per-token outputs
-    padded back to the full width (with PADDED_LOGIT). The last batch is padded with empty rows whose outputs are
-    dropped; outputs come back replicated, so every process of a multi-host run gets all of them.
+    padded back to the full width (with PADDED_LOGIT), in the model's output dtype. The last batch is padded with
+    empty rows whose outputs are dropped. A batch is dispatched before the previous one's outputs are fetched, so
+    the device does not wait on the host.
+
+    Several processes (a TPU pod, multi-host GPU): every process calls `predict` with the same arrays, each one
+    feeds only its own devices' rows of every batch, and outputs come back replicated, so every process gets all
+    of them.
     """
 
     def __init__(self, spec: ModelSpec, mesh: Mesh, rules: Sequence[tuple[str, Any]], batch_size: int, *,
@@ -86,7 +107,13 @@ class Predictor:
             batch[name] = jax.make_array_from_process_local_data(sharding, chunk[process_local_rows(sharding, chunk.shape)], chunk.shape)
         return batch
 
-    def predict(self, params: Any, arrays: dict[str, np.ndarray], *, desc: str = "predict", progress: bool = True) -> np.ndarray:
+    def predict(self, params: Any, arrays: dict[str, np.ndarray], *, desc: str = "predict", progress: bool = True,
+                bar: tqdm | None = None) -> np.ndarray:
+        """The outputs of every row of `arrays` (their MODEL_INPUTS entries), in the input order.
+
+        bar: an open progress bar to advance by the rows done (one bar over several calls); it is left open.
+        Otherwise a bar of its own, shown with `progress` (on process 0 only).
+        """
         inputs = {k: v for k, v in arrays.items() if k in MODEL_INPUTS}
         total = len(next(iter(inputs.values())))
         if total == 0:
@@ -94,7 +121,9 @@ class Predictor:
         plan = self._plan(inputs, total)
         full_shape = self._output_shape(params, inputs)
         outputs: np.ndarray | None = None
-        bar = tqdm(total=total, desc=desc, unit="ex", disable=not progress or jax.process_index() != 0, leave=False)
+        own_bar = bar is None
+        if own_bar:
+            bar = tqdm(total=total, desc=desc, unit="ex", disable=not progress or jax.process_index() != 0, leave=False)
 
         def collect(result: jax.Array, rows: np.ndarray) -> None:
             nonlocal outputs
@@ -114,5 +143,6 @@ class Predictor:
                 collect(*pending)
             pending = (result, rows)
         collect(*pending)
-        bar.close()
+        if own_bar:
+            bar.close()
         return outputs

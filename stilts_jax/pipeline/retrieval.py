@@ -35,8 +35,10 @@ def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[
     depth = encoder.config.num_hidden_layers
     primary = default_retrieval_layer(depth) if e.layer < 0 else e.layer
     layers = list(range(depth + 1)) if e.all_layers else [primary]
+    # The run's mesh and rules, as every other evaluation's Predictor (pipeline.common.make_predictor).
     sentence_encoder = SentenceEncoder(encoder, pipeline.tokenizer, layer=layers if e.all_layers else primary,
-                                       batch_size=e.batch_size, max_length=phase.max_length)
+                                       batch_size=e.batch_size, max_length=phase.max_length, mesh=pipeline.mesh,
+                                       rules=pipeline.rules, length_buckets=e.length_buckets)
     evaluator = RetrievalEvaluator(sentence_encoder, layers, primary, k=e.margin_k,
                                    search_options=search_options(e))
     source = source_of(phase)

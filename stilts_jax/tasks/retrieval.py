@@ -5,9 +5,10 @@ Both tasks have no training data: the paper evaluates the intermediate model's e
   cosine; accuracy, and the reverse direction too.
 - BUCC: unique sentences of both sides, ratio margin with k neighbours both ways, "max" retrieval, the threshold
   chosen for F1 on the dev gold and applied to test.
-With several processes every process embeds the same sentences together (SentenceEncoder), gets all the
-embeddings, and the search splits the candidates over every process's devices (NearestNeighbors), so every
-process computes the same results.
+Embeddings come from a SentenceEncoder: the SentenceEmbedder module run by the evaluation Predictor, on the run's
+mesh and sharding rules when the pipeline builds it. With several processes every process embeds the same sentences
+together (each feeding its own devices' rows), gets all the embeddings, and the search splits the candidates over
+every process's devices (NearestNeighbors), so every process computes the same results.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class RetrievalEvaluator:
         self.search_options = dict(search_options or {})  # NearestNeighbors' kernel, dtype, chunk_size, ...
 
     def embed(self, sentences: Sequence[str]) -> np.ndarray:
-        """[N, len(layers), hidden] float32."""
+        """[N, len(layers), hidden] float32, from the encoder's Predictor."""
         out = self.encoder.encode(sentences, progress=False)
         return out[:, None] if out.ndim == 2 else out
 

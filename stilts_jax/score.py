@@ -428,7 +428,7 @@ def _registered_tasks(folders: set[str]) -> dict[str, Any]:
     not the benchmark's."""
     from stilts_jax.tasks.registry import TASKS
 
-    by_folder = {spec.xtreme_name or spec.name: spec for spec in TASKS.values()
+    by_folder = {spec.submission_folder: spec for spec in TASKS.values()
                  if spec.family in ("classification", "multiple_choice", "tagging", "span_qa")}
     return {folder: by_folder[folder] for folder in sorted(folders) if folder in by_folder}
 
@@ -436,15 +436,13 @@ def _registered_tasks(folders: set[str]) -> dict[str, Any]:
 def _registered_scores(scorer: _Scorer, spec: Any) -> dict[str, Any]:
     """A registered task's scores per language and averaged, read by its family (every language file required)."""
     score: dict[str, Any] = {}
-    languages = [lang for lang in spec.languages if (scorer.labels_dir / (spec.xtreme_name or spec.name)
-                                                    / f"test-{lang}.{spec.prediction_extension}").is_file()]
+    languages = [lang for lang in spec.languages if spec.submission_path(scorer.labels_dir, lang).is_file()]
     if not languages:
-        raise InputError(f"{scorer.labels_dir / (spec.xtreme_name or spec.name)} holds no test-{{lang}}."
-                         f"{spec.prediction_extension} label file of {spec.name}'s languages")
+        raise InputError(f"{scorer.labels_dir / spec.submission_folder} holds no label file of {spec.name}'s "
+                         f"languages (test-{{lang}} files as {spec.submission_path(scorer.labels_dir, 'xx').name})")
     for lang in languages:
-        name = f"test-{lang}.{spec.prediction_extension}"
-        folder = spec.xtreme_name or spec.name
-        pred, gold = scorer.predictions_dir / folder / name, scorer.labels_dir / folder / name
+        pred = Path(str(spec.submission_path(scorer.predictions_dir, lang)))
+        gold = Path(str(spec.submission_path(scorer.labels_dir, lang)))
         if not pred.is_file():
             raise InputError(f"{pred} is missing (labels exist for {spec.name} {lang})")
         if spec.family == "classification":

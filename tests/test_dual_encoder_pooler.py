@@ -3,7 +3,6 @@ against transformers' PyTorch pooler_output, the learned logit scale, and gradie
 
 from __future__ import annotations
 
-import types
 
 import jax
 import jax.numpy as jnp
@@ -102,7 +101,11 @@ def _fake_pipeline(model_dir, *, allow_random: bool = False, make_tiny: bool = F
     config.dual_encoder.allow_random_pooler = allow_random
     config.dual_encoder.learned_scale = learned_scale
     config.model.make_tiny = make_tiny
-    return types.SimpleNamespace(config=config, model_dir=model_dir, encoder_options={})
+    config.model.name = str(model_dir)
+    config.model.dtype = "float32"
+    from stilts_jax.pipeline.context import RunContext
+
+    return RunContext(config)
 
 
 def test_defaults_are_the_published_model_and_a_checkpoint_without_pooler_names_the_alternative(xlmr_dir, capsys):
@@ -125,7 +128,6 @@ def test_defaults_are_the_published_model_and_a_checkpoint_without_pooler_names_
         pipeline_module.load_checkpoint_pooler(_fake_pipeline(xlmr_dir, **flags), model)
         assert "pooler starts from a RANDOM init" in capsys.readouterr().out
     # The structure the evaluation restores `best_model` into is the trained model's: pooler and scale included.
-    pipeline.encoder_config = encoder.config
     abstract = nnx.to_pure_dict(nnx.state(pipeline_module.abstract_model(pipeline)))
     trained = nnx.to_pure_dict(nnx.state(model))
     assert jax.tree.map(lambda x: (x.shape, x.dtype), abstract) == jax.tree.map(lambda x: (x.shape, x.dtype), trained)

@@ -46,7 +46,7 @@ def test_span_qa_windows_carry_the_answer_where_the_window_holds_it(tmp_path):
 
 
 def load_examples_qa():
-    from stilts_jax.data.sources import load_qa
+    from stilts_jax.data.task_sources import load_qa
 
     return load_qa("tydiqa", "dev", {"kind": "xtreme", "path": str(DEMO)}, ["sw"])["sw"]
 
@@ -92,7 +92,7 @@ def test_the_records_are_the_features_the_trainer_gets(tmp_path):
     config = ["--config=configs/demo.py", f"--config.model.name={tmp_path / 'tiny'}"]
     records = _run(tmp_path, config, "--phase=intermediate", "--split=train", "--limit=6")
     tokenizer = load_demo_tokenizer()
-    from stilts_jax.data.sources import load_qa
+    from stilts_jax.data.task_sources import load_qa
 
     examples = load_qa("squad", "train", {"kind": "xtreme", "path": str(DEMO)}, ["en"])["en"][:6]
     task = SpanQATask(get_task("squad"), tokenizer, max_length=160, doc_stride=64)

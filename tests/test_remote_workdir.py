@@ -107,7 +107,7 @@ def test_results_and_predictions_go_to_a_bucket(bucket):
     json_path, md_path = write_results(workdir, summary, [("accuracy", "accuracy")])
     assert str(json_path) == f"{workdir}/results.json" and json.loads(json_path.read_text()) == summary
     assert "| de | 70.0 | 3 |" in md_path.read_text()
-    path = write_predictions(f"{workdir}/predictions", "tydiqa", "sw", {"q1": "jibu"})
+    path = write_predictions(f"{workdir}/predictions/tydiqa/test-sw.json", {"q1": "jibu"})
     assert str(path) == f"{workdir}/predictions/tydiqa/test-sw.json"
     assert json.loads(bucket[f"{BUCKET}/run/predictions/tydiqa/test-sw.json"].getvalue()) == {"q1": "jibu"}
 

@@ -121,7 +121,7 @@ def test_mewslix_dual_encoder_in_two_processes_matches_one(tmp_path):
     mewslix = ["--config=configs/stilts.py:intermediate=none,target=mewslix", *_model_args(tmp_path),
                "--config.target.source.kind=xtreme", f"--config.target.source.path={FIXTURES / 'mewslix'}",
                "--config.target.max_length=64", "--config.dual_encoder.query_max_length=32",
-               "--config.target.train.batch_size=8", "--config.target.train.max_steps=2",
+               "--config.target.train.batch_size=16", "--config.target.train.max_steps=2",  # 4 micro-batches (published)
                "--config.target.train.progress_bar=false", "--config.target.max_dev_examples=16",
                "--config.evaluation.languages=['en','ja','ar']"]
     [one] = _run(mewslix, tmp_path / "mewslix-1", 1)

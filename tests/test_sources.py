@@ -7,6 +7,7 @@ examples. The Hugging Face folders and the TFDS data are generated into tmp path
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -15,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stilts_jax.data import sources
-from stilts_jax.data.qa import QADataError
-from stilts_jax.data.sources import load_qa
+from stilts_jax.data import qa
+from stilts_jax.data.qa import Answer, QADataError
+from stilts_jax.data.task_sources import load_qa
 from stilts_jax.errors import InputError
 
 XTREME = Path(__file__).parent / "fixtures" / "qa" / "xtreme"
@@ -166,7 +167,7 @@ def test_xtreme_tydiqa_dev_reads_every_language():
     assert list(dev) == list(TYDIQA_DEV_COUNTS)
     assert {k: len(v) for k, v in dev.items()} == TYDIQA_DEV_COUNTS
     assert_answers_in_context(dev)
-    names = {v: k for k, v in sources.qa.TYDIQA_LANGUAGE_PREFIXES.items()}
+    names = {v: k for k, v in qa.TYDIQA_LANGUAGE_PREFIXES.items()}
     for lang, examples in dev.items():
         assert all(ex.language == lang and ex.id.startswith(names[lang] + "-") for ex in examples)
     for lang, (low, high) in SCRIPTS.items():  # non-Latin scripts come through intact
@@ -349,3 +350,84 @@ def test_configuration_errors_list_the_valid_choices():
         load_qa("squad", "dev", {"kind": "xtreme", "path": str(XTREME)}, languages=["de"])
     with pytest.raises(InputError, match="'kind'"):
         load_qa("squad", "dev", {"path": str(XTREME)})
+
+
+# --- a QA dataset of one's own: one register_task call, read by the same loader ---------------------------------
+
+@pytest.fixture
+def registered():
+    """Names registered by a test, removed from the task registry and the dataset catalog afterwards."""
+    from stilts_jax.data import task_sources
+    from stilts_jax.tasks import registry
+
+    names: list[str] = []
+    yield names
+    for name in names:
+        registry.TASKS.pop(name, None)
+        task_sources.DATASETS.pop(name, None)
+
+
+def _squad_file(path: Path, lang: str, questions: list[tuple[str, str, str, str]]) -> None:
+    """A SQuAD-format file of (id, question, context, answer) tuples, the answer found in its context."""
+    data = [{"title": f"{lang}-{qid}", "paragraphs": [{"context": context, "qas": [
+        {"id": qid, "question": question, "answers": [{"text": answer, "answer_start": context.index(answer)}]}]}]}
+        for qid, question, context, answer in questions]
+    path.write_text(json.dumps({"version": "1.1", "data": data}, ensure_ascii=False), encoding="utf-8")
+
+
+def test_a_registered_qa_task_reads_its_squad_folder(tmp_path, registered):
+    from stilts_jax.data.qa import QAExample
+    from stilts_jax.data.task_sources import load_examples
+    from stilts_jax.errors import StiltsError
+    from stilts_jax.tasks import TaskDataset, TaskSpec, get_task, register_task
+    from stilts_jax.tasks.span_qa import SpanQATask
+    from stilts_jax.tokenization import load_demo_tokenizer
+
+    folder = tmp_path / "riverqa"
+    folder.mkdir()
+    english = [("r1", "How long is the Rhine?", "The Rhine is 1,230 km long.", "1,230 km"),
+               ("r2", "Where does the Rhine rise?", "The Rhine rises in the Swiss Alps.", "the Swiss Alps")]
+    german = [("r1", "Wie lang ist der Rhein?", "Der Rhein ist 1.230 km lang.", "1.230 km")]
+    _squad_file(folder / "train-en.json", "en", english)
+    _squad_file(folder / "train-de.json", "de", german)  # not read: training is English only
+    _squad_file(folder / "dev-en.json", "en", english[:1])
+    _squad_file(folder / "test-en.json", "en", english)
+    _squad_file(folder / "test-de.json", "de", german)
+    data = TaskDataset(family="qa", labels=(), languages=("en", "de"), reader="squad", english_train_only=True,
+                       files_layout={split: (f"{split}-{{lang}}.json",) for split in ("train", "dev", "test")})
+    spec = TaskSpec(name="riverqa", family="span_qa", dataset="riverqa", languages=("en", "de"), eval_split="test",
+                    default_max_length=384, defaults=dict(epochs=2.0, batch_size=16, max_length=384),
+                    defaults_source="this test")
+    registered.append("riverqa")
+    assert register_task(spec, data=data) is get_task("riverqa")
+
+    source = {"kind": "files", "path": str(folder)}
+    test = load_examples("riverqa", "test", source)
+    assert list(test) == ["en", "de"] and [len(v) for v in test.values()] == [2, 1]
+    assert test["de"][0] == QAExample(id="r1", question="Wie lang ist der Rhein?",
+                                      context="Der Rhein ist 1.230 km lang.", answers=(Answer("1.230 km", 14),),
+                                      language="de", title="de-r1")
+    assert load_qa("riverqa", "test", source, ["de"]) == {"de": test["de"]}
+    train = load_examples("riverqa", "train", source, ["en", "de"])
+    assert list(train) == ["en"] and [ex.id for ex in train["en"]] == ["r1", "r2"]
+    # The span QA task reads it as it reads SQuAD: no "no answer" predictions, its own split per role.
+    task = SpanQATask(get_task("riverqa"), load_demo_tokenizer(), max_length=64, doc_stride=16)
+    assert not task.with_null
+    assert task.load("eval", source, ["de"]) == {"de": test["de"]}
+    assert task.load("dev", source, ["en"])["en"] == train["en"][:1]
+    raw = json.loads((folder / "test-de.json").read_text(encoding="utf-8"))
+    raw["data"][0]["paragraphs"][0]["qas"][0]["answers"] = []  # unanswerable: not without unanswerable=True
+    (folder / "test-de.json").write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(QADataError, match=r"test-de.json: data\[0\].paragraphs\[0\].qas\[0\].*has no answer"):
+        load_examples("riverqa", "test", source, ["de"])
+
+    # A QA target may train on SQuAD; the data family of every dataset it reads is checked.
+    registered.append("riverqa_from_squad")
+    register_task(dataclasses.replace(spec, name="riverqa_from_squad", train_dataset="squad", dev_dataset="squad"))
+    with pytest.raises(StiltsError, match="dataset 'xnli' holds pair examples .*span_qa task reads qa"):
+        register_task(dataclasses.replace(spec, name="riverqa_xnli", train_dataset="xnli"))
+    with pytest.raises(StiltsError, match="dataset 'riverqa' holds qa examples"):
+        register_task(TaskSpec(name="riverqa_pairs", family="classification", dataset="riverqa", languages=("en",)))
+    with pytest.raises(InputError, match="reader='squad'"):
+        register_task(dataclasses.replace(spec, name="bad_qa", dataset="bad_qa"),
+                      data=dataclasses.replace(data, reader="pair"))

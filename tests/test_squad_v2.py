@@ -12,7 +12,7 @@ import pytest
 
 from stilts_jax.data.qa import Answer, QADataError, QAExample
 from stilts_jax.data.qa_features import featurize_qa
-from stilts_jax.data.sources import load_qa
+from stilts_jax.data.task_sources import load_qa
 from stilts_jax.evaluation.metrics import squad_v2_scores
 from stilts_jax.evaluation.qa_postprocess import NullThresholdedAnswers, best_answers, score_answers
 from stilts_jax.tasks.families import make_task

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from stilts_jax.data import sources
+from stilts_jax.data import task_sources
 from stilts_jax.data.qa import QADataError
-from stilts_jax.data.sources import load_qa
+from stilts_jax.data.task_sources import load_qa
 from stilts_jax.errors import InputError
 from stilts_jax.evaluation import xtreme_tasks
 from stilts_jax.evaluation.squad_metric import squad_scores
@@ -22,9 +22,9 @@ from tests.test_sources import builder_reading, squad_rows, write_parquet
 
 ROOT = Path(__file__).resolve().parent.parent
 XTREME = Path(__file__).parent / "fixtures" / "qa" / "xtreme"
-XQUAD = {lang: XTREME / "xquad" / f"xquad.{lang}.json" for lang in sources.XQUAD_LANGUAGES}
+XQUAD = {lang: XTREME / "xquad" / f"xquad.{lang}.json" for lang in task_sources.XQUAD_LANGUAGES}
 MLQA = {split: {lang: XTREME / "mlqa" / "MLQA_V1" / split / f"{split}-context-{lang}-question-{lang}.json"
-                for lang in sources.MLQA_LANGUAGES} for split in ("dev", "test")}
+                for lang in task_sources.MLQA_LANGUAGES} for split in ("dev", "test")}
 XTREME_SOURCE = {"kind": "xtreme", "path": str(XTREME)}
 
 
@@ -85,7 +85,7 @@ def tfds_dir(tmp_path_factory):
 
 def test_xtreme_reads_every_language_with_its_own_file():
     test = load_qa("xquad", "test", XTREME_SOURCE)
-    assert list(test) == list(sources.XQUAD_LANGUAGES)
+    assert list(test) == list(task_sources.XQUAD_LANGUAGES)
     english_ids = [ex.id for ex in test["en"]]
     for lang, examples in test.items():
         raw = json.loads(XQUAD[lang].read_text(encoding="utf-8"))
@@ -98,7 +98,7 @@ def test_xtreme_reads_every_language_with_its_own_file():
     assert list(mlqa) == ["zh", "ar"] and len(mlqa["zh"]) == 6
     assert mlqa["ar"][0].answers[0].text == "البحر الأبيض المتوسط"
     dev = load_qa("mlqa", "dev", XTREME_SOURCE)
-    assert list(dev) == list(sources.MLQA_LANGUAGES)
+    assert list(dev) == list(task_sources.MLQA_LANGUAGES)
     assert not {ex.id for ex in dev["en"]} & {ex.id for ex in load_qa("mlqa", "test", XTREME_SOURCE, ["en"])["en"]}
 
 
@@ -204,7 +204,7 @@ def test_registry_entries_follow_xtreme():
     for name in ("xquad", "mlqa"):
         spec = get_task(name)
         assert spec.family == "span_qa" and spec.xtreme_name == name and spec.metric == "f1"
-        assert spec.languages == sources.DATASETS[name].languages
+        assert spec.languages == task_sources.DATASETS[name].languages
         assert list(spec.languages) == xtreme_tasks.XTREME_R_TASK2LANGS[name]
         assert spec.dataset_and_split("train") == ("squad", "train") and spec.dataset_and_split("dev") == ("squad", "dev")
         assert spec.dataset_and_split("eval") == (name, "test")
@@ -277,7 +277,7 @@ def test_fixtures_are_what_the_generator_writes(tmp_path):
     import make_qa_fixtures
 
     written = make_qa_fixtures.write(tmp_path)
-    assert len(written) == 2 + len(sources.XQUAD_LANGUAGES) + 2 * len(sources.MLQA_LANGUAGES)
+    assert len(written) == 2 + len(task_sources.XQUAD_LANGUAGES) + 2 * len(task_sources.MLQA_LANGUAGES)
     for path in written:
         relative = path.relative_to(tmp_path)
         assert path.read_bytes() == (XTREME / relative).read_bytes(), relative

@@ -1,6 +1,6 @@
 """Reading prepared TensorFlow Datasets data without TensorFlow (tfds.data_source over ArrayRecord files).
 
-Shared by the QA loader (sources.py) and the other tasks' loader (task_sources/tfds_source.py).
+Used by the one data stack of every task (task_sources/tfds_source.py).
 """
 
 from __future__ import annotations

@@ -11,10 +11,9 @@ from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.paths import PathLike, as_path
 
 
-def write_predictions(folder: PathLike, task_folder: str, language: str, predictions: dict[str, str],
-                      extension: str = "json") -> epath.Path:
-    """`{folder}/{task}/test-{lang}.json` as the XTREME leaderboard (and its evaluate.py) reads it."""
-    path = as_path(folder) / task_folder / f"test-{language}.{extension}"
+def write_predictions(path: PathLike, predictions: dict[str, str]) -> epath.Path:
+    """A JSON predictions file {id: answer} (`{folder}/{task}/test-{lang}.json` as XTREME's evaluate.py reads it)."""
+    path = as_path(path)
     atomic_write_text(path, json.dumps(predictions, ensure_ascii=False, indent=1) + "\n")
     return path
 

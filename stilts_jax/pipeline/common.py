@@ -19,6 +19,50 @@ from stilts_jax.train.optimizer import OptimizerConfig
 DONE = "phase_done.json"
 
 
+def finished_phase(phase_dir: Any, name: str, task: str) -> dict[str, Any] | None:
+    """The record of a phase that finished in an earlier run (its phase_done.json), or None."""
+    import json
+
+    done = phase_dir / DONE
+    if not done.exists():
+        return None
+    info = json.loads(done.read_text())
+    say(f"[{name}] {task}: finished earlier (English dev {info['dev']}), skipping")
+    return info
+
+
+def record_phase(phase_dir: Any, info: dict[str, Any]) -> None:
+    """Mark a phase finished (phase_done.json, written whole by process 0): a rerun skips it."""
+    import json
+
+    from stilts_jax.io_utils import atomic_write_text
+
+    if jax.process_index() == 0:
+        atomic_write_text(phase_dir / DONE, json.dumps(info, indent=2) + "\n")
+
+
+def finished_evaluation(workdir: Any) -> dict[str, Any] | None:
+    """The results of an evaluation that finished in an earlier run, or None."""
+    import json
+
+    results = workdir / "results.json"
+    if results.exists() and (workdir / "evaluation" / DONE).exists():
+        say(f"[evaluation] finished earlier: {results}")
+        return json.loads(results.read_text())
+    return None
+
+
+def record_evaluation(workdir: Any) -> None:
+    """Mark the evaluation finished (process 0 only; call after results.json is written)."""
+    import json
+
+    from stilts_jax.io_utils import atomic_write_text
+
+    if jax.process_index() == 0:
+        (workdir / "evaluation").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(workdir / "evaluation" / DONE, json.dumps({"results": str(workdir / "results.json")}) + "\n")
+
+
 def make_predictor(pipeline: Any, model_spec: Any) -> Predictor:
     """The evaluator of `model_spec` with the config's batch size and length bucketing."""
     e = pipeline.config.evaluation

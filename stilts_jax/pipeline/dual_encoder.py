@@ -24,7 +24,6 @@ with it off, its micro-batch's only.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,12 +35,12 @@ from stilts_jax.data.ranked_retrieval import RetrievalPool
 from stilts_jax.errors import StiltsError, WeightsError
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
-from stilts_jax.evaluation.report import summarize, write_results
-from stilts_jax.io_utils import atomic_write_text
+from stilts_jax.evaluation.report import summarize, write_predictions, write_results
 from stilts_jax.models.encoder import Encoder
-from stilts_jax.models.hf_weights import load_pooler, load_pretrained
+from stilts_jax.models.hf_weights import load_pooler
 from stilts_jax.paths import absolute
-from stilts_jax.pipeline.common import (DONE, SelectionScores, make_predictor, say, search_options, selection_rule,
+from stilts_jax.pipeline.common import (SelectionScores, finished_evaluation, finished_phase, record_evaluation,
+                                        record_phase, make_predictor, say, search_options, selection_rule,
                                         source_of, trainer_config)
 from stilts_jax.pipeline.protocol import run_protocol
 from stilts_jax.tasks.dual_encoder import MAP_K, DualEncoder, DualEncoderTask, gold_labels, score_rankings
@@ -52,7 +51,7 @@ from stilts_jax.train.state import ModelSpec
 from stilts_jax.train.step import GradsFn
 
 if TYPE_CHECKING:
-    from stilts_jax.pipeline.runner import Pipeline
+    from stilts_jax.pipeline.context import RunContext as Pipeline
 
 METRIC = f"map@{MAP_K}"
 
@@ -106,8 +105,7 @@ def load_checkpoint_pooler(pipeline: "Pipeline", model: DualEncoder) -> None:
 
 
 def abstract_model(pipeline: "Pipeline") -> DualEncoder:
-    config = pipeline.encoder_config
-    return nnx.eval_shape(lambda: _model(pipeline, Encoder(config, rngs=nnx.Rngs(0), **pipeline.encoder_options)))
+    return nnx.eval_shape(lambda: _model(pipeline, pipeline.abstract_encoder()))
 
 
 def pool_scores(task: DualEncoderTask, predictor: Predictor, params: Any, pool: RetrievalPool,
@@ -119,12 +117,10 @@ def pool_scores(task: DualEncoderTask, predictor: Predictor, params: Any, pool: 
 def run_dual_encoder_phase(pipeline: "Pipeline", handoff: str | None) -> dict[str, Any]:
     """Train the shared tower on the task's English pairs in `workdir/target` (resuming; skipped when done)."""
     phase_dir = pipeline.workdir / "target"
-    done = phase_dir / DONE
     phase = pipeline.config.target
-    if done.exists():
-        info = json.loads(done.read_text())
-        say(f"[target] {phase.task}: finished earlier (best dev {info['dev']}), skipping")
-        return info
+    earlier = finished_phase(phase_dir, "target", phase.task)
+    if earlier is not None:
+        return earlier
     task = make_task(pipeline)
     source = source_of(phase)
     say(f"[target] {phase.task}: loading English pairs")
@@ -132,8 +128,7 @@ def run_dual_encoder_phase(pipeline: "Pipeline", handoff: str | None) -> dict[st
     if phase.max_train_examples:
         pairs = pairs[: phase.max_train_examples]
     dev = task.dev_pool(source, phase.max_dev_examples)
-    encoder, _ = load_pretrained(pipeline.model_dir, **pipeline.encoder_options)
-    model = _model(pipeline, encoder)
+    model = _model(pipeline, pipeline.pretrained_encoder())
     load_checkpoint_pooler(pipeline, model)
     if model.learned_scale:
         say(f"[target] learned logit scale, initialised to {model.fixed_scale:g}")
@@ -161,8 +156,7 @@ def run_dual_encoder_phase(pipeline: "Pipeline", handoff: str | None) -> dict[st
     info = {"task": phase.task, "best_step": selected_step, "steps": result.steps, "selection": selection_rule(phase),
             "best_model": str(absolute(phase_dir / "best_model")),
             "dev": round(selection.final(result)["dev_score"], 2)}
-    if jax.process_index() == 0:
-        atomic_write_text(done, json.dumps(info, indent=2) + "\n")
+    record_phase(phase_dir, info)
     say(f"[target] {phase.task}: done, English dev mAP@{MAP_K} {info['dev']} with the model of step {selected_step} "
         f"({info['selection']})")
     return info
@@ -171,10 +165,9 @@ def run_dual_encoder_phase(pipeline: "Pipeline", handoff: str | None) -> dict[st
 def evaluate_dual_encoder(pipeline: "Pipeline", target: dict[str, Any]) -> dict[str, Any]:
     """Zero-shot mAP@20 per language over the whole pool; results, predictions and label files."""
     workdir = pipeline.workdir
-    results = workdir / "results.json"
-    if results.exists() and (workdir / "evaluation" / DONE).exists():
-        say(f"[evaluation] finished earlier: {results}")
-        return json.loads(results.read_text())
+    earlier = finished_evaluation(workdir)
+    if earlier is not None:
+        return earlier
     phase, e, d = pipeline.config.target, pipeline.config.evaluation, pipeline.config.dual_encoder
     spec = get_task(phase.task)
     if e.split:
@@ -192,12 +185,9 @@ def evaluate_dual_encoder(pipeline: "Pipeline", target: dict[str, Any]) -> dict[
         f"{sum(len(q) for q in pool.queries.values())} queries in {len(pool.queries)} languages")
     per_language, rankings = pool_scores(task, predictor, params, pool, search_options(pipeline.config.evaluation))
     if jax.process_index() == 0:
-        folder = spec.xtreme_name or spec.name
         for lang in languages:
-            name = f"{folder}/test-{lang}.json"
-            atomic_write_text(workdir / "predictions" / name, json.dumps(rankings[lang], ensure_ascii=False, indent=1) + "\n")
-            atomic_write_text(workdir / "labels" / name, json.dumps(gold_labels(pool.queries[lang]), ensure_ascii=False,
-                                                                    indent=1) + "\n")
+            write_predictions(spec.submission_path(workdir / "predictions", lang), rankings[lang])
+            write_predictions(spec.submission_path(workdir / "labels", lang), gold_labels(pool.queries[lang]))
     for lang in languages:
         say(f"[evaluation] {spec.name} {lang}: mAP@{MAP_K} {per_language[lang][METRIC]:.1f} "
             f"({per_language[lang]['examples']} queries)")
@@ -217,7 +207,7 @@ def evaluate_dual_encoder(pipeline: "Pipeline", target: dict[str, Any]) -> dict[
                 model=model_label(pipeline.config.model.name), intermediate=pipeline.config.intermediate.task),
                 report=say)
         (workdir / "evaluation").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(workdir / "evaluation" / DONE, json.dumps({"results": str(results)}) + "\n")
+        record_evaluation(workdir)
         print(md.read_text(), flush=True)
     return summary
 

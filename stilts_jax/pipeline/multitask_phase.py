@@ -12,29 +12,27 @@ as `<task>/dev_score`. The intermediate phase hands off `params["encoder"]`, as 
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
-import jax
 import ml_collections
 import numpy as np
 from flax import nnx
 
 from stilts_jax.data.mlm import DynamicMasking, mlm_features, read_text_lines
 from stilts_jax.errors import StiltsError
-from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.heads import MaskedLMHead, masked_lm_loss
-from stilts_jax.models.hf_weights import load_mlm_head, load_pretrained
+from stilts_jax.models.hf_weights import load_mlm_head
 from stilts_jax.paths import absolute
-from stilts_jax.pipeline.common import (DONE, SelectionScores, load_training_examples, make_predictor, say, selection_rule,
+from stilts_jax.pipeline.context import Phase
+from stilts_jax.pipeline.common import (SelectionScores, record_phase, load_training_examples, make_predictor, say, selection_rule,
                                         selection_subset, task_source_of, trainer_config)
-from stilts_jax.tasks.registry import get_task
+from stilts_jax.tasks.registry import TRAINABLE_FAMILIES, get_task
 from stilts_jax.train.checkpoints import save_params, transplant_encoder
 from stilts_jax.train.multitask import MultiTaskModel, SamplingConfig, TaskData, task_params, train_multitask
 from stilts_jax.train.state import ModelSpec
 
 if TYPE_CHECKING:
-    from stilts_jax.pipeline.runner import Pipeline
+    from stilts_jax.pipeline.context import RunContext as Pipeline
 
 MLM = "mlm"  # the auxiliary objective's name among the tasks
 MULTITASK = "multitask"  # the label of a phase that trains several tasks
@@ -80,15 +78,15 @@ def run_multitask_phase(pipeline: "Pipeline", name: str, phase: ml_collections.C
     """Train the phase's tasks (and MLM) together in `workdir/name`; returns and writes the phase record."""
     phase_dir = pipeline.workdir / name
     names = phase_tasks(phase)
-    encoder, _ = load_pretrained(pipeline.model_dir, **pipeline.encoder_options)
+    encoder = pipeline.pretrained_encoder()
     hidden = encoder.config.hidden_size
-    rngs = nnx.Rngs(pipeline.config.seed + (0 if name == "intermediate" else 1))
+    rngs = nnx.Rngs(pipeline.config.seed + Phase(name).seed_offset)
     tasks, heads, data, dev_sets = {}, {}, [], {}
     with_mlm = has_mlm(phase)
     say(f"[{name}] multi-task: {', '.join(names)}{' + mlm' if with_mlm else ''}")
     for task_name in names:
         spec = get_task(task_name)
-        if spec.family == "retrieval":
+        if spec.family not in TRAINABLE_FAMILIES:
             raise StiltsError(f"{task_name} is a retrieval task without training data; it cannot be a training task")
         task = pipeline.make_task(spec, phase)
         source = task_source_of(phase, task_name)
@@ -140,11 +138,10 @@ def run_multitask_phase(pipeline: "Pipeline", name: str, phase: ml_collections.C
         "stopped_early": result.stopped_early, "best_model": str(absolute(phase_dir / "best_model")),
         "dev": round(final["dev_score"], 2), "dev_per_task": {t: round(final[f"{t}/dev_score"], 2) for t in tasks},
     }
-    if name == "intermediate":
+    if Phase(name).hands_on_encoder:
         save_params(phase_dir / "encoder", selected["encoder"])
         info["encoder"] = str(absolute(phase_dir / "encoder"))
-    if jax.process_index() == 0:
-        atomic_write_text(phase_dir / DONE, json.dumps(info, indent=2) + "\n")
+    record_phase(phase_dir, info)
     say(f"[{name}] multi-task: done, mean English dev {info['dev']} with the model of step {selected_step} "
         f"({info['dev_per_task']}; {info['selection']})")
     return info

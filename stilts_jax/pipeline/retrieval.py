@@ -14,21 +14,21 @@ from stilts_jax.embedding import SentenceEncoder, default_retrieval_layer
 from stilts_jax.evaluation.plots import layer_curves_png, model_label, write_plot
 from stilts_jax.evaluation.report import summarize, write_results
 from stilts_jax.io_utils import atomic_write_text
-from stilts_jax.pipeline.common import DONE, say, search_options, source_of
+from stilts_jax.pipeline.common import finished_evaluation, record_evaluation, say, search_options, source_of
 from stilts_jax.pipeline.protocol import run_protocol
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.tasks.retrieval import RetrievalEvaluator
 
 if TYPE_CHECKING:
-    from stilts_jax.pipeline.runner import Pipeline
+    from stilts_jax.pipeline.context import RunContext as Pipeline
 
 
 def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[str, Any]:
     """Score the encoder itself (the intermediate phase's, or the pretrained one) on BUCC or Tatoeba."""
+    earlier = finished_evaluation(pipeline.workdir)
+    if earlier is not None:
+        return earlier
     results = pipeline.workdir / "results.json"
-    if results.exists() and (pipeline.workdir / "evaluation" / DONE).exists():
-        say(f"[evaluation] finished earlier: {results}")
-        return json.loads(results.read_text())
     phase, e = pipeline.config.target, pipeline.config.evaluation
     spec = get_task(phase.task)
     encoder = pipeline.load_encoder(saved_encoder)
@@ -46,7 +46,7 @@ def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[
     languages = list(e.languages) or list(spec.languages)
     per_language, per_layer = {}, {}
     for lang in languages:
-        if spec.name == "tatoeba":
+        if spec.family == "sentence_retrieval":
             labels = Path(source["labels"]) / "tatoeba" / f"test-{lang}.tsv" if "labels" in source else None
             if labels is not None and not labels.exists():
                 labels = Path(source["labels"]) / f"test-{lang}.tsv"
@@ -64,12 +64,12 @@ def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[
         for layer, row in result.scores.items():
             per_layer.setdefault(layer, {})[lang] = row
         if jax.process_index() == 0:
-            path = pipeline.workdir / "predictions" / (spec.xtreme_name or spec.name) / f"test-{lang}.{spec.prediction_extension}"
+            path = spec.submission_path(pipeline.workdir / "predictions", lang)
             atomic_write_text(path, "".join(line + "\n" for line in lines))
         shown = ", ".join(f"{k} {v:.1f}" for k, v in result.scores[primary].items() if k != "threshold")
         say(f"[evaluation] {spec.name} {lang} (layer {primary}): {shown or 'no gold: predictions written'}")
     extra = {"retrieval_layer": f"{primary} of {depth}, mean-pooled"}
-    if spec.name == "bucc":
+    if spec.family == "bitext_mining":
         extra["bucc_threshold"] = BUCC_THRESHOLD_TEXT[e.get("bucc_threshold", "dev")]
     protocol = run_protocol(pipeline.config, split="test", trained_target=False,
                             phases={"intermediate": pipeline.phase_records.get("intermediate")}, **extra)
@@ -77,8 +77,9 @@ def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[
     summary.update(intermediate_task=pipeline.config.intermediate.task or None, layer=primary)
     if e.all_layers:
         summary["per_layer"] = {str(layer): rows for layer, rows in per_layer.items()}
-    metric = "accuracy" if spec.name == "tatoeba" else "f1"
-    columns = [(metric, metric)] + ([("accuracy_reverse", "accuracy (xx->en)")] if spec.name == "tatoeba" else
+    sentences = spec.family == "sentence_retrieval"
+    metric = "accuracy" if sentences else "f1"
+    columns = [(metric, metric)] + ([("accuracy_reverse", "accuracy (xx->en)")] if sentences else
                                     [("precision", "precision"), ("recall", "recall")])
     if jax.process_index() == 0:
         if all(metric in row for row in per_language.values()):
@@ -93,8 +94,7 @@ def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[
             print(md.read_text(), flush=True)
         else:
             atomic_write_text(results, json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        (pipeline.workdir / "evaluation").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(pipeline.workdir / "evaluation" / DONE, json.dumps({"results": str(results)}) + "\n")
+        record_evaluation(pipeline.workdir)
     return summary
 
 

@@ -1,4 +1,4 @@
-"""The run's shared context (mesh, model folder, tokenizer) and the order of its phases.
+"""The order of a run's phases: intermediate training, the encoder hand-off, the target phase, evaluation.
 
 Each phase works in its own folder under the workdir and leaves `phase_done.json` when finished; a rerun with
 the same workdir skips finished phases and resumes an unfinished one from its latest good checkpoint.
@@ -6,113 +6,24 @@ the same workdir skips finished phases and resumes an unfinished one from its la
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import jax
 import ml_collections
-from flax import nnx
 
-from stilts_jax import distributed
 from stilts_jax.config_loader import config_to_json
-from stilts_jax.errors import StiltsError
 from stilts_jax.io_utils import atomic_write_text
-from stilts_jax.models.config import EncoderConfig
-from stilts_jax.models.encoder import Encoder
-from stilts_jax.models.heads import TaskModel
-from stilts_jax.models.hf_files import resolve_model_dir
-from stilts_jax.models.hf_weights import load_pretrained
-from stilts_jax.paths import as_path, check_workdir_writable
-from stilts_jax.pipeline.common import say
+from stilts_jax.paths import check_workdir_writable
+from stilts_jax.pipeline.context import Phase, RunContext
 from stilts_jax.pipeline.dual_encoder import run_dual_encoder
 from stilts_jax.pipeline.retrieval import evaluate_retrieval
 from stilts_jax.pipeline.training import run_training_phase
 from stilts_jax.pipeline.zero_shot import evaluate_zero_shot
-from stilts_jax.tasks.families import make_task
-from stilts_jax.tasks.registry import TaskSpec, get_task
-from stilts_jax.tasks.user_modules import load_task_modules
-from stilts_jax.tasks.span_qa import BEST_THRESHOLD
-from stilts_jax.tiny_model import make_tiny_model
-from stilts_jax.tokenization import load_tokenizer
-from stilts_jax.train.checkpoints import load_params
+from stilts_jax.tasks.registry import ENCODER_ONLY_FAMILIES, get_task
 
 
-class Pipeline:
-    def __init__(self, config: ml_collections.ConfigDict):
-        self.config = config
-        load_task_modules(config.get("task_modules") or [])  # a no-op when the command line loaded them already
-        self.workdir = as_path(config.workdir)  # local or gs://...: an etils.epath.Path
-        distributed.initialize(config.distributed.coordinator_address or None, config.distributed.num_processes,
-                               config.distributed.process_id)
-        self.mesh = distributed.make_mesh(config.mesh.to_dict())
-        self.rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_rules)
-        self.dtype = config.model.dtype if config.model.dtype != "auto" else (
-            "float32" if jax.default_backend() == "cpu" else "bfloat16")
-        self.model_dir = self._model_dir()
-        self.tokenizer = load_tokenizer(config.model.tokenizer or self.model_dir)
-        self.phase_records: dict[str, dict[str, Any]] = {}  # phase name -> its phase_done record, as phases finish
-
-    def _model_dir(self) -> Path:
-        name = self.config.model.name
-        if self.config.model.make_tiny:
-            if jax.process_index() == 0 and not (Path(name) / "config.json").exists():
-                longest = max(self.config.intermediate.max_length, self.config.target.max_length)
-                make_tiny_model(name, seed=self.config.seed, max_length=longest)
-                say(f"created the tiny offline model in {name}")
-            if jax.process_count() > 1:  # the other processes read what process 0 wrote: wait until it is there
-                from jax.experimental import multihost_utils
-
-                multihost_utils.sync_global_devices("stilts_jax tiny model written")
-        return resolve_model_dir(name)
-
-    @property
-    def encoder_config(self) -> EncoderConfig:
-        return EncoderConfig.from_json_file(self.model_dir / "config.json")
-
-    def make_task(self, spec: TaskSpec, phase: ml_collections.ConfigDict) -> Any:
-        limit = self.encoder_config.max_sequence_length
-        if phase.max_length > limit:
-            raise StiltsError(f"max_length {phase.max_length} of task {spec.name} exceeds the model's maximum of {limit} "
-                              f"tokens; lower --config.<phase>.max_length")
-        e = self.config.evaluation
-        threshold = (BEST_THRESHOLD if e.get("tune_null_score_diff_threshold", False)
-                     else e.get("null_score_diff_threshold", 0.0))
-        return make_task(spec, self.tokenizer, max_length=phase.max_length, doc_stride=phase.doc_stride,
-                         n_best=e.n_best, max_answer_length=e.max_answer_length, null_score_diff_threshold=threshold)
-
-    @property
-    def encoder_options(self) -> dict[str, Any]:
-        """How every encoder of the run is built: compute dtype, attention implementation, activation remat,
-        attention-probability dropout in training."""
-        model = self.config.model
-        return {"dtype": self.dtype, "attention": model.attention, "remat": model.get("remat", "none"),
-                "attention_dropout": model.get("attention_dropout", "config")}
-
-    def make_model(self, task: Any, seed: int) -> TaskModel:
-        """The pretrained encoder with the task's new head."""
-        encoder, _ = load_pretrained(self.model_dir, **self.encoder_options)
-        return TaskModel(encoder, task.head(encoder.config.hidden_size, nnx.Rngs(seed)))
-
-    def abstract_model(self, task: Any) -> TaskModel:
-        """The model's structure without weights (they come from a checkpoint)."""
-        config = self.encoder_config
-        return nnx.eval_shape(lambda: TaskModel(
-            Encoder(config, rngs=nnx.Rngs(0), **self.encoder_options),
-            task.head(config.hidden_size, nnx.Rngs(0))))
-
-    def load_encoder(self, saved_encoder: str | None) -> Encoder:
-        """The encoder to evaluate: the one the intermediate phase handed off, or the pretrained one."""
-        if saved_encoder is None:
-            return load_pretrained(self.model_dir, **self.encoder_options)[0]
-        config = self.encoder_config
-        abstract = nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0), **self.encoder_options))
-        graphdef, state = nnx.split(abstract)
-        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(state))
-        # Uncommitted arrays, as load_pretrained gives: the evaluation may lay them out on a mesh spanning several
-        # processes, and JAX refuses to move arrays committed to this process's first device to other hosts.
-        loaded = jax.tree.map(lambda x: jax.numpy.asarray(jax.device_get(x)), load_params(saved_encoder, target))
-        return nnx.merge(graphdef, loaded)
+class Pipeline(RunContext):
+    """A whole run: the shared context (pipeline.context.RunContext) and the phases in order."""
 
     def run(self) -> dict[str, Any]:
         if jax.process_index() == 0:
@@ -120,14 +31,14 @@ class Pipeline:
             atomic_write_text(self.workdir / "config.json", config_to_json(self.config))
         handoff = None
         if self.config.intermediate.task:
-            self.phase_records["intermediate"] = run_training_phase(self, "intermediate", self.config.intermediate)
+            self.phase_records["intermediate"] = run_training_phase(self, Phase.INTERMEDIATE, self.config.intermediate)
             handoff = self.phase_records["intermediate"]["encoder"]
         target_spec = get_task(self.config.target.task)
-        if target_spec.family == "retrieval" and target_spec.train_dataset:  # LAReQA, Mewsli-X: a dual encoder
+        if target_spec.family == "dual_encoder":  # LAReQA, Mewsli-X
             return run_dual_encoder(self, handoff)
-        if target_spec.family == "retrieval":
-            return evaluate_retrieval(self, handoff)  # BUCC, Tatoeba: no target training, the encoder is evaluated
-        target = run_training_phase(self, "target", self.config.target, handoff=handoff)
+        if target_spec.family in ENCODER_ONLY_FAMILIES:  # BUCC, Tatoeba: no target training, the encoder is evaluated
+            return evaluate_retrieval(self, handoff)
+        target = run_training_phase(self, Phase.TARGET, self.config.target, handoff=handoff)
         self.phase_records["target"] = target
         return evaluate_zero_shot(self, target)
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
-import jax
 import ml_collections
 
-from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.paths import absolute
-from stilts_jax.pipeline.common import (DONE, SelectionScores, load_training_examples, make_predictor, say,
+from stilts_jax.pipeline.context import Phase
+from stilts_jax.pipeline.common import (SelectionScores, finished_phase, record_phase, load_training_examples, make_predictor, say,
                                         selection_rule, selection_subset, source_of, trainer_config)
 from stilts_jax.pipeline.multitask_phase import MULTITASK, has_mlm, run_multitask_phase
 from stilts_jax.tasks.registry import get_task
@@ -19,7 +17,7 @@ from stilts_jax.train.loop import train
 from stilts_jax.train.state import ModelSpec
 
 if TYPE_CHECKING:
-    from stilts_jax.pipeline.runner import Pipeline
+    from stilts_jax.pipeline.context import RunContext as Pipeline
 
 
 def is_multitask(phase: ml_collections.ConfigDict) -> bool:
@@ -36,11 +34,9 @@ def run_training_phase(pipeline: "Pipeline", name: str, phase: ml_collections.Co
     or MLM text files (`mlm.files`) is a multi-task phase (stilts_jax.pipeline.multitask_phase).
     """
     phase_dir = pipeline.workdir / name
-    done = phase_dir / DONE
-    if done.exists():
-        info = json.loads(done.read_text())
-        say(f"[{name}] {phase.task}: finished earlier (best dev {info['dev']}), skipping")
-        return info
+    earlier = finished_phase(phase_dir, name, phase.task)
+    if earlier is not None:
+        return earlier
     if is_multitask(phase):
         return run_multitask_phase(pipeline, name, phase, handoff=handoff)
     spec = get_task(phase.task)
@@ -51,7 +47,7 @@ def run_training_phase(pipeline: "Pipeline", name: str, phase: ml_collections.Co
     dev_examples = task.load("dev", source_of(phase), ["en"])["en"]
     if phase.max_dev_examples:
         dev_examples = dev_examples[: phase.max_dev_examples]
-    model = pipeline.make_model(task, pipeline.config.seed + (0 if name == "intermediate" else 1))
+    model = pipeline.make_model(task, pipeline.config.seed + Phase(name).seed_offset)
     if handoff is not None:
         transplant_encoder(model, handoff)
         say(f"[{name}] encoder carried over from {handoff}; new {spec.name} head")
@@ -76,12 +72,11 @@ def run_training_phase(pipeline: "Pipeline", name: str, phase: ml_collections.Co
     info: dict[str, Any] = {"task": spec.name, "best_step": selected_step, "steps": result.steps,
                             "selection": selection_rule(phase), "stopped_early": result.stopped_early,
                             "train_languages": languages, "best_model": str(absolute(phase_dir / "best_model"))}
-    if name == "intermediate":
+    if Phase(name).hands_on_encoder:
         save_params(phase_dir / "encoder", selected["encoder"])
         info["encoder"] = str(absolute(phase_dir / "encoder"))
     info["dev"] = round(selection.final(result)["dev_score"], 2)
-    if jax.process_index() == 0:
-        atomic_write_text(done, json.dumps(info, indent=2) + "\n")
+    record_phase(phase_dir, info)
     say(f"[{name}] {spec.name}: done, English dev {spec.metric} {info['dev']} with the model of step {selected_step} "
         f"({info['selection']})")
     return info

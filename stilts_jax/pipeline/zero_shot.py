@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import TYPE_CHECKING, Any
 
 import jax
 
 from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
 from stilts_jax.evaluation.report import summarize, write_results
-from stilts_jax.io_utils import atomic_write_text
-from stilts_jax.pipeline.common import DONE, make_predictor, say, source_of
+from stilts_jax.pipeline.common import finished_evaluation, make_predictor, record_evaluation, say, source_of
 from stilts_jax.pipeline.language_results import LanguageResults, fingerprint
 from stilts_jax.pipeline.protocol import run_protocol
 from stilts_jax.tasks.registry import get_task
@@ -19,16 +17,15 @@ from stilts_jax.train.checkpoints import load_params
 from stilts_jax.train.state import ModelSpec
 
 if TYPE_CHECKING:
-    from stilts_jax.pipeline.runner import Pipeline
+    from stilts_jax.pipeline.context import RunContext as Pipeline
 
 
 def evaluate_zero_shot(pipeline: "Pipeline", target: dict[str, Any]) -> dict[str, Any]:
     """Evaluate the target phase's best model in every language; write results.json/.md and XTREME predictions."""
     workdir = pipeline.workdir
-    results = workdir / "results.json"
-    if results.exists() and (workdir / "evaluation" / DONE).exists():
-        say(f"[evaluation] finished earlier: {results}")
-        return json.loads(results.read_text())
+    earlier = finished_evaluation(workdir)
+    if earlier is not None:
+        return earlier
     phase, e = pipeline.config.target, pipeline.config.evaluation
     spec = get_task(phase.task)
     if e.split:
@@ -75,7 +72,6 @@ def evaluate_zero_shot(pipeline: "Pipeline", target: dict[str, Any]) -> dict[str
                                if all(key in row for row in per_language.values())], task=spec.name,
                 model=model_label(pipeline.config.model.name), intermediate=pipeline.config.intermediate.task),
                 report=say)
-        (workdir / "evaluation").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(workdir / "evaluation" / DONE, json.dumps({"results": str(results)}) + "\n")
+        record_evaluation(workdir)
         print(md.read_text(), flush=True)
     return summary

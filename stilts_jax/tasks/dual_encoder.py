@@ -222,7 +222,7 @@ class DualEncoderTask:
     def train_pairs(self, source: Mapping[str, Any]) -> list[DualPair]:
         if self.spec.name == "lareqa":
             from stilts_jax.data.lareqa import squad_training_pairs
-            from stilts_jax.data.sources import load_qa
+            from stilts_jax.data.task_sources import load_qa
 
             return squad_training_pairs(load_qa("squad", "train", source, ["en"])["en"])
         from stilts_jax.data.mewslix import mewslix_path, read_wikipedia_pairs, wikipedia_training_pairs
@@ -233,7 +233,7 @@ class DualEncoderTask:
         """English model-selection pool: SQuAD dev sentences (LAReQA), Wikipedia dev pairs' entities (Mewsli-X)."""
         if self.spec.name == "lareqa":
             from stilts_jax.data.lareqa import squad_dev_pool
-            from stilts_jax.data.sources import load_qa
+            from stilts_jax.data.task_sources import load_qa
 
             examples = load_qa("squad", "dev", source, ["en"])["en"]
             return squad_dev_pool(examples[:max_queries] if max_queries else examples)

@@ -21,7 +21,6 @@ from stilts_jax.data.tagging_features import TaggingFeatures, featurize_tagging
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.heads import ClassificationHead, TaggingHead, classification_loss, tagging_loss
-from stilts_jax.paths import as_path
 from stilts_jax.tasks.registry import TaskSpec
 
 
@@ -89,7 +88,7 @@ class ClassificationTask:
         return {"baseline_accuracy": self.score(self.trivial_predictions(examples, train_examples), examples)["accuracy"]}
 
     def write_predictions(self, folder: Path, language: str, predictions: Sequence[int], examples: Sequence[Any]) -> Path:
-        path = as_path(folder) / (self.spec.xtreme_name or self.spec.name) / f"test-{language}.tsv"
+        path = self.spec.submission_path(folder, language)
         atomic_write_text(path, "".join(f"{self.labels[p]}\n" for p in predictions))
         return path
 
@@ -162,7 +161,7 @@ class MultipleChoiceTask(ClassificationTask):
         return [0] * len(examples)
 
     def write_predictions(self, folder: Path, language: str, predictions: Sequence[int], examples: Sequence[Any]) -> Path:
-        path = as_path(folder) / (self.spec.xtreme_name or self.spec.name) / f"test-{language}.jsonl"
+        path = self.spec.submission_path(folder, language)
         atomic_write_text(path, "".join(json.dumps({"idx": i, "label": int(p)}) + "\n" for i, p in enumerate(predictions)))
         return path
 
@@ -278,7 +277,7 @@ class TaggingTask:
         return {f"baseline_{metric}": self.score(self.trivial_predictions(sentences, train_examples), sentences)[metric]}
 
     def write_predictions(self, folder: Path, language: str, predictions: Sequence[Sequence[str]], examples: Sequence[Any]) -> Path:
-        path = as_path(folder) / (self.spec.xtreme_name or self.spec.name) / f"test-{language}.tsv"
+        path = self.spec.submission_path(folder, language)
         atomic_write_text(path, "".join("".join(f"{tag}\n" for tag in tags) + "\n" for tags in predictions))
         return path
 

@@ -27,10 +27,15 @@ TATOEBA_LANGUAGES = ("af", "ar", "az", "bg", "bn", "de", "el", "es", "et", "eu",
 BUCC_LANGUAGES = ("de", "fr", "ru", "zh")
 
 
+# The submission file of each family, as google-research/xtreme evaluate.py reads them (get_suffix).
+SUBMISSION_EXTENSIONS = {"span_qa": "json", "classification": "tsv", "multiple_choice": "jsonl", "tagging": "tsv",
+                         "sentence_retrieval": "tsv", "bitext_mining": "tsv", "dual_encoder": "json"}
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
     name: str
-    family: str  # span_qa or retrieval (more families: classification, multiple_choice, tagging)
+    family: str  # one of FAMILIES
     dataset: str  # the dataset name the sources know
     languages: tuple[str, ...]  # evaluation languages
     train_split: str = "train"
@@ -38,7 +43,7 @@ class TaskSpec:
     eval_split: str = "dev"  # the split evaluated zero-shot in every language
     metric: str = "f1"  # the dev metric that selects the best checkpoint
     xtreme_name: str | None = None  # folder name in the XTREME submission layout
-    prediction_extension: str = "json"
+    prediction_extension: str = ""  # "" : the family's (SUBMISSION_EXTENSIONS)
     train_dataset: str | None = None  # English training data when it is another dataset (XNLI trains on MNLI)
     dev_dataset: str | None = None  # English dev data for model selection, if not `dataset`'s
     default_max_length: int = 256
@@ -57,6 +62,19 @@ class TaskSpec:
         if which == "eval":
             return self.dataset, self.eval_split
         raise ValueError(f"unknown split role {which!r}; use train, dev or eval")
+
+    @property
+    def submission_folder(self) -> str:
+        """The task's folder in the XTREME submission layout (`predictions/{folder}/test-{lang}.{ext}`)."""
+        return self.xtreme_name or self.name
+
+    def submission_path(self, root: Any, language: str) -> Any:
+        """`{root}/{folder}/test-{language}.{prediction_extension}`: where a language's predictions go (local or
+        gs://), as google-research/xtreme evaluate.py reads them."""
+        from stilts_jax.paths import as_path
+
+        extension = self.prediction_extension or SUBMISSION_EXTENSIONS[self.family]
+        return as_path(root) / self.submission_folder / f"test-{language}.{extension}"
 
     def label_names(self) -> tuple[str, ...]:
         from stilts_jax.data.task_sources import labels
@@ -128,23 +146,23 @@ TASKS: dict[str, TaskSpec] = {
     "panx": _target("panx", "tagging", _sources.PANX_LANGUAGES, "f1", "panx", "tsv",
                     **_jiant(10.0, 32, 256, "d_write_configs.sh:39, c_tokenize_and_cache.sh:77")),
     # Retrieval: no training data; the intermediate model's encoder is evaluated directly.
-    "tatoeba": TaskSpec(name="tatoeba", family="retrieval", dataset="tatoeba", languages=TATOEBA_LANGUAGES,
+    "tatoeba": TaskSpec(name="tatoeba", family="sentence_retrieval", dataset="tatoeba", languages=TATOEBA_LANGUAGES,
                         metric="accuracy", xtreme_name="tatoeba", prediction_extension="tsv",
                         **_jiant(0.0, 32, 512, "c_tokenize_and_cache.sh:154")),
-    "bucc": TaskSpec(name="bucc", family="retrieval", dataset="bucc", languages=BUCC_LANGUAGES, metric="f1",
+    "bucc": TaskSpec(name="bucc", family="bitext_mining", dataset="bucc", languages=BUCC_LANGUAGES, metric="f1",
                      xtreme_name="bucc2018", prediction_extension="tsv",
                      **_jiant(0.0, 32, 512, "c_tokenize_and_cache.sh:142")),
     # Retrieval with English training data: a dual encoder (tasks/dual_encoder.py), selected by English dev mAP@20.
     # LAReQA trains on SQuAD v1.1 question -> answer sentence pairs and searches the 11-language XQuAD-R pool;
     # Mewsli-X trains on English Wikipedia mention -> entity pairs and searches ~1M entities in 50 languages.
-    "lareqa": TaskSpec(name="lareqa", family="retrieval", dataset="lareqa", languages=LAREQA_LANGUAGES, metric="map@20",
+    "lareqa": TaskSpec(name="lareqa", family="dual_encoder", dataset="lareqa", languages=LAREQA_LANGUAGES, metric="map@20",
                        eval_split="test", xtreme_name="lareqa", train_dataset="squad", dev_dataset="squad",
                        # scripts/train_lareqa.sh L27-34: lr 2e-5, 3 epochs, batch 4 x accumulation 4, no warmup or
                        # weight decay, candidates 256 tokens; checkpoints picked by hand in the paper: the final one.
                        defaults=dict(epochs=3.0, batch_size=16, max_length=256, learning_rate=2e-5,
                                      warmup_fraction=0.0, weight_decay=0.0, micro_batches=4, selection="last"),
                        defaults_source=f"XTREME-R ({XTREME_SCRIPTS}/train_lareqa.sh)"),
-    "mewslix": TaskSpec(name="mewslix", family="retrieval", dataset="mewslix", languages=MEWSLIX_LANGUAGES,
+    "mewslix": TaskSpec(name="mewslix", family="dual_encoder", dataset="mewslix", languages=MEWSLIX_LANGUAGES,
                         metric="map@20", eval_split="test", xtreme_name="mewslix", default_max_length=64,
                         train_dataset="wikipedia_pairs", dev_dataset="wikipedia_pairs",
                         # scripts/train_mewslix.sh L27-29, L40-46 (XLM-R large): lr 1e-5, 2 epochs, batch 8 x 4,
@@ -155,9 +173,14 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
-FAMILIES = ("span_qa", "classification", "multiple_choice", "tagging", "retrieval")
+# sentence_retrieval (Tatoeba: nearest neighbour of each sentence) and bitext_mining (BUCC: margin mining with a
+# threshold) evaluate an encoder without training; dual_encoder (LAReQA, Mewsli-X) trains one on English pairs.
+FAMILIES = ("span_qa", "classification", "multiple_choice", "tagging", "sentence_retrieval", "bitext_mining",
+            "dual_encoder")
+ENCODER_ONLY_FAMILIES = ("sentence_retrieval", "bitext_mining")
+TRAINABLE_FAMILIES = ("span_qa", "classification", "multiple_choice", "tagging")
 # The dataset family (data/task_sources) each task family reads its examples as.
-_DATA_FAMILIES = {"classification": "pair", "multiple_choice": "choice", "tagging": "tagging"}
+_DATA_FAMILIES = {"classification": "pair", "multiple_choice": "choice", "tagging": "tagging", "span_qa": "qa"}
 
 
 def get_task(name: str) -> TaskSpec:
@@ -183,13 +206,17 @@ def register_task(spec: TaskSpec, data: Any = None, *, replace: bool = False) ->
     if data is not None:
         _sources.register_dataset(spec.dataset, data, replace=replace)
     if spec.family in _DATA_FAMILIES:
-        dataset = _sources.DATASETS.get(spec.dataset)
-        if dataset is None:
-            raise StiltsError(f"task {spec.name!r} reads dataset {spec.dataset!r}, which is not known: pass its "
-                              "TaskDataset as register_task(spec, data=...)")
-        if dataset.family != _DATA_FAMILIES[spec.family]:
-            raise StiltsError(f"task {spec.name!r} is {spec.family} but dataset {spec.dataset!r} holds "
-                              f"{dataset.family} examples (a {spec.family} task reads {_DATA_FAMILIES[spec.family]})")
+        # The evaluated dataset, and those it trains and selects on (a QA target may train on squad).
+        for name in dict.fromkeys(spec.dataset_and_split(which)[0] for which in ("eval", "train", "dev")):
+            dataset = _sources.DATASETS.get(name)
+            if dataset is None:
+                how = ("pass its TaskDataset as register_task(spec, data=...)" if name == spec.dataset else
+                       "add its TaskDataset with stilts_jax.data.task_sources.register_dataset first")
+                raise StiltsError(f"task {spec.name!r} reads dataset {name!r}, which is not known: {how}")
+            if dataset.family != _DATA_FAMILIES[spec.family]:
+                raise StiltsError(f"task {spec.name!r} is {spec.family} but dataset {name!r} holds "
+                                  f"{dataset.family} examples (a {spec.family} task reads "
+                                  f"{_DATA_FAMILIES[spec.family]})")
     if set(spec.languages) != {"en"}:
         missing = [key for key in ("epochs", "batch_size", "max_length") if key not in spec.defaults]
         if missing:

@@ -16,7 +16,7 @@ from flax import nnx
 
 from stilts_jax.data.qa import QAExample
 from stilts_jax.data.qa_features import QAFeatures, featurize_qa
-from stilts_jax.data.sources import DATASETS, load_qa
+from stilts_jax.data.task_sources import DATASETS, load_examples
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.qa_postprocess import NullThresholdedAnswers, best_answers, score_answers
 from stilts_jax.evaluation.report import write_predictions
@@ -58,7 +58,7 @@ class SpanQATask:
 
     def load(self, which: str, source: Mapping[str, Any], languages: Sequence[str] | None) -> dict[str, list[QAExample]]:
         dataset, split = self.spec.dataset_and_split(which)
-        return load_qa(dataset, split, source, languages)
+        return load_examples(dataset, split, source, languages)
 
     def head(self, hidden_size: int, rngs: nnx.Rngs) -> SpanHead:
         return SpanHead(hidden_size, rngs=rngs)
@@ -137,7 +137,7 @@ class SpanQATask:
         return {"baseline_f1": scores["f1"]}
 
     def write_predictions(self, folder: Path, language: str, predictions: dict[str, str], examples: Sequence[Any]) -> Path:
-        return write_predictions(folder, self.spec.xtreme_name or self.spec.name, language, predictions, "json")
+        return write_predictions(self.spec.submission_path(folder, language), predictions)
 
 
 def _references(examples: Sequence[QAExample]) -> dict[str, list[str]]:

@@ -1,13 +1,35 @@
 """The catalog of task datasets: where each dataset lives in each kind of source (`DATASETS`), its label list
 (`labels`), and the open tag set of CCG (`derive_tag_set`).
 
-English training: XNLI, PAWS-X, UD-POS, PAN-X and XCOPA train on English only (MNLI; PAWS en; UD English; WikiANN en;
-COPA), whatever `languages` asks. XCOPA's train split is COPA's; XNLI's from TFDS is multi_nli's. XCOPA's English dev
-and test sets (asked for explicitly: English is no XCOPA evaluation language) are COPA's.
+English training: XNLI, PAWS-X, UD-POS, PAN-X, XCOPA and TyDiQA-GoldP train on English only (MNLI; PAWS en; UD English;
+WikiANN en; COPA; TyDiQA's `english-` ids), whatever `languages` asks. XCOPA's train split is COPA's; XNLI's from TFDS
+is multi_nli's. XCOPA's English dev and test sets (asked for explicitly: English is no XCOPA evaluation language) are
+COPA's.
 
 CCG (CCGbank, LDC2005T13) is LDC-licensed: no hub, TFDS or XTREME copy exists, so it is read from user files only
 (file_formats.py). Its tag set is open (about 1,300 supertags): `derive_tag_set` builds it from the training sentences
 (sorted, with the reserved UNKNOWN_TAG first, to which evaluation maps tags training never saw).
+
+Span QA (family "qa": SQuAD v1.1/v2.0, TyDiQA-GoldP, XQuAD, MLQA; examples are data/qa.py's QAExample) is SQuAD-format
+JSON in files and one row per question on the hub and in TFDS. Layouts (checked against the sources' own code):
+- xtreme: google-research/xtreme `scripts/download_data.sh` writes `squad/{train,dev}-v1.1.json`;
+  `tydiqa/tydiqa-goldp-v1.1-train/` holds the original multi-language `tydiqa-goldp-v1.1-train.json` (read whole: its
+  full `english-...` ids give each question its language) plus per-language `tydiqa.goldp.{lang}.train.json` (ids cut
+  to their last field by utils_preprocess.py); `tydiqa/tydiqa-goldp-v1.1-dev/tydiqa.goldp.{lang}.dev.json`;
+  `xquad/xquad.{lang}.json`; `mlqa/MLQA_V1/{dev,test}/{dev,test}-context-{lang}-question-{lang}.json`. The current
+  utils_preprocess.py blanks the answers of the TyDiQA dev, XQuAD and MLQA test files (remove_qa_test_annotations):
+  blanked files are refused, naming the labelled originals (`originals`). XTREME does not download SQuAD v2.0; its
+  files (`train-v2.0.json`, `dev-v2.0.json` from the SQuAD site) are looked for beside v1.1 in `squad/`.
+- hf: `rajpurkar/squad` (config plain_text), `rajpurkar/squad_v2` (config squad_v2), `google/xtreme` (config tydiqa),
+  parquet under `{config}/{train,validation}-*.parquet`; `google/xquad` (configs `xquad.{lang}`, split validation);
+  `facebook/mlqa` at revision refs/convert/parquet (configs `mlqa.{lang}.{lang}`, `{config}/{split}/*.parquet`,
+  splits validation and test). Columns id, title (not in XQuAD/MLQA), context, question, answers{text,
+  answer_start}; an unanswerable SQuAD v2.0 question has empty answer lists.
+- tfds: `squad/v1.1`, `squad/v2.0` (adds is_impossible), `tydi_qa/goldp` (splits train / validation);
+  `xquad/{lang}` (split test; XQuAD's original 11 languages, no ro); `mlqa/{lang}` (splits validation / test).
+  Same feature names; strings come as bytes.
+XQuAD and MLQA have no training split: their tasks train on SQuAD (tasks/registry.py). MLQA is read with context
+language = question language, as XTREME evaluates it.
 """
 
 from __future__ import annotations
@@ -17,12 +39,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Union
 
 from stilts_jax.data.examples import ChoiceExample, PairExample, TaggedSentence
+from stilts_jax.data.qa import QAExample
 from stilts_jax.data.task_sources.vocabulary import (
-    _NLI_ALIASES, NLI_LABELS, PANX_LANGUAGES, PANX_TAGS, PAWS_LABELS, PAWSX_LANGUAGES, QQP_LABELS, UDPOS_LANGUAGES,
-    UDPOS_NO_DEV, UDPOS_XTREME_LANGUAGES, UNKNOWN_TAG, UPOS_TAGS, XCOPA_LANGUAGES, XNLI_LANGUAGES)
+    _NLI_ALIASES, MLQA_LANGUAGES, NLI_LABELS, PANX_LANGUAGES, PANX_TAGS, PAWS_LABELS, PAWSX_LANGUAGES, QQP_LABELS,
+    TYDIQA_LANGUAGES, UDPOS_LANGUAGES, UDPOS_NO_DEV, UDPOS_XTREME_LANGUAGES, UNKNOWN_TAG, UPOS_TAGS, XCOPA_LANGUAGES,
+    XNLI_LANGUAGES, XQUAD_LANGUAGES)
 from stilts_jax.errors import InputError
 
-Example = Union[PairExample, ChoiceExample, TaggedSentence]
+Example = Union[PairExample, ChoiceExample, TaggedSentence, QAExample]
+FAMILIES = ("pair", "choice", "tagging", "qa")  # examples: PairExample, ChoiceExample, TaggedSentence, QAExample
 
 SPLITS = ("train", "dev", "test")
 CONVERTED = "refs/convert/parquet"  # the hub's parquet export branch: {config}/{split}/NNNN.parquet
@@ -54,12 +79,14 @@ class TfdsLocation:
 class TaskDataset:
     """One dataset: its labels and languages, and where it lives in each kind of source."""
 
-    family: str  # pair, choice or tagging
-    labels: tuple[str, ...]
+    family: str  # pair, choice, tagging or qa (span QA: SQuAD-format data, QAExample)
+    labels: tuple[str, ...]  # () for qa: answers are spans of the context
     languages: tuple[str, ...]
-    reader: str  # the record reader for hf/tfds/jsonl rows: pair, copa, siqa, csqa, cosmos, hellaswag, tags
-    xtreme: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # split -> path templates
-    xtreme_format: str = ""  # pair_tsv, tags_tsv, copa_jsonl or siqa_jsonl
+    reader: str  # the record reader for hf/tfds/jsonl rows: pair, copa, siqa, csqa, cosmos, hellaswag, tags, squad
+    # split -> path templates; a template without {lang} in a dataset of several languages is one file holding them
+    # all, whose records name their language (`language_in_ids`).
+    xtreme: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    xtreme_format: str = ""  # pair_tsv, tags_tsv, copa_jsonl, siqa_jsonl or squad_json
     hf: HfLocation | None = None
     tfds: TfdsLocation | None = None
     splits: tuple[str, ...] = SPLITS
@@ -78,6 +105,11 @@ class TaskDataset:
     tag_formats: tuple[str, ...] = ("conll",)  # tagging file formats read: conll (token TAB tag), jiant (line/sentence)
     # A registered file format (register_file_format) that reads every file of this dataset, whatever its suffix.
     file_format: str = ""
+    # Ids start with the language's English name (TyDiQA-GoldP: `english-...`): a file, hub config or TFDS dataset
+    # holding every language gives each record the language of its id.
+    language_in_ids: bool = False
+    unanswerable: bool = False  # qa: questions without an answer are part of the data (SQuAD v2.0)
+    originals: str = ""  # where the labelled original files are (XTREME blanks the answers of its evaluation files)
 
     @property
     def monolingual(self) -> str | None:
@@ -88,6 +120,11 @@ class TaskDataset:
             return ("en",)
         lacking = self.no_data.get(split, frozenset())
         return tuple(lang for lang in self.languages if lang not in lacking)
+
+    @property
+    def one_source_per_language(self) -> bool:
+        """Whether each language is a file, hub config or TFDS dataset of its own (nothing else names it)."""
+        return self.monolingual is None and not self.language_in_ids
 
 
 def _splits(train=("train",), dev=("validation",), test=("test",)) -> dict[str, tuple[str, ...]]:
@@ -209,6 +246,44 @@ DATASETS: dict[str, TaskDataset] = {
                    "copy with jiant's scripts/ccg (ccg.train/ccg.dev/ccg.test) or to token<TAB>tag lines, and use "
                    "source kind 'files' with 'path' (that folder, or jiant's task config JSON) or 'paths' "
                    "(split -> file)"),
+    # --- span QA (SQuAD format) ---
+    "squad": TaskDataset(
+        family="qa", labels=(), languages=("en",), reader="squad", splits=("train", "dev"),
+        xtreme={"train": ("squad/train-v1.1.json",), "dev": ("squad/dev-v1.1.json",)}, xtreme_format="squad_json",
+        hf=HfLocation("rajpurkar/squad", "plain_text", _splits(test=())),
+        tfds=TfdsLocation(("squad/v1.1",), {"train": "train", "dev": "validation"})),
+    "squad_v2": TaskDataset(
+        family="qa", labels=(), languages=("en",), reader="squad", splits=("train", "dev"), unanswerable=True,
+        xtreme={"train": ("squad/train-v2.0.json",), "dev": ("squad/dev-v2.0.json",)}, xtreme_format="squad_json",
+        hf=HfLocation("rajpurkar/squad_v2", "squad_v2", _splits(test=())),
+        tfds=TfdsLocation(("squad/v2.0",), {"train": "train", "dev": "validation"})),
+    # TyDiQA-GoldP trains on English only (XTREME's protocol; the hf/tfds train splits mix all nine languages); its
+    # dev set is XTREME's test set. The original train file keeps the full `english-...` ids (one file, every
+    # language); the per-language dev files are what utils_preprocess.py writes.
+    "tydiqa": TaskDataset(
+        family="qa", labels=(), languages=TYDIQA_LANGUAGES, reader="squad", splits=("train", "dev"),
+        english_train_only=True, language_in_ids=True,
+        xtreme={"train": ("tydiqa/tydiqa-goldp-v1.1-train/tydiqa-goldp-v1.1-train.json",),
+                "dev": ("tydiqa/tydiqa-goldp-v1.1-dev/tydiqa.goldp.{lang}.dev.json",)},
+        xtreme_format="squad_json",
+        hf=HfLocation("google/xtreme", "tydiqa", _splits(test=())),
+        tfds=TfdsLocation(("tydi_qa/goldp",), {"train": "train", "dev": "validation"}),
+        originals="https://storage.googleapis.com/tydiqa/v1.1/tydiqa-goldp-v1.1-dev.tgz"),
+    # XQuAD has one split, the test set (1190 questions per language, the same ids in every language).
+    "xquad": TaskDataset(
+        family="qa", labels=(), languages=XQUAD_LANGUAGES, reader="squad", splits=("test",),
+        xtreme={"test": ("xquad/xquad.{lang}.json",)}, xtreme_format="squad_json",
+        hf=HfLocation("google/xquad", "xquad.{lang}", {"test": ("validation",)}),
+        tfds=TfdsLocation(("xquad/{lang}",), {"test": "test"}, languages=XQUAD_LANGUAGES[:-1]),
+        originals="https://github.com/google-deepmind/xquad (xquad.{lang}.json)"),
+    "mlqa": TaskDataset(
+        family="qa", labels=(), languages=MLQA_LANGUAGES, reader="squad", splits=("dev", "test"),
+        xtreme={split: (f"mlqa/MLQA_V1/{split}/{split}-context-{{lang}}-question-{{lang}}.json",)
+                for split in ("dev", "test")},
+        xtreme_format="squad_json",
+        hf=HfLocation("facebook/mlqa", "mlqa.{lang}.{lang}", _splits(train=()), revision=CONVERTED),
+        tfds=TfdsLocation(("mlqa/{lang}",), {"dev": "validation", "test": "test"}),
+        originals="https://dl.fbaipublicfiles.com/MLQA/MLQA_V1.zip (MLQA_V1/{dev,test}/)"),
 }
 
 
@@ -218,8 +293,12 @@ def register_dataset(name: str, dataset: TaskDataset, *, replace: bool = False) 
         raise InputError(f"dataset {name!r} must be a TaskDataset, got {type(dataset).__name__}")
     if name in DATASETS and not replace and DATASETS[name] != dataset:
         raise InputError(f"dataset {name!r} is already in the catalog; choose another name or pass replace=True")
-    if dataset.family not in ("pair", "choice", "tagging"):
-        raise InputError(f"dataset {name!r}: family must be pair, choice or tagging, got {dataset.family!r}")
+    if dataset.family not in FAMILIES:
+        raise InputError(f"dataset {name!r}: family must be {', '.join(FAMILIES[:-1])} or {FAMILIES[-1]}, got "
+                         f"{dataset.family!r}")
+    if dataset.family == "qa" and (dataset.reader != "squad" or dataset.labels):
+        raise InputError(f"dataset {name!r}: a qa dataset reads SQuAD-format records (reader='squad') and has no "
+                         "labels (labels=()): its answers are spans of the context")
     if not dataset.languages:
         raise InputError(f"dataset {name!r} names no languages")
     DATASETS[name] = dataset
@@ -228,6 +307,10 @@ def register_dataset(name: str, dataset: TaskDataset, *, replace: bool = False) 
 def labels(dataset: str) -> tuple[str, ...]:
     """The label list of `dataset` (tag set for tagging datasets); example labels are indices into it."""
     spec = _dataset(dataset)
+    if spec.family == "qa":
+        labelled = sorted(name for name, d in DATASETS.items() if d.family != "qa")
+        raise InputError(f"unknown dataset {dataset!r} for labels: {dataset} is a span QA dataset, whose answers are "
+                         f"spans of the context; datasets with labels: {', '.join(labelled)}")
     if spec.open_labels:
         raise InputError(f"{dataset}'s tag set is open: it comes from the training data (derive_tag_set of its train "
                          "split), not from a fixed list")

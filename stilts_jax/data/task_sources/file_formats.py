@@ -8,6 +8,8 @@
   HellaSwag, Social IQa with its `{split}-labels.lst` next to it); `.csv` for Cosmos QA's original train/valid files.
 - CCG in jiant's format (`ccg.{train,dev,test}`: space-separated words TAB space-separated supertags, one sentence a
   line; a `tags_to_id.json` beside them is not needed) or CoNLL-like (`token TAB tag` lines).
+- SQuAD-format JSON (span QA: SQuAD v1.1/v2.0, TyDiQA-GoldP, XQuAD, MLQA; data/qa.py reads and validates it), one
+  language per file or, for TyDiQA-GoldP's original files, every language with the ids naming each question's.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from stilts_jax.data import qa
 from stilts_jax.data.examples import PairExample, TaggedSentence
+from stilts_jax.data.qa import QADataError, QAExample
 from stilts_jax.data.task_sources.catalog import Example, TaskDataError, TaskDataset
 from stilts_jax.data.task_sources.fields import _label_index
-from stilts_jax.data.task_sources.records import _read_record
+from stilts_jax.data.task_sources.records import _blanked_hint, _check_answer_texts, _read_record
 from stilts_jax.errors import InputError
 
 # --- XTREME file formats (xtreme and files) --------------------------------------------------------------------
@@ -210,6 +214,29 @@ def _read_csv(spec: TaskDataset, dataset: str, path: Path, split: str, language:
     return examples
 
 
+def _read_squad_json(spec: TaskDataset, dataset: str, path: Path, split: str, language: str | None,
+                     from_xtreme: bool = False) -> list[QAExample]:
+    """A SQuAD-format JSON file, every question validated (QADataError names the file and record). `language` None:
+    the file holds several languages and each id names its own (TyDiQA-GoldP's original files). `from_xtreme`: the
+    file comes from the XTREME download, which blanks evaluation answers; an empty answer then says where the
+    labelled originals are."""
+    examples = qa.read_squad_json(path, language=language or spec.monolingual,
+                                  allow_unanswerable=spec.unanswerable)
+    hint = _blanked_hint(spec) if from_xtreme else ""
+    for ex in examples:
+        _check_answer_texts(ex, str(path), hint)
+    if spec.language_in_ids and language is not None:
+        # A file given one language of a dataset whose ids name their language: a mismatch means a mixed or
+        # mislabelled file (XTREME's per-language split files cut the ids, which then name nothing).
+        for ex in examples:
+            prefix = ex.id.split("-", 1)[0].lower()
+            named = qa.TYDIQA_LANGUAGE_PREFIXES.get(prefix)
+            if named is not None and named != language:
+                raise QADataError(f"{path}: question {ex.id!r} is {named} ({prefix}) but the file is given as "
+                                  f"{language!r}; is this a multi-language file?")
+    return examples
+
+
 # name -> reader(dataset spec, dataset name, path, split, language) -> examples: formats added by users' task modules.
 FILE_FORMATS: dict[str, Callable[..., list[Example]]] = {}
 
@@ -233,11 +260,19 @@ def _read_registered(spec: TaskDataset, dataset: str, path: Path, split: str, la
     return list(examples)
 
 
-def _read_file(spec: TaskDataset, dataset: str, path: Path, split: str, language: str,
-               labels_zeroed: bool = False) -> list[Example]:
+def _read_file(spec: TaskDataset, dataset: str, path: Path, split: str, language: str | None,
+               labels_zeroed: bool = False, from_xtreme: bool = False) -> list[Example]:
+    """The examples of one file of `language` (None: a file of several languages whose records name theirs, for
+    datasets with `language_in_ids`). `labels_zeroed`: XTREME's XCOPA test labels; `from_xtreme`: a file of the XTREME
+    download."""
+    if language is None and not spec.language_in_ids:
+        raise InputError(f"{path}: {dataset} has one file per language; give the file's language (a 'files' source's "
+                         "paths entry as {language: path})")
     if spec.file_format:
         return _read_registered(spec, dataset, path, split, language)
     suffix = path.suffix.lower()
+    if spec.family == "qa" and suffix != ".jsonl":  # .jsonl: one hub-style row per line, read below
+        return _read_squad_json(spec, dataset, path, split, language, from_xtreme)
     if suffix in (".jsonl", ".json"):
         return _read_jsonl(spec, dataset, path, split, language, labels_zeroed)
     if suffix == ".csv":

@@ -8,10 +8,14 @@
   test files hold tokens only. `xcopa/{train,val,test}-en.jsonl` (SuperGLUE COPA) and `xcopa/{val,test}-{lang}.jsonl`
   (XCOPA); utils_preprocess.py sets the label of every test record to 0, so test labels are read as missing. Older
   versions of the script wrote `xcopa/{split}.{lang}.jsonl` without touching labels; those names are read too.
-  `siqa/socialIQa_v1.4_{trn,dev,tst}.jsonl` (answers `answerA..C`, label letter in `correct`).
+  `siqa/socialIQa_v1.4_{trn,dev,tst}.jsonl` (answers `answerA..C`, label letter in `correct`). Span QA's
+  SQuAD-format JSON files are listed in catalog.py; a path template without {lang} in a dataset of several languages
+  (TyDiQA-GoldP's original train file) is one file holding them all, its ids naming each question's language.
   The download never holds test labels: such examples get label/tags None, and `require_labels=True` (always on for
   train) raises an error pointing to a labelled source.
-- files: `paths`: split -> path, or split -> {language: path}; `.tsv` in the XTREME formats above or with a header row
+- files: `paths`: split -> path, or split -> {language: path} (without `languages`, the languages named there are
+  read; a single path of a dataset whose ids name their language holds any of them); `.json` SQuAD files for span QA;
+  `.tsv` in the XTREME formats above or with a header row
   (GLUE's QQP/MNLI `train.tsv`, PAWS's original `train.tsv`), `.jsonl` records with the hub's field names or the
   original releases' (ANLI, SNLI, MNLI, COPA, XCOPA, CommonsenseQA, HellaSwag, Social IQa with its
   `{split}-labels.lst` next to it), `.csv` for Cosmos QA's original train/valid files. Datasets with a `files_layout`
@@ -26,13 +30,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stilts_jax.data.sources import XTREME_HINT
 from stilts_jax.data.task_sources.catalog import SPLITS, Example, TaskDataset, _ordered
 from stilts_jax.data.task_sources.file_formats import _read_file
 from stilts_jax.errors import InputError
 
+XTREME_REPO = "https://github.com/google-research/xtreme"
+XTREME_HINT = (f"run `bash scripts/download_data.sh` in a checkout of {XTREME_REPO} (it writes ./download/ there) "
+               "and set the source's path to that download folder")
+
+
 def _from_xtreme(spec: TaskDataset, dataset: str, split: str, source: Mapping[str, Any],
-                 wanted: Sequence[str]) -> tuple[list[Example], str]:
+                 wanted: Sequence[str] | None) -> tuple[list[Example], str]:
+    """`wanted` None: every language of the split."""
     hint = XTREME_HINT + (f" ({spec.hint})" if spec.hint else "")
     if not source.get("path"):
         raise InputError(f"an 'xtreme' source needs 'path', the folder written by scripts/download_data.sh: {hint}")
@@ -43,9 +52,13 @@ def _from_xtreme(spec: TaskDataset, dataset: str, split: str, source: Mapping[st
         raise InputError(f"the XTREME download has no {dataset} {split} data; use a source of kind "
                          f"{' or '.join(others + ['files'])}")
     where = f"XTREME download {root}"
+    if spec.monolingual or any("{lang}" in t for t in templates):
+        groups = [(lang, [root / t.format(lang=lang) for t in templates])
+                  for lang in (wanted if wanted is not None else spec.split_languages(split))]
+    else:  # one file holds every language, its records naming theirs (TyDiQA-GoldP's original train file)
+        groups = [(None, [root / t for t in templates])]
     examples: list[Example] = []
-    for lang in wanted:
-        candidates = [root / t.format(lang=lang) for t in templates]
+    for lang, candidates in groups:
         path = next((p for p in candidates if p.is_file()), None)
         if path is None:
             folder = "" if root.is_dir() else f" (the XTREME download folder {root} does not exist)"
@@ -53,7 +66,7 @@ def _from_xtreme(spec: TaskDataset, dataset: str, split: str, source: Mapping[st
                              f"google-research/xtreme scripts/download_data.sh puts it. To get it, {hint}.")
         # utils_preprocess.py sets every label of the current layout's XCOPA test files to 0.
         zeroed = spec.xtreme_format == "copa_jsonl" and split == "test" and path == candidates[0]
-        examples.extend(_read_file(spec, dataset, path, split, lang, labels_zeroed=zeroed))
+        examples.extend(_read_file(spec, dataset, path, split, lang, labels_zeroed=zeroed, from_xtreme=True))
     return examples, where
 
 
@@ -108,7 +121,8 @@ def _paths_under(spec: TaskDataset, dataset: str, split: str, root: Path) -> dic
 
 
 def _from_files(spec: TaskDataset, dataset: str, split: str, source: Mapping[str, Any],
-                wanted: Sequence[str]) -> tuple[list[Example], str]:
+                wanted: Sequence[str] | None) -> tuple[list[Example], str]:
+    """`wanted` None: the languages the paths name (or the one file's)."""
     paths = source.get("paths")
     if source.get("path") and not paths:
         paths = _paths_under(spec, dataset, split, Path(str(source["path"])).expanduser())
@@ -116,7 +130,7 @@ def _from_files(spec: TaskDataset, dataset: str, split: str, source: Mapping[str
         raise InputError("a 'files' source needs 'paths': a mapping split -> path, or split -> {language: path}")
     if split not in paths:
         raise InputError(f"the 'files' source has no {split!r} entry (it has: {', '.join(map(str, paths))}); "
-                         f"valid splits: {', '.join(SPLITS)}")
+                         f"valid splits: {', '.join(spec.splits)}")
     entry = paths[split]
     if isinstance(entry, Mapping):
         bad = [lang for lang in entry if lang not in spec.languages
@@ -124,15 +138,22 @@ def _from_files(spec: TaskDataset, dataset: str, split: str, source: Mapping[str
         if bad:
             raise InputError(f"'files' {split} paths name language(s) {', '.join(map(str, bad))} that {dataset} does "
                              f"not have; its languages: {', '.join(spec.languages)}")
-        absent = [lang for lang in wanted if lang not in entry]
+        absent = [lang for lang in wanted or () if lang not in entry]
         if absent:
             raise InputError(f"the 'files' source has no {dataset} {split} file for language(s) {', '.join(absent)}; "
                              f"available: {', '.join(_ordered(entry, spec.languages))}")
+        if wanted is None:  # the split's languages the paths name (XCOPA's English only when asked for)
+            wanted = [lang for lang in _ordered(entry, spec.languages) if lang in spec.split_languages(split)]
         chosen = {lang: entry[lang] for lang in wanted}
-    else:
-        if len(wanted) != 1:
-            raise InputError(f"{dataset} has several languages: give 'files' {split} paths as {{language: path}}")
+    elif spec.language_in_ids:  # one file of any languages: the ids name them
+        chosen = {None: entry}
+    elif wanted is not None and len(wanted) == 1:
         chosen = {wanted[0]: entry}
+    elif spec.monolingual:
+        chosen = {spec.monolingual: entry}
+    else:
+        raise InputError(f"{entry}: this dataset has one file per language ({dataset} has several); give 'files' "
+                         f"{split} paths as {{language: path}}")
     examples: list[Example] = []
     for lang, p in chosen.items():
         path = Path(p).expanduser()

@@ -1,15 +1,17 @@
 """The 'hf' source kind: parquet from the Hugging Face hub repos in `DATASETS`, or a local copy in the hub layout.
 
 facebook/xnli, google/xtreme, nyu-mll/glue, google-research-datasets/paws, facebook/anli, stanfordnlp/snli,
-tau/commonsense_qa and cambridgeltl/xcopa are read from their main branch; Rowan/hellaswag, allenai/cosmos_qa,
-allenai/social_i_qa and aps/super_glue (main: a loading script only) and unimelb-nlp/wikiann from the parquet export,
-revision refs/convert/parquet. `repo` may be a local folder in the hub layout: `{config}/{split}-*.parquet`,
-`{config}/{split}/*.parquet` (refs/convert/parquet), `data/{split}-*.parquet` or `default/{split}/*.parquet`.
+tau/commonsense_qa, cambridgeltl/xcopa, rajpurkar/squad, rajpurkar/squad_v2 and google/xquad are read from their
+main branch; Rowan/hellaswag, allenai/cosmos_qa, allenai/social_i_qa, aps/super_glue and facebook/mlqa (main: a loading
+script only) and unimelb-nlp/wikiann from the parquet export, revision refs/convert/parquet. `repo` may be a local
+folder in the hub layout: `{config}/{split}-*.parquet`, `{config}/{split}/*.parquet` (refs/convert/parquet),
+`data/{split}-*.parquet` or `default/{split}/*.parquet`.
 A `config` may contain `{lang}` (and `{name}`, the UD language name google/xtreme's udpos configs use).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from stilts_jax.data.task_sources.catalog import CONVERTED, Example, TaskDataset
 from stilts_jax.data.task_sources.records import _rows_to_examples
 from stilts_jax.data.task_sources.vocabulary import UD_NAMES
 from stilts_jax.errors import InputError
+
+log = logging.getLogger(__name__)
 
 def _local_parquet(folder: Path, config: str | None, split: str) -> list[Path]:
     """Parquet files of `split` in a local copy of a hub repo, in the layouts the hub uses."""
@@ -86,16 +90,17 @@ def _hf_rows(repo: str, config: str | None, hf_split: str, revision: str | None,
         if folder.is_dir():
             raise InputError(f"could not load {where} from the local folder {folder}: {type(e).__name__}: {e}") from e
         other = CONVERTED if revision != CONVERTED else "main"
+        at_revision = f" --revision {revision}" if revision else ""
         raise InputError(
             f"could not load {where} (revision {revision or 'main'}): {type(e).__name__}: {e}. Without network access, "
-            f"copy the repo elsewhere (`hf download {repo} --repo-type dataset --local-dir DIR`, adding "
-            f"`--revision {CONVERTED}` for the parquet export) and set repo to that local folder, try revision "
-            f"{other!r}, or use the 'xtreme' or 'tfds' source") from e
+            f"copy the repo elsewhere (`hf download {repo} --repo-type dataset{at_revision} --local-dir DIR`) and set "
+            f"repo to that local folder, try revision {other!r}, or use the 'tfds' or 'xtreme' source") from e
     return _dataset_rows(ds), where
 
 
 def _from_hf(spec: TaskDataset, dataset: str, split: str, source: Mapping[str, Any],
-             wanted: Sequence[str]) -> tuple[list[Example], str]:
+             wanted: Sequence[str] | None) -> tuple[list[Example], str]:
+    """`wanted` None: every language of the split the repo has."""
     loc = spec.hf
     if loc is None or split not in loc.splits:
         raise InputError(f"the Hugging Face hub has no {dataset} {split} data known to this loader; use a source of "
@@ -105,18 +110,24 @@ def _from_hf(spec: TaskDataset, dataset: str, split: str, source: Mapping[str, A
     explicit = source.get("revision") is not None
     revision = source.get("revision") if explicit else (loc.revision if repo == loc.repo else None)
     per_language = config is not None and "{" in str(config)
+    languages = wanted if wanted is not None else spec.split_languages(split)
     if per_language and loc.languages is not None and repo == loc.repo:
-        absent = [lang for lang in wanted if lang not in loc.languages]
-        if absent:
+        absent = [lang for lang in languages if lang not in loc.languages]
+        if absent and wanted is not None:
             raise InputError(f"{loc.repo} has no {dataset} data for language(s) {', '.join(absent)}"
                              f"{'; ' + spec.hint if spec.hint else ''}")
+        if absent:
+            log.info("%s has no %s data for %s; reading its other languages", loc.repo, dataset, ", ".join(absent))
+            languages = [lang for lang in languages if lang in loc.languages]
     examples: list[Example] = []
     wheres = []
-    groups = [(lang, str(config).format(lang=lang, name=UD_NAMES.get(lang, lang))) for lang in wanted] \
+    groups = [(lang, str(config).format(lang=lang, name=UD_NAMES.get(lang, lang))) for lang in languages] \
         if per_language else [(spec.monolingual, config)]
+    unnamed = (f"the hf config {config!r} must contain {{lang}}: this dataset has one per language (the default is "
+               f"{loc.config!r})")
     for lang, cfg in groups:
         for hf_split in loc.splits[split]:
             rows, where = _hf_rows(repo, cfg, hf_split, revision, explicit, source.get("cache_dir"))
             wheres.append(where)
-            examples.extend(_rows_to_examples(spec, dataset, split, rows, lang, wanted, where, "row"))
+            examples.extend(_rows_to_examples(spec, dataset, split, rows, lang, wanted, where, "row", unnamed))
     return examples, wheres[0] if len(wheres) == 1 else f"Hugging Face dataset {repo} ({len(wheres)} configs/splits)"

@@ -1,5 +1,6 @@
 """`load_examples`, the entry point: checks the split, languages and source, reads the examples from the source's
 kind (or from the datasets a combination such as ANLI+ joins) and checks that examples carry the labels asked for.
+`load_qa` is `load_examples` restricted to the span QA datasets (family "qa").
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stilts_jax.data.examples import TaggedSentence
-from stilts_jax.data.task_sources.catalog import SPLITS, Example, TaskDataset, _dataset, _ordered
+from stilts_jax.data.qa import QAExample
+from stilts_jax.data.task_sources.catalog import DATASETS, SPLITS, Example, TaskDataset, _dataset, _ordered
 from stilts_jax.data.task_sources.file_sources import _from_files, _from_xtreme
 from stilts_jax.data.task_sources.hub_source import _from_hf
 from stilts_jax.data.task_sources.tfds_source import _from_tfds
@@ -36,32 +38,38 @@ def load_examples(dataset: str, split: str, source: Mapping[str, Any], languages
     `source["kind"]` is xtreme (`path`), hf (`repo`, `config`, `revision`, `cache_dir`), tfds (`name`, `data_dir`) or
     files (`paths`: split -> path, or split -> {language: path}). For anli_plus, `source` may also map each part
     (anli, mnli, snli) to its own source. `languages` restricts (and orders) the result; a language without data for
-    the split is an error listing those that have it. English-trained datasets return {"en": ...} for train whatever
-    `languages` asks. Examples without a label (XTREME's test files, hub test splits) carry label/tags None;
-    `require_labels=True` (always on for train) makes them an error that says where labelled data is.
-    Bad records raise TaskDataError naming the file and line; a missing source raises InputError saying how to get it.
+    the split is an error listing those that have it. Without `languages`, every language the source has for the
+    split is read (a 'files' source: those its paths name; TFDS XQuAD: all but ro), in the dataset's order.
+    English-trained datasets return {"en": ...} for train whatever `languages` asks (TyDiQA-GoldP: the `english-`
+    ids of a train split mixing all languages). Examples without a label (XTREME's test files, hub test splits) carry
+    label/tags None; `require_labels=True` (always on for train) makes them an error that says where labelled data is.
+    Span QA examples (QAExample) are always labelled: a question without an answer is an error, except in datasets
+    with unanswerable questions (SQuAD v2.0), and so are the blanked answers of XTREME's evaluation files.
+    Bad records raise TaskDataError (QADataError for span QA) naming the file and line (or record); a missing source
+    raises InputError saying how to get it.
     """
     spec = _dataset(dataset)
-    if split not in SPLITS:
-        raise InputError(f"unknown split {split!r} for {dataset}; valid splits: {', '.join(SPLITS)}")
     if split not in spec.splits:
-        raise InputError(f"{dataset} has no {split} split; its splits: {', '.join(spec.splits)}")
+        lacking = f" ({dataset} has no {split} split)" if split in SPLITS else ""
+        raise InputError(f"unknown split {split!r} for {dataset}; valid splits: {', '.join(spec.splits)}{lacking}")
     if not isinstance(source, Mapping):
         raise InputError(f"a data source must be a mapping with a 'kind' key ({', '.join(KINDS)}), got {source!r}")
     requested = None if languages is None else (languages,) if isinstance(languages, str) else tuple(languages)
     requested = None if requested is None else tuple(dict.fromkeys(requested))
-    available = spec.split_languages(split)
     english_only = split == "train" and spec.english_train_only
     if requested is not None and not requested:
         raise InputError(f"empty language list for {dataset} {split}; leave it out to load every language")
+    wanted: tuple[str, ...] | None  # None: every language the source has
     if english_only:
         if requested is not None and requested != ("en",):
             log.info("%s train is English only; ignoring languages=%s", dataset, list(requested))
         wanted = ("en",)
     else:
-        wanted = requested or available
-        _check_languages(spec, dataset, split, wanted)
-        if "en" in wanted and spec.english_from and "en" not in spec.languages and source.get("kind") != "files":
+        wanted = requested
+        if wanted is not None:
+            _check_languages(spec, dataset, split, wanted)
+        english_from = spec.english_from and "en" not in spec.languages and source.get("kind") != "files"
+        if english_from and wanted is not None and "en" in wanted:
             # XCOPA's English is COPA (XTREME's download keeps it as xcopa/{split}-en.jsonl).
             kept = {k: v for k, v in source.items() if k in ("kind", "path", "cache_dir", "data_dir")}
             english = load_examples(spec.english_from, split, kept, ["en"], require_labels=require_labels)
@@ -91,14 +99,29 @@ def load_examples(dataset: str, split: str, source: Mapping[str, Any], languages
     by_language: dict[str, list[Example]] = {}
     for ex in examples:
         by_language.setdefault(ex.language, []).append(ex)
-    missing = [lang for lang in wanted if lang not in by_language]
+    missing = [lang for lang in wanted or () if lang not in by_language]
     if missing:
         raise InputError(f"{where}: no {dataset} {split} data for language(s) {', '.join(missing)}; "
                          f"available: {', '.join(_ordered(by_language, spec.languages)) or 'none'}")
-    result = {lang: by_language[lang] for lang in wanted}
+    if not by_language:
+        raise InputError(f"{where}: no {dataset} {split} examples")
+    result = {lang: by_language[lang] for lang in (wanted or _ordered(by_language, spec.languages))}
+    if english_only and len(by_language) > 1:
+        log.info("%s train from %s: kept %d English examples of %d", dataset, where, len(result["en"]), len(examples))
     if require_labels or split == "train":
         _check_labels(spec, dataset, split, source, result, where)
     return result
+
+
+def load_qa(dataset: str, split: str, source: Mapping[str, Any],
+            languages: Sequence[str] | None = None) -> dict[str, list[QAExample]]:
+    """`load_examples` of a span QA dataset (family "qa"): language -> validated QAExamples. Splits: squad and
+    squad_v2 train/dev, tydiqa train/dev (its dev set is XTREME's test set), xquad test (its only split), mlqa
+    dev/test."""
+    qa_datasets = sorted(name for name, spec in DATASETS.items() if spec.family == "qa")
+    if dataset not in qa_datasets:
+        raise InputError(f"unknown QA dataset {dataset!r}; valid datasets: {', '.join(qa_datasets)}")
+    return load_examples(dataset, split, source, languages)  # type: ignore[return-value]
 
 
 def _check_source(source: Mapping[str, Any]) -> str:
@@ -127,6 +150,8 @@ def _check_languages(spec: TaskDataset, dataset: str, split: str, wanted: Sequen
 
 
 def _has_labels(ex: Example) -> bool:
+    if isinstance(ex, QAExample):  # the readers refuse questions without answers unless they may have none
+        return True
     return (ex.tags if isinstance(ex, TaggedSentence) else ex.label) is not None
 
 

@@ -1,5 +1,6 @@
 """The record readers: one dict record of a dataset -> one example (`TaskDataset.reader` names the reader), and
-rows of a hub split or TFDS dataset -> examples."""
+rows of a hub split or TFDS dataset -> examples. Span QA rows (reader "squad": one question per row, as the hub and
+TFDS keep SQuAD-format data) become data/qa.py's QAExample, validated as SQuAD JSON files are (file_formats.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from stilts_jax.data import qa
 from stilts_jax.data.examples import ChoiceExample, PairExample, TaggedSentence
+from stilts_jax.data.qa import Answer, QADataError, QAExample
 from stilts_jax.data.task_sources.catalog import Example, TaskDataError, TaskDataset
 from stilts_jax.data.task_sources.fields import _get, _label_index, _record_id, _seq, _tag_names, _text
 
@@ -40,8 +43,9 @@ def as_xcopa_example(example: ChoiceExample) -> ChoiceExample:
                      f"{example.prompt!r} ends with neither COPA question")
 
 
-# Each reader turns one record into an example of `language`; `index` numbers records for default ids.
-Reader = Callable[[TaskDataset, str, Mapping[str, Any], str, str, str], Example]
+# Each reader turns one record into an example of `language` (None: the record names it, as TyDiQA ids do);
+# `default_id` is the id of a record without one.
+Reader = Callable[[TaskDataset, str, Mapping[str, Any], "str | None", str, str], Example]
 
 
 def _read_pair(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
@@ -169,11 +173,60 @@ def _read_tags(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language
     return TaggedSentence(id=_record_id(row, ("id",), default_id), tokens=tokens, tags=tags, language=language)
 
 
+# --- span QA ---------------------------------------------------------------------------------------------------
+
+def _blanked_hint(spec: TaskDataset) -> str:
+    """Where labelled data is, for answers blanked the way XTREME's download blanks its evaluation files."""
+    return (" XTREME's download script blanks the answers of its evaluation files (utils_preprocess.py "
+            "remove_qa_test_annotations): use the original labelled files instead (source kind 'files'; "
+            f"{spec.originals}) or the hf/tfds source")
+
+
+def _check_answer_texts(example: QAExample, where: str, hint: str = "") -> None:
+    """qa.validate_example accepts an empty answer at any offset; XTREME's blanked files are exactly that."""
+    if any(not answer.text.strip() for answer in example.answers):
+        raise QADataError(f"{where}: question {example.id!r} has an empty answer text.{hint}")
+
+
+def _read_squad(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str | None, default_id: str,
+                where: str) -> QAExample:
+    """One question of a hub/TFDS row (id, title, context, question, answers{text, answer_start}, and for SQuAD v2.0
+    in TFDS is_impossible), validated: the answers at their offsets, none empty, and none missing unless the dataset
+    has unanswerable questions. `language` None: the id names it (TyDiQA-GoldP). Errors are QADataError."""
+    try:
+        example_id = _text(_get(row, ("id",), where), "id", where)
+        answers = _get(row, ("answers",), where)
+        texts = [_text(t, "answers.text", where) for t in _seq(answers["text"], "answers.text", where)]
+        starts = [int(s) for s in _seq(answers["answer_start"], "answers.answer_start", where)]
+        if len(texts) != len(starts):
+            raise ValueError(f"{len(texts)} answer texts but {len(starts)} answer starts")
+        parsed = tuple(Answer(t, s) for t, s in zip(texts, starts, strict=True))
+        qa.check_impossible_flag(row.get("is_impossible", False), parsed, example_id)
+        title = row.get("title")
+        language = language or spec.monolingual
+        example = QAExample(
+            id=example_id, question=_text(_get(row, ("question",), where), "question", where),
+            context=_text(_get(row, ("context",), where), "context", where), answers=parsed,
+            language=language if language is not None else qa.tydiqa_language(example_id),
+            title="" if title is None else _text(title, "title", where),
+        )
+    except QADataError as e:
+        raise QADataError(f"{where}: {e}") from e
+    except TaskDataError as e:  # field access: the message names the record already
+        raise QADataError(str(e)) from e
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as e:
+        raise QADataError(f"{where}: malformed record ({type(e).__name__}: {e})") from e
+    qa.validate_example(example, where, allow_unanswerable=spec.unanswerable)
+    _check_answer_texts(example, where)
+    return example
+
+
 READERS: dict[str, Reader] = {"pair": _read_pair, "copa": _read_copa, "siqa": _read_siqa, "csqa": _read_csqa,
-                              "cosmos": _read_cosmos, "hellaswag": _read_hellaswag, "tags": _read_tags}
+                              "cosmos": _read_cosmos, "hellaswag": _read_hellaswag, "tags": _read_tags,
+                              "squad": _read_squad}
 
 
-def _read_record(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+def _read_record(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str | None, default_id: str,
                  where: str) -> Example:
     try:
         return READERS[spec.reader](spec, dataset, row, language, default_id, where)
@@ -184,17 +237,24 @@ def _read_record(spec: TaskDataset, dataset: str, row: Mapping[str, Any], langua
 
 
 def _rows_to_examples(spec: TaskDataset, dataset: str, split: str, rows: Iterable[Mapping[str, Any]],
-                      language: str | None, wanted: Sequence[str], where: str, unit: str) -> list[Example]:
-    """Examples of dict records; rows carrying a `language` column (google/xtreme's XNLI) give their own language."""
+                      language: str | None, wanted: Sequence[str] | None, where: str, unit: str,
+                      unnamed: str = "") -> list[Example]:
+    """Examples of dict records of `language`, or else of the language each record names: a `language` column
+    (google/xtreme's XNLI) or the id (`language_in_ids`, TyDiQA-GoldP). Those name languages outside `wanted` (None:
+    any) are skipped. `unnamed` says what to fix when nothing names the language."""
     examples = []
     for index, row in enumerate(rows):
         lang = language
         if "language" in row and isinstance(row["language"], (str, bytes)):
             lang = _text(row["language"], "language", where)
-            if lang not in wanted:
+            if wanted is not None and lang not in wanted:
                 continue
-        if lang is None:
-            raise TaskDataError(f"{where}: {dataset} has several languages but its records carry none; name one "
-                                "language's data (an hf config or a TFDS name holding {lang})")
-        examples.append(_read_record(spec, dataset, row, lang, f"{split}-{lang}-{index}", f"{where} {unit} {index}"))
+        if lang is None and not spec.language_in_ids:
+            raise TaskDataError(f"{where}: " + (unnamed or f"{dataset} has several languages but its records carry "
+                                                "none; name one language's data (an hf config or a TFDS name holding "
+                                                "{lang})"))
+        example = _read_record(spec, dataset, row, lang, f"{split}-{lang}-{index}", f"{where} {unit} {index}")
+        if lang is None and wanted is not None and example.language not in wanted:
+            continue
+        examples.append(example)
     return examples

@@ -8,6 +8,7 @@ Tagalog from `xtreme_pos_ta` (as long as the installed TFDS still has the swap).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from stilts_jax.data.task_sources.fields import _seq, _text
 from stilts_jax.data.task_sources.records import _rows_to_examples
 from stilts_jax.data.tfds_reader import tfds_data_dir, tfds_records
 from stilts_jax.errors import InputError
+
+log = logging.getLogger(__name__)
 
 def _xtreme_pos_swapped() -> bool:
     """Whether the installed TFDS still files Tagalog under xtreme_pos_ta and Tamil under xtreme_pos_tl."""
@@ -49,7 +52,8 @@ def _xnli_tfds_rows(rows: Iterable[Mapping[str, Any]], split: str, wanted: Seque
 
 
 def _from_tfds(spec: TaskDataset, dataset: str, split: str, source: Mapping[str, Any],
-               wanted: Sequence[str]) -> tuple[list[Example], str]:
+               wanted: Sequence[str] | None) -> tuple[list[Example], str]:
+    """`wanted` None: every language of the split TFDS has."""
     loc = spec.tfds
     if loc is None or split not in loc.splits:
         raise InputError(f"TFDS has no {dataset} {split} data known to this loader; use a source of kind "
@@ -57,19 +61,30 @@ def _from_tfds(spec: TaskDataset, dataset: str, split: str, source: Mapping[str,
     data_dir = tfds_data_dir(source)
     names = (str(source["name"]),) if source.get("name") else loc.names
     per_language = "{" in names[0]
+    languages = wanted if wanted is not None else spec.split_languages(split)
     if per_language and loc.languages is not None and not source.get("name"):
-        absent = [lang for lang in wanted if lang not in loc.languages]
+        absent = [lang for lang in languages if lang not in loc.languages]
+        if absent and wanted is not None:
+            hub_has = spec.hf is not None and split in spec.hf.splits and (
+                spec.hf.languages is None or set(absent) <= set(spec.hf.languages))
+            others = ["hf" if hub_has else "xtreme" if split in spec.xtreme else "", "files"]
+            raise InputError(f"the TFDS name {names[0]!r} has no language(s) {', '.join(absent)} of {dataset}; it has "
+                             f"{', '.join(loc.languages)}. Read them from another source "
+                             f"({' or '.join(filter(None, others))}), or leave them out of the languages "
+                             f"(--config.evaluation.languages){'; ' + spec.hint if spec.hint else ''}")
         if absent:
-            raise InputError(f"TFDS {names[0].split('/')[0]} has no {dataset} data for language(s) {', '.join(absent)}"
-                             f"{'; ' + spec.hint if spec.hint else ''}")
+            log.info("TFDS %s has no %s data for %s; reading its other languages", names[0], dataset, ", ".join(absent))
+            languages = [lang for lang in languages if lang in loc.languages]
     examples: list[Example] = []
     wheres = []
-    groups = [(lang, _tfds_name(n, lang)) for lang in wanted for n in names] if per_language \
+    groups = [(lang, _tfds_name(n, lang)) for lang in languages for n in names] if per_language \
         else [(spec.monolingual, n) for n in names]
+    unnamed = (f"the TFDS name {names[0]!r} must contain {{lang}}: this dataset has one per language (the default is "
+               f"{loc.names[0]!r})")
     for lang, name in groups:
         rows, where = tfds_records(name, loc.splits[split], data_dir)
         wheres.append(where)
         if name.split("/")[0].split(":")[0] == "xnli":
-            rows = _xnli_tfds_rows(rows, split, wanted, where)
-        examples.extend(_rows_to_examples(spec, dataset, split, rows, lang, wanted, where, "record"))
+            rows = _xnli_tfds_rows(rows, split, languages, where)
+        examples.extend(_rows_to_examples(spec, dataset, split, rows, lang, wanted, where, "record", unnamed))
     return examples, wheres[0] if len(wheres) == 1 else f"TFDS {', '.join(names)} in {data_dir}"

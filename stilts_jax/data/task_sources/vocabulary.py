@@ -34,3 +34,10 @@ UD_NAMES = {"af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "de": "German"
             "kk": "Kazakh", "ko": "Korean", "mr": "Marathi", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",
             "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "ur": "Urdu",
             "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese"}
+
+# Span QA (SQuAD-format) datasets. TyDiQA-GoldP: the nine languages of its GoldP task. XQuAD and MLQA:
+# google-research/xtreme evaluate.py XTREME_R_TASK2LANGS["xquad"] (XTREME_TASK2LANGS has the first 11, without ro) and
+# ["mlqa"] (the same 7 in both; XTREME evaluates context language == question language).
+TYDIQA_LANGUAGES = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
+XQUAD_LANGUAGES = ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro")
+MLQA_LANGUAGES = ("en", "es", "de", "ar", "hi", "vi", "zh")

@@ -21,7 +21,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-from stilts_jax.models.config import EncoderConfig, tiny_config  # noqa: E402
+from stilts_jax.models.config import EncoderConfig, tiny_config
 
 MODELS = ("base", "large", "tiny")
 XLMR_VOCAB = 250002

@@ -30,9 +30,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import common  # noqa: E402  (first: it sets OMP_WAIT_POLICY and XLA_PYTHON_CLIENT_PREALLOCATE)
+import common  # first: it sets OMP_WAIT_POLICY and XLA_PYTHON_CLIENT_PREALLOCATE
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"sequence length {longest} exceeds the model's maximum {config.max_sequence_length}")
     if args.run_torch:
         try:
-            import torch  # noqa: F401
+            import torch
             import transformers  # noqa: F401
         except ImportError:
             print("torch/transformers are not installed: skipping the PyTorch rows", file=sys.stderr)

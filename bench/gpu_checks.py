@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-import common  # noqa: F401  (first: it sets XLA_PYTHON_CLIENT_PREALLOCATE before jax and torch load)
+import common  # first: it sets XLA_PYTHON_CLIENT_PREALLOCATE before jax and torch load
 
 Check = tuple[str, str, str]  # (name, PASS / FAIL / SKIP, detail)
 

@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 index = NearestNeighbors(data, chunk_size=args.chunk_size, block_rows=args.block_rows, dtype=args.dtype,
                                          kernel=kernel, tile=tile)
-                seconds, result = _time(lambda: index.search(queries, args.k), args.repeats)
-            except Exception as e:  # one failing variant (a tile too large for the chip) must not cost the others
+                seconds, result = _time(lambda: index.search(queries, args.k), args.repeats)  # noqa: B023 (called here)
+            except Exception as e:  # noqa: BLE001 (one failing variant (a tile too large for the chip) must not cost the others)
                 print(f"stilts-jax {kernel} {tile or ''} failed: {type(e).__name__}: {str(e)[:300]}")
                 continue
             name = "stilts-jax" if kernel == "xla" else f"stilts-jax fused kernel, tile {index.tile}"

@@ -30,9 +30,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import common  # noqa: E402  (first: it sets OMP_WAIT_POLICY and XLA_PYTHON_CLIENT_PREALLOCATE)
+import common  # first: it sets OMP_WAIT_POLICY and XLA_PYTHON_CLIENT_PREALLOCATE
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -131,7 +131,7 @@ def jax_row(config, arrays: dict[str, np.ndarray], args, dtype: str, remat: str 
 
     def step() -> None:
         nonlocal state, metrics
-        state, metrics = compiled(state, batch)
+        state, metrics = compiled(state, batch)  # noqa: F821 (runs before the `del` below)
         jax.block_until_ready((state, metrics))
 
     start = time.perf_counter()
@@ -192,14 +192,14 @@ def torch_rows(config, arrays: dict[str, np.ndarray], args, dtype: str) -> list[
         losses = []
 
         def step() -> None:
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)  # noqa: B023, F821 (step runs in this iteration, before the `del`)
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
-                loss = forward(**tensors)
+                loss = forward(**tensors)  # noqa: B023, F821 (step runs in this iteration, before the `del`)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)  # noqa: B023, F821 (step runs in this iteration, before the `del`)
+            optimizer.step()  # noqa: B023, F821 (step runs in this iteration, before the `del`)
             common.torch_sync(device)
-            losses.append(loss.detach())
+            losses.append(loss.detach())  # noqa: B023, F821 (step runs in this iteration, before the `del`)
 
         if device == "cuda":
             torch.cuda.empty_cache()

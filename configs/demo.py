@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-import base  # noqa: E402
+import base
 
 DEMO_DATA = os.path.join(os.path.dirname(__file__), "..", "stilts_jax", "assets", "demo")
 

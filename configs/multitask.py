@@ -15,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-import base  # noqa: E402
+import base
 
 # ANLI+ (ANLI + MNLI + SNLI), CCG, CommonsenseQA, Cosmos QA, HellaSwag, MNLI, QQP, SQuAD v1.1, SQuAD v2.0.
 PAPER_TASKS = ["anli_plus", "ccg", "commonsenseqa", "cosmosqa", "hellaswag", "mnli", "qqp", "squad", "squad_v2"]

@@ -13,7 +13,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-import base  # noqa: E402
+import base
 
 
 def get_config():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from a checkout without installing
 
-from stilts_jax.experiments.cli import main  # noqa: E402
+from stilts_jax.experiments.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -163,7 +163,7 @@ def batch_shard_count(mesh: Mesh, rules: Sequence[tuple[str, Any]]) -> int:
 
 def process_local_rows(sharding: NamedSharding, shape: tuple[int, ...], axis: int = 0) -> slice:
     """The contiguous range along `axis` that this process's devices hold of an array of `shape`."""
-    ranges = [index[axis] for index in sharding.addressable_devices_indices_map(shape).values()]
+    ranges = [index[axis] for index in sharding.addressable_devices_indices_map(shape).values() if index is not None]
     start = min(r.start or 0 for r in ranges)
     stop = max(shape[axis] if r.stop is None else r.stop for r in ranges)
     return slice(start, stop)

@@ -76,7 +76,7 @@ def _tagging(task: Any, examples: Sequence[Any]) -> Iterator[dict[str, Any]]:
         example = examples[int(s)]
         tokens = _tokens(task.tokenizer, arrays["input_ids"][row], arrays["attention_mask"][row])
         row_labels: list[str | None] = [None] * len(tokens)
-        for w, position in enumerate(features.word_positions[row]):
+        for position in features.word_positions[row]:
             if labelled:
                 row_labels[position] = task.labels[int(labels[row, position])]
         part = int(np.sum(features.sentence_index[:row] == s))

@@ -16,8 +16,8 @@ import sys
 
 import jax
 
-from stilts_jax.embed import read_sentences
 from stilts_jax.distributed import add_process_arguments, initialize_from_args
+from stilts_jax.embed import read_sentences
 from stilts_jax.embedding import SentenceEncoder, default_retrieval_layer
 from stilts_jax.errors import StiltsError
 from stilts_jax.evaluation.search import mine_max, ratio_margin

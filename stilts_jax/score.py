@@ -40,8 +40,14 @@ from typing import Any
 
 from stilts_jax.errors import InputError, StiltsError
 from stilts_jax.evaluation import xtreme_tasks as xt
-from stilts_jax.evaluation.metrics import (DEFAULT_SEQEVAL_VERSION, SEQEVAL_VERSIONS, accuracy_score, map_at_k_by_id,
-                                           mlqa_scores, seqeval_f1)
+from stilts_jax.evaluation.metrics import (
+    DEFAULT_SEQEVAL_VERSION,
+    SEQEVAL_VERSIONS,
+    accuracy_score,
+    map_at_k_by_id,
+    mlqa_scores,
+    seqeval_f1,
+)
 from stilts_jax.evaluation.retrieval_metrics import bucc_scores
 from stilts_jax.evaluation.squad_metric import squad_scores
 from stilts_jax.io_utils import atomic_write_text
@@ -447,7 +453,7 @@ def _registered_scores(scorer: _Scorer, spec: Any) -> dict[str, Any]:
             raise InputError(f"{pred} is missing (labels exist for {spec.name} {lang})")
         if spec.family == "classification":
             labels = frozenset(spec.label_names())
-            row = _score_labels(pred, gold, lambda p: _read_labels(p, labels, "label"), "label")
+            row = _score_labels(pred, gold, lambda p: _read_labels(p, labels, "label"), "label")  # noqa: B023 (called here)
         elif spec.family == "multiple_choice":
             row = _score_labels(pred, gold, _read_xcopa, "label")
         elif spec.family == "tagging":

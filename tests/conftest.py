@@ -8,11 +8,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+from pathlib import Path
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import pytest
 
 # Many tests compile the same tiny train step; a persistent cache shared by the session compiles it once.
 jax.config.update("jax_compilation_cache_dir", os.environ.get("STILTS_TEST_JAX_CACHE", tempfile.mkdtemp(prefix="stilts-jax-cache-")))

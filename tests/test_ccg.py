@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 
 from stilts_jax.data.examples import TaggedSentence
-from stilts_jax.data.task_sources import (UNKNOWN_TAG, TaskDataError, derive_tag_set, has_open_labels, labels,
-                                          load_examples)
+from stilts_jax.data.task_sources import (
+    UNKNOWN_TAG,
+    TaskDataError,
+    derive_tag_set,
+    has_open_labels,
+    labels,
+    load_examples,
+)
 from stilts_jax.errors import InputError
 from stilts_jax.tasks.families import TaggingTask
 from stilts_jax.tasks.registry import get_task

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stilts_jax import main as main_module
-from stilts_jax import score
+from stilts_jax import main as main_module, score
 
 FIXTURES = Path(__file__).parent / "fixtures" / "retrieval"
 DEMO = Path(__file__).parents[1] / "stilts_jax" / "assets" / "demo"

@@ -3,7 +3,6 @@ against transformers' PyTorch pooler_output, the learned logit scale, and gradie
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,9 +108,8 @@ def _fake_pipeline(model_dir, *, allow_random: bool = False, make_tiny: bool = F
 
 
 def test_defaults_are_the_published_model_and_a_checkpoint_without_pooler_names_the_alternative(xlmr_dir, capsys):
-    from stilts_jax.pipeline import dual_encoder as pipeline_module
-
     from configs.base import get_config
+    from stilts_jax.pipeline import dual_encoder as pipeline_module
 
     d = get_config("squad", "lareqa").dual_encoder
     assert (d.pooling, d.learned_scale, d.scale, d.allow_random_pooler) == ("pooler", True, 100.0, False)

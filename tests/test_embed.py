@@ -14,8 +14,8 @@ from stilts_jax.embedding import SentenceEmbedder, SentenceEncoder, bucket_lengt
 from stilts_jax.errors import InputError
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.models.hf_weights import load_pretrained
-from stilts_jax.train.state import ModelSpec
 from stilts_jax.tokenization import SHIPPED_TEXT_DIR, load_tokenizer
+from stilts_jax.train.state import ModelSpec
 from tests.hf_reference import load_reference_model
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from stilts_jax import main as main_module
-from stilts_jax import score as score_module
+from stilts_jax import main as main_module, score as score_module
 from stilts_jax.data.task_sources import labels, load_examples
 from stilts_jax.errors import InputError
 from stilts_jax.evaluation import xtreme_tasks

@@ -9,9 +9,18 @@ from pathlib import Path
 import pytest
 
 from stilts_jax.data.lareqa import read_lareqa, read_xquad_r, sentence_spans, squad_dev_pool, squad_training_pairs
-from stilts_jax.data.mewslix import (Mention, entity_text, mention_text, mewslix_path, read_entities, read_mewslix,
-                                     read_wikinews_mentions, read_wikipedia_pairs, wikipedia_dev_pool,
-                                     wikipedia_training_pairs)
+from stilts_jax.data.mewslix import (
+    Mention,
+    entity_text,
+    mention_text,
+    mewslix_path,
+    read_entities,
+    read_mewslix,
+    read_wikinews_mentions,
+    read_wikipedia_pairs,
+    wikipedia_dev_pool,
+    wikipedia_training_pairs,
+)
 from stilts_jax.data.qa import Answer, QAExample
 from stilts_jax.data.ranked_retrieval import RankedRetrievalDataError
 

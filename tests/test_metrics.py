@@ -5,9 +5,18 @@ from pathlib import Path
 
 import pytest
 
-from stilts_jax.evaluation.metrics import (accuracy_score, map_at_k_by_id, mlqa_exact_match, mlqa_f1,
-                                           mlqa_mixed_segmentation, mlqa_normalize_answer, mlqa_scores,
-                                           seqeval_entities, seqeval_f1, squad_v2_scores)
+from stilts_jax.evaluation.metrics import (
+    accuracy_score,
+    map_at_k_by_id,
+    mlqa_exact_match,
+    mlqa_f1,
+    mlqa_mixed_segmentation,
+    mlqa_normalize_answer,
+    mlqa_scores,
+    seqeval_entities,
+    seqeval_f1,
+    squad_v2_scores,
+)
 from stilts_jax.evaluation.retrieval_metrics import MetricInputError
 from stilts_jax.evaluation.squad_metric import normalize_answer as squad_normalize_answer
 from stilts_jax.evaluation.xtreme_tasks import XTREME_TASK2LANGS

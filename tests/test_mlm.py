@@ -17,7 +17,14 @@ from stilts_jax.data.mlm import DynamicMasking, mlm_features, read_text_lines
 from stilts_jax.errors import InputError, WeightsError
 from stilts_jax.models.config import tiny_config
 from stilts_jax.models.encoder import Encoder
-from stilts_jax.models.heads import ClassificationHead, MaskedLMHead, TaskModel, classification_loss, masked_lm_logits, masked_lm_loss
+from stilts_jax.models.heads import (
+    ClassificationHead,
+    MaskedLMHead,
+    TaskModel,
+    classification_loss,
+    masked_lm_logits,
+    masked_lm_loss,
+)
 from stilts_jax.models.hf_files import read_state_dict
 from stilts_jax.models.hf_weights import convert_mlm_head, load_mlm_head, load_pretrained
 from stilts_jax.tokenization import load_demo_tokenizer

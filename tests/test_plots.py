@@ -9,9 +9,21 @@ import numpy as np
 import pytest
 
 from stilts_jax.config_loader import ConfigError, parse_config_args
-from stilts_jax.evaluation.plots import (BAR_COLORS, MEAN_COLOR, SOURCE_BAR_COLORS, PlotsUnavailable, headline_columns,
-                                         language_bars, language_bars_figure, language_bars_png, layer_curves_figure,
-                                         layer_curves_png, layer_series, model_label, write_plot)
+from stilts_jax.evaluation.plots import (
+    BAR_COLORS,
+    MEAN_COLOR,
+    SOURCE_BAR_COLORS,
+    PlotsUnavailable,
+    headline_columns,
+    language_bars,
+    language_bars_figure,
+    language_bars_png,
+    layer_curves_figure,
+    layer_curves_png,
+    layer_series,
+    model_label,
+    write_plot,
+)
 from stilts_jax.evaluation.report import summarize
 from stilts_jax.paths import as_path
 from stilts_jax.tasks.families import ClassificationTask

@@ -12,11 +12,11 @@ import importlib
 import json
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import fsspec
 import pytest
-from etils.epath import backend as epath_backend
-from etils.epath import gpath
+from etils.epath import backend as epath_backend, gpath
 from fsspec.implementations.memory import MemoryFileSystem
 
 from stilts_jax.errors import StiltsError
@@ -38,9 +38,9 @@ class InMemoryBucket(MemoryFileSystem):
 
     protocol = ("gs", "gcs")
     root_marker = ""
-    store: dict = {}
-    pseudo_dirs: list = [""]
-    buckets: set[str] = set()
+    store: ClassVar[dict] = {}
+    pseudo_dirs: ClassVar[list] = [""]
+    buckets: ClassVar[set[str]] = set()
 
     @classmethod
     def _strip_protocol(cls, path):

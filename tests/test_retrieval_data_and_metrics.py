@@ -11,12 +11,23 @@ import pytest
 
 from stilts_jax.data import retrieval
 from stilts_jax.data.retrieval import (
-    RetrievalDataError, deduplicate, expand_candidates, expand_pairs, read_bucc, read_index_file, read_tatoeba,
+    RetrievalDataError,
+    deduplicate,
+    expand_candidates,
+    expand_pairs,
+    read_bucc,
+    read_index_file,
+    read_tatoeba,
     xtreme_english_order,
 )
 from stilts_jax.errors import InputError
 from stilts_jax.evaluation.retrieval_metrics import (
-    MetricInputError, accuracy, apply_threshold, average_precision_at_k, bucc_scores, mean_average_precision_at_k,
+    MetricInputError,
+    accuracy,
+    apply_threshold,
+    average_precision_at_k,
+    bucc_scores,
+    mean_average_precision_at_k,
     select_bucc_threshold,
 )
 

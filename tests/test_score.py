@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 
 from stilts_jax.errors import InputError
-from stilts_jax.evaluation.xtreme_tasks import (LAREQA_LANGUAGES, XTREME_R_TASK2LANGS, XTREME_TASK2LANGS,
-                                                get_suffix)
+from stilts_jax.evaluation.xtreme_tasks import LAREQA_LANGUAGES, XTREME_R_TASK2LANGS, XTREME_TASK2LANGS, get_suffix
 from stilts_jax.score import main, score_submission
 from stilts_jax.tasks import registry
 
@@ -255,7 +254,7 @@ def test_unknown_labels_name_file_and_line(tmp_path):
 
 
 def test_malformed_rows_name_file_and_line(tmp_path):
-    run, pred_dir, _, lang = _score_one(tmp_path, "panx", None, "B-PER\nI-PER\nO\n\nParis\tB-LOC\n")
+    run, _pred_dir, _, lang = _score_one(tmp_path, "panx", None, "B-PER\nI-PER\nO\n\nParis\tB-LOC\n")
     with pytest.raises(InputError, match=rf"test-{lang}.tsv:5: expected one tag per line"):
         run()
     run, _, _, lang = _score_one(tmp_path / "b", "bucc2018", None, "s1\te1\ns2 e2\n")
@@ -291,7 +290,7 @@ def test_qa_json_errors(tmp_path):
     run, _, _, _ = _score_one(tmp_path / "b", "xquad", None, json.dumps({"q1": ["Denver"]}))
     with pytest.raises(InputError, match="the answer to question 'q1' is list, not a string"):
         run()
-    run, _, label_dir, lang = _score_one(tmp_path / "c", "tydiqa", json.dumps({"data": [{"paragraphs": [{}]}]}), None)
+    run, _, _label_dir, lang = _score_one(tmp_path / "c", "tydiqa", json.dumps({"data": [{"paragraphs": [{}]}]}), None)
     with pytest.raises(InputError, match=r"data\[0\].paragraphs\[0\]: expected an object with a \"qas\" list"):
         run()
 

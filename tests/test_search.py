@@ -39,7 +39,7 @@ def test_exact_search_matches_faiss(devices, n_database, block_rows):
 def test_cosine_and_bfloat16_and_approx_options():
     queries, database = _data(3, 64, 500)
     exact = knn(queries, database, 4, normalize=True, devices=jax.devices()[:8])
-    scores, indices = _faiss(l2_normalize(queries), l2_normalize(database), 4)
+    _scores, indices = _faiss(l2_normalize(queries), l2_normalize(database), 4)
     np.testing.assert_array_equal(exact.indices, indices)
     assert np.all(exact.scores <= 1.0 + 1e-6)
     approx = knn(queries, database, 4, normalize=True, approx=True)  # exact off TPU

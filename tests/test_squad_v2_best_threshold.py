@@ -11,8 +11,7 @@ import string
 
 import pytest
 
-from stilts_jax.evaluation.metrics import (squad_v2_best_thresholds, squad_v2_reachable_f1_threshold,
-                                           squad_v2_scores)
+from stilts_jax.evaluation.metrics import squad_v2_best_thresholds, squad_v2_reachable_f1_threshold, squad_v2_scores
 from stilts_jax.evaluation.retrieval_metrics import MetricInputError
 
 # ---------------------------------------------------------------------------------------------------------------------

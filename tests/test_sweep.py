@@ -20,8 +20,15 @@ from stilts_jax.experiments import runner
 from stilts_jax.experiments.aggregate import aggregate, format_cell
 from stilts_jax.experiments.heatmap import COLORMAP, cell_colors, delta_matrix, write_heatmap
 from stilts_jax.experiments.report import csv_text, latex, markdown, write_report
-from stilts_jax.experiments.sweep import (SweepError, assign_hosts, expand, load_sweep, run_name, ssh_command,
-                                          sweep_from_mapping)
+from stilts_jax.experiments.sweep import (
+    SweepError,
+    assign_hosts,
+    expand,
+    load_sweep,
+    run_name,
+    ssh_command,
+    sweep_from_mapping,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

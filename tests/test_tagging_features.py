@@ -4,6 +4,7 @@ at word boundaries, every word predicted by the model."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,9 @@ import pytest
 
 from stilts_jax.data.examples import TaggedSentence
 from stilts_jax.data.tagging_features import IGNORED, featurize_tagging, split_into_parts
-from stilts_jax.tokenization import load_tokenizer
 from stilts_jax.tasks.families import TaggingTask
 from stilts_jax.tasks.registry import get_task
+from stilts_jax.tokenization import load_tokenizer
 
 ZERO_PIECE_MARKS = ["\u200e", "\u200f", "\u200b", "\u200c", "\ufeff", "\u00a0"]
 
@@ -106,7 +107,7 @@ def test_parts_are_greedy_at_word_boundaries_and_cover_every_piece(tokenizer):
         reference = _reference_pieces(words, tokenizer, capacity)
         assert features.first_word.tolist()[0] == 0
         bounds = features.first_word.tolist() + [len(words)]
-        for row, (start, end) in enumerate(zip(bounds, bounds[1:])):
+        for row, (start, end) in enumerate(itertools.pairwise(bounds)):
             sizes = [len(p) for p in reference[start:end]]
             assert sum(sizes) <= capacity  # fits
             if end < len(words):  # greedy: the next word would not have fitted

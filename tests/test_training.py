@@ -78,12 +78,14 @@ def test_training_learns_and_resumes_where_it_stopped(tmp_path):
 
 
 def _damage(path, how):
-    data = bytearray(open(path, "rb").read())
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
     if how == "truncate":
         data = data[: len(data) // 2]
     else:
         data[len(data) // 2] ^= 0x01
-    open(path, "wb").write(bytes(data))
+    with open(path, "wb") as f:
+        f.write(bytes(data))
 
 
 @pytest.mark.parametrize("how", ["truncate", "flip-one-bit"])

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stilts_jax import inspect as inspect_module
-from stilts_jax import main as main_module
+from stilts_jax import inspect as inspect_module, main as main_module
 from stilts_jax.config_loader import parse_config_args
 from stilts_jax.errors import StiltsError
 from stilts_jax.tasks import TaskDataset, TaskSpec, get_task, register_task

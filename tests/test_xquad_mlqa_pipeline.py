@@ -103,7 +103,7 @@ def test_squad_to_mlqa_in_every_language_matches_the_mlqa_scorer(tmp_path):
 def test_squad_v2_intermediate_hands_off_to_tydiqa_with_the_threshold_applied(tmp_path):
     # A threshold far below any score difference: every dev question gets "no answer", which is right for the
     # fixtures' 3 unanswerable dev questions of 6, so the v2.0 dev F1 that selects the checkpoint is exactly 50.
-    workdir, results = _run(tmp_path, "squad_v2", "tydiqa", "--config.evaluation.null_score_diff_threshold=-1e9")
+    workdir, _results = _run(tmp_path, "squad_v2", "tydiqa", "--config.evaluation.null_score_diff_threshold=-1e9")
     intermediate = json.loads((workdir / "intermediate" / "phase_done.json").read_text())
     assert intermediate["task"] == "squad_v2" and intermediate["dev"] == 50.0
     dev_rows = [json.loads(line) for line in (workdir / "intermediate" / "metrics.jsonl").read_text().splitlines()]

@@ -83,11 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     from stilts_jax import distributed
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id, auto=False)
+    import jax
+
     from stilts_jax.models.heads import classification_loss
     from stilts_jax.train.loop import train
     from stilts_jax.train.metrics_log import read_metrics
-
-    import jax
 
     data, fsdp, tensor = (int(x) for x in args.mesh.split(","))
     mesh = distributed.make_mesh({"data": data, "fsdp": fsdp, "tensor": tensor})

@@ -28,12 +28,12 @@ Languages"; Ruder et al. 2021, XTREME-R):
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from stilts_jax.data.jsonl import json_objects
 from stilts_jax.data.ranked_retrieval import DualPair, Query, RankedRetrievalDataError, RetrievalPool
 
 MEWSLIX_LANGUAGES = ("ar", "de", "en", "es", "fa", "ja", "pl", "ro", "ta", "tr", "uk")
@@ -76,22 +76,8 @@ def mewslix_path(root: str | Path, name: str) -> Path:
 
 def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """("file:line", object) for every non-empty line; bad JSON or a non-object is an error naming the line."""
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            where = f"{path}:{number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise RankedRetrievalDataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start})") from e
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RankedRetrievalDataError(f"{where}: invalid JSON at column {e.colno} ({e.msg})") from e
-            if not isinstance(record, dict):
-                raise RankedRetrievalDataError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            yield where, record
+    for _, where, record in json_objects(path, RankedRetrievalDataError):
+        yield where, record
 
 
 def _field(record: dict[str, Any], key: str, where: str, kind: type = str) -> Any:

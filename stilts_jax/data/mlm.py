@@ -100,7 +100,7 @@ class DynamicMasking:
             candidates = np.nonzero(maskable[row])[0]
             if not len(candidates):
                 continue
-            count = min(slots, max(1, int(round(self.mask_probability * len(candidates)))))
+            count = min(slots, max(1, round(self.mask_probability * len(candidates))))
             chosen = np.sort(rng.choice(candidates, size=count, replace=False))
             action = rng.random(count)
             originals = input_ids[row, chosen]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +43,7 @@ class Tile:
     num_stages: int = NUM_STAGES
 
     @classmethod
-    def parse(cls, text: str) -> "Tile":
+    def parse(cls, text: str) -> Tile:
         """'128,128,64,8,3' (block_queries, block_database, block_features, num_warps, num_stages)."""
         try:
             values = [int(v) for v in text.split(",")]
@@ -81,7 +82,7 @@ def feature_block(dim: int, preferred: int = BLOCK_FEATURES) -> int:
 def _insert(values: list, rows: list, value: jax.Array, row: jax.Array) -> tuple[list, list]:
     """Insert (value, row) per query into lists sorted best first; ties go after the entries already there."""
     new_values, new_rows = [], []
-    stays_before = None
+    stays_before: Any = None  # set at p == 0, read from p == 1 on
     for p in range(len(values)):
         stays = values[p] >= value
         if p == 0:

@@ -25,7 +25,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 
-from stilts_jax.evaluation.retrieval_metrics import MetricInputError, average_precision_at_k
+from stilts_jax.evaluation.retrieval_metrics import MetricInputError, count_accuracy, mean_average_precision_at_k
 from stilts_jax.evaluation.squad_metric import normalize_answer as squad_normalize_answer
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -414,13 +414,7 @@ def squad_v2_scores(predictions: Mapping[str, str], references: Mapping[str, Seq
 
 def accuracy_score(predictions: Sequence[object], labels: Sequence[object]) -> float:
     """Percentage of positions where the prediction equals the label (XNLI, PAWS-X, XCOPA; evaluate.py accuracy)."""
-    if len(predictions) != len(labels):
-        raise MetricInputError(f"{len(predictions)} predictions but {len(labels)} labels; one prediction per example "
-                               f"is expected")
-    if not labels:
-        raise MetricInputError("no examples to score")
-    correct = sum(int(p == g) for p, g in zip(predictions, labels))
-    return float(correct) / len(predictions) * 100
+    return count_accuracy(predictions, labels, gold_name="labels", unit="example")
 
 
 def map_at_k_by_id(predictions: Mapping[str, Sequence[str]], relevant: Mapping[str, Collection[str]],
@@ -432,11 +426,6 @@ def map_at_k_by_id(predictions: Mapping[str, Sequence[str]], relevant: Mapping[s
     it is the reciprocal rank of that id within the top k, i.e. utils_mewslix's MRR ("MAP@20"). The mean is taken
     as that script does (sum / count, then * 100).
     """
-    if not relevant:
-        raise MetricInputError("no queries to score")
-    total = 0.0
-    for query, gold in relevant.items():
-        if not gold:
-            raise MetricInputError(f"query {query!r} has no relevant id")
-        total += average_precision_at_k(list(predictions.get(query, ()))[:k], gold, k)
-    return total / len(relevant) * 100
+    queries = list(relevant)
+    return mean_average_precision_at_k([list(predictions.get(q, ()))[:k] for q in queries],
+                                       [relevant[q] for q in queries], k)

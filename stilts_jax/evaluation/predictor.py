@@ -122,7 +122,7 @@ class Predictor:
         full_shape = self._output_shape(params, inputs)
         outputs: np.ndarray | None = None
         own_bar = bar is None
-        if own_bar:
+        if bar is None:
             bar = tqdm(total=total, desc=desc, unit="ex", disable=not progress or jax.process_index() != 0, leave=False)
 
         def collect(result: jax.Array, rows: np.ndarray) -> None:
@@ -142,7 +142,9 @@ class Predictor:
             if pending is not None:  # fetch the previous batch while this one runs
                 collect(*pending)
             pending = (result, rows)
+        assert pending is not None  # total > 0: the plan has a batch
         collect(*pending)
         if own_bar:
             bar.close()
+        assert outputs is not None
         return outputs

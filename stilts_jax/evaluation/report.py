@@ -59,11 +59,30 @@ def summarize(task: str, per_language: dict[str, dict[str, float]], source_langu
     return summary
 
 
+def protocol_markdown(protocol: dict[str, Any]) -> str:
+    """The protocol as a few Markdown lines above the results table."""
+    lines = [f"Protocol: {protocol['setting']}, {protocol['split']} split."]
+    for name in ("intermediate", "target"):
+        if name not in protocol:
+            continue
+        phase = protocol[name]
+        if phase is None:
+            lines.append(f"- {name}: none (the pretrained encoder)")
+            continue
+        task = "+".join(phase.get("tasks") or []) or phase["task"]
+        changed = phase["changed_from_preset"]
+        changed_text = f"; changed: {', '.join(changed)}" if changed else ""
+        step = f" (step {phase['selected_step']})" if phase.get("selected_step") is not None else ""
+        lines.append(f"- {name}: {task}; preset {phase['preset']}{changed_text}; selection: {phase['selection']}{step}")
+    for key, value in protocol.items():
+        if key not in ("setting", "split", "intermediate", "target"):
+            lines.append(f"- {key.replace('_', ' ')}: {value}")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(summary: dict[str, Any], columns: list[tuple[str, str]]) -> str:
     """The protocol, then a table with one row per language and the labelled averages; `columns` are (metric key,
     header)."""
-    from stilts_jax.pipeline.protocol import protocol_markdown
-
     header = "| language | " + " | ".join(h for _, h in columns) + " | examples |"
     lines = [f"### {summary['task']}", ""]
     if summary.get("protocol"):

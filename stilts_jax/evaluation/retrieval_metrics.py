@@ -81,7 +81,7 @@ def _best_scores(candidates: Iterable[Candidate]) -> dict[Pair, float]:
 def select_bucc_threshold(candidates: Iterable[Candidate], gold_pairs: Iterable[Pair]) -> BuccThreshold:
     """The threshold maximising F1 against `gold_pairs`, and the scores there (rules in the module docstring)."""
     best = _best_scores(candidates)
-    gold = set(map(tuple, gold_pairs))
+    gold: set[Pair] = {(src, en) for src, en in gold_pairs}
     if not best:
         raise MetricInputError("no BUCC candidates to choose a threshold from")
     if not gold:
@@ -115,15 +115,22 @@ def apply_threshold(candidates: Iterable[Candidate], threshold: float) -> set[Pa
     return {pair for pair, score in _best_scores(candidates).items() if score >= threshold}
 
 
+def count_accuracy(predictions: Sequence[object], gold: Sequence[object], *, gold_name: str, unit: str,
+                   units: str = "") -> float:
+    """Percentage of positions where the prediction equals the gold value: the one accuracy of the project
+    (metrics.accuracy_score, Tatoeba's `accuracy`, the classification tasks)."""
+    if len(predictions) != len(gold):
+        raise MetricInputError(f"{len(predictions)} predictions but {len(gold)} {gold_name}; one prediction per {unit} "
+                               f"is expected")
+    if not gold:
+        raise MetricInputError(f"no {units or unit + 's'} to score")
+    return 100.0 * sum(int(p == g) for p, g in zip(predictions, gold)) / len(gold)
+
+
 def accuracy(predicted_indices: Sequence[int], gold_indices: Sequence[int]) -> float:
     """Percentage of positions where the predicted index equals the gold one (Tatoeba)."""
-    if len(predicted_indices) != len(gold_indices):
-        raise MetricInputError(f"{len(predicted_indices)} predictions but {len(gold_indices)} gold indices; "
-                               f"one prediction per query is expected")
-    if not gold_indices:
-        raise MetricInputError("no queries to score")
-    correct = sum(int(p) == int(g) for p, g in zip(predicted_indices, gold_indices))
-    return 100.0 * correct / len(gold_indices)
+    return count_accuracy([int(p) for p in predicted_indices], [int(g) for g in gold_indices],
+                          gold_name="gold indices", unit="query", units="queries")
 
 
 def average_precision_at_k(ranking: Sequence[Hashable], relevant: Collection[Hashable], k: int = 20) -> float:
@@ -145,7 +152,8 @@ def average_precision_at_k(ranking: Sequence[Hashable], relevant: Collection[Has
 
 def mean_average_precision_at_k(rankings: Sequence[Sequence[Hashable]], relevant: Sequence[Collection[Hashable]],
                                 k: int = 20) -> float:
-    """mAP@k in percent: rankings[q] is query q's ranked candidate ids, relevant[q] the set of its relevant ids."""
+    """mAP@k in percent: rankings[q] is query q's ranked candidate ids, relevant[q] the set of its relevant ids (the
+    one mAP of the project: metrics.map_at_k_by_id reads it by query id)."""
     if len(rankings) != len(relevant):
         raise MetricInputError(f"{len(rankings)} rankings but {len(relevant)} relevant sets; one of each per query")
     if not rankings:

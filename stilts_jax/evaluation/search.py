@@ -35,7 +35,7 @@ def _varying(tree):
     """Mark per-shard values as varying over the mesh axis (a scan carry inside shard_map must say so)."""
     if hasattr(jax.lax, "pcast"):
         return jax.lax.pcast(tree, (_AXIS,), to="varying")
-    return jax.lax.pvary(tree, (_AXIS,))
+    return jax.lax.pvary(tree, (_AXIS,))  # type: ignore[attr-defined]  # older JAX, before pcast replaced it
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

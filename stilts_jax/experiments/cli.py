@@ -24,8 +24,16 @@ from stilts_jax.errors import StiltsError
 from stilts_jax.experiments.aggregate import aggregate
 from stilts_jax.experiments.report import write_report
 from stilts_jax.experiments.runner import environment_for_runs, load_state, run_sweep, summary_line
-from stilts_jax.experiments.sweep import (Run, Sweep, assign_hosts, expand, load_sweep, read_hosts, shell_command,
-                                          ssh_command)
+from stilts_jax.experiments.sweep import (
+    Run,
+    Sweep,
+    assign_hosts,
+    expand,
+    load_sweep,
+    read_hosts,
+    shell_command,
+    ssh_command,
+)
 from stilts_jax.paths import as_path
 
 

@@ -8,8 +8,16 @@ import io
 import re
 from pathlib import Path
 
-from stilts_jax.experiments.aggregate import (BENCHMARK_TITLES, BENCHMARKS, Cell, SweepTable, benchmark_languages,
-                                              format_cell, metric_description, table_benchmark)
+from stilts_jax.experiments.aggregate import (
+    BENCHMARK_TITLES,
+    BENCHMARKS,
+    Cell,
+    SweepTable,
+    benchmark_languages,
+    format_cell,
+    metric_description,
+    table_benchmark,
+)
 from stilts_jax.experiments.heatmap import write_heatmap
 from stilts_jax.experiments.sweep import BASELINE
 from stilts_jax.io_utils import atomic_write_text

@@ -40,7 +40,7 @@ def is_finished(workdir: PathLike) -> bool:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 class SweepState:

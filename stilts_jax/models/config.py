@@ -73,7 +73,7 @@ class EncoderConfig:
         return self.max_position_embeddings - self.position_offset
 
     @classmethod
-    def from_hf_dict(cls, hf: dict[str, Any]) -> "EncoderConfig":
+    def from_hf_dict(cls, hf: dict[str, Any]) -> EncoderConfig:
         model_type = hf.get("model_type")
         if model_type is None:
             raise ModelConfigError("config.json has no 'model_type'; expected one of " + ", ".join(SUPPORTED_MODEL_TYPES))
@@ -103,7 +103,7 @@ class EncoderConfig:
         }
 
     @classmethod
-    def from_json_file(cls, path: str | Path) -> "EncoderConfig":
+    def from_json_file(cls, path: str | Path) -> EncoderConfig:
         path = Path(path)
         try:
             hf = json.loads(path.read_text())

@@ -47,8 +47,10 @@ class TaskModel(nnx.Module):
         input_ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
         choices = input_ids.shape[1] if input_ids.ndim == 3 else None
         if choices is not None:  # every choice is its own sequence
-            flat = lambda x: None if x is None else x.reshape(-1, x.shape[-1])  # noqa: E731
-            input_ids, mask, types = flat(input_ids), flat(mask), flat(types)
+            def flat(x: jax.Array) -> jax.Array:
+                return x.reshape(-1, x.shape[-1])
+
+            input_ids, mask, types = flat(input_ids), flat(mask), None if types is None else flat(types)
         hidden = self.encoder(input_ids, mask, types, dropout_rng=rng_encoder).last_hidden_state
         out = self.head(hidden, mask, rng_head)
         if choices is not None:

@@ -64,7 +64,7 @@ def _download_from_hub(repo_id: str, revision: str | None) -> Path:
     try:
         try:
             files = set(list_repo_files(repo_id, revision=revision))
-        except Exception:  # offline: fall back to what the local cache has
+        except Exception:  # noqa: BLE001 (offline: fall back to what the local cache has)
             files = set()
         weights = [SAFETENSORS, "model-*.safetensors", SAFETENSORS_INDEX]
         if files and not any(f.endswith(".safetensors") for f in files):

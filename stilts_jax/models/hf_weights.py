@@ -288,17 +288,22 @@ def load_mlm_head(name_or_path: str | Path, head: Any, *, revision: str | None =
     if params is None:
         log.info("%s has no masked-LM head tensors; the MLM head starts from random weights", model_dir)
         return False
-    state = nnx.state(head, nnx.Param)
+    _fill(head, params, "MLM head")
+    return True
+
+
+def _fill(module: Any, params: dict[tuple, np.ndarray], what: str) -> None:
+    """Set every parameter of `module` in place from `params` (path -> array), which must cover it exactly."""
+    state = nnx.state(module, nnx.Param)
     expected = {tuple(path): tuple(var.shape) for path, var in nnx.to_flat_state(state)}
     if set(expected) != set(params):
-        raise AssertionError(f"MLM head mapping does not cover the head: {sorted(expected)} vs {sorted(params)}")
+        raise AssertionError(f"{what} mapping does not cover the {what}: {sorted(expected)} vs {sorted(params)}")
     for path, var in nnx.to_flat_state(state):
         if tuple(var.shape) != params[tuple(path)].shape:
-            raise WeightsError(f"the checkpoint's MLM head tensor for {path} has shape {params[tuple(path)].shape}, "
-                               f"the head {tuple(var.shape)}; build the head from the checkpoint's config.json")
+            raise WeightsError(f"the checkpoint's {what} tensor for {path} has shape {params[tuple(path)].shape}, "
+                               f"the {what} {tuple(var.shape)}; build the model from the checkpoint's config.json")
         var.set_value(jnp.asarray(params[tuple(path)]))
-    nnx.update(head, state)
-    return True
+    nnx.update(module, state)
 
 
 # The pooler (transformers' BertPooler / XLMRobertaPooler): our models.pooling.Pooler path -> Hugging Face key, after
@@ -341,14 +346,5 @@ def load_pooler(name_or_path: str | Path, pooler: Any, *, revision: str | None =
     params = convert_pooler(hf_files.read_state_dict(model_dir), config)
     if params is None:
         return False
-    state = nnx.state(pooler, nnx.Param)
-    expected = {tuple(path): tuple(var.shape) for path, var in nnx.to_flat_state(state)}
-    if set(expected) != set(params):
-        raise AssertionError(f"pooler mapping does not cover the pooler: {sorted(expected)} vs {sorted(params)}")
-    for path, var in nnx.to_flat_state(state):
-        if tuple(var.shape) != params[tuple(path)].shape:
-            raise WeightsError(f"the checkpoint's pooler tensor for {path} has shape {params[tuple(path)].shape}, "
-                               f"the pooler {tuple(var.shape)}; build the model from the checkpoint's config.json")
-        var.set_value(jnp.asarray(params[tuple(path)]))
-    nnx.update(pooler, state)
+    _fill(pooler, params, "pooler")
     return True

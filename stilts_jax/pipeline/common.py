@@ -12,7 +12,6 @@ import ml_collections
 
 from stilts_jax.errors import InputError, StiltsError
 from stilts_jax.evaluation.predictor import Predictor
-
 from stilts_jax.train.loop import TrainerConfig
 from stilts_jax.train.optimizer import OptimizerConfig
 
@@ -146,7 +145,7 @@ def selection_rule(phase: ml_collections.ConfigDict) -> str:
     every = f"every {t.eval_every} steps and at the end" if t.eval_every else "at the end only"
     subset = f"first {t.eval_subset} English dev examples" if t.get("eval_subset") else "English dev set"
     patience = (f", early stopping after {t.early_stopping_patience} evaluations without a better score"
-                if t.get("early_stopping_patience") else "")
+                if t.get("early_stopping_patience") and t.eval_every else "")
     return f"best checkpoint by the {subset}, evaluated {every}{patience}"
 
 

@@ -33,15 +33,25 @@ from flax import nnx
 
 from stilts_jax.data.ranked_retrieval import RetrievalPool
 from stilts_jax.errors import StiltsError, WeightsError
-from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
+from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.report import summarize, write_predictions, write_results
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.hf_weights import load_pooler
 from stilts_jax.paths import absolute
-from stilts_jax.pipeline.common import (SelectionScores, finished_evaluation, finished_phase, record_evaluation,
-                                        record_phase, make_predictor, say, search_options, selection_rule,
-                                        source_of, trainer_config)
+from stilts_jax.pipeline.common import (
+    SelectionScores,
+    finished_evaluation,
+    finished_phase,
+    make_predictor,
+    record_evaluation,
+    record_phase,
+    say,
+    search_options,
+    selection_rule,
+    source_of,
+    trainer_config,
+)
 from stilts_jax.pipeline.protocol import run_protocol
 from stilts_jax.tasks.dual_encoder import MAP_K, DualEncoder, DualEncoderTask, gold_labels, score_rankings
 from stilts_jax.tasks.registry import get_task
@@ -56,7 +66,7 @@ if TYPE_CHECKING:
 METRIC = f"map@{MAP_K}"
 
 
-def make_task(pipeline: "Pipeline") -> DualEncoderTask:
+def make_task(pipeline: Pipeline) -> DualEncoderTask:
     phase, d = pipeline.config.target, pipeline.config.dual_encoder
     limit = pipeline.encoder_config.max_sequence_length
     if max(phase.max_length, d.query_max_length) > limit:
@@ -77,14 +87,14 @@ def train_grads_fn(task: DualEncoderTask, dual_encoder: Mapping[str, Any], micro
     return None
 
 
-def _model(pipeline: "Pipeline", encoder: Encoder) -> DualEncoder:
+def _model(pipeline: Pipeline, encoder: Encoder) -> DualEncoder:
     """The shared tower as `dual_encoder` configures it; its pooler is a random init until `load_checkpoint_pooler`."""
     d = pipeline.config.dual_encoder
     return DualEncoder(encoder, d.pooling, scale=d.scale, learned_scale=d.learned_scale,
                        rngs=nnx.Rngs(pipeline.config.seed))
 
 
-def load_checkpoint_pooler(pipeline: "Pipeline", model: DualEncoder) -> None:
+def load_checkpoint_pooler(pipeline: Pipeline, model: DualEncoder) -> None:
     """Fill the model's pooler from the checkpoint's `pooler.dense.*`; without them, stop unless a random one may do."""
     if model.pooler is None:
         return
@@ -104,7 +114,7 @@ def load_checkpoint_pooler(pipeline: "Pipeline", model: DualEncoder) -> None:
         f"RANDOM init ({why})")
 
 
-def abstract_model(pipeline: "Pipeline") -> DualEncoder:
+def abstract_model(pipeline: Pipeline) -> DualEncoder:
     return nnx.eval_shape(lambda: _model(pipeline, pipeline.abstract_encoder()))
 
 
@@ -114,7 +124,7 @@ def pool_scores(task: DualEncoderTask, predictor: Predictor, params: Any, pool: 
     return score_rankings(rankings, pool), rankings
 
 
-def run_dual_encoder_phase(pipeline: "Pipeline", handoff: str | None) -> dict[str, Any]:
+def run_dual_encoder_phase(pipeline: Pipeline, handoff: str | None) -> dict[str, Any]:
     """Train the shared tower on the task's English pairs in `workdir/target` (resuming; skipped when done)."""
     phase_dir = pipeline.workdir / "target"
     phase = pipeline.config.target
@@ -162,7 +172,7 @@ def run_dual_encoder_phase(pipeline: "Pipeline", handoff: str | None) -> dict[st
     return info
 
 
-def evaluate_dual_encoder(pipeline: "Pipeline", target: dict[str, Any]) -> dict[str, Any]:
+def evaluate_dual_encoder(pipeline: Pipeline, target: dict[str, Any]) -> dict[str, Any]:
     """Zero-shot mAP@20 per language over the whole pool; results, predictions and label files."""
     workdir = pipeline.workdir
     earlier = finished_evaluation(workdir)
@@ -212,6 +222,6 @@ def evaluate_dual_encoder(pipeline: "Pipeline", target: dict[str, Any]) -> dict[
     return summary
 
 
-def run_dual_encoder(pipeline: "Pipeline", handoff: str | None) -> dict[str, Any]:
+def run_dual_encoder(pipeline: Pipeline, handoff: str | None) -> dict[str, Any]:
     """Target phase then zero-shot evaluation: what the runner calls for retrieval targets with training data."""
     return evaluate_dual_encoder(pipeline, run_dual_encoder_phase(pipeline, handoff))

@@ -23,9 +23,18 @@ from stilts_jax.errors import StiltsError
 from stilts_jax.models.heads import MaskedLMHead, masked_lm_loss
 from stilts_jax.models.hf_weights import load_mlm_head
 from stilts_jax.paths import absolute
+from stilts_jax.pipeline.common import (
+    SelectionScores,
+    load_training_examples,
+    make_predictor,
+    record_phase,
+    say,
+    selection_rule,
+    selection_subset,
+    task_source_of,
+    trainer_config,
+)
 from stilts_jax.pipeline.context import Phase
-from stilts_jax.pipeline.common import (SelectionScores, record_phase, load_training_examples, make_predictor, say, selection_rule,
-                                        selection_subset, task_source_of, trainer_config)
 from stilts_jax.tasks.registry import TRAINABLE_FAMILIES, get_task
 from stilts_jax.train.checkpoints import save_params, transplant_encoder
 from stilts_jax.train.multitask import MultiTaskModel, SamplingConfig, TaskData, task_params, train_multitask
@@ -53,7 +62,7 @@ def phase_tasks(phase: ml_collections.ConfigDict) -> list[str]:
     return names
 
 
-def _mlm_task(pipeline: "Pipeline", phase: ml_collections.ConfigDict, hidden_size: int, rngs: nnx.Rngs) -> tuple[TaskData, MaskedLMHead]:
+def _mlm_task(pipeline: Pipeline, phase: ml_collections.ConfigDict, hidden_size: int, rngs: nnx.Rngs) -> tuple[TaskData, MaskedLMHead]:
     mlm = phase.mlm
     if not 0 < mlm.share < 1:
         raise StiltsError(f"<phase>.mlm.share must be in (0, 1) (the MLM auxiliary's share of the steps), got {mlm.share}")
@@ -73,7 +82,7 @@ def _mlm_task(pipeline: "Pipeline", phase: ml_collections.ConfigDict, hidden_siz
     return TaskData(MLM, masked_lm_loss, features, transform=masking, share=float(mlm.share)), head
 
 
-def run_multitask_phase(pipeline: "Pipeline", name: str, phase: ml_collections.ConfigDict,
+def run_multitask_phase(pipeline: Pipeline, name: str, phase: ml_collections.ConfigDict,
                         handoff: str | None = None) -> dict[str, Any]:
     """Train the phase's tasks (and MLM) together in `workdir/name`; returns and writes the phase record."""
     phase_dir = pipeline.workdir / name

@@ -8,6 +8,8 @@ from typing import Any
 
 import ml_collections
 
+# protocol_markdown renders a protocol for the results table; it lives with the tables (evaluation, a lower layer).
+from stilts_jax.evaluation.report import protocol_markdown  # noqa: F401 (re-exported)
 from stilts_jax.pipeline.common import selection_rule
 
 # Keys of a phase whose values the preset fixes: (key in phase.preset.values, where it lives in the phase).
@@ -69,24 +71,3 @@ def run_protocol(config: ml_collections.ConfigDict, *, split: str, trained_targe
         protocol["target"] = phase_protocol(target, phases.get("target"))
     protocol.update(extra)
     return protocol
-
-
-def protocol_markdown(protocol: dict[str, Any]) -> str:
-    """The protocol as a few Markdown lines above the results table."""
-    lines = [f"Protocol: {protocol['setting']}, {protocol['split']} split."]
-    for name in ("intermediate", "target"):
-        if name not in protocol:
-            continue
-        phase = protocol[name]
-        if phase is None:
-            lines.append(f"- {name}: none (the pretrained encoder)")
-            continue
-        task = "+".join(phase.get("tasks") or []) or phase["task"]
-        changed = phase["changed_from_preset"]
-        changed_text = f"; changed: {', '.join(changed)}" if changed else ""
-        step = f" (step {phase['selected_step']})" if phase.get("selected_step") is not None else ""
-        lines.append(f"- {name}: {task}; preset {phase['preset']}{changed_text}; selection: {phase['selection']}{step}")
-    for key, value in protocol.items():
-        if key not in ("setting", "split", "intermediate", "target"):
-            lines.append(f"- {key.replace('_', ' ')}: {value}")
-    return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from stilts_jax.pipeline.context import RunContext as Pipeline
 
 
-def evaluate_retrieval(pipeline: "Pipeline", saved_encoder: str | None) -> dict[str, Any]:
+def evaluate_retrieval(pipeline: Pipeline, saved_encoder: str | None) -> dict[str, Any]:
     """Score the encoder itself (the intermediate phase's, or the pretrained one) on BUCC or Tatoeba."""
     earlier = finished_evaluation(pipeline.workdir)
     if earlier is not None:

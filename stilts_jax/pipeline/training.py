@@ -7,9 +7,19 @@ from typing import TYPE_CHECKING, Any
 import ml_collections
 
 from stilts_jax.paths import absolute
+from stilts_jax.pipeline.common import (
+    SelectionScores,
+    finished_phase,
+    load_training_examples,
+    make_predictor,
+    record_phase,
+    say,
+    selection_rule,
+    selection_subset,
+    source_of,
+    trainer_config,
+)
 from stilts_jax.pipeline.context import Phase
-from stilts_jax.pipeline.common import (SelectionScores, finished_phase, record_phase, load_training_examples, make_predictor, say,
-                                        selection_rule, selection_subset, source_of, trainer_config)
 from stilts_jax.pipeline.multitask_phase import MULTITASK, has_mlm, run_multitask_phase
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import save_params, transplant_encoder
@@ -25,7 +35,7 @@ def is_multitask(phase: ml_collections.ConfigDict) -> bool:
     return bool(phase.get("tasks")) or has_mlm(phase) or phase.task == MULTITASK
 
 
-def run_training_phase(pipeline: "Pipeline", name: str, phase: ml_collections.ConfigDict,
+def run_training_phase(pipeline: Pipeline, name: str, phase: ml_collections.ConfigDict,
                        handoff: str | None = None) -> dict[str, Any]:
     """Train `phase.task` in `workdir/name` (resuming if a checkpoint is there); skip it if it finished earlier.
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from stilts_jax.pipeline.context import RunContext as Pipeline
 
 
-def evaluate_zero_shot(pipeline: "Pipeline", target: dict[str, Any]) -> dict[str, Any]:
+def evaluate_zero_shot(pipeline: Pipeline, target: dict[str, Any]) -> dict[str, Any]:
     """Evaluate the target phase's best model in every language; write results.json/.md and XTREME predictions."""
     workdir = pipeline.workdir
     earlier = finished_evaluation(workdir)

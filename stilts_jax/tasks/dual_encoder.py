@@ -205,7 +205,7 @@ def make_cached_in_batch_grads() -> GradsFn:
 class DualEncoderTask:
     """Data, features and evaluation of one dual-encoder task (`spec.name` is lareqa or mewslix)."""
 
-    columns = [(f"map@{MAP_K}", f"mAP@{MAP_K}")]
+    columns = [(f"map@{MAP_K}", f"mAP@{MAP_K}")]  # noqa: RUF012 (an instance may replace it)
 
     def __init__(self, spec: TaskSpec, tokenizer: Any, *, max_length: int, query_max_length: int = 0):
         if spec.name not in DEFAULT_QUERY_MAX_LENGTH:

@@ -38,14 +38,10 @@ def _require_labels(examples: Sequence[Any], what: str) -> None:
                          "evaluate against a labelled source (kind hf or tfds)")
 
 
-def _accuracy(predicted: Sequence[int], gold: Sequence[int]) -> float:
-    return 100.0 * float(np.mean(np.asarray(predicted) == np.asarray(gold))) if len(gold) else 0.0
-
-
 class ClassificationTask:
     """XNLI, PAWS-X, MNLI, QQP, ANLI, SNLI, PAWS: the first token's representation, a classifier over labels."""
 
-    columns = [("accuracy", "accuracy"), ("baseline_accuracy", "majority baseline")]
+    columns = [("accuracy", "accuracy"), ("baseline_accuracy", "majority baseline")]  # noqa: RUF012 (an instance may replace it)
 
     def __init__(self, spec: TaskSpec, tokenizer: Any, *, max_length: int = 256, **_: Any):
         self.spec, self.tokenizer, self.max_length = spec, tokenizer, max_length
@@ -76,7 +72,9 @@ class ClassificationTask:
 
     def score(self, predictions: Sequence[int], examples: Sequence[PairExample]) -> dict[str, float]:
         _require_labels(examples, self.spec.name)
-        return {"accuracy": _accuracy(predictions, [ex.label for ex in examples])}
+        from stilts_jax.evaluation.metrics import accuracy_score
+
+        return {"accuracy": accuracy_score(list(predictions), [ex.label for ex in examples])}
 
     def trivial_predictions(self, examples: Sequence[PairExample], train_examples: Sequence[Any] = ()) -> list[int]:
         """The majority label (of the training data when given, else of the examples themselves)."""

@@ -24,7 +24,6 @@ from stilts_jax.embedding import SentenceEncoder
 from stilts_jax.evaluation.retrieval_metrics import accuracy, apply_threshold, bucc_scores, select_bucc_threshold
 from stilts_jax.evaluation.search import knn, mine_max, ratio_margin
 
-
 BUCC_THRESHOLD_RULES = ("dev", "oracle")
 
 

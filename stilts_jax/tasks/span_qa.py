@@ -17,21 +17,24 @@ from flax import nnx
 from stilts_jax.data.qa import QAExample
 from stilts_jax.data.qa_features import QAFeatures, featurize_qa
 from stilts_jax.data.task_sources import DATASETS, load_examples
+from stilts_jax.evaluation.metrics import (
+    mlqa_scores,
+    squad_v2_best_thresholds,
+    squad_v2_reachable_f1_threshold,
+    squad_v2_scores,
+)
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.qa_postprocess import NullThresholdedAnswers, best_answers, score_answers
 from stilts_jax.evaluation.report import write_predictions
-from stilts_jax.evaluation.metrics import (mlqa_scores, squad_v2_best_thresholds, squad_v2_reachable_f1_threshold,
-                                            squad_v2_scores)
 from stilts_jax.evaluation.squad_metric import squad_scores
 from stilts_jax.models.heads import SpanHead, span_loss
 from stilts_jax.tasks.registry import TaskSpec
-
 
 BEST_THRESHOLD = "best"  # null_score_diff_threshold: tune it on the evaluated set for the best F1
 
 
 class SpanQATask:
-    columns = [("f1", "F1"), ("exact_match", "EM"), ("baseline_f1", "baseline F1")]
+    columns = [("f1", "F1"), ("exact_match", "EM"), ("baseline_f1", "baseline F1")]  # noqa: RUF012 (an instance may replace it)
 
     def __init__(self, spec: TaskSpec, tokenizer: Any, *, max_length: int = 384, doc_stride: int = 128,
                  n_best: int = 20, max_answer_length: int = 30, null_score_diff_threshold: float | str = 0.0):

@@ -173,7 +173,7 @@ class Checkpoints:
                     restored = self._manager.restore(step, args=ocp.args.Composite(
                         state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
                     return step, restored.state, restored.data
-                except Exception as e:  # Orbax/TensorStore raise many kinds for unreadable files
+                except Exception as e:  # noqa: BLE001 (Orbax/TensorStore raise many kinds for unreadable files)
                     problem = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
             self._quarantine(step, problem)
         return None
@@ -188,7 +188,7 @@ class Checkpoints:
             checkpointer = ocp.StandardCheckpointer()
             saved_tree = checkpointer.metadata(self.directory / str(step) / "state").item_metadata.tree
             checkpointer.close()
-        except Exception:  # no readable metadata: let the restore decide (and quarantine if it is damaged)
+        except Exception:  # noqa: BLE001 (no readable metadata: let the restore decide, and quarantine if damaged)
             return
         saved, expected = _shapes(saved_tree), _shapes(abstract_state)
         def order(keys: set[str]) -> list[str]:  # parameters first: they say what changed; optimizer slots follow

@@ -56,7 +56,7 @@ def is_out_of_memory(error: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
 
 
-def out_of_memory_message(config: "TrainerConfig", phase: str, num_devices: int) -> str:
+def out_of_memory_message(config: TrainerConfig, phase: str, num_devices: int) -> str:
     key = f"--config.{phase}" if phase in ("intermediate", "target") else "--config.<phase>"
     per_device = config.global_batch_size / max(config.micro_batches, 1) / num_devices
     return (f"the train step does not fit in device memory: batch {config.global_batch_size} in "
@@ -156,7 +156,7 @@ class SingleTaskData:
 
     def __init__(self, feeder: BatchFeeder, loss_fn: LossFn, grads_fn: GradsFn | None = None):
         self.feeder, self.loss_fn, self.grads_fn = feeder, loss_fn, grads_fn
-        self.steps_per_epoch = feeder.steps_per_epoch
+        self.steps_per_epoch: float = feeder.steps_per_epoch
 
     def make_steps(self, spec: ModelSpec, tx: Any, schedule: Any, shardings: TrainState, dropout: bool) -> dict[str, StepFn]:
         return {"": make_train_step(spec, tx, schedule, self.loss_fn, shardings, self.feeder.shardings, dropout=dropout,
@@ -258,9 +258,9 @@ def run_phase(
     if restored is None:
         state, start, resumed_from = init_train_state(spec, tx, config.seed, shardings), 0, None
     else:
-        start, state, position = restored
-        data.check_position(position, start)
-        stopping.restore(position.get("early_stopping"))
+        start, state, saved_position = restored
+        data.check_position(saved_position, start)
+        stopping.restore(saved_position.get("early_stopping"))
         resumed_from = start
         metrics_log.truncate_after(start)
         log.info("resumed from checkpoint step %d", start)
@@ -325,12 +325,13 @@ def run_phase(
                 flush_metrics()  # never save a diverged state
                 scores = None
                 if evaluate_now:
+                    assert evaluate is not None  # evaluate_now implies it
                     scores = {k: float(v) for k, v in evaluate(state.params).items()}
                     if best_metric not in scores:
                         raise KeyError(f"evaluate() returned {sorted(scores)}, without the best_metric {best_metric!r}")
                     metrics_log.write(done, "dev", scores)
                     if stopping.update(done, scores[best_metric], can_stop=not is_last):
-                        stopping_row = {"best_step": stopping.best_step, "best": stopping.best, "patience": stopping.patience,
+                        stopping_row: dict[str, Any] = {"best_step": stopping.best_step, "best": stopping.best, "patience": stopping.patience,
                                         "evaluations_without_improvement": stopping.since_best}
                         metrics_log.write(done, "early_stopping", stopping_row)
                 metrics_log.flush()  # a remote log is uploaded with each checkpoint, so resuming loses no lines

@@ -17,6 +17,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import jax
 
@@ -37,7 +38,7 @@ class MetricsLog:
         self.remote = is_remote(workdir)
         self.upload_every_s = upload_every_s
         self._tensorboard_dir = workdir / TENSORBOARD_FOLDER
-        self._tensorboard = None
+        self._tensorboard: Any = None  # a tensorboardX SummaryWriter while logging
         self._local_events: Path | None = None  # remote workdir: where tensorboardX writes before the upload
         self._lines: list[str] = []  # remote workdir: the whole file, uploaded complete
         self._last_upload = time.monotonic()
@@ -104,6 +105,7 @@ class MetricsLog:
         if self.remote:
             self._upload_lines()
             self._upload_events()
+            assert self._local_events is not None  # set for a remote workdir
             shutil.rmtree(self._local_events, ignore_errors=True)
         self._tensorboard = None
 
@@ -112,6 +114,7 @@ class MetricsLog:
         self._last_upload = time.monotonic()
 
     def _upload_events(self) -> None:
+        assert self._local_events is not None  # set for a remote workdir
         for event_file in sorted(self._local_events.iterdir()):
             if event_file.is_file():
                 atomic_write_bytes(self._tensorboard_dir / event_file.name, event_file.read_bytes())

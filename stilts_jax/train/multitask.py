@@ -31,6 +31,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from stilts_jax.errors import StiltsError
+from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.heads import TaskModel
 from stilts_jax.train.feeding import BatchFeeder, DataPositionError
 from stilts_jax.train.loop import StepFn, TrainerConfig, TrainResult, run_phase
@@ -74,7 +75,7 @@ class TaskData:
 class MultiTaskModel(nnx.Module):
     """A shared encoder and one head per task; `task_model(name)` is the TaskModel a task's loss and predictor use."""
 
-    def __init__(self, encoder: nnx.Module, heads: Mapping[str, nnx.Module]):
+    def __init__(self, encoder: Encoder, heads: Mapping[str, nnx.Module]):
         if not heads:
             raise ValueError("a multi-task model needs at least one head")
         self.encoder = encoder

@@ -36,7 +36,7 @@ def weight_decay_mask(params: Any) -> Any:
 
 def learning_rate_schedule(peak: float, total_steps: int, warmup_fraction: float) -> optax.Schedule:
     """0 -> peak linearly over warmup_fraction of the steps, then peak -> 0 linearly at the last step."""
-    warmup = int(round(warmup_fraction * total_steps))
+    warmup = round(warmup_fraction * total_steps)
     return optax.join_schedules(
         [optax.linear_schedule(0.0, peak, max(warmup, 1)), optax.linear_schedule(peak, 0.0, max(total_steps - warmup, 1))],
         [warmup],

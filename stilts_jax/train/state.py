@@ -58,12 +58,13 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def state_shardings(spec: ModelSpec, tx: optax.GradientTransformation) -> TrainState:
     """Shardings of every TrainState leaf: optimizer moments follow their parameters, scalars are replicated."""
     abstract_opt = jax.eval_shape(tx.init, spec.abstract_params)
-    params_structure = jax.tree.structure(spec.abstract_params)
+    params_structure: Any = jax.tree.structure(spec.abstract_params)  # Any: jaxlib's PyTreeDef has no usable stub
     is_params_like = lambda x: jax.tree.structure(x) == params_structure  # noqa: E731  (Adam's mu and nu)
     opt_shardings = jax.tree.map(
         lambda x: spec.param_shardings if is_params_like(x) else replicated(spec.mesh), abstract_opt, is_leaf=is_params_like
     )
-    return TrainState(step=replicated(spec.mesh), params=spec.param_shardings, opt_state=opt_shardings, rng=replicated(spec.mesh))
+    # A TrainState of shardings (abstract_train_state: of shapes): the fields are typed for the arrays only.
+    return TrainState(step=replicated(spec.mesh), params=spec.param_shardings, opt_state=opt_shardings, rng=replicated(spec.mesh))  # type: ignore[arg-type]
 
 
 def init_train_state(spec: ModelSpec, tx: optax.GradientTransformation, seed: int, shardings: TrainState) -> TrainState:
@@ -79,7 +80,7 @@ def init_train_state(spec: ModelSpec, tx: optax.GradientTransformation, seed: in
 def abstract_train_state(spec: ModelSpec, tx: optax.GradientTransformation, shardings: TrainState) -> TrainState:
     """ShapeDtypeStructs with shardings for every TrainState leaf: the target a checkpoint restores into."""
     shapes = TrainState(
-        step=jax.ShapeDtypeStruct((), jnp.int32),
+        step=jax.ShapeDtypeStruct((), jnp.int32),  # type: ignore[arg-type]  # a TrainState of shapes
         params=spec.abstract_params,
         opt_state=jax.eval_shape(tx.init, spec.abstract_params),
         rng=jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))),

@@ -13,12 +13,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
-from flax import nnx
 
 from stilts_jax.train.state import ModelSpec, TrainState, replicated
 
-# (model, micro-batch, dropout key or None) -> (summed float32 loss, number of examples or tokens it covers)
-LossFn = Callable[[nnx.Module, dict[str, jax.Array], jax.Array | None], tuple[jax.Array, jax.Array]]
+# (model, micro-batch, dropout key or None) -> (summed float32 loss, number of examples or tokens it covers); the model
+# is the nnx.Module the ModelSpec merges, of whatever class the loss expects (TaskModel, MultiTaskModel, DualEncoder).
+LossFn = Callable[[Any, dict[str, jax.Array], jax.Array | None], tuple[jax.Array, jax.Array]]
 # (updated params-shaped tree, previous one) -> the tree to keep: selects which parameters a step may change.
 KeepFn = Callable[[Any, Any], Any]
 # (model spec, params, batch of [micro_batches, micro_batch_size, ...] leaves, the step's dropout key or None)
@@ -112,7 +112,8 @@ def make_train_step(
             "learning_rate": schedule(state.step),
             "examples": weight,
         }
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        # flax.struct.dataclass adds `replace`; mypy does not see it.
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics  # type: ignore[attr-defined]
 
     return jax.jit(
         step,

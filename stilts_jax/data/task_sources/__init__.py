@@ -20,24 +20,51 @@ The modules, one job each:
 - loading.py: `load_examples`, its source, language and label checks, and combinations (ANLI+); `load_qa`.
 """
 
-from stilts_jax.data.task_sources.catalog import (CONVERTED, DATASETS, FAMILIES, SPLITS, Example, HfLocation,
-                                                  TaskDataError, TaskDataset, TfdsLocation, derive_tag_set,
-                                                  has_open_labels, labels, register_dataset)
+from stilts_jax.data.task_sources.catalog import (
+    CONVERTED,
+    DATASETS,
+    FAMILIES,
+    SPLITS,
+    Example,
+    HfLocation,
+    TaskDataError,
+    TaskDataset,
+    TfdsLocation,
+    derive_tag_set,
+    has_open_labels,
+    labels,
+    register_dataset,
+)
 from stilts_jax.data.task_sources.file_formats import FILE_FORMATS, register_file_format
 from stilts_jax.data.task_sources.file_sources import XTREME_HINT, XTREME_REPO
 from stilts_jax.data.task_sources.loading import KINDS, load_examples, load_qa
 from stilts_jax.data.task_sources.records import COPA_QUESTIONS, READERS, Reader
-from stilts_jax.data.task_sources.vocabulary import (MLQA_LANGUAGES, NLI_LABELS, PANX_LANGUAGES, PANX_TAGS,
-                                                     PANX_XTREME_LANGUAGES, PAWS_LABELS, PAWSX_LANGUAGES, QQP_LABELS,
-                                                     TYDIQA_LANGUAGES, UD_NAMES, UDPOS_LANGUAGES, UDPOS_NO_DEV,
-                                                     UDPOS_XTREME_LANGUAGES, UNKNOWN_TAG, UPOS_TAGS, XCOPA_LANGUAGES,
-                                                     XNLI_LANGUAGES, XQUAD_LANGUAGES)
+from stilts_jax.data.task_sources.vocabulary import (
+    MLQA_LANGUAGES,
+    NLI_LABELS,
+    PANX_LANGUAGES,
+    PANX_TAGS,
+    PANX_XTREME_LANGUAGES,
+    PAWS_LABELS,
+    PAWSX_LANGUAGES,
+    QQP_LABELS,
+    TYDIQA_LANGUAGES,
+    UD_NAMES,
+    UDPOS_LANGUAGES,
+    UDPOS_NO_DEV,
+    UDPOS_XTREME_LANGUAGES,
+    UNKNOWN_TAG,
+    UPOS_TAGS,
+    XCOPA_LANGUAGES,
+    XNLI_LANGUAGES,
+    XQUAD_LANGUAGES,
+)
 
 __all__ = [
-    "CONVERTED", "COPA_QUESTIONS", "DATASETS", "FAMILIES", "KINDS", "MLQA_LANGUAGES", "NLI_LABELS", "PANX_LANGUAGES",
-    "PANX_TAGS", "PANX_XTREME_LANGUAGES", "PAWSX_LANGUAGES", "PAWS_LABELS", "QQP_LABELS", "READERS", "SPLITS",
-    "TYDIQA_LANGUAGES", "UDPOS_LANGUAGES", "UDPOS_NO_DEV", "UDPOS_XTREME_LANGUAGES", "UD_NAMES", "UNKNOWN_TAG",
-    "UPOS_TAGS", "XCOPA_LANGUAGES", "XNLI_LANGUAGES", "XQUAD_LANGUAGES", "XTREME_HINT", "XTREME_REPO", "Example",
-    "HfLocation", "Reader", "TaskDataError", "TaskDataset", "TfdsLocation", "derive_tag_set", "has_open_labels",
-    "labels", "load_examples", "load_qa", "FILE_FORMATS", "register_dataset", "register_file_format",
+    "CONVERTED", "COPA_QUESTIONS", "DATASETS", "FAMILIES", "FILE_FORMATS", "KINDS", "MLQA_LANGUAGES", "NLI_LABELS",
+    "PANX_LANGUAGES", "PANX_TAGS", "PANX_XTREME_LANGUAGES", "PAWSX_LANGUAGES", "PAWS_LABELS", "QQP_LABELS", "READERS",
+    "SPLITS", "TYDIQA_LANGUAGES", "UDPOS_LANGUAGES", "UDPOS_NO_DEV", "UDPOS_XTREME_LANGUAGES", "UD_NAMES",
+    "UNKNOWN_TAG", "UPOS_TAGS", "XCOPA_LANGUAGES", "XNLI_LANGUAGES", "XQUAD_LANGUAGES", "XTREME_HINT", "XTREME_REPO",
+    "Example", "HfLocation", "Reader", "TaskDataError", "TaskDataset", "TfdsLocation", "derive_tag_set",
+    "has_open_labels", "labels", "load_examples", "load_qa", "register_dataset", "register_file_format",
 ]

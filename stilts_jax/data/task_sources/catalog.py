@@ -36,17 +36,31 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Union
 
 from stilts_jax.data.examples import ChoiceExample, PairExample, TaggedSentence
 from stilts_jax.data.qa import QAExample
 from stilts_jax.data.task_sources.vocabulary import (
-    _NLI_ALIASES, MLQA_LANGUAGES, NLI_LABELS, PANX_LANGUAGES, PANX_TAGS, PAWS_LABELS, PAWSX_LANGUAGES, QQP_LABELS,
-    TYDIQA_LANGUAGES, UDPOS_LANGUAGES, UDPOS_NO_DEV, UDPOS_XTREME_LANGUAGES, UNKNOWN_TAG, UPOS_TAGS, XCOPA_LANGUAGES,
-    XNLI_LANGUAGES, XQUAD_LANGUAGES)
+    _NLI_ALIASES,
+    MLQA_LANGUAGES,
+    NLI_LABELS,
+    PANX_LANGUAGES,
+    PANX_TAGS,
+    PAWS_LABELS,
+    PAWSX_LANGUAGES,
+    QQP_LABELS,
+    TYDIQA_LANGUAGES,
+    UDPOS_LANGUAGES,
+    UDPOS_NO_DEV,
+    UDPOS_XTREME_LANGUAGES,
+    UNKNOWN_TAG,
+    UPOS_TAGS,
+    XCOPA_LANGUAGES,
+    XNLI_LANGUAGES,
+    XQUAD_LANGUAGES,
+)
 from stilts_jax.errors import InputError
 
-Example = Union[PairExample, ChoiceExample, TaggedSentence, QAExample]
+Example = PairExample | ChoiceExample | TaggedSentence | QAExample
 FAMILIES = ("pair", "choice", "tagging", "qa")  # examples: PairExample, ChoiceExample, TaggedSentence, QAExample
 
 SPLITS = ("train", "dev", "test")

@@ -15,12 +15,12 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from stilts_jax.data import qa
 from stilts_jax.data.examples import PairExample, TaggedSentence
+from stilts_jax.data.jsonl import json_objects
 from stilts_jax.data.qa import QADataError, QAExample
 from stilts_jax.data.task_sources.catalog import Example, TaskDataError, TaskDataset
 from stilts_jax.data.task_sources.fields import _label_index
@@ -175,18 +175,8 @@ def _read_jsonl(spec: TaskDataset, dataset: str, path: Path, split: str, languag
                 labels_zeroed: bool = False) -> list[Example]:
     """One JSON record per line, read with the dataset's record reader. Social IQa's original release keeps its
     labels (1-3) in `{name}-labels.lst` next to `{name}.jsonl`; `labels_zeroed`: XTREME's XCOPA test files."""
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskDataError(f"{path} line {number}: not a JSON record ({e})") from e
-            if not isinstance(row, dict):
-                raise TaskDataError(f"{path} line {number}: a JSON record must be an object")
-            records.append((number, row))
+    records = [(number, row) for number, _, row in json_objects(path, TaskDataError, where_format="{path} line {line}",
+                                                                      bad_json="not a JSON record ({reason})")]
     labels_file = path.with_name(f"{path.stem}-labels.lst")
     if spec.reader == "siqa" and labels_file.is_file() and not any("correct" in r or "label" in r for _, r in records):
         values = [v.strip() for v in labels_file.read_text(encoding="utf-8").splitlines() if v.strip()]

@@ -43,7 +43,7 @@ def _parquet_rows(files: Sequence[Path]) -> Iterator[dict[str, Any]]:
     for path in files:
         try:
             batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
-        except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
+        except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...
             raise InputError(f"cannot read {path} as parquet ({type(e).__name__}: {e}); a Git LFS pointer instead of "
                              "the file? Download the repo with `hf download` or `git lfs pull`") from e
         for batch in batches:

@@ -105,6 +105,9 @@ def phase(task: str, *, intermediate: bool = False, preset: str = "published", t
         sampling="proportional",
         temperature=1.0,
         cap=0,
+        # A chain of intermediate stages (task "anli+hellaswag", stilts_jax/pipeline/chain.py): per-stage settings,
+        # {task: {key: value or {key: value}}}; a stage's data source comes from task_sources.<task> as above.
+        stage_overrides={},
         # MLM auxiliary, one more task of the sampler: text files (one sentence per line), its share of the steps.
         mlm=dict(files=[], share=0.1, max_length=128, mask_probability=0.15, init_from_checkpoint=True),
         train=dict(

@@ -75,7 +75,20 @@ def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) ->
             node = node[part]
     current = node[parts[-1]]
     if isinstance(current, ml_collections.ConfigDict):
-        raise ConfigError(f"--config.{dotted} is a section; set one of its keys: {', '.join(sorted(current.keys()))}")
+        # A mapping keyed by names (task_sources, stage_overrides: empty by default) is given whole, as a dict.
+        value = None
+        if not current.keys():
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                value = None
+        if not isinstance(value, dict):
+            keys = ", ".join(sorted(current.keys()))
+            raise ConfigError(f"--config.{dotted} is a section; set one of its keys: {keys}" if keys else
+                              f"--config.{dotted} is a mapping: give it whole as a dict, e.g. \"{{'name': {{...}}}}\"")
+        with node.unlocked():
+            node[parts[-1]] = ml_collections.ConfigDict(value)
+        return
     with node.unlocked():
         node[parts[-1]] = _parse_value(text, current, dotted)
 

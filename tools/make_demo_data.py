@@ -2,7 +2,8 @@
 
     python tools/make_demo_data.py [--output stilts_jax/assets/demo]
 
-SQuAD and TyDiQA-GoldP are laid out as an XTREME download folder (see stilts_jax/demo_data.py); the MNLI set for the
+SQuAD, TyDiQA-GoldP and the chain demo's XCOPA-style target (stilts_jax/demo_xcopa_data.py) are laid out as an XTREME
+download folder (see stilts_jax/demo_data.py); the MNLI set for the
 demo sweep's second intermediate task as a local copy of the hub repo nyu-mll/glue (`glue/mnli/*.parquet`, see
 stilts_jax/demo_nli_data.py). Deterministic: the files are a function of the shipped parallel sentences.
 """
@@ -18,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from stilts_jax.demo_data import TYDIQA_LANGUAGES, write_all  # noqa: E402
 from stilts_jax.demo_nli_data import write_glue_mnli  # noqa: E402
+from stilts_jax.demo_xcopa_data import write_xcopa  # noqa: E402
 
 # The paths google-research/xtreme's scripts/download_data.sh produces.
 LAYOUT = {
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
-    for path in [*write_all(args.output, LAYOUT), *write_glue_mnli(args.output, GLUE_LAYOUT)]:
+    for path in [*write_all(args.output, LAYOUT), *write_glue_mnli(args.output, GLUE_LAYOUT), *write_xcopa(args.output)]:
         print(path.relative_to(args.output))
     return 0
 

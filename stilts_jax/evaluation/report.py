@@ -69,11 +69,14 @@ def protocol_markdown(protocol: dict[str, Any]) -> str:
         if phase is None:
             lines.append(f"- {name}: none (the pretrained encoder)")
             continue
-        task = "+".join(phase.get("tasks") or []) or phase["task"]
-        changed = phase["changed_from_preset"]
-        changed_text = f"; changed: {', '.join(changed)}" if changed else ""
-        step = f" (step {phase['selected_step']})" if phase.get("selected_step") is not None else ""
-        lines.append(f"- {name}: {task}; preset {phase['preset']}{changed_text}; selection: {phase['selection']}{step}")
+        for entry in phase if isinstance(phase, list) else [phase]:  # a list: the stages of a sequential chain
+            label = f"{name} stage {entry['stage']}" if "stage" in entry else name
+            task = " & ".join(entry.get("tasks") or []) or entry["task"]  # "&": trained jointly (multi-task)
+            changed = entry["changed_from_preset"]
+            changed_text = f"; changed: {', '.join(changed)}" if changed else ""
+            step = f" (step {entry['selected_step']})" if entry.get("selected_step") is not None else ""
+            lines.append(f"- {label}: {task}; preset {entry['preset']}{changed_text}; selection: "
+                         f"{entry['selection']}{step}")
     for key, value in protocol.items():
         if key not in ("setting", "split", "intermediate", "target"):
             lines.append(f"- {key.replace('_', ' ')}: {value}")

@@ -37,6 +37,11 @@ class Phase(enum.StrEnum):
     INTERMEDIATE = "intermediate"
     TARGET = "target"
 
+    @classmethod
+    def of(cls, folder: str) -> Phase:
+        """The role of a phase folder: "intermediate", a chain stage "intermediate/1_hellaswag", or "target"."""
+        return cls(str(folder).split("/")[0])
+
     @property
     def seed_offset(self) -> int:
         return 0 if self is Phase.INTERMEDIATE else 1

@@ -89,7 +89,7 @@ def run_multitask_phase(pipeline: Pipeline, name: str, phase: ml_collections.Con
     names = phase_tasks(phase)
     encoder = pipeline.pretrained_encoder()
     hidden = encoder.config.hidden_size
-    rngs = nnx.Rngs(pipeline.config.seed + Phase(name).seed_offset)
+    rngs = nnx.Rngs(pipeline.config.seed + Phase.of(name).seed_offset)
     tasks, heads, data, dev_sets = {}, {}, [], {}
     with_mlm = has_mlm(phase)
     say(f"[{name}] multi-task: {', '.join(names)}{' + mlm' if with_mlm else ''}")
@@ -147,7 +147,7 @@ def run_multitask_phase(pipeline: Pipeline, name: str, phase: ml_collections.Con
         "stopped_early": result.stopped_early, "best_model": str(absolute(phase_dir / "best_model")),
         "dev": round(final["dev_score"], 2), "dev_per_task": {t: round(final[f"{t}/dev_score"], 2) for t in tasks},
     }
-    if Phase(name).hands_on_encoder:
+    if Phase.of(name).hands_on_encoder:
         save_params(phase_dir / "encoder", selected["encoder"])
         info["encoder"] = str(absolute(phase_dir / "encoder"))
     record_phase(phase_dir, info)

@@ -10,6 +10,7 @@ import ml_collections
 
 # protocol_markdown renders a protocol for the results table; it lives with the tables (evaluation, a lower layer).
 from stilts_jax.evaluation.report import protocol_markdown  # noqa: F401 (re-exported)
+from stilts_jax.pipeline.chain import chain_stages
 from stilts_jax.pipeline.common import selection_rule
 
 # Keys of a phase whose values the preset fixes: (key in phase.preset.values, where it lives in the phase).
@@ -63,7 +64,11 @@ def run_protocol(config: ml_collections.ConfigDict, *, split: str, trained_targe
     setting = ("zero-shot from English" if languages == ["en"]
                else f"trained on {', '.join(languages)} (translate-train), not zero-shot")
     protocol: dict[str, Any] = {"setting": setting, "split": split}
-    if config.intermediate.task:
+    stages = chain_stages(config.intermediate)
+    if len(stages) > 1:  # a sequential chain: one entry per stage, in order
+        protocol["intermediate"] = [{"stage": index, **phase_protocol(stage, phases.get(folder))}
+                                    for index, (folder, stage) in enumerate(stages)]
+    elif config.intermediate.task:
         protocol["intermediate"] = phase_protocol(config.intermediate, phases.get("intermediate"))
     else:
         protocol["intermediate"] = None

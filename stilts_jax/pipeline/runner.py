@@ -14,6 +14,7 @@ import ml_collections
 from stilts_jax.config_loader import config_to_json
 from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.paths import check_workdir_writable
+from stilts_jax.pipeline.chain import run_chain
 from stilts_jax.pipeline.context import Phase, RunContext
 from stilts_jax.pipeline.dual_encoder import run_dual_encoder
 from stilts_jax.pipeline.retrieval import evaluate_retrieval
@@ -29,10 +30,8 @@ class Pipeline(RunContext):
         if jax.process_index() == 0:
             check_workdir_writable(self.workdir)
             atomic_write_text(self.workdir / "config.json", config_to_json(self.config))
-        handoff = None
-        if self.config.intermediate.task:
-            self.phase_records["intermediate"] = run_training_phase(self, Phase.INTERMEDIATE, self.config.intermediate)
-            handoff = self.phase_records["intermediate"]["encoder"]
+        handoff = run_chain(self, lambda folder, stage, previous: run_training_phase(self, folder, stage,
+                                                                                        handoff=previous))
         target_spec = get_task(self.config.target.task)
         if target_spec.family == "dual_encoder":  # LAReQA, Mewsli-X
             return run_dual_encoder(self, handoff)

@@ -57,7 +57,7 @@ def run_training_phase(pipeline: Pipeline, name: str, phase: ml_collections.Conf
     dev_examples = task.load("dev", source_of(phase), ["en"])["en"]
     if phase.max_dev_examples:
         dev_examples = dev_examples[: phase.max_dev_examples]
-    model = pipeline.make_model(task, pipeline.config.seed + Phase(name).seed_offset)
+    model = pipeline.make_model(task, pipeline.config.seed + Phase.of(name).seed_offset)
     if handoff is not None:
         transplant_encoder(model, handoff)
         say(f"[{name}] encoder carried over from {handoff}; new {spec.name} head")
@@ -82,7 +82,7 @@ def run_training_phase(pipeline: Pipeline, name: str, phase: ml_collections.Conf
     info: dict[str, Any] = {"task": spec.name, "best_step": selected_step, "steps": result.steps,
                             "selection": selection_rule(phase), "stopped_early": result.stopped_early,
                             "train_languages": languages, "best_model": str(absolute(phase_dir / "best_model"))}
-    if Phase(name).hands_on_encoder:
+    if Phase.of(name).hands_on_encoder:
         save_params(phase_dir / "encoder", selected["encoder"])
         info["encoder"] = str(absolute(phase_dir / "encoder"))
     info["dev"] = round(selection.final(result)["dev_score"], 2)

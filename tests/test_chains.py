@@ -1,0 +1,122 @@
+"""Sequential intermediate chains: stage configs, the strict hand-off from stage to stage, resume in the middle of a
+chain, the forgetting table, and the protocol naming the chain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from stilts_jax import main as main_module
+from stilts_jax.config_loader import parse_config_args
+from stilts_jax.errors import InputError
+from stilts_jax.pipeline.chain import chain_stages, chain_table
+
+
+def test_a_chain_is_one_stage_config_per_task_with_its_own_source_and_settings():
+    config, _ = parse_config_args([
+        "--config=configs/stilts.py:intermediate=anli+siqa,target=xcopa",
+        "--config.intermediate.task_sources={'siqa': {'kind': 'xtreme', 'path': '/data/xtreme'}}",
+        "--config.intermediate.stage_overrides={'siqa': {'max_length': 128, 'train': {'epochs': 5.0}}}"])
+    assert config.workdir == "workdir/anli+siqa_to_xcopa"
+    (first, anli), (second, siqa) = chain_stages(config.intermediate)
+    assert (first, second) == ("intermediate/0_anli", "intermediate/1_siqa")
+    assert (anli.task, siqa.task) == ("anli", "siqa")
+    assert siqa.source.kind == "xtreme" and anli.source.kind == "hf"
+    assert (siqa.max_length, siqa.train.epochs) == (128, 5.0)
+    assert (anli.max_length, anli.train.epochs) == (256, 3.0)
+    # One task is today's single intermediate phase; none is the baseline.
+    single, _ = parse_config_args(["--config=configs/stilts.py:intermediate=squad,target=tydiqa"])
+    assert [folder for folder, _ in chain_stages(single.intermediate)] == ["intermediate"]
+    baseline, _ = parse_config_args(["--config=configs/stilts.py:intermediate=none,target=tydiqa"])
+    assert chain_stages(baseline.intermediate) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config.intermediate.stage_overrides={'siqa': {'train': {'epoch': 5.0}}}"], "unknown key 'train.epoch'"),
+    (["--config.intermediate.stage_overrides={'copa': {'max_length': 64}}"], "not stages of the chain"),
+    (["--config.intermediate.tasks=['mnli']"], "cannot be combined"),
+])
+def test_chain_mistakes_are_errors_before_anything_trains(args, message):
+    config, _ = parse_config_args(["--config=configs/stilts.py:intermediate=anli+siqa,target=xcopa", *args])
+    with pytest.raises(InputError, match=message):
+        chain_stages(config.intermediate)
+    unknown, _ = parse_config_args(["--config=configs/stilts.py:intermediate=anli+siqa,target=xcopa",
+                                    "--config.intermediate.task=anli+nope"])
+    with pytest.raises(Exception, match="unknown task 'nope'"):
+        chain_stages(unknown.intermediate)
+
+
+def test_the_chain_table_reads_down_each_task():
+    config, _ = parse_config_args(["--config=configs/stilts.py:intermediate=squad+mnli,target=xcopa"])
+    stages = chain_stages(config.intermediate)
+    table = chain_table(stages, {"intermediate/0_squad": {"squad": 55.0},
+                                 "intermediate/1_mnli": {"squad": 5.3, "mnli": 33.3}})
+    assert "| after stage | squad | mnli |" in table
+    assert "| 0: squad | 55.0 |  |" in table and "| 1: mnli | 5.3 | 33.3 |" in table
+
+
+def _chain_args(workdir: Path, model: Path) -> list[str]:
+    return ["--config=configs/chain_demo.py", f"--config.workdir={workdir}", f"--config.model.name={model}",
+            "--config.intermediate.train.max_steps=2", "--config.target.train.max_steps=2",
+            "--config.intermediate.train.progress_bar=false", "--config.target.train.progress_bar=false",
+            "--config.intermediate.max_dev_examples=16", "--config.target.max_dev_examples=16",
+            "--config.evaluation.languages=['en','zh']", "--config.evaluation.plots=false"]
+
+
+@pytest.mark.slow
+def test_chain_hands_off_bit_for_bit_resumes_mid_chain_and_reports_forgetting(tmp_path, monkeypatch):
+    from stilts_jax.pipeline import runner, training
+    from stilts_jax.train.checkpoints import load_params
+
+    workdir, model = tmp_path / "run", tmp_path / "tiny"
+    args = _chain_args(workdir, model)
+
+    # First attempt: the run dies when the second stage starts; the first stage is complete.
+    real_phase = runner.run_training_phase
+
+    def crash_at_stage_one(pipeline, folder, stage, handoff=None):
+        if str(folder).startswith("intermediate/1_"):
+            raise RuntimeError("preempted")
+        return real_phase(pipeline, folder, stage, handoff=handoff)
+
+    monkeypatch.setattr(runner, "run_training_phase", crash_at_stage_one)
+    with pytest.raises(RuntimeError, match="preempted"):
+        main_module.main(args)
+    first_done = workdir / "intermediate" / "0_squad" / "phase_done.json"
+    assert first_done.exists() and not (workdir / "intermediate" / "1_mnli" / "phase_done.json").exists()
+    stamp = first_done.stat().st_mtime_ns
+    monkeypatch.setattr(runner, "run_training_phase", real_phase)
+
+    # The rerun skips stage 0 and starts stage 1 from stage 0's encoder, bit for bit.
+    handed: dict[str, object] = {}
+    real_transplant = training.transplant_encoder
+
+    def spy(model, path):
+        real_transplant(model, path)
+        from flax import nnx
+
+        handed[str(path)] = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model.encoder)))
+
+    monkeypatch.setattr(training, "transplant_encoder", spy)
+    assert main_module.main(args) == 0
+    assert first_done.stat().st_mtime_ns == stamp  # skipped, not trained again
+    stage0_encoder = str(workdir / "intermediate" / "0_squad" / "encoder")
+    assert stage0_encoder in handed
+    saved = jax.tree.map(np.asarray, load_params(stage0_encoder, jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), handed[stage0_encoder])))
+    assert jax.tree.all(jax.tree.map(np.array_equal, saved, handed[stage0_encoder]))
+    assert str(workdir / "intermediate" / "1_mnli" / "encoder") in handed  # the target starts from the last stage
+
+    chain = json.loads((workdir / "intermediate" / "chain.json").read_text())
+    assert [s["task"] for s in chain["stages"]] == ["squad", "mnli"]
+    after_second = chain["scores"]["intermediate/1_mnli"]
+    assert set(after_second) == {"squad", "mnli"} and 0.0 <= after_second["squad"] <= 100.0
+    assert "| 1: mnli |" in (workdir / "intermediate" / "chain.md").read_text()
+    results = json.loads((workdir / "results.json").read_text())
+    assert [stage["task"] for stage in results["protocol"]["intermediate"]] == ["squad", "mnli"]
+    assert results["intermediate_task"] == "squad+mnli"
+    assert "- intermediate stage 1: mnli;" in (workdir / "results.md").read_text()

@@ -33,6 +33,10 @@ def test_a_chain_is_one_stage_config_per_task_with_its_own_source_and_settings()
     assert [folder for folder, _ in chain_stages(single.intermediate)] == ["intermediate"]
     baseline, _ = parse_config_args(["--config=configs/stilts.py:intermediate=none,target=tydiqa"])
     assert chain_stages(baseline.intermediate) == []
+    # A single stage of a chain recipe (a sweep row) keeps its own source and settings.
+    mnli, _ = parse_config_args(["--config=configs/chain_demo.py", "--config.intermediate.task=mnli"])
+    [(folder, stage)] = chain_stages(mnli.intermediate)
+    assert folder == "intermediate" and stage.source.kind == "hf" and stage.max_length == 128
 
 
 @pytest.mark.parametrize("args, message", [

@@ -235,6 +235,26 @@ _MLM_BIAS_ALIASES = ("lm_head.decoder.bias", "cls.predictions.decoder.bias")
 _MLM_DECODER_WEIGHTS = ("lm_head.decoder.weight", "cls.predictions.decoder.weight")
 
 
+def _collect(tensors: dict[str, np.ndarray], keys: dict[tuple, str], shapes: dict[tuple, tuple],
+             what: str) -> tuple[dict[tuple, np.ndarray], list[str], list[str]]:
+    """A head's parameters (float32; `dense` transposed: torch Linear stores [out, in]) from checkpoint `tensors` by
+    `keys` (our path -> checkpoint key), with the keys missing and the mis-shaped ones described."""
+    params: dict[tuple, np.ndarray] = {}
+    missing: list[str] = []
+    misshaped: list[str] = []
+    for path, key in keys.items():
+        if key not in tensors:
+            missing.append(key)
+            continue
+        value = np.asarray(tensors[key], np.float32)
+        value = np.ascontiguousarray(value.T) if path == ("dense",) else value
+        if value.shape != shapes[path]:
+            misshaped.append(f"{key}: checkpoint {tuple(np.shape(tensors[key]))}, {what} expects {shapes[path]} (ours)")
+            continue
+        params[path] = value
+    return params, missing, misshaped
+
+
 def convert_mlm_head(state_dict: dict[str, np.ndarray], config: EncoderConfig) -> dict[tuple, np.ndarray] | None:
     """The masked-LM head's parameters (MaskedLMHead paths, float32), or None when the checkpoint has no such head.
 
@@ -252,18 +272,8 @@ def convert_mlm_head(state_dict: dict[str, np.ndarray], config: EncoderConfig) -
     d, v = config.hidden_size, config.vocab_size
     shapes = {("dense",): (d, d), ("dense_bias",): (d,), ("layer_norm", "scale"): (d,), ("layer_norm", "bias"): (d,),
               ("output_bias",): (v,)}
-    params, missing, misshaped = {}, [], []
-    for path, keys in _MLM_HEAD_KEYS.items():
-        key = keys[family]
-        if key not in tensors:
-            missing.append(key)
-            continue
-        value = np.asarray(tensors[key], np.float32)
-        value = np.ascontiguousarray(value.T) if path == ("dense",) else value  # torch Linear stores [out, in]
-        if value.shape != shapes[path]:
-            misshaped.append(f"{key}: checkpoint {tuple(np.shape(tensors[key]))}, head expects {shapes[path]} (ours)")
-            continue
-        params[path] = value
+    params, missing, misshaped = _collect(tensors, {path: keys[family] for path, keys in _MLM_HEAD_KEYS.items()},
+                                          shapes, "head")
     untied = []
     decoder_key = _MLM_DECODER_WEIGHTS[family]
     if decoder_key in tensors:
@@ -321,17 +331,7 @@ def convert_pooler(state_dict: dict[str, np.ndarray], config: EncoderConfig) -> 
         return None
     d = config.hidden_size
     shapes = {("dense",): (d, d), ("dense_bias",): (d,)}
-    params, missing, misshaped = {}, [], []
-    for path, key in _POOLER_KEYS.items():
-        if key not in tensors:
-            missing.append(key)
-            continue
-        value = np.asarray(tensors[key], np.float32)
-        value = np.ascontiguousarray(value.T) if path == ("dense",) else value  # torch Linear stores [out, in]
-        if value.shape != shapes[path]:
-            misshaped.append(f"{key}: checkpoint {tuple(np.shape(tensors[key]))}, pooler expects {shapes[path]} (ours)")
-            continue
-        params[path] = value
+    params, missing, misshaped = _collect(tensors, _POOLER_KEYS, shapes, "pooler")
     if missing or misshaped:
         problems = [f"missing {missing}" if missing else "", f"wrong shape {misshaped}" if misshaped else ""]
         raise WeightsError("the checkpoint's pooler does not fit: " + "; ".join(p for p in problems if p)

@@ -61,12 +61,14 @@ def _apply(node: ml_collections.ConfigDict, values: Any, task: str, where: str =
 def chain_stages(phase: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
     """(folder, stage config) of each stage, in order; the folder of a one-stage phase is "intermediate"."""
     tasks = chain_tasks(phase)
-    if len(tasks) <= 1:
-        return [("intermediate", phase)] if tasks else []
+    if not tasks:
+        return []
+    if len(tasks) == 1 and (phase.get("tasks") or not (phase.get("stage_overrides") or phase.get("task_sources"))):
+        return [("intermediate", phase)]  # one stage as configured (a multi-task phase reads task_sources itself)
     if "" in tasks:
         raise InputError(f"intermediate.task {phase.task!r} has an empty stage; join task names with "
                          f"{CHAIN_SEPARATOR!r}, e.g. anli+hellaswag")
-    if phase.get("tasks"):
+    if phase.get("tasks") and len(tasks) > 1:
         raise InputError("a chain (intermediate.task with '+') and a multi-task list (intermediate.tasks) cannot be "
                          "combined in one phase; give the chain's stages one task each")
     overrides = phase.get("stage_overrides") or {}
@@ -83,7 +85,7 @@ def chain_stages(phase: ml_collections.ConfigDict) -> list[tuple[str, ml_collect
             stage.source = ml_collections.ConfigDict(task_source_of(phase, task) or dict(phase.source))
             _apply(stage, overrides.get(task, {}), task)
             stage.stage_overrides = {}
-        stages.append((f"intermediate/{index}_{task}", stage))
+        stages.append((f"intermediate/{index}_{task}" if len(tasks) > 1 else "intermediate", stage))
     return stages
 
 

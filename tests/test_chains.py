@@ -41,7 +41,7 @@ def test_a_chain_is_one_stage_config_per_task_with_its_own_source_and_settings()
 
 @pytest.mark.parametrize("args, message", [
     (["--config.intermediate.stage_overrides={'siqa': {'train': {'epoch': 5.0}}}"], "unknown key 'train.epoch'"),
-    (["--config.intermediate.stage_overrides={'copa': {'max_length': 64}}"], "not stages of the chain"),
+    (["--config.intermediate.stage_overrides={'sqiua': {'max_length': 64}}"], "not tasks; the chain"),
     (["--config.intermediate.tasks=['mnli']"], "cannot be combined"),
 ])
 def test_chain_mistakes_are_errors_before_anything_trains(args, message):

@@ -72,10 +72,13 @@ def chain_stages(phase: ml_collections.ConfigDict) -> list[tuple[str, ml_collect
         raise InputError("a chain (intermediate.task with '+') and a multi-task list (intermediate.tasks) cannot be "
                          "combined in one phase; give the chain's stages one task each")
     overrides = phase.get("stage_overrides") or {}
-    unknown = sorted(set(overrides) - set(tasks))
+    # A recipe may carry settings for tasks its other chains use (sweep rows); a name that is no task is a typo.
+    from stilts_jax.tasks.registry import TASKS
+
+    unknown = sorted(set(overrides) - set(TASKS))
     if unknown:
-        raise InputError(f"intermediate.stage_overrides names {', '.join(unknown)}, which are not stages of the "
-                         f"chain {phase.task!r}")
+        raise InputError(f"intermediate.stage_overrides names {', '.join(unknown)}, which are not tasks; the chain "
+                         f"{phase.task!r} has stages {', '.join(tasks)}")
     stages = []
     for index, task in enumerate(tasks):
         get_task(task)  # an unknown task fails here, before any stage trains

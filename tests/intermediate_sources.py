@@ -23,6 +23,12 @@ SOURCES: dict[str, dict[str, Any]] = {
     "hellaswag": _files("hellaswag/hellaswag_train.jsonl", "hellaswag/hellaswag_val.jsonl"),
     "copa": _files("copa/COPA/train.jsonl", "copa/COPA/val.jsonl"),
     "ccg": {"kind": "files", "path": str(TASKS / "ccg" / "jiant")},
+    # English reasoning datasets, hand-written in their release formats (tests/fixtures/tasks/README.md).
+    "piqa": _files("piqa/physicaliqa-train-dev/train.jsonl", "piqa/physicaliqa-train-dev/dev.jsonl"),
+    "winogrande": _files("winogrande/winogrande_1.1/train_xl.jsonl", "winogrande/winogrande_1.1/dev.jsonl"),
+    "reclor": _files("reclor/train.json", "reclor/val.json"),
+    "logiqa2": _files("logiqa2/logiqa/DATA/LOGIQA/train.txt", "logiqa2/logiqa/DATA/LOGIQA/dev.txt"),
+    "art": _files("art/train.jsonl", "art/dev.jsonl"),
 }
 # ANLI+ trains on ANLI + MNLI + SNLI and selects on ANLI's dev set: one source per part.
 SOURCES["anli_plus"] = {part: SOURCES[part] for part in ("anli", "mnli", "snli")}

@@ -1,4 +1,5 @@
-"""Every intermediate task of the paper through the pipeline: its own head on its fixture, then PAN-X zero-shot.
+"""Every intermediate task of the paper, and the English reasoning tasks (docs/DATASETS.md), through the pipeline:
+its own head on its fixture, then PAN-X zero-shot.
 
 Each run trains the tiny XLM-R a few steps on the intermediate task's committed fixture (original release format),
 hands the encoder to a PAN-X target trained on the XTREME-layout fixture, and evaluates two languages.
@@ -22,7 +23,7 @@ from tests.test_family_pipelines import xtreme_folder
 LANGUAGES = ["ar", "zh"]
 # Outputs of each task's head: classes, 1 score per choice, or the tags of the training data plus the unknown tag.
 HEAD_OUTPUTS = {"mnli": 3, "anli_plus": 3, "qqp": 2, "paws": 2, "commonsenseqa": 1, "cosmosqa": 1, "hellaswag": 1,
-                "copa": 1}
+                "copa": 1, "piqa": 1, "winogrande": 1, "reclor": 1, "logiqa2": 1, "art": 1}
 
 
 def _head_outputs(task: str) -> int:
@@ -33,7 +34,7 @@ def _head_outputs(task: str) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("intermediate", ["mnli", "anli_plus", "qqp", "paws", "commonsenseqa", "cosmosqa", "hellaswag",
-                                          "copa", "ccg"])
+                                          "copa", "ccg", "piqa", "winogrande", "reclor", "logiqa2", "art"])
 def test_intermediate_task_trains_its_head_and_hands_off_to_panx(intermediate, xlmr_dir, tmp_path, capsys):
     root = xtreme_folder(tmp_path)
     workdir = tmp_path / "run"

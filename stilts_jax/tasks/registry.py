@@ -128,6 +128,9 @@ TASKS: dict[str, TaskSpec] = {
     # Intermediate tasks of the paper (and XTREME-R's SIQA -> COPA chain, English PAWS).
     **{name: _english(name, "classification") for name in ("mnli", "anli_plus", "anli", "snli", "qqp", "paws")},
     **{name: _english(name, "multiple_choice") for name in ("commonsenseqa", "cosmosqa", "hellaswag", "siqa", "copa")},
+    # English reasoning tasks for intermediate-task chains (docs/DATASETS.md): PIQA, WinoGrande, ReClor, LogiQA 2.0 and
+    # ART's alphaNLI (abductive NLI: the more plausible of two hypotheses), each multiple choice.
+    **{name: _english(name, "multiple_choice") for name in ("piqa", "winogrande", "reclor", "logiqa2", "art")},
     # CCG supertagging: CCGbank from user-supplied files; open tag set; token accuracy, as jiant reports it.
     "ccg": _english("ccg", "tagging"),
     # Targets, evaluated zero-shot in every language of XTREME-R (XTREME's lists are subsets).

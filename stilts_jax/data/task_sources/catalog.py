@@ -30,6 +30,27 @@ JSON in files and one row per question on the hub and in TFDS. Layouts (checked 
   Same feature names; strings come as bytes.
 XQuAD and MLQA have no training split: their tasks train on SQuAD (tasks/registry.py). MLQA is read with context
 language = question language, as XTREME evaluates it.
+
+English reasoning datasets (multiple choice; docs/DATASETS.md), where each one lives (records.py cites the code each
+reader's prompt and choices follow):
+- piqa: the original physicaliqa-train-dev.zip holds `{train,dev}.jsonl` (id, goal, sol1, sol2) with the labels (0/1,
+  one a line) in `{train,dev}-labels.lst` beside them; the test set (`tests.jsonl`) has no labels. Hub: ybisk/piqa
+  (a loading script; refs/convert/parquet `plain_text/{split}/`, label -1 in test). TFDS: `piqa` (train, validation).
+- winogrande: winogrande_1.1.zip holds `train_{xs,s,m,l,xl}.jsonl` and `dev.jsonl` (qID, sentence, option1, option2,
+  answer "1"/"2"; the same labels again in `*-labels.lst`) and `test.jsonl` without `answer`. Hub: allenai/winogrande,
+  configs winogrande_{xs,s,m,l,xl,debiased} (answer "" in test); read with winogrande_xl, the full training set. TFDS:
+  `winogrande` (splits train_xs ... train_xl, validation, test; label a class index of ('1', '2'), -1 in test).
+- reclor: the original `train.json`, `val.json`, `test.json` are each one JSON list of {context, question, answers[4],
+  label, id_string}; test.json has no label. Hub: tasksource/reclor (= metaeval/reclor; the original train.json and
+  val.json, parquet at refs/convert/parquet `default/{train,validation}/`); community-datasets/reclor needs the files
+  downloaded by hand. No TFDS copy.
+- logiqa2: csitfun/LogiQA2.0 `logiqa/DATA/LOGIQA/{train,dev,test}.txt` are JSON lines (id, text, question, options[4],
+  answer index, type), the test set labelled. Hub: baber/logiqa2 config logiqa2 (a loading script over those files;
+  refs/convert/parquet `logiqa2/{split}/`, `type` as a string). No TFDS copy.
+- art (alphaNLI, the abductive NLI task of ART): alphanli-train-dev.zip holds `{train,dev}.jsonl` (story_id,
+  obs1, obs2, hyp1, hyp2) with the labels (1/2, the plausible hypothesis) in `{train,dev}-labels.lst`; the test
+  labels are not public. Hub: allenai/art config anli (a loading script; refs/convert/parquet `anli/{split}/`, columns
+  observation_1, observation_2, hypothesis_1, hypothesis_2, label 1/2). No TFDS copy.
 """
 
 from __future__ import annotations
@@ -96,7 +117,9 @@ class TaskDataset:
     family: str  # pair, choice, tagging or qa (span QA: SQuAD-format data, QAExample)
     labels: tuple[str, ...]  # () for qa: answers are spans of the context
     languages: tuple[str, ...]
-    reader: str  # the record reader for hf/tfds/jsonl rows: pair, copa, siqa, csqa, cosmos, hellaswag, tags, squad
+    # the record reader for hf/tfds/jsonl rows: pair, copa, siqa, csqa, cosmos, hellaswag, piqa, winogrande, reclor,
+    # logiqa2, art, tags, squad
+    reader: str
     # split -> path templates; a template without {lang} in a dataset of several languages is one file holding them
     # all, whose records name their language (`language_in_ids`).
     xtreme: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
@@ -123,6 +146,10 @@ class TaskDataset:
     # holding every language gives each record the language of its id.
     language_in_ids: bool = False
     unanswerable: bool = False  # qa: questions without an answer are part of the data (SQuAD v2.0)
+    # Files of the AI2 leaderboard releases (Social IQa, PIQA, alphaNLI; WinoGrande repeats its records' answers there)
+    # keep the labels of `{name}.jsonl`, one a line, in `{name}-labels.lst` beside it; read where the records carry no
+    # label of their own.
+    labels_lst: bool = False
     originals: str = ""  # where the labelled original files are (XTREME blanks the answers of its evaluation files)
 
     @property
@@ -216,7 +243,7 @@ DATASETS: dict[str, TaskDataset] = {
         label_aliases={"1": "A", "2": "B", "3": "C"},
         xtreme={"train": ("siqa/socialIQa_v1.4_trn.jsonl",), "dev": ("siqa/socialIQa_v1.4_dev.jsonl",),
                 "test": ("siqa/socialIQa_v1.4_tst.jsonl",)},
-        xtreme_format="siqa_jsonl",
+        xtreme_format="siqa_jsonl", labels_lst=True,
         hf=HfLocation("allenai/social_i_qa", None, _splits(test=()), revision=CONVERTED)),
     "commonsenseqa": TaskDataset(
         family="choice", labels=("A", "B", "C", "D", "E"), languages=("en",), reader="csqa",
@@ -230,6 +257,29 @@ DATASETS: dict[str, TaskDataset] = {
         family="choice", labels=("0", "1", "2", "3"), languages=("en",), reader="hellaswag",
         hf=HfLocation("Rowan/hellaswag", None, _splits(), revision=CONVERTED),
         tfds=TfdsLocation(("hellaswag",), {"train": "train", "dev": "validation", "test": "test"})),
+    # --- English reasoning (multiple choice; where each lives: the module docstring, docs/DATASETS.md) ---
+    "piqa": TaskDataset(
+        family="choice", labels=("0", "1"), languages=("en",), reader="piqa", labels_lst=True,
+        hf=HfLocation("ybisk/piqa", "plain_text", _splits(), revision=CONVERTED),
+        tfds=TfdsLocation(("piqa",), {"train": "train", "dev": "validation"})),
+    "winogrande": TaskDataset(
+        family="choice", labels=("1", "2"), languages=("en",), reader="winogrande", labels_lst=True,
+        hf=HfLocation("allenai/winogrande", "winogrande_xl", _splits(), revision=CONVERTED),
+        tfds=TfdsLocation(("winogrande",), {"train": "train_xl", "dev": "validation", "test": "test"})),
+    "reclor": TaskDataset(
+        family="choice", labels=("0", "1", "2", "3"), languages=("en",), reader="reclor",
+        hf=HfLocation("tasksource/reclor", None, _splits(test=()), revision=CONVERTED),
+        hint="ReClor's files (train.json, val.json, test.json) come through the form linked from "
+             "http://whyu.me/reclor (github.com/yuweihao/reclor README), for non-commercial research"),
+    "logiqa2": TaskDataset(
+        family="choice", labels=("0", "1", "2", "3"), languages=("en",), reader="logiqa2",
+        hf=HfLocation("baber/logiqa2", "logiqa2", _splits(), revision=CONVERTED),
+        hint="LogiQA 2.0's files are logiqa/DATA/LOGIQA/{train,dev,test}.txt of https://github.com/csitfun/LogiQA2.0"),
+    "art": TaskDataset(
+        family="choice", labels=("1", "2"), languages=("en",), reader="art", labels_lst=True,
+        hf=HfLocation("allenai/art", "anli", _splits(test=()), revision=CONVERTED),
+        hint="alphaNLI's test labels are not public (AI2 leaderboard); its files come from "
+             "https://storage.googleapis.com/ai2-mosaic/public/alphanli/alphanli-train-dev.zip"),
     # --- tagging ---
     "udpos": TaskDataset(
         family="tagging", labels=UPOS_TAGS, languages=UDPOS_LANGUAGES, reader="tags", english_train_only=True,

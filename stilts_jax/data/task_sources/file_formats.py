@@ -6,6 +6,11 @@
 - TSVs with a header row: GLUE's QQP/MNLI `train.tsv`, PAWS's original `train.tsv`.
 - `.jsonl` records with the hub's field names or the original releases' (ANLI, SNLI, MNLI, COPA, XCOPA, CommonsenseQA,
   HellaSwag, Social IQa with its `{split}-labels.lst` next to it); `.csv` for Cosmos QA's original train/valid files.
+- The English reasoning datasets' releases: `.jsonl` with the labels in `{name}-labels.lst` beside it (PIQA, alphaNLI;
+  WinoGrande's records carry their `answer`); ReClor's `train.json`/`val.json`/`test.json`, each one JSON list of
+  records (a `.json` file whose first character is `[`); LogiQA 2.0's `{train,dev,test}.txt`, JSON lines under a
+  `.txt` name (a multiple-choice file of any other suffix is read as JSON lines or a JSON list by its first
+  character).
 - CCG in jiant's format (`ccg.{train,dev,test}`: space-separated words TAB space-separated supertags, one sentence a
   line; a `tags_to_id.json` beside them is not needed) or CoNLL-like (`token TAB tag` lines).
 - SQuAD-format JSON (span QA: SQuAD v1.1/v2.0, TyDiQA-GoldP, XQuAD, MLQA; data/qa.py reads and validates it), one
@@ -15,8 +20,11 @@
 from __future__ import annotations
 
 import csv
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from stilts_jax.data import qa
 from stilts_jax.data.examples import PairExample, TaggedSentence
@@ -171,24 +179,107 @@ def _read_header_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, la
     return examples
 
 
+_LABEL_FIELDS = ("correct", "label", "answer")  # a record holding one of these carries its own label
+
+
+def _with_labels_lst(spec: TaskDataset, dataset: str, path: Path,
+                     records: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+    """`records` of `path` with the labels of `{name}-labels.lst` beside it, one a line (the AI2 leaderboard releases:
+    Social IQa 1-3, PIQA 0/1, alphaNLI 1/2), where the dataset's releases keep them there and the records carry none.
+    A label the dataset does not have is an error naming the .lst file's line."""
+    labels_file = path.with_name(f"{path.stem}-labels.lst")
+    keeps_lst = spec.labels_lst or spec.reader == "siqa"  # a user's dataset read like Social IQa, too
+    if not (keeps_lst and labels_file.is_file()) or any(f in r for _, r in records for f in _LABEL_FIELDS):
+        return records
+    values = []
+    for number, value in enumerate(labels_file.read_text(encoding="utf-8").splitlines(), 1):
+        if value.strip():
+            _label_index(spec, dataset, value.strip(), f"{labels_file} line {number}")
+            values.append(value.strip())
+    if len(values) != len(records):
+        raise TaskDataError(f"{labels_file}: {len(values)} labels for the {len(records)} records of {path}")
+    return [(n, {**r, "label": v}) for (n, r), v in zip(records, values)]
+
+
 def _read_jsonl(spec: TaskDataset, dataset: str, path: Path, split: str, language: str,
                 labels_zeroed: bool = False) -> list[Example]:
-    """One JSON record per line, read with the dataset's record reader. Social IQa's original release keeps its
-    labels (1-3) in `{name}-labels.lst` next to `{name}.jsonl`; `labels_zeroed`: XTREME's XCOPA test files."""
+    """One JSON record per line, read with the dataset's record reader. Social IQa's, PIQA's and alphaNLI's original
+    releases keep their labels in `{name}-labels.lst` next to `{name}.jsonl`; `labels_zeroed`: XTREME's XCOPA test
+    files."""
     records = [(number, row) for number, _, row in json_objects(path, TaskDataError, where_format="{path} line {line}",
                                                                       bad_json="not a JSON record ({reason})")]
-    labels_file = path.with_name(f"{path.stem}-labels.lst")
-    if spec.reader == "siqa" and labels_file.is_file() and not any("correct" in r or "label" in r for _, r in records):
-        values = [v.strip() for v in labels_file.read_text(encoding="utf-8").splitlines() if v.strip()]
-        if len(values) != len(records):
-            raise TaskDataError(f"{labels_file}: {len(values)} labels for the {len(records)} records of {path}")
-        records = [(n, {**r, "label": v}) for (n, r), v in zip(records, values)]
+    records = _with_labels_lst(spec, dataset, path, records)
     examples = []
     for i, (number, row) in enumerate(records):
         if labels_zeroed:
             row = {k: v for k, v in row.items() if k != "label"}
         examples.append(_read_record(spec, dataset, row, language, f"{split}-{language}-{i}", f"{path} line {number}"))
     return examples
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _first_character(path: Path) -> str:
+    """The first character of `path` that is not white space ("" for an empty file)."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        while chunk := f.read(4096):
+            if chunk.strip():
+                return chunk.lstrip()[0]
+    return ""
+
+
+def _json_list_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line, record) of a file holding one JSON list of objects (ReClor's train.json, read with json.load by
+    yuweihao/reclor utils_multiple_choice.py): each record's line is where it starts; a malformed one is an error
+    naming its line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TaskDataError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from e
+    decoder = json.JSONDecoder()
+    pos = _SPACE.match(text).end()
+    if text[pos:pos + 1] != "[":
+        raise TaskDataError(f"{path}: expected one JSON list of records")
+    line, counted = 1, 0
+
+    def line_at(position: int) -> int:
+        nonlocal line, counted
+        line += text.count("\n", counted, position)
+        counted = position
+        return line
+
+    records: list[tuple[int, dict[str, Any]]] = []
+    pos = _SPACE.match(text, pos + 1).end()
+    if text[pos:pos + 1] == "]":
+        pos += 1
+    else:
+        while True:
+            start = line_at(pos)
+            try:
+                record, end = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError as e:
+                raise TaskDataError(f"{path} line {e.lineno}: not a JSON record ({e.msg}, column {e.colno})") from e
+            if not isinstance(record, dict):
+                raise TaskDataError(f"{path} line {start}: a record must be a JSON object, got {type(record).__name__}")
+            records.append((start, record))
+            pos = _SPACE.match(text, end).end()
+            if text[pos:pos + 1] == ",":
+                pos = _SPACE.match(text, pos + 1).end()
+            elif text[pos:pos + 1] == "]":
+                pos += 1
+                break
+            else:
+                raise TaskDataError(f"{path} line {line_at(pos)}: expected ',' or ']' after the record of line {start}")
+    if text[_SPACE.match(text, pos).end():]:
+        raise TaskDataError(f"{path} line {line_at(_SPACE.match(text, pos).end())}: text after the JSON list")
+    return records
+
+
+def _read_json_list(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[Example]:
+    """A file holding one JSON list of records (ReClor's original train.json / val.json / test.json)."""
+    return [_read_record(spec, dataset, row, language, f"{split}-{language}-{i}", f"{path} line {number} (record {i})")
+            for i, (number, row) in enumerate(_json_list_records(path))]
 
 
 def _read_csv(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[Example]:
@@ -263,8 +354,11 @@ def _read_file(spec: TaskDataset, dataset: str, path: Path, split: str, language
     suffix = path.suffix.lower()
     if spec.family == "qa" and suffix != ".jsonl":  # .jsonl: one hub-style row per line, read below
         return _read_squad_json(spec, dataset, path, split, language, from_xtreme)
-    if suffix in (".jsonl", ".json"):
-        return _read_jsonl(spec, dataset, path, split, language, labels_zeroed)
+    if suffix in (".jsonl", ".json") or (spec.family == "choice" and suffix != ".csv"
+                                         and _first_character(path) in ("{", "[")):
+        if suffix != ".jsonl" and _first_character(path) == "[":  # one JSON list (ReClor's .json files)
+            return _read_json_list(spec, dataset, path, split, language)
+        return _read_jsonl(spec, dataset, path, split, language, labels_zeroed)  # also LogiQA 2.0's .txt files
     if suffix == ".csv":
         return _read_csv(spec, dataset, path, split, language)
     if spec.family == "pair":
@@ -276,5 +370,6 @@ def _read_file(spec: TaskDataset, dataset: str, path: Path, split: str, language
         if _tag_file_format(spec, path) == "jiant":
             return _read_jiant_tags(spec, dataset, path, split, language)
         return _read_tags_tsv(spec, dataset, path, split, language)
-    raise InputError(f"{path}: {dataset} files are .jsonl (or .csv for Cosmos QA's originals), "
-                     f"not {suffix or 'no suffix'}")
+    raise InputError(f"{path}: {dataset} files are .jsonl, .json (JSON lines or one JSON list) or .csv (Cosmos QA's "
+                     f"originals), or JSON lines under another name (LogiQA 2.0's .txt); this {suffix or 'no suffix'} "
+                     "file holds neither")

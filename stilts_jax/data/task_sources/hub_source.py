@@ -3,7 +3,9 @@
 facebook/xnli, google/xtreme, nyu-mll/glue, google-research-datasets/paws, facebook/anli, stanfordnlp/snli,
 tau/commonsense_qa, cambridgeltl/xcopa, rajpurkar/squad, rajpurkar/squad_v2 and google/xquad are read from their
 main branch; Rowan/hellaswag, allenai/cosmos_qa, allenai/social_i_qa, aps/super_glue and facebook/mlqa (main: a loading
-script only) and unimelb-nlp/wikiann from the parquet export, revision refs/convert/parquet. `repo` may be a local
+script only) and unimelb-nlp/wikiann from the parquet export, revision refs/convert/parquet. So are the reasoning
+datasets (catalog.py): ybisk/piqa, allenai/art and baber/logiqa2 (loading scripts on main), tasksource/reclor (the
+original JSON files on main) and allenai/winogrande. `repo` may be a local
 folder in the hub layout: `{config}/{split}-*.parquet`, `{config}/{split}/*.parquet` (refs/convert/parquet),
 `data/{split}-*.parquet` or `default/{split}/*.parquet`.
 A `config` may contain `{lang}` (and `{name}`, the UD language name google/xtreme's udpos configs use).

@@ -163,6 +163,118 @@ def _read_hellaswag(spec: TaskDataset, dataset: str, row: Mapping[str, Any], lan
                          language=language)
 
 
+# --- English reasoning datasets -----------------------------------------------------------------------------------
+# jiant has PIQA (the construction below follows it); for WinoGrande, ReClor, LogiQA 2.0 and alphaNLI, whose published
+# constructions jiant either lacks or cannot express as one (prompt, choice) pair, the readers follow the baseline code
+# each dataset's authors published with it, cited in each reader.
+
+def _class_name(raw: Any) -> Any:
+    """An integer label that names a class ("1"/"2" of alphaNLI's hub rows, WinoGrande answers) as that name; a
+    negative one (no label) stays as it is."""
+    if isinstance(raw, numbers.Integral) and not isinstance(raw, bool) and int(raw) >= 0:
+        return str(int(raw))
+    return raw
+
+
+def _read_piqa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+               where: str) -> ChoiceExample:
+    # Original release (physicaliqa-train-dev.zip: {train,dev}.jsonl with id, goal, sol1, sol2; labels 0/1 in
+    # {train,dev}-labels.lst), hub ybisk/piqa (huggingface/datasets datasets/piqa/piqa.py: goal, sol1, sol2, label
+    # ClassLabel 0/1, -1 in test) and TFDS piqa (tensorflow_datasets/datasets/piqa/piqa_dataset_builder.py: id, goal,
+    # sol1, sol2, label). jiant/tasks/lib/piqa.py:64-76: prompt = goal, choices = [sol1, sol2].
+    goal = _text(_get(row, ("goal",), where), "goal", where)
+    choices = tuple(_text(_get(row, (f"sol{i}",), where), f"sol{i}", where) for i in (1, 2))
+    return ChoiceExample(id=_record_id(row, ("id",), default_id), prompt=goal, choices=choices,
+                         label=_label_index(spec, dataset, _get(row, ("label",), where, required=False), where),
+                         language=language)
+
+
+def _read_winogrande(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+                     where: str) -> ChoiceExample:
+    # Original release (winogrande_1.1.zip: qID, sentence with one "_" blank, option1, option2, answer "1"/"2"; test
+    # without answer), hub allenai/winogrande (huggingface/datasets datasets/winogrande/winogrande.py: answer "" in
+    # test) and TFDS winogrande (tensorflow_datasets/text/winogrande.py: label = class index of ('1', '2'), -1 in test).
+    # allenai/winogrande scripts/utils.py WinograndeProcessor._create_examples: segment 1 = the sentence up to the
+    # blank, segment 2 = ("_ " + the rest, stripped) with the blank replaced by each option. (jiant's winogrande.py
+    # puts the option in the first segment, which then differs per choice: no fixed prompt can express it.)
+    sentence = _text(_get(row, ("sentence",), where), "sentence", where)
+    options = [_text(_get(row, (f"option{i}",), where), f"option{i}", where) for i in (1, 2)]
+    if "_" not in sentence:
+        raise TaskDataError(f"{where}: sentence {sentence!r} has no blank '_' for the options")
+    blank = sentence.index("_")
+    rest = "_ " + sentence[blank + 1:].strip()
+    if "answer" in row:  # the option's number as text ("1"/"2"; "" where unlabelled)
+        label = _label_index(spec, dataset, _class_name(row["answer"]), where)
+    else:  # TFDS: a class index; the labels-lst file: the option's number
+        label = _label_index(spec, dataset, _get(row, ("label",), where, required=False), where)
+    return ChoiceExample(id=_record_id(row, ("qID", "id"), default_id), prompt=sentence[:blank],
+                         choices=tuple(rest.replace("_", option) for option in options), label=label,
+                         language=language)
+
+
+def _reading_comprehension_choices(question: str, options: Sequence[str]) -> tuple[str, ...]:
+    """ReClor's and LogiQA 2.0's second segments: the question, then the option; a cloze question (one holding "_")
+    with the option in the blank instead (yuweihao/reclor utils_multiple_choice.py and csitfun/LogiQA2.0
+    logiqa/utils_mrc.py convert_examples_to_features: text_a = context, text_b as here)."""
+    if "_" in question:
+        return tuple(question.replace("_", option) for option in options)
+    return tuple(f"{question} {option}" for option in options)
+
+
+def _four_options(row: Mapping[str, Any], names: Sequence[str], where: str) -> list[str]:
+    field = next((n for n in names if n in row), names[0])
+    options = [_text(o, field, where) for o in _seq(_get(row, names, where), field, where)]
+    if len(options) != 4:
+        raise TaskDataError(f"{where}: {len(options)} {field}, but the dataset's questions have 4")
+    return options
+
+
+def _read_reclor(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+                 where: str) -> ChoiceExample:
+    # Original release (train.json / val.json / test.json: a JSON list of {context, question, answers[4], label 0-3,
+    # id_string}; no label in test.json), as yuweihao/reclor utils_multiple_choice.py ReclorProcessor reads it; hub
+    # tasksource/reclor holds those files (parquet columns of the same names; community-datasets/reclor's
+    # datasets/reclor/reclor.py keeps them too, label as text). ReclorProcessor + convert_examples_to_features:
+    # segment 1 = context, segment 2 = question + " " + answer.
+    context = _text(_get(row, ("context",), where), "context", where)
+    question = _text(_get(row, ("question",), where), "question", where)
+    raw = _get(row, ("label",), where, required=False)
+    return ChoiceExample(id=_record_id(row, ("id_string", "id"), default_id), prompt=context,
+                         choices=_reading_comprehension_choices(question, _four_options(row, ("answers",), where)),
+                         label=_label_index(spec, dataset, raw, where), language=language)
+
+
+def _read_logiqa2(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+                  where: str) -> ChoiceExample:
+    # csitfun/LogiQA2.0 logiqa/DATA/LOGIQA/{train,dev,test}.txt: JSON lines {id, answer 0-3, text, question,
+    # options[4], type}; hub baber/logiqa2 config logiqa2 (its logiqa2.py reads those files: the same fields, texts
+    # stripped, type as a string). logiqa/utils_mrc.py LogiProcessor + convert_examples_to_features (the LogiQA 2.0
+    # baseline): segment 1 = text, segment 2 = question + " " + option.
+    text = _text(_get(row, ("text",), where), "text", where)
+    question = _text(_get(row, ("question",), where), "question", where)
+    raw = _get(row, ("answer", "label"), where, required=False)
+    return ChoiceExample(id=_record_id(row, ("id",), default_id), prompt=text,
+                         choices=_reading_comprehension_choices(question, _four_options(row, ("options",), where)),
+                         label=_label_index(spec, dataset, raw, where), language=language)
+
+
+def _read_art(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
+                   where: str) -> ChoiceExample:
+    # Original release (alphanli-train-dev.zip: {train,dev}.jsonl with story_id, obs1, obs2, hyp1, hyp2; labels 1/2 in
+    # {train,dev}-labels.lst) and hub allenai/art config anli (huggingface/datasets datasets/art/art.py: observation_1,
+    # observation_2, hypothesis_1, hypothesis_2, label = 1/2 as a ClassLabel of 3 classes, 0 unused). jiant's
+    # abductive_nli.py scores obs1 [SEP] hyp [SEP] obs2 (three segments); of the two-segment formats of the dataset
+    # authors' baseline, allenai/abductive-commonsense-reasoning anli/data_processors.py AnliExample.to_b_me_format
+    # keeps the story's order: segment 1 = obs1, segment 2 = hyp + " " + obs2.
+    first = _text(_get(row, ("obs1", "observation_1"), where), "obs1", where)
+    last = _text(_get(row, ("obs2", "observation_2"), where), "obs2", where)
+    hypotheses = [_text(_get(row, (f"hyp{i}", f"hypothesis_{i}"), where), f"hyp{i}", where) for i in (1, 2)]
+    raw = _class_name(_get(row, ("label",), where, required=False))
+    return ChoiceExample(id=_record_id(row, ("story_id", "id"), default_id), prompt=first,
+                         choices=tuple(f"{hypothesis} {last}" for hypothesis in hypotheses),
+                         label=_label_index(spec, dataset, raw, where), language=language)
+
+
 def _read_tags(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
                where: str) -> TaggedSentence:
     tokens = tuple(_text(t, "tokens", where) for t in _seq(_get(row, ("tokens", "words"), where), "tokens", where))
@@ -223,7 +335,8 @@ def _read_squad(spec: TaskDataset, dataset: str, row: Mapping[str, Any], languag
 
 READERS: dict[str, Reader] = {"pair": _read_pair, "copa": _read_copa, "siqa": _read_siqa, "csqa": _read_csqa,
                               "cosmos": _read_cosmos, "hellaswag": _read_hellaswag, "tags": _read_tags,
-                              "squad": _read_squad}
+                              "squad": _read_squad, "piqa": _read_piqa, "winogrande": _read_winogrande,
+                              "reclor": _read_reclor, "logiqa2": _read_logiqa2, "art": _read_art}
 
 
 def _read_record(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str | None, default_id: str,

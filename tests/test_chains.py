@@ -124,3 +124,34 @@ def test_chain_hands_off_bit_for_bit_resumes_mid_chain_and_reports_forgetting(tm
     assert [stage["task"] for stage in results["protocol"]["intermediate"]] == ["squad", "mnli"]
     assert results["intermediate_task"] == "squad+mnli"
     assert "- intermediate stage 1: mnli;" in (workdir / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_anli_then_siqa_then_xcopa_runs_on_the_release_format_fixtures(tmp_path):
+    """The study's recipe, `intermediate=anli+siqa,target=xcopa`, end to end with a data source per stage."""
+    from tests.test_family_pipelines import xtreme_folder
+
+    tasks = Path(__file__).parent / "fixtures" / "tasks"
+    anli = {"kind": "files", "paths": {"train": str(tasks / "anli/R1/train.jsonl"), "dev": str(tasks / "anli/R1/dev.jsonl")}}
+    xtreme = xtreme_folder(tmp_path)  # English training files repeated: a batch of 8 fits the 8 test devices
+    siqa = {"kind": "xtreme", "path": str(xtreme)}
+    workdir = tmp_path / "run"
+    args = ["--config=configs/stilts.py:intermediate=anli+siqa,target=xcopa", f"--config.workdir={workdir}",
+            f"--config.model.name={tmp_path / 'tiny'}", "--config.model.make_tiny=true", "--config.model.dtype=float32",
+            f"--config.intermediate.task_sources={ {'anli': anli, 'siqa': siqa}!r}",
+            "--config.intermediate.stage_overrides={'siqa': {'max_length': 48}}",
+            "--config.intermediate.train.batch_size=8", "--config.intermediate.train.max_steps=2",
+            "--config.intermediate.max_length=64", "--config.target.source.kind=xtreme",
+            f"--config.target.source.path={xtreme}", "--config.target.train.batch_size=8",
+            "--config.target.train.max_steps=2", "--config.target.max_length=64", "--config.evaluation.split=dev",
+            "--config.evaluation.languages=['et','zh']", "--config.intermediate.train.progress_bar=false",
+            "--config.target.train.progress_bar=false"]
+    assert main_module.main(args) == 0
+    chain = json.loads((workdir / "intermediate" / "chain.json").read_text())
+    assert set(chain["scores"]["intermediate/1_siqa"]) == {"anli", "siqa"}
+    results = json.loads((workdir / "results.json").read_text())
+    stages = results["protocol"]["intermediate"]
+    assert [s["task"] for s in stages] == ["anli", "siqa"]
+    assert stages[0]["changed_from_preset"] == ["max_length", "train.batch_size"]
+    assert json.loads((workdir / "intermediate" / "1_siqa" / "phase_done.json").read_text())["task"] == "siqa"
+    assert sorted(results["per_language"]) == ["et", "zh"]

@@ -35,10 +35,15 @@ def _with_year(sentence: str, year: int, rng: random.Random) -> str:
     return " ".join(words[:cut] + [str(year)] + words[cut:])
 
 
-def nli_rows(count: int, seed: int) -> list[dict[str, object]]:
-    """`count` GLUE-MNLI rows (premise, hypothesis, label, idx), balanced over the three labels."""
-    rng = random.Random(f"demo-nli-{seed}")
-    sentences = _english_sentences()
+def nli_rows(count: int, seed: int, language: str = "en") -> list[dict[str, object]]:
+    """`count` GLUE-MNLI rows (premise, hypothesis, label, idx), balanced over the three labels; in `language`,
+    from the shipped parallel sentences (the same rule: digits look the same in every demo language)."""
+    if language == "en":
+        rng, sentences = random.Random(f"demo-nli-{seed}"), _english_sentences()
+    else:
+        from stilts_jax.demo_data import _number_free_sentences
+
+        rng, sentences = random.Random(f"demo-nli-{seed}-{language}"), _number_free_sentences(language)
     rows: list[dict[str, object]] = []
     for idx in range(count):
         label = idx % len(LABELS)
@@ -79,3 +84,27 @@ def write_glue_mnli(root: Path, layout: dict[str, str]) -> list[Path]:
     """The MNLI train and matched dev files under `root` at the hub-layout paths `layout` names."""
     return [write_parquet(root / layout["mnli_train"], nli_rows(600, 5)),
             write_parquet(root / layout["mnli_dev"], nli_rows(90, 6))]
+
+
+# XNLI languages among the shipped parallel sentences (google-research/xtreme evaluate.py TASK2LANGS["xnli"]).
+XNLI_DEMO_LANGUAGES = ("ar", "de", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "zh")
+
+
+def write_xnli(root: Path) -> list[Path]:
+    """An XNLI-style target in the XTREME download layout: `xnli/train-en.tsv` (MNLI's role) and
+    `xnli/dev-{lang}.tsv`, rows `sentence1 TAB sentence2 TAB label` written by csv.writer as utils_preprocess.py does."""
+    import csv
+
+    files = {"xnli/train-en.tsv": nli_rows(600, 7)}
+    for lang in XNLI_DEMO_LANGUAGES:
+        files[f"xnli/dev-{lang}.tsv"] = nli_rows(60, 8, lang)
+    written = []
+    for name, rows in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, delimiter="\t")
+            for row in rows:
+                writer.writerow([row["premise"], row["hypothesis"], LABELS[int(row["label"])]])  # type: ignore[call-overload]
+        written.append(path)
+    return written

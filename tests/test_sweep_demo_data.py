@@ -26,7 +26,8 @@ def test_shipped_mnli_files_are_what_the_generator_writes(tmp_path):
         shipped, fresh = pq.read_table(GLUE / name), pq.read_table(tmp_path / "glue" / name)
         assert shipped.schema.names == ["premise", "hypothesis", "label", "idx"]  # GLUE's mnli columns
         assert shipped.to_pylist() == fresh.to_pylist()
-    for name in ("squad/train-v1.1.json", "tydiqa/tydiqa-goldp-v1.1-dev/tydiqa.goldp.sw.dev.json"):
+    for name in ("squad/train-v1.1.json", "tydiqa/tydiqa-goldp-v1.1-dev/tydiqa.goldp.sw.dev.json",
+                 "xcopa/train-en.jsonl", "xcopa/val-zh.jsonl", "xnli/train-en.tsv", "xnli/dev-sw.tsv"):
         assert (tmp_path / name).read_bytes() == (ROOT / "stilts_jax" / "assets" / "demo" / name).read_bytes()
 
 
@@ -44,3 +45,19 @@ def test_the_mnli_task_reads_the_shipped_copy_and_each_label_follows_the_rule():
             assert hypothesis_year != premise_year and ex.text_b.replace(hypothesis_year[0], premise_year[0]) in ex.text_a
         else:
             assert hypothesis_year == premise_year and ex.text_b not in ex.text_a
+
+
+def test_the_chain_demo_targets_follow_their_rules_in_every_language():
+    demo = {"kind": "xtreme", "path": str(ROOT / "stilts_jax" / "assets" / "demo")}
+    xcopa = load_examples("xcopa", "dev", demo, ["en", "sw", "zh"])
+    for examples in xcopa.values():
+        assert len(examples) == 60 and Counter(ex.label for ex in examples).keys() == {0, 1}
+        for ex in examples:
+            year = YEAR.findall(ex.prompt)[0]
+            assert [year in choice for choice in ex.choices] == [c == ex.label for c in range(2)]
+    xnli = load_examples("xnli", "dev", demo, ["ar", "en", "th", "zh"])
+    for examples in xnli.values():
+        assert Counter(ex.label for ex in examples) == Counter({0: 20, 1: 20, 2: 20})
+        for ex in examples:
+            entailed = ex.text_b in ex.text_a
+            assert entailed == (ex.label == 0)  # only entailment repeats the premise's sentence word for word

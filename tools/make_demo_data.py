@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stilts_jax.demo_data import TYDIQA_LANGUAGES, write_all  # noqa: E402
-from stilts_jax.demo_nli_data import write_glue_mnli  # noqa: E402
+from stilts_jax.demo_nli_data import write_glue_mnli, write_xnli  # noqa: E402
 from stilts_jax.demo_xcopa_data import write_xcopa  # noqa: E402
 
 # The paths google-research/xtreme's scripts/download_data.sh produces.
@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
-    for path in [*write_all(args.output, LAYOUT), *write_glue_mnli(args.output, GLUE_LAYOUT), *write_xcopa(args.output)]:
+    for path in [*write_all(args.output, LAYOUT), *write_glue_mnli(args.output, GLUE_LAYOUT), *write_xcopa(args.output),
+                 *write_xnli(args.output)]:
         print(path.relative_to(args.output))
     return 0
 

@@ -1,6 +1,7 @@
-"""The offline chain sweep: no intermediate, one stage, and two stages in both orders, ahead of the XCOPA-style target.
+"""The offline chain sweep: no intermediate, one stage, and two stages in both orders, ahead of the XCOPA-style and
+XNLI-style targets (XTREME-R's two inference tasks, as the study asks).
 
-    python launch/sweep.py run --sweep configs/sweeps/chain_demo.py            # 5 runs of configs/chain_demo.py
+    python launch/sweep.py run --sweep configs/sweeps/chain_demo.py            # 10 runs of configs/chain_demo.py
     python launch/sweep.py run --sweep configs/sweeps/chain_demo.py --steps 4  # a quick check: 4 steps per phase
     python launch/sweep.py report --sweep configs/sweeps/chain_demo.py         # chain x target tables and heatmap
 
@@ -15,7 +16,7 @@ def get_sweep():
         recipe="configs/chain_demo.py",
         root="workdir/sweeps/chain_demo",
         intermediate=["none", "squad", "mnli", "squad+mnli", "mnli+squad"],
-        targets=["xcopa"],
+        targets=["xcopa", "xnli"],
         seeds=[0],
         overrides={"model.name": "{root}/tiny-xlmr"},
     )

@@ -62,6 +62,28 @@ def record_evaluation(workdir: Any) -> None:
         atomic_write_text(workdir / "evaluation" / DONE, json.dumps({"results": str(workdir / "results.json")}) + "\n")
 
 
+def publish_results(pipeline: Any, spec: Any, per_language: dict[str, dict[str, float]],
+                    columns: list[tuple[str, str]], protocol: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A zero-shot evaluation's outputs: results.json/.md (the protocol heading them), the per-language plot, the done
+    marker, and the table printed. Returns the summary (with `extra` keys)."""
+    from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
+    from stilts_jax.evaluation.report import summarize, write_results
+
+    summary = summarize(spec.name, per_language, benchmark_name=spec.xtreme_name, protocol=protocol)
+    summary.update(intermediate_task=pipeline.config.intermediate.task or None, **extra)
+    if jax.process_index() == 0:
+        _, md = write_results(pipeline.workdir, summary, columns)
+        if pipeline.config.evaluation.plots:
+            shown = [(key, header) for key, header in headline_columns(columns)
+                     if all(key in row for row in per_language.values())]
+            write_plot(md.parent / f"{spec.name}_languages.png", lambda: language_bars_png(
+                per_language, shown, task=spec.name, model=model_label(pipeline.config.model.name),
+                intermediate=pipeline.config.intermediate.task), report=say)
+        record_evaluation(pipeline.workdir)
+        print(md.read_text(), flush=True)
+    return summary
+
+
 def make_predictor(pipeline: Any, model_spec: Any) -> Predictor:
     """The evaluator of `model_spec` with the config's batch size and length bucketing."""
     e = pipeline.config.evaluation

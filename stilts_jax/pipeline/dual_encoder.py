@@ -33,9 +33,8 @@ from flax import nnx
 
 from stilts_jax.data.ranked_retrieval import RetrievalPool
 from stilts_jax.errors import StiltsError, WeightsError
-from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
 from stilts_jax.evaluation.predictor import Predictor
-from stilts_jax.evaluation.report import summarize, write_predictions, write_results
+from stilts_jax.evaluation.report import write_predictions
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.hf_weights import load_pooler
 from stilts_jax.paths import absolute
@@ -44,7 +43,7 @@ from stilts_jax.pipeline.common import (
     finished_evaluation,
     finished_phase,
     make_predictor,
-    record_evaluation,
+    publish_results,
     record_phase,
     say,
     search_options,
@@ -206,20 +205,8 @@ def evaluate_dual_encoder(pipeline: Pipeline, target: dict[str, Any]) -> dict[st
     protocol = run_protocol(pipeline.config, split=spec.eval_split, trained_target=True,
                             phases={"target": target, **pipeline.phase_records}, dual_encoder=pooling,
                             candidate_pool="every language's candidates at once (mAP@20)")
-    summary = summarize(spec.name, per_language, benchmark_name=spec.xtreme_name, protocol=protocol)
-    summary.update(intermediate_task=pipeline.config.intermediate.task or None, candidates=len(pool.candidate_ids),
-                   split=spec.eval_split)
-    if jax.process_index() == 0:
-        _, md = write_results(workdir, summary, task.columns)
-        if e.plots:
-            write_plot(md.parent / f"{spec.name}_languages.png", lambda: language_bars_png(
-                per_language, headline_columns(task.columns), task=spec.name,
-                model=model_label(pipeline.config.model.name), intermediate=pipeline.config.intermediate.task),
-                report=say)
-        (workdir / "evaluation").mkdir(parents=True, exist_ok=True)
-        record_evaluation(workdir)
-        print(md.read_text(), flush=True)
-    return summary
+    return publish_results(pipeline, spec, per_language, task.columns, protocol, candidates=len(pool.candidate_ids),
+                           split=spec.eval_split)
 
 
 def run_dual_encoder(pipeline: Pipeline, handoff: str | None) -> dict[str, Any]:

@@ -7,9 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
-from stilts_jax.evaluation.report import summarize, write_results
-from stilts_jax.pipeline.common import finished_evaluation, make_predictor, record_evaluation, say, source_of
+from stilts_jax.pipeline.common import finished_evaluation, make_predictor, publish_results, say, source_of
 from stilts_jax.pipeline.language_results import LanguageResults, fingerprint
 from stilts_jax.pipeline.protocol import run_protocol
 from stilts_jax.tasks.registry import get_task
@@ -62,16 +60,4 @@ def evaluate_zero_shot(pipeline: Pipeline, target: dict[str, Any]) -> dict[str, 
             say(f"[evaluation] {spec.name} {lang}: {task.featurization_note()}")
     protocol = run_protocol(pipeline.config, split=spec.eval_split, trained_target=True,
                             phases={"target": target, **pipeline.phase_records})
-    summary = summarize(spec.name, per_language, benchmark_name=spec.xtreme_name, protocol=protocol)
-    summary["intermediate_task"] = pipeline.config.intermediate.task or None
-    if jax.process_index() == 0:
-        _, md = write_results(workdir, summary, task.columns)
-        if e.plots:
-            write_plot(md.parent / f"{spec.name}_languages.png", lambda: language_bars_png(
-                per_language, [(key, header) for key, header in headline_columns(task.columns)
-                               if all(key in row for row in per_language.values())], task=spec.name,
-                model=model_label(pipeline.config.model.name), intermediate=pipeline.config.intermediate.task),
-                report=say)
-        record_evaluation(workdir)
-        print(md.read_text(), flush=True)
-    return summary
+    return publish_results(pipeline, spec, per_language, task.columns, protocol)

@@ -16,7 +16,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["stilts_jax", "stilts_jax.*"]),
-    package_data={"stilts_jax": ["assets/text/*.txt", "assets/tokenizer/*", "assets/demo/*/*.json", "assets/demo/*/*.jsonl", "assets/demo/*/*/*.json",
+    package_data={"stilts_jax": ["assets/text/*.txt", "assets/tokenizer/*", "assets/demo/*/*.json", "assets/demo/*/*.jsonl", "assets/demo/*/*.tsv", "assets/demo/*/*/*.json",
                                 "assets/demo/*/*/*.parquet"]},
     install_requires=requirements("requirements.txt"),
     extras_require={

@@ -292,13 +292,20 @@ def convert_mlm_head(state_dict: dict[str, np.ndarray], config: EncoderConfig) -
 
 def load_mlm_head(name_or_path: str | Path, head: Any, *, revision: str | None = None) -> bool:
     """Fill `head` (a MaskedLMHead) in place from the checkpoint's lm_head.*; False (head untouched) if it has none."""
+    loaded = _load_head(name_or_path, head, convert_mlm_head, "MLM head", revision)
+    if not loaded:
+        log.info("%s has no masked-LM head tensors; the MLM head starts from random weights", name_or_path)
+    return loaded
+
+
+def _load_head(name_or_path: str | Path, module: Any, convert: Any, what: str, revision: str | None) -> bool:
+    """Fill `module` in place with what `convert(state_dict, config)` takes from the checkpoint; False if none."""
     model_dir = hf_files.resolve_model_dir(name_or_path, revision=revision)
     config = EncoderConfig.from_json_file(model_dir / "config.json")
-    params = convert_mlm_head(hf_files.read_state_dict(model_dir), config)
+    params = convert(hf_files.read_state_dict(model_dir), config)
     if params is None:
-        log.info("%s has no masked-LM head tensors; the MLM head starts from random weights", model_dir)
         return False
-    _fill(head, params, "MLM head")
+    _fill(module, params, what)
     return True
 
 
@@ -341,10 +348,4 @@ def convert_pooler(state_dict: dict[str, np.ndarray], config: EncoderConfig) -> 
 
 def load_pooler(name_or_path: str | Path, pooler: Any, *, revision: str | None = None) -> bool:
     """Fill `pooler` (a models.pooling.Pooler) in place from the checkpoint's pooler.dense.*; False if it has none."""
-    model_dir = hf_files.resolve_model_dir(name_or_path, revision=revision)
-    config = EncoderConfig.from_json_file(model_dir / "config.json")
-    params = convert_pooler(hf_files.read_state_dict(model_dir), config)
-    if params is None:
-        return False
-    _fill(pooler, params, "pooler")
-    return True
+    return _load_head(name_or_path, pooler, convert_pooler, "pooler", revision)

@@ -85,7 +85,7 @@ def chain_stages(phase: ml_collections.ConfigDict) -> list[tuple[str, ml_collect
         stage = copy.deepcopy(phase)
         with stage.unlocked():
             stage.task = task
-            stage.source = ml_collections.ConfigDict(task_source_of(phase, task) or dict(phase.source))
+            stage.source = ml_collections.ConfigDict(task_source_of(phase, task))
             _apply(stage, overrides.get(task, {}), task)
             stage.stage_overrides = {}
         stages.append((f"intermediate/{index}_{task}" if len(tasks) > 1 else "intermediate", stage))

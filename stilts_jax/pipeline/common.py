@@ -4,6 +4,7 @@ trainer settings."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,10 @@ import jax
 import ml_collections
 
 from stilts_jax.errors import InputError, StiltsError
+from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
 from stilts_jax.evaluation.predictor import Predictor
+from stilts_jax.evaluation.report import summarize, write_results
+from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.train.loop import TrainerConfig
 from stilts_jax.train.optimizer import OptimizerConfig
 
@@ -20,8 +24,6 @@ DONE = "phase_done.json"
 
 def finished_phase(phase_dir: Any, name: str, task: str) -> dict[str, Any] | None:
     """The record of a phase that finished in an earlier run (its phase_done.json), or None."""
-    import json
-
     done = phase_dir / DONE
     if not done.exists():
         return None
@@ -32,18 +34,12 @@ def finished_phase(phase_dir: Any, name: str, task: str) -> dict[str, Any] | Non
 
 def record_phase(phase_dir: Any, info: dict[str, Any]) -> None:
     """Mark a phase finished (phase_done.json, written whole by process 0): a rerun skips it."""
-    import json
-
-    from stilts_jax.io_utils import atomic_write_text
-
     if jax.process_index() == 0:
         atomic_write_text(phase_dir / DONE, json.dumps(info, indent=2) + "\n")
 
 
 def finished_evaluation(workdir: Any) -> dict[str, Any] | None:
     """The results of an evaluation that finished in an earlier run, or None."""
-    import json
-
     results = workdir / "results.json"
     if results.exists() and (workdir / "evaluation" / DONE).exists():
         say(f"[evaluation] finished earlier: {results}")
@@ -53,10 +49,6 @@ def finished_evaluation(workdir: Any) -> dict[str, Any] | None:
 
 def record_evaluation(workdir: Any) -> None:
     """Mark the evaluation finished (process 0 only; call after results.json is written)."""
-    import json
-
-    from stilts_jax.io_utils import atomic_write_text
-
     if jax.process_index() == 0:
         (workdir / "evaluation").mkdir(parents=True, exist_ok=True)
         atomic_write_text(workdir / "evaluation" / DONE, json.dumps({"results": str(workdir / "results.json")}) + "\n")
@@ -66,9 +58,6 @@ def publish_results(pipeline: Any, spec: Any, per_language: dict[str, dict[str, 
                     columns: list[tuple[str, str]], protocol: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """A zero-shot evaluation's outputs: results.json/.md (the protocol heading them), the per-language plot, the done
     marker, and the table printed. Returns the summary (with `extra` keys)."""
-    from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
-    from stilts_jax.evaluation.report import summarize, write_results
-
     summary = summarize(spec.name, per_language, benchmark_name=spec.xtreme_name, protocol=protocol)
     summary.update(intermediate_task=pipeline.config.intermediate.task or None, **extra)
     if jax.process_index() == 0:

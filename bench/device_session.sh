@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU-host checks of one session, as one prepared script (each part bounded by its own timeout).
+# The GPU-host checks and benchmarks as one prepared script (each part bounded by its own timeout).
 #
 #   bash bench/device_session.sh                  # every part, in this order (about 9 minutes on one H100)
 #   bash bench/device_session.sh checks search    # only some parts
@@ -7,7 +7,7 @@
 # Parts:
 #   checks    bench/gpu_checks.py: cuDNN vs XLA attention, encoder vs PyTorch, search (XLA and fused kernel) vs
 #             torch.topk, bf16 train steps
-#   search    bench/search_bench.py --n 400000 --dim 1024 --k 4 --dtype bfloat16 (issue 6's GPU goal, PyTorch beside):
+#   search    bench/search_bench.py --n 400000 --dim 1024 --k 4 --dtype bfloat16 (the retrieval GPU goal, PyTorch beside):
 #             the XLA search and the fused Pallas kernel at four tilings
 #   eval      bench/eval_bench.py --model large (128 x 384 against PyTorch eager bf16, and the length mix)
 #   train     bench/train_bench.py --model large --shapes 32x384 (against PyTorch eager and torch.compile)

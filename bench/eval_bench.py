@@ -84,7 +84,7 @@ class JaxModel:
         import jax.numpy as jnp
         from flax import nnx
 
-        from stilts_jax.distributed import DEFAULT_LOGICAL_RULES, make_mesh
+        from stilts_jax.core.distributed import DEFAULT_LOGICAL_RULES, make_mesh
         from stilts_jax.models.encoder import Encoder, resolve_attention_impl
         from stilts_jax.models.heads import SpanHead, TaskModel
         from stilts_jax.train.state import ModelSpec
@@ -154,7 +154,7 @@ def pad_to_max_batches(token_ids: list[np.ndarray], batch: int, max_len: int):
 
 def bucketed_groups(token_ids: list[np.ndarray], batch: int, max_len: int):
     """Sorted by length; each batch padded to bucket_length(its longest); consecutive batches of one bucket joined."""
-    from stilts_jax.embedding import bucket_length
+    from stilts_jax.evaluation.embedding import bucket_length
 
     order = np.argsort([len(t) for t in token_ids], kind="stable")
     groups: list[tuple[int, list[np.ndarray]]] = []

@@ -6,8 +6,8 @@
 
 Times stilts_jax.data.qa_features.featurize_qa (question truncation, the tokenizer's question/context pairs with
 doc stride and offsets, answer labelling, numpy arrays) with the shipped tokenizer
-(stilts_jax.tokenization.load_demo_tokenizer, a sentencepiece unigram in XLM-R's format) on the demo SQuAD
-examples (stilts_jax.demo_data.squad_examples). --context-multiplier k appends k-1 other demo contexts after
+(stilts_jax.core.tokenization.load_demo_tokenizer, a sentencepiece unigram in XLM-R's format) on the demo SQuAD
+examples (stilts_jax.demo.qa_data.squad_examples). --context-multiplier k appends k-1 other demo contexts after
 each context, so contexts get longer (the answer stays where it was). Median of --repeats passes after a
 warm-up pass; one process, the tokenizer's own threading as configured (TOKENIZERS_PARALLELISM).
 """
@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import transformers
 
+    from stilts_jax.core.tokenization import load_demo_tokenizer
     from stilts_jax.data.qa_features import featurize_qa
-    from stilts_jax.demo_data import squad_examples
-    from stilts_jax.tokenization import load_demo_tokenizer
+    from stilts_jax.demo.qa_data import squad_examples
 
     tokenizer = load_demo_tokenizer()
     examples = lengthen(squad_examples(args.examples, args.seed, "train"), args.context_multiplier)

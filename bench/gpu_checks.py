@@ -171,7 +171,7 @@ def check_train_steps(args: argparse.Namespace) -> Check:
     import jax
     from flax import nnx
 
-    from stilts_jax.distributed import DEFAULT_LOGICAL_RULES, batch_sharding, make_mesh
+    from stilts_jax.core.distributed import DEFAULT_LOGICAL_RULES, batch_sharding, make_mesh
     from stilts_jax.models.encoder import Encoder, resolve_attention_impl
     from stilts_jax.models.heads import SpanHead, TaskModel, span_loss
     from stilts_jax.train.optimizer import OptimizerConfig, make_optimizer

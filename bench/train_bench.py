@@ -94,7 +94,7 @@ def jax_row(config, arrays: dict[str, np.ndarray], args, dtype: str, remat: str 
     import jax
     from flax import nnx
 
-    from stilts_jax.distributed import DEFAULT_LOGICAL_RULES, batch_sharding, make_mesh
+    from stilts_jax.core.distributed import DEFAULT_LOGICAL_RULES, batch_sharding, make_mesh
     from stilts_jax.models.encoder import Encoder, resolve_attention_impl
     from stilts_jax.models.heads import SpanHead, TaskModel, span_loss
     from stilts_jax.train.optimizer import OptimizerConfig, make_optimizer

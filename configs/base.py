@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from stilts_jax.distributed import DEFAULT_LOGICAL_RULES
+from stilts_jax.core.distributed import DEFAULT_LOGICAL_RULES
 from stilts_jax.tasks.registry import get_task
 
 # Every default below names its source. Two presets:

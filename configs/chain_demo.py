@@ -6,7 +6,7 @@ XCOPA-style target, zero-shot in 4 more languages, on the tiny model and the shi
 Writes, besides the target's results.md, `intermediate/chain.md` (and chain.png): each stage's English dev score
 after every later stage, i.e. what MNLI training did to the SQuAD skill. The XCOPA-style data (stilts_jax/
 demo_xcopa_data.py) is evaluated on its dev files (`evaluation.split=dev`); `--config.target.task=xnli` swaps in the
-XNLI-style target (stilts_jax/demo_nli_data.py), evaluated in the same languages.
+XNLI-style target (stilts_jax/demo/nli_data.py), evaluated in the same languages.
 """
 
 import os

@@ -6,7 +6,7 @@
 One sentence per line in; a float32 array [N, hidden] out, in the input order. `--layer k` indexes the
 hidden-states tuple (0 = embeddings output); mean pooling covers every token the attention mask keeps,
 <s> and </s> included (XTREME's retrieval representation). The sentences run through the evaluation Predictor
-(stilts_jax.embedding.SentenceEncoder), split over every device; several processes (--coordinator-address,
+(stilts_jax.evaluation.embedding.SentenceEncoder), split over every device; several processes (--coordinator-address,
 --num-processes, --process-id; nothing on TPU pods) embed the file together and process 0 writes it.
 """
 
@@ -21,12 +21,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from stilts_jax.distributed import add_process_arguments, initialize_from_args
-from stilts_jax.embedding import SentenceEncoder, default_retrieval_layer
-from stilts_jax.errors import InputError, StiltsError
-from stilts_jax.io_utils import atomic_write_bytes
+from stilts_jax.core.distributed import add_process_arguments, initialize_from_args
+from stilts_jax.core.errors import InputError, StiltsError
+from stilts_jax.core.io_utils import atomic_write_bytes
+from stilts_jax.core.tokenization import load_tokenizer
+from stilts_jax.evaluation.embedding import SentenceEncoder, default_retrieval_layer
 from stilts_jax.models.hf_weights import load_pretrained
-from stilts_jax.tokenization import load_tokenizer
 
 
 def read_sentences(path: str | Path) -> list[str]:

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from stilts_jax.config_loader import parse_config_args
-from stilts_jax.errors import InputError, StiltsError
+from stilts_jax.config.loader import parse_config_args
+from stilts_jax.core.errors import InputError, StiltsError
 
 SPLITS = {"train": "train", "dev": "dev", "test": "eval"}
 
@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--limit must be >= 0, got {options.limit}")
         records = inspect_features(config, phase_name=options.phase, split=options.split, languages=options.language,
                                    limit=options.limit, task_name=options.task)
-        from stilts_jax.io_utils import atomic_write_text
-        from stilts_jax.paths import as_path
+        from stilts_jax.core.io_utils import atomic_write_text
+        from stilts_jax.core.paths import as_path
 
         atomic_write_text(as_path(options.output),
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from stilts_jax.config_loader import parse_config_args
-from stilts_jax.errors import StiltsError
+from stilts_jax.config.loader import parse_config_args
+from stilts_jax.core.errors import StiltsError
 
 
 def main(argv: list[str] | None = None) -> int:

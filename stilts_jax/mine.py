@@ -16,14 +16,14 @@ import sys
 
 import jax
 
-from stilts_jax.distributed import add_process_arguments, initialize_from_args
+from stilts_jax.core.distributed import add_process_arguments, initialize_from_args
+from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.io_utils import atomic_write_text
+from stilts_jax.core.tokenization import load_tokenizer
 from stilts_jax.embed import read_sentences
-from stilts_jax.embedding import SentenceEncoder, default_retrieval_layer
-from stilts_jax.errors import StiltsError
+from stilts_jax.evaluation.embedding import SentenceEncoder, default_retrieval_layer
 from stilts_jax.evaluation.search import mine_max, ratio_margin
-from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.hf_weights import load_pretrained
-from stilts_jax.tokenization import load_tokenizer
 
 
 def mine_sentences(encoder: SentenceEncoder, source: list[str], target: list[str], *, k: int = 4,

@@ -38,7 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stilts_jax.errors import InputError, StiltsError
+from stilts_jax.core.errors import InputError, StiltsError
+from stilts_jax.core.io_utils import atomic_write_text
 from stilts_jax.evaluation import xtreme_tasks as xt
 from stilts_jax.evaluation.metrics import (
     DEFAULT_SEQEVAL_VERSION,
@@ -50,7 +51,6 @@ from stilts_jax.evaluation.metrics import (
 )
 from stilts_jax.evaluation.retrieval_metrics import bucc_scores
 from stilts_jax.evaluation.squad_metric import squad_scores
-from stilts_jax.io_utils import atomic_write_text
 
 MAP_K = 20
 _INDEX = re.compile(r"0|[1-9][0-9]*")

@@ -21,11 +21,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from stilts_jax.distributed import add_process_arguments, initialize_from_args
-from stilts_jax.errors import InputError, StiltsError
+from stilts_jax.core.distributed import add_process_arguments, initialize_from_args
+from stilts_jax.core.errors import InputError, StiltsError
+from stilts_jax.core.io_utils import atomic_write_bytes
 from stilts_jax.evaluation.fused_top_k import Tile
 from stilts_jax.evaluation.search import knn, ratio_margin
-from stilts_jax.io_utils import atomic_write_bytes
 
 
 def load_matrix(path: str | Path, name: str) -> np.ndarray:

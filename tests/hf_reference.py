@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from transformers import BertConfig, BertModel, XLMRobertaConfig, XLMRobertaModel
 
-from stilts_jax.tokenization import DEMO_TOKENIZER_DIR, load_demo_tokenizer
+from stilts_jax.core.tokenization import DEMO_TOKENIZER_DIR, load_demo_tokenizer
 
 SMALL = dict(hidden_size=48, num_hidden_layers=3, num_attention_heads=4, intermediate_size=96, max_position_embeddings=66)
 

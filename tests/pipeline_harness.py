@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     args, config_args = parser.parse_known_args(argv)
     import jax
 
-    from stilts_jax.config_loader import parse_config_args
+    from stilts_jax.config.loader import parse_config_args
     from stilts_jax.pipeline import run
 
     config, rest = parse_config_args(config_args)

@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--process-id", type=int, default=0)
     args = parser.parse_args()
 
-    from stilts_jax import distributed
+    from stilts_jax.core import distributed
 
     distributed.initialize(args.coordinator, args.processes, args.process_id, auto=False)
     import jax

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from stilts_jax.errors import InputError
+from stilts_jax.core.errors import InputError
 from stilts_jax.models import encoder as encoder_module
 from stilts_jax.models.config import tiny_config
 from stilts_jax.models.encoder import Encoder, explicit_attention, resolve_attention_dropout
@@ -205,7 +205,7 @@ def test_defaults_follow_the_recipe_and_the_demo_trains_without_dropout():
 
 @pytest.mark.parametrize("value, rate", [("config", 0.1), ("off", 0.0), ("0.05", 0.05)])
 def test_the_run_config_reaches_every_encoder_of_the_pipeline(value, rate, xlmr_dir):
-    from stilts_jax.config_loader import parse_config_args
+    from stilts_jax.config.loader import parse_config_args
     from stilts_jax.models.hf_weights import load_pretrained
     from stilts_jax.pipeline.runner import Pipeline
 

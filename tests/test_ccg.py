@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from stilts_jax.core.errors import InputError
+from stilts_jax.core.tokenization import load_tokenizer
 from stilts_jax.data.examples import TaggedSentence
 from stilts_jax.data.task_sources import (
     UNKNOWN_TAG,
@@ -16,10 +18,8 @@ from stilts_jax.data.task_sources import (
     labels,
     load_examples,
 )
-from stilts_jax.errors import InputError
 from stilts_jax.tasks.families import TaggingTask
 from stilts_jax.tasks.registry import get_task
-from stilts_jax.tokenization import load_tokenizer
 
 CCG = Path(__file__).parent / "fixtures" / "tasks" / "ccg"
 JIANT, CONLL = CCG / "jiant", CCG / "conll"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from stilts_jax import main as main_module
-from stilts_jax.config_loader import parse_config_args
-from stilts_jax.errors import InputError
+from stilts_jax.config.loader import parse_config_args
+from stilts_jax.core.errors import InputError
 from stilts_jax.pipeline.chain import chain_stages, chain_table
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stilts_jax.config_loader import ConfigError, parse_config_args
+from stilts_jax.config.loader import ConfigError, parse_config_args
 
 
 def test_recipe_and_factory_load_with_overrides():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from stilts_jax.core.distributed import DEFAULT_LOGICAL_RULES, make_mesh
 from stilts_jax.data.ranked_retrieval import Query, RankedRetrievalDataError, RetrievalPool
-from stilts_jax.distributed import DEFAULT_LOGICAL_RULES, make_mesh
 from stilts_jax.evaluation.metrics import map_at_k_by_id
 from stilts_jax.tasks.dual_encoder import DualEncoder, in_batch_logits, make_in_batch_loss, score_rankings
 from stilts_jax.train.loop import train

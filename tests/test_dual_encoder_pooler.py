@@ -12,13 +12,13 @@ import torch
 from flax import nnx
 from transformers import BertConfig, BertModel, XLMRobertaConfig, XLMRobertaModel
 
-from stilts_jax.distributed import DEFAULT_LOGICAL_RULES, make_mesh
-from stilts_jax.errors import WeightsError
+from stilts_jax.core.distributed import DEFAULT_LOGICAL_RULES, make_mesh
+from stilts_jax.core.errors import WeightsError
+from stilts_jax.core.tokenization import load_demo_tokenizer
 from stilts_jax.models.config import tiny_config
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.hf_weights import load_pooler, load_pretrained
 from stilts_jax.tasks.dual_encoder import DualEncoder, make_cached_in_batch_grads, make_in_batch_loss
-from stilts_jax.tokenization import load_demo_tokenizer
 from stilts_jax.train.feeding import BatchFeeder
 from stilts_jax.train.loop import train
 from stilts_jax.train.optimizer import decays

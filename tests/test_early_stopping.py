@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from stilts_jax import distributed
+from stilts_jax.core import distributed
 from stilts_jax.models.heads import classification_loss
 from stilts_jax.pipeline.common import trainer_config as phase_trainer_config
 from stilts_jax.train.loop import EarlyStopping, train
@@ -84,7 +84,7 @@ def test_tracker_counts_evaluations_since_the_best():
 
 
 def test_the_phase_config_key_reaches_the_trainer():
-    from stilts_jax.config_loader import parse_config_args
+    from stilts_jax.config.loader import parse_config_args
 
     config, _ = parse_config_args(["--config=configs/demo.py", "--config.intermediate.train.early_stopping_patience=4"])
     assert phase_trainer_config(config.intermediate, 0).early_stopping_patience == 4

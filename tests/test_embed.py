@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from stilts_jax import embed, embedding
-from stilts_jax.distributed import DEFAULT_LOGICAL_RULES, make_mesh
-from stilts_jax.embedding import SentenceEmbedder, SentenceEncoder, bucket_length, default_retrieval_layer
-from stilts_jax.errors import InputError
+from stilts_jax import embed
+from stilts_jax.core.distributed import DEFAULT_LOGICAL_RULES, make_mesh
+from stilts_jax.core.errors import InputError
+from stilts_jax.core.tokenization import SHIPPED_TEXT_DIR, load_tokenizer
+from stilts_jax.evaluation import embedding
+from stilts_jax.evaluation.embedding import SentenceEmbedder, SentenceEncoder, bucket_length, default_retrieval_layer
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.models.hf_weights import load_pretrained
-from stilts_jax.tokenization import SHIPPED_TEXT_DIR, load_tokenizer
 from stilts_jax.train.state import ModelSpec
 from tests.hf_reference import load_reference_model
 

@@ -13,8 +13,8 @@ import matplotlib.image
 import pytest
 
 from stilts_jax import main as main_module, score as score_module
+from stilts_jax.core.errors import InputError
 from stilts_jax.data.task_sources import labels, load_examples
-from stilts_jax.errors import InputError
 from stilts_jax.evaluation import xtreme_tasks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks" / "xtreme"

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stilts_jax.errors import InputError
+from stilts_jax.core.errors import InputError
 from stilts_jax.evaluation import fused_top_k as fused
 from stilts_jax.evaluation.search import NearestNeighbors, knn
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from stilts_jax.distributed import DEFAULT_LOGICAL_RULES, make_mesh
+from stilts_jax.core.distributed import DEFAULT_LOGICAL_RULES, make_mesh
 from stilts_jax.models.config import tiny_config
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.tasks.dual_encoder import (

@@ -14,7 +14,7 @@ import safetensors.torch
 import torch
 from transformers import AutoModel, XLMRobertaConfig, XLMRobertaForMaskedLM
 
-from stilts_jax.errors import ModelConfigError, WeightsError
+from stilts_jax.core.errors import ModelConfigError, WeightsError
 from stilts_jax.models import hf_files
 from stilts_jax.models.hf_weights import export_hf, load_pretrained
 from tests.hf_reference import load_reference_model, padded_batch

@@ -85,9 +85,9 @@ def test_bad_requests_are_errors_naming_the_fix(tmp_path, xlmr_dir, capsys):
 
 def test_the_records_are_the_features_the_trainer_gets(tmp_path):
     """No second featurizer: the tokens shown are the rows SpanQATask.train_features gives the training loop."""
+    from stilts_jax.core.tokenization import load_demo_tokenizer
     from stilts_jax.tasks.registry import get_task
     from stilts_jax.tasks.span_qa import SpanQATask
-    from stilts_jax.tiny_model import load_demo_tokenizer
 
     config = ["--config=configs/demo.py", f"--config.model.name={tmp_path / 'tiny'}"]
     records = _run(tmp_path, config, "--phase=intermediate", "--split=train", "--limit=6")

@@ -14,7 +14,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 import pytest
 
-from stilts_jax.config_loader import parse_config_args
+from stilts_jax.config.loader import parse_config_args
 from stilts_jax.data.task_sources import derive_tag_set, load_examples
 from stilts_jax.pipeline import run
 from tests.intermediate_sources import SOURCES

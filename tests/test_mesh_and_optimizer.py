@@ -8,8 +8,8 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from stilts_jax import distributed
-from stilts_jax.distributed import DistributedError, logical_to_mesh_spec, make_mesh, resolve_mesh_shape
+from stilts_jax.core import distributed
+from stilts_jax.core.distributed import DistributedError, logical_to_mesh_spec, make_mesh, resolve_mesh_shape
 from stilts_jax.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer, weight_decay_mask
 from stilts_jax.train.state import ModelSpec, state_shardings
 from tests.train_harness import tiny_model

@@ -12,9 +12,10 @@ import torch
 from flax import nnx
 from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
-from stilts_jax import distributed
+from stilts_jax.core import distributed
+from stilts_jax.core.errors import InputError, WeightsError
+from stilts_jax.core.tokenization import load_demo_tokenizer
 from stilts_jax.data.mlm import DynamicMasking, mlm_features, read_text_lines
-from stilts_jax.errors import InputError, WeightsError
 from stilts_jax.models.config import tiny_config
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.heads import (
@@ -27,7 +28,6 @@ from stilts_jax.models.heads import (
 )
 from stilts_jax.models.hf_files import read_state_dict
 from stilts_jax.models.hf_weights import convert_mlm_head, load_mlm_head, load_pretrained
-from stilts_jax.tokenization import load_demo_tokenizer
 from stilts_jax.train.metrics_log import read_metrics
 from stilts_jax.train.multitask import MultiTaskModel, TaskData, train_multitask
 from stilts_jax.train.optimizer import OptimizerConfig

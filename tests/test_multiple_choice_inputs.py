@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stilts_jax.core.tokenization import load_demo_tokenizer
 from stilts_jax.data.examples import ChoiceExample
 from stilts_jax.data.task_sources import DATASETS, READERS, load_examples
 from stilts_jax.tasks.families import make_task
 from stilts_jax.tasks.registry import get_task
-from stilts_jax.tokenization import load_demo_tokenizer
 from tests.intermediate_sources import SOURCES, TASKS
 
 XTREME = TASKS / "xtreme"

@@ -11,14 +11,14 @@ import ml_collections
 import pytest
 
 from stilts_jax import main as main_module
-from stilts_jax.config_loader import parse_config_args
+from stilts_jax.config.loader import parse_config_args
+from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.tokenization import load_demo_tokenizer
 from stilts_jax.data.task_sources import load_examples
 from stilts_jax.data.task_sources.records import as_xcopa_example
-from stilts_jax.errors import StiltsError
 from stilts_jax.pipeline.common import load_training_examples
 from stilts_jax.tasks.families import make_task
 from stilts_jax.tasks.registry import get_task
-from stilts_jax.tokenization import load_demo_tokenizer
 from stilts_jax.train.metrics_log import read_metrics
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks"

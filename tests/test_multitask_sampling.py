@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stilts_jax.errors import StiltsError
+from stilts_jax.core.errors import StiltsError
 from stilts_jax.train.sampling import TaskSchedule, task_probabilities
 
 SIZES = {"mnli": 3927, "squad": 876, "copa": 40}

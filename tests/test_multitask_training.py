@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from stilts_jax import distributed
-from stilts_jax.errors import StiltsError
+from stilts_jax.core import distributed
+from stilts_jax.core.errors import StiltsError
 from stilts_jax.models.config import tiny_config
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.heads import ClassificationHead, classification_loss

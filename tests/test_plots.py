@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from stilts_jax.config_loader import ConfigError, parse_config_args
+from stilts_jax.config.loader import ConfigError, parse_config_args
+from stilts_jax.core.paths import as_path
 from stilts_jax.evaluation.plots import (
     BAR_COLORS,
     MEAN_COLOR,
@@ -25,7 +26,6 @@ from stilts_jax.evaluation.plots import (
     write_plot,
 )
 from stilts_jax.evaluation.report import summarize
-from stilts_jax.paths import as_path
 from stilts_jax.tasks.families import ClassificationTask
 from stilts_jax.tasks.span_qa import SpanQATask
 from tests.test_remote_workdir import BUCKET, bucket  # noqa: F401  (the in-memory gs:// bucket fixture)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from configs import base
-from stilts_jax.config_loader import parse_config_args
+from stilts_jax.config.loader import parse_config_args
 from stilts_jax.evaluation.report import markdown_table, summarize
 from stilts_jax.evaluation.xtreme_tasks import TASK2LANGS
 from stilts_jax.pipeline.common import selection_rule, trainer_config

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from stilts_jax.core.tokenization import load_demo_tokenizer
 from stilts_jax.data.qa import Answer, QADataError, QAExample, read_squad_json, to_squad_dict
 from stilts_jax.data.qa_features import featurize_qa
-from stilts_jax.demo_data import tydiqa_examples
+from stilts_jax.demo.qa_data import tydiqa_examples
 from stilts_jax.evaluation.qa_postprocess import best_answers
 from stilts_jax.evaluation.squad_metric import squad_scores
-from stilts_jax.tokenization import load_demo_tokenizer
 
 
 def _write(tmp_path, data, name="data.json"):

@@ -13,11 +13,11 @@ import math
 import numpy as np
 import pytest
 
+from stilts_jax.core.tokenization import load_demo_tokenizer
 from stilts_jax.data.qa import Answer, QAExample
 from stilts_jax.data.qa_features import featurize_qa
-from stilts_jax.demo_data import squad_examples
+from stilts_jax.demo.qa_data import squad_examples
 from stilts_jax.evaluation.qa_postprocess import score_answers
-from stilts_jax.tokenization import load_demo_tokenizer
 
 PAIR_ADDED = 4  # XLM-R: <s> q </s></s> c </s>
 

@@ -24,12 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from stilts_jax.core.errors import InputError
+from stilts_jax.core.tokenization import load_demo_tokenizer
 from stilts_jax.data.examples import ChoiceExample
 from stilts_jax.data.task_sources import DATASETS, TaskDataError, labels, load_examples
-from stilts_jax.errors import InputError
 from stilts_jax.tasks.families import make_task
 from stilts_jax.tasks.registry import get_task
-from stilts_jax.tokenization import load_demo_tokenizer
 from tests.intermediate_sources import SOURCES, TASKS
 from tests.test_multiple_choice_inputs import assert_decodes_to, segments
 

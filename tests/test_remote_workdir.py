@@ -19,14 +19,14 @@ import pytest
 from etils.epath import backend as epath_backend, gpath
 from fsspec.implementations.memory import MemoryFileSystem
 
-from stilts_jax.errors import StiltsError
+from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.io_utils import atomic_write_text
+from stilts_jax.core.paths import absolute, as_path, check_workdir_writable, iter_files
 from stilts_jax.evaluation.report import write_predictions, write_results
 from stilts_jax.experiments import runner
 from stilts_jax.experiments.aggregate import aggregate
 from stilts_jax.experiments.report import markdown, write_report
 from stilts_jax.experiments.sweep import expand, sweep_from_mapping
-from stilts_jax.io_utils import atomic_write_text
-from stilts_jax.paths import absolute, as_path, check_workdir_writable, iter_files
 from stilts_jax.train import checkpoints as checkpoints_module
 from stilts_jax.train.metrics_log import MetricsLog, read_metrics
 

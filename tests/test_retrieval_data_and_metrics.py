@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from stilts_jax.core.errors import InputError
 from stilts_jax.data import retrieval
 from stilts_jax.data.retrieval import (
     RetrievalDataError,
@@ -20,7 +21,6 @@ from stilts_jax.data.retrieval import (
     read_tatoeba,
     xtreme_english_order,
 )
-from stilts_jax.errors import InputError
 from stilts_jax.evaluation.retrieval_metrics import (
     MetricInputError,
     accuracy,

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from stilts_jax import main as main_module
+from stilts_jax.core.tokenization import load_tokenizer
 from stilts_jax.data.retrieval import read_bucc, read_tatoeba
-from stilts_jax.embedding import SentenceEncoder
+from stilts_jax.evaluation.embedding import SentenceEncoder
 from stilts_jax.models.hf_weights import load_pretrained
 from stilts_jax.tasks.retrieval import RetrievalEvaluator
-from stilts_jax.tokenization import load_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "retrieval"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from stilts_jax.errors import InputError
+from stilts_jax.core.errors import InputError
 from stilts_jax.evaluation.xtreme_tasks import LAREQA_LANGUAGES, XTREME_R_TASK2LANGS, XTREME_TASK2LANGS, get_suffix
 from stilts_jax.score import main, score_submission
 from stilts_jax.tasks import registry

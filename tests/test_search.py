@@ -107,7 +107,7 @@ def test_search_cli_writes_indices_scores_and_margins(tmp_path, capsys):
 
 def test_miner_pairs_translations_with_a_real_encoder(xlmr_dir, tmp_path):
     from stilts_jax import mine
-    from stilts_jax.tokenization import SHIPPED_TEXT_DIR
+    from stilts_jax.core.tokenization import SHIPPED_TEXT_DIR
 
     # Even a random tiny encoder maps near-copies (the final period dropped) close together.
     english = (SHIPPED_TEXT_DIR / "parallel.en.txt").read_text(encoding="utf-8").splitlines()[:20]

@@ -95,7 +95,7 @@ def test_search_command_in_two_processes_writes_what_one_process_writes(tmp_path
 
 @pytest.mark.slow
 def test_miner_in_two_processes_mines_what_one_process_mines(xlmr_dir, tmp_path):
-    from stilts_jax.tokenization import SHIPPED_TEXT_DIR
+    from stilts_jax.core.tokenization import SHIPPED_TEXT_DIR
 
     english = (SHIPPED_TEXT_DIR / "parallel.en.txt").read_text(encoding="utf-8").splitlines()[:20]
     (tmp_path / "src.txt").write_text("\n".join(s[:-1] for s in english) + "\n", encoding="utf-8")

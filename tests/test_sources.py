@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from stilts_jax.core.errors import InputError
 from stilts_jax.data import qa
 from stilts_jax.data.qa import Answer, QADataError
 from stilts_jax.data.task_sources import load_qa
-from stilts_jax.errors import InputError
 
 XTREME = Path(__file__).parent / "fixtures" / "qa" / "xtreme"
 SQUAD_FILES = {"train": XTREME / "squad" / "train-v1.1.json", "dev": XTREME / "squad" / "dev-v1.1.json"}
@@ -376,12 +376,12 @@ def _squad_file(path: Path, lang: str, questions: list[tuple[str, str, str, str]
 
 
 def test_a_registered_qa_task_reads_its_squad_folder(tmp_path, registered):
+    from stilts_jax.core.errors import StiltsError
+    from stilts_jax.core.tokenization import load_demo_tokenizer
     from stilts_jax.data.qa import QAExample
     from stilts_jax.data.task_sources import load_examples
-    from stilts_jax.errors import StiltsError
     from stilts_jax.tasks import TaskDataset, TaskSpec, get_task, register_task
     from stilts_jax.tasks.span_qa import SpanQATask
-    from stilts_jax.tokenization import load_demo_tokenizer
 
     folder = tmp_path / "riverqa"
     folder.mkdir()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stilts_jax.core.tokenization import load_demo_tokenizer
 from stilts_jax.data.qa import Answer, QADataError, QAExample
 from stilts_jax.data.qa_features import featurize_qa
 from stilts_jax.data.task_sources import load_qa
@@ -18,7 +19,6 @@ from stilts_jax.evaluation.qa_postprocess import NullThresholdedAnswers, best_an
 from stilts_jax.tasks.families import make_task
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.tasks.span_qa import SpanQATask
-from stilts_jax.tokenization import load_demo_tokenizer
 from tests.test_sources import builder_reading, squad_rows, write_parquet
 
 XTREME = Path(__file__).parent / "fixtures" / "qa" / "xtreme"
@@ -365,10 +365,10 @@ def test_v1_answers_and_baselines_stay_plain(v2_windows):
 
 
 def test_tuned_threshold_reaches_the_task_from_the_config(tmp_path):
-    from stilts_jax.config_loader import parse_config_args
+    from stilts_jax.config.loader import parse_config_args
+    from stilts_jax.core.tokenization import DEMO_TOKENIZER_DIR
     from stilts_jax.models.config import tiny_config
     from stilts_jax.pipeline.runner import Pipeline
-    from stilts_jax.tokenization import DEMO_TOKENIZER_DIR
 
     # Tasks need only the model's config.json (its length limit), not weights: no tiny model is built.
     model = tmp_path / "model"

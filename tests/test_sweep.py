@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stilts_jax.config_loader import parse_config_args
+from stilts_jax.config.loader import parse_config_args
 from stilts_jax.evaluation.xtreme_tasks import TASK2LANGS
 from stilts_jax.experiments import runner
 from stilts_jax.experiments.aggregate import aggregate, format_cell

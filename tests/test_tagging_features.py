@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stilts_jax.core.tokenization import load_tokenizer
 from stilts_jax.data.examples import TaggedSentence
 from stilts_jax.data.tagging_features import IGNORED, featurize_tagging, split_into_parts
 from stilts_jax.tasks.families import TaggingTask
 from stilts_jax.tasks.registry import get_task
-from stilts_jax.tokenization import load_tokenizer
 
 ZERO_PIECE_MARKS = ["\u200e", "\u200f", "\u200b", "\u200c", "\ufeff", "\u00a0"]
 

@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from stilts_jax.core.errors import InputError
 from stilts_jax.data import task_sources
 from stilts_jax.data.examples import ChoiceExample, PairExample, TaggedSentence
 from stilts_jax.data.task_sources import TaskDataError, labels, load_examples
-from stilts_jax.errors import InputError
 
 XTREME = Path(__file__).parent / "fixtures" / "tasks" / "xtreme"
 SOURCE = {"kind": "xtreme", "path": str(XTREME)}

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from stilts_jax.errors import StiltsError
-from stilts_jax.tokenization import DEMO_TOKENIZER_DIR, SHIPPED_TEXT_DIR, load_demo_tokenizer, load_tokenizer
+from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.tokenization import DEMO_TOKENIZER_DIR, SHIPPED_TEXT_DIR, load_demo_tokenizer, load_tokenizer
 
 LANGUAGES = ["ar", "bn", "de", "en", "es", "fi", "fr", "hi", "id", "ja", "ko", "ru", "sw", "te", "th", "tr", "zh"]
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from stilts_jax import distributed
-from stilts_jax.errors import StiltsError, WeightsError
+from stilts_jax.core import distributed
+from stilts_jax.core.errors import StiltsError, WeightsError
 from stilts_jax.models.heads import classification_loss
 from stilts_jax.train.checkpoints import CheckpointMismatchError, save_params, transplant_encoder
 from stilts_jax.train.feeding import BatchFeeder, DataPositionError

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from stilts_jax import inspect as inspect_module, main as main_module
-from stilts_jax.config_loader import parse_config_args
-from stilts_jax.errors import StiltsError
+from stilts_jax.config.loader import parse_config_args
+from stilts_jax.core.errors import StiltsError
 from stilts_jax.tasks import TaskDataset, TaskSpec, get_task, register_task
 from stilts_jax.tasks.user_modules import load_task_modules
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from stilts_jax.core.errors import InputError
+from stilts_jax.core.tokenization import load_demo_tokenizer
 from stilts_jax.data import task_sources
 from stilts_jax.data.qa import QADataError
 from stilts_jax.data.task_sources import load_qa
-from stilts_jax.errors import InputError
 from stilts_jax.evaluation import xtreme_tasks
 from stilts_jax.evaluation.squad_metric import squad_scores
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.tasks.span_qa import SpanQATask
-from stilts_jax.tokenization import load_demo_tokenizer
 from tests.test_sources import builder_reading, squad_rows, write_parquet
 
 ROOT = Path(__file__).resolve().parent.parent

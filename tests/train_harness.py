@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="JSON file for the final parameters and losses (process 0)")
     args = parser.parse_args(argv)
 
-    from stilts_jax import distributed
+    from stilts_jax.core import distributed
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id, auto=False)
     import jax

@@ -23,8 +23,8 @@ from transformers import XLMRobertaTokenizer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stilts_jax.io_utils import atomic_directory  # noqa: E402
-from stilts_jax.tokenization import DEMO_TOKENIZER_DIR, SHIPPED_TEXT_DIR  # noqa: E402
+from stilts_jax.core.io_utils import atomic_directory  # noqa: E402
+from stilts_jax.core.tokenization import DEMO_TOKENIZER_DIR, SHIPPED_TEXT_DIR  # noqa: E402
 
 
 def training_lines(text_dir: Path) -> list[str]:

@@ -2,10 +2,10 @@
 
     python tools/make_demo_data.py [--output stilts_jax/assets/demo]
 
-SQuAD, TyDiQA-GoldP and the chain demo's XCOPA-style target (stilts_jax/demo_xcopa_data.py) are laid out as an XTREME
-download folder (see stilts_jax/demo_data.py); the MNLI set for the
+SQuAD, TyDiQA-GoldP and the chain demo's XCOPA-style target (stilts_jax/demo/xcopa_data.py) are laid out as an XTREME
+download folder (see stilts_jax/demo/qa_data.py); the MNLI set for the
 demo sweep's second intermediate task as a local copy of the hub repo nyu-mll/glue (`glue/mnli/*.parquet`, see
-stilts_jax/demo_nli_data.py). Deterministic: the files are a function of the shipped parallel sentences.
+stilts_jax/demo/nli_data.py). Deterministic: the files are a function of the shipped parallel sentences.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stilts_jax.demo_data import TYDIQA_LANGUAGES, write_all  # noqa: E402
-from stilts_jax.demo_nli_data import write_glue_mnli, write_xnli  # noqa: E402
-from stilts_jax.demo_xcopa_data import write_xcopa  # noqa: E402
+from stilts_jax.demo.nli_data import write_glue_mnli, write_xnli  # noqa: E402
+from stilts_jax.demo.qa_data import TYDIQA_LANGUAGES, write_all  # noqa: E402
+from stilts_jax.demo.xcopa_data import write_xcopa  # noqa: E402
 
 # The paths google-research/xtreme's scripts/download_data.sh produces.
 LAYOUT = {

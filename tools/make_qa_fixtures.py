@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stilts_jax.tokenization import SHIPPED_TEXT_DIR  # noqa: E402
+from stilts_jax.core.tokenization import SHIPPED_TEXT_DIR  # noqa: E402
 
 DEFAULT_OUTPUT = ROOT / "tests" / "fixtures" / "qa" / "xtreme"
 XQUAD_LANGUAGES = ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from stilts_jax.errors import InputError
+from stilts_jax.core.errors import InputError
 
 MLM_FEATURES = ("mlm_positions", "mlm_labels", "mlm_weights")
 _SALT = 0x4D4C4D  # keeps masking draws apart from the shuffles drawn from the same seed

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from stilts_jax.errors import InputError
+from stilts_jax.core.errors import InputError
 
 # TyDiQA-GoldP ids start with the language's English name.
 TYDIQA_LANGUAGE_PREFIXES = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from stilts_jax.errors import InputError
+from stilts_jax.core.errors import InputError
 
 
 class RankedRetrievalDataError(InputError):

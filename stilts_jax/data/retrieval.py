@@ -44,7 +44,7 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from stilts_jax.errors import InputError
+from stilts_jax.core.errors import InputError
 
 BUCC_LANGUAGES = ("de", "fr", "ru", "zh")
 BUCC_ORIGINAL_SPLITS = ("sample", "training", "test")

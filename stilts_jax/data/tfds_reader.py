@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from stilts_jax.errors import InputError
+from stilts_jax.core.errors import InputError
 
 
 def tfds_data_dir(source: Mapping[str, Any]) -> Path:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from stilts_jax.errors import StiltsError
-from stilts_jax.io_utils import atomic_write_bytes
-from stilts_jax.paths import PathLike
+from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.io_utils import atomic_write_bytes
+from stilts_jax.core.paths import PathLike
 
 DPI = 150
 MEAN_COLOR = "black"

@@ -1,7 +1,7 @@
 """Jitted, batched forward passes for evaluation: fixed-shape batches over the mesh, padding masked out.
 
 The project's one inference engine: every task's evaluation and the sentence embeddings of retrieval
-(stilts_jax.embedding's SentenceEmbedder) run through `Predictor`, on the run's mesh and logical sharding rules.
+(stilts_jax.evaluation.embedding's SentenceEmbedder) run through `Predictor`, on the run's mesh and logical sharding rules.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from stilts_jax.distributed import batch_shard_count, batch_sharding, process_local_rows
+from stilts_jax.core.distributed import batch_shard_count, batch_sharding, process_local_rows
 from stilts_jax.train.state import ModelSpec
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "choice_mask")

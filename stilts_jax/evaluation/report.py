@@ -7,8 +7,8 @@ from typing import Any
 
 from etils import epath
 
-from stilts_jax.io_utils import atomic_write_text
-from stilts_jax.paths import PathLike, as_path
+from stilts_jax.core.io_utils import atomic_write_text
+from stilts_jax.core.paths import PathLike, as_path
 
 
 def write_predictions(path: PathLike, predictions: dict[str, str]) -> epath.Path:

@@ -30,7 +30,7 @@ import math
 from collections.abc import Collection, Hashable, Iterable, Sequence
 from typing import NamedTuple
 
-from stilts_jax.errors import InputError
+from stilts_jax.core.errors import InputError
 
 Pair = tuple[str, str]
 Candidate = tuple[float, str, str]

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from stilts_jax.distributed import place
-from stilts_jax.errors import InputError
+from stilts_jax.core.distributed import place
+from stilts_jax.core.errors import InputError
 from stilts_jax.evaluation import fused_top_k as fused
 
 KERNELS = ("xla", "fused")

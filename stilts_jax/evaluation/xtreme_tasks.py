@@ -13,7 +13,7 @@ Things evaluate.py itself cannot aggregate (the scorer reports them under its "e
 
 from __future__ import annotations
 
-from stilts_jax.errors import InputError
+from stilts_jax.core.errors import InputError
 
 BENCHMARKS = ("xtreme", "xtreme-r")
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from etils import epath
 
-from stilts_jax.errors import StiltsError
+from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.paths import as_path
 from stilts_jax.experiments.aggregate import aggregate
 from stilts_jax.experiments.report import write_report
 from stilts_jax.experiments.runner import environment_for_runs, load_state, run_sweep, summary_line
@@ -34,7 +35,6 @@ from stilts_jax.experiments.sweep import (
     shell_command,
     ssh_command,
 )
-from stilts_jax.paths import as_path
 
 
 def _common(parser: argparse.ArgumentParser, default: object) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from stilts_jax.core.io_utils import atomic_write_bytes
 from stilts_jax.experiments.aggregate import BENCHMARK_TITLES, SweepTable
 from stilts_jax.experiments.sweep import BASELINE
-from stilts_jax.io_utils import atomic_write_bytes
 
 COLORMAP = "RdBu"  # red below the baseline, white at it, blue above
 MISSING_COLOR = "#bdbdbd"

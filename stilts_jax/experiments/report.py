@@ -8,6 +8,7 @@ import io
 import re
 from pathlib import Path
 
+from stilts_jax.core.io_utils import atomic_write_text
 from stilts_jax.experiments.aggregate import (
     BENCHMARK_TITLES,
     BENCHMARKS,
@@ -20,7 +21,6 @@ from stilts_jax.experiments.aggregate import (
 )
 from stilts_jax.experiments.heatmap import write_heatmap
 from stilts_jax.experiments.sweep import BASELINE
-from stilts_jax.io_utils import atomic_write_text
 
 MARKDOWN, LATEX, CSV, HEATMAP = "results.md", "results.tex", "results.csv", "heatmap.png"
 

@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from stilts_jax.core.io_utils import atomic_write_bytes, atomic_write_text
+from stilts_jax.core.paths import PathLike, as_path, is_remote
 from stilts_jax.experiments.sweep import Run, SweepError
-from stilts_jax.io_utils import atomic_write_bytes, atomic_write_text
-from stilts_jax.paths import PathLike, as_path, is_remote
 
 STATE_FILE = "sweep_state.json"
 LOG_FILE = "sweep.log"

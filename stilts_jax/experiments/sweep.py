@@ -29,8 +29,8 @@ from typing import Any
 
 from etils import epath
 
-from stilts_jax.errors import StiltsError
-from stilts_jax.paths import as_path
+from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.paths import as_path
 
 BASELINE = "none"
 _KNOWN_KEYS = {"name", "recipe", "root", "intermediate", "targets", "seeds", "overrides", "intermediate_overrides",
@@ -159,7 +159,7 @@ def load_sweep(path: str | Path) -> Sweep:
 
 
 def config_value(value: Any) -> str:
-    """A value as `--config.key=` text that stilts_jax.config_loader parses back to the same value."""
+    """A value as `--config.key=` text that stilts_jax.config.loader parses back to the same value."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stilts_jax.errors import ModelConfigError
+from stilts_jax.core.errors import ModelConfigError
 
 # model_type -> family. RoBERTa-style models number positions from padding_idx + 1; BERT-style from 0.
 SUPPORTED_MODEL_TYPES: dict[str, str] = {

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from stilts_jax.errors import InputError
+from stilts_jax.core.errors import InputError
 from stilts_jax.models.config import EncoderConfig
 
 AttentionImpl = Literal["auto", "xla", "cudnn"]

@@ -22,8 +22,8 @@ import numpy as np
 import safetensors.numpy
 from flax import nnx
 
-from stilts_jax.errors import WeightsError
-from stilts_jax.io_utils import atomic_directory
+from stilts_jax.core.errors import WeightsError
+from stilts_jax.core.io_utils import atomic_directory
 from stilts_jax.models import hf_files
 from stilts_jax.models.config import EncoderConfig
 from stilts_jax.models.encoder import AttentionDropout, AttentionImpl, Encoder, Remat

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import jax
 import ml_collections
 
-from stilts_jax.errors import InputError
-from stilts_jax.io_utils import atomic_write_text
+from stilts_jax.core.errors import InputError
+from stilts_jax.core.io_utils import atomic_write_text
 from stilts_jax.pipeline.common import make_predictor, say, task_source_of
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import load_params

@@ -11,11 +11,11 @@ from typing import Any
 import jax
 import ml_collections
 
-from stilts_jax.errors import InputError, StiltsError
+from stilts_jax.core.errors import InputError, StiltsError
+from stilts_jax.core.io_utils import atomic_write_text
 from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.report import summarize, write_results
-from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.train.loop import TrainerConfig
 from stilts_jax.train.optimizer import OptimizerConfig
 

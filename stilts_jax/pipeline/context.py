@@ -13,21 +13,21 @@ import jax
 import ml_collections
 from flax import nnx
 
-from stilts_jax import distributed
-from stilts_jax.errors import StiltsError
+from stilts_jax.core import distributed
+from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.paths import as_path
+from stilts_jax.core.tokenization import load_tokenizer
+from stilts_jax.demo.tiny_model import make_tiny_model
 from stilts_jax.models.config import EncoderConfig
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.heads import TaskModel
 from stilts_jax.models.hf_files import resolve_model_dir
 from stilts_jax.models.hf_weights import load_pretrained
-from stilts_jax.paths import as_path
 from stilts_jax.pipeline.common import say
 from stilts_jax.tasks.families import make_task
 from stilts_jax.tasks.registry import TaskSpec
 from stilts_jax.tasks.span_qa import BEST_THRESHOLD
 from stilts_jax.tasks.user_modules import load_task_modules
-from stilts_jax.tiny_model import make_tiny_model
-from stilts_jax.tokenization import load_tokenizer
 from stilts_jax.train.checkpoints import load_params
 
 

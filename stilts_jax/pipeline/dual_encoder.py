@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 import jax
 from flax import nnx
 
+from stilts_jax.core.errors import StiltsError, WeightsError
+from stilts_jax.core.paths import absolute
 from stilts_jax.data.ranked_retrieval import RetrievalPool
-from stilts_jax.errors import StiltsError, WeightsError
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.report import write_predictions
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.hf_weights import load_pooler
-from stilts_jax.paths import absolute
 from stilts_jax.pipeline.common import (
     SelectionScores,
     finished_evaluation,

@@ -14,8 +14,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from stilts_jax.io_utils import atomic_write_text
-from stilts_jax.paths import PathLike, as_path
+from stilts_jax.core.io_utils import atomic_write_text
+from stilts_jax.core.paths import PathLike, as_path
 
 
 def fingerprint(**parts: Any) -> str:

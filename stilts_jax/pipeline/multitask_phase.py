@@ -18,11 +18,11 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.paths import absolute
 from stilts_jax.data.mlm import DynamicMasking, mlm_features, read_text_lines
-from stilts_jax.errors import StiltsError
 from stilts_jax.models.heads import MaskedLMHead, masked_lm_loss
 from stilts_jax.models.hf_weights import load_mlm_head
-from stilts_jax.paths import absolute
 from stilts_jax.pipeline.common import (
     SelectionScores,
     load_training_examples,

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
+from stilts_jax.core.io_utils import atomic_write_text
 from stilts_jax.data.retrieval import read_bucc, read_tatoeba
-from stilts_jax.embedding import SentenceEncoder, default_retrieval_layer
+from stilts_jax.evaluation.embedding import SentenceEncoder, default_retrieval_layer
 from stilts_jax.evaluation.plots import layer_curves_png, model_label, write_plot
 from stilts_jax.evaluation.report import summarize, write_results
-from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.pipeline.common import finished_evaluation, record_evaluation, say, search_options, source_of
 from stilts_jax.pipeline.protocol import run_protocol
 from stilts_jax.tasks.registry import get_task

@@ -11,9 +11,9 @@ from typing import Any
 import jax
 import ml_collections
 
-from stilts_jax.config_loader import config_to_json
-from stilts_jax.io_utils import atomic_write_text
-from stilts_jax.paths import check_workdir_writable
+from stilts_jax.config.loader import config_to_json
+from stilts_jax.core.io_utils import atomic_write_text
+from stilts_jax.core.paths import check_workdir_writable
 from stilts_jax.pipeline.chain import run_chain
 from stilts_jax.pipeline.context import Phase, RunContext
 from stilts_jax.pipeline.dual_encoder import run_dual_encoder

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import ml_collections
 
-from stilts_jax.paths import absolute
+from stilts_jax.core.paths import absolute
 from stilts_jax.pipeline.common import (
     SelectionScores,
     finished_phase,

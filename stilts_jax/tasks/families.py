@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
+from stilts_jax.core.io_utils import atomic_write_text
 from stilts_jax.data.examples import ChoiceExample, PairExample, TaggedSentence
 from stilts_jax.data.tagging_features import TaggingFeatures, featurize_tagging
 from stilts_jax.evaluation.predictor import Predictor
-from stilts_jax.io_utils import atomic_write_text
 from stilts_jax.models.heads import ClassificationHead, TaggingHead, classification_loss, tagging_loss
 from stilts_jax.tasks.registry import TaskSpec
 

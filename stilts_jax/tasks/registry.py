@@ -13,10 +13,10 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from stilts_jax.core.errors import StiltsError
 from stilts_jax.data import task_sources as _sources
 from stilts_jax.data.lareqa import LAREQA_LANGUAGES
 from stilts_jax.data.mewslix import MEWSLIX_LANGUAGES
-from stilts_jax.errors import StiltsError
 
 TYDIQA_LANGUAGES = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
 # google-research/xtreme evaluate.py: XTREME_R_TASK2LANGS (XTREME's 36 plus az, lt, pl, uk, ro), like the other
@@ -71,7 +71,7 @@ class TaskSpec:
     def submission_path(self, root: Any, language: str) -> Any:
         """`{root}/{folder}/test-{language}.{prediction_extension}`: where a language's predictions go (local or
         gs://), as google-research/xtreme evaluate.py reads them."""
-        from stilts_jax.paths import as_path
+        from stilts_jax.core.paths import as_path
 
         extension = self.prediction_extension or SUBMISSION_EXTENSIONS[self.family]
         return as_path(root) / self.submission_folder / f"test-{language}.{extension}"

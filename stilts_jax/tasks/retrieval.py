@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from stilts_jax.data.retrieval import BuccSplit, TatoebaSet, deduplicate, expand_candidates
-from stilts_jax.embedding import SentenceEncoder
+from stilts_jax.evaluation.embedding import SentenceEncoder
 from stilts_jax.evaluation.retrieval_metrics import accuracy, apply_threshold, bucc_scores, select_bucc_threshold
 from stilts_jax.evaluation.search import knn, mine_max, ratio_margin
 

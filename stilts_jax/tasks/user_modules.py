@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from stilts_jax.errors import InputError, StiltsError
+from stilts_jax.core.errors import InputError, StiltsError
 
 _LOADED: dict[str, ModuleType] = {}
 

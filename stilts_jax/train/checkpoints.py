@@ -27,9 +27,9 @@ from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
-from stilts_jax.errors import StiltsError, WeightsError
-from stilts_jax.io_utils import atomic_write_text
-from stilts_jax.paths import PathLike, absolute, as_path, is_remote, iter_files
+from stilts_jax.core.errors import StiltsError, WeightsError
+from stilts_jax.core.io_utils import atomic_write_text
+from stilts_jax.core.paths import PathLike, absolute, as_path, is_remote, iter_files
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from stilts_jax.distributed import batch_shard_count, batch_sharding, process_local_rows
-from stilts_jax.errors import StiltsError
+from stilts_jax.core.distributed import batch_shard_count, batch_sharding, process_local_rows
+from stilts_jax.core.errors import StiltsError
 
 
 class DataPositionError(StiltsError):

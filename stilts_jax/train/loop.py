@@ -24,8 +24,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from stilts_jax.errors import StiltsError
-from stilts_jax.paths import as_path
+from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.paths import as_path
 from stilts_jax.train.checkpoints import Checkpoints
 from stilts_jax.train.feeding import BatchFeeder
 from stilts_jax.train.metrics_log import MetricsLog

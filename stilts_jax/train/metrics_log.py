@@ -21,8 +21,8 @@ from typing import Any
 
 import jax
 
-from stilts_jax.io_utils import atomic_write_bytes, atomic_write_text
-from stilts_jax.paths import PathLike, as_path, is_remote
+from stilts_jax.core.io_utils import atomic_write_bytes, atomic_write_text
+from stilts_jax.core.paths import PathLike, as_path, is_remote
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_FOLDER = "tensorboard"

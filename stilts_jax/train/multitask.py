@@ -30,7 +30,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from stilts_jax.errors import StiltsError
+from stilts_jax.core.errors import StiltsError
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.heads import TaskModel
 from stilts_jax.train.feeding import BatchFeeder, DataPositionError

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from stilts_jax.errors import StiltsError
+from stilts_jax.core.errors import StiltsError
 
 SAMPLING_METHODS = ("proportional", "temperature")
 _SALT = 0x5A3D1E  # keeps the schedule's draws apart from the data shuffles drawn from the same seed

@@ -12,7 +12,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from stilts_jax.distributed import logical_to_mesh_spec
+from stilts_jax.core.distributed import logical_to_mesh_spec
 
 
 @flax.struct.dataclass

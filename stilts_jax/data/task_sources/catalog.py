@@ -58,6 +58,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
+from stilts_jax.core.errors import InputError
 from stilts_jax.data.examples import ChoiceExample, PairExample, TaggedSentence
 from stilts_jax.data.qa import QAExample
 from stilts_jax.data.task_sources.vocabulary import (
@@ -79,7 +80,6 @@ from stilts_jax.data.task_sources.vocabulary import (
     XNLI_LANGUAGES,
     XQUAD_LANGUAGES,
 )
-from stilts_jax.errors import InputError
 
 Example = PairExample | ChoiceExample | TaggedSentence | QAExample
 FAMILIES = ("pair", "choice", "tagging", "qa")  # examples: PairExample, ChoiceExample, TaggedSentence, QAExample

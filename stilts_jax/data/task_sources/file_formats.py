@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stilts_jax.core.errors import InputError
 from stilts_jax.data import qa
 from stilts_jax.data.examples import PairExample, TaggedSentence
 from stilts_jax.data.jsonl import json_objects
@@ -33,7 +34,6 @@ from stilts_jax.data.qa import QADataError, QAExample
 from stilts_jax.data.task_sources.catalog import Example, TaskDataError, TaskDataset
 from stilts_jax.data.task_sources.fields import _label_index
 from stilts_jax.data.task_sources.records import _blanked_hint, _check_answer_texts, _read_record
-from stilts_jax.errors import InputError
 
 # --- XTREME file formats (xtreme and files) --------------------------------------------------------------------
 

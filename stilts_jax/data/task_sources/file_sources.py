@@ -30,9 +30,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from stilts_jax.core.errors import InputError
 from stilts_jax.data.task_sources.catalog import SPLITS, Example, TaskDataset, _ordered
 from stilts_jax.data.task_sources.file_formats import _read_file
-from stilts_jax.errors import InputError
 
 XTREME_REPO = "https://github.com/google-research/xtreme"
 XTREME_HINT = (f"run `bash scripts/download_data.sh` in a checkout of {XTREME_REPO} (it writes ./download/ there) "

@@ -18,10 +18,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from stilts_jax.core.errors import InputError
 from stilts_jax.data.task_sources.catalog import CONVERTED, Example, TaskDataset
 from stilts_jax.data.task_sources.records import _rows_to_examples
 from stilts_jax.data.task_sources.vocabulary import UD_NAMES
-from stilts_jax.errors import InputError
 
 log = logging.getLogger(__name__)
 

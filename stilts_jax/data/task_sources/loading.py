@@ -10,13 +10,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from stilts_jax.core.errors import InputError
 from stilts_jax.data.examples import TaggedSentence
 from stilts_jax.data.qa import QAExample
 from stilts_jax.data.task_sources.catalog import DATASETS, SPLITS, Example, TaskDataset, _dataset, _ordered
 from stilts_jax.data.task_sources.file_sources import _from_files, _from_xtreme
 from stilts_jax.data.task_sources.hub_source import _from_hf
 from stilts_jax.data.task_sources.tfds_source import _from_tfds
-from stilts_jax.errors import InputError
 
 log = logging.getLogger(__name__)
 

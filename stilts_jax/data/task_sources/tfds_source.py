@@ -12,11 +12,11 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from stilts_jax.core.errors import InputError
 from stilts_jax.data.task_sources.catalog import Example, TaskDataError, TaskDataset
 from stilts_jax.data.task_sources.fields import _seq, _text
 from stilts_jax.data.task_sources.records import _rows_to_examples
 from stilts_jax.data.tfds_reader import tfds_data_dir, tfds_records
-from stilts_jax.errors import InputError
 
 log = logging.getLogger(__name__)
 

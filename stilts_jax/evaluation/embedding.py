@@ -26,8 +26,8 @@ from flax import nnx
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from stilts_jax.distributed import DEFAULT_LOGICAL_RULES, make_mesh, place
-from stilts_jax.errors import InputError
+from stilts_jax.core.distributed import DEFAULT_LOGICAL_RULES, make_mesh, place
+from stilts_jax.core.errors import InputError
 from stilts_jax.evaluation.predictor import Predictor, bucket_length
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.pooling import Pooling, pool
@@ -61,7 +61,7 @@ class SentenceEmbedder(nnx.Module):
     def __init__(self, encoder: Encoder, layer: int | Sequence[int], pooling: Pooling = "mean"):
         num_layers = encoder.config.num_hidden_layers
         single = isinstance(layer, (int, np.integer))
-        layers = (int(layer),) if single else tuple(int(index) for index in layer)
+        layers = (int(layer),) if isinstance(layer, (int, np.integer)) else tuple(int(index) for index in layer)
         for index in layers:
             if not 0 <= index <= num_layers:
                 raise InputError(
@@ -86,6 +86,7 @@ class SentenceEmbedder(nnx.Module):
             return pool(hidden.last_hidden_state, attention_mask, self.pooling)
         hidden_states = self.encoder(input_ids, attention_mask, token_type_ids, num_layers=max(self.layers),
                                      output_hidden_states=True).hidden_states
+        assert hidden_states is not None  # output_hidden_states=True
         return jnp.stack([pool(hidden_states[i], attention_mask, self.pooling) for i in self.layers], axis=1)
 
 

@@ -14,8 +14,8 @@ import re
 import unicodedata
 from pathlib import Path
 
+from stilts_jax.core.tokenization import SHIPPED_TEXT_DIR
 from stilts_jax.data.qa import TYDIQA_LANGUAGE_PREFIXES, Answer, QAExample, validate_example
-from stilts_jax.tokenization import SHIPPED_TEXT_DIR
 
 TYDIQA_LANGUAGES = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
 _LANGUAGE_NAMES = {code: name for name, code in TYDIQA_LANGUAGE_PREFIXES.items()}

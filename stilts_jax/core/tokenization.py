@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stilts_jax.errors import StiltsError
+from stilts_jax.core.errors import StiltsError
 
 # A sentencepiece unigram tokenizer in XLM-R's format, trained on the shipped multilingual text
 # (rebuild with `python tools/build_tokenizer.py`).
-DEMO_TOKENIZER_DIR = Path(__file__).parent / "assets" / "tokenizer"
-SHIPPED_TEXT_DIR = Path(__file__).parent / "assets" / "text"
+DEMO_TOKENIZER_DIR = Path(__file__).parent.parent / "assets" / "tokenizer"
+SHIPPED_TEXT_DIR = Path(__file__).parent.parent / "assets" / "text"
 
 
 def load_tokenizer(name_or_path: str | Path) -> Any:

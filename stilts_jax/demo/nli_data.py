@@ -18,7 +18,7 @@ import random
 import re
 from pathlib import Path
 
-from stilts_jax.tokenization import SHIPPED_TEXT_DIR
+from stilts_jax.core.tokenization import SHIPPED_TEXT_DIR
 
 LABELS = ("entailment", "neutral", "contradiction")  # GLUE's ClassLabel order: 0, 1, 2
 _HAS_DIGIT = re.compile(r"\d")
@@ -41,7 +41,7 @@ def nli_rows(count: int, seed: int, language: str = "en") -> list[dict[str, obje
     if language == "en":
         rng, sentences = random.Random(f"demo-nli-{seed}"), _english_sentences()
     else:
-        from stilts_jax.demo_data import _number_free_sentences
+        from stilts_jax.demo.qa_data import _number_free_sentences
 
         rng, sentences = random.Random(f"demo-nli-{seed}-{language}"), _number_free_sentences(language)
     rows: list[dict[str, object]] = []

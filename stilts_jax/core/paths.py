@@ -2,7 +2,7 @@
 
 Local paths behave as `pathlib.Path`. A `gs://` path goes through fsspec + gcsfs (or tf.io.gfile when TensorFlow is
 installed, which epath prefers); object stores have no rename, no append and no recursive glob, so code that writes
-under a workdir uses the helpers here and in `stilts_jax.io_utils` instead of those operations.
+under a workdir uses the helpers here and in `stilts_jax.core.io_utils` instead of those operations.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from etils import epath
 
-from stilts_jax.errors import StiltsError
+from stilts_jax.core.errors import StiltsError
 
 PathLike = str | os.PathLike
 

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from stilts_jax.paths import PathLike, as_path, is_remote
+from stilts_jax.core.paths import PathLike, as_path, is_remote
 
 
 def _default_file_mode() -> int:

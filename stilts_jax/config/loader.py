@@ -19,7 +19,7 @@ from typing import Any
 
 import ml_collections
 
-from stilts_jax.errors import StiltsError
+from stilts_jax.core.errors import StiltsError
 
 
 class ConfigError(StiltsError):

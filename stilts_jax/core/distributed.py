@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from stilts_jax.errors import StiltsError
+from stilts_jax.core.errors import StiltsError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import json
 import random
 from pathlib import Path
 
-from stilts_jax.demo_data import _number_free_sentences
+from stilts_jax.demo.qa_data import _number_free_sentences
 
 XCOPA_DEMO_LANGUAGES = ("id", "sw", "th", "tr", "zh")  # XCOPA languages among the shipped parallel sentences
 

@@ -1,0 +1,1 @@
+"""Run configuration: loading recipe files with command-line overrides, and the schema that validates them."""

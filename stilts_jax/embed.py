@@ -23,25 +23,27 @@ import numpy as np
 
 from stilts_jax.core.distributed import add_process_arguments, initialize_from_args
 from stilts_jax.core.errors import InputError, StiltsError
-from stilts_jax.core.io_utils import atomic_write_bytes
+from stilts_jax.core.io_utils import atomic_write_bytes, read_lines
 from stilts_jax.core.tokenization import load_tokenizer
 from stilts_jax.evaluation.embedding import SentenceEncoder, default_retrieval_layer
 from stilts_jax.models.hf_weights import load_pretrained
 
 
 def read_sentences(path: str | Path) -> list[str]:
-    """Lines of a UTF-8 file without their line endings; an empty file is an error."""
+    """The lines of a UTF-8 file, split at line breaks (\n or \r\n) only, so embedding i is line i + 1; an empty file
+    is an error."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"input file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path} is not UTF-8 text ({e}); convert it with `iconv -t utf-8`") from e
-    sentences = text.splitlines()
+    sentences = read_lines(path)
     if not sentences:
         raise InputError(f"{path} is empty: expected one sentence per line")
     return sentences
+
+
+def check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be a positive number of sentences, got {batch_size}")
 
 
 def save_array(path: str | Path, array: np.ndarray) -> None:
@@ -69,6 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        check_batch_size(args.batch_size)
+        if args.max_length < 2:
+            raise InputError(f"--max-length must be at least 2 tokens (<s> and </s>), got {args.max_length}")
         initialize_from_args(args)
         sentences = read_sentences(args.input)
         dtype = args.dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")

@@ -17,10 +17,10 @@ import sys
 import jax
 
 from stilts_jax.core.distributed import add_process_arguments, initialize_from_args
-from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.errors import InputError, StiltsError
 from stilts_jax.core.io_utils import atomic_write_text
 from stilts_jax.core.tokenization import load_tokenizer
-from stilts_jax.embed import read_sentences
+from stilts_jax.embed import check_batch_size, read_sentences
 from stilts_jax.evaluation.embedding import SentenceEncoder, default_retrieval_layer
 from stilts_jax.evaluation.search import mine_max, ratio_margin
 from stilts_jax.models.hf_weights import load_pretrained
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     add_process_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        check_batch_size(args.batch_size)
+        if args.k < 1:
+            raise InputError(f"--k must be a positive number of neighbours, got {args.k}")
         initialize_from_args(args)
         source, target = read_sentences(args.src), read_sentences(args.tgt)
         dtype = args.dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")

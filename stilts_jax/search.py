@@ -28,16 +28,29 @@ from stilts_jax.evaluation.fused_top_k import Tile
 from stilts_jax.evaluation.search import knn, ratio_margin
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
 def load_matrix(path: str | Path, name: str) -> np.ndarray:
+    """The float [N, d] array of a .npy file; an empty, truncated or foreign file is an InputError naming it."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{name} file {path} does not exist")
+    fix = "write it with numpy.save (python -m stilts_jax.embed writes one)"
+    with path.open("rb") as f:
+        magic = f.read(len(_NPY_MAGIC))
+    if not magic:
+        raise InputError(f"{name} file {path} is empty (0 bytes); {fix}")
+    if magic != _NPY_MAGIC:
+        raise InputError(f"{name} file {path} is not a .npy array (it does not start with numpy's header); {fix}")
     try:
         array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise InputError(f"{path} is not a .npy array ({e}); write it with numpy.save") from e
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{name} file {path} cannot be read: damaged, truncated or not a plain numeric array ({e}); {fix}") from e
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
-        raise InputError(f"{path} must hold a float [N, d] array, found {array.dtype} {array.shape}")
+        raise InputError(f"{name} file {path} must hold a float [N, d] array, found {array.dtype} {array.shape}")
+    if 0 in array.shape:
+        raise InputError(f"{name} file {path} holds an empty array {array.shape}; {fix}")
     return array.astype(np.float32, copy=False)
 
 

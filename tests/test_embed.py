@@ -95,6 +95,35 @@ def test_bad_input_gets_a_clear_error(xlmr_dir, tmp_path, capsys):
     assert not (tmp_path / "out.npy").exists() and not (tmp_path / "o.npy").exists()
 
 
+def test_one_embedding_per_line_whatever_the_line_holds(xlmr_dir, tmp_path):
+    # U+2028, U+0085 and form feeds are characters inside a line, not line breaks: 4 lines, 4 embeddings.
+    lines = ["a\u2028b", "c\x85d", "\x0ce", "f"]
+    (tmp_path / "in.txt").write_bytes(("\n".join(lines[:3]) + "\r\n" + lines[3] + "\n").encode("utf-8"))
+    out = tmp_path / "emb.npy"
+    assert embed.main(["--model", str(xlmr_dir), "--input", str(tmp_path / "in.txt"), "--output", str(out),
+                       "--layer", "1", "--no-progress"]) == 0
+    encoder, _ = load_pretrained(xlmr_dir)
+    expected = SentenceEncoder(encoder, load_tokenizer(xlmr_dir), layer=1).encode(lines)
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--batch-size", "-4"), ("--max-length", "1")])
+def test_bad_numbers_are_one_line_errors_naming_the_flag(xlmr_dir, tmp_path, capsys, flag, value):
+    (tmp_path / "in.txt").write_text("hello\n", encoding="utf-8")
+    args = ["--model", str(xlmr_dir), "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "o.npy"),
+            "--no-progress", flag, value]
+    assert embed.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {flag} must be") and err.count("\n") == 1 and not (tmp_path / "o.npy").exists()
+
+
+def test_input_that_is_not_utf8_names_the_file_and_line(xlmr_dir, tmp_path, capsys):
+    (tmp_path / "in.txt").write_bytes("one\ntwo\ncaf\u00e9\n".encode("latin-1"))
+    assert embed.main(["--model", str(xlmr_dir), "--input", str(tmp_path / "in.txt"), "--output",
+                       str(tmp_path / "o.npy"), "--no-progress"]) == 2
+    assert f"{tmp_path / 'in.txt'} line 3: not UTF-8 text" in capsys.readouterr().err
+
+
 def test_length_buckets_and_default_layers():
     assert [bucket_length(n, 512) for n in (1, 16, 17, 100, 300, 600)] == [16, 16, 32, 128, 512, 512]
     assert bucket_length(70, 66) == 66

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -139,3 +140,30 @@ def test_mewslix_errors_name_the_file_and_line(tmp_path):
         read_entities(entities)
     with pytest.raises(RankedRetrievalDataError, match="download_mewslix_data.sh"):
         mewslix_path(tmp_path / "nowhere", "candidate_set_entities.jsonl")
+
+
+def test_repeated_query_ids_are_refused(tmp_path):
+    # Predictions are keyed by the question id (LAReQA) and the mention's example_id (Mewsli-X).
+    data = json.loads((LAREQA / "lareqa" / "xquad-r" / "en.json").read_text())
+    first, second = data["data"][0]["paragraphs"][0]["qas"][0], data["data"][1]["paragraphs"][0]["qas"][0]
+    first["answers"][0]["answer_start"] = 10**6  # in no sentence: skipped as utils_lareqa skips it, id still taken
+    second["id"] = first["id"]
+    (tmp_path / "en.json").write_text(json.dumps(data))
+    with pytest.raises(RankedRetrievalDataError, match=r"data\[1\]\.paragraphs\[0\]\.qas\[0\]: question id .* is "
+                                                      r"already used by data\[0\]\.paragraphs\[0\]\.qas\[0\]"):
+        read_xquad_r(tmp_path / "en.json", "en")
+
+    lines = (MEWSLIX / "mewslix" / "wikinews_mentions-test.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    repeated = records[0]["mentions"][0]["example_id"]
+    records[2]["mentions"][0]["example_id"] = repeated
+    path = tmp_path / "wikinews_mentions-test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(RankedRetrievalDataError, match=rf":3 mention 0: example_id '{repeated}' is already used by "
+                                                      r".*:1 mention 0"):
+        read_wikinews_mentions(path)
+
+    pairs = read_wikipedia_pairs(mewslix_path(MEWSLIX, "wikipedia_pairs-dev.jsonl"))
+    twice = [pairs[0], pairs[1], (dataclasses.replace(pairs[2][0], example_id=pairs[0][0].example_id), pairs[2][1])]
+    with pytest.raises(RankedRetrievalDataError, match=r"dev\.jsonl: pair 3: example_id .* already used by .*pair 1"):
+        wikipedia_dev_pool(twice, "wikipedia_pairs-dev.jsonl")

@@ -79,7 +79,7 @@ def test_text_files_errors_name_the_file(tmp_path):
         read_text_lines([str(tmp_path / "*.txt")])
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("ok\nca\xe7a\n".encode("latin-1"))
-    with pytest.raises(InputError, match=r"latin1.txt:2: not UTF-8"):
+    with pytest.raises(InputError, match=r"latin1.txt line 2: not UTF-8"):
         read_text_lines([bad])
 
 

@@ -166,7 +166,7 @@ def test_bucc_undecodable_line_is_named(tmp_path):
     folder.mkdir(parents=True)
     (folder / "de-en.sample.de").write_bytes(b"de-000000001\tok\nde-000000002\t\xff\xfe\n")
     write(folder / "de-en.sample.en", "en-000000001\tok\n")
-    with pytest.raises(RetrievalDataError, match=r"de-en\.sample\.de:2: not UTF-8"):
+    with pytest.raises(RetrievalDataError, match=r"de-en\.sample\.de line 2: not UTF-8"):
         read_bucc(tmp_path, "de", "sample")
 
 

@@ -133,3 +133,40 @@ def test_blocked_search_breaks_ties_like_one_pass():
     blocked = NearestNeighbors(database, devices=jax.devices()[:1], block_rows=7).search(queries, 3)
     np.testing.assert_array_equal(blocked.indices, whole.indices)
     np.testing.assert_array_equal(whole.indices, np.stack([np.arange(10), np.arange(10) + 10, np.arange(10) + 20], 1))
+
+
+def _npy_bytes(array) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty (0 bytes)"),
+    (b"0.1 0.2\n0.3 0.4\n", "is not a .npy array (it does not start with numpy's header)"),
+    (_npy_bytes(np.ones((4, 32), np.float32))[:60], "cannot be read: damaged, truncated"),
+    (_npy_bytes(np.ones((4, 32), np.float32))[:-7], "cannot be read: damaged, truncated"),
+    (_npy_bytes(np.ones((0, 32), np.float32)), "holds an empty array"),
+])
+def test_search_cli_refuses_empty_or_damaged_npy_files_in_one_line(tmp_path, capsys, content, message):
+    from stilts_jax import search as search_cli
+
+    np.save(tmp_path / "d.npy", np.ones((5, 32), np.float32))
+    (tmp_path / "q.npy").write_bytes(content)
+    assert search_cli.main(["--queries", str(tmp_path / "q.npy"), "--database", str(tmp_path / "d.npy"),
+                            "--output", str(tmp_path / "out.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: queries file {tmp_path / 'q.npy'} {message}" + err.split(message, 1)[1]
+    assert err.count("\n") == 1 and not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--batch-size", "-1"), ("--k", "0")])
+def test_miner_refuses_non_positive_numbers_naming_the_flag(tmp_path, capsys, flag, value):
+    from stilts_jax import mine
+
+    (tmp_path / "s.txt").write_text("a\nb\n", encoding="utf-8")
+    assert mine.main(["--model", str(tmp_path / "no_model"), "--src", str(tmp_path / "s.txt"), "--tgt",
+                      str(tmp_path / "s.txt"), "--output", str(tmp_path / "pairs.tsv"), flag, value]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {flag} must be a positive number")

@@ -431,3 +431,59 @@ def test_a_registered_qa_task_reads_its_squad_folder(tmp_path, registered):
     with pytest.raises(InputError, match="reader='squad'"):
         register_task(dataclasses.replace(spec, name="bad_qa", dataset="bad_qa"),
                       data=dataclasses.replace(data, reader="pair"))
+
+
+# --- repeated question ids ---------------------------------------------------------------------------------------
+
+def _with_repeated_id(path: Path) -> dict:
+    """The SQuAD file at `path` with its last question given the first one's id."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    questions = [q for article in data["data"] for paragraph in article["paragraphs"] for q in paragraph["qas"]]
+    questions[-1]["id"] = questions[0]["id"]
+    return data
+
+
+def test_repeated_question_ids_of_evaluation_data_are_refused(tmp_path):
+    # Predictions are keyed by question id: two questions with one id would leave one unscored (40 examples,
+    # 39 predictions). Every QA source refuses them in evaluation splits, naming the file (or repo) and the id.
+    data = _with_repeated_id(SQUAD_FILES["dev"])
+    repeated = data["data"][0]["paragraphs"][0]["qas"][0]["id"]
+    path = tmp_path / "dev-v1.1.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(QADataError) as err:
+        load_qa("squad", "dev", {"kind": "files", "paths": {"dev": str(path)}})
+    message = str(err.value)
+    assert str(path) in message and repeated in message and "already used by data[0].paragraphs[0].qas[0]" in message
+
+    rows = squad_rows(SQUAD_FILES["dev"])
+    rows[1]["id"] = rows[0]["id"]
+    write_parquet(tmp_path / "repo" / "plain_text" / "validation-00000-of-00001.parquet", rows)
+    with pytest.raises(QADataError) as err:
+        load_qa("squad", "dev", {"kind": "hf", "repo": str(tmp_path / "repo"), "cache_dir": str(tmp_path / "cache")})
+    message = str(err.value)
+    assert str(tmp_path / "repo") in message and "row 1" in message and rows[0]["id"] in message
+
+    jsonl = tmp_path / "dev.jsonl"
+    jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    with pytest.raises(QADataError, match=rf"{jsonl}: line 2: question id '{rows[0]['id']}' is already used by line 1"):
+        load_qa("squad", "dev", {"kind": "files", "paths": {"dev": str(jsonl)}})
+
+
+def test_training_files_may_repeat_ids(tmp_path):
+    # As XTREME's per-language TyDiQA-GoldP train files do (test_files_per_language_and_mislabelled_file): training
+    # never looks a question up by id.
+    data = _with_repeated_id(SQUAD_FILES["train"])
+    (tmp_path / "train.json").write_text(json.dumps(data), encoding="utf-8")
+    assert len(load_qa("squad", "train", {"kind": "files", "paths": {"train": str(tmp_path / "train.json")}})["en"]) \
+        == len(load_qa("squad", "train", {"kind": "files", "paths": {"train": str(SQUAD_FILES["train"])}})["en"])
+
+
+def test_a_squad_file_that_is_not_utf8_names_the_line(tmp_path):
+    text = json.dumps(json.loads(SQUAD_FILES["dev"].read_text(encoding="utf-8")), indent=1)
+    lines = text.split("\n")
+    number = next(i for i, line in enumerate(lines) if '"question"' in line)
+    lines[number] = lines[number].replace('"question": "', '"question": "caf\u00e9 ')
+    path = tmp_path / "dev.json"
+    path.write_bytes("\n".join(lines).encode("latin-1", errors="replace"))
+    with pytest.raises(QADataError, match=rf"{path} line {number + 1}: not UTF-8 text"):
+        load_qa("squad", "dev", {"kind": "files", "paths": {"dev": str(path)}})

@@ -56,10 +56,11 @@ def test_xtreme_xnli_dev_train_and_labelless_test():
     assert [labels("xnli")[ex.label] for ex in dev["ar"]] == ["contradiction", "entailment", "neutral"]
     assert dev["ar"][0] == PairExample(id="dev-ar-0", text_a="وقال، ماما، لقد عدت للمنزل.", text_b="لم ينطق ببنت شفة.",
                                        label=2, language="ar")
-    # Training is MNLI English whatever languages asks; csv.writer's quoting is undone.
+    # Training is MNLI English whatever languages asks. The file's csv.writer quoting stays as XTREME's reader
+    # (transformers' DataProcessor._read_tsv, quotechar=None) leaves it: the characters as written.
     train = load_examples("xnli", "train", SOURCE, languages=["ar", "de"])
     assert counts(train) == {"en": 3}
-    assert train["en"][1].text_a == '"Yes," he said, "we\'ll leave at dawn."'
+    assert train["en"][1].text_a == '"""Yes,"" he said, ""we\'ll leave at dawn."""'
     assert [ex.label for ex in train["en"]] == [1, 0, 2]
     # Test files carry no label column: label None, and an error for callers that need labels.
     test = load_examples("xnli", "test", SOURCE, languages=["en", "ar"])
@@ -194,6 +195,42 @@ def test_bad_pair_files_name_the_file_and_line(tmp_path):
     path.write_text("Ein Satz.\tNoch einer.\tentailment\nZwei.\tDrei.\n", encoding="utf-8")
     with pytest.raises(TaskDataError, match=r"line 2: 2 columns, but line 1 has 3"):
         load_examples("xnli", "dev", {"kind": "files", "paths": {"dev": {"de": str(path)}}}, languages=["de"])
+
+
+def test_pair_tsv_is_plain_tab_separated_text_as_xtremes_reader_reads_it(tmp_path):
+    # XTREME reads XNLI/PAWS-X with transformers' DataProcessor._read_tsv (csv.reader, quotechar=None, utf-8-sig):
+    # a quote is an ordinary character, every line is one example, a byte-order mark is dropped.
+    path = tmp_path / "dev-en.tsv"
+    path.write_bytes('\ufeff"Hello," she said.\tShe spoke.\tentailment\r\n'
+                     '"Unclosed quote\tstarts a field.\tneutral\r\n'
+                     'Third line\u2028with a line separator\x85inside.\tA form\x0cfeed.\tcontradiction\r\n'
+                     .encode("utf-8"))
+    source = {"kind": "files", "paths": {"dev": {"en": str(path)}}}
+    examples = load_examples("xnli", "dev", source, languages=["en"])["en"]
+    assert [(ex.text_a, ex.text_b, labels("xnli")[ex.label]) for ex in examples] == [
+        ('"Hello," she said.', "She spoke.", "entailment"),
+        ('"Unclosed quote', "starts a field.", "neutral"),
+        ("Third line\u2028with a line separator\x85inside.", "A form\x0cfeed.", "contradiction")]
+
+
+def test_data_files_that_are_not_utf8_name_the_file_and_line(tmp_path):
+    files = {
+        "xnli": ("dev-de.tsv", "Ein Satz.\tNoch einer.\tentailment\nGr\u00fc\u00dfe.\tHallo.\tneutral\n", "dev", 2),
+        "panx": ("dev-de.tsv", "Berlin\tB-LOC\n\nM\u00fcnchen\tB-LOC\n", "dev", 3),
+        "qqp": ("train.tsv", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n7\t1\t2\tWhy caf\u00e9?\tIs it?\t1\n",
+                "train", 2),
+        "cosmosqa": ("train.csv", "id,context,question,answer0,answer1,answer2,answer3,label\nx,caf\u00e9,q,a,b,c,d,0\n",
+                     "train", 2),
+        "ccg": ("ccg.train", "The dog\tNP/N N\nA caf\u00e9\tNP/N N\n", "train", 2),
+    }
+    for dataset, (name, text, split, line) in files.items():
+        path = tmp_path / dataset / name
+        path.parent.mkdir()
+        path.write_bytes(text.encode("latin-1"))
+        paths = {split: {"de": str(path)}} if dataset in ("xnli", "panx") else {split: str(path)}
+        with pytest.raises(TaskDataError, match=rf"{re.escape(str(path))} line {line}: not UTF-8 text"):
+            load_examples(dataset, split, {"kind": "files", "paths": paths},
+                          languages=["de"] if dataset in ("xnli", "panx") else None)
 
 
 def test_bad_tag_files_name_the_file_and_line(tmp_path):

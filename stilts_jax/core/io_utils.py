@@ -1,7 +1,12 @@
-"""Writes that never leave a half-written file or folder in place of a good one.
+"""Writes that never leave a half-written file or folder in place of a good one, and reads of UTF-8 text files that
+never split or decode wrong.
 
 Local files: a temporary file beside the target, fsync, rename. Object stores (gs://, s3://, ...): one upload of
 the whole content, which the store makes visible all at once or not at all (they have no rename to build on).
+
+Text files: lines end at `\n` (a `\r` before it is dropped); U+2028, U+0085, form feeds and lone `\r` stay inside
+their line, so line i of a file is example i. A leading UTF-8 byte-order mark is dropped. Bytes that are not UTF-8
+are an error naming the file and the line.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from stilts_jax.core.errors import InputError
 from stilts_jax.core.paths import PathLike, as_path, is_remote
+
+_BOM = "\ufeff"
 
 
 def _default_file_mode() -> int:
@@ -78,3 +86,48 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# --- reading UTF-8 text ----------------------------------------------------------------------------------------
+
+def _not_utf8(path: PathLike, line: int, error: UnicodeDecodeError, column: int) -> str:
+    utf16 = " (it starts with a UTF-16 byte-order mark: save it as UTF-8)" if line == 1 and error.object[:2] in (
+        b"\xff\xfe", b"\xfe\xff") else ""
+    return (f"{path} line {line}: not UTF-8 text ({error.reason} at byte {column} of the line){utf16}; convert it "
+            "with `iconv -f <its encoding> -t utf-8`")
+
+
+def iter_lines(path: PathLike, error: type[Exception] = InputError) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without its line break) of a UTF-8 text file, read as it streams.
+
+    Lines end at `\n` only (`\r\n` too: the `\r` is dropped); a final line break ends the last line. A leading
+    byte-order mark is dropped. A line that is not UTF-8 raises `error` naming the file and line.
+    """
+    with Path(path).open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise error(_not_utf8(path, number, e, e.start + 1)) from None
+            if number == 1 and text.startswith(_BOM):
+                text = text[1:]
+            if text.endswith("\n"):
+                text = text[:-1]
+            yield number, text[:-1] if text.endswith("\r") else text
+
+
+def read_lines(path: PathLike, error: type[Exception] = InputError) -> list[str]:
+    """The lines of a UTF-8 text file (see iter_lines): line i of the list is line i + 1 of the file."""
+    return [line for _, line in iter_lines(path, error)]
+
+
+def read_text(path: PathLike, error: type[Exception] = InputError) -> str:
+    """The whole text of a UTF-8 file (a leading byte-order mark dropped); bytes that are not UTF-8 raise `error`
+    naming the file and line."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_start = data.rfind(b"\n", 0, e.start) + 1
+        raise error(_not_utf8(path, data.count(b"\n", 0, e.start) + 1, e, e.start - line_start + 1)) from None
+    return text[1:] if text.startswith(_BOM) else text

@@ -34,6 +34,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from stilts_jax.core.io_utils import read_text
 from stilts_jax.data.qa import QAExample
 from stilts_jax.data.ranked_retrieval import DualPair, Query, RankedRetrievalDataError, RetrievalPool
 
@@ -126,11 +127,9 @@ def xquad_r_path(root: str | Path, language: str) -> Path:
 
 def _load_json(path: Path) -> object:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path, RankedRetrievalDataError))
     except json.JSONDecodeError as e:
         raise RankedRetrievalDataError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from e
-    except UnicodeDecodeError as e:
-        raise RankedRetrievalDataError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from e
 
 
 def read_xquad_r(path: str | Path, language: str) -> tuple[list[Query], list[tuple[str, str, str]], dict[str, str]]:
@@ -141,6 +140,7 @@ def read_xquad_r(path: str | Path, language: str) -> tuple[list[Query], list[tup
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise RankedRetrievalDataError(f"{path}: not XQuAD-R (expected SQuAD JSON: an object with a 'data' list)")
     questions, candidates, answer_of = [], [], {}
+    first_seen: dict[str, str] = {}
     paragraph_number = 0
     for a, article in enumerate(data["data"]):
         for p, paragraph in enumerate(article.get("paragraphs", []) if isinstance(article, dict) else []):
@@ -171,8 +171,10 @@ def read_xquad_r(path: str | Path, language: str) -> tuple[list[Query], list[tup
                                                    f"'answer_start' ({type(e).__name__}: {e})") from e
                 if len(answers) != 1:
                     raise RankedRetrievalDataError(f"{at}: {len(answers)} answers; XQuAD-R questions have exactly one")
-                if qid in answer_of:
-                    raise RankedRetrievalDataError(f"{at}: question id {qid!r} appears twice in {path.name}")
+                if qid in first_seen:
+                    raise RankedRetrievalDataError(f"{at}: question id {qid!r} is already used by {first_seen[qid]}; "
+                                                   "predictions are keyed by question id, so each needs its own")
+                first_seen[qid] = at.removeprefix(f"{path}: ")
                 position = _sentence_of(breaks, answer_start)
                 if position is None:  # as xtreme's generate_examples: skipped
                     continue

@@ -146,14 +146,25 @@ def read_entities(path: str | Path) -> list[Entity]:
 
 
 def read_wikinews_mentions(path: str | Path) -> list[Mention]:
-    """`wikinews_mentions-{dev,test}.jsonl`: {context, mentions} per line, flattened to one Mention each."""
+    """`wikinews_mentions-{dev,test}.jsonl`: {context, mentions} per line, flattened to one Mention each; example ids
+    (the keys of the prediction files) unique."""
     path, out = Path(path), []
+    first_seen: dict[str, str] = {}
     for where, record in _records(path):
         mentions = _field(record, "mentions", where, list)
-        out.extend(_mentions(_field(record, "context", where, dict), mentions, where))
+        for i, mention in enumerate(_mentions(_field(record, "context", where, dict), mentions, where)):
+            _check_unique_example(mention.example_id, f"{where} mention {i}", first_seen)
+            out.append(mention)
     if not out:
         raise RankedRetrievalDataError(f"{path}: no mentions")
     return out
+
+
+def _check_unique_example(example_id: str, where: str, first_seen: dict[str, str]) -> None:
+    if example_id in first_seen:
+        raise RankedRetrievalDataError(f"{where}: example_id {example_id!r} is already used by {first_seen[example_id]}; "
+                                       "predictions are keyed by example_id, so each mention needs its own")
+    first_seen[example_id] = where
 
 
 def read_wikipedia_pairs(path: str | Path) -> list[tuple[Mention, Entity]]:
@@ -198,7 +209,11 @@ def wikipedia_training_pairs(pairs: Sequence[tuple[Mention, Entity]]) -> list[Du
 
 
 def wikipedia_dev_pool(pairs: Sequence[tuple[Mention, Entity]], source: str) -> RetrievalPool:
-    """English dev mentions against the distinct entities of the dev pairs (model selection by mAP@20)."""
+    """English dev mentions against the distinct entities of the dev pairs (model selection by mAP@20); the mentions'
+    example ids key the ranking, so a repeated one is an error."""
+    first_seen: dict[str, str] = {}
+    for i, (mention, _) in enumerate(pairs):
+        _check_unique_example(mention.example_id, f"{source}: pair {i + 1}", first_seen)
     entities: dict[str, Entity] = {}
     for _, entity in pairs:
         entities.setdefault(entity.entity_id, entity)

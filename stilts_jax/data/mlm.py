@@ -1,6 +1,6 @@
 """Masked language modelling data: text files in, fixed-shape features out, dynamic masking at feeding time.
 
-Text: one sentence per line, any languages, UTF-8; blank lines are skipped. Each line is one example, truncated and
+Text: one sentence per line (lines end at \n or \r\n), any languages, UTF-8; blank lines are skipped. Each line is one example, truncated and
 padded to `max_length` tokens.
 
 Masking (BERT's recipe, redrawn at every step so each epoch sees new masks): per sequence, 15% of its maskable
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from stilts_jax.core.errors import InputError
+from stilts_jax.core.io_utils import read_lines
 
 MLM_FEATURES = ("mlm_positions", "mlm_labels", "mlm_weights")
 _SALT = 0x4D4C4D  # keeps masking draws apart from the shuffles drawn from the same seed
@@ -40,12 +41,7 @@ def read_text_lines(paths: Sequence[str | Path]) -> list[str]:
             path = Path(name).expanduser()
             if not path.is_file():
                 raise InputError(f"MLM text file {path} does not exist (give files with one sentence per line)")
-            try:
-                text = path.read_text(encoding="utf-8")
-            except UnicodeDecodeError as e:
-                line = path.read_bytes()[: e.start].count(b"\n") + 1
-                raise InputError(f"{path}:{line}: not UTF-8 text ({e.reason}); MLM text files must be UTF-8") from None
-            lines.extend(line.strip() for line in text.splitlines() if line.strip())
+            lines.extend(line.strip() for line in read_lines(path) if line.strip())
     if not lines:
         raise InputError(f"the MLM text files {list(map(str, paths))} hold no non-blank line")
     return lines

@@ -1,6 +1,9 @@
 """Extractive QA examples and the SQuAD JSON format (SQuAD v1.1 and v2.0, XQuAD, MLQA, TyDiQA-GoldP share it).
 
-Every record is validated; a bad one is an error naming the file and the record, never silently dropped.
+Every record is validated; a bad one is an error naming the file and the record, never silently dropped. Question ids
+key the predictions and the scores, so an id repeated within an evaluation file is an error too (training files may
+repeat them: XTREME's per-language TyDiQA-GoldP train files keep only the last field of each id, and training never
+looks an example up by id).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from stilts_jax.core.errors import InputError
+from stilts_jax.core.io_utils import read_text
 
 # TyDiQA-GoldP ids start with the language's English name.
 TYDIQA_LANGUAGE_PREFIXES = {
@@ -78,14 +82,16 @@ def check_impossible_flag(flag: object, answers: tuple[Answer, ...], example_id:
 
 
 def examples_from_squad_dict(data: dict, source: str, *, language: str | None = None,
-                             allow_unanswerable: bool = False) -> list[QAExample]:
+                             allow_unanswerable: bool = False, unique_ids: bool = True) -> list[QAExample]:
     """Examples of a parsed SQuAD-format dict. `language=None` reads it from TyDiQA-style ids.
 
-    `allow_unanswerable` accepts SQuAD v2.0 questions without answers (is_impossible, or an empty answer list).
+    `allow_unanswerable` accepts SQuAD v2.0 questions without answers (is_impossible, or an empty answer list);
+    `unique_ids` (evaluation data) makes a repeated question id an error naming both questions.
     """
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise QADataError(f"{source}: not SQuAD format (expected an object with a 'data' list)")
     examples = []
+    first_seen: dict[str, str] = {}
     for a, article in enumerate(data["data"]):
         for p, paragraph in enumerate(article.get("paragraphs", [])):
             for q, qa in enumerate(paragraph.get("qas", [])):
@@ -103,19 +109,32 @@ def examples_from_squad_dict(data: dict, source: str, *, language: str | None = 
                 except (KeyError, TypeError, ValueError) as e:
                     raise QADataError(f"{where}: malformed record ({type(e).__name__}: {e})") from e
                 validate_example(example, where, allow_unanswerable=allow_unanswerable)
+                if unique_ids:
+                    check_unique_id(example.id, source, f"data[{a}].paragraphs[{p}].qas[{q}]", first_seen)
                 examples.append(example)
     return examples
 
 
-def read_squad_json(path: str | Path, *, language: str | None = None, allow_unanswerable: bool = False) -> list[QAExample]:
+def check_unique_id(example_id: str, source: str, place: str, first_seen: dict[str, str]) -> None:
+    """Record `example_id` as seen at `place` of `source` (a file, a hub split); a second question with the same id is
+    a QADataError naming both places (predictions are keyed by id: one of the two would silently go unscored)."""
+    if example_id in first_seen:
+        raise QADataError(f"{source}: {place}: question id {example_id!r} is already used by {first_seen[example_id]}; "
+                          "predictions and scores are keyed by question id, so every question needs its own")
+    first_seen[example_id] = place
+
+
+def read_squad_json(path: str | Path, *, language: str | None = None, allow_unanswerable: bool = False,
+                    unique_ids: bool = True) -> list[QAExample]:
     path = Path(path)
     if not path.is_file():
         raise QADataError(f"{path} does not exist")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, QADataError))
     except json.JSONDecodeError as e:
         raise QADataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
-    return examples_from_squad_dict(data, str(path), language=language, allow_unanswerable=allow_unanswerable)
+    return examples_from_squad_dict(data, str(path), language=language, allow_unanswerable=allow_unanswerable,
+                                    unique_ids=unique_ids)
 
 
 def to_squad_dict(examples: Iterable[QAExample], version: str = "1.1") -> dict:

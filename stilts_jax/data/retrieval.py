@@ -45,6 +45,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from stilts_jax.core.errors import InputError
+from stilts_jax.core.io_utils import iter_lines
 
 BUCC_LANGUAGES = ("de", "fr", "ru", "zh")
 BUCC_ORIGINAL_SPLITS = ("sample", "training", "test")
@@ -81,15 +82,9 @@ class RetrievalDataError(InputError):
 # --- reading lines -----------------------------------------------------------------------------------------------
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line without its line break); an undecodable line is an error naming it."""
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise RetrievalDataError(f"{path}:{number}: not UTF-8 ({e.reason} at byte {e.start} of the line)"
-                                         ) from e
-            yield number, text.rstrip("\r\n")
+    """(1-based line number, line without its line break): lines end at \n only, so line numbers are the file's and
+    every reader agrees on them; an undecodable line is an error naming it."""
+    return iter_lines(path, RetrievalDataError)
 
 
 def _missing(path: Path, what: str, hint: str) -> RetrievalDataError:

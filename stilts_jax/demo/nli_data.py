@@ -92,19 +92,21 @@ XNLI_DEMO_LANGUAGES = ("ar", "de", "en", "es", "fr", "hi", "ru", "sw", "th", "tr
 
 def write_xnli(root: Path) -> list[Path]:
     """An XNLI-style target in the XTREME download layout: `xnli/train-en.tsv` (MNLI's role) and
-    `xnli/dev-{lang}.tsv`, rows `sentence1 TAB sentence2 TAB label` written by csv.writer as utils_preprocess.py does."""
-    import csv
-
+    `xnli/dev-{lang}.tsv`, lines `sentence1 TAB sentence2 TAB label` of plain tab-separated text ending in CRLF, as
+    utils_preprocess.py's csv.writer leaves XTREME's files (no demo sentence holds a quote, a tab or a line break)."""
     files = {"xnli/train-en.tsv": nli_rows(600, 7)}
     for lang in XNLI_DEMO_LANGUAGES:
         files[f"xnli/dev-{lang}.tsv"] = nli_rows(60, 8, lang)
     written = []
     for name, rows in files.items():
+        lines = []
+        for row in rows:
+            fields = [str(row["premise"]), str(row["hypothesis"]), LABELS[int(row["label"])]]  # type: ignore[call-overload]
+            if any(c in field for field in fields for c in '\t\r\n"'):
+                raise ValueError(f"{name}: a demo sentence holds a quote, tab or line break: {fields}")
+            lines.append("\t".join(fields) + "\r\n")
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, delimiter="\t")
-            for row in rows:
-                writer.writerow([row["premise"], row["hypothesis"], LABELS[int(row["label"])]])  # type: ignore[call-overload]
+        path.write_text("".join(lines), encoding="utf-8", newline="")
         written.append(path)
     return written

@@ -1,7 +1,7 @@
 """Reading one data file: XTREME's TSV formats, TSVs with a header row, jsonl, CSV and jiant's tagging files.
 
-- `sentence1 TAB sentence2 TAB label` rows (XNLI, PAWS-X) are written by Python's csv.writer in XTREME's
-  utils_preprocess.py (so quoted where a field holds a quote; read back with csv); test files have no label column.
+- `sentence1 TAB sentence2 TAB label` rows (XNLI, PAWS-X; test files have no label column) are plain tab-separated
+  text, read as XTREME's own reader reads them: fields split at tabs, a `"` is an ordinary character.
 - `token TAB tag` lines, a blank line between sentences (UD-POS, PAN-X, CoNLL-like CCG); test files hold tokens only.
 - TSVs with a header row: GLUE's QQP/MNLI `train.tsv`, PAWS's original `train.tsv`.
 - `.jsonl` records with the hub's field names or the original releases' (ANLI, SNLI, MNLI, COPA, XCOPA, CommonsenseQA,
@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from stilts_jax.core.errors import InputError
+from stilts_jax.core.io_utils import iter_lines, read_text
 from stilts_jax.data import qa
 from stilts_jax.data.examples import PairExample, TaggedSentence
 from stilts_jax.data.jsonl import json_objects
@@ -38,33 +40,31 @@ from stilts_jax.data.task_sources.records import _blanked_hint, _check_answer_te
 # --- XTREME file formats (xtreme and files) --------------------------------------------------------------------
 
 def _read_pair_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[PairExample]:
-    """sentence1 TAB sentence2 [TAB label], as utils_preprocess.py writes it with csv.writer (quoting included)."""
+    """sentence1 TAB sentence2 [TAB label] lines, plain tab-separated text.
+
+    Read as google-research/xtreme reads them (third_party/processors/xnli.py and pawsx.py call transformers'
+    DataProcessor._read_tsv: csv.reader(f, delimiter="\t", quotechar=None) on a file opened as utf-8-sig): no quote
+    is special, so `"Hello," she said.` keeps its quotes and a line is always one example, and a byte-order mark
+    is dropped. utils_preprocess.py writes the files with csv.writer, which wraps a field holding `"` in quotes and
+    doubles the quotes inside; XTREME's reader keeps those characters as they stand, and so does this one."""
     examples: list[PairExample] = []
     columns = first_line = None
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t")
-        while True:
-            line = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as e:
-                raise TaskDataError(f"{path} line {line}: {e}") from e
-            if not row:
-                continue
-            if len(row) not in (2, 3):
-                raise TaskDataError(f"{path} line {line}: expected 3 tab-separated columns (sentence1, sentence2, "
-                                    f"label), or 2 in a test file without labels; got {len(row)}")
-            if columns is None:
-                columns, first_line = len(row), line
-            elif len(row) != columns:
-                raise TaskDataError(f"{path} line {line}: {len(row)} columns, but line {first_line} has {columns}")
-            label = _label_index(spec, dataset, row[2], f"{path} line {line}") if len(row) == 3 else None
-            if len(row) == 3 and label is None:
-                raise TaskDataError(f"{path} line {line}: empty label")
-            examples.append(PairExample(id=f"{split}-{language}-{len(examples)}", text_a=row[0], text_b=row[1],
-                                        label=label, language=language))
+    for line, text in iter_lines(path, TaskDataError):
+        if not text:
+            continue
+        row = text.split("\t")
+        if len(row) not in (2, 3):
+            raise TaskDataError(f"{path} line {line}: expected 3 tab-separated columns (sentence1, sentence2, "
+                                f"label), or 2 in a test file without labels; got {len(row)}")
+        if columns is None:
+            columns, first_line = len(row), line
+        elif len(row) != columns:
+            raise TaskDataError(f"{path} line {line}: {len(row)} columns, but line {first_line} has {columns}")
+        label = _label_index(spec, dataset, row[2], f"{path} line {line}") if len(row) == 3 else None
+        if len(row) == 3 and label is None:
+            raise TaskDataError(f"{path} line {line}: empty label")
+        examples.append(PairExample(id=f"{split}-{language}-{len(examples)}", text_a=row[0], text_b=row[1],
+                                    label=label, language=language))
     return examples
 
 
@@ -82,36 +82,34 @@ def _read_tags_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, lang
             tokens.clear()
             tags.clear()
 
-    with path.open(encoding="utf-8") as f:
-        for number, raw in enumerate(f, 1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                close()
-                continue
-            fields = line.split("\t")
-            if len(fields) > 2:
-                raise TaskDataError(f"{path} line {number}: expected token<TAB>tag, got {len(fields)} tab-separated "
-                                    "columns")
-            # A token may be empty: utils_preprocess.py strips PAN-X tokens, and XTREME's reader keeps the word.
-            has_tag = len(fields) == 2
-            if tagged is None:
-                tagged, first_token_line = has_tag, number
-            elif has_tag != tagged:
-                if tagged:
-                    raise TaskDataError(f"{path} line {number}: token {fields[0]!r} without a tag (expected "
-                                        "token<TAB>tag like the file's other lines)")
-                raise TaskDataError(f"{path} line {number}: a tagged token in a file whose tokens have no tags (line "
-                                    f"{first_token_line} has none)")
-            tokens.append(fields[0])
-            if has_tag:
-                tag = fields[1].strip()
-                if spec.open_labels and not tag:
-                    raise TaskDataError(f"{path} line {number}: empty tag after the tab")
-                if not spec.open_labels and tag not in spec.labels:
-                    raise TaskDataError(f"{path} line {number}: unknown tag {tag!r}; {dataset} tags: "
-                                        f"{', '.join(spec.labels)}")
-                tags.append(tag)
-        close()
+    for number, line in iter_lines(path, TaskDataError):
+        if not line.strip():
+            close()
+            continue
+        fields = line.split("\t")
+        if len(fields) > 2:
+            raise TaskDataError(f"{path} line {number}: expected token<TAB>tag, got {len(fields)} tab-separated "
+                                "columns")
+        # A token may be empty: utils_preprocess.py strips PAN-X tokens, and XTREME's reader keeps the word.
+        has_tag = len(fields) == 2
+        if tagged is None:
+            tagged, first_token_line = has_tag, number
+        elif has_tag != tagged:
+            if tagged:
+                raise TaskDataError(f"{path} line {number}: token {fields[0]!r} without a tag (expected "
+                                    "token<TAB>tag like the file's other lines)")
+            raise TaskDataError(f"{path} line {number}: a tagged token in a file whose tokens have no tags (line "
+                                f"{first_token_line} has none)")
+        tokens.append(fields[0])
+        if has_tag:
+            tag = fields[1].strip()
+            if spec.open_labels and not tag:
+                raise TaskDataError(f"{path} line {number}: empty tag after the tab")
+            if not spec.open_labels and tag not in spec.labels:
+                raise TaskDataError(f"{path} line {number}: unknown tag {tag!r}; {dataset} tags: "
+                                    f"{', '.join(spec.labels)}")
+            tags.append(tag)
+    close()
     return sentences
 
 
@@ -119,22 +117,20 @@ def _read_jiant_tags(spec: TaskDataset, dataset: str, path: Path, split: str, la
     """jiant's tagging files (CCG: ccg.train, ...): one sentence a line, space-separated words TAB space-separated
     tags, one tag per word (written by jiant's scripts/ccg/ccg_proc.py)."""
     sentences = []
-    with path.open(encoding="utf-8") as f:
-        for number, raw in enumerate(f, 1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2:
-                raise TaskDataError(f"{path} line {number}: expected `words<TAB>tags` (jiant's CCG format: the "
-                                    f"sentence's words, a tab, one tag per word), got {len(fields)} tab-separated "
-                                    "fields")
-            words, tags = fields[0].split(), fields[1].split()
-            if not words or len(words) != len(tags):
-                raise TaskDataError(f"{path} line {number}: {len(words)} words but {len(tags)} tags; jiant's format "
-                                    "has one space-separated tag per word")
-            sentences.append(TaggedSentence(id=f"{split}-{language}-{len(sentences)}", tokens=tuple(words),
-                                            tags=tuple(tags), language=language))
+    for number, line in iter_lines(path, TaskDataError):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise TaskDataError(f"{path} line {number}: expected `words<TAB>tags` (jiant's CCG format: the "
+                                f"sentence's words, a tab, one tag per word), got {len(fields)} tab-separated "
+                                "fields")
+        words, tags = fields[0].split(), fields[1].split()
+        if not words or len(words) != len(tags):
+            raise TaskDataError(f"{path} line {number}: {len(words)} words but {len(tags)} tags; jiant's format "
+                                "has one space-separated tag per word")
+        sentences.append(TaggedSentence(id=f"{split}-{language}-{len(sentences)}", tokens=tuple(words),
+                                        tags=tuple(tags), language=language))
     return sentences
 
 
@@ -142,10 +138,9 @@ def _tag_file_format(spec: TaskDataset, path: Path) -> str:
     """jiant (a sentence a line: its words hold spaces) or conll (a token a line), from the first non-blank line."""
     if "jiant" not in spec.tag_formats:
         return "conll"
-    with path.open(encoding="utf-8") as f:
-        for raw in f:
-            if raw.strip():
-                return "jiant" if " " in raw.split("\t")[0].strip() else "conll"
+    for _, line in iter_lines(path, TaskDataError):
+        if line.strip():
+            return "jiant" if " " in line.split("\t")[0].strip() else "conll"
     return "conll"
 
 
@@ -154,28 +149,27 @@ _HEADER_TEXT_COLUMNS = ({"sentence1", "question1", "premise"}, {"sentence2", "qu
 
 def _header_tsv_columns(path: Path) -> list[str] | None:
     """The column names of a TSV whose first row is a header (GLUE's QQP/MNLI, PAWS's original release), else None."""
-    with path.open(encoding="utf-8", newline="") as f:
-        first = f.readline().rstrip("\r\n").split("\t")
+    first = next(iter_lines(path, TaskDataError), (1, ""))[1].split("\t")
     names = {c.strip() for c in first}
     return [c.strip() for c in first] if all(names & group for group in _HEADER_TEXT_COLUMNS) else None
 
 
 def _read_header_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, language: str,
                      columns: list[str]) -> list[Example]:
-    """Rows under a header, fields not quoted (csv.QUOTE_NONE, as GLUE's and PAWS's own readers take them)."""
+    """Rows under a header, fields not quoted (as GLUE's and PAWS's own readers take them: csv.QUOTE_NONE)."""
     examples = []
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        next(reader)
-        for row in reader:
-            where = f"{path} line {reader.line_num}"
-            if not row:
-                continue
-            if len(row) != len(columns):
-                raise TaskDataError(f"{where}: {len(row)} tab-separated fields, but the header (line 1) names "
-                                    f"{len(columns)}: {', '.join(columns)}")
-            record = dict(zip(columns, row))
-            examples.append(_read_record(spec, dataset, record, language, f"{split}-{language}-{len(examples)}", where))
+    lines = iter_lines(path, TaskDataError)
+    next(lines)
+    for number, line in lines:
+        where = f"{path} line {number}"
+        if not line:
+            continue
+        row = line.split("\t")
+        if len(row) != len(columns):
+            raise TaskDataError(f"{where}: {len(row)} tab-separated fields, but the header (line 1) names "
+                                f"{len(columns)}: {', '.join(columns)}")
+        record = dict(zip(columns, row))
+        examples.append(_read_record(spec, dataset, record, language, f"{split}-{language}-{len(examples)}", where))
     return examples
 
 
@@ -192,7 +186,7 @@ def _with_labels_lst(spec: TaskDataset, dataset: str, path: Path,
     if not (keeps_lst and labels_file.is_file()) or any(f in r for _, r in records for f in _LABEL_FIELDS):
         return records
     values = []
-    for number, value in enumerate(labels_file.read_text(encoding="utf-8").splitlines(), 1):
+    for number, value in iter_lines(labels_file, TaskDataError):
         if value.strip():
             _label_index(spec, dataset, value.strip(), f"{labels_file} line {number}")
             values.append(value.strip())
@@ -210,10 +204,14 @@ def _read_jsonl(spec: TaskDataset, dataset: str, path: Path, split: str, languag
                                                                       bad_json="not a JSON record ({reason})")]
     records = _with_labels_lst(spec, dataset, path, records)
     examples = []
+    first_seen: dict[str, str] = {}
     for i, (number, row) in enumerate(records):
         if labels_zeroed:
             row = {k: v for k, v in row.items() if k != "label"}
-        examples.append(_read_record(spec, dataset, row, language, f"{split}-{language}-{i}", f"{path} line {number}"))
+        example = _read_record(spec, dataset, row, language, f"{split}-{language}-{i}", f"{path} line {number}")
+        if isinstance(example, QAExample) and split != "train":  # evaluation questions: their ids key predictions
+            qa.check_unique_id(example.id, str(path), f"line {number}", first_seen)
+        examples.append(example)
     return examples
 
 
@@ -233,10 +231,7 @@ def _json_list_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line, record) of a file holding one JSON list of objects (ReClor's train.json, read with json.load by
     yuweihao/reclor utils_multiple_choice.py): each record's line is where it starts; a malformed one is an error
     naming its line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise TaskDataError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from e
+    text = read_text(path, TaskDataError)
     decoder = json.JSONDecoder()
     pos = _SPACE.match(text).end()
     if text[pos:pos + 1] != "[":
@@ -283,15 +278,21 @@ def _read_json_list(spec: TaskDataset, dataset: str, path: Path, split: str, lan
 
 
 def _read_csv(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[Example]:
-    """A CSV file with a header row (Cosmos QA's original train.csv / valid.csv)."""
-    examples = []
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        for i, row in enumerate(reader):
-            where = f"{path} line {reader.line_num}"
-            if None in row:
-                raise TaskDataError(f"{where}: more fields than the header's {len(reader.fieldnames or [])}")
-            examples.append(_read_record(spec, dataset, row, language, f"{split}-{language}-{i}", where))
+    """A CSV file with a header row (Cosmos QA's original train.csv / valid.csv: csv-quoted, as pandas writes it)."""
+    examples: list[Example] = []
+    reader = csv.DictReader(io.StringIO(read_text(path, TaskDataError), newline=""))
+    while True:
+        where = f"{path} line {reader.line_num + 1}"
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            raise TaskDataError(f"{where}: not CSV ({e})") from e
+        where = f"{path} line {reader.line_num}"
+        if None in row:
+            raise TaskDataError(f"{where}: more fields than the header's {len(reader.fieldnames or [])}")
+        examples.append(_read_record(spec, dataset, row, language, f"{split}-{language}-{len(examples)}", where))
     return examples
 
 
@@ -302,7 +303,7 @@ def _read_squad_json(spec: TaskDataset, dataset: str, path: Path, split: str, la
     file comes from the XTREME download, which blanks evaluation answers; an empty answer then says where the
     labelled originals are."""
     examples = qa.read_squad_json(path, language=language or spec.monolingual,
-                                  allow_unanswerable=spec.unanswerable)
+                                  allow_unanswerable=spec.unanswerable, unique_ids=split != "train")
     hint = _blanked_hint(spec) if from_xtreme else ""
     for ex in examples:
         _check_answer_texts(ex, str(path), hint)

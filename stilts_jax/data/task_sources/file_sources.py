@@ -3,8 +3,8 @@
 - xtreme: google-research/xtreme `scripts/download_data.sh` + `utils_preprocess.py` write `./download/`:
   `xnli/train-en.tsv` (MNLI train, from XNLI-MT's multinli.train.en.tsv), `xnli/{dev,test}-{lang}.tsv`,
   `pawsx/train-en.tsv` (PAWS-Wiki labeled_final train), `pawsx/{dev,test}-{lang}.tsv`: rows `sentence1 TAB sentence2
-  TAB label` written by Python's csv.writer (so quoted where a field holds a quote; read back with csv); test files have
-  no label column. `udpos/` and `panx/` `{split}-{lang}.tsv`: `token TAB tag` lines, a blank line between sentences;
+  TAB label`, plain tab-separated text read as XTREME's own reader reads it (file_formats.py); test files have no
+  label column. `udpos/` and `panx/` `{split}-{lang}.tsv`: `token TAB tag` lines, a blank line between sentences;
   test files hold tokens only. `xcopa/{train,val,test}-en.jsonl` (SuperGLUE COPA) and `xcopa/{val,test}-{lang}.jsonl`
   (XCOPA); utils_preprocess.py sets the label of every test record to 0, so test labels are read as missing. Older
   versions of the script wrote `xcopa/{split}.{lang}.jsonl` without touching labels; those names are read too.
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from stilts_jax.core.errors import InputError
+from stilts_jax.core.io_utils import read_text
 from stilts_jax.data.task_sources.catalog import SPLITS, Example, TaskDataset, _ordered
 from stilts_jax.data.task_sources.file_formats import _read_file
 
@@ -73,8 +74,8 @@ def _from_xtreme(spec: TaskDataset, dataset: str, split: str, source: Mapping[st
 def _jiant_config_paths(config: Path) -> dict[str, str]:
     """split -> file of a jiant task config JSON ({"task", "paths": {"train", "val", "test", ...}, "name"})."""
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = json.loads(read_text(config))
+    except (OSError, json.JSONDecodeError) as e:
         raise InputError(f"{config}: cannot read it as a jiant task config JSON ({type(e).__name__}: {e})") from e
     paths = data.get("paths") if isinstance(data, dict) else None
     if not isinstance(paths, dict):

@@ -354,8 +354,10 @@ def _rows_to_examples(spec: TaskDataset, dataset: str, split: str, rows: Iterabl
                       unnamed: str = "") -> list[Example]:
     """Examples of dict records of `language`, or else of the language each record names: a `language` column
     (google/xtreme's XNLI) or the id (`language_in_ids`, TyDiQA-GoldP). Those name languages outside `wanted` (None:
-    any) are skipped. `unnamed` says what to fix when nothing names the language."""
+    any) are skipped. `unnamed` says what to fix when nothing names the language. Span QA ids key the predictions
+    of evaluation splits: a repeated one there is an error."""
     examples = []
+    first_seen: dict[str, str] = {}
     for index, row in enumerate(rows):
         lang = language
         if "language" in row and isinstance(row["language"], (str, bytes)):
@@ -369,5 +371,7 @@ def _rows_to_examples(spec: TaskDataset, dataset: str, split: str, rows: Iterabl
         example = _read_record(spec, dataset, row, lang, f"{split}-{lang}-{index}", f"{where} {unit} {index}")
         if lang is None and wanted is not None and example.language not in wanted:
             continue
+        if isinstance(example, QAExample) and split != "train":
+            qa.check_unique_id(example.id, where, f"{unit} {index}", first_seen)
         examples.append(example)
     return examples

@@ -150,6 +150,10 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa", preset: str 
     config.task_modules = []
     config.workdir = f"workdir/{intermediate or 'baseline'}_to_{target}"
     config.seed = 0
+    # A rerun in a workdir reuses a finished (or resumes an unfinished) phase only when every setting that determines
+    # it is the same. When one differs: "refuse" stops before anything runs and lists the differences; "restart"
+    # starts that phase and every phase after it anew (the old folders are kept beside them, renamed).
+    config.on_change = "refuse"
     # remat: activation checkpointing per layer in training: "none", "save_dots" (keep the weight matmuls' outputs)
     # or "full" (keep each layer's input only: the least memory, about a third more compute).
     config.model = dict(name="xlm-roberta-large", tokenizer="", dtype="auto", attention="auto", remat="none",

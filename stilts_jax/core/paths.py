@@ -66,12 +66,20 @@ def iter_files(folder: PathLike) -> Iterator[tuple[str, epath.Path]]:
 def check_workdir_writable(workdir: PathLike) -> None:
     """Fail now, with the fix, when a remote workdir cannot be written (no credentials, no bucket, no gcsfs).
 
-    Without this a run would load data and a model first and fail deep inside its first checkpoint save.
-    A local workdir is only created.
+    Without this a run would load data and a model first and fail deep inside its first checkpoint save. A local
+    workdir is created and probed too (a path under a file, a read-only filesystem, no permission).
     """
     workdir = as_path(workdir)
     if not is_remote(workdir):
-        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            probe = workdir / f".stilts-write-check-{uuid.uuid4().hex}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as e:
+            reason = e.strerror or type(e).__name__
+            raise StiltsError(f"cannot write to the workdir {workdir} ({reason}: {e.filename or workdir}); choose a "
+                              "writable folder with --config.workdir") from e
         return
     probe = workdir / f".stilts-write-check-{uuid.uuid4().hex}"
     try:

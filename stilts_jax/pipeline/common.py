@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -13,6 +15,7 @@ import ml_collections
 
 from stilts_jax.core.errors import InputError, StiltsError
 from stilts_jax.core.io_utils import atomic_write_text
+from stilts_jax.core.paths import absolute
 from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.report import summarize, write_results
@@ -22,36 +25,97 @@ from stilts_jax.train.optimizer import OptimizerConfig
 DONE = "phase_done.json"
 
 
+PATH_KEYS = ("best_model", "encoder")
+
+
+def _read_record(path: Any) -> dict[str, Any] | None:
+    """A done marker's record; None (with a message) when it is damaged, as a crash mid-write on some filesystems
+    leaves it: the phase is then resumed from its checkpoints and the marker written again."""
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        say(f"warning: {path} is damaged (not a whole JSON object); the phase is resumed from its checkpoints")
+        return None
+    if not isinstance(record, dict):
+        say(f"warning: {path} holds no record; the phase is resumed from its checkpoints")
+        return None
+    return record
+
+
 def finished_phase(phase_dir: Any, name: str, task: str) -> dict[str, Any] | None:
-    """The record of a phase that finished in an earlier run (its phase_done.json), or None."""
+    """The record of a phase that finished in an earlier run (its phase_done.json), or None. Paths in the record are
+    stored relative to the phase folder (a copied or moved workdir uses its own models) and returned absolute."""
     done = phase_dir / DONE
     if not done.exists():
         return None
-    info = json.loads(done.read_text())
+    info = _read_record(done)
+    if info is None or "dev" not in info:
+        return None
+    for key in PATH_KEYS:
+        if key in info and not str(info[key]).startswith(("/", "gs://")):
+            info[key] = str(absolute(phase_dir / info[key]))
     say(f"[{name}] {task}: finished earlier (English dev {info['dev']}), skipping")
     return info
 
 
 def record_phase(phase_dir: Any, info: dict[str, Any]) -> None:
-    """Mark a phase finished (phase_done.json, written whole by process 0): a rerun skips it."""
-    if jax.process_index() == 0:
-        atomic_write_text(phase_dir / DONE, json.dumps(info, indent=2) + "\n")
+    """Mark a phase finished (phase_done.json, written whole by process 0): a rerun skips it. The record carries the
+    settings the phase ran with (from its settings.json) and paths relative to the phase folder."""
+    if jax.process_index() != 0:
+        return
+    record = dict(info)
+    for key in PATH_KEYS:
+        if key in record:
+            prefix = str(absolute(phase_dir)).rstrip("/") + "/"
+            value = str(record[key])
+            record[key] = value[len(prefix):] if value.startswith(prefix) else value
+    settings = phase_dir / "settings.json"
+    if settings.exists():
+        started = _read_record(settings)
+        if started is not None:
+            record.update(fingerprint=started.get("fingerprint"), settings=started.get("settings"))
+    atomic_write_text(phase_dir / DONE, json.dumps(record, indent=2) + "\n")
 
 
-def finished_evaluation(workdir: Any) -> dict[str, Any] | None:
-    """The results of an evaluation that finished in an earlier run, or None."""
+EARLIER_RESULTS = "earlier"
+
+
+def finished_evaluation(workdir: Any, fingerprint: str | None = None) -> dict[str, Any] | None:
+    """The results of an evaluation that finished in an earlier run with the same `fingerprint` (model and
+    evaluation settings), or None. Results of other settings are kept in evaluation/earlier/ and evaluated anew."""
     results = workdir / "results.json"
-    if results.exists() and (workdir / "evaluation" / DONE).exists():
-        say(f"[evaluation] finished earlier: {results}")
-        return json.loads(results.read_text())
-    return None
+    marker = workdir / "evaluation" / DONE
+    if not (results.exists() and marker.exists()):
+        return None
+    record = _read_record(marker)
+    try:
+        summary = json.loads(results.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        say(f"warning: {results} is damaged; the evaluation runs again (languages evaluated earlier are kept)")
+        return None
+    recorded = None if record is None else record.get("fingerprint")
+    if fingerprint is not None and recorded is not None and recorded != fingerprint:
+        if jax.process_index() == 0:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            kept = workdir / "evaluation" / EARLIER_RESULTS
+            kept.mkdir(parents=True, exist_ok=True)
+            for name in ("results.json", "results.md"):
+                if (workdir / name).exists():
+                    atomic_write_text(kept / f"{Path(name).stem}.{stamp}{Path(name).suffix}", (workdir / name).read_text())
+            marker.unlink()
+        say(f"[evaluation] the evaluation settings or the model changed: evaluating again (earlier results kept in "
+            f"{workdir / 'evaluation' / EARLIER_RESULTS})")
+        return None
+    say(f"[evaluation] finished earlier: {results}")
+    return summary
 
 
-def record_evaluation(workdir: Any) -> None:
+def record_evaluation(workdir: Any, fingerprint: str | None = None) -> None:
     """Mark the evaluation finished (process 0 only; call after results.json is written)."""
     if jax.process_index() == 0:
         (workdir / "evaluation").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(workdir / "evaluation" / DONE, json.dumps({"results": str(workdir / "results.json")}) + "\n")
+        atomic_write_text(workdir / "evaluation" / DONE,
+                          json.dumps({"results": "results.json", "fingerprint": fingerprint}) + "\n")
 
 
 def publish_results(pipeline: Any, spec: Any, per_language: dict[str, dict[str, float]],
@@ -68,7 +132,7 @@ def publish_results(pipeline: Any, spec: Any, per_language: dict[str, dict[str, 
             write_plot(md.parent / f"{spec.name}_languages.png", lambda: language_bars_png(
                 per_language, shown, task=spec.name, model=model_label(pipeline.config.model.name),
                 intermediate=pipeline.config.intermediate.task), report=say)
-        record_evaluation(pipeline.workdir)
+        record_evaluation(pipeline.workdir, pipeline.evaluation_fingerprint)
         print(md.read_text(), flush=True)
     return summary
 

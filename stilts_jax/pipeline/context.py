@@ -67,6 +67,8 @@ class RunContext:
         self.model_dir = self._model_dir()
         self.tokenizer = load_tokenizer(config.model.tokenizer or self.model_dir)
         self.phase_records: dict[str, dict[str, Any]] = {}  # phase name -> its phase_done record, as phases finish
+        self.planned: dict[str, Any] = {}  # phase folder -> its PlannedPhase (settings, fingerprint): set by the runner
+        self.evaluation_fingerprint: str | None = None  # what the evaluation's results are keyed by
 
     def _model_dir(self) -> Path:
         name = self.config.model.name

@@ -52,6 +52,7 @@ from stilts_jax.pipeline.common import (
     trainer_config,
 )
 from stilts_jax.pipeline.protocol import run_protocol
+from stilts_jax.pipeline.reuse import start_phase
 from stilts_jax.tasks.dual_encoder import MAP_K, DualEncoder, DualEncoderTask, gold_labels, score_rankings
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import load_params, save_params, transplant_encoder
@@ -130,6 +131,7 @@ def run_dual_encoder_phase(pipeline: Pipeline, handoff: str | None) -> dict[str,
     earlier = finished_phase(phase_dir, "target", phase.task)
     if earlier is not None:
         return earlier
+    start_phase(phase_dir, pipeline.planned.get("target"))
     task = make_task(pipeline)
     source = source_of(phase)
     say(f"[target] {phase.task}: loading English pairs")
@@ -174,7 +176,7 @@ def run_dual_encoder_phase(pipeline: Pipeline, handoff: str | None) -> dict[str,
 def evaluate_dual_encoder(pipeline: Pipeline, target: dict[str, Any]) -> dict[str, Any]:
     """Zero-shot mAP@20 per language over the whole pool; results, predictions and label files."""
     workdir = pipeline.workdir
-    earlier = finished_evaluation(workdir)
+    earlier = finished_evaluation(workdir, pipeline.evaluation_fingerprint)
     if earlier is not None:
         return earlier
     phase, e, d = pipeline.config.target, pipeline.config.evaluation, pipeline.config.dual_encoder

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 def evaluate_retrieval(pipeline: Pipeline, saved_encoder: str | None) -> dict[str, Any]:
     """Score the encoder itself (the intermediate phase's, or the pretrained one) on BUCC or Tatoeba."""
-    earlier = finished_evaluation(pipeline.workdir)
+    earlier = finished_evaluation(pipeline.workdir, pipeline.evaluation_fingerprint)
     if earlier is not None:
         return earlier
     results = pipeline.workdir / "results.json"
@@ -94,7 +94,7 @@ def evaluate_retrieval(pipeline: Pipeline, saved_encoder: str | None) -> dict[st
             print(md.read_text(), flush=True)
         else:
             atomic_write_text(results, json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        record_evaluation(pipeline.workdir)
+        record_evaluation(pipeline.workdir, pipeline.evaluation_fingerprint)
     return summary
 
 

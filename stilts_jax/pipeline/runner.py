@@ -6,6 +6,7 @@ the same workdir skips finished phases and resumes an unfinished one from its la
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import jax
@@ -14,10 +15,13 @@ import ml_collections
 from stilts_jax.config.loader import config_to_json
 from stilts_jax.core.io_utils import atomic_write_text
 from stilts_jax.core.paths import check_workdir_writable
+from stilts_jax.core.workdir_lock import lock_workdir
 from stilts_jax.pipeline.chain import run_chain
 from stilts_jax.pipeline.context import Phase, RunContext
 from stilts_jax.pipeline.dual_encoder import run_dual_encoder
+from stilts_jax.pipeline.preflight import check_config, check_model_limits
 from stilts_jax.pipeline.retrieval import evaluate_retrieval
+from stilts_jax.pipeline.reuse import check_reuse, evaluation_fingerprint, finished_run, plan
 from stilts_jax.pipeline.training import run_training_phase
 from stilts_jax.pipeline.zero_shot import evaluate_zero_shot
 from stilts_jax.tasks.registry import ENCODER_ONLY_FAMILIES, get_task
@@ -27,9 +31,27 @@ class Pipeline(RunContext):
     """A whole run: the shared context (pipeline.context.RunContext) and the phases in order."""
 
     def run(self) -> dict[str, Any]:
-        if jax.process_index() == 0:
+        lock = lock_workdir(self.workdir)  # one run per workdir: a second one is refused here, before any work
+        try:
+            return self._run_phases()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run_phases(self) -> dict[str, Any]:
+        phases = plan(self.config)
+        check_model_limits(self.config, self.encoder_config.max_sequence_length,
+                           [(p.folder, p.config) for p in phases])
+        check_reuse(self.config, self.workdir, phases)
+        self.planned = {phase.folder: phase for phase in phases}
+        self.evaluation_fingerprint = evaluation_fingerprint(self.config, phases)
+        if jax.process_index() == 0 and not finished_run(self.workdir, phases, self.evaluation_fingerprint):
             check_workdir_writable(self.workdir)
-            atomic_write_text(self.workdir / "config.json", config_to_json(self.config))
+            # config.json is the config of the latest invocation that ran; every invocation keeps its own.
+            text = config_to_json(self.config)
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            atomic_write_text(self.workdir / "invocations" / f"config.{stamp}.json", text)
+            atomic_write_text(self.workdir / "config.json", text)
         handoff = run_chain(self, lambda folder, stage, previous: run_training_phase(self, folder, stage,
                                                                                         handoff=previous))
         target_spec = get_task(self.config.target.task)
@@ -43,4 +65,6 @@ class Pipeline(RunContext):
 
 
 def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Check the whole config and the data it names, then run (nothing is trained, read or written before)."""
+    check_config(config)
     return Pipeline(config).run()

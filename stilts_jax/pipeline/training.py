@@ -21,6 +21,7 @@ from stilts_jax.pipeline.common import (
 )
 from stilts_jax.pipeline.context import Phase
 from stilts_jax.pipeline.multitask_phase import MULTITASK, has_mlm, run_multitask_phase
+from stilts_jax.pipeline.reuse import start_phase
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import save_params, transplant_encoder
 from stilts_jax.train.loop import train
@@ -47,6 +48,7 @@ def run_training_phase(pipeline: Pipeline, name: str, phase: ml_collections.Conf
     earlier = finished_phase(phase_dir, name, phase.task)
     if earlier is not None:
         return earlier
+    start_phase(phase_dir, pipeline.planned.get(name))
     if is_multitask(phase):
         return run_multitask_phase(pipeline, name, phase, handoff=handoff)
     spec = get_task(phase.task)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def evaluate_zero_shot(pipeline: Pipeline, target: dict[str, Any]) -> dict[str, Any]:
     """Evaluate the target phase's best model in every language; write results.json/.md and XTREME predictions."""
     workdir = pipeline.workdir
-    earlier = finished_evaluation(workdir)
+    earlier = finished_evaluation(workdir, pipeline.evaluation_fingerprint)
     if earlier is not None:
         return earlier
     phase, e = pipeline.config.target, pipeline.config.evaluation

@@ -1,0 +1,258 @@
+"""Every configuration key's type and valid values, checked on the whole resolved config before a run spends anything.
+
+`validate(config)` returns every problem at once, each naming its key (`target.train.batch_size must be an integer
+>= 1, got 0`); `check(config)` raises them together as one ConfigError. Phase keys are declared once and apply to
+`intermediate.*` and `target.*` alike. Keys that hold names of things outside the config (tasks, languages, files)
+are checked by the tasks and data layers (stilts_jax.pipeline.preflight), not here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import ml_collections
+
+from stilts_jax.config.loader import ConfigError
+from stilts_jax.tasks.registry import ENCODER_ONLY_FAMILIES, TASKS
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What a key accepts: `accepts(value)` is True for a valid value; `expect` says so in words."""
+
+    accepts: Callable[[Any], bool]
+    expect: str
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def integer(minimum: int | None = None, maximum: int | None = None, *, also: tuple[int, ...] = ()) -> Rule:
+    def accepts(value: Any) -> bool:
+        if not _is_int(value):
+            return False
+        if value in also:
+            return True
+        return (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+
+    bounds = [f">= {minimum}" if minimum is not None else "", f"<= {maximum}" if maximum is not None else ""]
+    text = "an integer" + (" " + " and ".join(b for b in bounds if b) if any(bounds) else "")
+    if also:
+        text += f" (or {', '.join(map(str, also))})"
+    return Rule(accepts, text)
+
+
+def number(minimum: float | None = None, maximum: float | None = None, *, above: float | None = None,
+           below: float | None = None) -> Rule:
+    def accepts(value: Any) -> bool:
+        if not _is_number(value):
+            return False
+        return ((minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+                and (above is None or value > above) and (below is None or value < below))
+
+    bounds = [f">= {minimum:g}" if minimum is not None else "", f"<= {maximum:g}" if maximum is not None else "",
+              f"> {above:g}" if above is not None else "", f"< {below:g}" if below is not None else ""]
+    return Rule(accepts, "a finite number" + (" " + " and ".join(b for b in bounds if b) if any(bounds) else ""))
+
+
+def choice(*values: Any) -> Rule:
+    return Rule(lambda value: value in values, "one of " + ", ".join(repr(v) for v in values))
+
+
+BOOLEAN = Rule(lambda value: isinstance(value, bool), "true or false")
+TEXT = Rule(lambda value: isinstance(value, str), "a string")
+TEXT_LIST = Rule(lambda value: isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
+                 "a list of strings")
+MAPPING = Rule(lambda value: isinstance(value, (Mapping, ml_collections.ConfigDict)), "a mapping")
+ATTENTION_DROPOUT = Rule(
+    lambda value: (isinstance(value, str) and value.strip().lower() in ("config", "off"))
+    or (_is_number(value) and 0.0 <= value < 1.0) or _rate_text(value),
+    "'config', 'off' or a rate in [0, 1)")
+
+
+def _rate_text(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and 0.0 <= float(value) < 1.0
+    except ValueError:
+        return False
+
+
+# The keys of a training phase (configs/base.py phase()), for `intermediate.` and `target.` alike.
+PHASE_KEYS: dict[str, Rule] = {
+    "task": TEXT,
+    "source": MAPPING,
+    "max_length": integer(8),
+    "doc_stride": integer(1),
+    "max_train_examples": integer(0),
+    "max_dev_examples": integer(0),
+    "train_languages": TEXT_LIST,
+    "translated_train": TEXT,
+    "tasks": TEXT_LIST,
+    "task_sources": MAPPING,
+    "sampling": choice("proportional", "temperature"),
+    "temperature": number(above=0.0),
+    "cap": integer(0),
+    "stage_overrides": MAPPING,
+    "mlm.files": TEXT_LIST,
+    "mlm.share": number(above=0.0, below=1.0),
+    "mlm.max_length": integer(8),
+    "mlm.mask_probability": number(above=0.0, below=1.0),
+    "mlm.init_from_checkpoint": BOOLEAN,
+    "train.batch_size": integer(1),
+    "train.micro_batches": integer(1),
+    "train.epochs": number(0.0),
+    "train.max_steps": integer(0),
+    "train.learning_rate": number(above=0.0),
+    "train.warmup_fraction": number(0.0, 1.0),
+    "train.weight_decay": number(0.0),
+    "train.adam_eps": number(above=0.0),
+    "train.max_grad_norm": number(above=0.0),
+    "train.dropout": BOOLEAN,
+    "train.log_every": integer(1),
+    "train.checkpoint_every": integer(1),
+    "train.selection": choice("best", "last"),
+    "train.eval_every": integer(0),
+    "train.eval_subset": integer(0),
+    "train.keep_checkpoints": integer(1),
+    "train.progress_bar": BOOLEAN,
+    "train.early_stopping_patience": integer(0),
+}
+
+TOP_KEYS: dict[str, Rule] = {
+    "task_modules": TEXT_LIST,
+    "workdir": Rule(lambda value: isinstance(value, str) and bool(value.strip()), "a folder (local or gs://)"),
+    "seed": integer(0),
+    "on_change": choice("refuse", "restart"),
+    "model.name": Rule(lambda value: isinstance(value, str) and bool(value.strip()), "a hub id or a model folder"),
+    "model.tokenizer": TEXT,
+    "model.dtype": choice("auto", "float32", "bfloat16", "float16"),
+    "model.attention": choice("auto", "xla", "cudnn"),
+    "model.remat": choice("none", "save_dots", "full"),
+    "model.make_tiny": BOOLEAN,
+    "model.attention_dropout": ATTENTION_DROPOUT,
+    "mesh.data": integer(1, also=(-1,)),
+    "mesh.fsdp": integer(1, also=(-1,)),
+    "mesh.tensor": integer(1, also=(-1,)),
+    "distributed.coordinator_address": TEXT,
+    "distributed.num_processes": integer(1),
+    "distributed.process_id": integer(0),
+    "dual_encoder.pooling": choice("pooler", "cls", "mean"),
+    "dual_encoder.scale": number(above=0.0),
+    "dual_encoder.learned_scale": BOOLEAN,
+    "dual_encoder.allow_random_pooler": BOOLEAN,
+    "dual_encoder.query_max_length": integer(0),
+    "dual_encoder.eval_path": TEXT,
+    "dual_encoder.full_batch_negatives": BOOLEAN,
+    "evaluation.batch_size": integer(1),
+    "evaluation.n_best": integer(1),
+    "evaluation.max_answer_length": integer(1),
+    "evaluation.languages": TEXT_LIST,
+    "evaluation.layer": integer(-1),
+    "evaluation.all_layers": BOOLEAN,
+    "evaluation.margin_k": integer(1),
+    "evaluation.split": choice("", "train", "dev", "test"),
+    "evaluation.null_score_diff_threshold": number(),
+    "evaluation.tune_null_score_diff_threshold": BOOLEAN,
+    "evaluation.plots": BOOLEAN,
+    "evaluation.length_buckets": BOOLEAN,
+    "evaluation.search_kernel": choice("xla", "fused"),
+    "evaluation.search_dtype": choice("float32", "bfloat16"),
+    "evaluation.bucc_threshold": choice("dev", "oracle"),
+}
+
+PHASES = ("intermediate", "target")
+
+
+def schema() -> Iterator[tuple[str, Rule]]:
+    """Every declared key (dotted, from the top) with its rule."""
+    yield from TOP_KEYS.items()
+    for phase in PHASES:
+        for key, rule in PHASE_KEYS.items():
+            yield f"{phase}.{key}", rule
+
+
+def _lookup(config: Any, dotted: str) -> tuple[bool, Any]:
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, (Mapping, ml_collections.ConfigDict)) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _shown(value: Any) -> str:
+    text = repr(value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def validate_phase(node: ml_collections.ConfigDict, phase: str, *, trains: bool = True) -> list[str]:
+    """The problems of one phase's keys (`phase` names it in the messages: "target", "intermediate/1_siqa"); a phase
+    that `trains` must train at least one step."""
+    problems = []
+    for key, rule in PHASE_KEYS.items():
+        present, value = _lookup(node, key)
+        if not present:
+            problems.append(f"{phase}.{key} is missing (recipes build on configs/base.py get_config, which sets every "
+                            "key)")
+        elif not rule.accepts(value):
+            problems.append(f"{phase}.{key} must be {rule.expect}, got {_shown(value)}")
+    if problems:  # the relations below read keys that must be valid first
+        return problems
+    train = node.train
+    names = [name for name in re.split(r"[+&]", node.task or "") + list(node.tasks) if name.strip()]
+    families = {TASKS[name.strip()].family for name in names if name.strip() in TASKS}
+    if families and families <= set(ENCODER_ONLY_FAMILIES):
+        trains = False  # BUCC and Tatoeba evaluate the encoder as it is
+    if trains and train.epochs <= 0 and train.max_steps <= 0:
+        problems.append(f"{phase}.train: epochs {train.epochs!r} and max_steps {train.max_steps!r} train nothing; "
+                        f"set {phase}.train.epochs > 0 (or {phase}.train.max_steps > 0)")
+    if train.batch_size % train.micro_batches:
+        problems.append(f"{phase}.train.batch_size {train.batch_size} is not divisible by {phase}.train.micro_batches "
+                        f"{train.micro_batches}; the batch is cut into equal micro-batches")
+    if "span_qa" in families and node.doc_stride >= node.max_length:
+        problems.append(f"{phase}.doc_stride {node.doc_stride} must be below {phase}.max_length {node.max_length} "
+                        "(it is the step between a long context's windows)")
+    return problems
+
+
+def validate(config: ml_collections.ConfigDict) -> list[str]:
+    """Every problem of the resolved config (empty when it is valid), each naming its key."""
+    problems = []
+    for dotted, rule in TOP_KEYS.items():
+        present, value = _lookup(config, dotted)
+        if not present:
+            problems.append(f"{dotted} is missing (recipes build on configs/base.py get_config, which sets every key)")
+        elif not rule.accepts(value):
+            problems.append(f"{dotted} must be {rule.expect}, got {_shown(value)}")
+    for phase in PHASES:
+        if phase not in config:
+            problems.append(f"{phase} is missing (recipes build on configs/base.py get_config)")
+        else:  # the baseline (no intermediate task) trains no intermediate phase
+            problems.extend(validate_phase(config[phase], phase, trains=phase == "target" or bool(config[phase].task)))
+    if problems:  # the relations below read keys that must be valid first
+        return problems
+    distributed = config.distributed
+    if distributed.process_id >= distributed.num_processes:
+        problems.append(f"distributed.process_id {distributed.process_id} must be below distributed.num_processes "
+                        f"{distributed.num_processes}")
+    if sum(size == -1 for size in config.mesh.values()) > 1:
+        problems.append("mesh: at most one axis may be -1 (the devices left over); "
+                        f"got {dict(config.mesh.to_dict())}")
+    return problems
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    """Raise one ConfigError listing every problem of `config`, or return."""
+    problems = validate(config)
+    if problems:
+        raise ConfigError("the config has {} problem{}:\n  - {}".format(
+            len(problems), "s" if len(problems) > 1 else "", "\n  - ".join(problems)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,21 +119,31 @@ def record_evaluation(workdir: Any, fingerprint: str | None = None) -> None:
 
 
 def publish_results(pipeline: Any, spec: Any, per_language: dict[str, dict[str, float]],
-                    columns: list[tuple[str, str]], protocol: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """A zero-shot evaluation's outputs: results.json/.md (the protocol heading them), the per-language plot, the done
-    marker, and the table printed. Returns the summary (with `extra` keys)."""
+                    columns: list[tuple[str, str]], protocol: dict[str, Any], *, appendix: str = "",
+                    plots: Sequence[tuple[str, Callable[[], Any]]] = (), **extra: Any) -> dict[str, Any]:
+    """An evaluation's outputs: results.json/.md (the protocol heading them, `appendix` Markdown after the table), the
+    per-language plot and `plots` (file name -> figure maker), the done marker, and the table printed. Without a
+    score to tabulate (a test split without gold), results.json alone. Returns the summary (with `extra` keys)."""
     summary = summarize(spec.name, per_language, benchmark_name=spec.xtreme_name, protocol=protocol)
     summary.update(intermediate_task=pipeline.config.intermediate.task or None, **extra)
     if jax.process_index() == 0:
-        _, md = write_results(pipeline.workdir, summary, columns)
-        if pipeline.config.evaluation.plots:
-            shown = [(key, header) for key, header in headline_columns(columns)
-                     if all(key in row for row in per_language.values())]
-            write_plot(md.parent / f"{spec.name}_languages.png", lambda: language_bars_png(
-                per_language, shown, task=spec.name, model=model_label(pipeline.config.model.name),
-                intermediate=pipeline.config.intermediate.task), report=say)
+        metric = columns[0][0]
+        if not all(metric in row for row in per_language.values()):
+            atomic_write_text(pipeline.workdir / "results.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        else:
+            _, md = write_results(pipeline.workdir, summary, columns)
+            if appendix:  # rewritten whole: object stores (gs://) cannot append
+                atomic_write_text(md, md.read_text() + "\n" + appendix)
+            if pipeline.config.evaluation.plots:
+                shown = [(key, header) for key, header in headline_columns(columns)
+                         if all(key in row for row in per_language.values())]
+                write_plot(md.parent / f"{spec.name}_languages.png", lambda: language_bars_png(
+                    per_language, shown, task=spec.name, model=model_label(pipeline.config.model.name),
+                    intermediate=pipeline.config.intermediate.task), report=say)
+                for name, figure in plots:
+                    write_plot(md.parent / name, figure, report=say)
+            print(md.read_text(), flush=True)
         record_evaluation(pipeline.workdir, pipeline.evaluation_fingerprint)
-        print(md.read_text(), flush=True)
     return summary
 
 

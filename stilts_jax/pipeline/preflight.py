@@ -22,7 +22,7 @@ from stilts_jax.core.paths import as_path
 from stilts_jax.data.task_sources import load_examples
 from stilts_jax.pipeline.chain import chain_stages
 from stilts_jax.pipeline.common import say, source_of, task_source_of
-from stilts_jax.tasks.registry import ENCODER_ONLY_FAMILIES, TASKS, TRAINABLE_FAMILIES, TaskSpec, get_task
+from stilts_jax.tasks.registry import TASKS, TRAINABLE_FAMILIES, TaskSpec, get_task
 
 READ_HERE = ("files", "xtreme")  # source kinds read in the preflight (local or gs:// files)
 STAGE_SEPARATORS = r"[+&]"
@@ -150,8 +150,5 @@ def check_model_limits(config: ml_collections.ConfigDict, limit: int, phases: li
     """Every trained phase's max_length within the model's positions (known once the model folder is resolved)."""
     problems = [f"{folder}.max_length {node.max_length} exceeds the model's maximum of {limit} tokens; lower "
                 f"--config.{folder.split('/')[0]}.max_length" for folder, node in phases if node.max_length > limit]
-    target_spec = get_task(config.target.task)
-    if target_spec.family in ENCODER_ONLY_FAMILIES and config.target.max_length > limit:
-        problems.append(f"target.max_length {config.target.max_length} exceeds the model's maximum of {limit} tokens")
     if problems:
         raise ConfigError("the run cannot start:\n  - " + "\n  - ".join(problems))

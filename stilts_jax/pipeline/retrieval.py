@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,9 +11,8 @@ import numpy as np
 from stilts_jax.core.io_utils import atomic_write_text
 from stilts_jax.data.retrieval import read_bucc, read_tatoeba
 from stilts_jax.evaluation.embedding import SentenceEncoder, default_retrieval_layer
-from stilts_jax.evaluation.plots import layer_curves_png, model_label, write_plot
-from stilts_jax.evaluation.report import summarize, write_results
-from stilts_jax.pipeline.common import finished_evaluation, record_evaluation, say, search_options, source_of
+from stilts_jax.evaluation.plots import layer_curves_png, model_label
+from stilts_jax.pipeline.common import finished_evaluation, publish_results, say, search_options, source_of
 from stilts_jax.pipeline.protocol import run_protocol
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.tasks.retrieval import RetrievalEvaluator
@@ -28,7 +26,6 @@ def evaluate_retrieval(pipeline: Pipeline, saved_encoder: str | None) -> dict[st
     earlier = finished_evaluation(pipeline.workdir, pipeline.evaluation_fingerprint)
     if earlier is not None:
         return earlier
-    results = pipeline.workdir / "results.json"
     phase, e = pipeline.config.target, pipeline.config.evaluation
     spec = get_task(phase.task)
     encoder = pipeline.load_encoder(saved_encoder)
@@ -55,10 +52,10 @@ def evaluate_retrieval(pipeline: Pipeline, saved_encoder: str | None) -> dict[st
         else:
             original = (root / f"{lang}-en").is_dir() or (root / "bucc2018" / f"{lang}-en").is_dir()
             dev_split, test_split = ("sample", "training") if original else ("dev", "test")
-            oracle = e.get("bucc_threshold", "dev") == "oracle"
+            oracle = e.bucc_threshold == "oracle"
             result = evaluator.bucc(read_bucc(root, lang, dev_split, require_gold=not oracle),
                                     read_bucc(root, lang, test_split, require_gold=oracle),
-                                    threshold_rule=e.get("bucc_threshold", "dev"))
+                                    threshold_rule=e.bucc_threshold)
             lines = [f"{src}\t{en}" for src, en in result.predictions]
         per_language[lang] = {**result.scores[primary]}
         for layer, row in result.scores.items():
@@ -70,32 +67,22 @@ def evaluate_retrieval(pipeline: Pipeline, saved_encoder: str | None) -> dict[st
         say(f"[evaluation] {spec.name} {lang} (layer {primary}): {shown or 'no gold: predictions written'}")
     extra = {"retrieval_layer": f"{primary} of {depth}, mean-pooled"}
     if spec.family == "bitext_mining":
-        extra["bucc_threshold"] = BUCC_THRESHOLD_TEXT[e.get("bucc_threshold", "dev")]
+        extra["bucc_threshold"] = BUCC_THRESHOLD_TEXT[e.bucc_threshold]
     protocol = run_protocol(pipeline.config, split="test", trained_target=False,
                             phases={"intermediate": pipeline.phase_records.get("intermediate")}, **extra)
-    summary = summarize(spec.name, per_language, benchmark_name=spec.xtreme_name, protocol=protocol)
-    summary.update(intermediate_task=pipeline.config.intermediate.task or None, layer=primary)
-    if e.all_layers:
-        summary["per_layer"] = {str(layer): rows for layer, rows in per_layer.items()}
     sentences = spec.family == "sentence_retrieval"
     metric = "accuracy" if sentences else "f1"
     columns = [(metric, metric)] + ([("accuracy_reverse", "accuracy (xx->en)")] if sentences else
                                     [("precision", "precision"), ("recall", "recall")])
-    if jax.process_index() == 0:
-        if all(metric in row for row in per_language.values()):
-            _, md = write_results(pipeline.workdir, summary, columns)
-            if e.all_layers:  # rewritten whole: object stores (gs://) cannot append
-                atomic_write_text(md, md.read_text() + "\n" + layer_table(spec.name, per_layer, metric))
-                if e.plots:
-                    write_plot(md.parent / f"{spec.name}_layers.png", lambda: layer_curves_png(
-                        per_layer, metric, default_layer=primary, task=spec.name,
-                        model=model_label(pipeline.config.model.name),
-                        intermediate=pipeline.config.intermediate.task), report=say)
-            print(md.read_text(), flush=True)
-        else:
-            atomic_write_text(results, json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        record_evaluation(pipeline.workdir, pipeline.evaluation_fingerprint)
-    return summary
+    layered: dict[str, Any] = {}
+    if e.all_layers:
+        layered = dict(
+            per_layer={str(layer): rows for layer, rows in per_layer.items()},
+            appendix=layer_table(spec.name, per_layer, metric),
+            plots=[(f"{spec.name}_layers.png", lambda: layer_curves_png(
+                per_layer, metric, default_layer=primary, task=spec.name, model=model_label(pipeline.config.model.name),
+                intermediate=pipeline.config.intermediate.task))])
+    return publish_results(pipeline, spec, per_language, columns, protocol, layer=primary, **layered)
 
 
 BUCC_THRESHOLD_TEXT = {

@@ -42,7 +42,7 @@ def test_translated_training_files_are_concatenated_per_language():
     assert [ex.language for ex in examples] == ["en"] * 3 + ["de"] * 3 + ["fr"] * 3
     english, german = examples[:3], examples[3:6]
     assert german[2].text_a == "Die Tennisschuhe haben eine Reihe von Preisen."
-    assert german[1].text_a == '"Ja", sagte er, "wir brechen im Morgengrauen auf."'  # csv quoting read back
+    assert german[1].text_a == '"Ja", sagte er, "wir brechen im Morgengrauen auf."'  # plain TSV: quotes kept
     assert [ex.label for ex in german] == [ex.label for ex in english]  # the same pairs, translated
     assert len({ex.id for ex in examples}) == 9
     features = task.train_features(examples)

@@ -166,7 +166,7 @@ def source_of(phase: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def task_source_of(phase: ml_collections.ConfigDict, task: str) -> dict[str, Any]:
     """The source of one task of a (multi-task) phase: its entry in `task_sources`, else the phase's `source`."""
-    overrides = phase.get("task_sources") or {}
+    overrides = phase.task_sources
     if task in overrides:
         entry = overrides[task]
         entry = entry.to_dict() if isinstance(entry, ml_collections.ConfigDict) else dict(entry)
@@ -186,8 +186,8 @@ def load_training_examples(task: Any, phase: ml_collections.ConfigDict, source: 
     optionally `{task}`, in the task's own training-file format, e.g. XTREME's translate-train files), else from the
     phase's source, when that source has training data in the language. `max_train_examples` applies per language.
     """
-    languages = list(phase.get("train_languages") or ["en"])
-    template = phase.get("translated_train") or ""
+    languages = list(phase.train_languages or ["en"])
+    template = phase.translated_train
     limit = phase.max_train_examples
     examples: list[Any] = []
     for language in dict.fromkeys(languages):
@@ -216,7 +216,7 @@ SELECTIONS = ("best", "last")
 
 def selection_of(phase: ml_collections.ConfigDict) -> str:
     """How the phase's model is chosen: "best" English dev score of the periodic evaluations, or the "last" step."""
-    selection = phase.train.get("selection", "best")
+    selection = phase.train.selection
     if selection not in SELECTIONS:
         raise InputError(f"train.selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
     return selection
@@ -228,15 +228,15 @@ def selection_rule(phase: ml_collections.ConfigDict) -> str:
     if selection_of(phase) == "last":
         return "last step"
     every = f"every {t.eval_every} steps and at the end" if t.eval_every else "at the end only"
-    subset = f"first {t.eval_subset} English dev examples" if t.get("eval_subset") else "English dev set"
+    subset = f"first {t.eval_subset} English dev examples" if t.eval_subset else "English dev set"
     patience = (f", early stopping after {t.early_stopping_patience} evaluations without a better score"
-                if t.get("early_stopping_patience") and t.eval_every else "")
+                if t.early_stopping_patience and t.eval_every else "")
     return f"best checkpoint by the {subset}, evaluated {every}{patience}"
 
 
 def selection_subset(phase: ml_collections.ConfigDict, dev_examples: list[Any]) -> list[Any]:
     """The dev examples scored during training (jiant's eval_subset_num: the first N); all of them with 0."""
-    size = phase.train.get("eval_subset", 0)
+    size = phase.train.eval_subset
     return dev_examples[:size] if size else dev_examples
 
 
@@ -273,7 +273,7 @@ def trainer_config(phase: ml_collections.ConfigDict, seed: int) -> TrainerConfig
         global_batch_size=t.batch_size, micro_batches=t.micro_batches, epochs=t.epochs, max_steps=t.max_steps or None,
         seed=seed, dropout=t.dropout, log_every=t.log_every, checkpoint_every=t.checkpoint_every,
         eval_every=None if last else (t.eval_every or None), keep_checkpoints=t.keep_checkpoints,
-        progress_bar=t.progress_bar, early_stopping_patience=0 if last else t.get("early_stopping_patience", 0),
+        progress_bar=t.progress_bar, early_stopping_patience=0 if last else t.early_stopping_patience,
         optimizer=OptimizerConfig(learning_rate=t.learning_rate, warmup_fraction=t.warmup_fraction,
                                   weight_decay=t.weight_decay, adam_eps=t.adam_eps, max_grad_norm=t.max_grad_norm),
     )
@@ -281,4 +281,4 @@ def trainer_config(phase: ml_collections.ConfigDict, seed: int) -> TrainerConfig
 
 def search_options(evaluation: Any) -> dict[str, Any]:
     """NearestNeighbors' options from the evaluation config (configs/base.py: search_kernel, search_dtype)."""
-    return {"kernel": evaluation.get("search_kernel", "xla"), "dtype": evaluation.get("search_dtype", "float32")}
+    return {"kernel": evaluation.search_kernel, "dtype": evaluation.search_dtype}

@@ -56,7 +56,7 @@ class RunContext:
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
-        load_task_modules(config.get("task_modules") or [])  # a no-op when the command line loaded them already
+        load_task_modules(config.task_modules)  # a no-op when the command line loaded them already
         self.workdir = as_path(config.workdir)  # local or gs://...: an etils.epath.Path
         distributed.initialize(config.distributed.coordinator_address or None, config.distributed.num_processes,
                                config.distributed.process_id)
@@ -93,8 +93,8 @@ class RunContext:
             raise StiltsError(f"max_length {phase.max_length} of task {spec.name} exceeds the model's maximum of {limit} "
                               f"tokens; lower --config.<phase>.max_length")
         e = self.config.evaluation
-        threshold = (BEST_THRESHOLD if e.get("tune_null_score_diff_threshold", False)
-                     else e.get("null_score_diff_threshold", 0.0))
+        threshold = (BEST_THRESHOLD if e.tune_null_score_diff_threshold
+                     else e.null_score_diff_threshold)
         return make_task(spec, self.tokenizer, max_length=phase.max_length, doc_stride=phase.doc_stride,
                          n_best=e.n_best, max_answer_length=e.max_answer_length, null_score_diff_threshold=threshold)
 
@@ -103,8 +103,8 @@ class RunContext:
         """How every encoder of the run is built: compute dtype, attention implementation, activation remat,
         attention-probability dropout in training."""
         model = self.config.model
-        return {"dtype": self.dtype, "attention": model.attention, "remat": model.get("remat", "none"),
-                "attention_dropout": model.get("attention_dropout", "config")}
+        return {"dtype": self.dtype, "attention": model.attention, "remat": model.remat,
+                "attention_dropout": model.attention_dropout}
 
     def pretrained_encoder(self) -> Encoder:
         """The model folder's encoder with its weights, built as every encoder of the run is (encoder_options)."""

@@ -102,7 +102,7 @@ def load_checkpoint_pooler(pipeline: Pipeline, model: DualEncoder) -> None:
         say(f"[target] pooler (dense + tanh on <s>) loaded from {pipeline.model_dir}")
         return
     d = pipeline.config.dual_encoder
-    tiny = bool(pipeline.config.model.get("make_tiny", False))
+    tiny = pipeline.config.model.make_tiny
     if not (d.allow_random_pooler or tiny):
         raise WeightsError(
             f"dual_encoder.pooling='pooler' embeds with the checkpoint's pooler (XTREME-R's retrieval baseline), but "

@@ -44,7 +44,7 @@ def changed_from_preset(phase: ml_collections.ConfigDict) -> list[str]:
 def phase_protocol(phase: ml_collections.ConfigDict, info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Task, preset, changed keys and selection rule of one training phase (`info`: its phase_done record)."""
     preset = phase.get("preset")
-    tasks = list(phase.get("tasks") or [])
+    tasks = list(phase.tasks)
     return {
         "task": phase.task or None,
         **({"tasks": tasks} if tasks else {}),
@@ -60,7 +60,7 @@ def run_protocol(config: ml_collections.ConfigDict, *, split: str, trained_targe
     """The whole run's protocol. `phases`: phase name -> its phase_done record, where it ran."""
     phases = phases or {}
     target = config.target
-    languages = list(target.get("train_languages") or ["en"])
+    languages = list(target.train_languages or ["en"])
     setting = ("zero-shot from English" if languages == ["en"]
                else f"trained on {', '.join(languages)} (translate-train), not zero-shot")
     protocol: dict[str, Any] = {"setting": setting, "split": split}

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 def is_multitask(phase: ml_collections.ConfigDict) -> bool:
     """Several tasks, or one task plus the MLM auxiliary (the label "multitask" alone asks for its task list)."""
-    return bool(phase.get("tasks")) or has_mlm(phase) or phase.task == MULTITASK
+    return bool(phase.tasks) or has_mlm(phase) or phase.task == MULTITASK
 
 
 def run_training_phase(pipeline: Pipeline, name: str, phase: ml_collections.ConfigDict,
@@ -53,7 +53,7 @@ def run_training_phase(pipeline: Pipeline, name: str, phase: ml_collections.Conf
         return run_multitask_phase(pipeline, name, phase, handoff=handoff)
     spec = get_task(phase.task)
     task = pipeline.make_task(spec, phase)
-    languages = list(phase.get("train_languages") or ["en"])
+    languages = list(phase.train_languages or ["en"])
     say(f"[{name}] {spec.name}: loading training data ({', '.join(languages)}) and the English dev set")
     train_examples = load_training_examples(task, phase, source_of(phase))
     dev_examples = task.load("dev", source_of(phase), ["en"])["en"]

@@ -149,7 +149,7 @@ def _npy_bytes(array) -> bytes:
     (_npy_bytes(np.ones((4, 32), np.float32))[:60], "cannot be read: damaged, truncated"),
     (_npy_bytes(np.ones((4, 32), np.float32))[:-7], "cannot be read: damaged, truncated"),
     (_npy_bytes(np.ones((0, 32), np.float32)), "holds an empty array"),
-])
+], ids=["empty", "text", "cut-in-header", "cut-in-data", "no-rows"])
 def test_search_cli_refuses_empty_or_damaged_npy_files_in_one_line(tmp_path, capsys, content, message):
     from stilts_jax import search as search_cli
 

@@ -487,3 +487,13 @@ def test_a_squad_file_that_is_not_utf8_names_the_line(tmp_path):
     path.write_bytes("\n".join(lines).encode("latin-1", errors="replace"))
     with pytest.raises(QADataError, match=rf"{path} line {number + 1}: not UTF-8 text"):
         load_qa("squad", "dev", {"kind": "files", "paths": {"dev": str(path)}})
+
+
+def test_a_paragraph_without_its_questions_list_is_an_error_not_an_empty_paragraph(tmp_path):
+    # Found by the reader fuzz test: a damaged key ("q\x0cas") used to drop the paragraph's questions unnoticed.
+    data = json.loads(SQUAD_FILES["train"].read_text(encoding="utf-8"))
+    data["data"][1]["paragraphs"][0]["q\x0cas"] = data["data"][1]["paragraphs"][0].pop("qas")
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(QADataError, match=r"data\[1\]\.paragraphs\[0\]: expected an object with a 'qas' list"):
+        load_qa("squad", "train", {"kind": "files", "paths": {"train": str(path)}})

@@ -19,7 +19,9 @@ def json_objects(path: Path, error: type[Exception], *, where_format: str = "{pa
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise error(f"{where}: not UTF-8 ({e.reason} at byte {e.start})") from e
+                raise error(f"{where}: not UTF-8 text ({e.reason} at byte {e.start + 1} of the line)") from e
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark
             if not line.strip():
                 continue
             try:

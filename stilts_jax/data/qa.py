@@ -93,8 +93,8 @@ def examples_from_squad_dict(data: dict, source: str, *, language: str | None = 
     examples = []
     first_seen: dict[str, str] = {}
     for a, article in enumerate(data["data"]):
-        for p, paragraph in enumerate(article.get("paragraphs", [])):
-            for q, qa in enumerate(paragraph.get("qas", [])):
+        for p, paragraph in enumerate(_records(article, "paragraphs", f"{source}: data[{a}]")):
+            for q, qa in enumerate(_records(paragraph, "qas", f"{source}: data[{a}].paragraphs[{p}]")):
                 where = f"{source}: data[{a}].paragraphs[{p}].qas[{q}]"
                 try:
                     context = paragraph["context"]
@@ -113,6 +113,15 @@ def examples_from_squad_dict(data: dict, source: str, *, language: str | None = 
                     check_unique_id(example.id, source, f"data[{a}].paragraphs[{p}].qas[{q}]", first_seen)
                 examples.append(example)
     return examples
+
+
+def _records(parent: object, key: str, where: str) -> list:
+    """parent[key], a list: SQuAD articles hold `paragraphs`, paragraphs `qas` (a missing list would drop its
+    questions unnoticed)."""
+    if not isinstance(parent, dict) or not isinstance(parent.get(key), list):
+        found = type(parent.get(key)).__name__ if isinstance(parent, dict) and key in parent else "nothing"
+        raise QADataError(f"{where}: expected an object with a {key!r} list, found {found} there; not SQuAD format")
+    return parent[key]
 
 
 def check_unique_id(example_id: str, source: str, place: str, first_seen: dict[str, str]) -> None:

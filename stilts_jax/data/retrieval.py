@@ -176,8 +176,10 @@ def read_bucc_sentences(path: str | Path, language: str) -> tuple[tuple[str, ...
 
 
 def read_bucc_gold(path: str | Path, language: str, src_ids: Iterable[str] | None = None,
-                   en_ids: Iterable[str] | None = None) -> frozenset[tuple[str, str]]:
-    """(src_id, en_id) pairs of a `.gold` file (`xx_id<TAB>en_id` lines); ids are checked against the sides if given."""
+                   en_ids: Iterable[str] | None = None, *, src_file: str | Path = "",
+                   en_file: str | Path = "") -> frozenset[tuple[str, str]]:
+    """(src_id, en_id) pairs of a `.gold` file (`xx_id<TAB>en_id` lines); ids are checked against the sides if given
+    (`src_file`, `en_file`: the sentence files they come from, named in errors)."""
     path = Path(path)
     if not path.is_file():
         raise _missing(path, f"BUCC {language}-en gold file", BUCC_HINT.format(lang=language))
@@ -194,11 +196,11 @@ def read_bucc_gold(path: str | Path, language: str, src_ids: Iterable[str] | Non
         _check_id(src, language, where, hint=" (the foreign id comes first)")
         _check_id(en, "en", where, hint=" (the English id comes second)")
         if known_src is not None and src not in known_src:
-            raise RetrievalDataError(f"{where}: {src!r} is not an id of the {language} sentence file; is this the gold "
-                                     f"file of another split?")
+            raise RetrievalDataError(f"{where}: {src!r} is not an id of the {language} sentence file {src_file}; is "
+                                     "this the gold file of another split, or is that file cut short?")
         if known_en is not None and en not in known_en:
-            raise RetrievalDataError(f"{where}: {en!r} is not an id of the English sentence file; is this the gold "
-                                     f"file of another split?")
+            raise RetrievalDataError(f"{where}: {en!r} is not an id of the English sentence file {en_file}; is this "
+                                     "the gold file of another split, or is that file cut short?")
         pairs.add((src, en))
     if not pairs:
         raise RetrievalDataError(f"{path} is empty")
@@ -226,7 +228,7 @@ def read_bucc(root: str | Path, language: str, split: str, *, layout: str = "aut
     en_ids, en_sentences = read_bucc_sentences(paths["en"], "en")
     gold = None
     if paths["gold"].is_file():
-        gold = read_bucc_gold(paths["gold"], language, src_ids, en_ids)
+        gold = read_bucc_gold(paths["gold"], language, src_ids, en_ids, src_file=paths["src"], en_file=paths["en"])
     elif require_gold:
         raise _missing(paths["gold"], f"BUCC {language}-en {split} gold file", BUCC_HINT.format(lang=language))
     return BuccSplit(language, split, src_ids, src_sentences, en_ids, en_sentences, gold,

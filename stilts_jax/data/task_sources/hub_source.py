@@ -44,12 +44,19 @@ def _parquet_rows(files: Sequence[Path]) -> Iterator[dict[str, Any]]:
 
     for path in files:
         try:
-            batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+            batches = iter(pq.ParquetFile(path).iter_batches(batch_size=4096))
         except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...
             raise InputError(f"cannot read {path} as parquet ({type(e).__name__}: {e}); a Git LFS pointer instead of "
                              "the file? Download the repo with `hf download` or `git lfs pull`") from e
-        for batch in batches:
-            yield from batch.to_pylist()
+        while True:
+            try:
+                rows = next(batches).to_pylist()
+            except StopIteration:
+                break
+            except Exception as e:  # a damaged file: pyarrow's OSError, ArrowInvalid, or text that is not UTF-8
+                raise InputError(f"{path} is damaged: its parquet data cannot be read ({type(e).__name__}: {e}); "
+                                 "download the file again") from e
+            yield from rows
 
 
 def _dataset_rows(ds: Any) -> Iterator[dict[str, Any]]:

@@ -18,6 +18,7 @@ import random
 import re
 from pathlib import Path
 
+from stilts_jax.core.io_utils import read_lines
 from stilts_jax.core.tokenization import SHIPPED_TEXT_DIR
 
 LABELS = ("entailment", "neutral", "contradiction")  # GLUE's ClassLabel order: 0, 1, 2
@@ -25,7 +26,7 @@ _HAS_DIGIT = re.compile(r"\d")
 
 
 def _english_sentences() -> list[str]:
-    lines = (SHIPPED_TEXT_DIR / "parallel.en.txt").read_text(encoding="utf-8").splitlines()
+    lines = read_lines(SHIPPED_TEXT_DIR / "parallel.en.txt")
     return [line for line in lines if line.strip() and not _HAS_DIGIT.search(line)]
 
 

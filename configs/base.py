@@ -7,69 +7,16 @@ from __future__ import annotations
 
 import ml_collections
 
+from stilts_jax.config.presets import (  # noqa: F401 (recipes read these through base)
+    INTERMEDIATE_DEFAULTS,
+    OWN_OVERRIDES,
+    PAPER_TRAINING,
+    PRESETS,
+    preset_values,
+)
 from stilts_jax.core.distributed import DEFAULT_LOGICAL_RULES
-from stilts_jax.tasks.registry import get_task
 
-# Every default below names its source. Two presets:
-# Choose one with `configs/stilts.py:intermediate=X,target=Y,preset=own` or base.get_config(..., preset=...).
-#   published: each task as the code behind its published numbers ran it. The paper's tasks follow the paper's own
-#     code, jiant (nyu-mll/jiant jiant/scripts/benchmarks/xtreme/subscripts/: c_tokenize_and_cache.sh for max
-#     lengths, d_write_configs.sh for epochs and batch (train_batch_size 4 x gradient_accumulation_steps), and
-#     e_run_models.sh for lr 1e-5, --eval_every_steps 1000, --no_improvements_for_n_evals 30); XTREME-R's own
-#     baselines (LAReQA, Mewsli-X, the SIQA -> COPA -> XCOPA chain) follow google-research/xtreme's scripts.
-#   own: this project's earlier setup, kept as a named alternative (rows of OWN_OVERRIDES).
-# batch_size is the effective batch (per-step examples over all devices and micro-batches).
-# The target-phase rows live with each task (stilts_jax/tasks/registry.py: TaskSpec.defaults and defaults_source,
-# e.g. xnli: jiant d_write_configs.sh:15 and c_tokenize_and_cache.sh:16; xcopa, lareqa, mewslix: XTREME-R's
-# scripts/train_{xcopa,lareqa,mewslix}.sh), so a task added with register_task brings its own.
-# The intermediate phase: jiant's guides/projects/xstilts.md runs jiant/proj/simple/runscript.py with
-# `--train_batch_size 4` and the runscript's defaults otherwise (num_train_epochs 3, max_seq_length 256, lr 1e-5);
-# model selection as the XTREME targets (e_run_models.sh).
-INTERMEDIATE_DEFAULTS = dict(epochs=3.0, batch_size=4, max_length=256)
-# XTREME-R's SIQA stage ahead of XCOPA (scripts/train_xcopa.sh L58-76: the settings of its COPA stage).
-XCOPA_CHAIN_INTERMEDIATE = dict(get_task("xcopa").defaults)
-# Shared by every task unless a row sets it: jiant/shared/model_setup.py (AdamW, weight decay 0.01 except bias and
-# LayerNorm, eps 1e-8), jiant/proj/main/scripts/configurator.py (warmup_steps_proportion 0.1, eval_subset_num 500),
-# jiant/proj/main/runscript.py (max_grad_norm 1.0), e_run_models.sh (lr 1e-5, eval every 1000 steps, patience 30).
-PAPER_TRAINING = dict(learning_rate=1e-5, warmup_fraction=0.1, weight_decay=0.01, adam_eps=1e-8, max_grad_norm=1.0,
-                      micro_batches=1, eval_every=1000, eval_subset=500, early_stopping_patience=30, selection="best")
-# The `own` preset: the project's setup before the published presets (XCOPA 10 epochs at the paper's optimizer;
-# dual encoders with warmup and weight decay, whole-batch negatives; intermediate batch 16).
-OWN_OVERRIDES = {
-    "intermediate": dict(batch_size=16),
-    "xcopa": dict(epochs=10.0, batch_size=32, max_length=256, learning_rate=1e-5, warmup_fraction=0.1,
-                  weight_decay=0.01, selection="best"),
-    "lareqa": dict(epochs=3.0, batch_size=16, max_length=256, learning_rate=1e-5, warmup_fraction=0.1,
-                   weight_decay=0.01, micro_batches=1, selection="best"),
-    "mewslix": dict(epochs=2.0, batch_size=256, max_length=64, learning_rate=1e-5, warmup_fraction=0.1,
-                    weight_decay=0.01, micro_batches=1, selection="best"),
-}
-PRESETS = ("published", "own")
-INTERMEDIATE_SOURCE = "paper (nyu-mll/jiant guides/projects/xstilts.md, jiant/proj/simple/runscript.py)"
-
-
-def preset_row(task: str, *, intermediate: bool, preset: str, target: str = "") -> tuple[dict, str]:
-    """The preset's values for a phase and the label that names where they come from."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-    if intermediate:
-        chain = task == "siqa" and target == "xcopa"
-        row = dict(XCOPA_CHAIN_INTERMEDIATE if chain else INTERMEDIATE_DEFAULTS)
-        label = get_task("xcopa").defaults_source if chain else INTERMEDIATE_SOURCE
-        own_key = "intermediate"
-    else:
-        spec = get_task(task) if task else None
-        if spec is not None and spec.defaults:
-            row, label = dict(spec.defaults), spec.defaults_source or f"{task}'s own defaults"
-        else:  # an English task as the target: the intermediate settings, named as such
-            row, label = dict(INTERMEDIATE_DEFAULTS), f"{INTERMEDIATE_SOURCE}, intermediate settings"
-        own_key = task
-    if preset == "own":
-        row.update(OWN_OVERRIDES.get(own_key, {}))
-        if intermediate and task == "siqa" and target == "xcopa":
-            row = {**INTERMEDIATE_DEFAULTS, **OWN_OVERRIDES["intermediate"]}
-        label = "own (stilts-jax's earlier defaults)"
-    return row, label
+# The presets (published, own), the file behind every default and the target rows: stilts_jax/config/presets.py.
 
 
 def source(kind: str = "hf", **values: str) -> ml_collections.ConfigDict:
@@ -82,10 +29,8 @@ def source(kind: str = "hf", **values: str) -> ml_collections.ConfigDict:
 
 def phase(task: str, *, intermediate: bool = False, preset: str = "published", target: str = "",
           **overrides) -> ml_collections.ConfigDict:
-    row, label = preset_row(task, intermediate=intermediate, preset=preset, target=target)
-    training = {**PAPER_TRAINING, **{k: v for k, v in row.items() if k in PAPER_TRAINING}}
-    if training["selection"] == "last":  # no evaluation during training: only the final model's English dev score
-        training.update(eval_every=0, early_stopping_patience=0)
+    values, label = preset_values(task, intermediate=intermediate, preset=preset, target=target)
+    row, training = values, {key: values[key] for key in PAPER_TRAINING}
     config = ml_collections.ConfigDict(dict(
         task=task,
         source=source(),
@@ -154,6 +99,8 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa", preset: str 
     # it is the same. When one differs: "refuse" stops before anything runs and lists the differences; "restart"
     # starts that phase and every phase after it anew (the old folders are kept beside them, renamed).
     config.on_change = "refuse"
+    # dry_run: print the resolved config, what each phase would do in this workdir and the data it would read; exit.
+    config.dry_run = False
     # remat: activation checkpointing per layer in training: "none", "save_dots" (keep the weight matmuls' outputs)
     # or "full" (keep each layer's input only: the least memory, about a third more compute).
     config.model = dict(name="xlm-roberta-large", tokenizer="", dtype="auto", attention="auto", remat="none",

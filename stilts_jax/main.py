@@ -1,4 +1,9 @@
-"""The product's entry point: `python -m stilts_jax.main --config=configs/<recipe>.py [--config.key=value ...]`."""
+"""The product's entry point: `python -m stilts_jax.main --config=configs/<recipe>.py [--config.key=value ...]`.
+
+    python -m stilts_jax.main --config=configs/demo.py                       # the offline demo
+    python -m stilts_jax.main --config=configs/stilts.py:intermediate=anli+siqa,target=xcopa
+    python -m stilts_jax.main --config=configs/squad_to_tydiqa.py --config.dry_run=true   # what a run would do
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from stilts_jax.core.errors import StiltsError
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in args):
-        print(__doc__)
+        from stilts_jax.config.help import help_text
+
+        print(help_text(__doc__ or ""), end="")
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Orbax logs a warning for every periodic checkpoint saved without dev metrics; they are expected.

@@ -25,7 +25,7 @@ def test_recipe_and_factory_load_with_overrides():
 def test_unknown_keys_and_bad_values_name_the_fix():
     with pytest.raises(ConfigError, match=r"unknown config key 'target.train.epoch': target.train has no 'epoch'; valid keys there: .*epochs"):
         parse_config_args(["--config=configs/demo.py", "--config.target.train.epoch=3"])
-    with pytest.raises(ConfigError, match=r"valid keys there: distributed, dual_encoder, evaluation, intermediate, logical_rules, mesh, model, on_change, seed, target, task_modules, workdir"):
+    with pytest.raises(ConfigError, match=r"valid keys there: distributed, dry_run, dual_encoder, evaluation, intermediate, logical_rules, mesh, model, on_change, seed, target, task_modules, workdir"):
         parse_config_args(["--config=configs/demo.py", "--config.modle.name=x"])
     with pytest.raises(ConfigError, match=r"--config.target.train.batch_size=.big. is not a valid int"):
         parse_config_args(["--config=configs/demo.py", "--config.target.train.batch_size=big"])
@@ -35,3 +35,39 @@ def test_unknown_keys_and_bad_values_name_the_fix():
         parse_config_args(["--config=configs/nope.py"])
     with pytest.raises(ConfigError, match=r"pass --config="):
         parse_config_args([])
+
+
+def test_a_changed_task_brings_its_own_defaults_unless_set():
+    xnli, _ = parse_config_args(["--config=configs/squad_to_tydiqa.py", "--config.target.task=xnli"])
+    direct, _ = parse_config_args(["--config=configs/stilts.py:intermediate=squad,target=xnli"])
+    for key in ("max_length", "train.batch_size", "train.epochs", "train.learning_rate"):
+        node_a, node_b = xnli.target, direct.target
+        for part in key.split("."):
+            node_a, node_b = node_a[part], node_b[part]
+        assert node_a == node_b, key
+    assert xnli.target.max_length == 256 and xnli.target.train.batch_size == 32
+    assert xnli.target.preset["values"]["max_length"] == 256 and "d_write_configs.sh:15" in xnli.target.preset.label
+
+    kept, _ = parse_config_args(["--config=configs/squad_to_tydiqa.py", "--config.target.task=xnli",
+                                 "--config.target.max_length=384"])
+    assert kept.target.max_length == 384 and kept.target.train.batch_size == 32
+    demo, _ = parse_config_args(["--config=configs/demo.py", "--config.target.task=xnli"])
+    assert demo.target.max_length == 160 and demo.target.train.learning_rate == 5e-3  # the recipe's own values
+
+
+def test_workdir_flag_and_recipe_argument_errors():
+    config, _ = parse_config_args(["--config=configs/demo.py", "--workdir=/tmp/elsewhere"])
+    assert config.workdir == "/tmp/elsewhere"
+    with pytest.raises(ConfigError, match=r"configs/stilts.py:target=xnli,bad=1: .*unknown: \['bad'\]"):
+        parse_config_args(["--config=configs/stilts.py:target=xnli,bad=1"])
+
+
+def test_help_lists_the_recipes_and_every_key(capsys):
+    from stilts_jax import main as main_module
+
+    assert main_module.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "configs/chain_demo.py" in out and "The offline default" in out and "configs/base.py" not in out.split(
+        "Config keys")[0]
+    assert "  target.train.batch_size = 16    (an integer >= 1)" in out  # TyDiQA-GoldP, the default target
+    assert "  evaluation.bucc_threshold = 'dev'    (one of 'dev', 'oracle')" in out

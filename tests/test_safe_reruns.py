@@ -223,3 +223,16 @@ def test_unwritable_workdirs_are_one_error_line(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StiltsError, match=r"cannot write to the workdir .*a_file/run .*--config.workdir"):
         check_workdir_writable(blocker / "run")
+
+
+def test_dry_run_says_what_each_phase_would_do_and_writes_nothing(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    for phase in plan(demo())[:1]:
+        fake_phase(workdir, phase)
+    before = sorted(str(p) for p in workdir.rglob("*"))
+    assert main_module.main(["--config=configs/demo.py", f"--workdir={workdir}", "--config.dry_run=true"]) == 0
+    out = capsys.readouterr().out
+    assert '"dry_run": true' in out
+    assert "- intermediate: squad -> reuse (finished)" in out and "- target: tydiqa -> run" in out
+    assert "- evaluation: tydiqa eval (ar, bn, en, fi, id, ko, ru, sw, te) from xtreme path=" in out
+    assert sorted(str(p) for p in workdir.rglob("*")) == before

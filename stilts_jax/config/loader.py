@@ -36,7 +36,10 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{file} defines no get_config()")
-    config = module.get_config(arg) if arg else module.get_config()
+    try:
+        config = module.get_config(arg) if arg else module.get_config()
+    except (ValueError, TypeError, KeyError) as e:  # a recipe's own argument checks
+        raise ConfigError(f"{spec}: {e}") from None
     return config
 
 
@@ -100,6 +103,8 @@ def parse_config_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, l
     i = 0
     while i < len(items):
         arg = items[i]
+        if arg == "--workdir" or arg.startswith("--workdir="):  # big_vision's flag for --config.workdir
+            arg = "--config.workdir" + arg[len("--workdir"):]
         if arg.startswith("--config.") or arg == "--config" or arg.startswith("--config="):
             if "=" in arg:
                 key, value = arg[2:].split("=", 1)
@@ -126,6 +131,13 @@ def parse_config_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, l
     config = load_config_file(spec)
     for key, value in overrides:
         apply_override(config, key, value)
+    if any(key in ("target.task", "intermediate.task") for key, _ in overrides) and "target" in config:
+        from stilts_jax.config.presets import retarget
+
+        changed = retarget(config, {key for key, _ in overrides})
+        if changed:
+            print(f"[config] the task changed: {', '.join(changed)} follow the new task's defaults (set them on the "
+                  "command line to keep other values)", flush=True)
     config.lock()
     return config, rest
 

@@ -132,6 +132,7 @@ TOP_KEYS: dict[str, Rule] = {
     "workdir": Rule(lambda value: isinstance(value, str) and bool(value.strip()), "a folder (local or gs://)"),
     "seed": integer(0),
     "on_change": choice("refuse", "restart"),
+    "dry_run": BOOLEAN,
     "model.name": Rule(lambda value: isinstance(value, str) and bool(value.strip()), "a hub id or a model folder"),
     "model.tokenizer": TEXT,
     "model.dtype": choice("auto", "float32", "bfloat16", "float16"),
@@ -139,6 +140,9 @@ TOP_KEYS: dict[str, Rule] = {
     "model.remat": choice("none", "save_dots", "full"),
     "model.make_tiny": BOOLEAN,
     "model.attention_dropout": ATTENTION_DROPOUT,
+    "logical_rules": Rule(lambda value: isinstance(value, (list, tuple)) and all(
+        isinstance(rule, (list, tuple)) and len(rule) == 2 and isinstance(rule[0], str) for rule in value),
+        "a list of [logical axis, mesh axis or axes or None] pairs"),
     "mesh.data": integer(1, also=(-1,)),
     "mesh.fsdp": integer(1, also=(-1,)),
     "mesh.tensor": integer(1, also=(-1,)),

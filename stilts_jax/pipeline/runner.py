@@ -18,6 +18,7 @@ from stilts_jax.core.paths import check_workdir_writable
 from stilts_jax.core.workdir_lock import lock_workdir
 from stilts_jax.pipeline.chain import run_chain
 from stilts_jax.pipeline.context import Phase, RunContext
+from stilts_jax.pipeline.dry_run import describe
 from stilts_jax.pipeline.dual_encoder import run_dual_encoder
 from stilts_jax.pipeline.preflight import check_config, check_model_limits
 from stilts_jax.pipeline.retrieval import evaluate_retrieval
@@ -67,4 +68,7 @@ class Pipeline(RunContext):
 def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Check the whole config and the data it names, then run (nothing is trained, read or written before)."""
     check_config(config)
+    if config.dry_run:
+        print(describe(config), end="", flush=True)
+        return {"dry_run": True}
     return Pipeline(config).run()

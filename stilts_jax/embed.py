@@ -1,6 +1,6 @@
 """Sentence embeddings from the command line.
 
-    python -m stilts_jax.embed --model xlm-roberta-large --input sentences.txt --layer 14 --pooling mean \
+    python -m stilts_jax.embed --model xlm-roberta-large --input sentences.txt --layer 14 --pooling mean \\
         --output emb.npy
 
 One sentence per line in; a float32 array [N, hidden] out, in the input order. `--layer k` indexes the

@@ -3,15 +3,17 @@
     python -m stilts_jax.main --config=configs/demo.py                       # the offline demo
     python -m stilts_jax.main --config=configs/stilts.py:intermediate=anli+siqa,target=xcopa
     python -m stilts_jax.main --config=configs/squad_to_tydiqa.py --config.dry_run=true   # what a run would do
+
+--verbosity=error|warning|info|debug sets how much the libraries (JAX, Orbax, datasets) log (default warning).
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from stilts_jax.config.loader import parse_config_args
 from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,9 +23,16 @@ def main(argv: list[str] | None = None) -> int:
 
         print(help_text(__doc__ or ""), end="")
         return 0
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Orbax logs a warning for every periodic checkpoint saved without dev metrics; they are expected.
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    verbosity = "warning"
+    for arg in list(args):
+        if arg.startswith("--verbosity="):
+            verbosity = arg.split("=", 1)[1]
+            args = [a for a in args if a != arg]
+    try:
+        configure_logging(verbosity)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         config, rest = parse_config_args(args)
         if rest:

@@ -205,3 +205,16 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
     finally:
         BatchFeeder.batch = original
     assert _run(tmp_path, steps=8, checkpoint_every=100).resumed_from == 3
+
+
+def test_without_a_terminal_training_prints_plain_progress_lines(tmp_path, capsys):
+    from stilts_jax.train.loop import progress_line
+
+    _run(tmp_path / "run", steps=4, log_every=2, progress_bar=True)  # pytest's stderr is no terminal
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if line.startswith("[train run]")]
+    assert [line.split()[3] for line in lines] == ["2/4", "4/4"]
+    assert "loss " in lines[0] and "examples/s" in lines[0] and "ETA" in lines[0]
+    assert "\r" not in captured.err and "\x1b[" not in captured.err  # no progress bar in a log file
+    line = progress_line("target", 150, 300, {"loss": 0.5, "learning_rate": 1e-5}, 12.5, (100, 0.0), 50.0)
+    assert line == "[train target] step 150/300 (50%)  loss 0.5000  lr 1.00e-05  12.5 examples/s  ETA 2m30s"

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -65,6 +66,17 @@ def out_of_memory_message(config: TrainerConfig, phase: str, num_devices: int) -
             "update from smaller pieces), --config.model.remat=full (recompute activations in the backward pass; "
             "save_dots recomputes less), --config.mesh.fsdp=-1 (shard parameters and optimizer state over the "
             f"devices), or a shorter {key}.max_length. Nothing was saved by this step; rerun to resume.")
+
+
+def progress_line(name: str, step: int, num_steps: int, row: dict[str, float], examples_per_second: float,
+                  started_at: tuple[int, float], now: float) -> str:
+    """`[train target] step 120/300 (40%)  loss 0.4234  lr 3.17e-03  38.2 examples/s  ETA 1m52s`."""
+    steps_done, elapsed = step - started_at[0], now - started_at[1]
+    eta = (num_steps - step) * elapsed / steps_done if steps_done > 0 else float("nan")
+    eta_text = "?" if not math.isfinite(eta) else (f"{int(eta // 3600)}h{int(eta % 3600 // 60):02d}m" if eta >= 3600
+                                                   else f"{int(eta // 60)}m{int(eta % 60):02d}s")
+    return (f"[train {name}] step {step}/{num_steps} ({100 * step / max(num_steps, 1):.0f}%)  loss {row['loss']:.4f}  "
+            f"lr {row['learning_rate']:.2e}  {examples_per_second:.1f} examples/s  ETA {eta_text}")
 
 
 class _PreemptionWatch:
@@ -271,8 +283,12 @@ def run_phase(
     step_fns = data.make_steps(spec, tx, schedule, shardings, config.dropout)
     pending: list[tuple[int, str, dict[str, jax.Array]]] = []
     last_log = (start, time.perf_counter())
+    # A terminal gets a progress bar; a launcher's log file (not a terminal) or progress_bar=false gets a plain line
+    # every log_every steps instead, from process 0 (a bar's carriage returns and escape codes garble such logs).
+    plain_lines = jax.process_index() == 0 and not (config.progress_bar and sys.stderr.isatty())
     bar = tqdm(total=num_steps, initial=start, desc=f"train {workdir.name}", unit="step",
-               disable=not config.progress_bar or jax.process_index() != 0)
+               disable=plain_lines or jax.process_index() != 0)
+    started_at = (start, time.perf_counter())
 
     def flush_metrics() -> None:
         """Fetch the metrics kept on device since the last flush (one host sync), log them, stop on NaN."""
@@ -300,6 +316,8 @@ def run_phase(
         metrics_log.write(steps[-1], "train", {**row, "examples_per_second": examples_per_second})
         bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['learning_rate']:.2e}")
 
+        if plain_lines:
+            print(progress_line(workdir.name, steps[-1], num_steps, row, examples_per_second, started_at, now), flush=True)
     def position(step: int) -> dict[str, Any]:
         return {**data.position(step), "early_stopping": stopping.state()}
 

@@ -20,6 +20,7 @@ from stilts_jax.evaluation.plots import headline_columns, language_bars_png, mod
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.report import summarize, write_results
 from stilts_jax.train.loop import TrainerConfig
+from stilts_jax.train.metrics_log import MetricsLog
 from stilts_jax.train.optimizer import OptimizerConfig
 
 DONE = "phase_done.json"
@@ -143,8 +144,21 @@ def publish_results(pipeline: Any, spec: Any, per_language: dict[str, dict[str, 
                 for name, figure in plots:
                     write_plot(md.parent / name, figure, report=say)
             print(md.read_text(), flush=True)
+        log_scores(pipeline.workdir / "evaluation", per_language, summary)
         record_evaluation(pipeline.workdir, pipeline.evaluation_fingerprint)
     return summary
+
+
+def log_scores(folder: Any, per_language: dict[str, dict[str, float]], summary: dict[str, Any]) -> None:
+    """The zero-shot scores beside the training curves: TensorBoard scalars `zero_shot/<language>/<metric>` and
+    `zero_shot/average/<metric>` (and evaluation/metrics.jsonl), step 0."""
+    log = MetricsLog(folder)
+    for language, row in per_language.items():
+        log.write(0, f"zero_shot/{language}", {k: v for k, v in row.items() if isinstance(v, (int, float))})
+    averages = summary.get("average", {})
+    if isinstance(averages, dict) and averages:
+        log.write(0, "zero_shot/average", {k: v for k, v in averages.items() if isinstance(v, (int, float))})
+    log.close()
 
 
 def make_predictor(pipeline: Any, model_spec: Any) -> Predictor:

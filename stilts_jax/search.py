@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--approx", action="store_true", help="approximate top-k (jax.lax.approx_max_k; fast on TPU)")
     parser.add_argument("--kernel", choices=("xla", "fused"), default="xla",
                         help="fused: one Pallas kernel per device keeps the top-k while it multiplies (GPU; k <= 32)")
+    parser.add_argument("--drop-non-finite", action="store_true",
+                        help="leave out query and database rows holding NaN or inf (refused by default); indices "
+                             "still count every database row, and a left-out query gets indices -1, scores -inf")
     parser.add_argument("--tile", type=Tile.parse, help="the fused kernel's block_queries,block_database,"
                         "block_features,num_warps,num_stages (default 128,128,0,8,3)")
     add_process_arguments(parser)
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if queries.shape[1] != database.shape[1]:
             raise InputError(f"queries have dimension {queries.shape[1]} but the database {database.shape[1]}")
         options = dict(chunk_size=args.chunk_size, block_rows=args.block_rows, dtype=args.dtype, approx=args.approx,
-                       kernel=args.kernel, tile=args.tile)
+                       kernel=args.kernel, tile=args.tile, drop_non_finite=args.drop_non_finite)
         start = time.perf_counter()
         if args.margin:
             neighbors = ratio_margin(queries, database, args.k, **options)

@@ -9,11 +9,16 @@ top-k, so the score tile of one block stays in cache while it is reduced. Memory
 rows, never by N^2.
 With kernel="fused" (GPU) each shard is searched by one Pallas kernel that keeps the top-k in registers while it
 multiplies (evaluation/fused_top_k.py), so no score matrix is written at all.
+
+Embeddings must be finite: a NaN row would rank first for every query and an inf row would vanish, so rows with a
+NaN or inf are refused (InputError naming them), or with drop_non_finite=True left out with a warning; returned
+indices always count rows of the arrays as given.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Sequence
 from functools import partial
 
@@ -38,6 +43,36 @@ def _varying(tree):
     return jax.lax.pvary(tree, (_AXIS,))  # type: ignore[attr-defined]  # older JAX, before pcast replaced it
 
 
+def non_finite_rows(array: np.ndarray) -> np.ndarray:
+    """Indices of the rows of a [N, d] array holding a NaN or an inf (one float64 sum per row: no [N, d] mask)."""
+    sums = np.asarray(array).sum(axis=1, dtype=np.float64)  # any NaN or inf makes its row's sum non-finite
+    return np.flatnonzero(~np.isfinite(sums))
+
+
+def finite_rows(array: np.ndarray, what: str, *, drop: bool) -> np.ndarray | None:
+    """None when every row of `array` is finite; else the indices of its finite rows (drop=True, with a warning
+    saying how many were left out) or an InputError naming the bad rows (drop=False)."""
+    bad = non_finite_rows(array)
+    if not len(bad):
+        return None
+    shown = f"row{'s' if len(bad) > 1 else ''} " + ", ".join(str(i) for i in bad[:5]) + (
+        f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
+    if not drop:
+        raise InputError(
+            f"{len(bad)} of the {len(array)} {what} rows hold NaN or inf values ({shown}, counting "
+            "from 0): they would rank first or vanish from every search. Fix what produced those "
+            "embeddings, or leave the rows out: drop_non_finite=True in the library, --drop-non-finite on "
+            "python -m stilts_jax.search / stilts_jax.mine")
+    if len(bad) == len(array):
+        raise InputError(f"all {len(array)} {what} rows hold NaN or inf values: nothing is left to search")
+    if jax.process_index() == 0:
+        print(f"warning: left out {len(bad)} of the {len(array)} {what} rows holding NaN or inf values ({shown}, "
+              "counting from 0); returned indices still count every row", file=sys.stderr, flush=True)
+    keep = np.ones(len(array), bool)
+    keep[bad] = False
+    return np.flatnonzero(keep)
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -45,8 +80,21 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class SearchResult:
-    scores: np.ndarray  # [num_queries, k] float32, best first
-    indices: np.ndarray  # [num_queries, k] int64 rows of the database
+    scores: np.ndarray  # [num_queries, k] float32, best first (-inf for a left-out query)
+    indices: np.ndarray  # [num_queries, k] int64 rows of the database (-1 for a left-out query)
+
+    def expand(self, kept_queries: np.ndarray | None, num_queries: int, database_rows: np.ndarray | None
+               ) -> SearchResult:
+        """This result of a search over kept rows only, in the numbering of all rows: `kept_queries` are the rows
+        of the full query set it answers (the others get scores -inf and indices -1), `database_rows` maps the
+        kept database's rows to the full database's."""
+        indices = self.indices if database_rows is None else database_rows[self.indices]
+        if kept_queries is None:
+            return SearchResult(self.scores, indices)
+        scores = np.full((num_queries, self.scores.shape[1]), -np.inf, np.float32)
+        full_indices = np.full((num_queries, self.scores.shape[1]), -1, np.int64)
+        scores[kept_queries], full_indices[kept_queries] = self.scores, indices
+        return SearchResult(scores, full_indices)
 
 
 class NearestNeighbors:
@@ -68,14 +116,21 @@ class NearestNeighbors:
       kernel: "xla" (jnp.dot then lax.top_k; every platform) or "fused" (one Pallas kernel per shard that never
         writes the score matrix; GPUs, and CPU in interpret mode for tests; k up to 32).
       tile: the fused kernel's tiling and launch parameters (default: fused.default_tile(dtype)).
+      drop_non_finite: leave database and query rows holding NaN or inf out (with a warning) instead of refusing
+        them; indices keep counting every database row, and a left-out query gets scores -inf and indices -1.
     """
 
     def __init__(self, database: np.ndarray, *, devices: Sequence[jax.Device] | None = None, chunk_size: int | None = None,
                  block_rows: int | None = None, dtype: str | jnp.dtype = jnp.float32, approx: bool = False,
-                 recall_target: float = 0.95, kernel: str = "xla", tile: fused.Tile | None = None):
+                 recall_target: float = 0.95, kernel: str = "xla", tile: fused.Tile | None = None,
+                 drop_non_finite: bool = False):
         database = np.asarray(database)
         if database.ndim != 2 or len(database) == 0:
             raise InputError(f"the database must be a non-empty [N, d] array, got shape {database.shape}")
+        self.drop_non_finite = drop_non_finite
+        self._database_rows = finite_rows(database, "database", drop=drop_non_finite)  # None: every row is kept
+        if self._database_rows is not None:
+            database = database[self._database_rows]
         devices = list(devices or jax.devices())
         self.mesh = Mesh(np.array(devices), (_AXIS,))
         self.num_shards = len(devices)
@@ -188,9 +243,17 @@ class NearestNeighbors:
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise InputError(f"queries must be [M, {self.dim}] to match the database, got shape {queries.shape}")
         if not 1 <= k <= self.size:
-            raise InputError(f"k must be between 1 and the database size {self.size}, got {k}")
+            left_out = "" if self._database_rows is None else " (after leaving out its non-finite rows)"
+            raise InputError(f"k must be between 1 and the database size {self.size}{left_out}, got {k}")
         if self.kernel == "fused" and k > fused.MAX_K:
             raise InputError(f"the fused search kernel takes k up to {fused.MAX_K}, got {k}: use kernel='xla'")
+        kept_queries = finite_rows(queries, "query", drop=self.drop_non_finite)
+        num_queries = len(queries)
+        if kept_queries is not None:
+            queries = queries[kept_queries]
+        return self._search(queries, k).expand(kept_queries, num_queries, self._database_rows)
+
+    def _search(self, queries: np.ndarray, k: int) -> SearchResult:
         search = self._search_fn(k)
         chunk = min(self.chunk_size, max(len(queries), 1))
         if self.kernel == "fused":
@@ -234,16 +297,34 @@ class MarginNeighbors:
     backward_margin: np.ndarray  # [Ny, k]
 
 
-def ratio_margin(x: np.ndarray, y: np.ndarray, k: int = 4, **options) -> MarginNeighbors:
-    """Cosine kNN both ways and the ratio margin cos(x,y) / ((mean_k cos(x,NN(x)) + mean_k cos(y,NN(y))) / 2)."""
-    x, y = l2_normalize(x), l2_normalize(y)
+def ratio_margin(x: np.ndarray, y: np.ndarray, k: int = 4, *, drop_non_finite: bool = False,
+                 **options) -> MarginNeighbors:
+    """Cosine kNN both ways and the ratio margin cos(x,y) / ((mean_k cos(x,NN(x)) + mean_k cos(y,NN(y))) / 2).
+
+    Rows holding NaN or inf are refused, or with drop_non_finite=True left out of both searches and the margins:
+    their own rows get margins -inf and indices -1, and `mine_max` never pairs them."""
+    num_x, num_y = len(x), len(y)
+    kept_x = finite_rows(x, "source (x)", drop=drop_non_finite)
+    kept_y = finite_rows(y, "target (y)", drop=drop_non_finite)
+    x = l2_normalize(x if kept_x is None else x[kept_x])
+    y = l2_normalize(y if kept_y is None else y[kept_y])
     forward = NearestNeighbors(y, **options).search(x, k)
     backward = NearestNeighbors(x, **options).search(y, k)
     mean_x = forward.scores.mean(axis=1)
     mean_y = backward.scores.mean(axis=1)
     forward_margin = forward.scores / ((mean_x[:, None] + mean_y[forward.indices]) / 2)
     backward_margin = backward.scores / ((mean_y[:, None] + mean_x[backward.indices]) / 2)
-    return MarginNeighbors(forward, backward, forward_margin.astype(np.float32), backward_margin.astype(np.float32))
+    return MarginNeighbors(forward.expand(kept_x, num_x, kept_y), backward.expand(kept_y, num_y, kept_x),
+                           _expand_rows(forward_margin, kept_x, num_x), _expand_rows(backward_margin, kept_y, num_y))
+
+
+def _expand_rows(margins: np.ndarray, kept: np.ndarray | None, num_rows: int) -> np.ndarray:
+    """Margins of the kept rows placed among all rows; left-out rows get -inf."""
+    if kept is None:
+        return margins.astype(np.float32)
+    full = np.full((num_rows, margins.shape[1]), -np.inf, np.float32)
+    full[kept] = margins
+    return full
 
 
 def mine_max(neighbors: MarginNeighbors) -> list[tuple[float, int, int]]:
@@ -254,10 +335,12 @@ def mine_max(neighbors: MarginNeighbors) -> list[tuple[float, int, int]]:
     candidates = []
     best_forward = neighbors.forward_margin.argmax(axis=1)
     for i, j in enumerate(best_forward):
-        candidates.append((float(neighbors.forward_margin[i, j]), i, int(neighbors.forward.indices[i, j])))
+        if neighbors.forward.indices[i, j] >= 0:  # -1: a row left out as non-finite
+            candidates.append((float(neighbors.forward_margin[i, j]), i, int(neighbors.forward.indices[i, j])))
     best_backward = neighbors.backward_margin.argmax(axis=1)
     for j, i in enumerate(best_backward):
-        candidates.append((float(neighbors.backward_margin[j, i]), int(neighbors.backward.indices[j, i]), j))
+        if neighbors.backward.indices[j, i] >= 0:
+            candidates.append((float(neighbors.backward_margin[j, i]), int(neighbors.backward.indices[j, i]), j))
     candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
     used_x, used_y, pairs = set(), set(), []
     for score, i, j in candidates:

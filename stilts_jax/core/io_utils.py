@@ -6,7 +6,7 @@ the whole content, which the store makes visible all at once or not at all (they
 
 Text files: lines end at `\n` (a `\r` before it is dropped); U+2028, U+0085, form feeds and lone `\r` stay inside
 their line, so line i of a file is example i. A leading UTF-8 byte-order mark is dropped. Bytes that are not UTF-8
-are an error naming the file and the line.
+are an error naming the file and the line. The readers take local paths and object-store URLs (`gs://...`) alike.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def iter_lines(path: PathLike, error: type[Exception] = InputError) -> Iterator[
     Lines end at `\n` only (`\r\n` too: the `\r` is dropped); a final line break ends the last line. A leading
     byte-order mark is dropped. A line that is not UTF-8 raises `error` naming the file and line.
     """
-    with Path(path).open("rb") as f:
+    with as_path(path).open("rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
                 text = raw.decode("utf-8")
@@ -124,7 +124,7 @@ def read_lines(path: PathLike, error: type[Exception] = InputError) -> list[str]
 def read_text(path: PathLike, error: type[Exception] = InputError) -> str:
     """The whole text of a UTF-8 file (a leading byte-order mark dropped); bytes that are not UTF-8 raise `error`
     naming the file and line."""
-    data = Path(path).read_bytes()
+    data = as_path(path).read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -1,4 +1,5 @@
-"""One path type for workdirs: `etils.epath.Path`, local folders and object-store URLs (gs://, s3://, ...) alike.
+"""One path type for workdirs and data: `etils.epath.Path`, local folders and object-store URLs (gs://, s3://, ...)
+alike.
 
 Local paths behave as `pathlib.Path`. A `gs://` path goes through fsspec + gcsfs (or tf.io.gfile when TensorFlow is
 installed, which epath prefers); object stores have no rename, no append and no recursive glob, so code that writes
@@ -27,6 +28,35 @@ _REMOTE_FIXES = {
 def as_path(path: PathLike) -> epath.Path:
     """`path` as an epath.Path; `gs://bucket/x` keeps its scheme (pathlib.Path would turn it into `gs:/bucket/x`)."""
     return path if isinstance(path, epath.Path) else epath.Path(path)
+
+
+def data_path(path: PathLike) -> epath.Path:
+    """A data file or folder given by a user: `~` expanded on a local path, a `gs://...` URL kept as it is."""
+    path = as_path(path)
+    return path if is_remote(path) else path.expanduser()
+
+
+def glob_files(pattern: PathLike) -> list[epath.Path]:
+    """The files matching a glob pattern (`*`, `?`, `[...]` in any part but the bucket), sorted; local or remote.
+
+    The pattern is split at its first part holding a wildcard and globbed from the folder above it, so `gs://b/t/*.txt`
+    lists one folder (object stores have no recursive glob: `**` works on local paths only).
+    """
+    text = os.fspath(pattern)
+    scheme = url_scheme(text)
+    head, rest = (f"{scheme}://", text.split("://", 1)[1]) if scheme else ("", text)
+    parts = rest.split("/")
+    first = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), None)
+    if first is None:
+        path = data_path(text)
+        return [path] if path.is_file() else []
+    folder = "/".join(parts[:first]) or ("/" if first else ".")
+    if head and not first:
+        raise StiltsError(f"{text}: a wildcard in the bucket name is not supported; name the bucket")
+    base = data_path(head + folder)
+    if not base.is_dir():
+        return []
+    return sorted((p for p in base.glob("/".join(parts[first:])) if p.is_file()), key=os.fspath)
 
 
 def url_scheme(path: PathLike) -> str | None:

@@ -32,9 +32,11 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+
+from etils import epath
 
 from stilts_jax.core.io_utils import read_text
+from stilts_jax.core.paths import PathLike, data_path
 from stilts_jax.data.qa import QAExample
 from stilts_jax.data.ranked_retrieval import DualPair, Query, RankedRetrievalDataError, RetrievalPool
 
@@ -113,9 +115,9 @@ def squad_dev_pool(examples: Sequence[QAExample], source: str = "SQuAD dev") -> 
 
 # --- XQuAD-R -------------------------------------------------------------------------------------------------------
 
-def xquad_r_path(root: str | Path, language: str) -> Path:
+def xquad_r_path(root: PathLike, language: str) -> epath.Path:
     """`{root}/lareqa/xquad-r/{lang}.json`, `{root}/xquad-r/{lang}.json` or `{root}/{lang}.json`, the first present."""
-    root = Path(root)
+    root = data_path(root)
     candidates = [root / "lareqa" / "xquad-r" / f"{language}.json", root / "xquad-r" / f"{language}.json",
                   root / f"{language}.json"]
     for path in candidates:
@@ -125,17 +127,17 @@ def xquad_r_path(root: str | Path, language: str) -> Path:
                                    f"{LAREQA_HINT}")
 
 
-def _load_json(path: Path) -> object:
+def _load_json(path: epath.Path) -> object:
     try:
         return json.loads(read_text(path, RankedRetrievalDataError))
     except json.JSONDecodeError as e:
         raise RankedRetrievalDataError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from e
 
 
-def read_xquad_r(path: str | Path, language: str) -> tuple[list[Query], list[tuple[str, str, str]], dict[str, str]]:
+def read_xquad_r(path: PathLike, language: str) -> tuple[list[Query], list[tuple[str, str, str]], dict[str, str]]:
     """One language file: its questions (relevant ids not yet filled), its candidates (id, sentence, paragraph)
     and, per question id (xling_id), the candidate id of its answer sentence."""
-    path = Path(path)
+    path = data_path(path)
     data = _load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise RankedRetrievalDataError(f"{path}: not XQuAD-R (expected SQuAD JSON: an object with a 'data' list)")
@@ -185,7 +187,7 @@ def read_xquad_r(path: str | Path, language: str) -> tuple[list[Query], list[tup
     return questions, candidates, answer_of
 
 
-def read_lareqa(root: str | Path, languages: Sequence[str] = LAREQA_LANGUAGES,
+def read_lareqa(root: PathLike, languages: Sequence[str] = LAREQA_LANGUAGES,
                 pool_languages: Sequence[str] | None = None) -> RetrievalPool:
     """The LAReQA pool: candidates of every language of `pool_languages` (default: `languages`), the questions of
     `languages`, each relevant to the answer sentences of its id in all pool languages."""

@@ -30,9 +30,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
+from etils import epath
+
+from stilts_jax.core.paths import PathLike, data_path
 from stilts_jax.data.jsonl import json_objects
 from stilts_jax.data.ranked_retrieval import DualPair, Query, RankedRetrievalDataError, RetrievalPool
 
@@ -65,16 +67,16 @@ class Mention:
     text: str
 
 
-def mewslix_path(root: str | Path, name: str) -> Path:
+def mewslix_path(root: PathLike, name: str) -> epath.Path:
     """`{root}/{name}` or `{root}/mewslix/{name}`, the first present."""
-    root = Path(root)
+    root = data_path(root)
     for path in (root / name, root / "mewslix" / name):
         if path.is_file():
             return path
     raise RankedRetrievalDataError(f"Mewsli-X file {name} not found in {root} or {root / 'mewslix'}; {MEWSLIX_HINT}")
 
 
-def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def _records(path: epath.Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """("file:line", object) for every non-empty line; bad JSON or a non-object is an error naming the line."""
     for _, where, record in json_objects(path, RankedRetrievalDataError):
         yield where, record
@@ -131,9 +133,9 @@ def _mentions(context: dict[str, Any], mentions: Sequence[Any], where: str) -> l
     return out
 
 
-def read_entities(path: str | Path) -> list[Entity]:
+def read_entities(path: PathLike) -> list[Entity]:
     """`candidate_set_entities.jsonl`: one entity per line, ids unique."""
-    path, entities, seen = Path(path), [], set()
+    path, entities, seen = data_path(path), [], set()
     for where, record in _records(path):
         entity = _entity(record, where)
         if entity.entity_id in seen:
@@ -145,10 +147,10 @@ def read_entities(path: str | Path) -> list[Entity]:
     return entities
 
 
-def read_wikinews_mentions(path: str | Path) -> list[Mention]:
+def read_wikinews_mentions(path: PathLike) -> list[Mention]:
     """`wikinews_mentions-{dev,test}.jsonl`: {context, mentions} per line, flattened to one Mention each; example ids
     (the keys of the prediction files) unique."""
-    path, out = Path(path), []
+    path, out = data_path(path), []
     first_seen: dict[str, str] = {}
     for where, record in _records(path):
         mentions = _field(record, "mentions", where, list)
@@ -167,9 +169,9 @@ def _check_unique_example(example_id: str, where: str, first_seen: dict[str, str
     first_seen[example_id] = where
 
 
-def read_wikipedia_pairs(path: str | Path) -> list[tuple[Mention, Entity]]:
+def read_wikipedia_pairs(path: PathLike) -> list[tuple[Mention, Entity]]:
     """`wikipedia_pairs-{train,dev}.jsonl`: {contextual_mention: {context, mention}, entity} per line."""
-    path, out = Path(path), []
+    path, out = data_path(path), []
     for where, record in _records(path):
         contextual = _field(record, "contextual_mention", where, dict)
         (mention,) = _mentions(_field(contextual, "context", where, dict), [_field(contextual, "mention", where, dict)], where)
@@ -221,7 +223,7 @@ def wikipedia_dev_pool(pairs: Sequence[tuple[Mention, Entity]], source: str) -> 
     return RetrievalPool({"en": queries}, tuple(entities), tuple(entity_text(e) for e in entities.values()), None, source)
 
 
-def read_mewslix(root: str | Path, split: str, languages: Sequence[str]) -> RetrievalPool:
+def read_mewslix(root: PathLike, split: str, languages: Sequence[str]) -> RetrievalPool:
     """WikiNews mentions of `split` (dev or test) in `languages` against the whole candidate set."""
     if split not in ("dev", "test"):
         raise RankedRetrievalDataError(f"Mewsli-X evaluation split must be dev or test, got {split!r}")

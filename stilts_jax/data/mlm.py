@@ -13,37 +13,49 @@ seed and a resumed run masks exactly as an uninterrupted one.
 
 from __future__ import annotations
 
-import glob
 import math
+import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 from stilts_jax.core.errors import InputError
 from stilts_jax.core.io_utils import read_lines
+from stilts_jax.core.paths import PathLike, data_path, glob_files
 
 MLM_FEATURES = ("mlm_positions", "mlm_labels", "mlm_weights")
 _SALT = 0x4D4C4D  # keeps masking draws apart from the shuffles drawn from the same seed
 
 
-def read_text_lines(paths: Sequence[str | Path]) -> list[str]:
-    """Non-blank lines of every file (glob patterns allowed), in order."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
+def text_files(patterns: Sequence[PathLike] | PathLike) -> list[epath.Path]:
+    """The files named by `patterns` (paths or glob patterns, local or gs://...), in order; each must exist."""
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [patterns]
+    files: list[epath.Path] = []
+    for pattern in patterns:
+        if any(c in os.fspath(pattern) for c in "*?["):
+            matches = glob_files(pattern)
+            if not matches:
+                raise InputError(f"MLM text pattern {pattern} matches no file")
+            files.extend(matches)
+            continue
+        path = data_path(pattern)
+        if not path.is_file():
+            raise InputError(f"MLM text file {path} does not exist (give files with one sentence per line)")
+        files.append(path)
+    return files
+
+
+def read_text_lines(paths: Sequence[PathLike] | PathLike) -> list[str]:
+    """Non-blank lines of every file (glob patterns allowed, local or gs://...), in order."""
     lines: list[str] = []
-    for pattern in paths:
-        matches = sorted(glob.glob(str(Path(pattern).expanduser()))) if any(c in str(pattern) for c in "*?[") else [str(pattern)]
-        if not matches:
-            raise InputError(f"MLM text pattern {pattern} matches no file")
-        for name in matches:
-            path = Path(name).expanduser()
-            if not path.is_file():
-                raise InputError(f"MLM text file {path} does not exist (give files with one sentence per line)")
-            lines.extend(line.strip() for line in read_lines(path) if line.strip())
+    for path in text_files(paths):
+        lines.extend(line.strip() for line in read_lines(path) if line.strip())
     if not lines:
-        raise InputError(f"the MLM text files {list(map(str, paths))} hold no non-blank line")
+        names = [paths] if isinstance(paths, (str, os.PathLike)) else paths
+        raise InputError(f"the MLM text files {[os.fspath(p) for p in names]} hold no non-blank line")
     return lines
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable
-from pathlib import Path
 
 from stilts_jax.core.errors import InputError
 from stilts_jax.core.io_utils import read_text
+from stilts_jax.core.paths import PathLike, data_path
 
 # TyDiQA-GoldP ids start with the language's English name.
 TYDIQA_LANGUAGE_PREFIXES = {
@@ -133,9 +133,9 @@ def check_unique_id(example_id: str, source: str, place: str, first_seen: dict[s
     first_seen[example_id] = place
 
 
-def read_squad_json(path: str | Path, *, language: str | None = None, allow_unanswerable: bool = False,
+def read_squad_json(path: PathLike, *, language: str | None = None, allow_unanswerable: bool = False,
                     unique_ids: bool = True) -> list[QAExample]:
-    path = Path(path)
+    path = data_path(path)
     if not path.is_file():
         raise QADataError(f"{path} does not exist")
     try:

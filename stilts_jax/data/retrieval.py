@@ -42,10 +42,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
+
+from etils import epath
 
 from stilts_jax.core.errors import InputError
 from stilts_jax.core.io_utils import iter_lines
+from stilts_jax.core.paths import PathLike, data_path
 
 BUCC_LANGUAGES = ("de", "fr", "ru", "zh")
 BUCC_ORIGINAL_SPLITS = ("sample", "training", "test")
@@ -81,13 +83,13 @@ class RetrievalDataError(InputError):
 
 # --- reading lines -----------------------------------------------------------------------------------------------
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def _lines(path: epath.Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, line without its line break): lines end at \n only, so line numbers are the file's and
     every reader agrees on them; an undecodable line is an error naming it."""
     return iter_lines(path, RetrievalDataError)
 
 
-def _missing(path: Path, what: str, hint: str) -> RetrievalDataError:
+def _missing(path: epath.Path, what: str, hint: str) -> RetrievalDataError:
     folder = path.parent
     where = "" if folder.is_dir() else f" (the folder {folder} does not exist either)"
     return RetrievalDataError(f"{what} not found: {path} is missing{where}. {hint[:1].upper()}{hint[1:]}.")
@@ -120,13 +122,13 @@ class UniqueSentences:
         return len(self.sentences)
 
 
-def bucc_paths(root: str | Path, language: str, split: str, layout: str = "auto") -> dict[str, Path]:
+def bucc_paths(root: PathLike, language: str, split: str, layout: str = "auto") -> dict[str, epath.Path]:
     """{"src", "en", "gold"} paths of a split. `root` is the `bucc2018` folder or the folder holding it."""
     if language not in BUCC_LANGUAGES:
         raise RetrievalDataError(f"BUCC 2018 has no language {language!r}; valid: {', '.join(BUCC_LANGUAGES)}")
     if layout not in BUCC_LAYOUTS:
         raise RetrievalDataError(f"unknown BUCC layout {layout!r}; valid: {', '.join(BUCC_LAYOUTS)}")
-    root = Path(root).expanduser()
+    root = data_path(root)
     if root.name != "bucc2018" and (root / "bucc2018").is_dir():
         root = root / "bucc2018"
     pair = f"{language}-en"
@@ -145,12 +147,12 @@ def bucc_paths(root: str | Path, language: str, split: str, layout: str = "auto"
                                  f"{', '.join(valid)}{note}")
     folder = root / pair if layout == "original" else root
     stem = folder / f"{pair}.{split}"
-    return {"src": Path(f"{stem}.{language}"), "en": Path(f"{stem}.en"), "gold": Path(f"{stem}.gold")}
+    return {"src": data_path(f"{stem}.{language}"), "en": data_path(f"{stem}.en"), "gold": data_path(f"{stem}.gold")}
 
 
-def read_bucc_sentences(path: str | Path, language: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def read_bucc_sentences(path: PathLike, language: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(ids, sentences) of a BUCC `id<TAB>sentence` file whose ids must start with `{language}-`."""
-    path = Path(path)
+    path = data_path(path)
     if not path.is_file():
         raise _missing(path, f"BUCC {language} sentence file", BUCC_HINT.format(lang=language))
     ids: list[str] = []
@@ -175,12 +177,12 @@ def read_bucc_sentences(path: str | Path, language: str) -> tuple[tuple[str, ...
     return tuple(ids), tuple(sentences)
 
 
-def read_bucc_gold(path: str | Path, language: str, src_ids: Iterable[str] | None = None,
-                   en_ids: Iterable[str] | None = None, *, src_file: str | Path = "",
-                   en_file: str | Path = "") -> frozenset[tuple[str, str]]:
+def read_bucc_gold(path: PathLike, language: str, src_ids: Iterable[str] | None = None,
+                   en_ids: Iterable[str] | None = None, *, src_file: PathLike = "",
+                   en_file: PathLike = "") -> frozenset[tuple[str, str]]:
     """(src_id, en_id) pairs of a `.gold` file (`xx_id<TAB>en_id` lines); ids are checked against the sides if given
     (`src_file`, `en_file`: the sentence files they come from, named in errors)."""
-    path = Path(path)
+    path = data_path(path)
     if not path.is_file():
         raise _missing(path, f"BUCC {language}-en gold file", BUCC_HINT.format(lang=language))
     known_src = None if src_ids is None else set(src_ids)
@@ -217,7 +219,7 @@ def _check_id(sid: str, language: str, where: str, hint: str = "") -> None:
                                  f"language code, a dash and digits (e.g. {language}-000000001)")
 
 
-def read_bucc(root: str | Path, language: str, split: str, *, layout: str = "auto",
+def read_bucc(root: PathLike, language: str, split: str, *, layout: str = "auto",
               require_gold: bool = False) -> BuccSplit:
     """One split of a BUCC 2018 folder in either layout (see the module docstring).
 
@@ -289,14 +291,14 @@ def xtreme_english_order(english: Sequence[str]) -> list[int]:
     return sorted(range(len(stripped)), key=stripped.__getitem__)
 
 
-def tatoeba_paths(root: str | Path, language: str, layout: str = "auto") -> tuple[str, Path, Path]:
+def tatoeba_paths(root: PathLike, language: str, layout: str = "auto") -> tuple[str, epath.Path, epath.Path]:
     """(layout, foreign file, English file). `root` holds the files (or a `tatoeba` folder holding them)."""
     if language not in TATOEBA_ISO3:
         raise RetrievalDataError(f"no Tatoeba language {language!r}; valid (XTREME-R's 41): "
                                  f"{', '.join(sorted(TATOEBA_ISO3))}")
     if layout not in TATOEBA_LAYOUTS:
         raise RetrievalDataError(f"unknown Tatoeba layout {layout!r}; valid: {', '.join(TATOEBA_LAYOUTS)}")
-    root = Path(root).expanduser()
+    root = data_path(root)
     if root.name != "tatoeba" and (root / "tatoeba").is_dir():
         root = root / "tatoeba"
     iso3 = TATOEBA_ISO3[language]
@@ -319,7 +321,7 @@ def tatoeba_paths(root: str | Path, language: str, layout: str = "auto") -> tupl
     return layout, foreign, english
 
 
-def _read_sentences(path: Path) -> list[str]:
+def _read_sentences(path: epath.Path) -> list[str]:
     """One stripped sentence a line; an empty line is an error."""
     sentences = []
     for number, line in _lines(path):
@@ -331,9 +333,9 @@ def _read_sentences(path: Path) -> list[str]:
     return sentences
 
 
-def read_index_file(path: str | Path, num_candidates: int | None = None) -> tuple[int, ...]:
+def read_index_file(path: PathLike, num_candidates: int | None = None) -> tuple[int, ...]:
     """One candidate index a line (XTREME's Tatoeba label and prediction files `test-{xx}.tsv`)."""
-    path = Path(path)
+    path = data_path(path)
     if not path.is_file():
         raise RetrievalDataError(f"index file not found: {path}")
     indices = []
@@ -350,8 +352,8 @@ def read_index_file(path: str | Path, num_candidates: int | None = None) -> tupl
     return tuple(indices)
 
 
-def read_tatoeba(root: str | Path, language: str, *, layout: str = "auto",
-                 labels: str | Path | None = None) -> TatoebaSet:
+def read_tatoeba(root: PathLike, language: str, *, layout: str = "auto",
+                 labels: PathLike | None = None) -> TatoebaSet:
     """XTREME's Tatoeba task for `language` from LASER's aligned files or XTREME's download (module docstring).
 
     LASER layout: the English side is sorted as XTREME sorts it and the gold is the permutation (labels= is refused).

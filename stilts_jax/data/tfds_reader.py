@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
+from etils import epath
+
 from stilts_jax.core.errors import InputError
+from stilts_jax.core.paths import data_path
 
 
-def tfds_data_dir(source: Mapping[str, Any]) -> Path:
+def tfds_data_dir(source: Mapping[str, Any]) -> epath.Path:
     """The data_dir of a source, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
     data_dir = source.get("data_dir") or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-    return Path(data_dir).expanduser()
+    return data_path(data_dir)
 
 
-def tfds_records(name: str, tfds_split: str, data_dir: Path) -> tuple[Iterator[dict[str, Any]], str]:
+def tfds_records(name: str, tfds_split: str, data_dir: epath.Path) -> tuple[Iterator[dict[str, Any]], str]:
     """All records of a prepared split, and a description for messages; a clear error names how to prepare it."""
     builder = name.split(":", 1)[0]
     builder_dir = data_dir / builder

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
 from flax import nnx
 
 from stilts_jax.core.errors import StiltsError, WeightsError
-from stilts_jax.core.paths import absolute
+from stilts_jax.core.paths import absolute, data_path
 from stilts_jax.data.ranked_retrieval import RetrievalPool
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.report import write_predictions
@@ -184,7 +183,7 @@ def evaluate_dual_encoder(pipeline: Pipeline, target: dict[str, Any]) -> dict[st
     if e.split:
         spec = dataclasses.replace(spec, eval_split=e.split)
     task = make_task(pipeline)
-    root = Path(d.eval_path or source_of(phase).get("path", ""))
+    root = data_path(d.eval_path or source_of(phase).get("path", ""))
     languages = list(e.languages) or list(spec.languages)
     pool = task.eval_pool(root, languages, spec.eval_split)
     model_spec = ModelSpec(abstract_model(pipeline), pipeline.mesh, pipeline.rules)

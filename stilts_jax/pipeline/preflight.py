@@ -18,7 +18,7 @@ import ml_collections
 from stilts_jax.config import schema
 from stilts_jax.config.loader import ConfigError
 from stilts_jax.core.errors import StiltsError
-from stilts_jax.core.paths import as_path
+from stilts_jax.data.mlm import text_files
 from stilts_jax.data.task_sources import load_examples
 from stilts_jax.pipeline.chain import chain_stages
 from stilts_jax.pipeline.common import say, source_of, task_source_of
@@ -133,8 +133,12 @@ def check_config(config: ml_collections.ConfigDict, *, read_data: bool = True) -
         for folder, node in stages:
             if node is not config.intermediate:  # a stage with its own overrides
                 problems += schema.validate_phase(node, folder)
-    mlm_files = [f for phase in (config.intermediate, config.target) for f in phase.mlm.files]
-    problems += [f"mlm.files: {f} does not exist" for f in mlm_files if not as_path(f).exists()]
+    for phase in (config.intermediate, config.target):
+        for pattern in phase.mlm.files:
+            try:
+                text_files([pattern])
+            except (StiltsError, OSError) as e:
+                problems.append(f"mlm.files: {e}")
     if not problems and read_data:
         reads = planned_reads(config)
         if any(read.source.get("kind", "hf") in READ_HERE for read in reads):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
 
 from stilts_jax.core.io_utils import atomic_write_text
+from stilts_jax.core.paths import data_path
 from stilts_jax.data.retrieval import read_bucc, read_tatoeba
 from stilts_jax.evaluation.embedding import SentenceEncoder, default_retrieval_layer
 from stilts_jax.evaluation.plots import layer_curves_png, model_label
@@ -39,14 +39,14 @@ def evaluate_retrieval(pipeline: Pipeline, saved_encoder: str | None) -> dict[st
     evaluator = RetrievalEvaluator(sentence_encoder, layers, primary, k=e.margin_k,
                                    search_options=search_options(e))
     source = source_of(phase)
-    root = Path(source.get("path", ""))
+    root = data_path(source.get("path", ""))
     languages = list(e.languages) or list(spec.languages)
     per_language, per_layer = {}, {}
     for lang in languages:
         if spec.family == "sentence_retrieval":
-            labels = Path(source["labels"]) / "tatoeba" / f"test-{lang}.tsv" if "labels" in source else None
+            labels = data_path(source["labels"]) / "tatoeba" / f"test-{lang}.tsv" if "labels" in source else None
             if labels is not None and not labels.exists():
-                labels = Path(source["labels"]) / f"test-{lang}.tsv"
+                labels = data_path(source["labels"]) / f"test-{lang}.tsv"
             result = evaluator.tatoeba(read_tatoeba(root, lang, labels=labels))
             lines = [str(i) for i in result.predictions]
         else:

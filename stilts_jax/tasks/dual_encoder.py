@@ -40,14 +40,15 @@ candidates.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from flax import nnx
 
+from stilts_jax.core.paths import PathLike, data_path
 from stilts_jax.data.ranked_retrieval import DualPair, Query, RankedRetrievalDataError, RetrievalPool
 from stilts_jax.evaluation.metrics import map_at_k_by_id
 from stilts_jax.evaluation.predictor import Predictor
@@ -243,7 +244,7 @@ class DualEncoderTask:
         pairs = read_wikipedia_pairs(path)
         return wikipedia_dev_pool(pairs[:max_queries] if max_queries else pairs, str(path))
 
-    def eval_pool(self, root: str | Path, languages: Sequence[str], split: str) -> RetrievalPool:
+    def eval_pool(self, root: PathLike, languages: Sequence[str], split: str) -> RetrievalPool:
         """The zero-shot pool: XQuAD-R of all its languages (LAReQA), the 1M candidate set (Mewsli-X)."""
         if self.spec.name == "lareqa":
             from stilts_jax.data.lareqa import LAREQA_LANGUAGES, read_lareqa
@@ -319,14 +320,14 @@ def gold_labels(queries: Sequence[Query]) -> dict[str, list[str]]:
     return {q.id: sorted(q.relevant) for q in queries}
 
 
-def _folder(source: Mapping[str, Any]) -> Path:
+def _folder(source: Mapping[str, Any]) -> epath.Path:
     if not source.get("path"):
         raise RankedRetrievalDataError("Mewsli-X is read from files: set --config.target.source.kind=xtreme and "
                                        "--config.target.source.path=<the download/ or download/mewslix/ folder>")
-    return Path(source["path"])
+    return data_path(source["path"])
 
 
-def _has_xquad_r(root: str | Path, language: str) -> bool:
+def _has_xquad_r(root: PathLike, language: str) -> bool:
     from stilts_jax.data.lareqa import xquad_r_path
 
     try:

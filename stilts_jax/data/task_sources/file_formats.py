@@ -19,13 +19,15 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+from etils import epath
 
 from stilts_jax.core.errors import InputError
 from stilts_jax.core.io_utils import iter_lines, read_text
@@ -39,7 +41,7 @@ from stilts_jax.data.task_sources.records import _blanked_hint, _check_answer_te
 
 # --- XTREME file formats (xtreme and files) --------------------------------------------------------------------
 
-def _read_pair_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[PairExample]:
+def _read_pair_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str) -> list[PairExample]:
     """sentence1 TAB sentence2 [TAB label] lines, plain tab-separated text.
 
     Read as google-research/xtreme reads them (third_party/processors/xnli.py and pawsx.py call transformers'
@@ -68,7 +70,7 @@ def _read_pair_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, lang
     return examples
 
 
-def _read_tags_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[TaggedSentence]:
+def _read_tags_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str) -> list[TaggedSentence]:
     """token TAB tag lines, a blank line between sentences; test files hold tokens only (tags None)."""
     sentences: list[TaggedSentence] = []
     tokens: list[str] = []
@@ -113,7 +115,7 @@ def _read_tags_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, lang
     return sentences
 
 
-def _read_jiant_tags(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[TaggedSentence]:
+def _read_jiant_tags(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str) -> list[TaggedSentence]:
     """jiant's tagging files (CCG: ccg.train, ...): one sentence a line, space-separated words TAB space-separated
     tags, one tag per word (written by jiant's scripts/ccg/ccg_proc.py)."""
     sentences = []
@@ -134,7 +136,7 @@ def _read_jiant_tags(spec: TaskDataset, dataset: str, path: Path, split: str, la
     return sentences
 
 
-def _tag_file_format(spec: TaskDataset, path: Path) -> str:
+def _tag_file_format(spec: TaskDataset, path: epath.Path) -> str:
     """jiant (a sentence a line: its words hold spaces) or conll (a token a line), from the first non-blank line."""
     if "jiant" not in spec.tag_formats:
         return "conll"
@@ -147,14 +149,14 @@ def _tag_file_format(spec: TaskDataset, path: Path) -> str:
 _HEADER_TEXT_COLUMNS = ({"sentence1", "question1", "premise"}, {"sentence2", "question2", "hypothesis"})
 
 
-def _header_tsv_columns(path: Path) -> list[str] | None:
+def _header_tsv_columns(path: epath.Path) -> list[str] | None:
     """The column names of a TSV whose first row is a header (GLUE's QQP/MNLI, PAWS's original release), else None."""
     first = next(iter_lines(path, TaskDataError), (1, ""))[1].split("\t")
     names = {c.strip() for c in first}
     return [c.strip() for c in first] if all(names & group for group in _HEADER_TEXT_COLUMNS) else None
 
 
-def _read_header_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, language: str,
+def _read_header_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str,
                      columns: list[str]) -> list[Example]:
     """Rows under a header, fields not quoted (as GLUE's and PAWS's own readers take them: csv.QUOTE_NONE)."""
     examples = []
@@ -176,7 +178,7 @@ def _read_header_tsv(spec: TaskDataset, dataset: str, path: Path, split: str, la
 _LABEL_FIELDS = ("correct", "label", "answer")  # a record holding one of these carries its own label
 
 
-def _with_labels_lst(spec: TaskDataset, dataset: str, path: Path,
+def _with_labels_lst(spec: TaskDataset, dataset: str, path: epath.Path,
                      records: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
     """`records` of `path` with the labels of `{name}-labels.lst` beside it, one a line (the AI2 leaderboard releases:
     Social IQa 1-3, PIQA 0/1, alphaNLI 1/2), where the dataset's releases keep them there and the records carry none.
@@ -195,7 +197,7 @@ def _with_labels_lst(spec: TaskDataset, dataset: str, path: Path,
     return [(n, {**r, "label": v}) for (n, r), v in zip(records, values)]
 
 
-def _read_jsonl(spec: TaskDataset, dataset: str, path: Path, split: str, language: str,
+def _read_jsonl(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str,
                 labels_zeroed: bool = False) -> list[Example]:
     """One JSON record per line, read with the dataset's record reader. Social IQa's, PIQA's and alphaNLI's original
     releases keep their labels in `{name}-labels.lst` next to `{name}.jsonl`; `labels_zeroed`: XTREME's XCOPA test
@@ -218,16 +220,18 @@ def _read_jsonl(spec: TaskDataset, dataset: str, path: Path, split: str, languag
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
-def _first_character(path: Path) -> str:
+def _first_character(path: epath.Path) -> str:
     """The first character of `path` that is not white space ("" for an empty file)."""
-    with path.open(encoding="utf-8", errors="replace") as f:
+    with path.open("rb") as f:  # bytes: object-store files take no `errors=`
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         while chunk := f.read(4096):
-            if chunk.strip():
-                return chunk.lstrip()[0]
+            text = decoder.decode(chunk)
+            if text.strip():
+                return text.lstrip()[0]
     return ""
 
 
-def _json_list_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def _json_list_records(path: epath.Path) -> list[tuple[int, dict[str, Any]]]:
     """(line, record) of a file holding one JSON list of objects (ReClor's train.json, read with json.load by
     yuweihao/reclor utils_multiple_choice.py): each record's line is where it starts; a malformed one is an error
     naming its line."""
@@ -271,13 +275,13 @@ def _json_list_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return records
 
 
-def _read_json_list(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[Example]:
+def _read_json_list(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str) -> list[Example]:
     """A file holding one JSON list of records (ReClor's original train.json / val.json / test.json)."""
     return [_read_record(spec, dataset, row, language, f"{split}-{language}-{i}", f"{path} line {number} (record {i})")
             for i, (number, row) in enumerate(_json_list_records(path))]
 
 
-def _read_csv(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[Example]:
+def _read_csv(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str) -> list[Example]:
     """A CSV file with a header row (Cosmos QA's original train.csv / valid.csv: csv-quoted, as pandas writes it)."""
     examples: list[Example] = []
     reader = csv.DictReader(io.StringIO(read_text(path, TaskDataError), newline=""))
@@ -296,7 +300,7 @@ def _read_csv(spec: TaskDataset, dataset: str, path: Path, split: str, language:
     return examples
 
 
-def _read_squad_json(spec: TaskDataset, dataset: str, path: Path, split: str, language: str | None,
+def _read_squad_json(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str | None,
                      from_xtreme: bool = False) -> list[QAExample]:
     """A SQuAD-format JSON file, every question validated (QADataError names the file and record). `language` None:
     the file holds several languages and each id names its own (TyDiQA-GoldP's original files). `from_xtreme`: the
@@ -320,6 +324,7 @@ def _read_squad_json(spec: TaskDataset, dataset: str, path: Path, split: str, la
 
 
 # name -> reader(dataset spec, dataset name, path, split, language) -> examples: formats added by users' task modules.
+# `path` is an etils.epath.Path (local or gs://...): open it with path.open(), not open().
 FILE_FORMATS: dict[str, Callable[..., list[Example]]] = {}
 
 
@@ -329,7 +334,7 @@ def register_file_format(name: str, reader: Callable[..., list[Example]]) -> Non
     FILE_FORMATS[name] = reader
 
 
-def _read_registered(spec: TaskDataset, dataset: str, path: Path, split: str, language: str) -> list[Example]:
+def _read_registered(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str) -> list[Example]:
     if spec.file_format not in FILE_FORMATS:
         raise InputError(f"{dataset} reads its files as {spec.file_format!r}, a format nobody registered; known: "
                          f"{', '.join(sorted(FILE_FORMATS)) or 'none'} (register_file_format in a task module)")
@@ -342,7 +347,7 @@ def _read_registered(spec: TaskDataset, dataset: str, path: Path, split: str, la
     return list(examples)
 
 
-def _read_file(spec: TaskDataset, dataset: str, path: Path, split: str, language: str | None,
+def _read_file(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str | None,
                labels_zeroed: bool = False, from_xtreme: bool = False) -> list[Example]:
     """The examples of one file of `language` (None: a file of several languages whose records name theirs, for
     datasets with `language_in_ids`). `labels_zeroed`: XTREME's XCOPA test labels; `from_xtreme`: a file of the XTREME

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
+
+from etils import epath
 
 from stilts_jax.core.errors import InputError
 from stilts_jax.core.io_utils import read_text
+from stilts_jax.core.paths import data_path
 from stilts_jax.data.task_sources.catalog import SPLITS, Example, TaskDataset, _ordered
 from stilts_jax.data.task_sources.file_formats import _read_file
 
@@ -46,7 +48,7 @@ def _from_xtreme(spec: TaskDataset, dataset: str, split: str, source: Mapping[st
     hint = XTREME_HINT + (f" ({spec.hint})" if spec.hint else "")
     if not source.get("path"):
         raise InputError(f"an 'xtreme' source needs 'path', the folder written by scripts/download_data.sh: {hint}")
-    root = Path(source["path"]).expanduser()
+    root = data_path(source["path"])
     templates = spec.xtreme.get(split)
     if not templates:
         others = [k for k, loc in (("hf", spec.hf), ("tfds", spec.tfds)) if loc and split in loc.splits]
@@ -71,7 +73,7 @@ def _from_xtreme(spec: TaskDataset, dataset: str, split: str, source: Mapping[st
     return examples, where
 
 
-def _jiant_config_paths(config: Path) -> dict[str, str]:
+def _jiant_config_paths(config: epath.Path) -> dict[str, str]:
     """split -> file of a jiant task config JSON ({"task", "paths": {"train", "val", "test", ...}, "name"})."""
     try:
         data = json.loads(read_text(config))
@@ -83,12 +85,12 @@ def _jiant_config_paths(config: Path) -> dict[str, str]:
     resolved = {}
     for split, key in (("train", "train"), ("dev", "val"), ("test", "test")):
         if isinstance(paths.get(key), str):
-            file = Path(paths[key]).expanduser()
+            file = data_path(paths[key])
             resolved[split] = str(file if file.is_absolute() else config.parent / file)
     return resolved
 
 
-def _paths_under(spec: TaskDataset, dataset: str, split: str, root: Path) -> dict[str, Any]:
+def _paths_under(spec: TaskDataset, dataset: str, split: str, root: epath.Path) -> dict[str, Any]:
     """split -> file (or {language: file}) for a 'files' source's `path`: a folder in `files_layout` (names may hold
     {lang}), or a jiant task config JSON."""
     if not spec.files_layout:
@@ -126,7 +128,7 @@ def _from_files(spec: TaskDataset, dataset: str, split: str, source: Mapping[str
     """`wanted` None: the languages the paths name (or the one file's)."""
     paths = source.get("paths")
     if source.get("path") and not paths:
-        paths = _paths_under(spec, dataset, split, Path(str(source["path"])).expanduser())
+        paths = _paths_under(spec, dataset, split, data_path(str(source["path"])))
     if not isinstance(paths, Mapping) or not paths:
         raise InputError("a 'files' source needs 'paths': a mapping split -> path, or split -> {language: path}")
     if split not in paths:
@@ -157,7 +159,7 @@ def _from_files(spec: TaskDataset, dataset: str, split: str, source: Mapping[str
                          f"{split} paths as {{language: path}}")
     examples: list[Example] = []
     for lang, p in chosen.items():
-        path = Path(p).expanduser()
+        path = data_path(p)
         if not path.is_file():
             raise InputError(f"{dataset} {split} file {path} does not exist (from the 'files' source's paths)")
         examples.extend(_read_file(spec, dataset, path, split, lang))

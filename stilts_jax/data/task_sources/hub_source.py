@@ -6,26 +6,29 @@ main branch; Rowan/hellaswag, allenai/cosmos_qa, allenai/social_i_qa, aps/super_
 script only) and unimelb-nlp/wikiann from the parquet export, revision refs/convert/parquet. So are the reasoning
 datasets (catalog.py): ybisk/piqa, allenai/art and baber/logiqa2 (loading scripts on main), tasksource/reclor (the
 original JSON files on main) and allenai/winogrande. `repo` may be a local
-folder in the hub layout: `{config}/{split}-*.parquet`, `{config}/{split}/*.parquet` (refs/convert/parquet),
+folder (or a gs:// one) in the hub layout: `{config}/{split}-*.parquet`, `{config}/{split}/*.parquet` (refs/convert/parquet),
 `data/{split}-*.parquet` or `default/{split}/*.parquet`.
 A `config` may contain `{lang}` (and `{name}`, the UD language name google/xtreme's udpos configs use).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
+from etils import epath
+
 from stilts_jax.core.errors import InputError
+from stilts_jax.core.paths import data_path, is_remote
 from stilts_jax.data.task_sources.catalog import CONVERTED, Example, TaskDataset
 from stilts_jax.data.task_sources.records import _rows_to_examples
 from stilts_jax.data.task_sources.vocabulary import UD_NAMES
 
 log = logging.getLogger(__name__)
 
-def _local_parquet(folder: Path, config: str | None, split: str) -> list[Path]:
+def _local_parquet(folder: epath.Path, config: str | None, split: str) -> list[epath.Path]:
     """Parquet files of `split` in a local copy of a hub repo, in the layouts the hub uses."""
     base = folder / config if config else folder
     patterns = [(base, f"{split}-*.parquet"), (base / split, "*.parquet"), (base, f"*-{split}.parquet")]
@@ -39,24 +42,26 @@ def _local_parquet(folder: Path, config: str | None, split: str) -> list[Path]:
     return []
 
 
-def _parquet_rows(files: Sequence[Path]) -> Iterator[dict[str, Any]]:
+def _parquet_rows(files: Sequence[epath.Path]) -> Iterator[dict[str, Any]]:
     import pyarrow.parquet as pq
 
     for path in files:
-        try:
-            batches = iter(pq.ParquetFile(path).iter_batches(batch_size=4096))
-        except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...
-            raise InputError(f"cannot read {path} as parquet ({type(e).__name__}: {e}); a Git LFS pointer instead of "
-                             "the file? Download the repo with `hf download` or `git lfs pull`") from e
-        while True:
-            try:
-                rows = next(batches).to_pylist()
-            except StopIteration:
-                break
-            except Exception as e:  # a damaged file: pyarrow's OSError, ArrowInvalid, or text that is not UTF-8
-                raise InputError(f"{path} is damaged: its parquet data cannot be read ({type(e).__name__}: {e}); "
-                                 "download the file again") from e
-            yield from rows
+        with contextlib.ExitStack() as opened:
+            try:  # pyarrow opens local files itself; an object-store file is read through epath's file object
+                batches = iter(pq.ParquetFile(opened.enter_context(path.open("rb")) if is_remote(path) else path)
+                               .iter_batches(batch_size=4096))
+            except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...
+                raise InputError(f"cannot read {path} as parquet ({type(e).__name__}: {e}); a Git LFS pointer instead "
+                                 "of the file? Download the repo with `hf download` or `git lfs pull`") from e
+            while True:
+                try:
+                    rows = next(batches).to_pylist()
+                except StopIteration:
+                    break
+                except Exception as e:  # a damaged file: pyarrow's OSError, ArrowInvalid, or text that is not UTF-8
+                    raise InputError(f"{path} is damaged: its parquet data cannot be read ({type(e).__name__}: {e}); "
+                                     "download the file again") from e
+                yield from rows
 
 
 def _dataset_rows(ds: Any) -> Iterator[dict[str, Any]]:
@@ -68,7 +73,7 @@ def _dataset_rows(ds: Any) -> Iterator[dict[str, Any]]:
 
 def _hf_rows(repo: str, config: str | None, hf_split: str, revision: str | None, explicit_revision: bool,
              cache_dir: str | None) -> tuple[Iterator[dict[str, Any]], str]:
-    folder = Path(repo).expanduser()
+    folder = data_path(repo)
     where = f"Hugging Face dataset {repo} (config {config}, split {hf_split})"
     if folder.is_dir():
         if explicit_revision:
@@ -76,13 +81,13 @@ def _hf_rows(repo: str, config: str | None, hf_split: str, revision: str | None,
         files = _local_parquet(folder, config, hf_split)
         if files:
             return _parquet_rows(files), where
-        if not (folder / "README.md").is_file():
+        if is_remote(folder) or not (folder / "README.md").is_file():  # `datasets` loads dataset cards locally only
             layout = f"{config}/{hf_split}-*.parquet" if config else f"data/{hf_split}-*.parquet"
-            raise InputError(f"{where}: the local folder {folder} holds no parquet files for this split; it should "
+            raise InputError(f"{where}: the folder {folder} holds no parquet files for this split; it should "
                              f"hold the hub repo's files, e.g. {layout} (or {config or 'default'}/{hf_split}/*.parquet "
                              f"from {CONVERTED})")
-    elif repo.startswith(("/", "./", "../", "~")):
-        raise InputError(f"the 'hf' source's repo {repo!r} looks like a local folder but {folder} does not exist")
+    elif repo.startswith(("/", "./", "../", "~")) or is_remote(repo):
+        raise InputError(f"the 'hf' source's repo {repo!r} looks like a folder but {folder} does not exist")
     try:
         import datasets
     except ImportError as e:

@@ -42,6 +42,7 @@ def phase(task: str, *, intermediate: bool = False, preset: str = "published", t
         # in the task's training-file format) or from the source where it has them. Dev selection stays English.
         train_languages=["en"],
         translated_train="",
+        evaluate_model="",  # target only: a fine-tuned model (phase folder, workdir, HF task model) evaluated untrained
         # Multi-task (stilts_jax/pipeline/multitask_phase.py): several tasks share the encoder, one head each; `task`
         # is then a label. task_sources: task -> source overriding `source`. sampling: proportional or temperature
         # (p ~ n ** (1/temperature)); cap: the most examples a task counts with (0: none).

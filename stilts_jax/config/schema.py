@@ -96,6 +96,7 @@ PHASE_KEYS: dict[str, Rule] = {
     "max_dev_examples": integer(0),
     "train_languages": TEXT_LIST,
     "translated_train": TEXT,
+    "evaluate_model": TEXT,
     "tasks": TEXT_LIST,
     "task_sources": MAPPING,
     "sampling": choice("proportional", "temperature"),
@@ -244,6 +245,8 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
             problems.extend(validate_phase(config[phase], phase, trains=phase == "target" or bool(config[phase].task)))
     if problems:  # the relations below read keys that must be valid first
         return problems
+    if config.intermediate.evaluate_model:
+        problems.append("intermediate.evaluate_model: a model to evaluate is given as target.evaluate_model")
     distributed = config.distributed
     if distributed.process_id >= distributed.num_processes:
         problems.append(f"distributed.process_id {distributed.process_id} must be below distributed.num_processes "

@@ -28,12 +28,13 @@ from stilts_jax.config.loader import ConfigError
 from stilts_jax.core.io_utils import atomic_write_text
 from stilts_jax.pipeline.chain import chain_stages
 from stilts_jax.pipeline.common import DONE, say
+from stilts_jax.pipeline.evaluate_model import model_identity
 from stilts_jax.tasks.registry import ENCODER_ONLY_FAMILIES, get_task
 
 SETTINGS = "settings.json"
 # Phase keys that change how a phase runs or reports, never what it computes.
 NOT_DETERMINING = ("preset", "stage_overrides", "train.progress_bar", "train.log_every", "train.checkpoint_every",
-                   "train.keep_checkpoints")
+                   "train.keep_checkpoints", "evaluate_model")
 MODEL_KEYS = ("name", "tokenizer", "dtype", "attention_dropout", "make_tiny")
 
 
@@ -63,7 +64,10 @@ def _phase_values(node: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def plan(config: ml_collections.ConfigDict) -> list[PlannedPhase]:
-    """The run's training phases in order, each with the settings that determine it."""
+    """The run's training phases in order, each with the settings that determine it (none when the run evaluates a
+    given model, target.evaluate_model)."""
+    if config.target.get("evaluate_model"):
+        return []
     model = {key: config.model[key] for key in MODEL_KEYS if key in config.model}
     phases: list[PlannedPhase] = []
     previous: str | None = None
@@ -84,9 +88,12 @@ def plan(config: ml_collections.ConfigDict) -> list[PlannedPhase]:
 
 def evaluation_fingerprint(config: ml_collections.ConfigDict, phases: list[PlannedPhase]) -> str:
     """What determines the evaluation: the model evaluated (the last phase's fingerprint, or the pretrained model for
-    the baseline of an encoder-only target), the target task and its source, and the evaluation settings."""
+    the baseline of an encoder-only target, or the model target.evaluate_model names), the target task and its
+    source, and the evaluation settings."""
     evaluated = phases[-1].fingerprint if phases else fingerprint_of(
         {key: config.model[key] for key in MODEL_KEYS if key in config.model})
+    if config.target.get("evaluate_model"):
+        evaluated = fingerprint_of({"evaluate_model": model_identity(config.target.evaluate_model), "model": evaluated})
     return fingerprint_of({"model": evaluated, "task": config.target.task, "source": config.target.source.to_dict(),
                            "evaluation": config.evaluation.to_dict(), "dual_encoder": config.dual_encoder.to_dict()})
 

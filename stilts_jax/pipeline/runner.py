@@ -20,6 +20,7 @@ from stilts_jax.pipeline.chain import run_chain
 from stilts_jax.pipeline.context import Phase, RunContext
 from stilts_jax.pipeline.dry_run import describe
 from stilts_jax.pipeline.dual_encoder import run_dual_encoder
+from stilts_jax.pipeline.evaluate_model import evaluated_model_record, without_intermediate
 from stilts_jax.pipeline.preflight import check_config, check_model_limits
 from stilts_jax.pipeline.retrieval import evaluate_retrieval
 from stilts_jax.pipeline.reuse import check_reuse, evaluation_fingerprint, finished_run, plan
@@ -40,6 +41,8 @@ class Pipeline(RunContext):
                 lock.release()
 
     def _run_phases(self) -> dict[str, Any]:
+        if self.config.target.evaluate_model:
+            without_intermediate(self.config)  # the results name no intermediate phase: none runs
         phases = plan(self.config)
         check_model_limits(self.config, self.encoder_config.max_sequence_length,
                            [(p.folder, p.config) for p in phases])
@@ -53,6 +56,9 @@ class Pipeline(RunContext):
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
             atomic_write_text(self.workdir / "invocations" / f"config.{stamp}.json", text)
             atomic_write_text(self.workdir / "config.json", text)
+        if self.config.target.evaluate_model:  # a fine-tuned model evaluated as it is: nothing is trained
+            self.phase_records["target"] = evaluated_model_record(self, self.config.target.evaluate_model)
+            return evaluate_zero_shot(self, self.phase_records["target"])
         handoff = run_chain(self, lambda folder, stage, previous: run_training_phase(self, folder, stage,
                                                                                         handoff=previous))
         target_spec = get_task(self.config.target.task)

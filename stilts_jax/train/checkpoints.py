@@ -3,8 +3,11 @@ encoder hand-off between phases.
 
 Orbax writes each step into a temporary folder and renames it when complete, so a save killed midway never
 looks like a checkpoint. On top of that, every finished local checkpoint gets a manifest of file sizes and
-CRC32s (in `<dir>_manifests/`); a checkpoint whose files no longer match, or that Orbax cannot read, is
-reported, moved to `<dir>_corrupt/`, and the previous one is used.
+CRC32s (in `<dir>_manifests/`), written as soon as the training loop sees the async save complete; a checkpoint
+whose files no longer match, or that Orbax cannot read, is reported, moved to `<dir>_corrupt/`, and the previous
+one is used. A checkpoint without a manifest (a run killed between the end of a save and its manifest, or a
+remote folder) is restored and then checked: every array finite and shaped as the state being trained, else it
+is quarantined the same way.
 
 All paths are etils.epath paths: Orbax (TensorStore) writes gs:// itself, and the manifest, quarantine and
 existence checks here go through epath, so a remote checkpoint folder works like a local one. Manifests are off
@@ -79,6 +82,7 @@ class Checkpoints:
             cleanup_tmp_directories=True,
         )
         self._manager = self._open()
+        self._saved: set[int] = set()  # steps saved by this session whose manifest is not written yet
 
     def _open(self) -> ocp.CheckpointManager:
         return ocp.CheckpointManager(self.directory, options=self._options)
@@ -101,6 +105,7 @@ class Checkpoints:
     def save(self, step: int, state: Any, data_position: dict[str, Any], metrics: dict[str, float] | None = None) -> None:
         """Start an async save; the previous save is finished (and its manifest written) first."""
         self._finish_pending()
+        self._saved.add(step)
         self._manager.save(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_position)),
@@ -110,14 +115,27 @@ class Checkpoints:
 
     def _finish_pending(self) -> None:
         self._manager.wait_until_finished()
+        self._write_manifests()
+
+    def record_finished(self) -> None:
+        """Write the manifest of a save that has completed in the background (a no-op while one is in progress).
+
+        Called at the loop's safe points, so a checkpoint is unverified only between the end of its save and the
+        next call, not until the next save."""
+        if self.verify and jax.process_index() == 0 and not self._manager.is_saving_in_progress():
+            self._write_manifests()
+
+    def _write_manifests(self) -> None:
         if not self.verify or jax.process_index() != 0:
             return
         self.manifest_dir.mkdir(parents=True, exist_ok=True)
         steps = set(self._manager.all_steps())
-        for step in steps:
-            manifest = self.manifest_dir / f"{step}.json"
-            if not manifest.exists() and (self.directory / str(step)).is_dir():
-                atomic_write_text(manifest, json.dumps(_file_manifest(self.directory / str(step))))
+        # Only saves of this session: a checkpoint an earlier run left without a manifest is never vouched for here.
+        for step in sorted(self._saved & steps):
+            if (self.directory / str(step)).is_dir():
+                atomic_write_text(self.manifest_dir / f"{step}.json",
+                                  json.dumps(_file_manifest(self.directory / str(step))))
+        self._saved.clear()
         for stale in self.manifest_dir.glob("*.json"):
             if stale.stem.isdigit() and int(stale.stem) not in steps:
                 stale.unlink()
@@ -167,16 +185,24 @@ class Checkpoints:
         """
         for step in sorted(self._manager.all_steps(), reverse=True):
             problem = self._check_manifest(step)
+            if problem is None and not self._has_manifest(step):
+                problem = unreadable_arrays(self.directory / str(step) / "state")
             if problem is None:
                 self._check_structure(step, abstract_state)  # intact but for another model: stop, keep it
                 try:
                     restored = self._manager.restore(step, args=ocp.args.Composite(
                         state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
-                    return step, restored.state, restored.data
                 except Exception as e:  # noqa: BLE001 (Orbax/TensorStore raise many kinds for unreadable files)
                     problem = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+                else:
+                    problem = None if self._has_manifest(step) else _unverified_problem(restored.state, abstract_state)
+                    if problem is None:
+                        return step, restored.state, restored.data
             self._quarantine(step, problem)
         return None
+
+    def _has_manifest(self, step: int) -> bool:
+        return self.verify and (self.manifest_dir / f"{step}.json").exists()
 
     def _check_structure(self, step: int, abstract_state: Any) -> None:
         """Refuse, without touching it, a readable checkpoint whose arrays do not fit the state being trained.
@@ -184,12 +210,13 @@ class Checkpoints:
         A changed model, head or multi-task list in an existing workdir is a configuration mistake, not damage:
         the checkpoint must not be quarantined and training must not silently start over.
         """
+        checkpointer = ocp.StandardCheckpointer()
         try:
-            checkpointer = ocp.StandardCheckpointer()
             saved_tree = checkpointer.metadata(self.directory / str(step) / "state").item_metadata.tree
-            checkpointer.close()
         except Exception:  # noqa: BLE001 (no readable metadata: let the restore decide, and quarantine if damaged)
             return
+        finally:
+            checkpointer.close()
         saved, expected = _shapes(saved_tree), _shapes(abstract_state)
         def order(keys: set[str]) -> list[str]:  # parameters first: they say what changed; optimizer slots follow
             return sorted(keys, key=lambda k: (not k.startswith("params"), k))
@@ -226,6 +253,46 @@ def _move_folder(source: epath.Path, target: epath.Path) -> None:
     source.rmtree()
 
 
+def unreadable_arrays(folder: PathLike) -> str | None:
+    """Read every stored chunk of a local Orbax (OCDBT) array folder once, synchronously; say what is damaged.
+
+    Orbax reads all arrays at once on an asyncio loop: when one read fails it closes the loop with the others in
+    flight, and each of those then prints an "Event loop is closed" traceback. Reading first here turns a missing
+    or truncated data file into one message instead (an OCDBT data file that is gone reads as empty values).
+    Remote folders are left to the restore (this would download them a second time)."""
+    folder = as_path(folder)
+    if is_remote(folder) or not (folder / "manifest.ocdbt").exists():
+        return None
+    import tensorstore as ts
+
+    try:
+        store = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{folder}/"}).result()
+        for key in store.list().result():
+            if not len(store.read(key).result().value):
+                return f"the stored data of {key.decode(errors='replace')} is missing (a data file was deleted)"
+    except Exception as e:  # noqa: BLE001 (TensorStore reports damage as ValueError, OSError, ...)
+        return f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+    return None
+
+
+def _unverified_problem(state: Any, abstract_state: Any) -> str | None:
+    """What is wrong with a state restored from a checkpoint no manifest vouches for: damaged bytes decode to NaN
+    or inf (or to arrays of another shape); None when every array is finite and shaped as expected."""
+    restored, expected = _shapes(state), _shapes(abstract_state)
+    if restored != expected:
+        differing = sorted(k for k in set(restored) | set(expected) if restored.get(k) != expected.get(k))
+        return f"no manifest, and its arrays differ from the state's: {', '.join(differing[:5])}"
+    named = [(_path_name(p), x) for p, x in jax.tree_util.tree_leaves_with_path(state)
+             if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)]
+    finite = jax.jit(lambda xs: [jax.numpy.isfinite(x).all() for x in xs])([x for _, x in named])
+    bad = [name for (name, _), ok in zip(named, jax.device_get(finite)) if not ok]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
+        return (f"no manifest (the run stopped before writing it) and {len(bad)} restored array(s) hold NaN or inf, "
+                f"as damaged bytes do: {shown}")
+    return None
+
+
 class CheckpointMismatchError(StiltsError):
     """A readable checkpoint that belongs to another model/optimizer structure than the one being restored."""
 
@@ -257,8 +324,16 @@ def load_params(path: PathLike, abstract_params: Any) -> Any:
     path = absolute(path)
     if not path.exists():
         raise WeightsError(f"no saved parameters at {path}")
+    problem = unreadable_arrays(path)
+    if problem is not None:
+        raise DamagedParamsError(_damaged_message(path, problem))
     checkpointer = ocp.StandardCheckpointer()
-    saved = _shapes(checkpointer.metadata(path).item_metadata.tree)
+    try:
+        saved = _shapes(checkpointer.metadata(path).item_metadata.tree)
+    except Exception as e:
+        checkpointer.close()
+        raise DamagedParamsError(_damaged_message(path, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+                                 ) from e
     expected = _shapes(abstract_params)
     missing = sorted(set(expected) - set(saved))
     unexpected = sorted(set(saved) - set(expected))
@@ -269,9 +344,29 @@ def load_params(path: PathLike, abstract_params: Any) -> Any:
             f"the parameters saved at {path} do not fit the new model: missing {missing}, unexpected {unexpected}, "
             f"wrong shape {misshaped}. Both phases must use the same encoder architecture."
         )
-    restored = checkpointer.restore(path, abstract_params)
-    checkpointer.close()
+    try:
+        restored = checkpointer.restore(path, abstract_params)
+    except Exception as e:
+        raise DamagedParamsError(_damaged_message(path, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+                                 ) from e
+    finally:
+        checkpointer.close()
     return restored
+
+
+class DamagedParamsError(WeightsError):
+    """Saved parameters (a phase's best_model or encoder) that cannot be read back."""
+
+
+def _damaged_message(path: epath.Path, problem: str) -> str:
+    phase_dir = path.parent
+    done = phase_dir / "phase_done.json"
+    if done.exists():
+        fix = (f"Rerun the phase that wrote it: delete {done} and run the same command again; the phase is redone "
+               f"from its checkpoints in {phase_dir} (trained again if none is left) and writes {path.name} anew.")
+    else:
+        fix = f"Write {path} again (rerun what produced it), or point to an intact copy."
+    return f"the saved parameters in {path} are damaged or incomplete ({problem}). {fix}"
 
 
 def transplant_encoder(model: Any, path: PathLike) -> None:

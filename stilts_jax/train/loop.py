@@ -314,6 +314,7 @@ def run_phase(
         for name in dict.fromkeys(n for n in names if n):  # per task of a multi-task run: mean loss since the last row
             row[f"{name}/loss"] = float(np.mean([float(m["loss"]) for n, m in zip(names, fetched) if n == name]))
         metrics_log.write(steps[-1], "train", {**row, "examples_per_second": examples_per_second})
+        checkpoints.record_finished()  # the manifest of a save finished in the background: resume can verify it
         bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['learning_rate']:.2e}")
 
         if plain_lines:

@@ -366,6 +366,15 @@ def score_submission(predictions_dir: str | Path, labels_dir: str | Path, benchm
             skipped[task] = f"no {' or '.join(missing_sides)} folder"
         else:
             tasks.append(task)
+    if not tasks and not _registered_tasks((prediction_tasks & label_tasks) - set(task2langs)):
+        def listing(folders: set[str]) -> str:
+            return ", ".join(sorted(folders)) or "no folder"
+
+        raise InputError(
+            f"no task folder is in both {predictions_dir} ({listing(prediction_tasks)}) and {labels_dir} "
+            f"({listing(label_tasks)}), so nothing can be scored. Both must hold one folder per task, named as "
+            f"{benchmark} names them ({', '.join(task2langs)}; your own tasks: --task-modules), with test-{{lang}} "
+            "files inside: pass the folders that contain those task folders (a run's predictions/ folder).")
 
     # evaluate.py scores "lareqa" with no languages; the extension needs its files, if any were submitted.
     score_lareqa = benchmark == "xtreme-r" and "lareqa" in tasks and any(

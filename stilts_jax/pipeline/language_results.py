@@ -2,13 +2,16 @@
 TPU VM, a killed job) resumes at the next language instead of starting over.
 
 Each file holds the scores and a fingerprint of what produced them (the model, the task and split, the
-evaluation settings); a file whose fingerprint differs is ignored and overwritten, never reused.
+evaluation settings); a file whose fingerprint differs is ignored and overwritten, never reused. It also holds
+the SHA-256 of the files written with the scores (the language's predictions): when one of them is gone or no
+longer matches, the language is evaluated again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -25,15 +28,27 @@ def fingerprint(**parts: Any) -> str:
 
 
 class LanguageResults:
-    def __init__(self, folder: PathLike, fingerprint: str):
+    """Scores per language in `folder`; recorded files under `root` (the workdir) are named relative to it, so a
+    moved workdir keeps its results."""
+
+    def __init__(self, folder: PathLike, fingerprint: str, root: PathLike | None = None):
         self.folder = as_path(folder)
         self.fingerprint = fingerprint
+        self.root = None if root is None else as_path(root)
+
+    def _name(self, path: PathLike) -> str:
+        text, root = str(as_path(path)), str(self.root) if self.root is not None else None
+        return text[len(root) + 1:] if root is not None and text.startswith(root + "/") else text
+
+    def _resolve(self, name: str) -> Any:
+        return as_path(name) if self.root is None or "://" in name or name.startswith("/") else self.root / name
 
     def _path(self, language: str):
         return self.folder / f"{language}.json"
 
     def get(self, language: str) -> dict[str, float] | None:
-        """The saved scores of `language`, or None when there are none from this model and these settings.
+        """The saved scores of `language`, or None when there are none from this model and these settings, or when
+        a file recorded with them is missing or changed (then a line says so).
 
         With several processes the answer is the same on all of them (None unless every process reads the scores),
         since they must predict the same languages together."""
@@ -56,10 +71,40 @@ class LanguageResults:
             return None  # a damaged file: evaluate the language again
         if not isinstance(saved, dict) or saved.get("fingerprint") != self.fingerprint:
             return None
+        files = saved.get("files")
+        if not isinstance(files, dict):
+            return None  # written before files were recorded: evaluate again, so the predictions are known intact
+        for name, digest in files.items():
+            problem = _file_problem(self._resolve(name), digest)
+            if problem is not None:
+                if jax.process_index() == 0:
+                    print(f"[evaluation] {language}: {name} {problem}; evaluating {language} again", flush=True)
+                return None
         return saved.get("scores")
 
-    def put(self, language: str, scores: dict[str, float]) -> None:
-        """Save on process 0 (after the language's predictions are written), atomically."""
+    def put(self, language: str, scores: dict[str, float], files: Sequence[PathLike] = ()) -> None:
+        """Save on process 0 (after the language's predictions are written), atomically, with the SHA-256 of
+        `files` (what was written with the scores: `get` trusts the scores only while these are intact)."""
         if jax.process_index() == 0:
+            digests = {self._name(f): _sha256(as_path(f)) for f in files}
             atomic_write_text(self._path(language), json.dumps(
-                {"fingerprint": self.fingerprint, "language": language, "scores": scores}, sort_keys=True) + "\n")
+                {"fingerprint": self.fingerprint, "language": language, "scores": scores, "files": digests},
+                sort_keys=True) + "\n")
+
+
+def _sha256(path: Any) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_problem(path: Any, digest: str) -> str | None:
+    try:
+        actual = _sha256(path)
+    except FileNotFoundError:
+        return "is missing"
+    except OSError as e:
+        return f"cannot be read ({e})"
+    return None if actual == digest else "has changed since it was written"

@@ -38,7 +38,7 @@ def evaluate_zero_shot(pipeline: Pipeline, target: dict[str, Any]) -> dict[str, 
     predictor = make_predictor(pipeline, model_spec)
     done = LanguageResults(workdir / "evaluation" / "languages", fingerprint(
         model=target["best_model"], task=spec.name, split=spec.eval_split, evaluation=e.to_dict(),
-        source=source_of(phase)))
+        source=source_of(phase)), root=workdir)
     per_language = {}
     for lang in languages:
         saved = done.get(lang)
@@ -50,9 +50,10 @@ def evaluate_zero_shot(pipeline: Pipeline, target: dict[str, Any]) -> dict[str, 
         scores = task.score(predictions, examples[lang], **({"language": lang} if spec.family == "span_qa" else {}))
         baseline = task.baseline(examples[lang])
         per_language[lang] = {**scores, **baseline, "examples": len(examples[lang])}
+        written = []
         if jax.process_index() == 0:
-            task.write_predictions(workdir / "predictions", lang, predictions, examples[lang])
-        done.put(lang, per_language[lang])
+            written.append(task.write_predictions(workdir / "predictions", lang, predictions, examples[lang]))
+        done.put(lang, per_language[lang], files=written)  # a later run keeps this language only while they match
         shown = "  ".join(f"{k} {v:.1f}" for k, v in scores.items())
         say(f"[evaluation] {spec.name} {lang}: {shown}  (trivial baseline "
             f"{', '.join(f'{v:.1f}' for v in baseline.values())}, {len(examples[lang])} examples)")

@@ -6,6 +6,9 @@ uploads it complete (one object, replaced whole) at most every `upload_every_s` 
 (`flush`) and on `close`; TensorBoard writes to a local temporary folder whose event files are uploaded at the
 same moments. A run killed without `close` loses at most the lines since the last upload; on resume the lines of
 steps after the restored checkpoint are dropped either way (`truncate_after`).
+
+A run killed while writing leaves a partial last line: it is dropped, with a message, when the log is opened or
+read. A damaged line before the last one is no crash's doing and is an error naming the file and the line.
 """
 
 from __future__ import annotations
@@ -21,11 +24,48 @@ from typing import Any
 
 import jax
 
+from stilts_jax.core.errors import StiltsError
 from stilts_jax.core.io_utils import atomic_write_bytes, atomic_write_text
 from stilts_jax.core.paths import PathLike, as_path, is_remote
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_FOLDER = "tensorboard"
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    ok = isinstance(record, dict) and isinstance(record.get("step"), int) and isinstance(record.get("split"), str)
+    return record if ok else None
+
+
+def parse_lines(text: str, path: Any) -> tuple[list[str], list[dict[str, Any]], bool]:
+    """(lines, records, whether a partial last line was dropped) of a metrics.jsonl's text.
+
+    The last line may be what a killed run left half written: it is dropped. Any other damaged line is a
+    StiltsError naming the file and the line."""
+    numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    lines: list[str] = []
+    records: list[dict[str, Any]] = []
+    for position, (n, line) in enumerate(numbered):
+        record = _record(line)
+        if record is None:
+            if position == len(numbered) - 1:
+                return lines, records, True
+            raise StiltsError(
+                f"{path}:{n}: not a metrics record ({line[:80]!r}); only the last line can be cut short by a crash. "
+                f"Delete or repair that line (the run's earlier numbers stay), or delete {path} to start the log "
+                "anew, then rerun.")
+        lines.append(line)
+        records.append(record)
+    return lines, records, False
+
+
+def _say_dropped(path: Any) -> None:
+    print(f"warning: {path} ended in a partial line (the previous run was interrupted while writing it); the line "
+          "is dropped", flush=True)
 
 
 class MetricsLog:
@@ -46,10 +86,17 @@ class MetricsLog:
             return
         if self.remote:
             if self.path.exists():
-                self._lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+                self._lines, _, dropped = parse_lines(self.path.read_text(), self.path)
+                if dropped:
+                    _say_dropped(self.path)
             self._local_events = Path(tempfile.mkdtemp(prefix="stilts-tensorboard-"))
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():  # new lines must not be appended to a partial one
+                lines, _, dropped = parse_lines(self.path.read_text(), self.path)
+                if dropped:
+                    _say_dropped(self.path)
+                    atomic_write_text(self.path, "".join(line + "\n" for line in lines))
         from tensorboardX import SummaryWriter
 
         # Remote event files are uploaded by name: a unique suffix keeps a restart within the same second (same
@@ -69,9 +116,10 @@ class MetricsLog:
             return
         if not self.path.exists():
             return
-        lines = self.path.read_text().splitlines()
-        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-        if len(kept) != len(lines):
+        text = self.path.read_text()
+        lines, records, _ = parse_lines(text, self.path)
+        kept = [line for line, record in zip(lines, records) if record["step"] <= step]
+        if len(kept) != len(text.splitlines()):
             atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
@@ -121,5 +169,7 @@ class MetricsLog:
 
 
 def read_metrics(workdir: PathLike, split: str = "train") -> list[dict]:
+    """The records of one split; a partial last line (a run killed while writing) is left out."""
     path = as_path(workdir) / METRICS_FILE
-    return [r for r in (json.loads(line) for line in path.read_text().splitlines() if line.strip()) if r["split"] == split]
+    _, records, _ = parse_lines(path.read_text(), path)
+    return [r for r in records if r["split"] == split]

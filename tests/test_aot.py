@@ -1,0 +1,123 @@
+"""python -m stilts_jax.aot: the demo run's programs compiled by the real TPU compiler (libtpu), on this CPU host."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("libtpu", reason="compiling for a TPU slice needs libtpu (the test extra installs it)")
+
+from stilts_jax import aot
+from stilts_jax.train.aot import COLLECTIVES, KNOWN_TOPOLOGIES, count_collectives, get_slice
+
+ROOT = Path(__file__).resolve().parent.parent
+# The demo (span QA on the tiny model), shortened so that each program compiles in seconds.
+SMALL_DEMO = ["--config=" + str(ROOT / "configs" / "demo.py"), "--buckets=longest",
+              *[f"--config.{phase}.{key}={value}" for phase in ("intermediate", "target")
+                for key, value in (("max_length", 128), ("doc_stride", 32), ("train.batch_size", 8))]]
+
+
+def run_aot(tmp_path: Path, topology: str, *overrides: str) -> dict:
+    output = tmp_path / f"{topology.replace(':', '_')}.json"
+    code = aot.main([*SMALL_DEMO, f"--config.model.name={tmp_path / 'tiny'}", f"--config.workdir={tmp_path / 'work'}",
+                     *overrides, f"--topology={topology}", f"--output={output}"])
+    assert code == 0
+    assert output.with_suffix(".md").read_text().count("| intermediate/train_step") == 1
+    return json.loads(output.read_text())
+
+
+def check_report(report: dict, topology: str, devices: int, kind: str) -> None:
+    assert (report["topology"], report["num_devices"], report["device_kind"]) == (topology, devices, kind)
+    names = [p["name"] for p in report["programs"]]
+    assert names == ["intermediate/train_step", "intermediate/eval_forward@128", "target/train_step",
+                     "target/eval_forward@128"]
+    for program in report["programs"]:
+        assert program["fits"] is True
+        assert 0 < program["live_bytes"] <= program["hbm_bytes"]
+        assert program["flops"] > 0 and program["bytes_accessed"] > 0
+        assert 0 < program["roofline_mfu"] <= 1
+        assert set(program["collectives"]) == set(COLLECTIVES)
+    # SQuAD and TyDiQA have the same shapes: the target's programs are the intermediate's, compiled once.
+    assert report["programs"][2]["same_as"] == "intermediate/train_step"
+    step = report["programs"][0]
+    assert step["inputs"]["input_ids"] == [1, 8, 128] and step["micro_batches"] == 1
+
+
+def test_v5e_data_parallel_demo(tmp_path: Path) -> None:
+    report = run_aot(tmp_path, "v5e:2x2")
+    check_report(report, "v5e:2x2", 4, "TPU v5 lite")
+    assert report["mesh"] == {"data": 4, "fsdp": 1, "tensor": 1}
+    assert report["programs"][0]["hbm_bytes"] == 16 * 1024**3
+    collectives = report["programs"][0]["collectives"]
+    # Replicated parameters, the batch split four ways: the gradients are all-reduced, nothing else moves.
+    assert collectives["all-reduce"] >= 1
+    assert collectives["all-to-all"] == 0 and collectives["all-gather"] == 0
+
+
+def test_v4_fsdp_train_step(tmp_path: Path) -> None:
+    report = run_aot(tmp_path, "v4:2x2x1", "--config.mesh.data=1", "--config.mesh.fsdp=4")
+    # v4 chips run as one megacore device each (as JAX drives them on a TPU VM): 4 devices of 32 GiB.
+    check_report(report, "v4:2x2x1", 4, "TPU v4")
+    assert report["device_is"] == "chip" and report["programs"][0]["hbm_bytes"] == 32 * 1024**3
+    collectives = report["programs"][0]["collectives"]
+    # Parameters sharded over fsdp: gathered for the forward and backward passes.
+    assert collectives["all-gather"] >= 1
+
+
+def test_unknown_topology_lists_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    assert aot.main([*SMALL_DEMO, "--topology=v5e-2x2"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown TPU topology 'v5e-2x2' (--topology)" in err and all(name in err for name in KNOWN_TOPOLOGIES)
+    with pytest.raises(Exception, match="libtpu does not know TPU topology 'v6e:3x7'"):
+        get_slice("v6e:3x7")
+
+
+def test_unknown_model_names_the_shipped_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = aot.main([*SMALL_DEMO, "--config.model.make_tiny=false", f"--config.model.name={tmp_path / 'nothing'}",
+                     "--topology=v5e:2x2", f"--output={tmp_path / 'r.json'}"])
+    assert code == 2
+    assert "xlm-roberta-large" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
+
+
+def test_shipped_model_configs_give_the_published_shapes() -> None:
+    from stilts_jax.models.config import EncoderConfig
+
+    shapes = {name: EncoderConfig.from_json_file(aot.MODEL_CONFIGS_DIR / name / "config.json")
+              for name in aot.shipped_model_names()}
+    large, base, mbert = shapes["xlm-roberta-large"], shapes["xlm-roberta-base"], shapes["bert-base-multilingual-cased"]
+    assert (large.hidden_size, large.num_hidden_layers, large.num_attention_heads, large.intermediate_size) == (1024, 24, 16, 4096)
+    assert (base.hidden_size, base.num_hidden_layers, base.vocab_size, base.max_position_embeddings) == (768, 12, 250002, 514)
+    assert (mbert.vocab_size, mbert.type_vocab_size, mbert.max_position_embeddings, mbert.layer_norm_eps) == (119547, 2, 512, 1e-12)
+
+
+def test_count_collectives_reads_opcodes_not_names() -> None:
+    hlo = """
+  %all-gather.1 = f32[8,4]{1,0} all-gather(f32[2,4]{1,0} %p), dimensions={0}
+  %ags = (f32[2]{0}, f32[8]{0}) all-gather-start(f32[2]{0} %q), dimensions={0}
+  %agd = f32[8]{0} all-gather-done((f32[2]{0}, f32[8]{0}) %ags)
+  %reduce-scatter.2 = f32[2]{0} reduce-scatter(f32[8]{0} %g), dimensions={0}, to_apply=%add
+  %cp = f32[2]{0} collective-permute(f32[2]{0} %x), source_target_pairs={{0,1}}
+"""
+    assert count_collectives(hlo) == {"all-gather": 2, "reduce-scatter": 1, "all-reduce": 0, "all-to-all": 0,
+                                      "collective-permute": 1}
+
+
+def test_cpu_host_with_libtpu_starts_quietly_on_the_cpu() -> None:
+    """libtpu installed, no TPU here: importing stilts_jax keeps JAX from loading libtpu (its start-up errors, ~1.7 s)."""
+    import os
+    import subprocess
+    import sys
+
+    from jax._src import hardware_utils
+
+    if hardware_utils.num_available_tpu_chips_and_device_id()[0] or hardware_utils.has_visible_nvidia_gpu():
+        pytest.skip("this host has an accelerator")
+
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "TPU_ACCELERATOR_TYPE",
+                                                            "TPU_WORKER_HOSTNAMES", "TPU_WORKER_ID")}
+    out = subprocess.run([sys.executable, "-c", "import stilts_jax, jax, os; print(jax.devices()[0].platform, "
+                          "os.environ['JAX_PLATFORMS'])"], env=env, capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["cpu", "cpu"]
+    assert "TPU" not in out.stderr, out.stderr

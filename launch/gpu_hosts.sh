@@ -24,13 +24,22 @@ Options:
   --remote-dir DIR          repository folder on the hosts (default: this repository's path)
   --python PY               Python on the hosts / here (default: python)
   --env KEY=VALUE           environment variable for every process (repeatable)
-  --log-dir DIR             where process-<i>.log files go (default: workdir/launch-logs)
-  --dry-run                 print the exact commands, one per process, and run nothing
+  --log-dir DIR             where process-<i>.log files go (default: workdir/launch-logs); with --detach, on
+                            each host, relative to --remote-dir
+  --detach                  start every process detached (nohup setsid) and return: closing this terminal or
+                            losing a connection does not stop the run. Process i logs to
+                            LOG_DIR/run-<UTC time>-process<i>.log on its host and records its PID beside it (.pid)
+  --follow                  with --detach: stream every process's log here (each line prefixed with its process)
+                            until the run ends; Ctrl-C stops the streaming, not the run
+  --dry-run                 print the exact commands, one per process (then one per process to follow), and run
+                            nothing
   -h, --help                this help
 
 Examples:
   launch/gpu_hosts.sh --hosts gpu1,gpu2 -- --config=configs/stilts.py:intermediate=squad,target=tydiqa \
       --config.workdir=/shared/runs/squad_tydiqa --config.mesh.fsdp=8
+  launch/gpu_hosts.sh --hosts gpu1,gpu2 --remote-dir /srv/stilts-jax --detach --follow -- \
+      --config=configs/squad_to_tydiqa.py --config.workdir=/shared/runs/squad_tydiqa
   launch/gpu_hosts.sh --local 2 -- --config=configs/demo.py --config.workdir=/tmp/demo2 \
       --config.intermediate.train.max_steps=3 --config.target.train.max_steps=3
 EOF
@@ -68,6 +77,8 @@ remote_dir="$repo_dir"
 python=python
 envs=()
 log_dir=workdir/launch-logs
+detach=0
+follow=0
 dry_run=0
 
 while (($#)); do
@@ -89,6 +100,8 @@ while (($#)); do
     --python) [[ $# -ge 2 ]] || die "--python needs a value"; python=$2; shift 2 ;;
     --env) [[ $# -ge 2 && $2 == *=* ]] || die "--env needs KEY=VALUE"; envs+=("$2"); shift 2 ;;
     --log-dir) [[ $# -ge 2 ]] || die "--log-dir needs a value"; log_dir=$2; shift 2 ;;
+    --detach) detach=1; shift ;;
+    --follow) follow=1; shift ;;
     --dry-run) dry_run=1; shift ;;
     -h | --help) usage; exit 0 ;;
     --) shift; break ;;
@@ -107,6 +120,7 @@ if ((local_count == 0 && ${#hosts[@]} == 0)); then
   die "no hosts: pass --hosts h1,h2, --hosts-file FILE or --local N (see --help)"
 fi
 ((${#main_args[@]})) || die "no pipeline arguments: add -- --config=configs/<recipe>.py [--config.key=value ...]"
+((follow <= detach)) || die "--follow streams the logs of a --detach run; without --detach the logs are in --log-dir"
 
 if ((local_count > 0)); then
   count=$local_count
@@ -139,6 +153,57 @@ process_command() {
     quote_all ssh -o BatchMode=yes "${hosts[$i]}" "cd $(quote "$remote_dir") && $(quote_all "${argv[@]}")"
   fi
 }
+
+# Where process $1 of a detached run logs (on its host), and the command line that starts it there.
+run_id="run-$(date -u +%Y%m%d-%H%M%S)"
+detached_log() {
+  printf '%s/%s-process%s' "$log_dir" "$run_id" "$1"
+}
+on_host() {  # on_host I COMMAND: COMMAND as run for process I (here with --local, else over ssh in --remote-dir)
+  if ((local_count > 0)); then
+    printf '%s' "$2"
+  else
+    quote_all ssh -o BatchMode=yes "${hosts[$1]}" "cd $(quote "$remote_dir") && $2"
+  fi
+}
+detached_command() {
+  local i=$1 log pid
+  process_argv "$i"
+  log=$(quote "$(detached_log "$i").log")
+  pid=$(quote "$(detached_log "$i").pid")
+  on_host "$i" "mkdir -p $(quote "$log_dir") && { nohup setsid $(quote_all "${argv[@]}") >$log 2>&1 </dev/null & echo \$! >$pid; } && echo \"process $i: pid \$(cat $pid), log \$(cd $(quote "$log_dir") && pwd)/$run_id-process$i.log\""
+}
+follow_command() {
+  local i=$1
+  on_host "$i" "tail -n +1 --pid=\"\$(cat $(quote "$(detached_log "$i").pid"))\" -F $(quote "$(detached_log "$i").log") | sed -u 's/^/[process $i] /'"
+}
+
+if ((detach)); then
+  for ((i = 0; i < count; i++)); do
+    line=$(detached_command "$i")
+    if ((dry_run)); then
+      printf '%s\n' "$line"
+    else
+      bash -c "set -euo pipefail; $line"
+    fi
+  done
+  followers=()
+  for ((i = 0; i < count; i++)); do
+    line=$(follow_command "$i")
+    if ((dry_run)); then
+      ((follow)) && printf '%s\n' "$line"
+    elif ((follow)); then
+      bash -c "set -euo pipefail; $line" &
+      followers+=("$!")
+    else
+      echo "process $i's log: $line"
+    fi
+  done
+  for pid in ${followers[@]+"${followers[@]}"}; do
+    wait "$pid" || true
+  done
+  exit 0
+fi
 
 if ((dry_run)); then
   for ((i = 0; i < count; i++)); do

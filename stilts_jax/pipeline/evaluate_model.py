@@ -19,7 +19,7 @@ import jax
 import ml_collections
 from flax import nnx
 
-from stilts_jax.core.errors import InputError
+from stilts_jax.core.errors import InputError, StiltsError
 from stilts_jax.core.io_utils import atomic_write_text
 from stilts_jax.core.paths import absolute, as_path
 from stilts_jax.models import hf_heads
@@ -153,7 +153,10 @@ def evaluated_model_record(pipeline: RunContext, path: str) -> dict[str, Any]:
     where_kind, where = _locate(path)
     if where_kind == "phase":
         return _phase_record(pipeline, spec, where)
-    model_dir = resolve_model_dir(where)
+    try:
+        model_dir = resolve_model_dir(where)
+    except StiltsError as e:
+        raise InputError(f"target.evaluate_model: {e}") from e
     task = pipeline.make_task(spec, pipeline.config.target)
     if getattr(task, "open_tag_set", False) and not task.labels:
         task.load("dev", source_of(pipeline.config.target), ["en"])

@@ -27,7 +27,6 @@ from stilts_jax.core.io_utils import atomic_write_bytes
 from stilts_jax.evaluation.fused_top_k import Tile
 from stilts_jax.evaluation.search import knn, ratio_margin
 
-
 _NPY_MAGIC = b"\x93NUMPY"
 
 

@@ -316,9 +316,9 @@ def run_phase(
         metrics_log.write(steps[-1], "train", {**row, "examples_per_second": examples_per_second})
         checkpoints.record_finished()  # the manifest of a save finished in the background: resume can verify it
         bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['learning_rate']:.2e}")
-
         if plain_lines:
             print(progress_line(workdir.name, steps[-1], num_steps, row, examples_per_second, started_at, now), flush=True)
+
     def position(step: int) -> dict[str, Any]:
         return {**data.position(step), "early_stopping": stopping.state()}
 

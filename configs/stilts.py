@@ -1,7 +1,9 @@
 """Any intermediate -> target pairing: `--config=configs/stilts.py:intermediate=squad,target=tydiqa`.
 
-`intermediate=none` is the baseline (no intermediate phase). `preset=published` (the default: each task as the code
-behind its published numbers ran it, see configs/base.py) or `preset=own` (this project's earlier setup).
+`intermediate=none` is the baseline (no intermediate phase); `intermediate=anli+squad&mnli` is a chain
+(stilts_jax/pipeline/chain.py: `+` between stages, `&` between the tasks one stage trains together), run in
+workdir/anli+squad-mnli_to_<target>. `preset=published` (the default: each task as the code behind its published
+numbers ran it, see configs/base.py) or `preset=own` (this project's earlier setup).
 """
 
 import os
@@ -17,5 +19,8 @@ def get_config(arg: str = "intermediate=squad,target=tydiqa"):
     if unknown:
         raise ValueError(f"configs/stilts.py takes intermediate=X,target=Y[,preset=published|own]; unknown: {sorted(unknown)}")
     intermediate = values.get("intermediate", "squad")
-    return base.get_config(intermediate="" if intermediate == "none" else intermediate, target=values.get("target", "tydiqa"),
-                           preset=values.get("preset", "published"))
+    config = base.get_config(intermediate="" if intermediate == "none" else intermediate,
+                             target=values.get("target", "tydiqa"), preset=values.get("preset", "published"))
+    # "&" (tasks trained together in one chain stage) is written "-" in the workdir's name, as in stage folders.
+    config.workdir = config.workdir.replace("&", "-")
+    return config

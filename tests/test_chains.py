@@ -68,7 +68,7 @@ def _chain_args(workdir: Path, model: Path) -> list[str]:
             "--config.intermediate.train.max_steps=2", "--config.target.train.max_steps=2",
             "--config.intermediate.train.progress_bar=false", "--config.target.train.progress_bar=false",
             "--config.intermediate.max_dev_examples=16", "--config.target.max_dev_examples=16",
-            "--config.evaluation.languages=['en','zh']", "--config.evaluation.plots=false"]
+            "--config.evaluation.languages=['sw','zh']", "--config.evaluation.plots=false"]
 
 
 @pytest.mark.slow
@@ -155,3 +155,67 @@ def test_anli_then_siqa_then_xcopa_runs_on_the_release_format_fixtures(tmp_path)
     assert stages[0]["changed_from_preset"] == ["max_length", "train.batch_size"]
     assert json.loads((workdir / "intermediate" / "1_siqa" / "phase_done.json").read_text())["task"] == "siqa"
     assert sorted(results["per_language"]) == ["et", "zh"]
+
+
+@pytest.mark.slow
+def test_a_multi_task_stage_takes_and_hands_on_the_encoder_and_each_of_its_heads_is_measured(tmp_path, monkeypatch):
+    """`mnli+squad&mnli+squad`: a single-task stage, a multi-task stage (SQuAD and MNLI together, one head each), a
+    single-task stage; the encoder goes into and out of the multi-task stage, and the forgetting table measures every
+    head of every stage, with a column per stage for a task two stages train."""
+    from stilts_jax.pipeline import multitask_phase, training
+
+    workdir = tmp_path / "run"
+    args = [*_chain_args(workdir, tmp_path / "tiny"), "--config.intermediate.task=mnli+squad&mnli+squad",
+            "--config.intermediate.max_train_examples=64"]
+    handed: list[tuple[str, str]] = []  # (what received it, encoder path)
+    for module in (training, multitask_phase):
+        real = module.transplant_encoder
+
+        def spy(model, path, real=real, module=module):
+            handed.append((module.__name__.rsplit(".", 1)[-1], str(path)))
+            real(model, path)
+
+        monkeypatch.setattr(module, "transplant_encoder", spy)
+    assert main_module.main(args) == 0
+
+    stages = workdir / "intermediate"
+    folders = ["0_mnli", "1_squad-mnli", "2_squad"]
+    assert handed == [("multitask_phase", str(stages / "0_mnli" / "encoder")),
+                      ("training", str(stages / "1_squad-mnli" / "encoder")),
+                      ("training", str(stages / "2_squad" / "encoder"))]  # the last one: the target phase
+    joint = json.loads((stages / "1_squad-mnli" / "phase_done.json").read_text())
+    assert joint["task"] == "squad&mnli" and joint["tasks"] == ["squad", "mnli"]
+    assert set(joint["dev_per_task"]) == {"squad", "mnli"}
+
+    # The multi-task stage hands on the shared encoder of its selected model, bit for bit.
+    def restored(name):
+        import orbax.checkpoint as ocp
+
+        checkpointer = ocp.StandardCheckpointer()
+        try:  # a record's paths may be relative to its phase folder
+            return jax.tree.map(np.asarray, checkpointer.restore(stages / "1_squad-mnli" / name))
+        finally:
+            checkpointer.close()
+
+    encoder, best = restored(joint["encoder"]), restored(joint["best_model"])
+    assert set(best) == {"encoder", "heads"} and set(best["heads"]) == {"squad", "mnli"}
+    assert jax.tree.all(jax.tree.map(np.array_equal, encoder, best["encoder"]))
+
+    chain = json.loads((stages / "chain.json").read_text())
+    assert [s["folder"] for s in chain["stages"]] == [f"intermediate/{f}" for f in folders]
+    assert chain["stages"][1] == {"folder": "intermediate/1_squad-mnli", "task": "squad&mnli",
+                                  "tasks": ["squad", "mnli"]}
+    assert [c["column"] for c in chain["columns"]] == ["mnli@0", "squad@1", "mnli@1", "squad@2"]
+    scores = chain["scores"]
+    assert set(scores["intermediate/0_mnli"]) == {"mnli@0"}
+    assert set(scores["intermediate/1_squad-mnli"]) == {"mnli@0", "squad@1", "mnli@1"}
+    assert scores["intermediate/1_squad-mnli"]["squad@1"] == joint["dev_per_task"]["squad"]
+    after = scores["intermediate/2_squad"]
+    assert set(after) == {"mnli@0", "squad@1", "mnli@1", "squad@2"}  # the multi-task stage's two heads measured
+    assert all(0.0 <= v <= 100.0 for v in after.values())
+    assert "| 1: squad&mnli |" in (stages / "chain.md").read_text()
+    results = json.loads((workdir / "results.json").read_text())
+    protocol = results["protocol"]["intermediate"]
+    assert [(s["task"], s.get("tasks")) for s in protocol] == [("mnli", None), ("squad&mnli", ["squad", "mnli"]),
+                                                               ("squad", None)]
+    assert "- intermediate stage 1: squad & mnli;" in (workdir / "results.md").read_text()

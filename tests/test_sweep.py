@@ -257,7 +257,8 @@ def table_and_runs(tmp_path):
 
 def test_cells_are_mean_and_sample_std_over_seeds_with_the_delta_to_the_baseline(table_and_runs):
     table, _ = table_and_runs
-    assert table.rows == ["none", "squad", "mnli"] and table.columns() == ["tydiqa", "udpos", "xcopa", "xtreme", "xtreme-r"]
+    assert table.rows == ["none", "squad", "mnli"]
+    assert table.columns() == ["tydiqa", "udpos", "xcopa", "xtreme", "xtreme-r", "xtreme-r/classification"]
     cell = table.cells[("squad", "tydiqa")]
     assert cell.seeds == {0: pytest.approx(60.0), 1: pytest.approx(62.0)}
     assert cell.mean == pytest.approx(61.0) and cell.std == pytest.approx(np.std([60, 62], ddof=1))
@@ -271,7 +272,8 @@ def test_cells_are_mean_and_sample_std_over_seeds_with_the_delta_to_the_baseline
 
 def test_benchmark_averages_use_each_benchmarks_tasks_and_languages(table_and_runs):
     table, _ = table_and_runs
-    assert table.benchmark_tasks == {"xtreme": ["tydiqa", "udpos"], "xtreme-r": ["tydiqa", "udpos", "xcopa"]}
+    assert table.benchmark_tasks == {"xtreme": ["tydiqa", "udpos"], "xtreme-r": ["tydiqa", "udpos", "xcopa"],
+                                     "xtreme/classification": [], "xtreme-r/classification": ["xcopa"]}
     xtreme = table.cells[("none", "xtreme")]
     assert xtreme.seeds == {0: pytest.approx((50 + 70) / 2), 1: pytest.approx((54 + 72) / 2)}
     # XTREME-R: UD-POS over its 38 languages, 5 of which scored 0 here.
@@ -309,7 +311,7 @@ def _runs_and_state(root: Path):
 def test_csv_has_one_row_per_cell_with_seed_scores(table_and_runs):
     table, _ = table_and_runs
     rows = list(csv.DictReader(csv_text(table).splitlines()))
-    assert len(rows) == 3 * 5
+    assert len(rows) == 3 * 6
     squad = next(r for r in rows if r["intermediate"] == "squad" and r["column"] == "tydiqa")
     assert float(squad["mean"]) == pytest.approx(61.0) and float(squad["delta"]) == pytest.approx(9.0)
     assert float(squad["seed_0"]) == pytest.approx(60.0) and float(squad["seed_1"]) == pytest.approx(62.0)
@@ -324,8 +326,8 @@ def test_latex_table_has_every_cell_the_best_complete_mean_in_bold_and_escaped_n
     body = tex[tex.index(r"\midrule"):tex.index(r"\bottomrule")]
     rows = [line for line in body.splitlines() if line.endswith(r"\\")]
     assert [row.split(" & ")[0] for row in rows] == ["baseline (none)", "squad", "mnli"]
-    assert all(row.count(" & ") == 5 for row in rows)  # the intermediate task and 5 columns, as the tabular says
-    assert r"\begin{tabular}{lccccc}" in tex and tex.count("{") == tex.count("}")
+    assert all(row.count(" & ") == 6 for row in rows)  # the intermediate task and 6 columns, as the tabular says
+    assert r"\begin{tabular}{lcccccc}" in tex and tex.count("{") == tex.count("}")
     squad = rows[1].split(" & ")
     assert squad[1] == r"\textbf{61.0}$_{\pm 1.4}$ (+9.0)"  # the best TyDiQA mean, with std and delta
     mnli = rows[2].split(" & ")
@@ -343,7 +345,7 @@ def test_heatmap_colours_deltas_around_zero_and_writes_a_readable_png(table_and_
 
     table, _ = table_and_runs
     deltas = delta_matrix(table)
-    assert deltas.shape == (3, 5) and np.allclose(deltas[0], 0.0)
+    assert deltas.shape == (3, 6) and np.allclose(deltas[0], 0.0)
     cmap = colormaps[COLORMAP]
     up, down, zero, missing = cell_colors(np.array([[1.0, -4.0, 0.0, np.nan]]))[0]
     # Centred at 0 with a symmetric range (+-4 here), not stretched between the smallest and largest delta.

@@ -152,19 +152,21 @@ def layer_curves_figure(per_layer: Mapping[int | str, Mapping[str, Mapping[str, 
     return figure
 
 
-def chain_lines_png(tasks: Sequence[str], scores: Sequence[Sequence[float | None]]) -> bytes:
+def chain_lines_png(tasks: Sequence[str], scores: Sequence[Sequence[float | None]],
+                    stages: Sequence[str] | None = None) -> bytes:
     """A sequential chain's English dev scores: x = the stage after which they were measured, one line per stage
-    task (starting where that task was trained); `scores[after][task_index]`, None where not measured."""
+    task (starting where that task was trained); `scores[after][task_index]`, None where not measured. `stages`:
+    the stages' names when they are not `tasks` (a multi-task stage has several tasks, so several lines)."""
     figure = _figure(6.5, 4.0)
     ax = figure.add_subplot()
-    stages = list(range(len(tasks)))
+    names = list(stages) if stages is not None else list(tasks)
     for t, (task, color) in enumerate(zip(tasks, _line_colors(len(tasks)), strict=True)):
         points = [(k, row[t]) for k, row in enumerate(scores) if t < len(row) and row[t] is not None]
         if points:
             xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, color=color, marker="o", linewidth=1.8, label=f"{t}: {task}")
-    ax.set_xticks(stages)
-    ax.set_xticklabels([f"after {k}: {task}" for k, task in enumerate(tasks)], rotation=20, ha="right", fontsize=8)
+            ax.plot(xs, ys, color=color, marker="o", linewidth=1.8, label=task if stages is not None else f"{t}: {task}")
+    ax.set_xticks(list(range(len(names))))
+    ax.set_xticklabels([f"after {k}: {name}" for k, name in enumerate(names)], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("English dev score")
     ax.grid(alpha=0.3)
     ax.set_title("Chain: each stage's task after each later stage", fontsize=10)

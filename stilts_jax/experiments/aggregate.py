@@ -5,6 +5,9 @@ google-research/xtreme evaluate.py computes a task's `avg_metric`: the mean over
 (EM + F1) / 2 for QA tasks, F1 where the task has F1, accuracy otherwise. A target's languages are XTREME's when
 XTREME has the task, else XTREME-R's (XCOPA); the XTREME and XTREME-R averages use each benchmark's own language
 lists (they differ for UD-POS, PAN-X, Tatoeba and XQuAD) over the targets of the sweep that the benchmark has.
+Each benchmark's classification average is a column too, over the sweep's targets in evaluate.py's
+"classification" group of that benchmark: XTREME-R's is XNLI and XCOPA, XTREME's PAWS-X and XNLI (PAWS-X is no
+XTREME-R task). A row is an intermediate task, a chain of stages ("anli+hellaswag") or the baseline.
 
 Nothing is dropped silently: a run without results, a target missing languages, or a benchmark average with a
 missing piece is reported as such (cells carry the reason).
@@ -25,6 +28,29 @@ from stilts_jax.tasks.registry import TASKS
 
 BENCHMARKS = ("xtreme", "xtreme-r")
 BENCHMARK_TITLES = {"xtreme": "XTREME", "xtreme-r": "XTREME-R"}
+GROUP = "classification"  # the evaluate.py task group averaged in a column of its own, per benchmark
+GROUP_COLUMNS = {f"{b}/{GROUP}": b for b in BENCHMARKS}  # column -> its benchmark
+AVERAGE_COLUMNS = ("xtreme", f"xtreme/{GROUP}", "xtreme-r", f"xtreme-r/{GROUP}")  # in the tables' order
+
+
+def group_members(column: str) -> list[str]:
+    """The tasks (this package's names) of a group column's benchmark group, in evaluate.py's order."""
+    benchmark = GROUP_COLUMNS[column]
+    names = xt.GROUP2TASK[benchmark][column.split("/", 1)[1]]
+    return [next((t for t in TASKS if xtreme_name(t) == name), name) for name in names]
+
+
+def column_label(column: str) -> str:
+    """A column's header: the target's name, `XTREME-R avg`, `XTREME-R classification avg`."""
+    if column in BENCHMARK_TITLES:
+        return f"{BENCHMARK_TITLES[column]} avg"
+    if column in GROUP_COLUMNS:
+        return f"{BENCHMARK_TITLES[GROUP_COLUMNS[column]]} {column.split('/', 1)[1]} avg"
+    return column
+
+
+def is_average(column: str) -> bool:
+    return column in AVERAGE_COLUMNS
 
 
 def xtreme_name(task: str) -> str:
@@ -152,13 +178,15 @@ class SweepTable:
     rows: list[str]  # intermediate tasks, baseline first
     targets: list[str]
     seeds: tuple[int, ...]
-    cells: dict[tuple[str, str], Cell]  # (intermediate, target or benchmark) -> cell
-    benchmark_tasks: dict[str, list[str]]  # benchmark -> the sweep's targets it averages
-    benchmark_excluded: dict[str, list[str]]  # benchmark -> the sweep's targets it does not have
+    cells: dict[tuple[str, str], Cell]  # (intermediate, target or average column) -> cell
+    benchmark_tasks: dict[str, list[str]]  # benchmark or group column -> the sweep's targets it averages
+    benchmark_excluded: dict[str, list[str]]  # benchmark or group column -> the sweep's targets it leaves out
     runs: list[RunResult]
 
     def columns(self) -> list[str]:
-        return self.targets + [b for b in BENCHMARKS if self.benchmark_tasks[b]]
+        """The targets, then each average over at least one of them: XTREME, its classification group, XTREME-R,
+        its classification group."""
+        return self.targets + [c for c in AVERAGE_COLUMNS if self.benchmark_tasks[c]]
 
 
 def _cell(results: Sequence[RunResult], key: str, seeds: tuple[int, ...], *, allow_partial_languages: bool) -> Cell:
@@ -205,18 +233,21 @@ def aggregate(runs: Sequence[Run], records: Mapping[str, Mapping[str, Any]]) -> 
     targets = list(dict.fromkeys(r.run.target for r in results))
     seeds = tuple(dict.fromkeys(r.run.seed for r in results))
     benchmark_tasks = {b: [t for t in targets if benchmark_languages(t, b)] for b in BENCHMARKS}
-    excluded = {b: [t for t in targets if not benchmark_languages(t, b)] for b in BENCHMARKS}
+    for column, benchmark in GROUP_COLUMNS.items():
+        benchmark_tasks[column] = [t for t in targets if t in group_members(column) and benchmark_languages(t, benchmark)]
+    excluded = {c: [t for t in targets if t not in tasks] for c, tasks in benchmark_tasks.items()}
     cells: dict[tuple[str, str], Cell] = {}
     for row in rows:
         per_target = {t: [r for r in results if r.run.intermediate == row and r.run.target == t] for t in targets}
         for target in targets:
             cells[(row, target)] = _cell(per_target[target], "table", seeds, allow_partial_languages=True)
-        for benchmark in BENCHMARKS:
-            if benchmark_tasks[benchmark]:
-                cells[(row, benchmark)] = _benchmark_cell(per_target, benchmark_tasks[benchmark], benchmark, seeds)
+        for column in AVERAGE_COLUMNS:
+            if benchmark_tasks[column]:
+                benchmark = GROUP_COLUMNS.get(column, column)
+                cells[(row, column)] = _benchmark_cell(per_target, benchmark_tasks[column], benchmark, seeds)
     if BASELINE in rows:
         for row in rows:
-            for column in targets + [b for b in BENCHMARKS if benchmark_tasks[b]]:
+            for column in targets + [c for c in AVERAGE_COLUMNS if benchmark_tasks[c]]:
                 cell, base = cells[(row, column)], cells[(BASELINE, column)]
                 if cell.mean is not None and base.mean is not None:
                     cell.delta = cell.mean - base.mean

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from stilts_jax.core.io_utils import atomic_write_bytes
-from stilts_jax.experiments.aggregate import BENCHMARK_TITLES, SweepTable
+from stilts_jax.experiments.aggregate import SweepTable, column_label
 from stilts_jax.experiments.sweep import BASELINE
 
 COLORMAP = "RdBu"  # red below the baseline, white at it, blue above
@@ -73,11 +73,10 @@ def render_png(table: SweepTable, title: str) -> bytes:
                 dark = math.isfinite(value) and abs(value) > 0.6 * limit
                 ax.text(j, i, _label(table, row, column), ha="center", va="center", fontsize=8,
                         color="white" if dark else "black")
-        ax.set_xticks(range(len(columns)), [BENCHMARK_TITLES.get(c, c) + (" avg" if c in BENCHMARK_TITLES else "")
-                                            for c in columns], rotation=30, ha="right")
+        ax.set_xticks(range(len(columns)), [column_label(c) for c in columns], rotation=30, ha="right")
         ax.set_yticks(range(len(table.rows)), ["baseline (none)" if r == BASELINE else r for r in table.rows])
         ax.set_xlabel("target task")
-        ax.set_ylabel("intermediate task")
+        ax.set_ylabel("intermediate task or chain")
         if any(not table.cells[(r, c)].complete for r in table.rows for c in columns):
             title += "\n* incomplete: seeds or languages missing (see results.md)"
         ax.set_title(title, fontsize=10)

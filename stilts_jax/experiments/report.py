@@ -12,10 +12,14 @@ from stilts_jax.core.io_utils import atomic_write_text
 from stilts_jax.experiments.aggregate import (
     BENCHMARK_TITLES,
     BENCHMARKS,
+    GROUP_COLUMNS,
     Cell,
     SweepTable,
     benchmark_languages,
+    column_label,
     format_cell,
+    group_members,
+    is_average,
     metric_description,
     table_benchmark,
 )
@@ -30,7 +34,7 @@ def _row_label(row: str) -> str:
 
 
 def _column_label(column: str) -> str:
-    return f"{BENCHMARK_TITLES[column]} avg" if column in BENCHMARK_TITLES else column
+    return column_label(column)
 
 
 def _target_note(task: str) -> str:
@@ -53,6 +57,29 @@ def _benchmark_note(table: SweepTable, benchmark: str) -> str:
     return text + f". Only the targets of this sweep: not the full {title} score."
 
 
+def _group_note(table: SweepTable, column: str) -> str | None:
+    """The note of a group column (XTREME-R classification avg): its tasks, and those of its group not swept."""
+    tasks = table.benchmark_tasks[column]
+    if not tasks:
+        return None
+    benchmark = GROUP_COLUMNS[column]
+    group = group_members(column)
+    included = ", ".join(f"{t} ({len(benchmark_languages(t, benchmark) or [])} languages)" for t in tasks)
+    missing = [t for t in group if t not in tasks]
+    text = (f"{column_label(column)}: mean over {included}, of {BENCHMARK_TITLES[benchmark]}'s {column.split('/')[1]} "
+            f"tasks ({', '.join(group)}, as evaluate.py groups them)")
+    if missing:
+        text += f"; not in this sweep: {', '.join(missing)}"
+    return text + "."
+
+
+def _row_notes(table: SweepTable) -> list[str]:
+    if not any("+" in row or "&" in row for row in table.rows):
+        return []
+    return ["- Rows: `a+b` is a chain (a, then b, each stage starting from the previous stage's encoder); `a&b` "
+            "trains a and b together in one stage (multi-task); the others are one intermediate task, or none."]
+
+
 def markdown(table: SweepTable, name: str) -> str:
     columns = table.columns()
     seeds = ", ".join(map(str, table.seeds))
@@ -66,6 +93,8 @@ def markdown(table: SweepTable, name: str) -> str:
         lines.append(f"| {_row_label(row)} | " + " | ".join(cells) + " |")
     lines += ["", "Scores:"] + [f"- {_target_note(t)}" for t in table.targets]
     lines += [f"- {_benchmark_note(table, b)}" for b in BENCHMARKS]
+    lines += [f"- {note}" for note in (_group_note(table, c) for c in GROUP_COLUMNS) if note]
+    lines += _row_notes(table)
     if BASELINE not in table.rows:
         lines.append("- No baseline run in this sweep: no deltas.")
     problems = [(row, column, p) for (row, column), cell in table.cells.items() for p in cell.problems]
@@ -73,7 +102,7 @@ def markdown(table: SweepTable, name: str) -> str:
         lines += ["", "Missing or incomplete (cells show `missing`, `(k/n seeds)` or `†`):"]
         seen = set()
         for row, column, problem in problems:
-            if (column in BENCHMARKS) and problem in seen:
+            if is_average(column) and problem in seen:
                 continue  # a benchmark average repeats its targets' problems
             seen.add(problem)
             lines.append(f"- {_row_label(row)} / {_column_label(column)}: {problem}")
@@ -141,7 +170,7 @@ def _csv_row(row: str, column: str, cell: Cell, seeds: tuple[int, ...]) -> list[
     def number(value: float | None) -> str:
         return "" if value is None else f"{value:.4f}"
 
-    metric = "average" if column in BENCHMARKS else metric_description(column)
+    metric = "average" if is_average(column) else metric_description(column)
     return [row, column, metric, number(cell.mean), number(cell.std), number(cell.delta), str(len(cell.seeds)),
             str(len(seeds)), *[number(cell.seeds.get(seed)) for seed in seeds],
             "complete" if cell.complete else ("missing" if cell.mean is None else "incomplete"),

@@ -8,20 +8,27 @@ A sweep file is Python with `get_sweep()` returning a dict (or an ml_collections
                             intermediate is then "none"). Without placeholders the runs set
                             --config.intermediate.task (empty for the baseline) and --config.target.task.
     root                    where the runs' workdirs go (default workdir/sweeps/<name>)
-    intermediate            intermediate tasks; "none" is the baseline (no intermediate phase)
+    intermediate            intermediate tasks; "none" is the baseline (no intermediate phase); a chain of stages
+                            is one row, "anli+hellaswag" (stilts_jax/pipeline/chain.py; "squad&mnli" trains two
+                            tasks together in one stage). `chains(tasks, lengths)` writes every ordering:
+                            intermediate=["none", *chains(["anli", "cosmosqa", "hellaswag", "siqa"], lengths=[1, 2])]
+                            is the baseline, the 4 single tasks and the 12 ordered pairs (no task twice)
     targets                 target tasks
     seeds                   seeds (default [0])
     overrides               {dotted config key: value} for every run
     intermediate_overrides  {intermediate task: {key under `intermediate.`: value}}, e.g. its data source
     target_overrides        {target task: {key under `target.`: value}}
 
-String values may use `{root}` (the sweep root). A run's workdir is `<root>/<intermediate or baseline>_to_<target>_seed<seed>`.
+String values may use `{root}` (the sweep root). A run's workdir is `<root>/<intermediate or baseline>_to_<target>_seed<seed>`
+(a chain's `&` written `-`, as in its stage folders: `squad-mnli_to_xnli_seed0`). A sweep file imports the generator
+with `from stilts_jax.experiments.sweep import chains`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +40,7 @@ from stilts_jax.core.errors import StiltsError
 from stilts_jax.core.paths import as_path
 
 BASELINE = "none"
+CHAIN_SEPARATOR, JOINT_SEPARATOR = "+", "&"  # as stilts_jax/pipeline/chain.py spells a chain (pipeline sits beside us)
 _KNOWN_KEYS = {"name", "recipe", "root", "intermediate", "targets", "seeds", "overrides", "intermediate_overrides",
                "target_overrides"}
 
@@ -72,8 +80,56 @@ class Run:
 
 
 def run_name(intermediate: str, target: str, seed: int) -> str:
-    """Stable workdir name of a run, e.g. `squad_to_tydiqa_seed0`, `baseline_to_tydiqa_seed1`."""
-    return f"{'baseline' if intermediate == BASELINE else intermediate}_to_{target}_seed{seed}"
+    """Stable workdir name of a run, e.g. `squad_to_tydiqa_seed0`, `baseline_to_tydiqa_seed1`,
+    `anli+squad-mnli_to_xnli_seed0` (a chain's `&` written `-`, as its stage folders write it)."""
+    return f"{row_name(intermediate)}_to_{target}_seed{seed}"
+
+
+def row_name(intermediate: str) -> str:
+    """A row's part of its runs' workdir names: `baseline`, `squad`, `anli+squad-mnli`."""
+    return "baseline" if intermediate == BASELINE else intermediate.replace(JOINT_SEPARATOR, "-")
+
+
+def chains(tasks: Sequence[str], lengths: Sequence[int] | int = (1, 2)) -> list[str]:
+    """Every chain of `lengths` stages drawn from `tasks` in every order, no stage twice, as sweep rows:
+    chains(["anli", "siqa", "hellaswag"], lengths=[1, 2]) is anli, siqa, hellaswag, anli+siqa, anli+hellaswag,
+    siqa+anli, siqa+hellaswag, hellaswag+anli, hellaswag+siqa (shorter chains first, then itertools.permutations'
+    order). An element may be a multi-task stage ("squad&mnli")."""
+    if isinstance(tasks, str) or not isinstance(tasks, Sequence):
+        raise SweepError(f"chains() takes a list of stage tasks, got {tasks!r}")
+    tasks = list(tasks)
+    if not tasks or not all(isinstance(t, str) and t.strip() for t in tasks):
+        raise SweepError(f"chains() needs a non-empty list of task names, got {tasks!r}")
+    if any(CHAIN_SEPARATOR in t for t in tasks):
+        raise SweepError(f"chains() takes single stages (a task, or tasks joined with {JOINT_SEPARATOR!r}); "
+                         f"{[t for t in tasks if CHAIN_SEPARATOR in t]} already chain stages with {CHAIN_SEPARATOR!r}")
+    if BASELINE in tasks:
+        raise SweepError(f"chains(): {BASELINE!r} is the baseline, not a stage; list it in intermediate yourself: "
+                         f"intermediate=[{BASELINE!r}, *chains(...)]")
+    if len(set(tasks)) != len(tasks):
+        raise SweepError(f"chains() lists a task twice: {tasks!r}")
+    lengths = [lengths] if isinstance(lengths, int) else list(lengths)
+    bad = [n for n in lengths if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= len(tasks)]
+    if not lengths or bad or len(set(lengths)) != len(lengths):
+        raise SweepError(f"chains(): lengths must be distinct stage counts from 1 to {len(tasks)} (the tasks given), "
+                         f"got {lengths!r}")
+    return [CHAIN_SEPARATOR.join(order) for n in sorted(lengths) for order in itertools.permutations(tasks, n)]
+
+
+def _check_row(row: str, where: str) -> None:
+    """A row is the baseline, a task, or a chain of stages; each stage a task or tasks joined with `&`."""
+    if row == BASELINE:
+        return
+    for stage in row.split(CHAIN_SEPARATOR):
+        names = [t.strip() for t in stage.split(JOINT_SEPARATOR)]
+        if not stage.strip() or "" in names:
+            raise SweepError(f"{where}: intermediate {row!r} has an empty stage or task; join stages with "
+                             f"{CHAIN_SEPARATOR!r} and the tasks of one stage with {JOINT_SEPARATOR!r}, e.g. "
+                             "anli+squad&mnli")
+        if BASELINE in names:
+            raise SweepError(f"{where}: intermediate {row!r}: {BASELINE!r} is the baseline's row, not a stage")
+        if len(set(names)) != len(names):
+            raise SweepError(f"{where}: intermediate {row!r}: stage {stage!r} lists a task twice")
 
 
 def _plain(value: Any) -> Any:
@@ -112,6 +168,13 @@ def sweep_from_mapping(data: Mapping[str, Any], *, where: str = "sweep", default
     if not isinstance(data["recipe"], str) or not data["recipe"]:
         raise SweepError(f"{where}: 'recipe' must be a config file such as configs/demo.py, got {data['recipe']!r}")
     intermediate = _names(data["intermediate"], "intermediate", where)
+    for row in intermediate:
+        _check_row(row, where)
+    folders: dict[str, str] = {}
+    for row in intermediate:  # "a&b" and a task named "a-b" would share workdirs
+        if folders.setdefault(row_name(row), row) != row:
+            raise SweepError(f"{where}: intermediate rows {folders[row_name(row)]!r} and {row!r} would share the "
+                             f"workdir name {row_name(row)}_to_...")
     targets = _names(data["targets"], "targets", where)
     if BASELINE in targets:
         raise SweepError(f"{where}: {BASELINE!r} is the baseline's intermediate task, not a target")

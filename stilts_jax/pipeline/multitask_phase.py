@@ -62,6 +62,13 @@ def phase_tasks(phase: ml_collections.ConfigDict) -> list[str]:
     return names
 
 
+def mlm_head(pipeline: Pipeline, hidden_size: int, rngs: nnx.Rngs) -> MaskedLMHead:
+    """The MLM auxiliary's head for the run's encoder (a chain's forgetting table rebuilds it to load a stage)."""
+    config = pipeline.encoder_config
+    activation = "gelu" if config.family == "roberta" else config.hidden_act
+    return MaskedLMHead(hidden_size, config.vocab_size, config.layer_norm_eps, activation, rngs=rngs)
+
+
 def _mlm_task(pipeline: Pipeline, phase: ml_collections.ConfigDict, hidden_size: int, rngs: nnx.Rngs) -> tuple[TaskData, MaskedLMHead]:
     mlm = phase.mlm
     if not 0 < mlm.share < 1:
@@ -74,8 +81,7 @@ def _mlm_task(pipeline: Pipeline, phase: ml_collections.ConfigDict, hidden_size:
     tokenizer = pipeline.tokenizer
     masking = DynamicMasking(config.vocab_size, tokenizer.mask_token_id, tokenizer.all_special_ids, pipeline.config.seed,
                              mlm.mask_probability)
-    activation = "gelu" if config.family == "roberta" else config.hidden_act
-    head = MaskedLMHead(hidden_size, config.vocab_size, config.layer_norm_eps, activation, rngs=rngs)
+    head = mlm_head(pipeline, hidden_size, rngs)
     loaded = mlm.init_from_checkpoint and load_mlm_head(pipeline.model_dir, head)
     say(f"  mlm: {len(lines)} lines of text, share {mlm.share}, head "
         f"{'from the checkpoint lm_head' if loaded else 'initialised at random'}")

@@ -94,7 +94,7 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa", preset: str 
     config = ml_collections.ConfigDict()
     # Python files (or module names) that register users' own tasks (README: "Add your own task").
     config.task_modules = []
-    config.workdir = f"workdir/{intermediate or 'baseline'}_to_{target}"
+    config.workdir = f"workdir/{(intermediate or 'baseline').replace('&', '-')}_to_{target}"  # '&' as stage folders
     config.seed = 0
     # A rerun in a workdir reuses a finished (or resumes an unfinished) phase only when every setting that determines
     # it is the same. When one differs: "refuse" stops before anything runs and lists the differences; "restart"

@@ -21,6 +21,4 @@ def get_config(arg: str = "intermediate=squad,target=tydiqa"):
     intermediate = values.get("intermediate", "squad")
     config = base.get_config(intermediate="" if intermediate == "none" else intermediate,
                              target=values.get("target", "tydiqa"), preset=values.get("preset", "published"))
-    # "&" (tasks trained together in one chain stage) is written "-" in the workdir's name, as in stage folders.
-    config.workdir = config.workdir.replace("&", "-")
     return config

@@ -118,3 +118,16 @@ def test_selection_hands_on_the_best_or_the_last_model_and_scores_it_on_the_whol
     before = len(calls)
     assert selection.selected(result) == ("final", 3000) and selection.final(result) == {"dev_score": 0.0}
     assert len(calls) == before
+
+
+def test_a_joint_stage_and_an_evaluated_model_are_named_in_the_protocol():
+    joint, _ = parse_config_args(["--config=configs/stilts.py:intermediate=squad&mnli,target=xnli"])
+    assert joint.workdir == "workdir/squad-mnli_to_xnli"
+    protocol = run_protocol(joint, split="test", trained_target=True)
+    assert protocol["intermediate"]["tasks"] == ["squad", "mnli"]
+    assert "- intermediate: squad & mnli; preset" in protocol_markdown(protocol)
+
+    evaluated, _ = parse_config_args(["--config=configs/demo.py", "--config.target.evaluate_model=/models/qa"])
+    protocol = run_protocol(evaluated, split="test", trained_target=True)
+    assert "- intermediate: not trained in this run: target.evaluate_model /models/qa is evaluated as it was " \
+           "trained" in protocol_markdown(protocol)

@@ -69,6 +69,9 @@ def protocol_markdown(protocol: dict[str, Any]) -> str:
         if phase is None:
             lines.append(f"- {name}: none (the pretrained encoder)")
             continue
+        if isinstance(phase, str):  # a note, e.g. a phase not trained in this run
+            lines.append(f"- {name}: {phase}")
+            continue
         for entry in phase if isinstance(phase, list) else [phase]:  # a list: the stages of a sequential chain
             label = f"{name} stage {entry['stage']}" if "stage" in entry else name
             task = " & ".join(entry.get("tasks") or []) or entry["task"]  # "&": trained jointly (multi-task)

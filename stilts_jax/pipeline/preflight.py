@@ -84,6 +84,8 @@ def planned_reads(config: ml_collections.ConfigDict) -> list[DataRead]:
     phases = list(stages)
     if target_spec.family in TRAINABLE_FAMILIES:
         phases.append(("target", config.target))
+    if config.target.evaluate_model:  # a given model is evaluated: no phase trains
+        phases = []
     for folder, node in phases:
         for name in _phase_tasks(node):
             if name not in TASKS or TASKS[name].family not in TRAINABLE_FAMILIES:

@@ -65,11 +65,14 @@ def run_protocol(config: ml_collections.ConfigDict, *, split: str, trained_targe
                else f"trained on {', '.join(languages)} (translate-train), not zero-shot")
     protocol: dict[str, Any] = {"setting": setting, "split": split}
     stages = chain_stages(config.intermediate)
-    if len(stages) > 1:  # a sequential chain: one entry per stage, in order
+    if target.evaluate_model:
+        protocol["intermediate"] = (f"not trained in this run: target.evaluate_model {target.evaluate_model} is "
+                                    "evaluated as it was trained")
+    elif len(stages) > 1:  # a sequential chain: one entry per stage, in order
         protocol["intermediate"] = [{"stage": index, **phase_protocol(stage, phases.get(folder))}
                                     for index, (folder, stage) in enumerate(stages)]
-    elif config.intermediate.task:
-        protocol["intermediate"] = phase_protocol(config.intermediate, phases.get("intermediate"))
+    elif stages:  # one stage: a task, or several trained together (squad&mnli)
+        protocol["intermediate"] = phase_protocol(stages[0][1], phases.get("intermediate"))
     else:
         protocol["intermediate"] = None
     if trained_target:

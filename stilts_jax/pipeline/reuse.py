@@ -66,7 +66,7 @@ def _phase_values(node: ml_collections.ConfigDict) -> dict[str, Any]:
 def plan(config: ml_collections.ConfigDict) -> list[PlannedPhase]:
     """The run's training phases in order, each with the settings that determine it (none when the run evaluates a
     given model, target.evaluate_model)."""
-    if config.target.get("evaluate_model"):
+    if config.target.evaluate_model:
         return []
     model = {key: config.model[key] for key in MODEL_KEYS if key in config.model}
     phases: list[PlannedPhase] = []
@@ -92,7 +92,7 @@ def evaluation_fingerprint(config: ml_collections.ConfigDict, phases: list[Plann
     source, and the evaluation settings."""
     evaluated = phases[-1].fingerprint if phases else fingerprint_of(
         {key: config.model[key] for key in MODEL_KEYS if key in config.model})
-    if config.target.get("evaluate_model"):
+    if config.target.evaluate_model:
         evaluated = fingerprint_of({"evaluate_model": model_identity(config.target.evaluate_model), "model": evaluated})
     return fingerprint_of({"model": evaluated, "task": config.target.task, "source": config.target.source.to_dict(),
                            "evaluation": config.evaluation.to_dict(), "dual_encoder": config.dual_encoder.to_dict()})

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from stilts_jax.config.loader import parse_config_args
-from stilts_jax.core.errors import InputError, StiltsError
+from stilts_jax.core.errors import InputError, StiltsError, run_tool
 
 MODEL_CONFIGS_DIR = Path(__file__).parent / "assets" / "model_configs"
 # Choices per example of the multiple-choice datasets (the feature width); any other: DEFAULT_CHOICES.
@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         print(build_parser().format_help().replace("usage: python -m stilts_jax.aot", "usage: python -m stilts_jax.aot "
                                                    "--config=FILE [--config.key=value ...]", 1))
         return 0
-    try:
+
+    def body() -> None:
         config, args = parse_args(args_in)
         from stilts_jax.core.io_utils import atomic_write_text
         from stilts_jax.train.aot import get_slice, markdown_table, report_header
@@ -323,10 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(output, json.dumps(report, indent=2) + "\n")
         atomic_write_text(output.with_suffix(".md"), markdown_table(report))
         print(markdown_table(report))
-    except StiltsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_tool(body)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stilts_jax.core.errors import InputError, StiltsError
+from stilts_jax.core.errors import InputError, StiltsError, run_tool
 
 
 def export_phase(workdir: str, phase: str, output: str) -> tuple[Path, str]:
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push-to-hub", default="", metavar="REPO", help="also upload the folder to this hub repo")
     parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     options = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def body() -> None:
         if options.private and not options.push_to_hub:
             raise InputError("--private applies to --push-to-hub=REPO, which is not given")
         folder, architecture = export_phase(options.workdir, options.phase, options.output)
@@ -77,10 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         if options.push_to_hub:
             url = push_to_hub(folder, options.push_to_hub, private=options.private)
             print(f"uploaded to {options.push_to_hub}: {url}", flush=True)
-    except StiltsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_tool(body)
 
 
 if __name__ == "__main__":

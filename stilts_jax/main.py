@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from stilts_jax.config.loader import parse_config_args
-from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.errors import StiltsError, run_tool
 from stilts_jax.core.logs import configure_logging
 
 
@@ -33,17 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    try:
+
+    def body() -> None:
         config, rest = parse_config_args(args)
         if rest:
             raise StiltsError(f"unknown arguments {rest}; use --config=FILE and --config.key=value")
         from stilts_jax.pipeline import run
 
         run(config)
-    except StiltsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_tool(body)
 
 
 if __name__ == "__main__":

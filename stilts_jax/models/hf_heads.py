@@ -26,16 +26,20 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import safetensors.numpy
 from flax import nnx
 
 from stilts_jax.core.errors import WeightsError
-from stilts_jax.core.io_utils import atomic_directory
 from stilts_jax.models import hf_files
 from stilts_jax.models.config import EncoderConfig
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.heads import ClassificationHead, SpanHead, TaggingHead, TaskModel
-from stilts_jax.models.hf_weights import _mapping, _normalise_key, convert_hf_state_dict, encoder_to_hf_state_dict
+from stilts_jax.models.hf_weights import (
+    _mapping,
+    _normalise_key,
+    convert_hf_state_dict,
+    encoder_to_hf_state_dict,
+    write_hf_folder,
+)
 
 QUESTION_ANSWERING = "question_answering"
 SEQUENCE_CLASSIFICATION = "sequence_classification"
@@ -141,16 +145,7 @@ def export_task_model(model: TaskModel, output_dir: str | Path, *, kind: str, la
     if kind in (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION) and labels is not None and len(labels) != outputs:
         raise WeightsError(f"{len(labels)} labels for a head with {outputs} outputs")
     config = hf_task_config(model.encoder.config, kind, labels)
-    output_dir = Path(output_dir)
-    with atomic_directory(output_dir) as tmp:
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        safetensors.numpy.save_file(tensors, str(tmp / hf_files.SAFETENSORS), metadata={"format": "pt"})
-        if tokenizer_dir is not None:
-            for name in hf_files.TOKENIZER_FILES:
-                source = Path(tokenizer_dir) / name
-                if source.exists():
-                    (tmp / name).write_bytes(source.read_bytes())
-    return output_dir
+    return write_hf_folder(output_dir, config, tensors, tokenizer_dir=tokenizer_dir)
 
 
 def label_order(hf_config: dict[str, Any], labels: Sequence[str], where: str) -> list[int]:

@@ -210,10 +210,18 @@ def export_hf(encoder: Encoder, output_dir: str | Path, *, tokenizer_dir: str | 
 
     The folder is written whole or not at all. Tokenizer files from `tokenizer_dir` are copied beside them.
     """
+    return write_hf_folder(output_dir, encoder.config.to_hf_dict(), encoder_to_hf_state_dict(encoder),
+                           tokenizer_dir=tokenizer_dir)
+
+
+def write_hf_folder(output_dir: str | Path, config: dict[str, Any], tensors: dict[str, np.ndarray], *,
+                    tokenizer_dir: str | Path | None = None) -> Path:
+    """A Hugging Face model folder: config.json, model.safetensors and the tokenizer files of `tokenizer_dir`,
+    written whole or not at all."""
     output_dir = Path(output_dir)
     with atomic_directory(output_dir) as tmp:
-        (tmp / "config.json").write_text(json.dumps(encoder.config.to_hf_dict(), indent=2) + "\n")
-        safetensors.numpy.save_file(encoder_to_hf_state_dict(encoder), str(tmp / hf_files.SAFETENSORS), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        safetensors.numpy.save_file(tensors, str(tmp / hf_files.SAFETENSORS), metadata={"format": "pt"})
         if tokenizer_dir is not None:
             for name in hf_files.TOKENIZER_FILES:
                 source = Path(tokenizer_dir) / name

@@ -98,11 +98,14 @@ def test_fused_kernel_options_are_checked():
 
 
 def test_kernel_lowers_to_triton_for_cuda():
-    """The Pallas-to-Triton lowering runs without a GPU: an unsupported operation or block shape fails here."""
+    """The Pallas-to-Triton lowering runs without a GPU: an unsupported operation or block shape fails here. Newer
+    JAX asks which GPU to lower for when none is attached: an H100, through an abstract mesh."""
     export = jax.export.export(
         jax.jit(lambda q, db, bias: fused.fused_top_k(q, db, bias, 4)), platforms=["cuda"],
         disabled_checks=[jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")])
-    lowered = export(jax.ShapeDtypeStruct((8192, 1024), jnp.bfloat16), jax.ShapeDtypeStruct((1 << 16, 1024), jnp.bfloat16),
-                     jax.ShapeDtypeStruct((1 << 16,), jnp.float32))
+    h100 = jax.sharding.AbstractDevice(device_kind="NVIDIA H100 80GB HBM3", num_cores=132, platform="gpu")
+    with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((1,), ("x",), abstract_device=h100)):
+        lowered = export(jax.ShapeDtypeStruct((8192, 1024), jnp.bfloat16),
+                         jax.ShapeDtypeStruct((1 << 16, 1024), jnp.bfloat16), jax.ShapeDtypeStruct((1 << 16,), jnp.float32))
     module = lowered.mlir_module()
     assert "__gpu$xla.gpu.triton" in module and "fused_inner_product_top_k" in module

@@ -15,13 +15,13 @@ setup(
     long_description=(Path(__file__).parent / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
+    license="Apache-2.0",
     packages=find_packages(include=["stilts_jax", "stilts_jax.*"]),
     package_data={"stilts_jax": ["assets/text/*.txt", "assets/tokenizer/*", "assets/demo/*/*.json", "assets/demo/*/*.jsonl", "assets/demo/*/*.tsv", "assets/demo/*/*/*.json",
                                 "assets/demo/*/*/*.parquet", "assets/model_configs/*/config.json"]},
     install_requires=requirements("requirements.txt"),
     extras_require={
         "test": requirements("requirements-test.txt"),
-        "tensorflow": ["tensorflow-cpu>=2.17"],  # only for tfds.load/as_dataset; tfds.data_source needs no TF
         "gpu": ["jax[cuda13]"],
         "tpu": ["jax[tpu]"],
     },

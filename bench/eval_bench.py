@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.model == "large" and jax.default_backend() == "gpu" and args.run_torch:
         print()
-        print("### Targets (issue)")
+        print("### Targets")
         if "jax 128x384" in results:
             ratio = results["jax 128x384"]["examples_per_second"] / results["torch 128x384"]["examples_per_second"]
             print(f"- large 128x384 >= 1.1x PyTorch eager examples/s: {ratio:.2f}x -> {'met' if ratio >= 1.1 else 'NOT met'}")

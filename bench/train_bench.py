@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.model == "large" and jax.default_backend() == "gpu":
         print()
-        print("### Targets (issue)")
+        print("### Targets")
         for (batch, seq), entries in results.items():
             jax_entry = next((e for e in entries if "analysis" in e), None)
             if jax_entry is None:

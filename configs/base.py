@@ -78,6 +78,7 @@ def phase(task: str, *, intermediate: bool = False, preset: str = "published", t
             keep_checkpoints=2,
             progress_bar=True,
             early_stopping_patience=training["early_stopping_patience"],  # evaluations without a better score; 0: off
+            length_grouping=False,  # batches of similar lengths, cut to a power-of-two width: faster, other batches
         ),
         # Where the defaults above come from, and their values, so results name the protocol and what was changed.
         preset=dict(name=preset, label=label, values=dict(max_length=row["max_length"], batch_size=row["batch_size"],
@@ -102,6 +103,9 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa", preset: str 
     config.on_change = "refuse"
     # dry_run: print the resolved config, what each phase would do in this workdir and the data it would read; exit.
     config.dry_run = False
+    # JAX's persistent compilation cache (a resumed or repeated run does not compile again): a folder (local or
+    # gs://), "default" ($XDG_CACHE_HOME or ~/.cache, then stilts-jax/jax-compilation) or "" (off).
+    config.compilation_cache = "default"
     # remat: activation checkpointing per layer in training: "none", "save_dots" (keep the weight matmuls' outputs)
     # or "full" (keep each layer's input only: the least memory, about a third more compute).
     config.model = dict(name="xlm-roberta-large", tokenizer="", dtype="auto", attention="auto", remat="none",

@@ -126,6 +126,7 @@ PHASE_KEYS: dict[str, Rule] = {
     "train.keep_checkpoints": integer(1),
     "train.progress_bar": BOOLEAN,
     "train.early_stopping_patience": integer(0),
+    "train.length_grouping": BOOLEAN,
 }
 
 TOP_KEYS: dict[str, Rule] = {
@@ -134,6 +135,7 @@ TOP_KEYS: dict[str, Rule] = {
     "seed": integer(0),
     "on_change": choice("refuse", "restart"),
     "dry_run": BOOLEAN,
+    "compilation_cache": TEXT,
     "model.name": Rule(lambda value: isinstance(value, str) and bool(value.strip()), "a hub id or a model folder"),
     "model.tokenizer": TEXT,
     "model.dtype": choice("auto", "float32", "bfloat16", "float16"),

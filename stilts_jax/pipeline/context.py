@@ -14,6 +14,7 @@ import ml_collections
 from flax import nnx
 
 from stilts_jax.core import distributed
+from stilts_jax.core.compilation_cache import enable_compilation_cache
 from stilts_jax.core.errors import StiltsError
 from stilts_jax.core.paths import as_path
 from stilts_jax.core.tokenization import load_tokenizer
@@ -58,6 +59,7 @@ class RunContext:
         self.config = config
         load_task_modules(config.task_modules)  # a no-op when the command line loaded them already
         self.workdir = as_path(config.workdir)  # local or gs://...: an etils.epath.Path
+        enable_compilation_cache(config.compilation_cache)
         distributed.initialize(config.distributed.coordinator_address or None, config.distributed.num_processes,
                                config.distributed.process_id)
         self.mesh = distributed.make_mesh(config.mesh.to_dict())

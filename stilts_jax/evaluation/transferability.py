@@ -33,13 +33,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax.sharding import Mesh
 
+from stilts_jax.core.distributed import place
 from stilts_jax.core.errors import InputError
-from stilts_jax.evaluation.embedding import POOLINGS, SentenceEncoder
+from stilts_jax.evaluation.embedding import POOLINGS, SentenceEmbedder, SentenceEncoder
 from stilts_jax.models.encoder import Encoder
 
-__all__ = ["encoder_features", "logme", "logme_per_column", "regret_at_k", "spearman"]
+__all__ = ["FeatureExtractor", "encoder_features", "logme", "logme_per_column", "regret_at_k", "spearman"]
 
 MAX_ITERATIONS = 1000  # where N <= D the labels lie in the features' span and beta grows slowly
 TOLERANCE = 1e-6  # relative change of t = alpha / beta between iterations
@@ -127,18 +129,38 @@ def logme(features: np.ndarray, labels: np.ndarray, num_classes: int | None = No
     return float(np.mean(logme_per_column(features, one_hot)["evidence"]))
 
 
+class FeatureExtractor:
+    """The last layer of encoders of one architecture over featurized inputs (input_ids, attention_mask as a task
+    featurizes them), pooled: 'cls' is the first token (<s>, what the classification head reads), 'mean' the mean
+    over the attention mask. One evaluation Predictor on `mesh` and `rules` serves every encoder passed to
+    `__call__`, so its shapes compile once for all of them.
+
+    `structure`: an encoder of the architecture (its weights are not used).
+    """
+
+    def __init__(self, structure: Encoder, *, pooling: str = "cls", batch_size: int = 64, mesh: Mesh | None = None,
+                 rules: Sequence[tuple[str, Any]] | None = None):
+        if pooling not in POOLINGS:
+            raise InputError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
+        self.pooling = pooling
+        self.layer = structure.config.num_hidden_layers
+        self._runner = SentenceEncoder(structure, None, layer=self.layer, pooling=pooling,  # type: ignore[arg-type]
+                                       batch_size=batch_size, mesh=mesh, rules=rules)
+
+    def __call__(self, encoder: Encoder, arrays: Mapping[str, np.ndarray], *, progress: bool = False) -> np.ndarray:
+        """float32 [N, hidden] features of `encoder` (the structure's architecture) for the rows of `arrays`."""
+        state = nnx.to_pure_dict(nnx.state(SentenceEmbedder(encoder, self.layer, self.pooling)))  # type: ignore[arg-type]
+        params = jax.tree.map(lambda new, old: place(new, old.sharding), state, self._runner.params)
+        output = self._runner.predictor.predict(params, dict(arrays), desc="features", progress=progress)
+        return np.asarray(output, np.float32)
+
+
 def encoder_features(encoder: Encoder, arrays: Mapping[str, np.ndarray], *, pooling: str = "cls",
                      batch_size: int = 64, mesh: Mesh | None = None,
-                     rules: Sequence[tuple[str, Any]] | None = None) -> np.ndarray:
-    """float32 [N, hidden]: the last layer of `encoder` over featurized inputs (input_ids, attention_mask as a task
-    featurizes them), pooled: 'cls' is the first token (<s>, what the classification head reads), 'mean' the mean
-    over the attention mask. Runs through the evaluation Predictor on `mesh` and `rules`."""
-    if pooling not in POOLINGS:
-        raise InputError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
-    layers = encoder.config.num_hidden_layers
-    runner = SentenceEncoder(encoder, None, layer=layers, pooling=pooling,  # type: ignore[arg-type]
-                             batch_size=batch_size, mesh=mesh, rules=rules)
-    return np.asarray(runner.predictor.predict(runner.params, dict(arrays), desc="features"), np.float32)
+                     rules: Sequence[tuple[str, Any]] | None = None, progress: bool = True) -> np.ndarray:
+    """One encoder's pooled last-layer features [N, hidden] (FeatureExtractor, for a single encoder)."""
+    extractor = FeatureExtractor(encoder, pooling=pooling, batch_size=batch_size, mesh=mesh, rules=rules)
+    return extractor(encoder, arrays, progress=progress)
 
 
 def _ranks(values: Sequence[float]) -> np.ndarray:

@@ -1,0 +1,117 @@
+"""python -m stilts_jax.select on the XNLI-style demo target: candidates of every kind (a sweep root of runs, a
+chain's last stage, a baseline run, a model folder, `pretrained`), scored by LogME and set against measured scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from flax import nnx
+
+from stilts_jax import select
+from stilts_jax.config.loader import config_to_json, parse_config_args
+from stilts_jax.core.errors import InputError
+from stilts_jax.demo.tiny_model import make_tiny_model
+from stilts_jax.evaluation.transferability import regret_at_k, spearman
+from stilts_jax.models.hf_weights import load_pretrained
+from stilts_jax.train.checkpoints import save_params
+
+RECIPE = str(Path(__file__).resolve().parents[1] / "configs" / "chain_demo.py")
+
+
+def _config_args(model: Path) -> list[str]:
+    return [f"--config={RECIPE}", f"--config.model.name={model}", "--config.model.make_tiny=false"]
+
+
+def _save_encoder(model: Path, path: Path) -> None:
+    encoder = load_pretrained(model)[0]
+    save_params(path, nnx.to_pure_dict(nnx.state(encoder)))
+
+
+def _run(root: Path, name: str, base: Path, *, intermediate: str, target: str = "xnli",
+         stages: dict[str, Path] | None = None, measured: float | None = None) -> Path:
+    """A run workdir as the pipeline leaves it: config.json, the intermediate phase's done record(s) with the
+    encoder, and results.json."""
+    run = root / name
+    config, _ = parse_config_args([*_config_args(base), f"--config.target.task={target}",
+                                   f"--config.intermediate.task={intermediate}"])
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(config_to_json(config))
+    for folder, model in (stages or {}).items():
+        phase = run / "intermediate" / folder
+        _save_encoder(model, phase / "encoder")
+        (phase / "phase_done.json").write_text(json.dumps({"task": intermediate, "encoder": "encoder", "dev": 50.0}))
+    if measured is not None:
+        (run / "results.json").write_text(json.dumps({"task": target, "average_zero_shot": {"accuracy": measured}}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("select")
+    models = {name: make_tiny_model(root / name, seed=seed) for name, seed in (("base", 0), ("other", 1), ("third", 2))}
+    sweep = root / "sweep"
+    _run(sweep, "baseline_to_xnli_seed0", models["base"], intermediate="", measured=40.0)
+    _run(sweep, "mnli_to_xnli_seed0", models["base"], intermediate="mnli", stages={".": models["other"]}, measured=45.0)
+    chain = _run(sweep, "squad+mnli_to_xnli_seed0", models["base"], intermediate="squad+mnli",
+                 stages={"1_mnli": models["third"]}, measured=42.0)
+    # The first stage's encoder is not the candidate (the last stage's is): a path that would fail to load.
+    (chain / "intermediate" / "0_squad").mkdir()
+    (chain / "intermediate" / "0_squad" / "phase_done.json").write_text(json.dumps({"encoder": "gone", "dev": 1.0}))
+    _run(sweep, "mnli_to_xcopa_seed0", models["base"], intermediate="mnli", target="xcopa", measured=60.0)
+    return {**models, "sweep": sweep, "root": root}
+
+
+def test_select_ranks_every_kind_of_candidate(demo: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    output = demo["root"] / "out"
+    code = select.main([f"--candidates={demo['sweep']},pretrained", f"--candidates={demo['third']}", "--target=xnli",
+                        "--max-examples=96", f"--output={output}", *_config_args(demo["base"])])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads((output / "selection.json").read_text())
+    rows = {row["name"]: row for row in data["candidates"]}
+    # The sweep's runs of the target (not its xcopa run), the pretrained model and the model folder.
+    assert set(rows) == {"baseline_to_xnli_seed0", "mnli_to_xnli_seed0", "squad+mnli_to_xnli_seed0", "pretrained",
+                         "third"}
+    assert data["examples"] == 96 and data["target"] == "xnli"
+    logme = {name: row["logme"] for name, row in rows.items()}
+    # The same weights give the same score whichever way they come: a run's saved encoder or a model folder, a
+    # chain's last stage, a baseline run or `pretrained`.
+    assert logme["squad+mnli_to_xnli_seed0"] == pytest.approx(logme["third"], abs=1e-6)
+    assert logme["baseline_to_xnli_seed0"] == pytest.approx(logme["pretrained"], abs=1e-6)
+    # Other weights, another score (random tiny models' features barely inform the labels: close, not equal).
+    assert logme["mnli_to_xnli_seed0"] != logme["pretrained"] != logme["third"]
+    assert rows["squad+mnli_to_xnli_seed0"]["encoder"].endswith("1_mnli/encoder")
+    ranked = sorted(logme, key=lambda name: -logme[name])
+    assert [row["name"] for row in data["candidates"]] == ranked
+    assert rows[ranked[0]]["rank"] == 1
+    measured = {n: rows[n]["measured"] for n in rows if rows[n]["measured"] is not None}
+    assert measured == {"baseline_to_xnli_seed0": 40.0, "mnli_to_xnli_seed0": 45.0, "squad+mnli_to_xnli_seed0": 42.0}
+    assert rows["mnli_to_xnli_seed0"]["measured_rank"] == 1 and rows["pretrained"]["measured_rank"] is None
+    names = list(measured)
+    agreement = data["agreement"]
+    assert agreement["candidates_measured"] == 3
+    assert agreement["spearman"] == pytest.approx(spearman([logme[n] for n in names], [measured[n] for n in names]))
+    assert agreement["regret@1"] == pytest.approx(regret_at_k([logme[n] for n in names], [measured[n] for n in names], 1))
+    assert agreement["regret@3"] == 0.0
+    table = (output / "selection.md").read_text()
+    assert "| candidate | LogME | rank | measured score | measured rank |" in table
+    assert f"| mnli_to_xnli_seed0 | {logme['mnli_to_xnli_seed0']:.6f} | {rows['mnli_to_xnli_seed0']['rank']} | 45.00 | 1 |" in table
+    assert "Agreement over 3 measured candidates" in table
+
+
+def test_select_refuses_targets_it_cannot_score(demo: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    code = select.main(["--candidates=pretrained", "--target=xcopa", f"--output={demo['root'] / 'no'}",
+                        *_config_args(demo["base"])])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "xcopa is a multiple_choice task" in error and "classification" in error
+    assert not (demo["root"] / "no").exists()
+
+
+def test_unfinished_intermediate_phase_is_named(demo: dict[str, Path]) -> None:
+    run = _run(demo["root"] / "unfinished", "anli_to_xnli_seed0", demo["base"], intermediate="anli")
+    with pytest.raises(InputError, match="has not finished"):
+        select.resolve_candidates([str(run)], "xnli")
+    with pytest.raises(InputError, match="neither 'pretrained' nor a folder"):
+        select.resolve_candidates([str(demo["root"] / "missing")], "xnli")

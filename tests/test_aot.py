@@ -104,6 +104,24 @@ def test_count_collectives_reads_opcodes_not_names() -> None:
                                       "collective-permute": 1}
 
 
+def test_count_collectives_reads_tpu_reduce_scatter_fusions() -> None:
+    """The TPU compiler emits a reduce-scatter as a fusion of an all-reduce-scatter computation: one reduce-scatter."""
+    hlo = """
+%all-reduce-scatter.3 (input_0: bf16[128,512]) -> bf16[32,512] {
+  %input_0 = bf16[128,512]{1,0} parameter(0)
+  %all-reduce.7 = bf16[128,512]{1,0} all-reduce(%input_0), channel_id=3, to_apply=%add
+  ROOT %slice = bf16[32,512]{1,0} dynamic-slice(%all-reduce.7, %offset, %zero), dynamic_slice_sizes={32,512}
+}
+
+ENTRY %main.1 (p: bf16[128,512]) -> bf16[32,512] {
+  %fusion.9 = bf16[32,512]{1,0} fusion(%p), kind=kCustom, calls=%all-reduce-scatter.3
+  %all-reduce.8 = f32[128]{0} all-reduce(%b), channel_id=4, to_apply=%add
+}
+"""
+    assert count_collectives(hlo) == {"all-gather": 0, "reduce-scatter": 1, "all-reduce": 1, "all-to-all": 0,
+                                      "collective-permute": 0}
+
+
 def test_cpu_host_with_libtpu_starts_quietly_on_the_cpu() -> None:
     """libtpu installed, no TPU here: importing stilts_jax keeps JAX from loading libtpu (its start-up errors, ~1.7 s)."""
     import os

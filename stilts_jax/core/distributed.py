@@ -5,10 +5,12 @@ Nothing here touches devices at import time; the mesh and the rules are passed a
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -23,6 +25,17 @@ MESH_AXES = ("data", "fsdp", "tensor")
 
 # Logical axis name -> mesh axis (or axes). Batches split over data and fsdp; parameters shard their embed
 # dimension over fsdp (ZeRO-3 style) and their heads/mlp/vocab dimension over tensor (Megatron style).
+# The activation_* names are the model's intermediate arrays (`with_logical_constraint`): split over the batch like the
+# inputs, never over the embed dimension, so that FSDP gathers each layer's weights (and reduce-scatters their
+# gradients) instead of moving activations between layouts; attention heads and the feed-forward width over tensor.
+ACTIVATION_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
+    ("activation_batch", ("data", "fsdp")),
+    ("activation_length", None),
+    ("activation_embed", None),
+    ("activation_heads", "tensor"),
+    ("activation_kv", None),
+    ("activation_mlp", "tensor"),
+)
 DEFAULT_LOGICAL_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("batch", ("data", "fsdp")),
     ("vocab", "tensor"),
@@ -33,6 +46,7 @@ DEFAULT_LOGICAL_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("positions", None),
     ("types", None),
     ("classes", None),
+    *ACTIVATION_RULES,
 )
 
 
@@ -146,6 +160,35 @@ def tree_shardings(logical_specs: Any, shapes: Any, rules: Sequence[tuple[str, A
         shapes,
         is_leaf=is_spec,
     )
+
+
+_ACTIVATION_CONTEXT: contextvars.ContextVar[tuple[Mesh, tuple[tuple[str, Any], ...]] | None] = contextvars.ContextVar(
+    "stilts_logical_constraints", default=None)
+
+
+@contextlib.contextmanager
+def logical_constraints(mesh: Mesh, rules: Sequence[tuple[str, Any]]) -> Iterator[None]:
+    """Within this block (around the code a jit traces), `with_logical_constraint` lays arrays out on `mesh` by `rules`.
+
+    Rules without the activation_* names (a config written before they existed) take those of ACTIVATION_RULES.
+    """
+    names = {name for name, _ in rules}
+    full = (*tuple(rules), *(rule for rule in ACTIVATION_RULES if rule[0] not in names))
+    token = _ACTIVATION_CONTEXT.set((mesh, full))
+    try:
+        yield
+    finally:
+        _ACTIVATION_CONTEXT.reset(token)
+
+
+def with_logical_constraint(x: jax.Array, logical: Sequence[str | None]) -> jax.Array:
+    """`x` constrained to the layout its logical axis names map to, inside `logical_constraints`; else `x` itself."""
+    context = _ACTIVATION_CONTEXT.get()
+    if context is None:
+        return x
+    mesh, rules = context
+    spec = logical_to_mesh_spec(logical, rules, mesh, x.shape)
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
 
 def batch_sharding(mesh: Mesh, rules: Sequence[tuple[str, Any]], ndim: int = 2, leading: int = 0) -> NamedSharding:

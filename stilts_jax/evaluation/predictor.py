@@ -76,7 +76,8 @@ class Predictor:
         replicated = NamedSharding(mesh, PartitionSpec())
 
         def forward(params: Any, batch: dict[str, jax.Array]) -> jax.Array:
-            return spec.merge(params)(batch)
+            with spec.logical_constraints():
+                return spec.merge(params)(batch)
 
         self._forward = jax.jit(forward, out_shardings=replicated)
 

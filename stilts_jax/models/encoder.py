@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from stilts_jax.core.distributed import with_logical_constraint
 from stilts_jax.core.errors import InputError
 from stilts_jax.models.config import EncoderConfig
 
@@ -53,6 +54,12 @@ REMAT_POLICIES = ("none", "full", "save_dots")
 
 # Logical axis names carried by the parameters. The sharding rules in the training config map them to mesh axes.
 VOCAB, EMBED, HEADS, KV, MLP, POSITIONS, TYPES = "vocab", "embed", "heads", "kv", "mlp", "positions", "types"
+# Logical axis names of the activations: under a mesh (core.distributed.logical_constraints, which the train step and
+# the Predictor open) the hidden states, q/k/v, attention context and feed-forward activations are constrained to
+# them, as MaxText does, so that the compiler gathers weights rather than moving activations; without a mesh, no-ops.
+HIDDEN_AXES = ("activation_batch", "activation_length", "activation_embed")
+HEAD_AXES = ("activation_batch", "activation_length", "activation_heads", "activation_kv")
+MLP_AXES = ("activation_batch", "activation_length", "activation_mlp")
 
 
 class EncoderOutput(NamedTuple):
@@ -70,6 +77,17 @@ def make_param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, .
     else:
         raise ValueError(f"unknown initializer {init!r}")
     return nnx.Param(value, out_sharding=axes)
+
+
+def weight(param: nnx.Param, dtype: jnp.dtype | None = None) -> jax.Array:
+    """A parameter's value in the compute dtype, constrained to the parameter's own layout.
+
+    Under FSDP the cast then happens on each device's shard, the compiler gathers the cast copy where a matmul needs
+    it whole, and the gradient, constrained the same way in the backward pass, is reduce-scattered back to the shard
+    (unconstrained, the compiler may all-reduce whole gradients instead). No-op without a mesh.
+    """
+    value = param[...] if dtype is None else param[...].astype(dtype)
+    return with_logical_constraint(value, param.get_metadata()["out_sharding"])
 
 
 def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
@@ -143,7 +161,7 @@ class LayerNorm(nnx.Module):
         x32 = x.astype(jnp.float32)
         mean = jnp.mean(x32, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps) * weight(self.scale) + weight(self.bias)
         return y.astype(x.dtype)
 
 
@@ -166,11 +184,11 @@ class Embeddings(nnx.Module):
     def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array, dtype: jnp.dtype, rng: jax.Array | None) -> jax.Array:
         # Sum in float32, as the float32 reference does, then drop to the compute dtype.
         x = (
-            jnp.take(self.word[...], input_ids, axis=0)
-            + jnp.take(self.position[...], self.position_ids(input_ids), axis=0)
-            + jnp.take(self.token_type[...], token_type_ids, axis=0)
+            jnp.take(weight(self.word), input_ids, axis=0)
+            + jnp.take(weight(self.position), self.position_ids(input_ids), axis=0)
+            + jnp.take(weight(self.token_type), token_type_ids, axis=0)
         )
-        x = self.layer_norm(x).astype(dtype)
+        x = with_logical_constraint(self.layer_norm(x).astype(dtype), HIDDEN_AXES)
         return dropout(x, self.config.hidden_dropout_prob, rng)
 
 
@@ -211,7 +229,8 @@ class SelfAttention(nnx.Module):
         dtype = x.dtype
 
         def project(kernel: nnx.Param, bias: nnx.Param) -> jax.Array:
-            return jnp.einsum("bsd,dhk->bshk", x, kernel[...].astype(dtype)) + bias[...].astype(dtype)
+            projected = jnp.einsum("bsd,dhk->bshk", x, weight(kernel, dtype)) + weight(bias, dtype)
+            return with_logical_constraint(projected, HEAD_AXES)
 
         q, k, v = project(self.query, self.query_bias), project(self.key, self.key_bias), project(self.value, self.value_bias)
         # Only key lengths: padded query rows still attend to the real tokens, exactly as the reference does.
@@ -219,7 +238,9 @@ class SelfAttention(nnx.Module):
             context = explicit_attention(q, k, v, lengths, dropout_rate=self.dropout_rate, dropout_rng=rng)
         else:
             context = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation=impl)
-        return jnp.einsum("bshk,hkd->bsd", context, self.output[...].astype(dtype)) + self.output_bias[...].astype(dtype)
+        context = with_logical_constraint(context, HEAD_AXES)
+        out = jnp.einsum("bshk,hkd->bsd", context, weight(self.output, dtype)) + weight(self.output_bias, dtype)
+        return with_logical_constraint(out, HIDDEN_AXES)
 
 
 class FeedForward(nnx.Module):
@@ -233,8 +254,9 @@ class FeedForward(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         dtype = x.dtype
-        h = self.activation(x @ self.intermediate[...].astype(dtype) + self.intermediate_bias[...].astype(dtype))
-        return h @ self.output[...].astype(dtype) + self.output_bias[...].astype(dtype)
+        h = self.activation(x @ weight(self.intermediate, dtype) + weight(self.intermediate_bias, dtype))
+        h = with_logical_constraint(h, MLP_AXES)
+        return with_logical_constraint(h @ weight(self.output, dtype) + weight(self.output_bias, dtype), HIDDEN_AXES)
 
 
 class TransformerLayer(nnx.Module):
@@ -254,7 +276,8 @@ class TransformerLayer(nnx.Module):
         rng_probs = None if rng is None else jax.random.fold_in(rng, 2)
         attended = self.attention(x, lengths, impl, rng_probs)
         x = self.attention_norm(x + dropout(attended, self.dropout_rate, rng_attention))
-        return self.output_norm(x + dropout(self.feed_forward(x), self.dropout_rate, rng_ffn))
+        x = self.output_norm(x + dropout(self.feed_forward(x), self.dropout_rate, rng_ffn))
+        return with_logical_constraint(x, HIDDEN_AXES)
 
 
 class Encoder(nnx.Module):

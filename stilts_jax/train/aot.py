@@ -57,6 +57,11 @@ TPU_GENERATIONS: dict[str, ChipFigures] = {
 COLLECTIVES = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute")
 # An HLO instruction's opcode, synchronous or the start of an asynchronous pair (the -done half is not counted).
 _COLLECTIVE_OP = re.compile(r"\s(" + "|".join(COLLECTIVES) + r")(?:-start)?\(")
+# The TPU compiler emits a reduce-scatter as a fusion calling a computation named all-reduce-scatter[.N] (an
+# all-reduce whose output each device keeps only its shard of, done as a ring that never materialises the whole).
+_REDUCE_SCATTER_FUSION = re.compile(r"\bcalls=%all-reduce-scatter[\w.-]*")
+# A computation's header line: `%name (...) -> ... {`, or `ENTRY %name ...`.
+_COMPUTATION_HEADER = re.compile(r"^(?:ENTRY\s+)?%([\w.-]+)\s")
 
 
 class TopologyError(InputError):
@@ -143,10 +148,22 @@ def get_slice(name: str) -> Slice:
 
 
 def count_collectives(hlo_text: str) -> dict[str, int]:
-    """How many of each collective the HLO holds (kind -> count, every kind present, zeros included)."""
+    """How many of each collective the HLO holds (kind -> count, every kind present, zeros included).
+
+    A TPU reduce-scatter fusion counts as one reduce-scatter, not as the all-reduce its body holds.
+    """
     counts = dict.fromkeys(COLLECTIVES, 0)
-    for match in _COLLECTIVE_OP.finditer(hlo_text):
-        counts[match.group(1)] += 1
+    computation = ""
+    for line in hlo_text.splitlines():
+        header = _COMPUTATION_HEADER.match(line)
+        if header:
+            computation = header.group(1)
+            continue
+        if computation.startswith("all-reduce-scatter"):
+            continue
+        counts["reduce-scatter"] += len(_REDUCE_SCATTER_FUSION.findall(line))
+        for match in _COLLECTIVE_OP.finditer(line):
+            counts[match.group(1)] += 1
     return counts
 
 

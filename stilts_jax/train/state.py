@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from stilts_jax.core.distributed import logical_to_mesh_spec
+from stilts_jax.core.distributed import logical_constraints, logical_to_mesh_spec
 
 
 @flax.struct.dataclass
@@ -45,6 +46,10 @@ class ModelSpec:
 
     def merge(self, params: Any) -> nnx.Module:
         return nnx.merge(self.graphdef, params)
+
+    def logical_constraints(self) -> contextlib.AbstractContextManager[None]:
+        """Open around the code a jit traces: the model's activations are then laid out on the mesh by the rules."""
+        return logical_constraints(self.mesh, self.rules)
 
     def initial_params(self) -> Any:
         """The model's own parameter values (random init plus whatever was loaded into it), placed on the mesh."""

@@ -97,7 +97,8 @@ def make_train_step(
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
         step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-        grads, loss_sum, weight = compute_grads(spec, state.params, batch, step_key if dropout else None)
+        with spec.logical_constraints():
+            grads, loss_sum, weight = compute_grads(spec, state.params, batch, step_key if dropout else None)
         denominator = jnp.maximum(weight, 1.0)
         grads = jax.tree.map(lambda g: g / denominator, grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -65,7 +65,10 @@ def _read_json(path: Path) -> Any:
 def is_run(folder: Path) -> bool:
     """A pipeline workdir: its saved config.json holds a target phase."""
     config = folder / "config.json"
-    return config.is_file() and isinstance(_read_json(config), dict) and "target" in _read_json(config)
+    if not config.is_file():
+        return False
+    saved = _read_json(config)
+    return isinstance(saved, dict) and "target" in saved
 
 
 def is_model_folder(folder: Path) -> bool:

@@ -36,6 +36,9 @@ SETTINGS = "settings.json"
 NOT_DETERMINING = ("preset", "stage_overrides", "train.progress_bar", "train.log_every", "train.checkpoint_every",
                    "train.keep_checkpoints", "evaluate_model")
 MODEL_KEYS = ("name", "tokenizer", "dtype", "attention_dropout", "make_tiny")
+# Phase keys added later, left out of the fingerprint at the value that computes what runs before them computed, so
+# a workdir started before such a key existed still resumes.
+NEUTRAL_DEFAULTS = {"train.length_grouping": False}
 
 
 def fingerprint_of(settings: dict[str, Any]) -> str:
@@ -60,6 +63,11 @@ def _phase_values(node: ml_collections.ConfigDict) -> dict[str, Any]:
         parent, _, key = dotted.rpartition(".")
         holder = values.get(parent, {}) if parent else values
         holder.pop(key, None)
+    for dotted, neutral in NEUTRAL_DEFAULTS.items():
+        parent, _, key = dotted.rpartition(".")
+        holder = values.get(parent, {}) if parent else values
+        if key in holder and holder[key] == neutral:
+            holder.pop(key)
     return values
 
 

@@ -122,6 +122,8 @@ class TrainerConfig:
     optimizer: OptimizerConfig = OptimizerConfig()
     # Stop after this many evaluations in a row without a new best `best_metric` (0: never stop early).
     early_stopping_patience: int = 0
+    # Cut each batch to a padded width that fits its longest row, grouping rows of similar length (train.feeding).
+    length_grouping: bool = False
 
 
 @dataclasses.dataclass
@@ -238,7 +240,8 @@ def train(
     model's `ModelSpec` merges); the checkpoint saved then carries `metrics[best_metric]`, which keep-best ranks by.
     `grads_fn` replaces the step's per-micro-batch gradient accumulation of `loss_fn` (train.step.GradsFn).
     """
-    feeder = BatchFeeder(features, config.global_batch_size, config.micro_batches, config.seed, mesh, rules)
+    feeder = BatchFeeder(features, config.global_batch_size, config.micro_batches, config.seed, mesh, rules,
+                         length_grouping=config.length_grouping)
     return run_phase(model, SingleTaskData(feeder, loss_fn, grads_fn), config, workdir=workdir, mesh=mesh, rules=rules,
                      evaluate=evaluate, best_metric=best_metric)
 

@@ -122,7 +122,8 @@ class MultiTaskData:
         for task in tasks:
             try:
                 self.feeders[task.name] = BatchFeeder(task.features, config.global_batch_size, config.micro_batches,
-                                                      task_seed(config.seed, task.name), mesh, rules, task.transform)
+                                                      task_seed(config.seed, task.name), mesh, rules, task.transform,
+                                                      length_grouping=config.length_grouping)
             except StiltsError as e:
                 raise StiltsError(f"task {task.name}: {e}") from None
         mixed = {task.name: task.num_examples for task in tasks if task.share is None}

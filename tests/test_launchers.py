@@ -197,8 +197,14 @@ def _remote_command(line: str) -> str:
     return next(w for w in words if w.startswith("--command=")).removeprefix("--command=")
 
 
-def _session_of(pid: int) -> int:
-    return os.getsid(pid)
+def _session_of(pid: int, other_than: int, wait_s: float = 5.0) -> int:
+    """The process's session once it has left `other_than` (setsid runs just after the process starts)."""
+    deadline = time.monotonic() + wait_s
+    session = os.getsid(pid)
+    while session == other_than and time.monotonic() < deadline:
+        time.sleep(0.05)
+        session = os.getsid(pid)
+    return session
 
 
 def test_tpu_vm_worker_commands_start_a_detached_run_and_stream_its_log(tmp_path):
@@ -227,7 +233,7 @@ def test_tpu_vm_worker_commands_start_a_detached_run_and_stream_its_log(tmp_path
     (log,) = logs.glob("run-*-worker3.log")
     pid = int(log.with_suffix(".pid").read_text())
     assert started.stdout.strip() == f"worker 3: pid {pid}, log {log}"
-    assert _session_of(pid) != os.getsid(0)  # its own session: a lost connection's hang-up does not reach it
+    assert _session_of(pid, os.getsid(0)) != os.getsid(0)  # its own session: a lost connection's hang-up does not reach it
     followed = subprocess.run(["bash", "-c", _remote_command(follow)], cwd=home, env=env, capture_output=True,
                               text=True, timeout=30)
     assert followed.returncode == 0, followed.stderr
@@ -354,7 +360,7 @@ def test_gpu_hosts_local_detach_returns_at_once_and_follow_streams_every_process
     assert out.returncode == 0, out.stderr
     assert time.monotonic() - began < 1.5
     pids = [int(p.read_text()) for p in sorted(logs.glob("run-*-process*.pid"))]
-    assert len(pids) == 2 and all(_session_of(pid) != os.getsid(0) for pid in pids)
+    assert len(pids) == 2 and all(_session_of(pid, os.getsid(0)) != os.getsid(0) for pid in pids)
     followed = _bash(GPU_HOSTS, "--local", "2", "--python", str(python), "--log-dir", str(logs), "--detach",
                      "--follow", "--", "--config=configs/demo.py")
     assert followed.returncode == 0, followed.stderr

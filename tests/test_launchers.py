@@ -181,7 +181,7 @@ def test_gpu_hosts_local_two_processes_run_the_demo_pipeline(tmp_path):
 
 FAKE_PYTHON = """#!/usr/bin/env bash
 echo "args: $*"
-sleep 2
+sleep 5
 echo "run over"
 """
 
@@ -228,7 +228,7 @@ def test_tpu_vm_worker_commands_start_a_detached_run_and_stream_its_log(tmp_path
     started = subprocess.run(["bash", "-c", _remote_command(start)], cwd=home, env=env, capture_output=True, text=True,
                              timeout=30)
     assert started.returncode == 0, started.stderr
-    assert time.monotonic() - began < 1.5  # returned while the run goes on
+    assert time.monotonic() - began < 4  # returned while the (5 s) run goes on
     logs = home / "stilts-jax" / "logs"
     (log,) = logs.glob("run-*-worker3.log")
     pid = int(log.with_suffix(".pid").read_text())
@@ -358,7 +358,7 @@ def test_gpu_hosts_local_detach_returns_at_once_and_follow_streams_every_process
     out = _bash(GPU_HOSTS, "--local", "2", "--python", str(python), "--log-dir", str(logs), "--detach", "--",
                 "--config=configs/demo.py")
     assert out.returncode == 0, out.stderr
-    assert time.monotonic() - began < 1.5
+    assert time.monotonic() - began < 4  # returned while the (5 s) runs go on
     pids = [int(p.read_text()) for p in sorted(logs.glob("run-*-process*.pid"))]
     assert len(pids) == 2 and all(_session_of(pid, os.getsid(0)) != os.getsid(0) for pid in pids)
     followed = _bash(GPU_HOSTS, "--local", "2", "--python", str(python), "--log-dir", str(logs), "--detach",

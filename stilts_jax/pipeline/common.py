@@ -12,10 +12,12 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 from stilts_jax.core.errors import InputError, StiltsError
 from stilts_jax.core.io_utils import atomic_write_text
 from stilts_jax.core.paths import absolute
+from stilts_jax.data.feature_cache import cache_key, cached_features, examples_fingerprint, tokenizer_fingerprint
 from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.report import summarize, write_results
@@ -297,3 +299,15 @@ def trainer_config(phase: ml_collections.ConfigDict, seed: int) -> TrainerConfig
 def search_options(evaluation: Any) -> dict[str, Any]:
     """NearestNeighbors' options from the evaluation config (configs/base.py: search_kernel, search_dtype)."""
     return {"kernel": evaluation.search_kernel, "dtype": evaluation.search_dtype}
+
+
+def training_features(pipeline: Any, task: Any, examples: Sequence[Any]) -> dict[str, np.ndarray]:
+    """`task.train_features(examples)`, built once: read from `<workdir>/features/` when the tokenizer, the task's
+    featurization settings and the examples are those of an earlier run (a resume, another host of a pod)."""
+    settings = {"task": task.spec.name, "family": task.spec.family, "featurizer": type(task).__qualname__,
+                "max_length": task.max_length, "doc_stride": getattr(task, "doc_stride", None),
+                "max_query_length": getattr(task, "max_query_length", None),
+                "labels": list(getattr(task, "labels", ()) or ())}
+    key = cache_key(tokenizer_fingerprint(task.tokenizer), settings, examples_fingerprint(examples))
+    return cached_features(lambda: task.train_features(examples), folder=pipeline.workdir / "features",
+                           name=task.spec.name, key=key, say=say)

@@ -33,6 +33,7 @@ from stilts_jax.pipeline.common import (
     selection_subset,
     task_source_of,
     trainer_config,
+    training_features,
 )
 from stilts_jax.pipeline.context import Phase
 from stilts_jax.tasks.registry import TRAINABLE_FAMILIES, get_task
@@ -109,7 +110,7 @@ def run_multitask_phase(pipeline: Pipeline, name: str, phase: ml_collections.Con
         dev_examples = task.load("dev", source, ["en"])["en"]
         if phase.max_dev_examples:
             dev_examples = dev_examples[: phase.max_dev_examples]
-        features = task.train_features(train_examples)
+        features = training_features(pipeline, task, train_examples)
         say(f"  {task_name}: {len(train_examples)} training examples -> {len(features['input_ids'])} features, "
             f"{len(dev_examples)} dev examples")
         tasks[task_name], dev_sets[task_name] = task, dev_examples

@@ -18,6 +18,7 @@ from stilts_jax.pipeline.common import (
     selection_subset,
     source_of,
     trainer_config,
+    training_features,
 )
 from stilts_jax.pipeline.context import Phase
 from stilts_jax.pipeline.multitask_phase import MULTITASK, has_mlm, run_multitask_phase
@@ -63,7 +64,7 @@ def run_training_phase(pipeline: Pipeline, name: str, phase: ml_collections.Conf
     if handoff is not None:
         transplant_encoder(model, handoff)
         say(f"[{name}] encoder carried over from {handoff}; new {spec.name} head")
-    features = task.train_features(train_examples)
+    features = training_features(pipeline, task, train_examples)
     say(f"[{name}] {len(train_examples)} training examples -> {len(features['input_ids'])} features, "
         f"{len(dev_examples)} dev examples")
     model_spec = ModelSpec(model, pipeline.mesh, pipeline.rules)

@@ -290,7 +290,7 @@ def trainer_config(phase: ml_collections.ConfigDict, seed: int) -> TrainerConfig
         seed=seed, dropout=t.dropout, log_every=t.log_every, checkpoint_every=t.checkpoint_every,
         eval_every=None if last else (t.eval_every or None), keep_checkpoints=t.keep_checkpoints,
         progress_bar=t.progress_bar, early_stopping_patience=0 if last else t.early_stopping_patience,
-        length_grouping=t.get("length_grouping", False),
+        length_grouping=t.length_grouping,
         optimizer=OptimizerConfig(learning_rate=t.learning_rate, warmup_fraction=t.warmup_fraction,
                                   weight_decay=t.weight_decay, adam_eps=t.adam_eps, max_grad_norm=t.max_grad_norm),
     )

@@ -32,11 +32,23 @@ DEFAULT_PEAK_TFLOPS = 800.0  # one H100 SXM, dense bf16 (an 8192^3 bf16 matmul m
 def model_config(name: str, vocab_size: int | None = None) -> EncoderConfig:
     """XLM-R base / large (hub config.json values) or the tiny test-size model (hidden 64, 2 layers)."""
     if name == "base":
-        return EncoderConfig(vocab_size=vocab_size or XLMR_VOCAB, hidden_size=768, num_hidden_layers=12,
-                             num_attention_heads=12, intermediate_size=3072, max_position_embeddings=514)
+        return EncoderConfig(
+            vocab_size=vocab_size or XLMR_VOCAB,
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=514,
+        )
     if name == "large":
-        return EncoderConfig(vocab_size=vocab_size or XLMR_VOCAB, hidden_size=1024, num_hidden_layers=24,
-                             num_attention_heads=16, intermediate_size=4096, max_position_embeddings=514)
+        return EncoderConfig(
+            vocab_size=vocab_size or XLMR_VOCAB,
+            hidden_size=1024,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            intermediate_size=4096,
+            max_position_embeddings=514,
+        )
     if name == "tiny":
         return tiny_config(vocab_size or TINY_VOCAB, max_position_embeddings=514)
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
@@ -106,9 +118,15 @@ def environment_lines(torch_needed: bool = True) -> list[str]:
             import torch
             import transformers
 
-            device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
-            lines.append(f"torch {torch.__version__}, transformers {transformers.__version__}, device {device}, "
-                         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+            device = (
+                torch.cuda.get_device_name(0)
+                if torch.cuda.is_available()
+                else f"cpu ({torch.get_num_threads()} threads)"
+            )
+            lines.append(
+                f"torch {torch.__version__}, transformers {transformers.__version__}, device {device}, "
+                f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+            )
         except ImportError:
             lines.append("torch/transformers not installed: PyTorch rows skipped")
     return lines
@@ -156,7 +174,7 @@ def fmt_num(x: float | None, digits: int = 3) -> str:
         return "n/a"
     if x == 0:
         return "0"
-    if abs(x) >= 10 ** digits:
+    if abs(x) >= 10**digits:
         return f"{x:.0f}"
     return f"{x:.{digits}g}"
 
@@ -189,12 +207,20 @@ def torch_encoder(config: EncoderConfig, *, dropout: bool = True):
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
     hf = XLMRobertaConfig(
-        vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
-        hidden_act=config.hidden_act, max_position_embeddings=config.max_position_embeddings,
-        type_vocab_size=config.type_vocab_size, layer_norm_eps=config.layer_norm_eps,
-        pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-        hidden_dropout_prob=config.hidden_dropout_prob if dropout else 0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        hidden_act=config.hidden_act,
+        max_position_embeddings=config.max_position_embeddings,
+        type_vocab_size=config.type_vocab_size,
+        layer_norm_eps=config.layer_norm_eps,
+        pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        hidden_dropout_prob=config.hidden_dropout_prob if dropout else 0.0,
+        attention_probs_dropout_prob=0.0,
     )
     try:
         return XLMRobertaModel(hf, add_pooling_layer=False, attn_implementation="sdpa")

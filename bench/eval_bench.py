@@ -37,32 +37,77 @@ import common  # first: it sets OMP_WAIT_POLICY and XLA_PYTHON_CLIENT_PREALLOCAT
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=common.MODELS, default="large",
-                        help="XLM-R base (768/12), large (1024/24) or tiny (64/2, for CPU smoke runs). Default: large")
-    parser.add_argument("--shapes", nargs="+", default=["128x384"], metavar="BxS",
-                        help="equal-shape batches to time, batch x sequence. Default: 128x384")
-    parser.add_argument("--batches", type=int, default=8,
-                        help="batches per timed pass in the equal-shape table. Default: 8")
-    parser.add_argument("--mix-examples", type=int, default=4096,
-                        help="sequences in the length-mix comparison (0 skips it). Default: 4096")
-    parser.add_argument("--mix-batch", type=int, default=128, help="batch size of the length-mix comparison. Default: 128")
+    parser.add_argument(
+        "--model",
+        choices=common.MODELS,
+        default="large",
+        help="XLM-R base (768/12), large (1024/24) or tiny (64/2, for CPU smoke runs). Default: large",
+    )
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=["128x384"],
+        metavar="BxS",
+        help="equal-shape batches to time, batch x sequence. Default: 128x384",
+    )
+    parser.add_argument(
+        "--batches", type=int, default=8, help="batches per timed pass in the equal-shape table. Default: 8"
+    )
+    parser.add_argument(
+        "--mix-examples",
+        type=int,
+        default=4096,
+        help="sequences in the length-mix comparison (0 skips it). Default: 4096",
+    )
+    parser.add_argument(
+        "--mix-batch", type=int, default=128, help="batch size of the length-mix comparison. Default: 128"
+    )
     parser.add_argument("--min-len", type=int, default=16, help="shortest sequence of the length mix. Default: 16")
-    parser.add_argument("--max-len", type=int, default=256,
-                        help="longest sequence of the length mix, and the pad-to-max length. Default: 256")
-    parser.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto",
-                        help="compute and weight dtype. Default: auto = bfloat16 on GPU/TPU, float32 on CPU")
-    parser.add_argument("--attention", choices=("auto", "xla", "cudnn"), default="auto",
-                        help="the JAX encoder's attention kernel. Default: auto (cuDNN flash on GPU with bf16)")
+    parser.add_argument(
+        "--max-len",
+        type=int,
+        default=256,
+        help="longest sequence of the length mix, and the pad-to-max length. Default: 256",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("auto", "bfloat16", "float32"),
+        default="auto",
+        help="compute and weight dtype. Default: auto = bfloat16 on GPU/TPU, float32 on CPU",
+    )
+    parser.add_argument(
+        "--attention",
+        choices=("auto", "xla", "cudnn"),
+        default="auto",
+        help="the JAX encoder's attention kernel. Default: auto (cuDNN flash on GPU with bf16)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed passes; the median is reported. Default: 3")
-    parser.add_argument("--peak-tflops", type=float, default=common.DEFAULT_PEAK_TFLOPS,
-                        help="device peak for MFU, TFLOP/s. Default: 800 (H100 SXM dense bf16)")
-    parser.add_argument("--vocab", type=int, default=None,
-                        help="vocabulary size. Default: 250002 for base/large, 4002 (the demo tokenizer) for tiny")
-    parser.add_argument("--torch", dest="run_torch", action=argparse.BooleanOptionalAction, default=True,
-                        help="run the PyTorch rows. Default: on")
-    parser.add_argument("--devices", type=int, default=1,
-                        help="JAX devices to split the batch over (data parallel); PyTorch uses one. MFU counts the peak of "
-                             "every device used. Default: 1")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=common.DEFAULT_PEAK_TFLOPS,
+        help="device peak for MFU, TFLOP/s. Default: 800 (H100 SXM dense bf16)",
+    )
+    parser.add_argument(
+        "--vocab",
+        type=int,
+        default=None,
+        help="vocabulary size. Default: 250002 for base/large, 4002 (the demo tokenizer) for tiny",
+    )
+    parser.add_argument(
+        "--torch",
+        dest="run_torch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the PyTorch rows. Default: on",
+    )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="JAX devices to split the batch over (data parallel); PyTorch uses one. MFU counts the peak of "
+        "every device used. Default: 1",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the inputs. Default: 0")
     args = parser.parse_args(argv)
     args.shapes = [common.parse_shape(s) for s in args.shapes]
@@ -92,7 +137,9 @@ class JaxModel:
         self.mesh = make_mesh({"data": -1}, jax.devices()[:devices])
         self.rules = DEFAULT_LOGICAL_RULES
         rngs = nnx.Rngs(seed)
-        model = TaskModel(Encoder(config, rngs=rngs, dtype=dtype, attention=attention), SpanHead(config.hidden_size, rngs=rngs))
+        model = TaskModel(
+            Encoder(config, rngs=rngs, dtype=dtype, attention=attention), SpanHead(config.hidden_size, rngs=rngs)
+        )
         self.spec = ModelSpec(model, self.mesh, self.rules)
         del model
         self.params = jax.tree.map(lambda x: x.astype(jnp.dtype(dtype)), self.spec.initial_params())
@@ -105,7 +152,9 @@ class JaxModel:
 
         key = (batch_size, length_buckets)
         if key not in self._predictors:
-            self._predictors[key] = Predictor(self.spec, self.mesh, self.rules, batch_size, length_buckets=length_buckets)
+            self._predictors[key] = Predictor(
+                self.spec, self.mesh, self.rules, batch_size, length_buckets=length_buckets
+            )
         return self._predictors[key].predict(self.params, arrays, progress=False)
 
 
@@ -223,13 +272,18 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         tm = TorchModel(config, dtype, args.seed)
-        torch_name = f"PyTorch {torch.__version__.split('+')[0]} eager ({'bf16' if dtype == 'bfloat16' else 'fp32'}, SDPA)"
+        torch_name = (
+            f"PyTorch {torch.__version__.split('+')[0]} eager ({'bf16' if dtype == 'bfloat16' else 'fp32'}, SDPA)"
+        )
         for (batch, seq), arrays in equal_inputs.items():
+
             def run(arrays=arrays, batch=batch):
                 for s in range(0, len(arrays["input_ids"]), batch):
                     tm.predict_batch(arrays["input_ids"][s : s + batch], arrays["attention_mask"][s : s + batch])
+
             timed(f"torch {batch}x{seq}", run, len(arrays["input_ids"]))
         if mix:
+
             def run_max():
                 for g in pad_to_max_batches(mix, args.mix_batch, args.max_len):
                     tm.predict_batch(g["input_ids"], g["attention_mask"])
@@ -237,44 +291,77 @@ def main(argv: list[str] | None = None) -> int:
             def run_buckets():
                 for g in bucketed_groups(mix, args.mix_batch, args.max_len):
                     for s in range(0, len(g["input_ids"]), args.mix_batch):
-                        tm.predict_batch(g["input_ids"][s : s + args.mix_batch], g["attention_mask"][s : s + args.mix_batch])
+                        tm.predict_batch(
+                            g["input_ids"][s : s + args.mix_batch], g["attention_mask"][s : s + args.mix_batch]
+                        )
 
-            timed("torch mix max", run_max, len(mix), sum(g["input_ids"].size for g in pad_to_max_batches(mix, args.mix_batch, args.max_len)))
-            timed("torch mix buckets", run_buckets, len(mix),
-                  sum(g["input_ids"].size for g in bucketed_groups(mix, args.mix_batch, args.max_len)))
+            timed(
+                "torch mix max",
+                run_max,
+                len(mix),
+                sum(g["input_ids"].size for g in pad_to_max_batches(mix, args.mix_batch, args.max_len)),
+            )
+            timed(
+                "torch mix buckets",
+                run_buckets,
+                len(mix),
+                sum(g["input_ids"].size for g in bucketed_groups(mix, args.mix_batch, args.max_len)),
+            )
         del tm
         if common.torch_device() == "cuda":
             torch.cuda.empty_cache()
 
     jm = JaxModel(config, dtype, args.attention, args.seed, args.devices)
-    jax_name = (f"stilts-jax Predictor ({'bf16' if dtype == 'bfloat16' else 'fp32'}, {jm.impl} attention"
-                + (f", {args.devices} devices)" if args.devices > 1 else ")"))
+    jax_name = f"stilts-jax Predictor ({'bf16' if dtype == 'bfloat16' else 'fp32'}, {jm.impl} attention" + (
+        f", {args.devices} devices)" if args.devices > 1 else ")"
+    )
     for (batch, seq), arrays in equal_inputs.items():
-        timed(f"jax {batch}x{seq}", lambda arrays=arrays, batch=batch: jm.predict(arrays, batch, False),
-              len(arrays["input_ids"]))
+        timed(
+            f"jax {batch}x{seq}",
+            lambda arrays=arrays, batch=batch: jm.predict(arrays, batch, False),
+            len(arrays["input_ids"]),
+        )
     if mix:
         from stilts_jax.evaluation.predictor import bucket_plan
 
         whole = pad(mix, args.max_len)  # data order, one array: Predictor batches it
         planned = bucket_plan(whole["attention_mask"].sum(1), args.mix_batch, args.max_len)
-        timed("jax mix max", lambda: jm.predict(whole, args.mix_batch, False), len(mix),
-              padded_tokens([whole], args.mix_batch))
-        timed("jax mix buckets", lambda: jm.predict(whole, args.mix_batch, True), len(mix),
-              sum(args.mix_batch * length for _, length in planned))
+        timed(
+            "jax mix max",
+            lambda: jm.predict(whole, args.mix_batch, False),
+            len(mix),
+            padded_tokens([whole], args.mix_batch),
+        )
+        timed(
+            "jax mix buckets",
+            lambda: jm.predict(whole, args.mix_batch, True),
+            len(mix),
+            sum(args.mix_batch * length for _, length in planned),
+        )
 
     # ---- report
     print()
-    print(f"## Evaluation forward: XLM-R {args.model} (hidden {config.hidden_size}, {config.num_hidden_layers} layers, "
-          f"vocab {config.vocab_size}) + span head, random init, {dtype} weights and compute")
+    print(
+        f"## Evaluation forward: XLM-R {args.model} (hidden {config.hidden_size}, {config.num_hidden_layers} layers, "
+        f"vocab {config.vocab_size}) + span head, random init, {dtype} weights and compute"
+    )
     for line in common.environment_lines(args.run_torch):
         print(f"- {line}")
-    print(f"- timing: median of {args.repeats} full passes after one warm-up pass (compilation excluded); logits "
-          f"fetched to the host; MFU against a peak of {args.peak_tflops:g} TFLOP/s (--peak-tflops)")
+    print(
+        f"- timing: median of {args.repeats} full passes after one warm-up pass (compilation excluded); logits "
+        f"fetched to the host; MFU against a peak of {args.peak_tflops:g} TFLOP/s (--peak-tflops)"
+    )
     print()
     print(f"### Equal shapes ({args.batches} batches per pass, all positions real tokens)")
     print()
-    header = ["implementation", "batch x seq", "examples/s", "TFLOP/s", f"MFU (of {args.peak_tflops:g} TFLOP/s per device)",
-              "vs PyTorch eager"]
+    header = [
+        "implementation",
+        "batch x seq",
+        "examples/s",
+        "TFLOP/s",
+        f"MFU (of {args.peak_tflops:g} TFLOP/s per device)",
+        "vs PyTorch eager",
+    ]
     for batch, seq in args.shapes:
         base = results.get(f"torch {batch}x{seq}")
         for key, name in ((f"torch {batch}x{seq}", torch_name), (f"jax {batch}x{seq}", jax_name)):
@@ -284,20 +371,30 @@ def main(argv: list[str] | None = None) -> int:
             tflops = common.forward_flops(config, batch, seq) * args.batches / r["seconds"] / 1e12
             peak = args.peak_tflops * (args.devices if key.startswith("jax") else 1)
             ratio = f"{r['examples_per_second'] / base['examples_per_second']:.2f}x" if base else "n/a"
-            equal_rows.append([name, f"{batch} x {seq}", common.fmt_num(r["examples_per_second"]), common.fmt_num(tflops),
-                               common.fmt_num(100 * tflops / peak) + "%", ratio])
+            equal_rows.append(
+                [
+                    name,
+                    f"{batch} x {seq}",
+                    common.fmt_num(r["examples_per_second"]),
+                    common.fmt_num(tflops),
+                    common.fmt_num(100 * tflops / peak) + "%",
+                    ratio,
+                ]
+            )
     print(common.markdown_table(header, equal_rows))
 
     if mix:
         print()
-        print(f"### Length mix: {len(mix)} sequences, lengths uniform in {args.min_len}..{args.max_len} tokens "
-              f"(mean {real_tokens / len(mix):.0f}), batch {args.mix_batch}")
+        print(
+            f"### Length mix: {len(mix)} sequences, lengths uniform in {args.min_len}..{args.max_len} tokens "
+            f"(mean {real_tokens / len(mix):.0f}), batch {args.mix_batch}"
+        )
         print()
         header = ["implementation", "batching", "examples/s", "real / computed tokens", "vs PyTorch pad-to-max"]
         base = results.get("torch mix max")
         rows = []
         for key, name, batching in (
-            ("torch mix max", torch_name, f"data order, pad to {args.max_len} (padding=\"max_length\")"),
+            ("torch mix max", torch_name, f'data order, pad to {args.max_len} (padding="max_length")'),
             ("torch mix buckets", torch_name, "sorted, power-of-two buckets"),
             ("jax mix max", jax_name, f"data order, pad to {args.max_len}"),
             ("jax mix buckets", jax_name, "sorted, power-of-two buckets (Predictor length_buckets)"),
@@ -306,8 +403,15 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             r = results[key]
             ratio = f"{r['examples_per_second'] / base['examples_per_second']:.2f}x" if base else "n/a"
-            rows.append([name, batching, common.fmt_num(r["examples_per_second"]),
-                         f"{100 * real_tokens / r['tokens']:.0f}%", ratio])
+            rows.append(
+                [
+                    name,
+                    batching,
+                    common.fmt_num(r["examples_per_second"]),
+                    f"{100 * real_tokens / r['tokens']:.0f}%",
+                    ratio,
+                ]
+            )
         print(common.markdown_table(header, rows))
 
     if args.model == "large" and jax.default_backend() == "gpu" and args.run_torch:
@@ -315,10 +419,14 @@ def main(argv: list[str] | None = None) -> int:
         print("### Targets")
         if "jax 128x384" in results:
             ratio = results["jax 128x384"]["examples_per_second"] / results["torch 128x384"]["examples_per_second"]
-            print(f"- large 128x384 >= 1.1x PyTorch eager examples/s: {ratio:.2f}x -> {'met' if ratio >= 1.1 else 'NOT met'}")
+            print(
+                f"- large 128x384 >= 1.1x PyTorch eager examples/s: {ratio:.2f}x -> {'met' if ratio >= 1.1 else 'NOT met'}"
+            )
         if "jax mix buckets" in results:
             ratio = results["jax mix buckets"]["examples_per_second"] / results["torch mix max"]["examples_per_second"]
-            print(f"- length mix >= 2x PyTorch pad-to-max examples/s: {ratio:.2f}x -> {'met' if ratio >= 2 else 'NOT met'}")
+            print(
+                f"- length mix >= 2x PyTorch pad-to-max examples/s: {ratio:.2f}x -> {'met' if ratio >= 2 else 'NOT met'}"
+            )
     return 0
 
 

@@ -32,11 +32,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=384, help="feature length in tokens. Default: 384")
     parser.add_argument("--doc-stride", type=int, default=128, help="overlap of context windows. Default: 128")
     parser.add_argument("--max-query-length", type=int, default=64, help="question truncation. Default: 64")
-    parser.add_argument("--context-multiplier", type=int, default=1,
-                        help="make each context this many demo contexts long. Default: 1 (as shipped)")
+    parser.add_argument(
+        "--context-multiplier",
+        type=int,
+        default=1,
+        help="make each context this many demo contexts long. Default: 1 (as shipped)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed passes; the median is reported. Default: 3")
-    parser.add_argument("--consumer", type=float, default=None, metavar="EXAMPLES_PER_S",
-                        help="a train or eval step's features/s (e.g. from train_bench.py) to compare with. Default: none")
+    parser.add_argument(
+        "--consumer",
+        type=float,
+        default=None,
+        metavar="EXAMPLES_PER_S",
+        help="a train or eval step's features/s (e.g. from train_bench.py) to compare with. Default: none",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the demo examples. Default: 0")
     args = parser.parse_args(argv)
     if args.examples < 1 or args.repeats < 1 or args.context_multiplier < 1:
@@ -64,36 +73,57 @@ def main(argv: list[str] | None = None) -> int:
 
     tokenizer = load_demo_tokenizer()
     examples = lengthen(squad_examples(args.examples, args.seed, "train"), args.context_multiplier)
-    context_tokens = [len(ids) for ids in tokenizer([ex.context for ex in examples], add_special_tokens=False)["input_ids"]]
+    context_tokens = [
+        len(ids) for ids in tokenizer([ex.context for ex in examples], add_special_tokens=False)["input_ids"]
+    ]
 
     rows = []
     for with_labels, label in ((True, "train (with start/end labels)"), (False, "evaluation (no labels)")):
         result = {}
 
         def run(with_labels=with_labels, result=result):
-            result["features"] = featurize_qa(examples, tokenizer, max_length=args.max_length, doc_stride=args.doc_stride,
-                                              max_query_length=args.max_query_length, with_labels=with_labels)
+            result["features"] = featurize_qa(
+                examples,
+                tokenizer,
+                max_length=args.max_length,
+                doc_stride=args.doc_stride,
+                max_query_length=args.max_query_length,
+                with_labels=with_labels,
+            )
 
         seconds, _ = common.time_calls(run, 1, args.repeats)
         features = result["features"]
         num_features = len(features)
         real = int(features.arrays["attention_mask"].sum())
-        row = [label, str(len(examples)), str(num_features), common.fmt_num(seconds), common.fmt_num(len(examples) / seconds),
-               common.fmt_num(num_features / seconds), common.fmt_num(real / seconds)]
+        row = [
+            label,
+            str(len(examples)),
+            str(num_features),
+            common.fmt_num(seconds),
+            common.fmt_num(len(examples) / seconds),
+            common.fmt_num(num_features / seconds),
+            common.fmt_num(real / seconds),
+        ]
         if args.consumer:
             row.append(f"{num_features / seconds / args.consumer:.1f}x")
         rows.append(row)
 
     print()
-    print(f"## Span-QA featurization (featurize_qa), max_length {args.max_length}, doc_stride {args.doc_stride}, "
-          f"max_query_length {args.max_query_length}")
+    print(
+        f"## Span-QA featurization (featurize_qa), max_length {args.max_length}, doc_stride {args.doc_stride}, "
+        f"max_query_length {args.max_query_length}"
+    )
     for line in common.environment_lines(torch_needed=False):
         if not line.startswith("jax"):
             print(f"- {line}")
-    print(f"- transformers {transformers.__version__}, tokenizer {type(tokenizer).__name__} (the shipped demo one, "
-          f"vocab {len(tokenizer)}), TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM', 'unset')}")
-    print(f"- data: demo SQuAD examples x context multiplier {args.context_multiplier}: context length mean "
-          f"{np.mean(context_tokens):.0f} tokens, max {max(context_tokens)}; median of {args.repeats} passes after a warm-up")
+    print(
+        f"- transformers {transformers.__version__}, tokenizer {type(tokenizer).__name__} (the shipped demo one, "
+        f"vocab {len(tokenizer)}), TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM', 'unset')}"
+    )
+    print(
+        f"- data: demo SQuAD examples x context multiplier {args.context_multiplier}: context length mean "
+        f"{np.mean(context_tokens):.0f} tokens, max {max(context_tokens)}; median of {args.repeats} passes after a warm-up"
+    )
     print()
     header = ["featurization", "examples", "features", "seconds", "examples/s", "features/s", "real tokens/s"]
     if args.consumer:

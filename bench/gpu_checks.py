@@ -34,11 +34,17 @@ Check = tuple[str, str, str]  # (name, PASS / FAIL / SKIP, detail)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--small", action="store_true", help="tiny sizes (a CPU smoke run)")
-    parser.add_argument("--only", nargs="*", default=None,
-                        choices=("cudnn", "torch", "search", "fused", "train"), help="run only these checks")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        choices=("cudnn", "torch", "search", "fused", "train"),
+        help="run only these checks",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -93,12 +99,16 @@ def check_cudnn_attention(args: argparse.Namespace) -> Check:
     errors = {}
     for impl in ("xla", "cudnn"):
         hidden, grad = run("bfloat16", impl)
-        errors[impl] = (np.max(np.abs(hidden - reference_hidden)) / np.max(np.abs(reference_hidden)),
-                        np.linalg.norm(grad - reference_grad) / np.linalg.norm(reference_grad))
+        errors[impl] = (
+            np.max(np.abs(hidden - reference_hidden)) / np.max(np.abs(reference_hidden)),
+            np.linalg.norm(grad - reference_grad) / np.linalg.norm(reference_grad),
+        )
     (xla_h, xla_g), (cudnn_h, cudnn_g) = errors["xla"], errors["cudnn"]
     ok = cudnn_h <= 2 * xla_h + 1e-3 and cudnn_g <= 2 * xla_g + 1e-3 and np.isfinite([cudnn_h, cudnn_g]).all()
-    detail = (f"{batch}x{seq}, relative error vs fp32: hidden cudnn {cudnn_h:.2e} / xla {xla_h:.2e}, "
-              f"gradient cudnn {cudnn_g:.2e} / xla {xla_g:.2e} (limit 2x xla + 1e-3)")
+    detail = (
+        f"{batch}x{seq}, relative error vs fp32: hidden cudnn {cudnn_h:.2e} / xla {xla_h:.2e}, "
+        f"gradient cudnn {cudnn_g:.2e} / xla {xla_g:.2e} (limit 2x xla + 1e-3)"
+    )
     return name, "PASS" if ok else "FAIL", detail
 
 
@@ -114,11 +124,18 @@ def check_torch_parity(args: argparse.Namespace) -> Check:
     device = "cuda" if torch.cuda.is_available() and jax.default_backend() == "gpu" else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    sizes = (dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128) if args.small
-             else dict(hidden_size=768, num_hidden_layers=4, num_attention_heads=12, intermediate_size=3072))
+    sizes = (
+        dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+        if args.small
+        else dict(hidden_size=768, num_hidden_layers=4, num_attention_heads=12, intermediate_size=3072)
+    )
     torch.manual_seed(args.seed)
-    reference = XLMRobertaModel(XLMRobertaConfig(vocab_size=4002, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-                                                 max_position_embeddings=514, **sizes), add_pooling_layer=False).eval()
+    reference = XLMRobertaModel(
+        XLMRobertaConfig(
+            vocab_size=4002, pad_token_id=1, bos_token_id=0, eos_token_id=2, max_position_embeddings=514, **sizes
+        ),
+        add_pooling_layer=False,
+    ).eval()
     batch, seq = (4, 64) if args.small else (16, 384)
     ids, mask = _batch(4002, batch, seq, np.random.default_rng(args.seed))
     with tempfile.TemporaryDirectory() as folder:
@@ -129,13 +146,19 @@ def check_torch_parity(args: argparse.Namespace) -> Check:
         ours = [np.asarray(h) for h in ours]
     reference = reference.to(device)
     with torch.no_grad():
-        theirs = reference(torch.tensor(ids, dtype=torch.long, device=device),
-                           attention_mask=torch.tensor(mask, device=device), output_hidden_states=True).hidden_states
+        theirs = reference(
+            torch.tensor(ids, dtype=torch.long, device=device),
+            attention_mask=torch.tensor(mask, device=device),
+            output_hidden_states=True,
+        ).hidden_states
     real = mask.astype(bool)
     error = max(float(np.max(np.abs(a[real] - b.float().cpu().numpy()[real]))) for a, b in zip(ours, theirs))
     ok = error < 1e-4
-    return name, "PASS" if ok else "FAIL", (f"{batch}x{seq}, {len(ours)} hidden states on {device}: max abs "
-                                            f"difference {error:.2e} (limit 1e-4)")
+    return (
+        name,
+        "PASS" if ok else "FAIL",
+        (f"{batch}x{seq}, {len(ours)} hidden states on {device}: max abs difference {error:.2e} (limit 1e-4)"),
+    )
 
 
 def check_search(args: argparse.Namespace, kernel: str = "xla") -> Check:
@@ -154,7 +177,7 @@ def check_search(args: argparse.Namespace, kernel: str = "xla") -> Check:
     with jax.default_matmul_precision("highest"):
         ours = NearestNeighbors(database, kernel=kernel).search(queries, k + 1)
     q, db = torch.from_numpy(queries).to(device), torch.from_numpy(database).to(device)
-    scores = torch.cat([q[i:i + 4096] @ db.T for i in range(0, n, 4096)]) if device == "cuda" else q @ db.T
+    scores = torch.cat([q[i : i + 4096] @ db.T for i in range(0, n, 4096)]) if device == "cuda" else q @ db.T
     values, indices = torch.topk(scores, k + 1, dim=1)
     values, indices = values.cpu().numpy(), indices.cpu().numpy()
     tie = np.abs(values[:, k - 1] - values[:, k]) < 1e-3  # the k-th and (k+1)-th neighbours nearly tie
@@ -162,9 +185,15 @@ def check_search(args: argparse.Namespace, kernel: str = "xla") -> Check:
     score_error = float(np.max(np.abs(ours.scores[:, :k] - values[:, :k])))
     disagreements = int(np.sum(~same & ~tie))
     ok = disagreements == 0 and score_error < 1e-2
-    return name, "PASS" if ok else "FAIL", (f"{n} x {n} x {dim}, top-{k} on {device}: {disagreements} rows differ "
-                                            f"outside near ties ({int(tie.sum())} near ties), max score difference "
-                                            f"{score_error:.2e}")
+    return (
+        name,
+        "PASS" if ok else "FAIL",
+        (
+            f"{n} x {n} x {dim}, top-{k} on {device}: {disagreements} rows differ "
+            f"outside near ties ({int(tie.sum())} near ties), max score difference "
+            f"{score_error:.2e}"
+        ),
+    )
 
 
 def check_train_steps(args: argparse.Namespace) -> Check:
@@ -187,17 +216,28 @@ def check_train_steps(args: argparse.Namespace) -> Check:
     ids, mask = _batch(config.vocab_size, batch, seq, rng)
     lengths = mask.sum(1)
     starts = (rng.random(batch) * lengths).astype(np.int32)
-    arrays = {"input_ids": ids, "attention_mask": mask, "start_positions": starts,
-              "end_positions": np.minimum(starts + 2, lengths - 1).astype(np.int32)}
+    arrays = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "start_positions": starts,
+        "end_positions": np.minimum(starts + 2, lengths - 1).astype(np.int32),
+    }
     mesh = make_mesh({"data": -1}, jax.devices()[:1])
     rngs = nnx.Rngs(args.seed)
-    spec = ModelSpec(TaskModel(Encoder(config, rngs=rngs, dtype=dtype), SpanHead(config.hidden_size, rngs=rngs)),
-                     mesh, DEFAULT_LOGICAL_RULES)
-    tx, schedule = make_optimizer(OptimizerConfig(learning_rate=1e-3 if args.small else 2e-4, warmup_fraction=0.0), total_steps=steps)
+    spec = ModelSpec(
+        TaskModel(Encoder(config, rngs=rngs, dtype=dtype), SpanHead(config.hidden_size, rngs=rngs)),
+        mesh,
+        DEFAULT_LOGICAL_RULES,
+    )
+    tx, schedule = make_optimizer(
+        OptimizerConfig(learning_rate=1e-3 if args.small else 2e-4, warmup_fraction=0.0), total_steps=steps
+    )
     shardings = state_shardings(spec, tx)
     state = init_train_state(spec, tx, args.seed, shardings)
     micro = {key: value[None] for key, value in arrays.items()}
-    batch_shardings = {key: batch_sharding(mesh, DEFAULT_LOGICAL_RULES, ndim=v.ndim, leading=1) for key, v in micro.items()}
+    batch_shardings = {
+        key: batch_sharding(mesh, DEFAULT_LOGICAL_RULES, ndim=v.ndim, leading=1) for key, v in micro.items()
+    }
     step = make_train_step(spec, tx, schedule, span_loss, shardings, batch_shardings, dropout=False)
     device_batch = jax.device_put(micro, batch_shardings)
     losses = []
@@ -205,13 +245,22 @@ def check_train_steps(args: argparse.Namespace) -> Check:
         state, metrics = step(state, device_batch)
         losses.append(float(metrics["loss"]))
     ok = bool(np.all(np.isfinite(losses))) and losses[-1] < 0.5 * losses[0]
-    return name, "PASS" if ok else "FAIL", (f"{config.num_hidden_layers} layers, {batch}x{seq}, {steps} steps on one "
-                                            f"batch: loss {losses[0]:.3f} -> {losses[-1]:.3f} (must halve)")
+    return (
+        name,
+        "PASS" if ok else "FAIL",
+        (
+            f"{config.num_hidden_layers} layers, {batch}x{seq}, {steps} steps on one "
+            f"batch: loss {losses[0]:.3f} -> {losses[-1]:.3f} (must halve)"
+        ),
+    )
 
 
 CHECKS: dict[str, Callable[[argparse.Namespace], Check]] = {
-    "cudnn": check_cudnn_attention, "torch": check_torch_parity, "search": check_search,
-    "fused": lambda args: check_search(args, "fused"), "train": check_train_steps,
+    "cudnn": check_cudnn_attention,
+    "torch": check_torch_parity,
+    "search": check_search,
+    "fused": lambda args: check_search(args, "fused"),
+    "train": check_train_steps,
 }
 
 

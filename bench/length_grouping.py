@@ -36,9 +36,11 @@ DEMO_XNLI = os.path.join(ROOT, "stilts_jax", "assets", "demo", "xnli", "train-en
 
 def pair_features(tokenizer, premises: list[str], hypotheses: list[str], max_length: int) -> dict[str, np.ndarray]:
     encoded = tokenizer(premises, hypotheses, truncation=True, max_length=max_length, padding="max_length")
-    return {"input_ids": np.asarray(encoded["input_ids"], np.int32),
-            "attention_mask": np.asarray(encoded["attention_mask"], np.int32),
-            "labels": np.zeros(len(premises), np.int32)}
+    return {
+        "input_ids": np.asarray(encoded["input_ids"], np.int32),
+        "attention_mask": np.asarray(encoded["attention_mask"], np.int32),
+        "labels": np.zeros(len(premises), np.int32),
+    }
 
 
 def demo_xnli(tokenizer) -> dict[str, np.ndarray]:
@@ -138,21 +140,28 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = load_demo_tokenizer()
     mesh = distributed.make_mesh({"data": -1}, devices=jax.devices()[:1])
     rules = distributed.DEFAULT_LOGICAL_RULES
-    sets = {"demo XNLI (256)": demo_xnli(tokenizer), "demo SQuAD (384/128)": demo_squad(tokenizer, args.squad_examples),
-            "MNLI-shaped (256)": mnli_shaped(tokenizer, args.mnli_examples)}
+    sets = {
+        "demo XNLI (256)": demo_xnli(tokenizer),
+        "demo SQuAD (384/128)": demo_squad(tokenizer, args.squad_examples),
+        "MNLI-shaped (256)": mnli_shaped(tokenizer, args.mnli_examples),
+    }
     print("| data | rows | mean real length | real tokens, padded to max_length | real tokens, grouped | widths used |")
     print("|---|---|---|---|---|---|")
     for name, features in sets.items():
         before, after, widths = token_shares(features, args.batch, mesh, rules)
         mean = features["attention_mask"].sum(-1).mean()
         used = ", ".join(f"{w}: {widths.count(w)}" for w in sorted(set(widths)))
-        print(f"| {name} | {len(features['input_ids'])} | {mean:.1f} | {100 * before:.1f}% | {100 * after:.1f}% | {used} |")
+        print(
+            f"| {name} | {len(features['input_ids'])} | {mean:.1f} | {100 * before:.1f}% | {100 * after:.1f}% | {used} |"
+        )
     if not args.no_timing:
         features = sets["MNLI-shaped (256)"]
         padded, steps = time_epoch(features, args.batch, False, mesh, rules)
         grouped, _ = time_epoch(features, args.batch, True, mesh, rules)
-        print(f"\nCPU train steps, tiny model, MNLI-shaped, {steps} steps of {args.batch}: padded {padded:.2f} s, "
-              f"grouped {grouped:.2f} s, ratio {padded / grouped:.2f}x")
+        print(
+            f"\nCPU train steps, tiny model, MNLI-shaped, {steps} steps of {args.batch}: padded {padded:.2f} s, "
+            f"grouped {grouped:.2f} s, ratio {padded / grouped:.2f}x"
+        )
     print("\n" + "\n".join(common.environment_lines(torch_needed=False)))
     return 0
 

@@ -38,12 +38,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--chunk-size", type=int, help="default: the library's (1024 on CPU, 8192 on accelerators)")
-    parser.add_argument("--block-rows", type=int, help="default: the library's (about 5000 on CPU, the whole shard elsewhere)")
-    parser.add_argument("--kernels", nargs="+", default=["xla"], choices=("xla", "fused"),
-                        help="this project's search kernels to time (fused: the Pallas kernel; GPU)")
-    parser.add_argument("--fused-tiles", nargs="+", type=Tile.parse, default=[None],
-                        help="tilings of the fused kernel to time: block_queries,block_database,block_features,warps,stages "
-                             "(default: the library's for --dtype)")
+    parser.add_argument(
+        "--block-rows", type=int, help="default: the library's (about 5000 on CPU, the whole shard elsewhere)"
+    )
+    parser.add_argument(
+        "--kernels",
+        nargs="+",
+        default=["xla"],
+        choices=("xla", "fused"),
+        help="this project's search kernels to time (fused: the Pallas kernel; GPU)",
+    )
+    parser.add_argument(
+        "--fused-tiles",
+        nargs="+",
+        type=Tile.parse,
+        default=[None],
+        help="tilings of the fused kernel to time: block_queries,block_database,block_features,warps,stages "
+        "(default: the library's for --dtype)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], choices=("jax", "faiss", "torch"))
     args = parser.parse_args(argv)
@@ -56,11 +68,19 @@ def main(argv: list[str] | None = None) -> int:
 
     if "jax" not in args.skip:
         where = f"{len(jax.devices())} {jax.default_backend()}, {args.dtype}"
-        variants = [("xla", None)] * ("xla" in args.kernels) + [("fused", t) for t in args.fused_tiles] * ("fused" in args.kernels)
+        variants = [("xla", None)] * ("xla" in args.kernels) + [("fused", t) for t in args.fused_tiles] * (
+            "fused" in args.kernels
+        )
         for kernel, tile in variants:
             try:
-                index = NearestNeighbors(data, chunk_size=args.chunk_size, block_rows=args.block_rows, dtype=args.dtype,
-                                         kernel=kernel, tile=tile)
+                index = NearestNeighbors(
+                    data,
+                    chunk_size=args.chunk_size,
+                    block_rows=args.block_rows,
+                    dtype=args.dtype,
+                    kernel=kernel,
+                    tile=tile,
+                )
                 seconds, result = _time(lambda: index.search(queries, args.k), args.repeats)  # noqa: B023 (called here)
             except Exception as e:  # noqa: BLE001 (one failing variant (a tile too large for the chip) must not cost the others)
                 print(f"stilts-jax {kernel} {tile or ''} failed: {type(e).__name__}: {str(e)[:300]}")
@@ -106,13 +126,17 @@ def main(argv: list[str] | None = None) -> int:
 
     flops = 2.0 * args.n * args.n * args.dim
     reference = rows[0][2] if rows else None
-    print(f"\nexact top-{args.k} search, {args.n} x {args.n} x {args.dim}; {platform.processor() or platform.machine()}, "
-          f"jax {jax.__version__} on {jax.default_backend()}")
+    print(
+        f"\nexact top-{args.k} search, {args.n} x {args.n} x {args.dim}; {platform.processor() or platform.machine()}, "
+        f"jax {jax.__version__} on {jax.default_backend()}"
+    )
     print(f"| implementation | seconds | GFLOP/s | vs {rows[0][0].split(' (')[0] if rows else '-'} | top-1 agreement |")
     print("|---|---|---|---|---|")
     for name, seconds, top1 in rows:
-        print(f"| {name} | {seconds:.3f} | {flops / seconds / 1e9:.0f} | {seconds / rows[0][1]:.2f}x | "
-              f"{100 * np.mean(top1 == reference):.1f}% |")
+        print(
+            f"| {name} | {seconds:.3f} | {flops / seconds / 1e9:.0f} | {seconds / rows[0][1]:.2f}x | "
+            f"{100 * np.mean(top1 == reference):.1f}% |"
+        )
     return 0
 
 

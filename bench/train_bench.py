@@ -37,35 +37,89 @@ import common  # first: it sets OMP_WAIT_POLICY and XLA_PYTHON_CLIENT_PREALLOCAT
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=common.MODELS, default="large",
-                        help="XLM-R base (768/12), large (1024/24) or tiny (64/2, for CPU smoke runs). Default: large")
+    parser.add_argument(
+        "--model",
+        choices=common.MODELS,
+        default="large",
+        help="XLM-R base (768/12), large (1024/24) or tiny (64/2, for CPU smoke runs). Default: large",
+    )
     parser.add_argument("--batch", type=int, default=32, help="batch size when --shapes is not given. Default: 32")
     parser.add_argument("--seq", type=int, default=384, help="sequence length when --shapes is not given. Default: 384")
-    parser.add_argument("--shapes", nargs="+", default=None, metavar="BxS",
-                        help="several batch x sequence shapes, e.g. 32x384 16x512 (overrides --batch/--seq)")
-    parser.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto",
-                        help="compute dtype (weights stay fp32). Default: auto = bfloat16 on GPU/TPU, float32 on CPU")
-    parser.add_argument("--attention", choices=("auto", "xla", "cudnn"), default="auto",
-                        help="the JAX encoder's attention kernel. Default: auto (cuDNN flash on GPU with bf16)")
-    parser.add_argument("--remat", nargs="+", default=["none"], choices=("none", "full", "save_dots"),
-                        help="activation checkpointing of the encoder layers; one JAX row per value. Default: none")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before timing (after compiling). Default: 5")
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=None,
+        metavar="BxS",
+        help="several batch x sequence shapes, e.g. 32x384 16x512 (overrides --batch/--seq)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("auto", "bfloat16", "float32"),
+        default="auto",
+        help="compute dtype (weights stay fp32). Default: auto = bfloat16 on GPU/TPU, float32 on CPU",
+    )
+    parser.add_argument(
+        "--attention",
+        choices=("auto", "xla", "cudnn"),
+        default="auto",
+        help="the JAX encoder's attention kernel. Default: auto (cuDNN flash on GPU with bf16)",
+    )
+    parser.add_argument(
+        "--remat",
+        nargs="+",
+        default=["none"],
+        choices=("none", "full", "save_dots"),
+        help="activation checkpointing of the encoder layers; one JAX row per value. Default: none",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="untimed steps before timing (after compiling). Default: 5"
+    )
     parser.add_argument("--steps", type=int, default=20, help="timed steps; the median is reported. Default: 20")
-    parser.add_argument("--peak-tflops", type=float, default=common.DEFAULT_PEAK_TFLOPS,
-                        help="device peak for MFU, TFLOP/s. Default: 800 (H100 SXM dense bf16)")
-    parser.add_argument("--vocab", type=int, default=None,
-                        help="vocabulary size. Default: 250002 for base/large, 4002 (the demo tokenizer) for tiny")
-    parser.add_argument("--dropout", action=argparse.BooleanOptionalAction, default=True,
-                        help="hidden-state dropout 0.1 in both implementations, as in fine-tuning. Default: on")
-    parser.add_argument("--torch", dest="run_torch", action=argparse.BooleanOptionalAction, default=True,
-                        help="run the PyTorch rows. Default: on")
-    parser.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=True,
-                        help="also run the torch.compile row (compiling takes minutes). Default: on")
-    parser.add_argument("--jax", dest="run_jax", action=argparse.BooleanOptionalAction, default=True,
-                        help="run the JAX rows. Default: on")
-    parser.add_argument("--devices", type=int, default=1,
-                        help="JAX devices to split the batch over (data parallel); PyTorch uses one. MFU counts the peak of "
-                             "every device used. Default: 1")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=common.DEFAULT_PEAK_TFLOPS,
+        help="device peak for MFU, TFLOP/s. Default: 800 (H100 SXM dense bf16)",
+    )
+    parser.add_argument(
+        "--vocab",
+        type=int,
+        default=None,
+        help="vocabulary size. Default: 250002 for base/large, 4002 (the demo tokenizer) for tiny",
+    )
+    parser.add_argument(
+        "--dropout",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hidden-state dropout 0.1 in both implementations, as in fine-tuning. Default: on",
+    )
+    parser.add_argument(
+        "--torch",
+        dest="run_torch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the PyTorch rows. Default: on",
+    )
+    parser.add_argument(
+        "--torch-compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the torch.compile row (compiling takes minutes). Default: on",
+    )
+    parser.add_argument(
+        "--jax",
+        dest="run_jax",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the JAX rows. Default: on",
+    )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="JAX devices to split the batch over (data parallel); PyTorch uses one. MFU counts the peak of "
+        "every device used. Default: 1",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the random batch. Default: 0")
     args = parser.parse_args(argv)
     args.shapes = [common.parse_shape(s) for s in args.shapes] if args.shapes else [(args.batch, args.seq)]
@@ -104,8 +158,10 @@ def jax_row(config, arrays: dict[str, np.ndarray], args, dtype: str, remat: str 
     rules = DEFAULT_LOGICAL_RULES
     mesh = make_mesh({"data": -1}, jax.devices()[: args.devices])
     rngs = nnx.Rngs(args.seed)
-    model = TaskModel(Encoder(config, rngs=rngs, dtype=dtype, attention=args.attention, remat=remat),
-                      SpanHead(config.hidden_size, rngs=rngs))
+    model = TaskModel(
+        Encoder(config, rngs=rngs, dtype=dtype, attention=args.attention, remat=remat),
+        SpanHead(config.hidden_size, rngs=rngs),
+    )
     spec = ModelSpec(model, mesh, rules)
     tx, schedule = make_optimizer(OptimizerConfig(learning_rate=1e-5), total_steps=args.warmup + args.steps + 1)
     shardings = state_shardings(spec, tx)
@@ -143,10 +199,16 @@ def jax_row(config, arrays: dict[str, np.ndarray], args, dtype: str, remat: str 
         raise RuntimeError(f"JAX train step gave loss {loss}")
     impl = resolve_attention_impl(args.attention, dtype, config.head_dim)
     result = {
-        "name": f"stilts-jax train step, {impl} attention" + (f", remat {remat}" if remat != "none" else "")
+        "name": f"stilts-jax train step, {impl} attention"
+        + (f", remat {remat}" if remat != "none" else "")
         + (f", {args.devices} devices" if args.devices > 1 else ""),
-        "seconds": seconds, "first": first, "memory": common.jax_peak_memory(), "loss": loss,
-        "analysis": analysis, "compile": compile_seconds, "devices": args.devices,
+        "seconds": seconds,
+        "first": first,
+        "memory": common.jax_peak_memory(),
+        "loss": loss,
+        "analysis": analysis,
+        "compile": compile_seconds,
+        "devices": args.devices,
     }
     del state, metrics, compiled, batch
     return result
@@ -185,7 +247,10 @@ def torch_rows(config, arrays: dict[str, np.ndarray], args, dtype: str) -> list[
         no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=1e-5, betas=(0.9, 0.999), eps=1e-8, fused=device == "cuda",
+            lr=1e-5,
+            betas=(0.9, 0.999),
+            eps=1e-8,
+            fused=device == "cuda",
         )
         forward = torch.compile(model) if compiled else model
         params = list(model.parameters())
@@ -213,8 +278,16 @@ def torch_rows(config, arrays: dict[str, np.ndarray], args, dtype: str) -> list[
             raise RuntimeError(f"PyTorch {label} step gave loss {loss}")
         memory = torch.cuda.max_memory_allocated() if device == "cuda" else None
         precision = "autocast bf16" if bf16 else "fp32"
-        rows.append({"name": f"PyTorch {torch.__version__.split('+')[0]} {label}, {precision}, SDPA", "kind": label,
-                     "seconds": seconds, "first": first, "memory": memory, "loss": loss})
+        rows.append(
+            {
+                "name": f"PyTorch {torch.__version__.split('+')[0]} {label}, {precision}, SDPA",
+                "kind": label,
+                "seconds": seconds,
+                "first": first,
+                "memory": memory,
+                "loss": loss,
+            }
+        )
         del model, optimizer, forward, params, losses
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -228,8 +301,12 @@ def live_total(analysis) -> int | None:
     """Bytes the compiled step needs at once: arguments + outputs - donated (aliased) + temporaries."""
     if analysis is None:
         return None
-    return (analysis.argument_size_in_bytes + analysis.output_size_in_bytes - analysis.alias_size_in_bytes
-            + analysis.temp_size_in_bytes)
+    return (
+        analysis.argument_size_in_bytes
+        + analysis.output_size_in_bytes
+        - analysis.alias_size_in_bytes
+        + analysis.temp_size_in_bytes
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,18 +338,31 @@ def main(argv: list[str] | None = None) -> int:
                 results[shape].append(jax_row(config, make_batch(config, *shape, args.seed), args, dtype, remat))
 
     print()
-    print(f"## Train step: XLM-R {args.model} (hidden {config.hidden_size}, {config.num_hidden_layers} layers, vocab "
-          f"{config.vocab_size}), span-QA head, AdamW, random init, {dtype} compute, dropout "
-          f"{'on' if args.dropout else 'off'}")
+    print(
+        f"## Train step: XLM-R {args.model} (hidden {config.hidden_size}, {config.num_hidden_layers} layers, vocab "
+        f"{config.vocab_size}), span-QA head, AdamW, random init, {dtype} compute, dropout "
+        f"{'on' if args.dropout else 'off'}"
+    )
     for line in common.environment_lines(args.run_torch):
         print(f"- {line}")
-    print(f"- timing: median of {args.steps} steps after {args.warmup} warm-up steps; MFU against a peak of "
-          f"{args.peak_tflops:g} TFLOP/s (--peak-tflops); FLOPs/step = 6 * N_nonembed * B * S + 12 * L * d * S^2 * B, "
-          f"N_nonembed = 12 * L * d^2 = {common.non_embedding_params(config) / 1e6:.1f}M")
+    print(
+        f"- timing: median of {args.steps} steps after {args.warmup} warm-up steps; MFU against a peak of "
+        f"{args.peak_tflops:g} TFLOP/s (--peak-tflops); FLOPs/step = 6 * N_nonembed * B * S + 12 * L * d * S^2 * B, "
+        f"N_nonembed = 12 * L * d^2 = {common.non_embedding_params(config) / 1e6:.1f}M"
+    )
     print()
-    header = ["implementation", "batch x seq", "step (ms)", "examples/s", "TFLOP/s",
-              f"MFU (of {args.peak_tflops:g} TFLOP/s per device)", "peak device memory", "first step incl. compile (s)",
-              "vs PyTorch eager", "vs torch.compile"]
+    header = [
+        "implementation",
+        "batch x seq",
+        "step (ms)",
+        "examples/s",
+        "TFLOP/s",
+        f"MFU (of {args.peak_tflops:g} TFLOP/s per device)",
+        "peak device memory",
+        "first step incl. compile (s)",
+        "vs PyTorch eager",
+        "vs torch.compile",
+    ]
     rows = []
     for (batch, seq), entries in results.items():
         flops = common.train_flops(config, batch, seq)
@@ -281,10 +371,22 @@ def main(argv: list[str] | None = None) -> int:
             throughput = batch / e["seconds"]
             tflops = flops / e["seconds"] / 1e12
             peak = args.peak_tflops * e.get("devices", 1)
-            ratios = [f"{throughput / baselines[k]:.2f}x" if k in baselines else "n/a" for k in ("eager", "torch.compile")]
-            rows.append([e["name"], f"{batch} x {seq}", common.fmt_num(e["seconds"] * 1e3), common.fmt_num(throughput),
-                         common.fmt_num(tflops), common.fmt_num(100 * tflops / peak) + "%",
-                         common.fmt_bytes(e["memory"]), common.fmt_num(e["first"]), *ratios])
+            ratios = [
+                f"{throughput / baselines[k]:.2f}x" if k in baselines else "n/a" for k in ("eager", "torch.compile")
+            ]
+            rows.append(
+                [
+                    e["name"],
+                    f"{batch} x {seq}",
+                    common.fmt_num(e["seconds"] * 1e3),
+                    common.fmt_num(throughput),
+                    common.fmt_num(tflops),
+                    common.fmt_num(100 * tflops / peak) + "%",
+                    common.fmt_bytes(e["memory"]),
+                    common.fmt_num(e["first"]),
+                    *ratios,
+                ]
+            )
     print(common.markdown_table(header, rows))
 
     analyses = [(shape, e) for shape, entries in results.items() for e in entries if "analysis" in e]
@@ -292,8 +394,17 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("### JAX train step: XLA compiled memory analysis (jitted.lower(...).compile().memory_analysis())")
         print()
-        header = ["implementation", "batch x seq", "arguments", "outputs", "aliased (donated)", "temporaries", "generated code",
-                  "live total (args + outputs - aliased + temps)", "compile (s)"]
+        header = [
+            "implementation",
+            "batch x seq",
+            "arguments",
+            "outputs",
+            "aliased (donated)",
+            "temporaries",
+            "generated code",
+            "live total (args + outputs - aliased + temps)",
+            "compile (s)",
+        ]
         rows = []
         for (batch, seq), e in analyses:
             a = e["analysis"]
@@ -301,10 +412,19 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append([e["name"], f"{batch} x {seq}", *(["n/a"] * 6), common.fmt_num(e["compile"])])
                 continue
             total = live_total(a)
-            rows.append([e["name"], f"{batch} x {seq}", common.fmt_bytes(a.argument_size_in_bytes),
-                         common.fmt_bytes(a.output_size_in_bytes), common.fmt_bytes(a.alias_size_in_bytes),
-                         common.fmt_bytes(a.temp_size_in_bytes), common.fmt_bytes(a.generated_code_size_in_bytes),
-                         common.fmt_bytes(total), common.fmt_num(e["compile"])])
+            rows.append(
+                [
+                    e["name"],
+                    f"{batch} x {seq}",
+                    common.fmt_bytes(a.argument_size_in_bytes),
+                    common.fmt_bytes(a.output_size_in_bytes),
+                    common.fmt_bytes(a.alias_size_in_bytes),
+                    common.fmt_bytes(a.temp_size_in_bytes),
+                    common.fmt_bytes(a.generated_code_size_in_bytes),
+                    common.fmt_bytes(total),
+                    common.fmt_num(e["compile"]),
+                ]
+            )
         print(common.markdown_table(header, rows))
 
     if args.model == "large" and jax.default_backend() == "gpu":
@@ -314,18 +434,28 @@ def main(argv: list[str] | None = None) -> int:
             jax_entry = next((e for e in entries if "analysis" in e), None)
             if jax_entry is None:
                 continue
-            mfu = 100 * common.train_flops(config, batch, seq) / jax_entry["seconds"] / 1e12 / (args.peak_tflops * args.devices)
+            mfu = (
+                100
+                * common.train_flops(config, batch, seq)
+                / jax_entry["seconds"]
+                / 1e12
+                / (args.peak_tflops * args.devices)
+            )
             if (batch, seq) == (32, 384):
                 print(f"- large 32x384 MFU >= 55%: {mfu:.1f}% -> {'met' if mfu >= 55 else 'NOT met'}")
                 compiled = next((e for e in entries if e.get("kind") == "torch.compile"), None)
                 if compiled:
                     ratio = compiled["seconds"] / jax_entry["seconds"]
-                    print(f"- large 32x384 >= 1.35x torch.compile examples/s: {ratio:.2f}x -> "
-                          f"{'met' if ratio >= 1.35 else 'NOT met'}")
+                    print(
+                        f"- large 32x384 >= 1.35x torch.compile examples/s: {ratio:.2f}x -> "
+                        f"{'met' if ratio >= 1.35 else 'NOT met'}"
+                    )
             if (batch, seq) == (32, 512):
                 live = live_total(jax_entry["analysis"])
-                print(f"- large 32x512 fits in 80 GB: ran on {jax.devices()[0].device_kind}; peak device memory "
-                      f"{common.fmt_bytes(jax_entry['memory'])}; compiled live total {common.fmt_bytes(live)}")
+                print(
+                    f"- large 32x512 fits in 80 GB: ran on {jax.devices()[0].device_kind}; peak device memory "
+                    f"{common.fmt_bytes(jax_entry['memory'])}; compiled live total {common.fmt_bytes(live)}"
+                )
     return 0
 
 

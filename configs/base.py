@@ -27,69 +27,81 @@ def source(kind: str = "hf", **values: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(base)
 
 
-def phase(task: str, *, intermediate: bool = False, preset: str = "published", target: str = "",
-          **overrides) -> ml_collections.ConfigDict:
+def phase(
+    task: str, *, intermediate: bool = False, preset: str = "published", target: str = "", **overrides
+) -> ml_collections.ConfigDict:
     values, label = preset_values(task, intermediate=intermediate, preset=preset, target=target)
     row, training = values, {key: values[key] for key in PAPER_TRAINING}
-    config = ml_collections.ConfigDict(dict(
-        task=task,
-        source=source(),
-        max_length=row["max_length"],
-        doc_stride=128,  # the step between QA windows (run_squad's meaning), jiant/XTREME's 128
-        max_train_examples=0,  # 0: all (per training language)
-        max_dev_examples=0,
-        # Training languages, concatenated; non-English ones come from translated_train (a file template with {lang},
-        # in the task's training-file format) or from the source where it has them. Dev selection stays English.
-        train_languages=["en"],
-        translated_train="",
-        evaluate_model="",  # target only: a fine-tuned model (phase folder, workdir, HF task model) evaluated untrained
-        # Multi-task (stilts_jax/pipeline/multitask_phase.py): several tasks share the encoder, one head each; `task`
-        # is then a label. task_sources: task -> source overriding `source`. sampling: proportional or temperature
-        # (p ~ n ** (1/temperature)); cap: the most examples a task counts with (0: none).
-        tasks=[],
-        task_sources={},
-        sampling="proportional",
-        temperature=1.0,
-        cap=0,
-        # A chain of intermediate stages (task "anli+hellaswag", stilts_jax/pipeline/chain.py): per-stage settings,
-        # {task: {key: value or {key: value}}}; a stage's data source comes from task_sources.<task> as above.
-        stage_overrides={},
-        # MLM auxiliary, one more task of the sampler: text files (one sentence per line), its share of the steps.
-        mlm=dict(files=[], share=0.1, max_length=128, mask_probability=0.15, init_from_checkpoint=True),
-        train=dict(
-            batch_size=row["batch_size"],
-            micro_batches=training["micro_batches"],
-            epochs=row["epochs"],
-            max_steps=0,  # 0: from epochs
-            learning_rate=training["learning_rate"],
-            warmup_fraction=training["warmup_fraction"],
-            weight_decay=training["weight_decay"],
-            adam_eps=training["adam_eps"],
-            max_grad_norm=training["max_grad_norm"],
-            dropout=True,
-            log_every=50,
-            checkpoint_every=1000,
-            # Model selection. selection "best": the English dev score every eval_every steps (on the first
-            # eval_subset dev examples, 0: all) picks the checkpoint; "last": the final parameters are used.
-            # The selected model's English dev score on the whole dev set is reported either way.
-            selection=training["selection"],
-            eval_every=training["eval_every"],  # 0: at the end of the phase only
-            eval_subset=training["eval_subset"],
-            keep_checkpoints=2,
-            progress_bar=True,
-            early_stopping_patience=training["early_stopping_patience"],  # evaluations without a better score; 0: off
-            length_grouping=False,  # batches of similar lengths, cut to a power-of-two width: faster, other batches
-        ),
-        # Where the defaults above come from, and their values, so results name the protocol and what was changed.
-        preset=dict(name=preset, label=label, values=dict(max_length=row["max_length"], batch_size=row["batch_size"],
-                                                          epochs=row["epochs"], **training)),
-    ))
+    config = ml_collections.ConfigDict(
+        dict(
+            task=task,
+            source=source(),
+            max_length=row["max_length"],
+            doc_stride=128,  # the step between QA windows (run_squad's meaning), jiant/XTREME's 128
+            max_train_examples=0,  # 0: all (per training language)
+            max_dev_examples=0,
+            # Training languages, concatenated; non-English ones come from translated_train (a file template with {lang},
+            # in the task's training-file format) or from the source where it has them. Dev selection stays English.
+            train_languages=["en"],
+            translated_train="",
+            evaluate_model="",  # target only: a fine-tuned model (phase folder, workdir, HF task model) evaluated untrained
+            # Multi-task (stilts_jax/pipeline/multitask_phase.py): several tasks share the encoder, one head each; `task`
+            # is then a label. task_sources: task -> source overriding `source`. sampling: proportional or temperature
+            # (p ~ n ** (1/temperature)); cap: the most examples a task counts with (0: none).
+            tasks=[],
+            task_sources={},
+            sampling="proportional",
+            temperature=1.0,
+            cap=0,
+            # A chain of intermediate stages (task "anli+hellaswag", stilts_jax/pipeline/chain.py): per-stage settings,
+            # {task: {key: value or {key: value}}}; a stage's data source comes from task_sources.<task> as above.
+            stage_overrides={},
+            # MLM auxiliary, one more task of the sampler: text files (one sentence per line), its share of the steps.
+            mlm=dict(files=[], share=0.1, max_length=128, mask_probability=0.15, init_from_checkpoint=True),
+            train=dict(
+                batch_size=row["batch_size"],
+                micro_batches=training["micro_batches"],
+                epochs=row["epochs"],
+                max_steps=0,  # 0: from epochs
+                learning_rate=training["learning_rate"],
+                warmup_fraction=training["warmup_fraction"],
+                weight_decay=training["weight_decay"],
+                adam_eps=training["adam_eps"],
+                max_grad_norm=training["max_grad_norm"],
+                dropout=True,
+                log_every=50,
+                checkpoint_every=1000,
+                # Model selection. selection "best": the English dev score every eval_every steps (on the first
+                # eval_subset dev examples, 0: all) picks the checkpoint; "last": the final parameters are used.
+                # The selected model's English dev score on the whole dev set is reported either way.
+                selection=training["selection"],
+                eval_every=training["eval_every"],  # 0: at the end of the phase only
+                eval_subset=training["eval_subset"],
+                keep_checkpoints=2,
+                progress_bar=True,
+                early_stopping_patience=training[
+                    "early_stopping_patience"
+                ],  # evaluations without a better score; 0: off
+                length_grouping=False,  # batches of similar lengths, cut to a power-of-two width: faster, other batches
+            ),
+            # Where the defaults above come from, and their values, so results name the protocol and what was changed.
+            preset=dict(
+                name=preset,
+                label=label,
+                values=dict(
+                    max_length=row["max_length"], batch_size=row["batch_size"], epochs=row["epochs"], **training
+                ),
+            ),
+        )
+    )
     for key, value in overrides.items():
         config[key] = value
     return config
 
 
-def get_config(intermediate: str = "squad", target: str = "tydiqa", preset: str = "published") -> ml_collections.ConfigDict:
+def get_config(
+    intermediate: str = "squad", target: str = "tydiqa", preset: str = "published"
+) -> ml_collections.ConfigDict:
     """`preset`: "published" (the code behind each task's published numbers) or "own"; see PRESETS above. Each phase
     records its preset's label and values (`<phase>.preset`), so results name the protocol and what was changed."""
     config = ml_collections.ConfigDict()
@@ -108,8 +120,15 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa", preset: str 
     config.compilation_cache = "default"
     # remat: activation checkpointing per layer in training: "none", "save_dots" (keep the weight matmuls' outputs)
     # or "full" (keep each layer's input only: the least memory, about a third more compute).
-    config.model = dict(name="xlm-roberta-large", tokenizer="", dtype="auto", attention="auto", remat="none",
-                        make_tiny=False, attention_dropout="config")
+    config.model = dict(
+        name="xlm-roberta-large",
+        tokenizer="",
+        dtype="auto",
+        attention="auto",
+        remat="none",
+        make_tiny=False,
+        attention_dropout="config",
+    )
     config.mesh = dict(data=-1, fsdp=1, tensor=1)  # -1: the devices left over
     # Logical axis of the parameters/batches -> mesh axis (or axes, or None to replicate).
     config.logical_rules = [list(rule) for rule in DEFAULT_LOGICAL_RULES]
@@ -130,8 +149,15 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa", preset: str 
     # the target source (LAReQA trains on SQuAD from target.source and searches XQuAD-R from eval_path).
     # full_batch_negatives: with train.micro_batches > 1, the negatives are still the whole batch (gradient caching:
     # a second forward pass); false: each micro-batch's own candidates.
-    config.dual_encoder = dict(pooling="pooler", scale=100.0, learned_scale=True, allow_random_pooler=False,
-                               query_max_length=0, eval_path="", full_batch_negatives=True)
+    config.dual_encoder = dict(
+        pooling="pooler",
+        scale=100.0,
+        learned_scale=True,
+        allow_random_pooler=False,
+        query_max_length=0,
+        eval_path="",
+        full_batch_negatives=True,
+    )
     if preset == "published":  # xtreme third_party/bert.py: the negatives of one forward pass (micro-batch) only
         config.dual_encoder.full_batch_negatives = False
     # null_score_diff_threshold: SQuAD v2.0 predicts "no answer" when null score - best span score exceeds it;
@@ -146,8 +172,21 @@ def get_config(intermediate: str = "squad", target: str = "tydiqa", preset: str 
     # LASER); "oracle" tunes it on the scored split itself (jiant's tables; an upper bound). Written in the results.
     # plots: beside results.md, {task}_languages.png (zero-shot score per language) and, with all_layers,
     # {task}_layers.png (retrieval score per layer); needs matplotlib (skipped with a message without it).
-    config.evaluation = dict(batch_size=64, n_best=20, max_answer_length=30, languages=[], layer=-1, all_layers=False,
-                             margin_k=4, split="", null_score_diff_threshold=0.0,
-                             tune_null_score_diff_threshold=False, plots=True, length_buckets=True,
-                             search_kernel="xla", search_dtype="float32", bucc_threshold="dev")
+    config.evaluation = dict(
+        batch_size=64,
+        n_best=20,
+        max_answer_length=30,
+        languages=[],
+        layer=-1,
+        all_layers=False,
+        margin_k=4,
+        split="",
+        null_score_diff_threshold=0.0,
+        tune_null_score_diff_threshold=False,
+        plots=True,
+        length_buckets=True,
+        search_kernel="xla",
+        search_dtype="float32",
+        bucc_threshold="dev",
+    )
     return config

@@ -17,8 +17,13 @@ def get_config(arg: str = "intermediate=squad,target=tydiqa"):
     values = dict(item.split("=", 1) for item in arg.split(",") if item)
     unknown = set(values) - {"intermediate", "target", "preset"}
     if unknown:
-        raise ValueError(f"configs/stilts.py takes intermediate=X,target=Y[,preset=published|own]; unknown: {sorted(unknown)}")
+        raise ValueError(
+            f"configs/stilts.py takes intermediate=X,target=Y[,preset=published|own]; unknown: {sorted(unknown)}"
+        )
     intermediate = values.get("intermediate", "squad")
-    config = base.get_config(intermediate="" if intermediate == "none" else intermediate,
-                             target=values.get("target", "tydiqa"), preset=values.get("preset", "published"))
+    config = base.get_config(
+        intermediate="" if intermediate == "none" else intermediate,
+        target=values.get("target", "tydiqa"),
+        preset=values.get("preset", "published"),
+    )
     return config

@@ -1,8 +1,8 @@
 """Sweeps of intermediate x target x seed runs (see stilts_jax/experiments/cli.py):
 
-    python launch/sweep.py run      --sweep configs/sweeps/demo.py
-    python launch/sweep.py commands --sweep configs/sweeps/demo.py [--hosts h1,h2]
-    python launch/sweep.py report   --sweep configs/sweeps/demo.py
+python launch/sweep.py run      --sweep configs/sweeps/demo.py
+python launch/sweep.py commands --sweep configs/sweeps/demo.py [--hosts h1,h2]
+python launch/sweep.py report   --sweep configs/sweeps/demo.py
 """
 
 import sys

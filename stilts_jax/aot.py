@@ -36,8 +36,19 @@ from stilts_jax.core.errors import InputError, StiltsError, run_tool
 
 MODEL_CONFIGS_DIR = Path(__file__).parent / "assets" / "model_configs"
 # Choices per example of the multiple-choice datasets (the feature width); any other: DEFAULT_CHOICES.
-CHOICES = {"xcopa": 2, "copa": 2, "siqa": 3, "commonsenseqa": 5, "cosmosqa": 4, "hellaswag": 4, "piqa": 2,
-           "winogrande": 2, "reclor": 4, "logiqa2": 4, "art": 2}
+CHOICES = {
+    "xcopa": 2,
+    "copa": 2,
+    "siqa": 3,
+    "commonsenseqa": 5,
+    "cosmosqa": 4,
+    "hellaswag": 4,
+    "piqa": 2,
+    "winogrande": 2,
+    "reclor": 4,
+    "logiqa2": 4,
+    "art": 2,
+}
 DEFAULT_CHOICES = 4
 # An open tag set (CCG) is derived from the training data, which the compilation does not read.
 OPEN_TAG_SET_SIZE = 500
@@ -59,8 +70,10 @@ def model_config_dir(model: ml_collections.ConfigDict, longest: int, seed: int, 
     shipped = MODEL_CONFIGS_DIR / name.rstrip("/").split("/")[-1]
     if (shipped / "config.json").is_file():
         return shipped
-    raise InputError(f"model.name {name!r} is neither a folder with a config.json nor a model whose config ships with "
-                     f"stilts_jax ({', '.join(shipped_model_names())}); pass --config.model.name=<folder or one of those>")
+    raise InputError(
+        f"model.name {name!r} is neither a folder with a config.json nor a model whose config ships with "
+        f"stilts_jax ({', '.join(shipped_model_names())}); pass --config.model.name=<folder or one of those>"
+    )
 
 
 def tile(features: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
@@ -77,7 +90,9 @@ def example_features(task: Any, spec: Any) -> dict[str, np.ndarray]:
         return task.train_features([PairExample("0", "a first sentence", "a second one", 0, "en")])
     if spec.family == "multiple_choice":
         width = CHOICES.get(spec.dataset, DEFAULT_CHOICES)
-        return task.train_features([ChoiceExample("0", "a prompt", tuple(f"choice {i}" for i in range(width)), 0, "en")])
+        return task.train_features(
+            [ChoiceExample("0", "a prompt", tuple(f"choice {i}" for i in range(width)), 0, "en")]
+        )
     if spec.family == "tagging":
         if not task.labels:
             task._set_labels(tuple(f"TAG{i}" for i in range(OPEN_TAG_SET_SIZE)))
@@ -104,22 +119,31 @@ def bucket_lengths(width: int, length_buckets: bool) -> list[int]:
 class RunCompiler:
     """Builds each program of a run as the pipeline does, and compiles it for the slice."""
 
-    def __init__(self, config: ml_collections.ConfigDict, tpu_slice: Any, buckets: str,
-                 hlo_sink: Callable[[str, str], None] | None, scratch: Path):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        tpu_slice: Any,
+        buckets: str,
+        hlo_sink: Callable[[str, str], None] | None,
+        scratch: Path,
+    ):
         from stilts_jax.core.distributed import make_mesh
         from stilts_jax.core.tokenization import load_demo_tokenizer, load_tokenizer
         from stilts_jax.models.config import EncoderConfig
 
         self.config, self.slice, self.buckets, self.hlo_sink = config, tpu_slice, buckets, hlo_sink
         self.mesh = make_mesh(config.mesh.to_dict(), devices=tpu_slice.devices)
-        self.rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_rules)
+        self.rules = tuple(
+            (name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_rules
+        )
         self.dtype = config.model.dtype if config.model.dtype != "auto" else "bfloat16"
         longest = max(config.intermediate.max_length, config.target.max_length)
         self.model_dir = model_config_dir(config.model, longest, config.seed, scratch)
         self.encoder_config = EncoderConfig.from_json_file(self.model_dir / "config.json")
         # Feature shapes do not depend on the vocabulary: any tokenizer of the model's kind serves.
-        tokenizer_source = config.model.tokenizer or (self.model_dir if (self.model_dir / "tokenizer_config.json").exists()
-                                                      else None)
+        tokenizer_source = config.model.tokenizer or (
+            self.model_dir if (self.model_dir / "tokenizer_config.json").exists() else None
+        )
         self.tokenizer = load_tokenizer(tokenizer_source) if tokenizer_source else load_demo_tokenizer()
         self.programs: list[dict[str, Any]] = []
         self.skipped: list[str] = []
@@ -133,24 +157,40 @@ class RunCompiler:
         from stilts_jax.models.encoder import Encoder
 
         model = self.config.model
-        return Encoder(self.encoder_config, rngs=nnx.Rngs(0), dtype=self.dtype, attention=model.attention,
-                       remat=model.remat, attention_dropout=model.attention_dropout)
+        return Encoder(
+            self.encoder_config,
+            rngs=nnx.Rngs(0),
+            dtype=self.dtype,
+            attention=model.attention,
+            remat=model.remat,
+            attention_dropout=model.attention_dropout,
+        )
 
     def compile(self, name: str, function: Any, args: list[Any], details: dict[str, Any]) -> None:
         from stilts_jax.train.aot import compile_program
 
         print(f"compiling {name} ...", file=sys.stderr, flush=True)
-        self.programs.append(compile_program(name, function, args, self.slice, details=details, hlo_sink=self.hlo_sink,
-                                             seen=self.seen))
+        self.programs.append(
+            compile_program(name, function, args, self.slice, details=details, hlo_sink=self.hlo_sink, seen=self.seen)
+        )
 
     def check_length(self, phase: ml_collections.ConfigDict, folder: str, *lengths: int) -> None:
         limit = self.encoder_config.max_sequence_length
         if max(lengths) > limit:
-            raise StiltsError(f"max_length {max(lengths)} of phase {folder} exceeds the model's maximum of {limit} "
-                              f"tokens; lower --config.{folder.split('/')[0]}.max_length")
+            raise StiltsError(
+                f"max_length {max(lengths)} of phase {folder} exceeds the model's maximum of {limit} "
+                f"tokens; lower --config.{folder.split('/')[0]}.max_length"
+            )
 
-    def train_step(self, folder: str, phase: ml_collections.ConfigDict, model: Any, features: dict[str, np.ndarray],
-                   loss_fn: Any, grads_fn: Any = None) -> Any:
+    def train_step(
+        self,
+        folder: str,
+        phase: ml_collections.ConfigDict,
+        model: Any,
+        features: dict[str, np.ndarray],
+        loss_fn: Any,
+        grads_fn: Any = None,
+    ) -> Any:
         """Compile the phase's train step (as train.loop builds it); returns the ModelSpec."""
         import jax
 
@@ -162,17 +202,32 @@ class RunCompiler:
 
         trainer = trainer_config(phase, self.config.seed)
         spec = ModelSpec(model, self.mesh, self.rules)
-        feeder = BatchFeeder(tile(features, trainer.global_batch_size), trainer.global_batch_size, trainer.micro_batches,
-                             trainer.seed, self.mesh, self.rules)
+        feeder = BatchFeeder(
+            tile(features, trainer.global_batch_size),
+            trainer.global_batch_size,
+            trainer.micro_batches,
+            trainer.seed,
+            self.mesh,
+            self.rules,
+        )
         tx, schedule = make_optimizer(trainer.optimizer, total_steps=1000)  # the schedule's length changes no shape
         shardings = state_shardings(spec, tx)
         step = SingleTaskData(feeder, loss_fn, grads_fn).make_steps(spec, tx, schedule, shardings, trainer.dropout)[""]
-        batch = {name: jax.ShapeDtypeStruct((trainer.micro_batches, feeder.micro_batch_size, *array.shape[1:]),
-                                            array.dtype, sharding=feeder.shardings[name])
-                 for name, array in features.items()}
-        details = {"kind": "train_step", "phase": folder, "batch_size": trainer.global_batch_size,
-                   "micro_batches": trainer.micro_batches,
-                   "inputs": {name: list(s.shape) for name, s in batch.items()}}
+        batch = {
+            name: jax.ShapeDtypeStruct(
+                (trainer.micro_batches, feeder.micro_batch_size, *array.shape[1:]),
+                array.dtype,
+                sharding=feeder.shardings[name],
+            )
+            for name, array in features.items()
+        }
+        details = {
+            "kind": "train_step",
+            "phase": folder,
+            "batch_size": trainer.global_batch_size,
+            "micro_batches": trainer.micro_batches,
+            "inputs": {name: list(s.shape) for name, s in batch.items()},
+        }
         self.compile(f"{folder}/train_step", step, [abstract_train_state(spec, tx, shardings), batch], details)
         return spec
 
@@ -185,8 +240,9 @@ class RunCompiler:
 
         e = self.config.evaluation
         predictor = Predictor(spec, self.mesh, self.rules, e.batch_size, length_buckets=e.length_buckets)
-        params = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), spec.abstract_params,
-                              spec.param_shardings)
+        params = jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), spec.abstract_params, spec.param_shardings
+        )
         model_inputs = {k: v for k, v in inputs.items() if k in MODEL_INPUTS}
         if self.buckets == "longest":
             lengths = lengths[-1:]
@@ -196,10 +252,16 @@ class RunCompiler:
                 shape = (predictor.batch_size, *array.shape[1:])
                 if name in TOKEN_INPUTS:
                     shape = (*shape[:-1], length)
-                batch[name] = jax.ShapeDtypeStruct(shape, array.dtype,
-                                                   sharding=batch_sharding(self.mesh, self.rules, ndim=array.ndim))
-            details = {"kind": "forward", "phase": label.split("/")[0], "batch_size": predictor.batch_size,
-                       "length": length, "inputs": {name: list(s.shape) for name, s in batch.items()}}
+                batch[name] = jax.ShapeDtypeStruct(
+                    shape, array.dtype, sharding=batch_sharding(self.mesh, self.rules, ndim=array.ndim)
+                )
+            details = {
+                "kind": "forward",
+                "phase": label.split("/")[0],
+                "batch_size": predictor.batch_size,
+                "length": length,
+                "inputs": {name: list(s.shape) for name, s in batch.items()},
+            }
             self.compile(f"{label}@{length}", predictor._forward, [params, batch], details)
 
     # --- the run's programs ----------------------------------------------------------------------------------------
@@ -219,8 +281,12 @@ class RunCompiler:
         model = nnx.eval_shape(lambda: TaskModel(self.encoder(), task.head(hidden, nnx.Rngs(0))))
         model_spec = self.train_step(folder, phase, model, features, task.loss_fn)
         # The dev evaluation of the phase; the target's zero-shot evaluation runs these same programs.
-        self.forwards(f"{folder}/eval_forward", model_spec, features,
-                      bucket_lengths(phase.max_length, self.config.evaluation.length_buckets))
+        self.forwards(
+            f"{folder}/eval_forward",
+            model_spec,
+            features,
+            bucket_lengths(phase.max_length, self.config.evaluation.length_buckets),
+        )
 
     def dual_encoder_phase(self, phase: ml_collections.ConfigDict) -> None:
         from flax import nnx
@@ -231,16 +297,24 @@ class RunCompiler:
 
         d = self.config.dual_encoder
         self.check_length(phase, "target", phase.max_length, d.query_max_length)
-        task = DualEncoderTask(get_task(phase.task), self.tokenizer, max_length=phase.max_length,
-                               query_max_length=d.query_max_length)
+        task = DualEncoderTask(
+            get_task(phase.task), self.tokenizer, max_length=phase.max_length, query_max_length=d.query_max_length
+        )
         features = task.train_features([DualPair("a question", "an answer", "its context", "0")])
-        model = nnx.eval_shape(lambda: DualEncoder(self.encoder(), d.pooling, scale=d.scale,
-                                                   learned_scale=d.learned_scale, rngs=nnx.Rngs(0)))
+        model = nnx.eval_shape(
+            lambda: DualEncoder(
+                self.encoder(), d.pooling, scale=d.scale, learned_scale=d.learned_scale, rngs=nnx.Rngs(0)
+            )
+        )
         grads_fn = task.full_batch_grads if d.full_batch_negatives and phase.train.micro_batches > 1 else None
         spec = self.train_step("target", phase, model, features, task.loss_fn, grads_fn)
         inputs = {"input_ids": features["candidate_input_ids"], "attention_mask": features["candidate_attention_mask"]}
-        lengths = sorted(set(bucket_lengths(task.query_max_length, self.config.evaluation.length_buckets)
-                             + bucket_lengths(task.max_length, self.config.evaluation.length_buckets)))
+        lengths = sorted(
+            set(
+                bucket_lengths(task.query_max_length, self.config.evaluation.length_buckets)
+                + bucket_lengths(task.max_length, self.config.evaluation.length_buckets)
+            )
+        )
         self.forwards("evaluation/embed_forward", spec, inputs, lengths)
 
     def retrieval_evaluation(self) -> None:
@@ -256,8 +330,12 @@ class RunCompiler:
         model = nnx.eval_shape(lambda: SentenceEmbedder(self.encoder(), layer))
         width = min(phase.max_length, self.encoder_config.max_sequence_length)
         inputs = {"input_ids": np.zeros((1, width), np.int32), "attention_mask": np.ones((1, width), np.int32)}
-        self.forwards("evaluation/embed_forward", ModelSpec(model, self.mesh, self.rules), inputs,
-                      bucket_lengths(width, e.length_buckets))
+        self.forwards(
+            "evaluation/embed_forward",
+            ModelSpec(model, self.mesh, self.rules),
+            inputs,
+            bucket_lengths(width, e.length_buckets),
+        )
 
     def run(self) -> None:
         from stilts_jax.pipeline.reuse import plan
@@ -269,7 +347,9 @@ class RunCompiler:
             folder, phase = planned.folder, planned.config
             try:
                 if is_multitask(phase):
-                    self.skipped.append(f"{folder}: a multi-task phase (several tasks or MLM) is not compiled by this tool")
+                    self.skipped.append(
+                        f"{folder}: a multi-task phase (several tasks or MLM) is not compiled by this tool"
+                    )
                 elif folder == "target" and target_family == "dual_encoder":
                     self.dual_encoder_phase(phase)
                 else:
@@ -281,12 +361,17 @@ class RunCompiler:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m stilts_jax.aot", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stilts_jax.aot", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--topology", required=True, help="the TPU slice, e.g. v5e:2x2, v4:2x2x4, v5p:2x2x1, v6e:2x2")
     parser.add_argument("--output", default="aot_report.json", help="the JSON report (a Markdown table goes beside it)")
-    parser.add_argument("--buckets", choices=("all", "longest"), default="all",
-                        help="evaluation forwards at every length bucket, or only at the longest")
+    parser.add_argument(
+        "--buckets",
+        choices=("all", "longest"),
+        default="all",
+        help="evaluation forwards at every length bucket, or only at the longest",
+    )
     parser.add_argument("--hlo-dir", default="", help="also write each program's optimized HLO to this folder")
     return parser
 
@@ -299,8 +384,15 @@ def parse_args(argv: list[str]) -> tuple[ml_collections.ConfigDict, argparse.Nam
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in args_in):
-        print(build_parser().format_help().replace("usage: python -m stilts_jax.aot", "usage: python -m stilts_jax.aot "
-                                                   "--config=FILE [--config.key=value ...]", 1))
+        print(
+            build_parser()
+            .format_help()
+            .replace(
+                "usage: python -m stilts_jax.aot",
+                "usage: python -m stilts_jax.aot --config=FILE [--config.key=value ...]",
+                1,
+            )
+        )
         return 0
 
     def body() -> None:
@@ -318,8 +410,14 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="stilts-aot-") as scratch:
             compiler = RunCompiler(config, tpu_slice, args.buckets, sink, Path(scratch))
             compiler.run()
-        report = {**report_header(tpu_slice, compiler.mesh), "model": str(config.model.name), "dtype": compiler.dtype,
-                  "remat": config.model.remat, "programs": compiler.programs, "skipped": compiler.skipped}
+        report = {
+            **report_header(tpu_slice, compiler.mesh),
+            "model": str(config.model.name),
+            "dtype": compiler.dtype,
+            "remat": config.model.remat,
+            "programs": compiler.programs,
+            "skipped": compiler.skipped,
+        }
         output = Path(args.output)
         atomic_write_text(output, json.dumps(report, indent=2) + "\n")
         atomic_write_text(output.with_suffix(".md"), markdown_table(report))

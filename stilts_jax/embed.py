@@ -53,16 +53,25 @@ def save_array(path: str | Path, array: np.ndarray) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m stilts_jax.embed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stilts_jax.embed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="hub id (e.g. xlm-roberta-large) or a local Hugging Face folder")
     parser.add_argument("--tokenizer", help="tokenizer hub id or folder (default: the model's)")
     parser.add_argument("--input", required=True, help="UTF-8 text file, one sentence per line")
     parser.add_argument("--output", required=True, help="where to write the float32 [N, hidden] .npy array")
-    parser.add_argument("--layer", type=int, help="hidden-states index, 0 = embeddings (default: 14 of 24, 8 of 12, else the last)")
+    parser.add_argument(
+        "--layer", type=int, help="hidden-states index, 0 = embeddings (default: 14 of 24, 8 of 12, else the last)"
+    )
     parser.add_argument("--pooling", choices=("mean", "cls"), default="mean")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=512, help="truncate sentences to this many tokens")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="compute dtype (default: float32 on CPU, bfloat16 on GPU/TPU)")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default=None,
+        help="compute dtype (default: float32 on CPU, bfloat16 on GPU/TPU)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_process_arguments(parser)
     return parser.parse_args(argv)
@@ -81,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer = load_tokenizer(args.tokenizer or model_dir)
         layer = default_retrieval_layer(encoder.config.num_hidden_layers) if args.layer is None else args.layer
         sentence_encoder = SentenceEncoder(
-            encoder, tokenizer, layer=layer, pooling=args.pooling, batch_size=args.batch_size, max_length=args.max_length
+            encoder,
+            tokenizer,
+            layer=layer,
+            pooling=args.pooling,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
         )
         start = time.perf_counter()
         embeddings = sentence_encoder.encode(sentences, progress=not args.no_progress)
@@ -92,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if jax.process_index() == 0:
-        print(f"wrote {args.output}: {embeddings.shape[0]} x {embeddings.shape[1]} float32 (layer {layer}, "
-              f"{args.pooling} pooling, {dtype}, {len(jax.devices())} {jax.default_backend()} device(s), "
-              f"{len(sentences) / elapsed:.0f} sentences/s)")
+        print(
+            f"wrote {args.output}: {embeddings.shape[0]} x {embeddings.shape[1]} float32 (layer {layer}, "
+            f"{args.pooling} pooling, {dtype}, {len(jax.devices())} {jax.default_backend()} device(s), "
+            f"{len(sentences) / elapsed:.0f} sentences/s)"
+        )
     return 0
 
 

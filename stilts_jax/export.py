@@ -45,26 +45,39 @@ def push_to_hub(folder: Path, repo: str, *, private: bool = False) -> str:
     import huggingface_hub
     from huggingface_hub import constants
 
-    hint = (f"the exported folder is {folder}; upload it later with `hf upload {repo} {folder}` or run this command "
-            "again with --push-to-hub when online")
+    hint = (
+        f"the exported folder is {folder}; upload it later with `hf upload {repo} {folder}` or run this command "
+        "again with --push-to-hub when online"
+    )
     if constants.HF_HUB_OFFLINE:
         raise StiltsError(f"--push-to-hub={repo}: HF_HUB_OFFLINE is set, so nothing can be uploaded; {hint}")
     api = huggingface_hub.HfApi()
     try:
         api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
-        info: Any = api.upload_folder(repo_id=repo, folder_path=str(folder), repo_type="model",
-                                      commit_message="Upload a model fine-tuned with stilts-jax")
+        info: Any = api.upload_folder(
+            repo_id=repo,
+            folder_path=str(folder),
+            repo_type="model",
+            commit_message="Upload a model fine-tuned with stilts-jax",
+        )
     except Exception as e:  # no network, no login, no write access: all end here, named
         raise StiltsError(f"--push-to-hub={repo}: the upload failed ({type(e).__name__}: {e}); {hint}") from e
     return str(getattr(info, "commit_url", info))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stilts_jax.export", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m stilts_jax.export",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     parser.add_argument("--workdir", required=True, help="the workdir the main command ran in")
-    parser.add_argument("--phase", default="target",
-                        help="target (default), intermediate, or a chain stage's folder such as intermediate/1_siqa")
+    parser.add_argument(
+        "--phase",
+        default="target",
+        help="target (default), intermediate, or a chain stage's folder such as intermediate/1_siqa",
+    )
     parser.add_argument("--output", required=True, help="the folder to write (replaced whole if it exists)")
     parser.add_argument("--push-to-hub", default="", metavar="REPO", help="also upload the folder to this hub repo")
     parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")

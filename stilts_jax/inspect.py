@@ -34,8 +34,9 @@ def _tokens(tokenizer: Any, ids: np.ndarray, mask: np.ndarray) -> list[str]:
     return tokenizer.convert_ids_to_tokens([int(i) for i in ids[: int(mask.sum())]])
 
 
-def _examples(pipeline: Any, task: Any, phase: Any, split: str, languages: Sequence[str] | None,
-              source: dict[str, Any]) -> list[Any]:
+def _examples(
+    pipeline: Any, task: Any, phase: Any, split: str, languages: Sequence[str] | None, source: dict[str, Any]
+) -> list[Any]:
     """The split's examples as the pipeline loads them (training languages and limits included)."""
     from stilts_jax.pipeline.common import load_training_examples
 
@@ -53,8 +54,9 @@ def _examples(pipeline: Any, task: Any, phase: Any, split: str, languages: Seque
 def _span_qa(task: Any, examples: Sequence[Any]) -> Iterator[dict[str, Any]]:
     from stilts_jax.data.qa_features import featurize_qa
 
-    features = featurize_qa(examples, task.tokenizer, max_length=task.max_length, doc_stride=task.doc_stride,
-                            with_labels=True)
+    features = featurize_qa(
+        examples, task.tokenizer, max_length=task.max_length, doc_stride=task.doc_stride, with_labels=True
+    )
     arrays, windows = features.arrays, {}
     for f, e in enumerate(features.example_index):
         example = examples[int(e)]
@@ -62,10 +64,14 @@ def _span_qa(task: Any, examples: Sequence[Any]) -> Iterator[dict[str, Any]]:
         answered = not (start == 0 and end == 0)
         window = windows[int(e)] = windows.get(int(e), -1) + 1
         offsets = features.offsets[f]
-        yield {"example_id": example.id, "language": example.language, "feature": window,
-               "tokens": _tokens(task.tokenizer, arrays["input_ids"][f], arrays["attention_mask"][f]),
-               "answer_tokens": [start, end] if answered else None,
-               "answer_text": example.context[offsets[start, 0]:offsets[end, 1]] if answered else None}
+        yield {
+            "example_id": example.id,
+            "language": example.language,
+            "feature": window,
+            "tokens": _tokens(task.tokenizer, arrays["input_ids"][f], arrays["attention_mask"][f]),
+            "answer_tokens": [start, end] if answered else None,
+            "answer_text": example.context[offsets[start, 0] : offsets[end, 1]] if answered else None,
+        }
 
 
 def _tagging(task: Any, examples: Sequence[Any]) -> Iterator[dict[str, Any]]:
@@ -80,16 +86,25 @@ def _tagging(task: Any, examples: Sequence[Any]) -> Iterator[dict[str, Any]]:
             if labelled:
                 row_labels[position] = task.labels[int(labels[row, position])]
         part = int(np.sum(features.sentence_index[:row] == s))
-        yield {"example_id": example.id, "language": example.language, "feature": part, "first_word": int(first),
-               "tokens": tokens, "labels": row_labels}
+        yield {
+            "example_id": example.id,
+            "language": example.language,
+            "feature": part,
+            "first_word": int(first),
+            "tokens": tokens,
+            "labels": row_labels,
+        }
 
 
 def _classification(task: Any, examples: Sequence[Any], multiple_choice: bool) -> Iterator[dict[str, Any]]:
     arrays = task._encode(examples)
     for i, example in enumerate(examples):
         if multiple_choice:
-            tokens: Any = [_tokens(task.tokenizer, arrays["input_ids"][i, c], arrays["attention_mask"][i, c])
-                           for c in range(arrays["input_ids"].shape[1]) if arrays["choice_mask"][i, c]]
+            tokens: Any = [
+                _tokens(task.tokenizer, arrays["input_ids"][i, c], arrays["attention_mask"][i, c])
+                for c in range(arrays["input_ids"].shape[1])
+                if arrays["choice_mask"][i, c]
+            ]
             label: Any = example.label
         else:
             tokens = _tokens(task.tokenizer, arrays["input_ids"][i], arrays["attention_mask"][i])
@@ -106,12 +121,21 @@ def features_of(task: Any, examples: Sequence[Any]) -> Iterator[dict[str, Any]]:
         return _tagging(task, examples)
     if family in ("classification", "multiple_choice"):
         return _classification(task, examples, family == "multiple_choice")
-    raise InputError(f"{task.spec.name} is a {family} task; inspect shows the features of classification, multiple "
-                     "choice, tagging and span QA tasks")
+    raise InputError(
+        f"{task.spec.name} is a {family} task; inspect shows the features of classification, multiple "
+        "choice, tagging and span QA tasks"
+    )
 
 
-def inspect_features(config: Any, *, phase_name: str, split: str, languages: Sequence[str] | None = None,
-                     limit: int = 0, task_name: str | None = None) -> list[dict[str, Any]]:
+def inspect_features(
+    config: Any,
+    *,
+    phase_name: str,
+    split: str,
+    languages: Sequence[str] | None = None,
+    limit: int = 0,
+    task_name: str | None = None,
+) -> list[dict[str, Any]]:
     import dataclasses
 
     from stilts_jax.pipeline.common import task_source_of
@@ -146,13 +170,25 @@ def inspect_features(config: Any, *, phase_name: str, split: str, languages: Seq
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m stilts_jax.inspect", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m stilts_jax.inspect",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     parser.add_argument("--phase", default="target", help="intermediate or target (default target)")
-    parser.add_argument("--split", default="train", help="train, dev (English, model selection) or test (the "
-                        "zero-shot split, evaluation.split when set); default train")
-    parser.add_argument("--language", action="append", default=None,
-                        help="a language to show (repeatable; default: every language of the split)")
+    parser.add_argument(
+        "--split",
+        default="train",
+        help="train, dev (English, model selection) or test (the "
+        "zero-shot split, evaluation.split when set); default train",
+    )
+    parser.add_argument(
+        "--language",
+        action="append",
+        default=None,
+        help="a language to show (repeatable; default: every language of the split)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="the first N examples only (0: all)")
     parser.add_argument("--task", default=None, help="the task of a multi-task phase")
     parser.add_argument("--output", required=True, help="JSON Lines file (local or gs://)")
@@ -164,13 +200,18 @@ def main(argv: list[str] | None = None) -> int:
         options = parser.parse_args(rest)
         if options.limit < 0:
             raise InputError(f"--limit must be >= 0, got {options.limit}")
-        records = inspect_features(config, phase_name=options.phase, split=options.split, languages=options.language,
-                                   limit=options.limit, task_name=options.task)
+        records = inspect_features(
+            config,
+            phase_name=options.phase,
+            split=options.split,
+            languages=options.language,
+            limit=options.limit,
+            task_name=options.task,
+        )
         from stilts_jax.core.io_utils import atomic_write_text
         from stilts_jax.core.paths import as_path
 
-        atomic_write_text(as_path(options.output),
-                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        atomic_write_text(as_path(options.output), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         print(f"{len(records)} features written to {options.output}")
     except (StiltsError, ValueError) as e:  # ValueError: featurization settings that cannot work (named in it)
         print(f"error: {e}", file=sys.stderr)

@@ -93,8 +93,9 @@ def _read_indices(path: Path) -> list[tuple[int, str]]:
     rows = []
     for n, value in _lines(path):
         if not _INDEX.fullmatch(value):
-            raise InputError(f"{path}:{n}: expected one sentence index (a non-negative integer) per line, "
-                             f"got {value!r}")
+            raise InputError(
+                f"{path}:{n}: expected one sentence index (a non-negative integer) per line, got {value!r}"
+            )
         rows.append((n, value))
     return rows
 
@@ -137,7 +138,7 @@ def _read_xcopa(path: Path) -> list[tuple[int, int]]:
         except json.JSONDecodeError as e:
             raise InputError(f"{path}:{n}: not a JSON object ({e.msg})") from e
         if not isinstance(record, dict) or "label" not in record:
-            raise InputError(f"{path}:{n}: expected a JSON object with a \"label\" field")
+            raise InputError(f'{path}:{n}: expected a JSON object with a "label" field')
         label = record["label"]
         if isinstance(label, bool) or label not in xt.XCOPA_LABELS:
             raise InputError(f"{path}:{n}: unknown label {label!r}; expected 0 or 1")
@@ -174,20 +175,32 @@ def _read_squad_references(path: Path) -> dict[str, list[str]]:
     expect(isinstance(articles, list), "data", "a list of articles")
     references: dict[str, list[str]] = {}
     for a, article in enumerate(articles):
-        expect(isinstance(article, dict) and isinstance(article.get("paragraphs"), list), f"data[{a}]",
-               "an object with a \"paragraphs\" list")
+        expect(
+            isinstance(article, dict) and isinstance(article.get("paragraphs"), list),
+            f"data[{a}]",
+            'an object with a "paragraphs" list',
+        )
         for p, paragraph in enumerate(article["paragraphs"]):
             where = f"data[{a}].paragraphs[{p}]"
-            expect(isinstance(paragraph, dict) and isinstance(paragraph.get("qas"), list), where,
-                   "an object with a \"qas\" list")
+            expect(
+                isinstance(paragraph, dict) and isinstance(paragraph.get("qas"), list),
+                where,
+                'an object with a "qas" list',
+            )
             for q, qa in enumerate(paragraph["qas"]):
                 where_q = f"{where}.qas[{q}]"
-                expect(isinstance(qa, dict) and isinstance(qa.get("id"), str) and isinstance(qa.get("answers"), list),
-                       where_q, "an object with an \"id\" string and an \"answers\" list")
+                expect(
+                    isinstance(qa, dict) and isinstance(qa.get("id"), str) and isinstance(qa.get("answers"), list),
+                    where_q,
+                    'an object with an "id" string and an "answers" list',
+                )
                 texts = []
                 for i, answer in enumerate(qa["answers"]):
-                    expect(isinstance(answer, dict) and isinstance(answer.get("text"), str), f"{where_q}.answers[{i}]",
-                           "an object with a \"text\" string")
+                    expect(
+                        isinstance(answer, dict) and isinstance(answer.get("text"), str),
+                        f"{where_q}.answers[{i}]",
+                        'an object with a "text" string',
+                    )
                     texts.append(answer["text"])
                 if not texts:
                     raise InputError(f"{path}: {where_q}: question {qa['id']!r} has no answer")
@@ -205,8 +218,9 @@ def _read_id_lists(path: Path, what: str, allow_empty: bool) -> dict[str, list[s
         raise InputError(f"{path}: expected a JSON object {{id: [{what}]}}")
     for key, ids in data.items():
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or (not ids and not allow_empty):
-            raise InputError(f"{path}: the value for {key!r} must be a {'' if allow_empty else 'non-empty '}list of "
-                             f"{what} (strings)")
+            raise InputError(
+                f"{path}: the value for {key!r} must be a {'' if allow_empty else 'non-empty '}list of {what} (strings)"
+            )
     return data
 
 
@@ -218,8 +232,10 @@ def _check_counts(pred_path: Path, gold_path: Path, predicted: list, gold: list,
     if len(predicted) != len(gold):
         shorter, longer = (pred_path, gold_path) if len(predicted) < len(gold) else (gold_path, pred_path)
         first_extra = (gold if len(predicted) < len(gold) else predicted)[min(len(predicted), len(gold))][0]
-        raise InputError(f"{pred_path} has {len(predicted)} {unit}s but {gold_path} has {len(gold)}: line "
-                         f"{first_extra} of {longer} has no counterpart in {shorter}")
+        raise InputError(
+            f"{pred_path} has {len(predicted)} {unit}s but {gold_path} has {len(gold)}: line "
+            f"{first_extra} of {longer} has no counterpart in {shorter}"
+        )
 
 
 def _score_labels(pred_path: Path, gold_path: Path, read: Callable[[Path], list], unit: str) -> dict[str, float]:
@@ -236,18 +252,23 @@ def _score_tags(pred_path: Path, gold_path: Path, allowed: frozenset[str], seqev
         if len(p) != len(g):
             p_line = p[0][0] if p else "?"
             g_line = g[0][0] if g else "?"
-            raise InputError(f"sentence {s + 1} has {len(p)} tags in {pred_path} (from line {p_line}) but {len(g)} "
-                             f"in {gold_path} (from line {g_line})")
+            raise InputError(
+                f"sentence {s + 1} has {len(p)} tags in {pred_path} (from line {p_line}) but {len(g)} "
+                f"in {gold_path} (from line {g_line})"
+            )
     if len(predicted) != len(gold):
         n = min(len(predicted), len(gold))
         longer, extra = (pred_path, predicted[n]) if len(predicted) > len(gold) else (gold_path, gold[n])
         where = f"line {extra[0][0]}" if extra else "an empty sentence"
-        raise InputError(f"{pred_path} has {len(predicted)} sentences but {gold_path} has {len(gold)}: sentence "
-                         f"{n + 1} ({where} of {longer}) has no counterpart")
+        raise InputError(
+            f"{pred_path} has {len(predicted)} sentences but {gold_path} has {len(gold)}: sentence "
+            f"{n + 1} ({where} of {longer}) has no counterpart"
+        )
     if not any(gold):
         raise InputError(f"{gold_path}: no tagged sentences")
-    return seqeval_f1([[t for _, t in s] for s in gold], [[t for _, t in s] for s in predicted],
-                      seqeval_version=seqeval_version)
+    return seqeval_f1(
+        [[t for _, t in s] for s in gold], [[t for _, t in s] for s in predicted], seqeval_version=seqeval_version
+    )
 
 
 def _score_bucc(pred_path: Path, gold_path: Path) -> dict[str, float]:
@@ -345,8 +366,13 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def score_submission(predictions_dir: str | Path, labels_dir: str | Path, benchmark: str = "xtreme", *,
-                     seqeval_version: str = DEFAULT_SEQEVAL_VERSION) -> dict[str, Any]:
+def score_submission(
+    predictions_dir: str | Path,
+    labels_dir: str | Path,
+    benchmark: str = "xtreme",
+    *,
+    seqeval_version: str = DEFAULT_SEQEVAL_VERSION,
+) -> dict[str, Any]:
     """The scores evaluate.py writes for this submission, plus "extensions" (see the module docstring)."""
     benchmark = xt.check_benchmark(benchmark)
     if seqeval_version not in SEQEVAL_VERSIONS:
@@ -360,13 +386,15 @@ def score_submission(predictions_dir: str | Path, labels_dir: str | Path, benchm
     skipped: dict[str, str] = {}
     tasks: list[str] = []
     for task in task2langs:
-        missing_sides = [side for side, have in (("predictions", prediction_tasks), ("labels", label_tasks))
-                         if task not in have]
+        missing_sides = [
+            side for side, have in (("predictions", prediction_tasks), ("labels", label_tasks)) if task not in have
+        ]
         if missing_sides:
             skipped[task] = f"no {' or '.join(missing_sides)} folder"
         else:
             tasks.append(task)
     if not tasks and not _registered_tasks((prediction_tasks & label_tasks) - set(task2langs)):
+
         def listing(folders: set[str]) -> str:
             return ", ".join(sorted(folders)) or "no folder"
 
@@ -374,20 +402,30 @@ def score_submission(predictions_dir: str | Path, labels_dir: str | Path, benchm
             f"no task folder is in both {predictions_dir} ({listing(prediction_tasks)}) and {labels_dir} "
             f"({listing(label_tasks)}), so nothing can be scored. Both must hold one folder per task, named as "
             f"{benchmark} names them ({', '.join(task2langs)}; your own tasks: --task-modules), with test-{{lang}} "
-            "files inside: pass the folders that contain those task folders (a run's predictions/ folder).")
+            "files inside: pass the folders that contain those task folders (a run's predictions/ folder)."
+        )
 
     # evaluate.py scores "lareqa" with no languages; the extension needs its files, if any were submitted.
-    score_lareqa = benchmark == "xtreme-r" and "lareqa" in tasks and any(
-        (predictions_dir / "lareqa").glob("test-*.json"))
+    score_lareqa = (
+        benchmark == "xtreme-r" and "lareqa" in tasks and any((predictions_dir / "lareqa").glob("test-*.json"))
+    )
     if benchmark == "xtreme-r" and "lareqa" in tasks and not score_lareqa:
         skipped["lareqa"] = "no lareqa/test-{lang}.json prediction files (evaluate.py scores no LAReQA language)"
 
-    missing = [str(path) for task in tasks if task != "lareqa" or score_lareqa
-               for lang in _languages(task, benchmark) for path in scorer.paths(task, lang) if not path.is_file()]
+    missing = [
+        str(path)
+        for task in tasks
+        if task != "lareqa" or score_lareqa
+        for lang in _languages(task, benchmark)
+        for path in scorer.paths(task, lang)
+        if not path.is_file()
+    ]
     if missing:
         shown = "\n  ".join(missing[:20]) + (f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else "")
-        raise InputError(f"{len(missing)} files are missing (a task folder must hold every language of the task, as "
-                         f"evaluate.py requires; remove the folder to skip the task):\n  {shown}")
+        raise InputError(
+            f"{len(missing)} files are missing (a task folder must hold every language of the task, as "
+            f"evaluate.py requires; remove the folder to skip the task):\n  {shown}"
+        )
 
     detailed: dict[str, dict[str, Any]] = {}
     lareqa_extension: dict[str, Any] | None = None
@@ -426,7 +464,9 @@ def score_submission(predictions_dir: str | Path, labels_dir: str | Path, benchm
         "unanswered": scorer.unanswered,
     }
     if registered:
-        extensions["registered_tasks"] = {folder: _registered_scores(scorer, spec) for folder, spec in registered.items()}
+        extensions["registered_tasks"] = {
+            folder: _registered_scores(scorer, spec) for folder, spec in registered.items()
+        }
     if benchmark == "xtreme-r":
         if "mewslix" in detailed:
             extensions["mewslix"] = {"avg_metric": extension_metric["mewslix"]}
@@ -443,8 +483,11 @@ def _registered_tasks(folders: set[str]) -> dict[str, Any]:
     not the benchmark's."""
     from stilts_jax.tasks.registry import TASKS
 
-    by_folder = {spec.submission_folder: spec for spec in TASKS.values()
-                 if spec.family in ("classification", "multiple_choice", "tagging", "span_qa")}
+    by_folder = {
+        spec.submission_folder: spec
+        for spec in TASKS.values()
+        if spec.family in ("classification", "multiple_choice", "tagging", "span_qa")
+    }
     return {folder: by_folder[folder] for folder in sorted(folders) if folder in by_folder}
 
 
@@ -453,8 +496,10 @@ def _registered_scores(scorer: _Scorer, spec: Any) -> dict[str, Any]:
     score: dict[str, Any] = {}
     languages = [lang for lang in spec.languages if spec.submission_path(scorer.labels_dir, lang).is_file()]
     if not languages:
-        raise InputError(f"{scorer.labels_dir / spec.submission_folder} holds no label file of {spec.name}'s "
-                         f"languages (test-{{lang}} files as {spec.submission_path(scorer.labels_dir, 'xx').name})")
+        raise InputError(
+            f"{scorer.labels_dir / spec.submission_folder} holds no label file of {spec.name}'s "
+            f"languages (test-{{lang}} files as {spec.submission_path(scorer.labels_dir, 'xx').name})"
+        )
     for lang in languages:
         pred = Path(str(spec.submission_path(scorer.predictions_dir, lang)))
         gold = Path(str(spec.submission_path(scorer.labels_dir, lang)))
@@ -492,25 +537,36 @@ def _summary_lines(result: dict[str, Any]) -> list[str]:
         if key in extensions:
             lines.append(f"[{key}] {extensions[key]:.2f} (extension: Mewsli-X/LAReQA count with avg mAP@20)")
     for task, scores in extensions.get("registered_tasks", {}).items():
-        lines.append(f"{task} (registered): " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k.startswith("avg_")))
+        lines.append(
+            f"{task} (registered): " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k.startswith("avg_"))
+        )
     for task, reason in extensions["skipped_tasks"].items():
         lines.append(f"skipped {task}: {reason}")
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stilts_jax.score", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stilts_jax.score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--predictions", required=True, help="submission folder: {task}/test-{lang}.*")
     parser.add_argument("--labels", required=True, help="label folder in the same layout")
     parser.add_argument("--benchmark", default="xtreme", choices=xt.BENCHMARKS)
     parser.add_argument("--output", required=True, help="JSON file to write")
-    parser.add_argument("--seqeval", default=DEFAULT_SEQEVAL_VERSION, choices=SEQEVAL_VERSIONS,
-                        help="seqeval semantics for PAN-X/UD-POS (default %(default)s, what XTREME's reference "
-                             "numbers were computed with; 1.2.2 is today's `pip install seqeval`)")
-    parser.add_argument("--task-modules", nargs="*", default=[],
-                        help="Python files (or module names) that register your own tasks: their folders are scored "
-                             "too, under extensions.registered_tasks")
+    parser.add_argument(
+        "--seqeval",
+        default=DEFAULT_SEQEVAL_VERSION,
+        choices=SEQEVAL_VERSIONS,
+        help="seqeval semantics for PAN-X/UD-POS (default %(default)s, what XTREME's reference "
+        "numbers were computed with; 1.2.2 is today's `pip install seqeval`)",
+    )
+    parser.add_argument(
+        "--task-modules",
+        nargs="*",
+        default=[],
+        help="Python files (or module names) that register your own tasks: their folders are scored "
+        "too, under extensions.registered_tasks",
+    )
     args = parser.parse_args(argv)
     try:
         from stilts_jax.tasks.user_modules import load_task_modules

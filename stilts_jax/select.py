@@ -92,12 +92,16 @@ def run_encoder(run: Path) -> str | None:
     if not config.get("intermediate", {}).get("task"):
         return None
     folder = run / "intermediate"
-    stages = sorted((p for p in folder.glob("*_*") if p.is_dir() and p.name.split("_", 1)[0].isdigit()),
-                    key=lambda p: int(p.name.split("_", 1)[0]))
+    stages = sorted(
+        (p for p in folder.glob("*_*") if p.is_dir() and p.name.split("_", 1)[0].isdigit()),
+        key=lambda p: int(p.name.split("_", 1)[0]),
+    )
     encoder = _encoder_of(stages[-1]) if stages else _encoder_of(folder)
     if encoder is None:
-        raise InputError(f"{run}: its intermediate phase has not finished ({(stages[-1] if stages else folder) / DONE} "
-                         "is missing): finish the run (python -m stilts_jax.main with its config) or leave it out")
+        raise InputError(
+            f"{run}: its intermediate phase has not finished ({(stages[-1] if stages else folder) / DONE} "
+            "is missing): finish the run (python -m stilts_jax.main with its config) or leave it out"
+        )
     return encoder
 
 
@@ -135,8 +139,10 @@ def resolve_candidates(specs: list[str], target: str) -> list[Candidate]:
         else:
             runs = sorted(p for p in folder.iterdir() if p.is_dir() and is_run(p))
             if not runs:
-                raise InputError(f"--candidates: {spec} is no run workdir (config.json with a target), sweep root "
-                                 "(run folders under it) or Hugging Face model folder (config.json and weights)")
+                raise InputError(
+                    f"--candidates: {spec} is no run workdir (config.json with a target), sweep root "
+                    "(run folders under it) or Hugging Face model folder (config.json and weights)"
+                )
             of_target = [r for r in runs if _read_json(r / "config.json").get("target", {}).get("task") == target]
             candidates.extend(_run_candidate(r, target) for r in (of_target or runs))
     names = [c.name for c in candidates]
@@ -161,15 +167,18 @@ def load_config(config_args: list[str], candidates: list[Candidate], target: str
         return config
     run = next((c.run for c in candidates if c.run is not None), None)
     if run is None:
-        raise InputError("pass --config=FILE (the recipe the candidates were trained with: its model.name, tokenizer "
-                         "and the target's data source are used); only a run's saved config.json can stand in for it")
+        raise InputError(
+            "pass --config=FILE (the recipe the candidates were trained with: its model.name, tokenizer "
+            "and the target's data source are used); only a run's saved config.json can stand in for it"
+        )
     config = ml_collections.ConfigDict(_read_json(run / "config.json"))
     config.target.task = target
     return config
 
 
-def score_candidates(config: ml_collections.ConfigDict, candidates: list[Candidate], *, max_examples: int,
-                     pooling: str) -> dict[str, Any]:
+def score_candidates(
+    config: ml_collections.ConfigDict, candidates: list[Candidate], *, max_examples: int, pooling: str
+) -> dict[str, Any]:
     """Fill each candidate's LogME on the target's English training examples; returns what was scored on."""
     from stilts_jax.evaluation.transferability import FeatureExtractor, logme
     from stilts_jax.models.hf_weights import load_pretrained
@@ -179,12 +188,16 @@ def score_candidates(config: ml_collections.ConfigDict, candidates: list[Candida
 
     spec = get_task(config.target.task)
     if spec.family not in SUPPORTED_FAMILIES:
-        raise InputError(f"--target={spec.name} is a {spec.family} task; selection by LogME supports "
-                         f"{', '.join(SUPPORTED_FAMILIES)} targets (sentence or sentence-pair labels: xnli, pawsx)")
+        raise InputError(
+            f"--target={spec.name} is a {spec.family} task; selection by LogME supports "
+            f"{', '.join(SUPPORTED_FAMILIES)} targets (sentence or sentence-pair labels: xnli, pawsx)"
+        )
     try:
         pipeline = RunContext(config)
     except (AttributeError, KeyError) as e:  # a run's config.json written by an older version lacks a key
-        raise InputError(f"the config lacks {e}: pass --config=FILE, the recipe the candidates were trained with") from None
+        raise InputError(
+            f"the config lacks {e}: pass --config=FILE, the recipe the candidates were trained with"
+        ) from None
     task = pipeline.make_task(spec, config.target)
     english = config.target.copy_and_resolve_references()
     english.train_languages = ["en"]  # the evidence is measured on English examples whatever the target trains on
@@ -201,8 +214,13 @@ def score_candidates(config: ml_collections.ConfigDict, candidates: list[Candida
         else:
             encoder = pipeline.load_encoder(candidate.encoder)
         if extractor is None:  # built on the first encoder; its compiled forward serves all of them
-            extractor = FeatureExtractor(encoder, pooling=pooling, batch_size=config.evaluation.batch_size,
-                                         mesh=pipeline.mesh, rules=pipeline.rules)
+            extractor = FeatureExtractor(
+                encoder,
+                pooling=pooling,
+                batch_size=config.evaluation.batch_size,
+                mesh=pipeline.mesh,
+                rules=pipeline.rules,
+            )
         features = extractor(encoder, inputs)
         candidate.logme = logme(features, arrays["labels"], num_classes=len(task.labels))
         say(f"[select] {candidate.name}: LogME {candidate.logme:.4f}")
@@ -222,8 +240,12 @@ def agreement(candidates: list[Candidate]) -> dict[str, Any]:
     pairs = [(c.logme, c.measured) for c in candidates if c.logme is not None and c.measured is not None]
     predicted = [float(p) for p, _ in pairs]
     measured = [float(m) for _, m in pairs]
-    return {"candidates_measured": len(pairs), "spearman": spearman(predicted, measured) if pairs else None,
-            "regret@1": regret_at_k(predicted, measured, 1), "regret@3": regret_at_k(predicted, measured, 3)}
+    return {
+        "candidates_measured": len(pairs),
+        "spearman": spearman(predicted, measured) if pairs else None,
+        "regret@1": regret_at_k(predicted, measured, 1),
+        "regret@3": regret_at_k(predicted, measured, 3),
+    }
 
 
 def report(candidates: list[Candidate], info: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -232,37 +254,71 @@ def report(candidates: list[Candidate], info: dict[str, Any]) -> tuple[dict[str,
     measured_ranks = _ranks_desc([c.measured for c in candidates])
     rows = sorted(zip(candidates, ranks, measured_ranks), key=lambda r: (r[1] is None, r[1] or 0))
     summary = agreement(candidates)
-    data = {**info, "candidates": [
-        {"name": c.name, "kind": c.kind, "encoder": c.encoder, "run": str(c.run) if c.run else None, "logme": c.logme,
-         "rank": rank, "measured": c.measured, "measured_rank": measured_rank} for c, rank, measured_rank in rows],
-        "agreement": summary}
+    data = {
+        **info,
+        "candidates": [
+            {
+                "name": c.name,
+                "kind": c.kind,
+                "encoder": c.encoder,
+                "run": str(c.run) if c.run else None,
+                "logme": c.logme,
+                "rank": rank,
+                "measured": c.measured,
+                "measured_rank": measured_rank,
+            }
+            for c, rank, measured_rank in rows
+        ],
+        "agreement": summary,
+    }
 
     def number(value: float | None, digits: int) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    lines = [f"### Intermediate encoders for {info['target']}, ranked by LogME", "",
-             f"LogME of the last layer's {'<s>' if info['pooling'] == 'cls' else 'mean-pooled'} features on "
-             f"{info['examples']} English training examples (higher is better). Measured: the run's zero-shot "
-             "average on the target (no English).", "",
-             "| candidate | LogME | rank | measured score | measured rank |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {c.name} | {number(c.logme, 6)} | {rank or '-'} | {number(c.measured, 2)} | {measured_rank or '-'} |"
-              for c, rank, measured_rank in rows]
+    lines = [
+        f"### Intermediate encoders for {info['target']}, ranked by LogME",
+        "",
+        f"LogME of the last layer's {'<s>' if info['pooling'] == 'cls' else 'mean-pooled'} features on "
+        f"{info['examples']} English training examples (higher is better). Measured: the run's zero-shot "
+        "average on the target (no English).",
+        "",
+        "| candidate | LogME | rank | measured score | measured rank |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {c.name} | {number(c.logme, 6)} | {rank or '-'} | {number(c.measured, 2)} | {measured_rank or '-'} |"
+        for c, rank, measured_rank in rows
+    ]
     if summary["candidates_measured"]:
-        lines += ["", f"Agreement over {summary['candidates_measured']} measured candidates: Spearman "
-                  f"{number(summary['spearman'], 3)}, regret@1 {number(summary['regret@1'], 3)}, regret@3 "
-                  f"{number(summary['regret@3'], 3)}."]
+        lines += [
+            "",
+            f"Agreement over {summary['candidates_measured']} measured candidates: Spearman "
+            f"{number(summary['spearman'], 3)}, regret@1 {number(summary['regret@1'], 3)}, regret@3 "
+            f"{number(summary['regret@3'], 3)}.",
+        ]
     return data, "\n".join(lines) + "\n"
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m stilts_jax.select", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--candidates", action="append", required=True,
-                        help="comma-separated: pretrained, run workdirs, sweep roots, model folders (repeatable)")
+    parser = argparse.ArgumentParser(
+        prog="python -m stilts_jax.select", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--candidates",
+        action="append",
+        required=True,
+        help="comma-separated: pretrained, run workdirs, sweep roots, model folders (repeatable)",
+    )
     parser.add_argument("--target", required=True, help="the target task (a classification task: xnli, pawsx)")
-    parser.add_argument("--max-examples", type=int, default=2000, help="English training examples scored (default 2000)")
-    parser.add_argument("--pooling", choices=("cls", "mean"), default="cls",
-                        help="the first token's last-layer state (cls, default) or the mean over the tokens")
+    parser.add_argument(
+        "--max-examples", type=int, default=2000, help="English training examples scored (default 2000)"
+    )
+    parser.add_argument(
+        "--pooling",
+        choices=("cls", "mean"),
+        default="cls",
+        help="the first token's last-layer state (cls, default) or the mean over the tokens",
+    )
     parser.add_argument("--output", default="workdir/selection", help="folder for selection.md and selection.json")
     args, rest = parser.parse_known_args(argv)
     if rest and not any(a.startswith("--config") for a in rest):

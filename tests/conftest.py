@@ -15,7 +15,9 @@ import jax
 import pytest
 
 # Many tests compile the same tiny train step; a persistent cache shared by the session compiles it once.
-jax.config.update("jax_compilation_cache_dir", os.environ.get("STILTS_TEST_JAX_CACHE", tempfile.mkdtemp(prefix="stilts-jax-cache-")))
+jax.config.update(
+    "jax_compilation_cache_dir", os.environ.get("STILTS_TEST_JAX_CACHE", tempfile.mkdtemp(prefix="stilts-jax-cache-"))
+)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 

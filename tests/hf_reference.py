@@ -11,7 +11,9 @@ from transformers import BertConfig, BertModel, XLMRobertaConfig, XLMRobertaMode
 
 from stilts_jax.core.tokenization import DEMO_TOKENIZER_DIR, load_demo_tokenizer
 
-SMALL = dict(hidden_size=48, num_hidden_layers=3, num_attention_heads=4, intermediate_size=96, max_position_embeddings=66)
+SMALL = dict(
+    hidden_size=48, num_hidden_layers=3, num_attention_heads=4, intermediate_size=96, max_position_embeddings=66
+)
 
 
 def build_reference_model(model_type: str, vocab_size: int, seed: int = 0) -> torch.nn.Module:
@@ -48,7 +50,9 @@ def load_reference_model(folder: Path) -> torch.nn.Module:
     return AutoModel.from_pretrained(folder, add_pooling_layer=False).eval()
 
 
-def padded_batch(vocab_size: int, lengths: list[int], pad_id: int, seq_len: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def padded_batch(
+    vocab_size: int, lengths: list[int], pad_id: int, seq_len: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Random token ids (avoiding the special ids 0..3), right-padded to seq_len, and the attention mask."""
     rng = np.random.RandomState(seed)
     ids = rng.randint(4, vocab_size, size=(len(lengths), seq_len)).astype(np.int32)

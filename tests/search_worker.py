@@ -38,11 +38,19 @@ def main() -> None:
     margins = ratio_margin(queries, database, 4, chunk_size=128)
     held = sum(shard.data.shape[0] for shard in index._database.addressable_shards)
     with open(args.output, "w") as f:
-        json.dump({"devices": jax.device_count(), "local_devices": jax.local_device_count(),
-                   "rows_held_here": held, "padded_rows": index._database.shape[0],
-                   "indices": found.indices.tolist(), "scores": found.scores.tolist(),
-                   "forward_margin": margins.forward_margin.tolist(),
-                   "pairs": [list(p) for p in mine_max(margins)]}, f)
+        json.dump(
+            {
+                "devices": jax.device_count(),
+                "local_devices": jax.local_device_count(),
+                "rows_held_here": held,
+                "padded_rows": index._database.shape[0],
+                "indices": found.indices.tolist(),
+                "scores": found.scores.tolist(),
+                "forward_margin": margins.forward_margin.tolist(),
+                "pairs": [list(p) for p in mine_max(margins)],
+            },
+            f,
+        )
 
 
 if __name__ == "__main__":

@@ -14,15 +14,29 @@ from stilts_jax.train.aot import COLLECTIVES, KNOWN_TOPOLOGIES, count_collective
 
 ROOT = Path(__file__).resolve().parent.parent
 # The demo (span QA on the tiny model), shortened so that each program compiles in seconds.
-SMALL_DEMO = ["--config=" + str(ROOT / "configs" / "demo.py"), "--buckets=longest",
-              *[f"--config.{phase}.{key}={value}" for phase in ("intermediate", "target")
-                for key, value in (("max_length", 128), ("doc_stride", 32), ("train.batch_size", 8))]]
+SMALL_DEMO = [
+    "--config=" + str(ROOT / "configs" / "demo.py"),
+    "--buckets=longest",
+    *[
+        f"--config.{phase}.{key}={value}"
+        for phase in ("intermediate", "target")
+        for key, value in (("max_length", 128), ("doc_stride", 32), ("train.batch_size", 8))
+    ],
+]
 
 
 def run_aot(tmp_path: Path, topology: str, *overrides: str) -> dict:
     output = tmp_path / f"{topology.replace(':', '_')}.json"
-    code = aot.main([*SMALL_DEMO, f"--config.model.name={tmp_path / 'tiny'}", f"--config.workdir={tmp_path / 'work'}",
-                     *overrides, f"--topology={topology}", f"--output={output}"])
+    code = aot.main(
+        [
+            *SMALL_DEMO,
+            f"--config.model.name={tmp_path / 'tiny'}",
+            f"--config.workdir={tmp_path / 'work'}",
+            *overrides,
+            f"--topology={topology}",
+            f"--output={output}",
+        ]
+    )
     assert code == 0
     assert output.with_suffix(".md").read_text().count("| intermediate/train_step") == 1
     return json.loads(output.read_text())
@@ -31,8 +45,12 @@ def run_aot(tmp_path: Path, topology: str, *overrides: str) -> dict:
 def check_report(report: dict, topology: str, devices: int, kind: str) -> None:
     assert (report["topology"], report["num_devices"], report["device_kind"]) == (topology, devices, kind)
     names = [p["name"] for p in report["programs"]]
-    assert names == ["intermediate/train_step", "intermediate/eval_forward@128", "target/train_step",
-                     "target/eval_forward@128"]
+    assert names == [
+        "intermediate/train_step",
+        "intermediate/eval_forward@128",
+        "target/train_step",
+        "target/eval_forward@128",
+    ]
     for program in report["programs"]:
         assert program["fits"] is True
         assert 0 < program["live_bytes"] <= program["hbm_bytes"]
@@ -75,8 +93,15 @@ def test_unknown_topology_lists_the_known_ones(capsys: pytest.CaptureFixture[str
 
 
 def test_unknown_model_names_the_shipped_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = aot.main([*SMALL_DEMO, "--config.model.make_tiny=false", f"--config.model.name={tmp_path / 'nothing'}",
-                     "--topology=v5e:2x2", f"--output={tmp_path / 'r.json'}"])
+    code = aot.main(
+        [
+            *SMALL_DEMO,
+            "--config.model.make_tiny=false",
+            f"--config.model.name={tmp_path / 'nothing'}",
+            "--topology=v5e:2x2",
+            f"--output={tmp_path / 'r.json'}",
+        ]
+    )
     assert code == 2
     assert "xlm-roberta-large" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
 
@@ -84,12 +109,29 @@ def test_unknown_model_names_the_shipped_configs(tmp_path: Path, capsys: pytest.
 def test_shipped_model_configs_give_the_published_shapes() -> None:
     from stilts_jax.models.config import EncoderConfig
 
-    shapes = {name: EncoderConfig.from_json_file(aot.MODEL_CONFIGS_DIR / name / "config.json")
-              for name in aot.shipped_model_names()}
+    shapes = {
+        name: EncoderConfig.from_json_file(aot.MODEL_CONFIGS_DIR / name / "config.json")
+        for name in aot.shipped_model_names()
+    }
     large, base, mbert = shapes["xlm-roberta-large"], shapes["xlm-roberta-base"], shapes["bert-base-multilingual-cased"]
-    assert (large.hidden_size, large.num_hidden_layers, large.num_attention_heads, large.intermediate_size) == (1024, 24, 16, 4096)
-    assert (base.hidden_size, base.num_hidden_layers, base.vocab_size, base.max_position_embeddings) == (768, 12, 250002, 514)
-    assert (mbert.vocab_size, mbert.type_vocab_size, mbert.max_position_embeddings, mbert.layer_norm_eps) == (119547, 2, 512, 1e-12)
+    assert (large.hidden_size, large.num_hidden_layers, large.num_attention_heads, large.intermediate_size) == (
+        1024,
+        24,
+        16,
+        4096,
+    )
+    assert (base.hidden_size, base.num_hidden_layers, base.vocab_size, base.max_position_embeddings) == (
+        768,
+        12,
+        250002,
+        514,
+    )
+    assert (mbert.vocab_size, mbert.type_vocab_size, mbert.max_position_embeddings, mbert.layer_norm_eps) == (
+        119547,
+        2,
+        512,
+        1e-12,
+    )
 
 
 def test_count_collectives_reads_opcodes_not_names() -> None:
@@ -100,8 +142,13 @@ def test_count_collectives_reads_opcodes_not_names() -> None:
   %reduce-scatter.2 = f32[2]{0} reduce-scatter(f32[8]{0} %g), dimensions={0}, to_apply=%add
   %cp = f32[2]{0} collective-permute(f32[2]{0} %x), source_target_pairs={{0,1}}
 """
-    assert count_collectives(hlo) == {"all-gather": 2, "reduce-scatter": 1, "all-reduce": 0, "all-to-all": 0,
-                                      "collective-permute": 1}
+    assert count_collectives(hlo) == {
+        "all-gather": 2,
+        "reduce-scatter": 1,
+        "all-reduce": 0,
+        "all-to-all": 0,
+        "collective-permute": 1,
+    }
 
 
 def test_count_collectives_reads_tpu_reduce_scatter_fusions() -> None:
@@ -118,8 +165,13 @@ ENTRY %main.1 (p: bf16[128,512]) -> bf16[32,512] {
   %all-reduce.8 = f32[128]{0} all-reduce(%b), channel_id=4, to_apply=%add
 }
 """
-    assert count_collectives(hlo) == {"all-gather": 0, "reduce-scatter": 1, "all-reduce": 1, "all-to-all": 0,
-                                      "collective-permute": 0}
+    assert count_collectives(hlo) == {
+        "all-gather": 0,
+        "reduce-scatter": 1,
+        "all-reduce": 1,
+        "all-to-all": 0,
+        "collective-permute": 0,
+    }
 
 
 def test_cpu_host_with_libtpu_starts_quietly_on_the_cpu() -> None:
@@ -133,9 +185,22 @@ def test_cpu_host_with_libtpu_starts_quietly_on_the_cpu() -> None:
     if hardware_utils.num_available_tpu_chips_and_device_id()[0] or hardware_utils.has_visible_nvidia_gpu():
         pytest.skip("this host has an accelerator")
 
-    env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "TPU_ACCELERATOR_TYPE",
-                                                            "TPU_WORKER_HOSTNAMES", "TPU_WORKER_ID")}
-    out = subprocess.run([sys.executable, "-c", "import stilts_jax, jax, os; print(jax.devices()[0].platform, "
-                          "os.environ['JAX_PLATFORMS'])"], env=env, capture_output=True, text=True, cwd=ROOT, check=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("JAX_PLATFORMS", "TPU_ACCELERATOR_TYPE", "TPU_WORKER_HOSTNAMES", "TPU_WORKER_ID")
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import stilts_jax, jax, os; print(jax.devices()[0].platform, os.environ['JAX_PLATFORMS'])",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     assert out.stdout.split() == ["cpu", "cpu"]
     assert "TPU" not in out.stderr, out.stderr

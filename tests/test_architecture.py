@@ -22,8 +22,8 @@ CONTRACTS = {"layers", "models-train-know-no-task", "no-cycles"}
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("importlinter") is None,
-    reason="import-linter is not installed: `pip install -e \".[test]\"` (or `pip install import-linter`) to check the "
-           "architecture contracts",
+    reason='import-linter is not installed: `pip install -e ".[test]"` (or `pip install import-linter`) to check the '
+    "architecture contracts",
 )
 
 
@@ -47,14 +47,16 @@ def test_every_ignored_import_says_why():
         if in_list and "->" in code:
             above = lines[number - 1].strip()
             assert "#" in line or above.startswith("#"), (
-                f"pyproject.toml:{number + 1}: an ignored import without a comment saying why: {line.strip()}")
+                f"pyproject.toml:{number + 1}: an ignored import without a comment saying why: {line.strip()}"
+            )
         if in_list and "]" in code:
             in_list = False
 
 
 def test_import_contracts_are_kept():
-    command = ("import sys; from importlinter.cli import lint_imports; "
-               "sys.exit(lint_imports(no_logo=True, no_cache=True))")
+    command = (
+        "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(no_logo=True, no_cache=True))"
+    )
     result = subprocess.run([sys.executable, "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"lint-imports failed:\n{result.stdout}\n{result.stderr}"
     for contract in _contracts():

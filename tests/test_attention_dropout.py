@@ -56,9 +56,11 @@ def test_explicit_attention_without_dropout_equals_dot_product_attention():
     q, k, v = _qkv()
     lengths = jnp.asarray(LENGTHS, jnp.int32)
     expected = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation="xla")
-    for ours in (explicit_attention(q, k, v, lengths),
-                 explicit_attention(q, k, v, lengths, dropout_rate=0.0, dropout_rng=jax.random.key(0)),
-                 explicit_attention(q, k, v, lengths, dropout_rate=0.3, dropout_rng=None)):
+    for ours in (
+        explicit_attention(q, k, v, lengths),
+        explicit_attention(q, k, v, lengths, dropout_rate=0.0, dropout_rng=jax.random.key(0)),
+        explicit_attention(q, k, v, lengths, dropout_rate=0.3, dropout_rng=None),
+    ):
         # Every row, padded query rows included (they attend to the valid keys in both).
         np.testing.assert_allclose(np.asarray(ours), np.asarray(expected), rtol=1e-5, atol=1e-5)
     bf16 = [x.astype(jnp.bfloat16) for x in (q, k, v)]
@@ -121,8 +123,7 @@ def test_hidden_dropout_keys_do_not_depend_on_attention_dropout(monkeypatch):
     key = jax.random.key(5)
     off = _encoder("off", hidden_dropout_prob=0.1)(ids, mask, dropout_rng=key).last_hidden_state
     keep_all = encoder_module.explicit_attention
-    monkeypatch.setattr(encoder_module, "explicit_attention",
-                        lambda q, k, v, lengths, **_: keep_all(q, k, v, lengths))
+    monkeypatch.setattr(encoder_module, "explicit_attention", lambda q, k, v, lengths, **_: keep_all(q, k, v, lengths))
     on = _encoder("config", hidden_dropout_prob=0.1)(ids, mask, dropout_rng=key).last_hidden_state
     np.testing.assert_allclose(np.asarray(on), np.asarray(off), rtol=1e-5, atol=1e-5)
 
@@ -174,8 +175,10 @@ def test_option_values_and_errors():
     assert resolve_attention_dropout(0, config) == 0.0
     assert resolve_attention_dropout(0.05, config) == 0.05
     assert resolve_attention_dropout("0.05", config) == 0.05  # --config.model.attention_dropout=0.05 gives text
-    message = ("model.attention_dropout must be 'config' (the model config's attention_probs_dropout_prob), 'off', "
-               "or a rate in [0, 1); got ")
+    message = (
+        "model.attention_dropout must be 'config' (the model config's attention_probs_dropout_prob), 'off', "
+        "or a rate in [0, 1); got "
+    )
     for bad in ("sometimes", "", 1.0, -0.1, "1", "nan", True, None):
         with pytest.raises(InputError, match=re.escape(message + repr(bad)) + "$"):
             resolve_attention_dropout(bad, config)
@@ -209,7 +212,12 @@ def test_the_run_config_reaches_every_encoder_of_the_pipeline(value, rate, xlmr_
     from stilts_jax.models.hf_weights import load_pretrained
     from stilts_jax.pipeline.runner import Pipeline
 
-    config, _ = parse_config_args(["--config=configs/stilts.py:intermediate=none,target=xnli",
-                                   f"--config.model.name={xlmr_dir}", f"--config.model.attention_dropout={value}"])
+    config, _ = parse_config_args(
+        [
+            "--config=configs/stilts.py:intermediate=none,target=xnli",
+            f"--config.model.name={xlmr_dir}",
+            f"--config.model.attention_dropout={value}",
+        ]
+    )
     encoder, _ = load_pretrained(xlmr_dir, **Pipeline(config).encoder_options)
     assert [layer.attention.dropout_rate for layer in encoder.layers] == [pytest.approx(rate)] * len(encoder.layers)

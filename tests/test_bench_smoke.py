@@ -15,10 +15,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(script: str, *args: str) -> str:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1", "PYTHONUNBUFFERED": "1",
-           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_NUM_CPU_DEVICES": "1",
+        "PYTHONUNBUFFERED": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+    }
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return run.stdout
 
@@ -65,8 +77,9 @@ def _column(rows: list[dict[str, str]], prefix: str) -> str:
 
 @pytest.mark.slow
 def test_train_bench_smoke():
-    output = _run("train_bench.py", "--model", "tiny", "--shapes", "2x32", "--warmup", "1", "--steps", "2",
-                  "--no-torch-compile")
+    output = _run(
+        "train_bench.py", "--model", "tiny", "--shapes", "2x32", "--warmup", "1", "--steps", "2", "--no-torch-compile"
+    )
     assert "jax " in output and "torch " in output and "800 TFLOP/s" in output
     main, analysis = _tables(output)
     names = [row["implementation"] for row in main]
@@ -78,14 +91,33 @@ def test_train_bench_smoke():
 
 @pytest.mark.slow
 def test_eval_bench_smoke():
-    output = _run("eval_bench.py", "--model", "tiny", "--shapes", "4x32", "--batches", "2", "--mix-examples", "32",
-                  "--mix-batch", "4", "--min-len", "8", "--max-len", "128", "--repeats", "1")
+    output = _run(
+        "eval_bench.py",
+        "--model",
+        "tiny",
+        "--shapes",
+        "4x32",
+        "--batches",
+        "2",
+        "--mix-examples",
+        "32",
+        "--mix-batch",
+        "4",
+        "--min-len",
+        "8",
+        "--max-len",
+        "128",
+        "--repeats",
+        "1",
+    )
     equal, mix = _tables(output)
     assert len(equal) == 2 and len(mix) == 4
     _positive(equal, "examples/s", "TFLOP/s", _column(equal, "MFU"), "vs PyTorch eager")
     _positive(mix, "examples/s", "real / computed tokens", "vs PyTorch pad-to-max")
     # Bucketing computes fewer padded tokens than padding every batch to the max length.
-    computed = {row["batching"].split(",")[0] + row["implementation"][:7]: _number(row["real / computed tokens"]) for row in mix}
+    computed = {
+        row["batching"].split(",")[0] + row["implementation"][:7]: _number(row["real / computed tokens"]) for row in mix
+    }
     assert computed["sortedstilts-"] > computed["data orderstilts-"], computed
 
 
@@ -94,8 +126,16 @@ def test_featurize_bench_smoke():
     output = _run("featurize_bench.py", "--examples", "50", "--repeats", "1", "--consumer", "100")
     (rows,) = _tables(output)
     assert len(rows) == 2
-    _positive(rows, "examples", "features", "seconds", "examples/s", "features/s", "real tokens/s",
-              _column(rows, "features/s vs consumer"))
+    _positive(
+        rows,
+        "examples",
+        "features",
+        "seconds",
+        "examples/s",
+        "features/s",
+        "real tokens/s",
+        _column(rows, "features/s vs consumer"),
+    )
 
 
 @pytest.mark.slow
@@ -111,18 +151,39 @@ def test_gpu_checks_pass_on_cpu_with_the_cudnn_row_skipped():
 
 @pytest.mark.slow
 def test_device_session_script_runs_its_parts_and_writes_logs(tmp_path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1", "SMOKE": "1", "OUT": str(tmp_path),
-           "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1",
-           "WHEELS": str(tmp_path / "no-wheels")}  # the .whl/ of a checkout holds Python 3.12 wheels for a GPU host
-    run = subprocess.run(["bash", str(ROOT / "bench" / "device_session.sh"), "search", "train512"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_NUM_CPU_DEVICES": "1",
+        "SMOKE": "1",
+        "OUT": str(tmp_path),
+        "PYTHON": sys.executable,
+        "HF_HUB_OFFLINE": "1",
+        "WHEELS": str(tmp_path / "no-wheels"),
+    }  # the .whl/ of a checkout holds Python 3.12 wheels for a GPU host
+    run = subprocess.run(
+        ["bash", str(ROOT / "bench" / "device_session.sh"), "search", "train512"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summary = (tmp_path / "summary.txt").read_text()
     assert "jax " in summary and "search rc=0" in summary and "train512 rc=0" in summary, summary
     (search,) = _tables((tmp_path / "search.log").read_text())
     assert any(row["implementation"].startswith("stilts-jax (") for row in search), search
     assert any(row["implementation"].startswith("stilts-jax fused kernel") for row in search), search
-    assert all(row["top-1 agreement"] == "100.0%" for row in search if row["implementation"].startswith("stilts")), search
-    wrong = subprocess.run(["bash", str(ROOT / "bench" / "device_session.sh"), "nope"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=60)
+    assert all(row["top-1 agreement"] == "100.0%" for row in search if row["implementation"].startswith("stilts")), (
+        search
+    )
+    wrong = subprocess.run(
+        ["bash", str(ROOT / "bench" / "device_session.sh"), "nope"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert wrong.returncode == 2 and "unknown part nope" in wrong.stderr

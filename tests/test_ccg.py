@@ -122,12 +122,15 @@ def test_files_folder_without_the_split_names_the_expected_files(tmp_path):
         load_examples("ccg", "dev", _files(tmp_path))
 
 
-@pytest.mark.parametrize("name, text, line, what", [
-    ("ccg.train", "a dog .\tNP[nb]/N N .\nthe cat sleeps .\tNP[nb]/N N S[dcl]\\NP\n", 2, "4 words but 3 tags"),
-    ("ccg.train", "a dog .\tNP[nb]/N N .\nthe cat\tNP[nb]/N\tN\n", 2, "3 tab-separated fields"),
-    ("train.tsv", "a\tNP[nb]/N\ndog\tN\textra\n", 2, "3 tab-separated columns"),
-    ("train.tsv", "a\tNP[nb]/N\ndog\t \n", 2, "empty tag"),
-])
+@pytest.mark.parametrize(
+    "name, text, line, what",
+    [
+        ("ccg.train", "a dog .\tNP[nb]/N N .\nthe cat sleeps .\tNP[nb]/N N S[dcl]\\NP\n", 2, "4 words but 3 tags"),
+        ("ccg.train", "a dog .\tNP[nb]/N N .\nthe cat\tNP[nb]/N\tN\n", 2, "3 tab-separated fields"),
+        ("train.tsv", "a\tNP[nb]/N\ndog\tN\textra\n", 2, "3 tab-separated columns"),
+        ("train.tsv", "a\tNP[nb]/N\ndog\t \n", 2, "empty tag"),
+    ],
+)
 def test_malformed_rows_name_file_and_line(tmp_path, name, text, line, what):
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")

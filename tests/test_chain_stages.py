@@ -39,7 +39,9 @@ def test_ampersand_joins_the_tasks_of_one_stage_and_plus_the_stages():
     assert stage_folder(3, "a&b&c") == "intermediate/3_a-b-c"
     # Spaces around the separators are forgiven, as around "+".
     assert [f for f, _ in chain_stages(_config("anli + squad & mnli").intermediate)] == [
-        "intermediate/0_anli", "intermediate/1_squad-mnli"]
+        "intermediate/0_anli",
+        "intermediate/1_squad-mnli",
+    ]
 
 
 def test_the_workdir_of_a_chain_with_a_multi_task_stage_is_filesystem_safe():
@@ -64,7 +66,8 @@ def test_overrides_keyed_by_the_spelled_stage_apply_to_that_multi_task_stage_onl
         "mnli+squad&mnli",
         "--config.intermediate.stage_overrides={'squad&mnli': {'max_length': 192, 'sampling': 'temperature', "
         "'temperature': 2.0, 'train': {'epochs': 1.5}}, 'mnli': {'max_length': 128}, 'siqa': {'max_length': 64}}",
-        "--config.intermediate.task_sources={'mnli': {'kind': 'hf', 'repo': '/data/glue'}}")
+        "--config.intermediate.task_sources={'mnli': {'kind': 'hf', 'repo': '/data/glue'}}",
+    )
     (_, mnli), (_, joint) = chain_stages(config.intermediate)
     assert (mnli.max_length, mnli.train.epochs) == (128, 3.0)  # the bare task's entry: its single-task stage
     assert (joint.max_length, joint.train.epochs) == (192, 1.5)  # the spelled entry: the multi-task stage
@@ -79,29 +82,49 @@ def test_the_protocol_lists_a_multi_task_stage_with_its_tasks():
     protocol = run_protocol(config, split="test", trained_target=True)
     stages = protocol["intermediate"]
     assert [(s["stage"], s["task"], s.get("tasks")) for s in stages] == [
-        (0, "anli", None), (1, "squad&mnli", ["squad", "mnli"])]
+        (0, "anli", None),
+        (1, "squad&mnli", ["squad", "mnli"]),
+    ]
 
 
-@pytest.mark.parametrize("chain, args, message", [
-    ("anli+squad&", [], "stage 'squad&' has an empty task"),
-    ("anli+&mnli", [], "stage '&mnli' has an empty task"),
-    ("anli++siqa", [], "has an empty stage"),
-    ("anli+squad&squad", [], "lists squad twice"),
-    ("anli+squad&nope", [], "unknown task 'nope'"),
-    ("anli+squad&mnli", ["--config.intermediate.tasks=['squad','mnli']"], "cannot be combined"),
-    ("squad&mnli", ["--config.intermediate.tasks=['squad','mnli']"], "leave intermediate.tasks empty"),
-    ("anli+squad&mnli", ["--config.intermediate.stage_overrides={'mnli&squad': {'max_length': 64}}"],
-     "meant for the stage 'squad&mnli': key it as the chain spells"),
-    ("anli+squad&mnli", ["--config.intermediate.stage_overrides={'anli+siqa': {'max_length': 64}}"],
-     "names one stage"),
-    ("anli+squad&mnli", ["--config.intermediate.stage_overrides={'squad&mnly': {'max_length': 64}}"],
-     "names mnly, which are not tasks"),
-    ("anli+squad&mnli", ["--config.intermediate.stage_overrides={'squad&mnli': {'max_len': 64}}"],
-     r"stage_overrides\['squad&mnli'\]: unknown key 'max_len'"),
-    ("anli+squad&mnli", ["--config.intermediate.stage_overrides={'squad&mnli': {'tasks': ['squad']}}"],
-     "'tasks' cannot be set per stage"),
-    ("anli+siqa", ["--config.intermediate.stage_overrides={'siqa': {'task': 'copa'}}"], "'task' cannot be set"),
-])
+@pytest.mark.parametrize(
+    "chain, args, message",
+    [
+        ("anli+squad&", [], "stage 'squad&' has an empty task"),
+        ("anli+&mnli", [], "stage '&mnli' has an empty task"),
+        ("anli++siqa", [], "has an empty stage"),
+        ("anli+squad&squad", [], "lists squad twice"),
+        ("anli+squad&nope", [], "unknown task 'nope'"),
+        ("anli+squad&mnli", ["--config.intermediate.tasks=['squad','mnli']"], "cannot be combined"),
+        ("squad&mnli", ["--config.intermediate.tasks=['squad','mnli']"], "leave intermediate.tasks empty"),
+        (
+            "anli+squad&mnli",
+            ["--config.intermediate.stage_overrides={'mnli&squad': {'max_length': 64}}"],
+            "meant for the stage 'squad&mnli': key it as the chain spells",
+        ),
+        (
+            "anli+squad&mnli",
+            ["--config.intermediate.stage_overrides={'anli+siqa': {'max_length': 64}}"],
+            "names one stage",
+        ),
+        (
+            "anli+squad&mnli",
+            ["--config.intermediate.stage_overrides={'squad&mnly': {'max_length': 64}}"],
+            "names mnly, which are not tasks",
+        ),
+        (
+            "anli+squad&mnli",
+            ["--config.intermediate.stage_overrides={'squad&mnli': {'max_len': 64}}"],
+            r"stage_overrides\['squad&mnli'\]: unknown key 'max_len'",
+        ),
+        (
+            "anli+squad&mnli",
+            ["--config.intermediate.stage_overrides={'squad&mnli': {'tasks': ['squad']}}"],
+            "'tasks' cannot be set per stage",
+        ),
+        ("anli+siqa", ["--config.intermediate.stage_overrides={'siqa': {'task': 'copa'}}"], "'task' cannot be set"),
+    ],
+)
 def test_multi_task_stage_mistakes_are_errors_before_anything_trains(chain, args, message):
     config = _config(chain, *args)
     with pytest.raises(Exception, match=message) as error:
@@ -112,8 +135,10 @@ def test_multi_task_stage_mistakes_are_errors_before_anything_trains(chain, args
 
 def test_overrides_for_stages_of_other_chains_are_allowed():
     """A sweep's recipe carries settings for every row's stages; a stage this chain lacks is not an error."""
-    config = _config("anli+siqa", "--config.intermediate.stage_overrides={'squad&mnli': {'max_length': 64}, "
-                                  "'hellaswag': {'max_length': 64}}")
+    config = _config(
+        "anli+siqa",
+        "--config.intermediate.stage_overrides={'squad&mnli': {'max_length': 64}, 'hellaswag': {'max_length': 64}}",
+    )
     assert [s.max_length for _, s in chain_stages(config.intermediate)] == [256, 256]
 
 
@@ -121,12 +146,19 @@ def test_forgetting_columns_cover_every_task_of_every_stage():
     stages = chain_stages(_config("squad&mnli+mnli+anli").intermediate)
     assert [f for f, _ in stages] == ["intermediate/0_squad-mnli", "intermediate/1_mnli", "intermediate/2_anli"]
     # mnli is trained by two stages, each with its own head: a column each.
-    assert chain_columns(stages) == [("squad", 0, "squad"), ("mnli@0", 0, "mnli"), ("mnli@1", 1, "mnli"),
-                                     ("anli", 2, "anli")]
-    table = chain_table(stages, {
-        "intermediate/0_squad-mnli": {"squad": 40.0, "mnli@0": 50.0},
-        "intermediate/1_mnli": {"squad": 30.0, "mnli@0": 52.0, "mnli@1": 60.0},
-    })
+    assert chain_columns(stages) == [
+        ("squad", 0, "squad"),
+        ("mnli@0", 0, "mnli"),
+        ("mnli@1", 1, "mnli"),
+        ("anli", 2, "anli"),
+    ]
+    table = chain_table(
+        stages,
+        {
+            "intermediate/0_squad-mnli": {"squad": 40.0, "mnli@0": 50.0},
+            "intermediate/1_mnli": {"squad": 30.0, "mnli@0": 52.0, "mnli@1": 60.0},
+        },
+    )
     assert "| after stage | squad | mnli@0 | mnli@1 | anli |" in table
     assert "| 0: squad&mnli | 40.0 | 50.0 |  |  |" in table
     assert "| 1: mnli | 30.0 | 52.0 | 60.0 |  |" in table
@@ -137,7 +169,8 @@ def test_forgetting_columns_cover_every_task_of_every_stage():
 def test_the_chain_plot_has_a_tick_per_stage_and_a_line_per_column():
     from stilts_jax.evaluation.plots import chain_lines_png
 
-    png = chain_lines_png(["squad", "mnli@0", "mnli@1"], [[40.0, 50.0, None], [30.0, 52.0, 60.0]],
-                          stages=["squad&mnli", "mnli"])
+    png = chain_lines_png(
+        ["squad", "mnli@0", "mnli@1"], [[40.0, 50.0, None], [30.0, 52.0, 60.0]], stages=["squad&mnli", "mnli"]
+    )
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert chain_lines_png(["squad", "mnli"], [[55.0, None], [5.3, 33.3]])[:4] == b"\x89PNG"  # one task per stage

@@ -17,10 +17,13 @@ from stilts_jax.pipeline.chain import chain_stages, chain_table
 
 
 def test_a_chain_is_one_stage_config_per_task_with_its_own_source_and_settings():
-    config, _ = parse_config_args([
-        "--config=configs/stilts.py:intermediate=anli+siqa,target=xcopa",
-        "--config.intermediate.task_sources={'siqa': {'kind': 'xtreme', 'path': '/data/xtreme'}}",
-        "--config.intermediate.stage_overrides={'siqa': {'max_length': 128, 'train': {'epochs': 5.0}}}"])
+    config, _ = parse_config_args(
+        [
+            "--config=configs/stilts.py:intermediate=anli+siqa,target=xcopa",
+            "--config.intermediate.task_sources={'siqa': {'kind': 'xtreme', 'path': '/data/xtreme'}}",
+            "--config.intermediate.stage_overrides={'siqa': {'max_length': 128, 'train': {'epochs': 5.0}}}",
+        ]
+    )
     assert config.workdir == "workdir/anli+siqa_to_xcopa"
     (first, anli), (second, siqa) = chain_stages(config.intermediate)
     assert (first, second) == ("intermediate/0_anli", "intermediate/1_siqa")
@@ -39,17 +42,21 @@ def test_a_chain_is_one_stage_config_per_task_with_its_own_source_and_settings()
     assert folder == "intermediate" and stage.source.kind == "hf" and stage.max_length == 128
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--config.intermediate.stage_overrides={'siqa': {'train': {'epoch': 5.0}}}"], "unknown key 'train.epoch'"),
-    (["--config.intermediate.stage_overrides={'sqiua': {'max_length': 64}}"], "not tasks; the chain"),
-    (["--config.intermediate.tasks=['mnli']"], "cannot be combined"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config.intermediate.stage_overrides={'siqa': {'train': {'epoch': 5.0}}}"], "unknown key 'train.epoch'"),
+        (["--config.intermediate.stage_overrides={'sqiua': {'max_length': 64}}"], "not tasks; the chain"),
+        (["--config.intermediate.tasks=['mnli']"], "cannot be combined"),
+    ],
+)
 def test_chain_mistakes_are_errors_before_anything_trains(args, message):
     config, _ = parse_config_args(["--config=configs/stilts.py:intermediate=anli+siqa,target=xcopa", *args])
     with pytest.raises(InputError, match=message):
         chain_stages(config.intermediate)
-    unknown, _ = parse_config_args(["--config=configs/stilts.py:intermediate=anli+siqa,target=xcopa",
-                                    "--config.intermediate.task=anli+nope"])
+    unknown, _ = parse_config_args(
+        ["--config=configs/stilts.py:intermediate=anli+siqa,target=xcopa", "--config.intermediate.task=anli+nope"]
+    )
     with pytest.raises(Exception, match="unknown task 'nope'"):
         chain_stages(unknown.intermediate)
 
@@ -57,18 +64,27 @@ def test_chain_mistakes_are_errors_before_anything_trains(args, message):
 def test_the_chain_table_reads_down_each_task():
     config, _ = parse_config_args(["--config=configs/stilts.py:intermediate=squad+mnli,target=xcopa"])
     stages = chain_stages(config.intermediate)
-    table = chain_table(stages, {"intermediate/0_squad": {"squad": 55.0},
-                                 "intermediate/1_mnli": {"squad": 5.3, "mnli": 33.3}})
+    table = chain_table(
+        stages, {"intermediate/0_squad": {"squad": 55.0}, "intermediate/1_mnli": {"squad": 5.3, "mnli": 33.3}}
+    )
     assert "| after stage | squad | mnli |" in table
     assert "| 0: squad | 55.0 |  |" in table and "| 1: mnli | 5.3 | 33.3 |" in table
 
 
 def _chain_args(workdir: Path, model: Path) -> list[str]:
-    return ["--config=configs/chain_demo.py", f"--config.workdir={workdir}", f"--config.model.name={model}",
-            "--config.intermediate.train.max_steps=2", "--config.target.train.max_steps=2",
-            "--config.intermediate.train.progress_bar=false", "--config.target.train.progress_bar=false",
-            "--config.intermediate.max_dev_examples=16", "--config.target.max_dev_examples=16",
-            "--config.evaluation.languages=['sw','zh']", "--config.evaluation.plots=false"]
+    return [
+        "--config=configs/chain_demo.py",
+        f"--config.workdir={workdir}",
+        f"--config.model.name={model}",
+        "--config.intermediate.train.max_steps=2",
+        "--config.target.train.max_steps=2",
+        "--config.intermediate.train.progress_bar=false",
+        "--config.target.train.progress_bar=false",
+        "--config.intermediate.max_dev_examples=16",
+        "--config.target.max_dev_examples=16",
+        "--config.evaluation.languages=['sw','zh']",
+        "--config.evaluation.plots=false",
+    ]
 
 
 @pytest.mark.slow
@@ -110,8 +126,12 @@ def test_chain_hands_off_bit_for_bit_resumes_mid_chain_and_reports_forgetting(tm
     assert first_done.stat().st_mtime_ns == stamp  # skipped, not trained again
     stage0_encoder = str(workdir / "intermediate" / "0_squad" / "encoder")
     assert stage0_encoder in handed
-    saved = jax.tree.map(np.asarray, load_params(stage0_encoder, jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), handed[stage0_encoder])))
+    saved = jax.tree.map(
+        np.asarray,
+        load_params(
+            stage0_encoder, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), handed[stage0_encoder])
+        ),
+    )
     assert jax.tree.all(jax.tree.map(np.array_equal, saved, handed[stage0_encoder]))
     assert str(workdir / "intermediate" / "1_mnli" / "encoder") in handed  # the target starts from the last stage
 
@@ -132,20 +152,34 @@ def test_anli_then_siqa_then_xcopa_runs_on_the_release_format_fixtures(tmp_path)
     from tests.test_family_pipelines import xtreme_folder
 
     tasks = Path(__file__).parent / "fixtures" / "tasks"
-    anli = {"kind": "files", "paths": {"train": str(tasks / "anli/R1/train.jsonl"), "dev": str(tasks / "anli/R1/dev.jsonl")}}
+    anli = {
+        "kind": "files",
+        "paths": {"train": str(tasks / "anli/R1/train.jsonl"), "dev": str(tasks / "anli/R1/dev.jsonl")},
+    }
     xtreme = xtreme_folder(tmp_path)  # English training files repeated: a batch of 8 fits the 8 test devices
     siqa = {"kind": "xtreme", "path": str(xtreme)}
     workdir = tmp_path / "run"
-    args = ["--config=configs/stilts.py:intermediate=anli+siqa,target=xcopa", f"--config.workdir={workdir}",
-            f"--config.model.name={tmp_path / 'tiny'}", "--config.model.make_tiny=true", "--config.model.dtype=float32",
-            f"--config.intermediate.task_sources={ {'anli': anli, 'siqa': siqa}!r}",
-            "--config.intermediate.stage_overrides={'siqa': {'max_length': 48}}",
-            "--config.intermediate.train.batch_size=8", "--config.intermediate.train.max_steps=2",
-            "--config.intermediate.max_length=64", "--config.target.source.kind=xtreme",
-            f"--config.target.source.path={xtreme}", "--config.target.train.batch_size=8",
-            "--config.target.train.max_steps=2", "--config.target.max_length=64", "--config.evaluation.split=dev",
-            "--config.evaluation.languages=['et','zh']", "--config.intermediate.train.progress_bar=false",
-            "--config.target.train.progress_bar=false"]
+    args = [
+        "--config=configs/stilts.py:intermediate=anli+siqa,target=xcopa",
+        f"--config.workdir={workdir}",
+        f"--config.model.name={tmp_path / 'tiny'}",
+        "--config.model.make_tiny=true",
+        "--config.model.dtype=float32",
+        f"--config.intermediate.task_sources={ {'anli': anli, 'siqa': siqa}!r}",
+        "--config.intermediate.stage_overrides={'siqa': {'max_length': 48}}",
+        "--config.intermediate.train.batch_size=8",
+        "--config.intermediate.train.max_steps=2",
+        "--config.intermediate.max_length=64",
+        "--config.target.source.kind=xtreme",
+        f"--config.target.source.path={xtreme}",
+        "--config.target.train.batch_size=8",
+        "--config.target.train.max_steps=2",
+        "--config.target.max_length=64",
+        "--config.evaluation.split=dev",
+        "--config.evaluation.languages=['et','zh']",
+        "--config.intermediate.train.progress_bar=false",
+        "--config.target.train.progress_bar=false",
+    ]
     assert main_module.main(args) == 0
     chain = json.loads((workdir / "intermediate" / "chain.json").read_text())
     assert set(chain["scores"]["intermediate/1_siqa"]) == {"anli", "siqa"}
@@ -165,8 +199,11 @@ def test_a_multi_task_stage_takes_and_hands_on_the_encoder_and_each_of_its_heads
     from stilts_jax.pipeline import multitask_phase, training
 
     workdir = tmp_path / "run"
-    args = [*_chain_args(workdir, tmp_path / "tiny"), "--config.intermediate.task=mnli+squad&mnli+squad",
-            "--config.intermediate.max_train_examples=64"]
+    args = [
+        *_chain_args(workdir, tmp_path / "tiny"),
+        "--config.intermediate.task=mnli+squad&mnli+squad",
+        "--config.intermediate.max_train_examples=64",
+    ]
     handed: list[tuple[str, str]] = []  # (what received it, encoder path)
     for module in (training, multitask_phase):
         real = module.transplant_encoder
@@ -180,9 +217,11 @@ def test_a_multi_task_stage_takes_and_hands_on_the_encoder_and_each_of_its_heads
 
     stages = workdir / "intermediate"
     folders = ["0_mnli", "1_squad-mnli", "2_squad"]
-    assert handed == [("multitask_phase", str(stages / "0_mnli" / "encoder")),
-                      ("training", str(stages / "1_squad-mnli" / "encoder")),
-                      ("training", str(stages / "2_squad" / "encoder"))]  # the last one: the target phase
+    assert handed == [
+        ("multitask_phase", str(stages / "0_mnli" / "encoder")),
+        ("training", str(stages / "1_squad-mnli" / "encoder")),
+        ("training", str(stages / "2_squad" / "encoder")),
+    ]  # the last one: the target phase
     joint = json.loads((stages / "1_squad-mnli" / "phase_done.json").read_text())
     assert joint["task"] == "squad&mnli" and joint["tasks"] == ["squad", "mnli"]
     assert set(joint["dev_per_task"]) == {"squad", "mnli"}
@@ -203,8 +242,11 @@ def test_a_multi_task_stage_takes_and_hands_on_the_encoder_and_each_of_its_heads
 
     chain = json.loads((stages / "chain.json").read_text())
     assert [s["folder"] for s in chain["stages"]] == [f"intermediate/{f}" for f in folders]
-    assert chain["stages"][1] == {"folder": "intermediate/1_squad-mnli", "task": "squad&mnli",
-                                  "tasks": ["squad", "mnli"]}
+    assert chain["stages"][1] == {
+        "folder": "intermediate/1_squad-mnli",
+        "task": "squad&mnli",
+        "tasks": ["squad", "mnli"],
+    }
     assert [c["column"] for c in chain["columns"]] == ["mnli@0", "squad@1", "mnli@1", "squad@2"]
     scores = chain["scores"]
     assert set(scores["intermediate/0_mnli"]) == {"mnli@0"}
@@ -216,6 +258,9 @@ def test_a_multi_task_stage_takes_and_hands_on_the_encoder_and_each_of_its_heads
     assert "| 1: squad&mnli |" in (stages / "chain.md").read_text()
     results = json.loads((workdir / "results.json").read_text())
     protocol = results["protocol"]["intermediate"]
-    assert [(s["task"], s.get("tasks")) for s in protocol] == [("mnli", None), ("squad&mnli", ["squad", "mnli"]),
-                                                               ("squad", None)]
+    assert [(s["task"], s.get("tasks")) for s in protocol] == [
+        ("mnli", None),
+        ("squad&mnli", ["squad", "mnli"]),
+        ("squad", None),
+    ]
     assert "- intermediate stage 1: squad & mnli;" in (workdir / "results.md").read_text()

@@ -19,8 +19,15 @@ from tests.train_harness import synthetic_features, tiny_model, trainer_config
 def _train(workdir: Path, steps: int):
     # One device: one data file per array group, so the byte offsets the tests damage land in parameter values.
     mesh = distributed.make_mesh({"data": -1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
-    return train(tiny_model(), classification_loss, synthetic_features(), trainer_config(steps), workdir=workdir,
-                 mesh=mesh, rules=distributed.DEFAULT_LOGICAL_RULES)
+    return train(
+        tiny_model(),
+        classification_loss,
+        synthetic_features(),
+        trainer_config(steps),
+        workdir=workdir,
+        mesh=mesh,
+        rules=distributed.DEFAULT_LOGICAL_RULES,
+    )
 
 
 def _largest_data_file(step_dir: Path) -> Path:
@@ -38,8 +45,16 @@ def _write_nan_into_a_parameter(step_dir: Path) -> None:
     data read back), written through TensorStore so that the checkpoint stays readable."""
     import tensorstore as ts
 
-    array = ts.open({"driver": "zarr", "kvstore": {"driver": "ocdbt", "base": f"file://{step_dir / 'state'}/",
-                                                   "path": "params.encoder.layers.0.attention.output/"}}).result()
+    array = ts.open(
+        {
+            "driver": "zarr",
+            "kvstore": {
+                "driver": "ocdbt",
+                "base": f"file://{step_dir / 'state'}/",
+                "path": "params.encoder.layers.0.attention.output/",
+            },
+        }
+    ).result()
     array[...] = np.full(array.shape, np.nan, np.float32)
 
 
@@ -91,20 +106,23 @@ def test_a_finished_background_save_gets_its_manifest_before_the_next_save(tmp_p
 
 
 def test_a_damaged_best_model_is_an_error_naming_the_folder_and_the_rerun(tmp_path):
-    params = {"dense": {"kernel": np.arange(4096, dtype=np.float32).reshape(64, 64),
-                        "bias": np.ones(64, np.float32)}}
+    params = {"dense": {"kernel": np.arange(4096, dtype=np.float32).reshape(64, 64), "bias": np.ones(64, np.float32)}}
     phase = tmp_path / "target"
     save_params(phase / "best_model", params)
     (phase / "phase_done.json").write_text("{}")
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), params)
-    np.testing.assert_array_equal(load_params(phase / "best_model", abstract)["dense"]["kernel"],
-                                  params["dense"]["kernel"])
+    np.testing.assert_array_equal(
+        load_params(phase / "best_model", abstract)["dense"]["kernel"], params["dense"]["kernel"]
+    )
 
     data = _largest(phase / "best_model")
     data.write_bytes(data.read_bytes()[:100])  # truncated
-    with pytest.raises(DamagedParamsError, match=r"best_model are damaged or incomplete .*delete .*target/phase_done"
-                                                 r"\.json and run the same command again"):
+    with pytest.raises(
+        DamagedParamsError,
+        match=r"best_model are damaged or incomplete .*delete .*target/phase_done"
+        r"\.json and run the same command again",
+    ):
         load_params(phase / "best_model", abstract)
     data.unlink()
     with pytest.raises(DamagedParamsError, match="missing"):

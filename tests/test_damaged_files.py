@@ -27,8 +27,9 @@ def test_a_partial_last_metrics_line_is_dropped_and_new_lines_start_clean(tmp_pa
 
 
 def test_a_damaged_line_in_the_middle_is_an_error_naming_the_file_and_line(tmp_path):
-    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 2.0}\n{"step": 2, "spl\n'
-                                            '{"step": 3, "split": "train", "loss": 1.0}\n')
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"step": 1, "split": "train", "loss": 2.0}\n{"step": 2, "spl\n{"step": 3, "split": "train", "loss": 1.0}\n'
+    )
     with pytest.raises(StiltsError, match=r"metrics\.jsonl:2: not a metrics record.*Delete or repair that line"):
         MetricsLog(tmp_path)
     with pytest.raises(StiltsError, match=r"metrics\.jsonl:2"):
@@ -67,8 +68,16 @@ def test_language_results_without_recorded_files_are_not_trusted(tmp_path):
 def test_score_exits_non_zero_when_no_task_folder_matches(tmp_path, capsys):
     (tmp_path / "predictions" / "my_task").mkdir(parents=True)
     (tmp_path / "labels" / "xnli").mkdir(parents=True)
-    code = score.main(["--predictions", str(tmp_path / "predictions"), "--labels", str(tmp_path / "labels"),
-                       "--output", str(tmp_path / "scores.json")])
+    code = score.main(
+        [
+            "--predictions",
+            str(tmp_path / "predictions"),
+            "--labels",
+            str(tmp_path / "labels"),
+            "--output",
+            str(tmp_path / "scores.json"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "no task folder is in both" in err and "my_task" in err and "xnli" in err

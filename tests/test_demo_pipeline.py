@@ -27,8 +27,12 @@ def _readme_main_command() -> list[str]:
 
 def _command(workdir: Path) -> list[str]:
     # The README's command, kept out of the repository's workdir/.
-    return [sys.executable, *_readme_main_command(), f"--config.workdir={workdir}",
-            f"--config.model.name={workdir.parent / 'tiny-xlmr'}"]
+    return [
+        sys.executable,
+        *_readme_main_command(),
+        f"--config.workdir={workdir}",
+        f"--config.model.name={workdir.parent / 'tiny-xlmr'}",
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -64,9 +68,26 @@ def test_demo_runs_every_phase_and_beats_the_trivial_baseline_in_every_language(
     dev = ROOT / "stilts_jax" / "assets" / "demo" / "tydiqa" / "tydiqa-goldp-v1.1-dev"
     for lang in languages:
         (labels / f"test-{lang}.json").write_bytes((dev / f"tydiqa.goldp.{lang}.dev.json").read_bytes())
-    score = subprocess.run([sys.executable, "-m", "stilts_jax.score", "--predictions", str(workdir / "predictions"),
-                            "--labels", str(labels.parent), "--benchmark", "xtreme", "--output", str(tmp_path / "scores.json")],
-                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    score = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stilts_jax.score",
+            "--predictions",
+            str(workdir / "predictions"),
+            "--labels",
+            str(labels.parent),
+            "--benchmark",
+            "xtreme",
+            "--output",
+            str(tmp_path / "scores.json"),
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert score.returncode == 0, score.stderr[-3000:]
     scored = json.loads((tmp_path / "scores.json").read_text())["tydiqa"]
     for lang in languages:
@@ -81,7 +102,9 @@ def test_demo_runs_every_phase_and_beats_the_trivial_baseline_in_every_language(
 @pytest.mark.slow
 def test_interrupted_demo_resumes_on_rerun(tmp_path):
     workdir = tmp_path / "demo"
-    victim = subprocess.Popen(_command(workdir), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(
+        _command(workdir), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     checkpoints = workdir / "intermediate" / "checkpoints"
     deadline = time.time() + 600
     while time.time() < deadline and not any(p.name.isdigit() for p in checkpoints.glob("*")):

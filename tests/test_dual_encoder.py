@@ -38,8 +38,9 @@ def test_in_batch_loss_matches_numpy_with_duplicate_candidates_masked():
     keys = np.array([0, 1, 1, 2, 3, 1])  # rows 1, 2 and 5 share a candidate: not each other's negatives
     expected = _numpy_in_batch_loss(q, c, keys, 20.0)
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
-    logits = np.asarray(in_batch_logits(jnp.asarray(unit(q), jnp.float32), jnp.asarray(unit(c), jnp.float32),
-                                        jnp.asarray(keys), 20.0))
+    logits = np.asarray(
+        in_batch_logits(jnp.asarray(unit(q), jnp.float32), jnp.asarray(unit(c), jnp.float32), jnp.asarray(keys), 20.0)
+    )
     got = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1) - np.diag(logits)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     # Without duplicates it is plain softmax cross-entropy over the batch.
@@ -53,8 +54,14 @@ def _tiny_dual_encoder(seed: int = 0, pooling: str = "cls", scale: float = 10.0)
     from stilts_jax.models.config import tiny_config
     from stilts_jax.models.encoder import Encoder
 
-    config = tiny_config(VOCAB, hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=2,
-                         max_position_embeddings=SEQ + 2)
+    config = tiny_config(
+        VOCAB,
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        max_position_embeddings=SEQ + 2,
+    )
     return DualEncoder(Encoder(config, rngs=nnx.Rngs(seed)), pooling, scale=scale)
 
 
@@ -74,8 +81,13 @@ def _pair_features(n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
     markers = rng.integers(10, VOCAB, n).astype(np.int32)
     qi, qm = sequences(markers)
     ci, cm = sequences(markers)
-    return {"query_input_ids": qi, "query_attention_mask": qm, "candidate_input_ids": ci,
-            "candidate_attention_mask": cm, "candidate_key": markers}
+    return {
+        "query_input_ids": qi,
+        "query_attention_mask": qm,
+        "candidate_input_ids": ci,
+        "candidate_attention_mask": cm,
+        "candidate_key": markers,
+    }
 
 
 @pytest.mark.slow  # ~25-35 s on 2 busy cores: compiling the tiny encoder
@@ -88,8 +100,9 @@ def test_loss_of_the_model_equals_numpy_on_its_own_embeddings():
     c = np.asarray(embed(batch["candidate_input_ids"], batch["candidate_attention_mask"]), np.float64)
     np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, rtol=1e-5)
     assert float(count) == 8
-    np.testing.assert_allclose(float(loss), _numpy_in_batch_loss(q, c, np.asarray(batch["candidate_key"]), 30.0).sum(),
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        float(loss), _numpy_in_batch_loss(q, c, np.asarray(batch["candidate_key"]), 30.0).sum(), rtol=1e-4
+    )
 
 
 @pytest.mark.slow
@@ -99,7 +112,9 @@ def test_the_loss_sees_the_global_batch_when_it_is_sharded_over_8_devices():
     loss_fn = make_in_batch_loss()
     one = jax.jit(lambda b: loss_fn(model, b, None)[0])(features)
     mesh = make_mesh({"data": 8, "fsdp": 1, "tensor": 1})
-    sharded = {k: jax.device_put(v, NamedSharding(mesh, P("data", *([None] * (v.ndim - 1))))) for k, v in features.items()}
+    sharded = {
+        k: jax.device_put(v, NamedSharding(mesh, P("data", *([None] * (v.ndim - 1))))) for k, v in features.items()
+    }
     assert len(sharded["query_input_ids"].sharding.device_set) == 8
     eight = jax.jit(lambda b: loss_fn(model, b, None)[0])(sharded)
     np.testing.assert_allclose(float(eight), float(one), rtol=1e-5)
@@ -110,20 +125,30 @@ def test_the_loss_sees_the_global_batch_when_it_is_sharded_over_8_devices():
 
 
 def _flat(params):
-    return {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(params))}
+    return {
+        jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(params))
+    }
 
 
 @pytest.mark.slow
 def test_sharded_dual_encoder_training_follows_the_single_device_run(tmp_path):
     features = _pair_features()
     runs = {}
-    for name, shape, devices in (("one", {"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1]),
-                                 ("data8", {"data": 8, "fsdp": 1, "tensor": 1}, None),
-                                 ("2x2x2", {"data": 2, "fsdp": 2, "tensor": 2}, None)):
+    for name, shape, devices in (
+        ("one", {"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1]),
+        ("data8", {"data": 8, "fsdp": 1, "tensor": 1}, None),
+        ("2x2x2", {"data": 2, "fsdp": 2, "tensor": 2}, None),
+    ):
         mesh = make_mesh(shape, devices)
-        result = train(_tiny_dual_encoder(), make_in_batch_loss(), features,
-                       trainer_config(3, async_checkpointing=False, dropout=False), workdir=tmp_path / name,
-                       mesh=mesh, rules=RULES)
+        result = train(
+            _tiny_dual_encoder(),
+            make_in_batch_loss(),
+            features,
+            trainer_config(3, async_checkpointing=False, dropout=False),
+            workdir=tmp_path / name,
+            mesh=mesh,
+            rules=RULES,
+        )
         runs[name] = ([r["loss"] for r in read_metrics(tmp_path / name)], _flat(result.state.params))
     losses, params = runs.pop("one")
     assert len(losses) == 3
@@ -136,6 +161,7 @@ def test_sharded_dual_encoder_training_follows_the_single_device_run(tmp_path):
 
 
 # --- mAP@20 ------------------------------------------------------------------------------------------------------
+
 
 def _reference_ap_at_k(targets: set, ranked: list, k: int) -> float:
     """xtreme third_party/utils_lareqa.py average_precision_at_k, transcribed from its definition."""
@@ -165,8 +191,14 @@ def test_map_at_20_on_hand_made_rankings():
         "more_than_20_relevant": ids[:25],  # every one of the first 20 relevant: divisor min(25, 20) -> 1.0
         "found_after_20": ["y"] * 20 + ["c9"],  # outside the top 20: 0
     }
-    relevant = {"several_relevant": {"c0", "c1", "c2"}, "fewer_than_20": {"c5"}, "none_found": {"c7"},
-                "more_than_20_relevant": set(ids[:25]), "found_after_20": {"c9"}, "no_prediction": {"c3"}}
+    relevant = {
+        "several_relevant": {"c0", "c1", "c2"},
+        "fewer_than_20": {"c5"},
+        "none_found": {"c7"},
+        "more_than_20_relevant": set(ids[:25]),
+        "found_after_20": {"c9"},
+        "no_prediction": {"c3"},
+    }
     expected = [(1 + 2 / 3 + 3 / 5) / 3, 0.5, 0.0, 1.0, 0.0, 0.0]
     assert map_at_k_by_id(predictions, relevant, 20) == pytest.approx(100 * np.mean(expected))
     reference = [_reference_ap_at_k(relevant[q], predictions.get(q, []), 20) for q in relevant]
@@ -184,8 +216,13 @@ def test_map_at_20_with_one_gold_id_is_mewslix_mrr_at_20():
 
 
 def test_score_rankings_per_language_and_pool_checks():
-    pool = RetrievalPool({"de": (Query("a", "?", frozenset({"c1", "c2"})),), "zh": (Query("b", "?", frozenset({"c3"})),)},
-                         ("c1", "c2", "c3"), ("x", "y", "z"), None, "test pool")
+    pool = RetrievalPool(
+        {"de": (Query("a", "?", frozenset({"c1", "c2"})),), "zh": (Query("b", "?", frozenset({"c3"})),)},
+        ("c1", "c2", "c3"),
+        ("x", "y", "z"),
+        None,
+        "test pool",
+    )
     scores = score_rankings({"de": {"a": ["c2", "c3", "c1"]}, "zh": {"b": ["c1", "c2", "c3"]}}, pool)
     assert scores["de"]["map@20"] == pytest.approx(100 * (1 + 2 / 3) / 2)
     assert scores["zh"]["map@20"] == pytest.approx(100 / 3) and scores["zh"]["examples"] == 1

@@ -14,28 +14,45 @@ DEMO = Path(__file__).parents[1] / "stilts_jax" / "assets" / "demo"
 
 
 def _phase_args(phase: str, path: Path, max_length: int) -> list[str]:
-    return [f"--config.{phase}.source.kind=xtreme", f"--config.{phase}.source.path={path}",
-            f"--config.{phase}.max_length={max_length}", f"--config.{phase}.doc_stride=64", f"--config.{phase}.train.batch_size=8",
-            f"--config.{phase}.train.max_steps=2", f"--config.{phase}.train.progress_bar=false",
-            f"--config.{phase}.max_dev_examples=16"]
+    return [
+        f"--config.{phase}.source.kind=xtreme",
+        f"--config.{phase}.source.path={path}",
+        f"--config.{phase}.max_length={max_length}",
+        f"--config.{phase}.doc_stride=64",
+        f"--config.{phase}.train.batch_size=8",
+        f"--config.{phase}.train.max_steps=2",
+        f"--config.{phase}.train.progress_bar=false",
+        f"--config.{phase}.max_dev_examples=16",
+    ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target, data, languages", [
-    ("lareqa", DEMO, ["en", "de", "zh"]),
-    ("mewslix", FIXTURES / "mewslix", ["en", "ja", "ar"]),
-])
+@pytest.mark.parametrize(
+    "target, data, languages",
+    [
+        ("lareqa", DEMO, ["en", "de", "zh"]),
+        ("mewslix", FIXTURES / "mewslix", ["en", "ja", "ar"]),
+    ],
+)
 def test_squad_then_dual_encoder_target_writes_results_and_predictions(target, data, languages, tmp_path):
     workdir = tmp_path / target
     extra = [f"--config.dual_encoder.eval_path={FIXTURES / 'lareqa'}"] if target == "lareqa" else []
-    code = main_module.main([
-        f"--config=configs/stilts.py:intermediate=squad,target={target}", f"--config.workdir={workdir}",
-        f"--config.model.name={tmp_path / 'tiny-xlmr'}", "--config.model.make_tiny=true", "--config.model.dtype=float32", "--config.dual_encoder.query_max_length=32",
-        *_phase_args("intermediate", DEMO, 160), *_phase_args("target", data, 64), *extra,
-        # The published preset's 4 micro-batches (xtreme scripts/train_lareqa.sh, train_mewslix.sh): 8 rows each.
-        "--config.target.train.batch_size=32",
-        f"--config.evaluation.languages={languages!r}",
-    ])
+    code = main_module.main(
+        [
+            f"--config=configs/stilts.py:intermediate=squad,target={target}",
+            f"--config.workdir={workdir}",
+            f"--config.model.name={tmp_path / 'tiny-xlmr'}",
+            "--config.model.make_tiny=true",
+            "--config.model.dtype=float32",
+            "--config.dual_encoder.query_max_length=32",
+            *_phase_args("intermediate", DEMO, 160),
+            *_phase_args("target", data, 64),
+            *extra,
+            # The published preset's 4 micro-batches (xtreme scripts/train_lareqa.sh, train_mewslix.sh): 8 rows each.
+            "--config.target.train.batch_size=32",
+            f"--config.evaluation.languages={languages!r}",
+        ]
+    )
     assert code == 0
     results = json.loads((workdir / "results.json").read_text())
     assert set(results["per_language"]) == set(languages)

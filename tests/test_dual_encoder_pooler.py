@@ -36,8 +36,9 @@ def _save_model_with_pooler(model_type: str, folder):
     torch.manual_seed(0)
     vocab_size = len(load_demo_tokenizer())
     if model_type == "xlm-roberta":
-        model = XLMRobertaModel(XLMRobertaConfig(vocab_size=vocab_size, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-                                                 **SMALL))
+        model = XLMRobertaModel(
+            XLMRobertaConfig(vocab_size=vocab_size, pad_token_id=1, bos_token_id=0, eos_token_id=2, **SMALL)
+        )
     else:
         model = BertModel(BertConfig(vocab_size=vocab_size, type_vocab_size=2, **SMALL))
     with torch.no_grad():  # random biases and LayerNorms (the pooler's bias too), so a mapping error shows
@@ -119,8 +120,11 @@ def test_defaults_are_the_published_model_and_a_checkpoint_without_pooler_names_
     model = pipeline_module._model(pipeline, encoder)
     assert model.learned_scale and float(model.logit_scale[...]) == 100.0
     assert load_pooler(xlmr_dir, model.pooler) is False
-    with pytest.raises(WeightsError, match=r"has no pooler weights.*--config\.dual_encoder\.pooling=cls.*"
-                                           r"--config\.dual_encoder\.allow_random_pooler=true"):
+    with pytest.raises(
+        WeightsError,
+        match=r"has no pooler weights.*--config\.dual_encoder\.pooling=cls.*"
+        r"--config\.dual_encoder\.allow_random_pooler=true",
+    ):
         pipeline_module.load_checkpoint_pooler(pipeline, model)
     for flags in (dict(allow_random=True), dict(make_tiny=True)):
         pipeline_module.load_checkpoint_pooler(_fake_pipeline(xlmr_dir, **flags), model)
@@ -147,8 +151,15 @@ VOCAB, PAIR_SEQ, BATCH, MICRO, SCALE = 48, 8, 32, 4, 20.0
 
 
 def _tiny_model(dropout: float = 0.0) -> DualEncoder:
-    config = tiny_config(VOCAB, hidden_size=16, num_attention_heads=2, intermediate_size=32, num_hidden_layers=1,
-                         max_position_embeddings=PAIR_SEQ + 2, hidden_dropout_prob=dropout)
+    config = tiny_config(
+        VOCAB,
+        hidden_size=16,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        max_position_embeddings=PAIR_SEQ + 2,
+        hidden_dropout_prob=dropout,
+    )
     model = DualEncoder(Encoder(config, rngs=nnx.Rngs(0)), "pooler", scale=SCALE, learned_scale=True, rngs=nnx.Rngs(1))
     # A pooler that spreads the embeddings (its 0.02 init maps every sequence near tanh(bias): a flat loss).
     dense_key, bias_key = jax.random.split(jax.random.key(2))
@@ -173,13 +184,20 @@ def _features(n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
 
     qi, qm = sequences()
     ci, cm = sequences()
-    return {"query_input_ids": qi, "query_attention_mask": qm, "candidate_input_ids": ci,
-            "candidate_attention_mask": cm, "candidate_key": keys}
+    return {
+        "query_input_ids": qi,
+        "query_attention_mask": qm,
+        "candidate_input_ids": ci,
+        "candidate_attention_mask": cm,
+        "candidate_key": keys,
+    }
 
 
 def _flat(tree) -> dict[str, np.ndarray]:
-    return {jax.tree_util.keystr(p): np.asarray(x, np.float64)
-            for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(tree))}
+    return {
+        jax.tree_util.keystr(p): np.asarray(x, np.float64)
+        for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(tree))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -209,15 +227,21 @@ def test_gradient_caching_equals_one_piece_autodiff_for_the_scale_pooler_and_enc
     scale_grad = reference["['logit_scale']"]
     assert abs(float(scale_grad)) > 1e-3
     np.testing.assert_allclose(cached["['logit_scale']"], scale_grad, rtol=1e-4)
-    np.testing.assert_allclose(cached["['pooler']['dense']"], reference["['pooler']['dense']"], rtol=1e-4,
-                               atol=1e-4 * np.abs(reference["['pooler']['dense']"]).max())
+    np.testing.assert_allclose(
+        cached["['pooler']['dense']"],
+        reference["['pooler']['dense']"],
+        rtol=1e-4,
+        atol=1e-4 * np.abs(reference["['pooler']['dense']"]).max(),
+    )
     # And it is d(loss)/d(scale) of bert.py's loss: sum_i (E_softmax(s cos_i.)[cos_ij] - cos_ii), in float64 from the
     # embeddings (duplicate candidates masked, as the loss masks them).
     model, rows = spec.merge(params), {k: np.asarray(v)[0] for k, v in jax.device_get(one).items()}  # the step's rows
-    q = np.asarray(model.embed(jnp.asarray(rows["query_input_ids"]), jnp.asarray(rows["query_attention_mask"])),
-                   np.float64)
-    c = np.asarray(model.embed(jnp.asarray(rows["candidate_input_ids"]), jnp.asarray(rows["candidate_attention_mask"])),
-                   np.float64)
+    q = np.asarray(
+        model.embed(jnp.asarray(rows["query_input_ids"]), jnp.asarray(rows["query_attention_mask"])), np.float64
+    )
+    c = np.asarray(
+        model.embed(jnp.asarray(rows["candidate_input_ids"]), jnp.asarray(rows["candidate_attention_mask"])), np.float64
+    )
     keys = rows["candidate_key"]
     cos = q @ c.T
     keep = (keys[:, None] != keys[None, :]) | np.eye(BATCH, dtype=bool)
@@ -232,13 +256,28 @@ def test_gradient_caching_equals_one_piece_autodiff_for_the_scale_pooler_and_enc
 def test_the_learned_scale_changes_in_a_train_step(micro_batches, mesh, tmp_path):
     model = _tiny_model()
     loss_grads = nnx.grad(lambda m, b: make_in_batch_loss()(m, b, None)[0])(
-        model, {k: jnp.asarray(v[:BATCH]) for k, v in _features().items()})
+        model, {k: jnp.asarray(v[:BATCH]) for k, v in _features().items()}
+    )
     assert abs(float(loss_grads.logit_scale[...])) > 1e-3
     grads_fn = make_cached_in_batch_grads() if micro_batches > 1 else None
-    config = trainer_config(1, global_batch_size=BATCH, micro_batches=micro_batches, dropout=False,
-                            async_checkpointing=False, checkpoint_every=100)
-    result = train(model, make_in_batch_loss(), _features(), config, workdir=tmp_path / "run", mesh=mesh, rules=RULES,
-                   grads_fn=grads_fn)
+    config = trainer_config(
+        1,
+        global_batch_size=BATCH,
+        micro_batches=micro_batches,
+        dropout=False,
+        async_checkpointing=False,
+        checkpoint_every=100,
+    )
+    result = train(
+        model,
+        make_in_batch_loss(),
+        _features(),
+        config,
+        workdir=tmp_path / "run",
+        mesh=mesh,
+        rules=RULES,
+        grads_fn=grads_fn,
+    )
     scale = float(jax.device_get(result.state.params["logit_scale"]))
     # One AdamW step at lr 1e-3 moves it by about the learning rate, against the sign of its gradient.
     assert scale != SCALE and abs(scale - SCALE) < 2e-3

@@ -33,9 +33,17 @@ class ScriptedDevScore:
 
 def _run(workdir, evaluate, patience, steps=20):
     mesh = distributed.make_mesh({"data": -1}, devices=jax.devices()[:1])  # sharded training: tests/test_training.py
-    return train(tiny_model(), classification_loss, synthetic_features(),
-                 trainer_config(steps, eval_every=2, checkpoint_every=100, keep_checkpoints=1, early_stopping_patience=patience),
-                 workdir=workdir, mesh=mesh, rules=RULES, evaluate=evaluate, best_metric="dev_score")
+    return train(
+        tiny_model(),
+        classification_loss,
+        synthetic_features(),
+        trainer_config(steps, eval_every=2, checkpoint_every=100, keep_checkpoints=1, early_stopping_patience=patience),
+        workdir=workdir,
+        mesh=mesh,
+        rules=RULES,
+        evaluate=evaluate,
+        best_metric="dev_score",
+    )
 
 
 def test_stops_at_the_patience_th_evaluation_without_improvement_and_stays_stopped(tmp_path):
@@ -47,8 +55,14 @@ def test_stops_at_the_patience_th_evaluation_without_improvement_and_stays_stopp
     assert [r["step"] for r in read_metrics(tmp_path, "dev")] == [2, 4, 6, 8, 10]
     assert max(r["step"] for r in read_metrics(tmp_path, "train")) == 10
     (why,) = read_metrics(tmp_path, "early_stopping")
-    assert why == {"step": 10, "split": "early_stopping", "best_step": 4, "best": 0.7, "patience": 3,
-                   "evaluations_without_improvement": 3}
+    assert why == {
+        "step": 10,
+        "split": "early_stopping",
+        "best_step": 4,
+        "best": 0.7,
+        "patience": 3,
+        "evaluations_without_improvement": 3,
+    }
     assert result.checkpoints.all_steps() == [4, 10]  # the best and the latest
     best_head = np.asarray(jax.device_get(result.best_params["head"]["output"]))
     assert np.linalg.norm(best_head) == pytest.approx(evaluate.steps_seen[1], rel=1e-6)  # the step-4 parameters

@@ -42,8 +42,21 @@ def test_cli_matches_mean_pooled_pytorch_hidden_states(xlmr_dir, tmp_path, layer
     sentences = _sentences()
     (tmp_path / "in.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
     out = tmp_path / "emb.npy"
-    code = embed.main(["--model", str(xlmr_dir), "--input", str(tmp_path / "in.txt"), "--output", str(out),
-                       "--layer", str(layer), "--batch-size", "8", "--no-progress"])
+    code = embed.main(
+        [
+            "--model",
+            str(xlmr_dir),
+            "--input",
+            str(tmp_path / "in.txt"),
+            "--output",
+            str(out),
+            "--layer",
+            str(layer),
+            "--batch-size",
+            "8",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     ours = np.load(out)
     assert ours.dtype == np.float32 and ours.shape == (len(sentences), 48)
@@ -82,7 +95,10 @@ def test_bad_input_gets_a_clear_error(xlmr_dir, tmp_path, capsys):
     good = tmp_path / "in.txt"
     good.write_text("hello\n")
     assert embed.main([*args, "--input", str(good), "--layer", "4"]) == 2
-    assert "layer 4 is out of range: the model has 3 layers, so valid indices are 0 (embeddings output) to 3" in capsys.readouterr().err
+    assert (
+        "layer 4 is out of range: the model has 3 layers, so valid indices are 0 (embeddings output) to 3"
+        in capsys.readouterr().err
+    )
 
     assert embed.main([*args, "--input", str(tmp_path / "missing.txt")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -100,8 +116,22 @@ def test_one_embedding_per_line_whatever_the_line_holds(xlmr_dir, tmp_path):
     lines = ["a\u2028b", "c\x85d", "\x0ce", "f"]
     (tmp_path / "in.txt").write_bytes(("\n".join(lines[:3]) + "\r\n" + lines[3] + "\n").encode("utf-8"))
     out = tmp_path / "emb.npy"
-    assert embed.main(["--model", str(xlmr_dir), "--input", str(tmp_path / "in.txt"), "--output", str(out),
-                       "--layer", "1", "--no-progress"]) == 0
+    assert (
+        embed.main(
+            [
+                "--model",
+                str(xlmr_dir),
+                "--input",
+                str(tmp_path / "in.txt"),
+                "--output",
+                str(out),
+                "--layer",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     encoder, _ = load_pretrained(xlmr_dir)
     expected = SentenceEncoder(encoder, load_tokenizer(xlmr_dir), layer=1).encode(lines)
     np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
@@ -110,8 +140,17 @@ def test_one_embedding_per_line_whatever_the_line_holds(xlmr_dir, tmp_path):
 @pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--batch-size", "-4"), ("--max-length", "1")])
 def test_bad_numbers_are_one_line_errors_naming_the_flag(xlmr_dir, tmp_path, capsys, flag, value):
     (tmp_path / "in.txt").write_text("hello\n", encoding="utf-8")
-    args = ["--model", str(xlmr_dir), "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "o.npy"),
-            "--no-progress", flag, value]
+    args = [
+        "--model",
+        str(xlmr_dir),
+        "--input",
+        str(tmp_path / "in.txt"),
+        "--output",
+        str(tmp_path / "o.npy"),
+        "--no-progress",
+        flag,
+        value,
+    ]
     assert embed.main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {flag} must be") and err.count("\n") == 1 and not (tmp_path / "o.npy").exists()
@@ -119,8 +158,20 @@ def test_bad_numbers_are_one_line_errors_naming_the_flag(xlmr_dir, tmp_path, cap
 
 def test_input_that_is_not_utf8_names_the_file_and_line(xlmr_dir, tmp_path, capsys):
     (tmp_path / "in.txt").write_bytes("one\ntwo\ncaf\u00e9\n".encode("latin-1"))
-    assert embed.main(["--model", str(xlmr_dir), "--input", str(tmp_path / "in.txt"), "--output",
-                       str(tmp_path / "o.npy"), "--no-progress"]) == 2
+    assert (
+        embed.main(
+            [
+                "--model",
+                str(xlmr_dir),
+                "--input",
+                str(tmp_path / "in.txt"),
+                "--output",
+                str(tmp_path / "o.npy"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert f"{tmp_path / 'in.txt'} line 3: not UTF-8 text" in capsys.readouterr().err
 
 
@@ -185,8 +236,9 @@ def test_long_inputs_are_fed_in_chunks_of_the_same_batches(xlmr_dir, monkeypatch
     monkeypatch.setattr(embedding, "_CHUNK_ROWS", 12)  # rounded up to whole batches: 16 rows a call
     chunked = SentenceEncoder(encoder, tokenizer, layer=3, batch_size=8)
     predict = chunked.predictor.predict
-    monkeypatch.setattr(chunked.predictor, "predict",
-                        lambda params, arrays, **kw: calls.append(arrays) or predict(params, arrays, **kw))
+    monkeypatch.setattr(
+        chunked.predictor, "predict", lambda params, arrays, **kw: calls.append(arrays) or predict(params, arrays, **kw)
+    )
     np.testing.assert_allclose(chunked.encode(sentences), whole, atol=1e-6)
     assert [len(a["input_ids"]) for a in calls] == [16, 16, 16, 2]
     widths = [a["input_ids"].shape[1] for a in calls]

@@ -37,7 +37,9 @@ def test_every_hidden_state_matches_pytorch(model_type, xlmr_dir, bert_dir):
     ours = encoder(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(token_types), output_hidden_states=True)
     with torch.no_grad():
         theirs = reference(
-            torch.tensor(ids).long(), attention_mask=torch.tensor(mask), token_type_ids=torch.tensor(token_types).long(),
+            torch.tensor(ids).long(),
+            attention_mask=torch.tensor(mask),
+            token_type_ids=torch.tensor(token_types).long(),
             output_hidden_states=True,
         )
     assert len(ours.hidden_states) == len(theirs.hidden_states) == encoder.config.num_hidden_layers + 1
@@ -64,7 +66,9 @@ def test_gradients_match_pytorch(model_type, xlmr_dir, bert_dir):
     ours = {tuple(p): np.asarray(v[...]) for p, v in nnx.to_flat_state(grads)}
 
     reference.zero_grad()
-    hidden = reference(torch.tensor(ids).long(), attention_mask=torch.tensor(mask), token_type_ids=torch.tensor(token_types).long()).last_hidden_state
+    hidden = reference(
+        torch.tensor(ids).long(), attention_mask=torch.tensor(mask), token_type_ids=torch.tensor(token_types).long()
+    ).last_hidden_state
     torch.sum(torch.tanh(hidden @ torch.tensor(projection)) * torch.tensor(mask)).backward()
     # The weight mapping is linear, so it maps PyTorch's gradients into our layout too.
     theirs = convert_hf_state_dict({k: p.grad.numpy() for k, p in reference.named_parameters()}, encoder.config)
@@ -117,7 +121,9 @@ def test_dropout_is_reproducible_and_off_without_a_key(xlmr_dir):
 def test_parameters_carry_logical_axis_names(xlmr_dir):
     encoder, _ = load_pretrained(xlmr_dir)
     known = {"vocab", "embed", "heads", "kv", "mlp", "positions", "types"}
-    specs = {tuple(p): v.get_value() for p, v in nnx.to_flat_state(nnx.get_partition_spec(nnx.state(encoder, nnx.Param)))}
+    specs = {
+        tuple(p): v.get_value() for p, v in nnx.to_flat_state(nnx.get_partition_spec(nnx.state(encoder, nnx.Param)))
+    }
     values = {tuple(p): v[...] for p, v in nnx.to_flat_state(nnx.state(encoder, nnx.Param))}
     assert set(specs) == set(values)
     for path, spec in specs.items():

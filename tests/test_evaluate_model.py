@@ -55,8 +55,9 @@ def test_evaluate_model_trains_nothing_and_keys_the_evaluation_by_the_model(tmp_
 def test_only_the_target_takes_a_model_to_evaluate():
     config = _base()
     config.intermediate.evaluate_model = "some/model"
-    assert schema.validate(config) == ["intermediate.evaluate_model: a model to evaluate is given as "
-                                       "target.evaluate_model"]
+    assert schema.validate(config) == [
+        "intermediate.evaluate_model: a model to evaluate is given as target.evaluate_model"
+    ]
 
 
 def _per_language(workdir: Path) -> dict:
@@ -81,7 +82,10 @@ def test_exported_model_evaluated_again_gives_the_runs_scores(tmp_path_factory, 
         assert json.loads((evaluated / name).read_text()) == json.loads((workdir / name).read_text())
     protocol = json.loads((evaluated / "results.json").read_text())["protocol"]
     assert protocol["intermediate"] is None
-    assert protocol["target"]["selection"] == f"the fine-tuned model {exported}, evaluated as it is (not trained in this run)"
+    assert (
+        protocol["target"]["selection"]
+        == f"the fine-tuned model {exported}, evaluated as it is (not trained in this run)"
+    )
     assert not (evaluated / "target").exists() and (evaluated / "evaluated_model").is_dir()
 
     assert main_module.main(demo_args(root, evaluated, f"--config.target.evaluate_model={exported}")) == 0
@@ -92,8 +96,10 @@ def test_exported_model_evaluated_again_gives_the_runs_scores(tmp_path_factory, 
     from_phase = tmp_path / "from_phase"
     assert main_module.main(demo_args(root, from_phase, f"--config.target.evaluate_model={workdir}")) == 0
     assert _per_language(from_phase) == _per_language(workdir)
-    assert os.fspath(workdir / "target") in json.loads((from_phase / "results.json").read_text())[
-        "protocol"]["target"]["selection"]
+    assert (
+        os.fspath(workdir / "target")
+        in json.loads((from_phase / "results.json").read_text())["protocol"]["target"]["selection"]
+    )
 
     # A model of another architecture is named, with the fix.
     capsys.readouterr()

@@ -29,10 +29,12 @@ from tests.hf_reference import padded_batch
 from tests.two_step_demo import two_step_demo
 
 LABELS = ["entailment", "neutral", "contradiction"]
-AUTO = {hf_heads.QUESTION_ANSWERING: AutoModelForQuestionAnswering,
-        hf_heads.SEQUENCE_CLASSIFICATION: AutoModelForSequenceClassification,
-        hf_heads.TOKEN_CLASSIFICATION: AutoModelForTokenClassification,
-        hf_heads.MULTIPLE_CHOICE: AutoModelForMultipleChoice}
+AUTO = {
+    hf_heads.QUESTION_ANSWERING: AutoModelForQuestionAnswering,
+    hf_heads.SEQUENCE_CLASSIFICATION: AutoModelForSequenceClassification,
+    hf_heads.TOKEN_CLASSIFICATION: AutoModelForTokenClassification,
+    hf_heads.MULTIPLE_CHOICE: AutoModelForMultipleChoice,
+}
 
 
 def _task_model(folder: Path, head_of) -> TaskModel:
@@ -71,8 +73,9 @@ def _theirs(model: torch.nn.Module, ids: np.ndarray, mask: np.ndarray) -> torch.
 def test_classification_head_round_trip(model_type, xlmr_dir, bert_dir, tmp_path):
     folder = xlmr_dir if model_type == "xlm-roberta" else bert_dir
     model = _task_model(folder, lambda d: ClassificationHead(d, len(LABELS), rngs=nnx.Rngs(1)))
-    out = hf_heads.export_task_model(model, tmp_path / "out", kind=hf_heads.SEQUENCE_CLASSIFICATION, labels=LABELS,
-                                     tokenizer_dir=folder)
+    out = hf_heads.export_task_model(
+        model, tmp_path / "out", kind=hf_heads.SEQUENCE_CLASSIFICATION, labels=LABELS, tokenizer_dir=folder
+    )
     reference = _load_strictly(out, hf_heads.SEQUENCE_CLASSIFICATION)
     expected = "XLMRobertaForSequenceClassification" if model_type == "xlm-roberta" else "BertForSequenceClassification"
     assert type(reference).__name__ == expected
@@ -83,11 +86,19 @@ def test_classification_head_round_trip(model_type, xlmr_dir, bert_dir, tmp_path
     np.testing.assert_allclose(_theirs(reference, ids, mask).logits.numpy(), ours, atol=2e-5)
 
     # Back into JAX: the same logits; a checkpoint whose labels are in another order is matched by name.
-    again = hf_heads.load_hf_task_model(out, kind=hf_heads.SEQUENCE_CLASSIFICATION, labels=LABELS,
-                                        head=lambda d, rngs: ClassificationHead(d, len(LABELS), rngs=rngs))
+    again = hf_heads.load_hf_task_model(
+        out,
+        kind=hf_heads.SEQUENCE_CLASSIFICATION,
+        labels=LABELS,
+        head=lambda d, rngs: ClassificationHead(d, len(LABELS), rngs=rngs),
+    )
     np.testing.assert_allclose(_ours(again, ids, mask), ours, atol=1e-6)
-    reordered = hf_heads.load_hf_task_model(out, kind=hf_heads.SEQUENCE_CLASSIFICATION, labels=LABELS[::-1],
-                                            head=lambda d, rngs: ClassificationHead(d, len(LABELS), rngs=rngs))
+    reordered = hf_heads.load_hf_task_model(
+        out,
+        kind=hf_heads.SEQUENCE_CLASSIFICATION,
+        labels=LABELS[::-1],
+        head=lambda d, rngs: ClassificationHead(d, len(LABELS), rngs=rngs),
+    )
     np.testing.assert_allclose(_ours(reordered, ids, mask), ours[:, ::-1], atol=1e-6)
 
 
@@ -102,8 +113,9 @@ def test_multiple_choice_head_round_trip(model_type, xlmr_dir, bert_dir, tmp_pat
     ours = _ours(model, ids, mask)
     assert ours.shape == (2, 3)
     np.testing.assert_allclose(_theirs(reference, ids, mask).logits.numpy(), ours, atol=2e-5)
-    again = hf_heads.load_hf_task_model(out, kind=hf_heads.MULTIPLE_CHOICE, head=lambda d, rngs: ClassificationHead(
-        d, 1, rngs=rngs))
+    again = hf_heads.load_hf_task_model(
+        out, kind=hf_heads.MULTIPLE_CHOICE, head=lambda d, rngs: ClassificationHead(d, 1, rngs=rngs)
+    )
     np.testing.assert_allclose(_ours(again, ids, mask), ours, atol=1e-6)
 
 
@@ -148,8 +160,9 @@ def test_import_is_strict(xlmr_dir, tmp_path):
     safetensors.numpy.save_file({**tensors, "lm_head.bias": np.zeros(3, np.float32)}, str(extra / "model.safetensors"))
     with pytest.raises(WeightsError, match=r"unexpected \['lm_head.bias'\]"):
         hf_heads.load_hf_task_model(extra, **span)
-    safetensors.numpy.save_file({k: v for k, v in tensors.items() if k != "qa_outputs.bias"},
-                                str(extra / "model.safetensors"))
+    safetensors.numpy.save_file(
+        {k: v for k, v in tensors.items() if k != "qa_outputs.bias"}, str(extra / "model.safetensors")
+    )
     with pytest.raises(WeightsError, match=r"missing \['qa_outputs.bias'\]"):
         hf_heads.load_hf_task_model(extra, **span)
 
@@ -158,9 +171,15 @@ def test_import_is_strict(xlmr_dir, tmp_path):
     config = json.loads((out / "config.json").read_text())
     config["id2label"] = {"0": "yes", "1": "maybe", "2": "no"}
     (out / "config.json").write_text(json.dumps(config))
-    with pytest.raises(WeightsError, match=r"does not name the task's labels \['entailment', 'neutral', 'contradiction'\]"):
-        hf_heads.load_hf_task_model(out, kind=hf_heads.SEQUENCE_CLASSIFICATION, labels=LABELS,
-                                    head=lambda d, rngs: ClassificationHead(d, len(LABELS), rngs=rngs))
+    with pytest.raises(
+        WeightsError, match=r"does not name the task's labels \['entailment', 'neutral', 'contradiction'\]"
+    ):
+        hf_heads.load_hf_task_model(
+            out,
+            kind=hf_heads.SEQUENCE_CLASSIFICATION,
+            labels=LABELS,
+            head=lambda d, rngs: ClassificationHead(d, len(LABELS), rngs=rngs),
+        )
 
 
 def test_push_to_hub_offline_fails_with_the_folder_named(tmp_path, monkeypatch):
@@ -196,6 +215,8 @@ def test_exported_demo_target_gives_the_pipelines_span_logits(tmp_path_factory, 
 
     # The intermediate phase (SQuAD) exports as well; a phase that never finished is named.
     assert export_module.main([f"--workdir={workdir}", "--phase=intermediate", f"--output={tmp_path / 'squad'}"]) == 0
-    assert export_module.main([f"--workdir={workdir}", "--phase=intermediate/1_siqa",
-                               f"--output={tmp_path / 'none'}"]) == 2
+    assert (
+        export_module.main([f"--workdir={workdir}", "--phase=intermediate/1_siqa", f"--output={tmp_path / 'none'}"])
+        == 2
+    )
     assert "holds no finished phase" in capsys.readouterr().err

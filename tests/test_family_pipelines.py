@@ -31,22 +31,31 @@ def xtreme_folder(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("target, languages, metric", [
-    ("panx", ["ar", "zh"], "f1"),
-    pytest.param("udpos", ["hi", "ru"], "f1", marks=pytest.mark.slow),
-    pytest.param("xnli", ["ar", "hi", "zh"], "accuracy", marks=pytest.mark.slow),
-    pytest.param("pawsx", ["ja", "ko"], "accuracy", marks=pytest.mark.slow),
-    pytest.param("xcopa", ["et", "zh"], "accuracy", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "target, languages, metric",
+    [
+        ("panx", ["ar", "zh"], "f1"),
+        pytest.param("udpos", ["hi", "ru"], "f1", marks=pytest.mark.slow),
+        pytest.param("xnli", ["ar", "hi", "zh"], "accuracy", marks=pytest.mark.slow),
+        pytest.param("pawsx", ["ja", "ko"], "accuracy", marks=pytest.mark.slow),
+        pytest.param("xcopa", ["et", "zh"], "accuracy", marks=pytest.mark.slow),
+    ],
+)
 def test_target_family_runs_end_to_end(target, languages, metric, xlmr_dir, tmp_path, monkeypatch):
     root = xtreme_folder(tmp_path)
     workdir = tmp_path / "run"
     args = [
-        f"--config=configs/stilts.py:intermediate=none,target={target}", f"--config.workdir={workdir}",
-        f"--config.model.name={xlmr_dir}", "--config.model.dtype=float32",
-        "--config.target.source.kind=xtreme", f"--config.target.source.path={root}",
-        "--config.target.max_length=64", "--config.target.train.batch_size=8", "--config.target.train.max_steps=2",
-        "--config.target.train.progress_bar=false", "--config.evaluation.split=dev",
+        f"--config=configs/stilts.py:intermediate=none,target={target}",
+        f"--config.workdir={workdir}",
+        f"--config.model.name={xlmr_dir}",
+        "--config.model.dtype=float32",
+        "--config.target.source.kind=xtreme",
+        f"--config.target.source.path={root}",
+        "--config.target.max_length=64",
+        "--config.target.train.batch_size=8",
+        "--config.target.train.max_steps=2",
+        "--config.target.train.progress_bar=false",
+        "--config.evaluation.split=dev",
         f"--config.evaluation.languages={languages!r}",
         # PAN-X (the fast case) also trains with activation checkpointing: the config reaches the encoder.
         *(["--config.model.remat=full"] if target == "panx" else []),
@@ -96,8 +105,13 @@ def _interrupted_evaluation_resumes_at_the_next_language(args, workdir, results,
 
 
 # One line (or sentence) in the XTREME label layout per example; filler for languages the run did not evaluate.
-_FILLER = {"panx": "O\n", "udpos": "NOUN\n", "xnli": "entailment\n", "xcopa": '{"label": 0}\n',
-           "pawsx": f"{labels('pawsx')[0]}\n"}
+_FILLER = {
+    "panx": "O\n",
+    "udpos": "NOUN\n",
+    "xnli": "entailment\n",
+    "xcopa": '{"label": 0}\n',
+    "pawsx": f"{labels('pawsx')[0]}\n",
+}
 
 
 def _gold_file(target: str, examples: list) -> str:
@@ -124,9 +138,24 @@ def _scorer_reproduces_the_pipeline(target, languages, metric, root, workdir, re
             label_file.write_text(_FILLER[target], encoding="utf-8")
             (predictions / target / label_file.name).write_text(_FILLER[target], encoding="utf-8")
     scores_path = tmp_path / "scores.json"
-    scored = subprocess.run([sys.executable, "-m", "stilts_jax.score", "--predictions", str(predictions), "--labels",
-                             str(gold), "--benchmark", benchmark, "--output", str(scores_path)],
-                            capture_output=True, text=True, timeout=300)
+    scored = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stilts_jax.score",
+            "--predictions",
+            str(predictions),
+            "--labels",
+            str(gold),
+            "--benchmark",
+            benchmark,
+            "--output",
+            str(scores_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert scored.returncode == 0, scored.stderr[-3000:]
     by_language = json.loads(scores_path.read_text())[target][metric]
     for lang in languages:
@@ -148,14 +177,26 @@ def _scorer_reproduces_the_pipeline(target, languages, metric, root, workdir, re
 def test_intermediate_multiple_choice_hands_off_to_xcopa(xlmr_dir, tmp_path):
     root = xtreme_folder(tmp_path)
     workdir = tmp_path / "chain"
-    phase_args = ["--config.{p}.source.kind=xtreme", "--config.{p}.source.path=" + str(root), "--config.{p}.max_length=64",
-                  "--config.{p}.train.batch_size=8", "--config.{p}.train.max_steps=2", "--config.{p}.train.progress_bar=false"]
-    code = main_module.main([
-        "--config=configs/stilts.py:intermediate=siqa,target=xcopa", f"--config.workdir={workdir}",
-        f"--config.model.name={xlmr_dir}", "--config.model.dtype=float32", "--config.evaluation.split=dev",
-        "--config.evaluation.languages=['et']",
-        *[a.format(p="intermediate") for a in phase_args], *[a.format(p="target") for a in phase_args],
-    ])
+    phase_args = [
+        "--config.{p}.source.kind=xtreme",
+        "--config.{p}.source.path=" + str(root),
+        "--config.{p}.max_length=64",
+        "--config.{p}.train.batch_size=8",
+        "--config.{p}.train.max_steps=2",
+        "--config.{p}.train.progress_bar=false",
+    ]
+    code = main_module.main(
+        [
+            "--config=configs/stilts.py:intermediate=siqa,target=xcopa",
+            f"--config.workdir={workdir}",
+            f"--config.model.name={xlmr_dir}",
+            "--config.model.dtype=float32",
+            "--config.evaluation.split=dev",
+            "--config.evaluation.languages=['et']",
+            *[a.format(p="intermediate") for a in phase_args],
+            *[a.format(p="target") for a in phase_args],
+        ]
+    )
     assert code == 0
     assert json.loads((workdir / "intermediate" / "phase_done.json").read_text())["task"] == "siqa"
     assert json.loads((workdir / "results.json").read_text())["intermediate_task"] == "siqa"

@@ -36,7 +36,9 @@ class _Counting:
 
 
 def _task(max_length=160, tokenizer=None):
-    return _Counting(make_task(get_task("squad"), tokenizer or load_demo_tokenizer(), max_length=max_length, doc_stride=64))
+    return _Counting(
+        make_task(get_task("squad"), tokenizer or load_demo_tokenizer(), max_length=max_length, doc_stride=64)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +96,10 @@ def test_the_key_survives_the_tokenizer_calls_of_a_featurization(tmp_path):
     from stilts_jax.core.tokenization import load_demo_tokenizer as fresh_tokenizer
     from stilts_jax.data.examples import PairExample
 
-    pairs = [PairExample(id=str(i), text_a=f"A sentence number {i}.", text_b="Another one.", label=i % 3, language="en")
-             for i in range(8)]
+    pairs = [
+        PairExample(id=str(i), text_a=f"A sentence number {i}.", text_b="Another one.", label=i % 3, language="en")
+        for i in range(8)
+    ]
     task = _Counting(make_task(get_task("mnli"), fresh_tokenizer(), max_length=32))
     training_features(_Run(tmp_path), task, pairs)  # sets the tokenizer's truncation and padding
     training_features(_Run(tmp_path), task, pairs)

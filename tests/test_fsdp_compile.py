@@ -35,8 +35,14 @@ PARAMETER_RULES = tuple(rule for rule in DEFAULT_LOGICAL_RULES if not rule[0].st
 
 
 def small_encoder() -> Encoder:
-    config = EncoderConfig(vocab_size=1000, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
-                           intermediate_size=512, max_position_embeddings=130)
+    config = EncoderConfig(
+        vocab_size=1000,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=512,
+        max_position_embeddings=130,
+    )
     return nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0), dtype="bfloat16", attention="xla"))
 
 
@@ -55,11 +61,18 @@ def compile_fsdp_step(tpu_slice: Any, rules: Any) -> tuple[dict[str, int], str]:
     shardings = state_shardings(spec, tx)
     batch_shardings = {name: batch_sharding(mesh, rules, ndim=3, leading=1) for name in ("input_ids", "attention_mask")}
     step = make_train_step(spec, tx, optax.constant_schedule(1e-4), loss_fn, shardings, batch_shardings)
-    batch = {name: jax.ShapeDtypeStruct((1, 16, 128), jnp.int32, sharding=batch_shardings[name])
-             for name in ("input_ids", "attention_mask")}
+    batch = {
+        name: jax.ShapeDtypeStruct((1, 16, 128), jnp.int32, sharding=batch_shardings[name])
+        for name in ("input_ids", "attention_mask")
+    }
     hlo: dict[str, str] = {}
-    report = compile_program("train_step", step, [abstract_train_state(spec, tx, shardings), batch], tpu_slice,
-                             hlo_sink=lambda name, text: hlo.setdefault(name, text))
+    report = compile_program(
+        "train_step",
+        step,
+        [abstract_train_state(spec, tx, shardings), batch],
+        tpu_slice,
+        hlo_sink=lambda name, text: hlo.setdefault(name, text),
+    )
     return report["collectives"], hlo["train_step"]
 
 

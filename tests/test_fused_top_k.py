@@ -16,7 +16,9 @@ from stilts_jax.evaluation.search import NearestNeighbors, knn
 
 def _data(seed: int, n_queries: int, n_database: int, dim: int):
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((n_queries, dim)).astype(np.float32), rng.standard_normal((n_database, dim)).astype(np.float32)
+    return rng.standard_normal((n_queries, dim)).astype(np.float32), rng.standard_normal((n_database, dim)).astype(
+        np.float32
+    )
 
 
 def _reference(queries, database, k, valid):
@@ -34,8 +36,9 @@ def test_kernel_matches_a_reference_with_ties_and_padding_rows(k):
     queries[3] = database[5] * 3.0  # a query whose best rows tie three ways
     valid = 384 - 50  # the last 50 rows are padding: bias -inf
     bias = np.where(np.arange(384) < valid, 0.0, -np.inf).astype(np.float32)
-    values, rows = fused.fused_top_k(jnp.asarray(queries), jnp.asarray(database), jnp.asarray(bias), k,
-                                     block_features=16, interpret=True)
+    values, rows = fused.fused_top_k(
+        jnp.asarray(queries), jnp.asarray(database), jnp.asarray(bias), k, block_features=16, interpret=True
+    )
     expected_values, expected_rows = _reference(queries, database, k, valid)
     np.testing.assert_array_equal(np.asarray(rows), expected_rows)
     np.testing.assert_allclose(np.asarray(values), expected_values, rtol=1e-5, atol=1e-4)
@@ -101,11 +104,16 @@ def test_kernel_lowers_to_triton_for_cuda():
     """The Pallas-to-Triton lowering runs without a GPU: an unsupported operation or block shape fails here. Newer
     JAX asks which GPU to lower for when none is attached: an H100, through an abstract mesh."""
     export = jax.export.export(
-        jax.jit(lambda q, db, bias: fused.fused_top_k(q, db, bias, 4)), platforms=["cuda"],
-        disabled_checks=[jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")])
+        jax.jit(lambda q, db, bias: fused.fused_top_k(q, db, bias, 4)),
+        platforms=["cuda"],
+        disabled_checks=[jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")],
+    )
     h100 = jax.sharding.AbstractDevice(device_kind="NVIDIA H100 80GB HBM3", num_cores=132, platform="gpu")
     with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((1,), ("x",), abstract_device=h100)):
-        lowered = export(jax.ShapeDtypeStruct((8192, 1024), jnp.bfloat16),
-                         jax.ShapeDtypeStruct((1 << 16, 1024), jnp.bfloat16), jax.ShapeDtypeStruct((1 << 16,), jnp.float32))
+        lowered = export(
+            jax.ShapeDtypeStruct((8192, 1024), jnp.bfloat16),
+            jax.ShapeDtypeStruct((1 << 16, 1024), jnp.bfloat16),
+            jax.ShapeDtypeStruct((1 << 16,), jnp.float32),
+        )
     module = lowered.mlir_module()
     assert "__gpu$xla.gpu.triton" in module and "fused_inner_product_top_k" in module

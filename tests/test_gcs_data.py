@@ -56,8 +56,11 @@ def upload(local: Path, url: str) -> str:
 
 def test_an_xtreme_folder_on_gs_reads_as_the_local_one(bucket):
     folder = upload(DEMO, f"{GS}/demo")
-    for dataset, split, languages in (("xnli", "dev", ["en", "de"]), ("squad", "train", ["en"]),
-                                      ("tydiqa", "dev", ["en", "sw"])):
+    for dataset, split, languages in (
+        ("xnli", "dev", ["en", "de"]),
+        ("squad", "train", ["en"]),
+        ("tydiqa", "dev", ["en", "sw"]),
+    ):
         local = load_examples(dataset, split, {"kind": "xtreme", "path": str(DEMO)}, languages)
         remote_copy = load_examples(dataset, split, {"kind": "xtreme", "path": folder}, languages)
         assert remote_copy == local and all(remote_copy[lang] for lang in languages)
@@ -134,7 +137,9 @@ def test_mlm_text_files_and_patterns_on_gs(bucket):
     local = read_text_lines([str(TEXT / name) for name in names])
     assert read_text_lines([f"{GS}/text/{name}" for name in names]) == local
     assert read_text_lines(f"{GS}/text/parallel.[dr]?.txt") == local  # a glob pattern lists the bucket's folder
-    assert [p.name for p in glob_files(f"{GS}/text/parallel.*.txt")] == sorted(p.name for p in TEXT.glob("parallel.*.txt"))
+    assert [p.name for p in glob_files(f"{GS}/text/parallel.*.txt")] == sorted(
+        p.name for p in TEXT.glob("parallel.*.txt")
+    )
     with pytest.raises(InputError, match=f"MLM text pattern {GS}/text/nothing-\\*.txt matches no file"):
         read_text_lines(f"{GS}/text/nothing-*.txt")
     with pytest.raises(InputError, match=f"MLM text file {GS}/text/missing.txt does not exist"):
@@ -144,11 +149,15 @@ def test_mlm_text_files_and_patterns_on_gs(bucket):
 def test_the_preflight_checks_gs_mlm_files_and_data(bucket):
     data = upload(DEMO, f"{GS}/demo")
     upload(TEXT, f"{GS}/text")
-    config, _ = parse_config_args([
-        "--config=configs/demo.py", f"--config.intermediate.source.path={data}",
-        f"--config.target.source.path={data}", "--config.evaluation.languages=['en']",
-        f"--config.intermediate.mlm.files=['{GS}/text/parallel.*.txt']",
-    ])
+    config, _ = parse_config_args(
+        [
+            "--config=configs/demo.py",
+            f"--config.intermediate.source.path={data}",
+            f"--config.target.source.path={data}",
+            "--config.evaluation.languages=['en']",
+            f"--config.intermediate.mlm.files=['{GS}/text/parallel.*.txt']",
+        ]
+    )
     check_config(config)  # reads the gs:// data and lists the gs:// MLM pattern without a problem
     with config.intermediate.unlocked():
         config.intermediate.mlm.files = [f"{GS}/text/missing.txt"]
@@ -164,15 +173,26 @@ def test_the_preflight_checks_gs_mlm_files_and_data(bucket):
 
 def test_retrieval_data_on_gs(bucket):
     folder = upload(RETRIEVAL, f"{GS}/retrieval")
-    tatoeba = read_tatoeba(f"{folder}/tatoeba_xtreme", "de", labels=f"{folder}/tatoeba_xtreme/labels/tatoeba/test-de.tsv")
-    assert same_data(tatoeba, read_tatoeba(RETRIEVAL / "tatoeba_xtreme", "de",
-                                           labels=RETRIEVAL / "tatoeba_xtreme" / "labels" / "tatoeba" / "test-de.tsv"))
+    tatoeba = read_tatoeba(
+        f"{folder}/tatoeba_xtreme", "de", labels=f"{folder}/tatoeba_xtreme/labels/tatoeba/test-de.tsv"
+    )
+    assert same_data(
+        tatoeba,
+        read_tatoeba(
+            RETRIEVAL / "tatoeba_xtreme",
+            "de",
+            labels=RETRIEVAL / "tatoeba_xtreme" / "labels" / "tatoeba" / "test-de.tsv",
+        ),
+    )
     assert tatoeba.gold is not None
     assert same_data(read_tatoeba(f"{folder}/tatoeba_laser", "de"), read_tatoeba(RETRIEVAL / "tatoeba_laser", "de"))
     sample = read_bucc(f"{folder}/bucc_original", "de", "sample")
     local = read_bucc(RETRIEVAL / "bucc_original", "de", "sample")
-    assert (sample.src_sentences, sample.en_sentences, sample.gold) == (local.src_sentences, local.en_sentences,
-                                                                       local.gold)
+    assert (sample.src_sentences, sample.en_sentences, sample.gold) == (
+        local.src_sentences,
+        local.en_sentences,
+        local.gold,
+    )
     with pytest.raises(InputError, match=f"{folder}/nowhere"):
         read_tatoeba(f"{folder}/nowhere", "de")
 
@@ -183,7 +203,9 @@ def test_dual_encoder_data_and_eval_folders_on_gs(bucket):
     mewslix = DualEncoderTask(get_task("mewslix"), tokenizer, max_length=64)
     local_pool = mewslix.eval_pool(RETRIEVAL / "mewslix", ["en", "ja"], "test")
     assert same_data(mewslix.eval_pool(f"{folder}/mewslix", ["en", "ja"], "test"), local_pool)
-    assert same_data(read_mewslix(f"{folder}/mewslix", "dev", ["en"]), read_mewslix(RETRIEVAL / "mewslix", "dev", ["en"]))
+    assert same_data(
+        read_mewslix(f"{folder}/mewslix", "dev", ["en"]), read_mewslix(RETRIEVAL / "mewslix", "dev", ["en"])
+    )
     source, local_source = {"path": f"{folder}/mewslix"}, {"path": str(RETRIEVAL / "mewslix")}
     assert mewslix.train_pairs(source) == mewslix.train_pairs(local_source)
     assert same_data(mewslix.dev_pool(source), mewslix.dev_pool(local_source))
@@ -194,13 +216,20 @@ def test_dual_encoder_data_and_eval_folders_on_gs(bucket):
 
 
 def _demo_results(workdir: Path, data: str, model: Path) -> dict:
-    code = main_module.main([
-        "--config=configs/demo.py", f"--config.workdir={workdir}", f"--config.model.name={model}",
-        f"--config.intermediate.source.path={data}", f"--config.target.source.path={data}",
-        "--config.intermediate.train.max_steps=2", "--config.target.train.max_steps=2",
-        "--config.intermediate.train.progress_bar=false", "--config.target.train.progress_bar=false",
-        "--config.evaluation.languages=['en']",
-    ])
+    code = main_module.main(
+        [
+            "--config=configs/demo.py",
+            f"--config.workdir={workdir}",
+            f"--config.model.name={model}",
+            f"--config.intermediate.source.path={data}",
+            f"--config.target.source.path={data}",
+            "--config.intermediate.train.max_steps=2",
+            "--config.target.train.max_steps=2",
+            "--config.intermediate.train.progress_bar=false",
+            "--config.target.train.progress_bar=false",
+            "--config.evaluation.languages=['en']",
+        ]
+    )
     assert code == 0
     return json.loads((workdir / "results.json").read_text())
 

@@ -38,8 +38,15 @@ SCALE = 20.0
 
 
 def _model(dropout: float = 0.0) -> DualEncoder:
-    config = tiny_config(VOCAB, hidden_size=16, num_attention_heads=2, intermediate_size=32, num_hidden_layers=1,
-                         max_position_embeddings=SEQ + 2, hidden_dropout_prob=dropout)
+    config = tiny_config(
+        VOCAB,
+        hidden_size=16,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        max_position_embeddings=SEQ + 2,
+        hidden_dropout_prob=dropout,
+    )
     return DualEncoder(Encoder(config, rngs=nnx.Rngs(0)), "mean", scale=SCALE, learned_scale=True)
 
 
@@ -63,15 +70,22 @@ def _features(n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
 
     qi, qm = sequences()
     ci, cm = sequences()
-    return {"query_input_ids": qi, "query_attention_mask": qm, "candidate_input_ids": ci,
-            "candidate_attention_mask": cm, "candidate_key": keys}
+    return {
+        "query_input_ids": qi,
+        "query_attention_mask": qm,
+        "candidate_input_ids": ci,
+        "candidate_attention_mask": cm,
+        "candidate_key": keys,
+    }
 
 
 def _batches(mesh, features):
     """Step 0's global batch as [1, 32, ...] and as [4, 8, ...] (the same rows, micro-batch-major), data-sharded."""
     one = BatchFeeder(features, BATCH, 1, 0, mesh, RULES).batch(0)
     four = BatchFeeder(features, BATCH, MICRO, 0, mesh, RULES).batch(0)
-    np.testing.assert_array_equal(np.asarray(four["candidate_key"]).reshape(-1), np.asarray(one["candidate_key"]).reshape(-1))
+    np.testing.assert_array_equal(
+        np.asarray(four["candidate_key"]).reshape(-1), np.asarray(one["candidate_key"]).reshape(-1)
+    )
     return one, four
 
 
@@ -89,7 +103,9 @@ def _assert_grads_close(actual, expected, rtol: float = 1e-4) -> None:
 
 def _max_difference(a, b) -> float:
     """The largest gradient difference as a fraction of the largest gradient of `b`."""
-    return max(np.abs(x - y).max() for x, y in zip(_leaves(a), _leaves(b), strict=True)) / max(np.abs(y).max() for y in _leaves(b))
+    return max(np.abs(x - y).max() for x, y in zip(_leaves(a), _leaves(b), strict=True)) / max(
+        np.abs(y).max() for y in _leaves(b)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -159,10 +175,24 @@ def test_train_with_cached_grads_and_4_micro_batches_follows_1_micro_batch(mesh,
     features = _features()
     runs = {}
     for name, micro_batches, grads_fn in (("one", 1, None), ("cached", MICRO, make_cached_in_batch_grads())):
-        config = trainer_config(2, global_batch_size=BATCH, micro_batches=micro_batches, dropout=False,
-                                async_checkpointing=False, checkpoint_every=100)
-        result = train(_model(), make_in_batch_loss(), features, config, workdir=tmp_path / name, mesh=mesh,
-                       rules=RULES, grads_fn=grads_fn)
+        config = trainer_config(
+            2,
+            global_batch_size=BATCH,
+            micro_batches=micro_batches,
+            dropout=False,
+            async_checkpointing=False,
+            checkpoint_every=100,
+        )
+        result = train(
+            _model(),
+            make_in_batch_loss(),
+            features,
+            config,
+            workdir=tmp_path / name,
+            mesh=mesh,
+            rules=RULES,
+            grads_fn=grads_fn,
+        )
         rows = [r for r in read_metrics(tmp_path / name) if "grad_norm" in r]
         runs[name] = ([(r["loss"], r["grad_norm"]) for r in rows], _leaves(result.state.params))
     (metrics, params), (cached_metrics, cached_params) = runs["one"], runs["cached"]

@@ -38,7 +38,10 @@ def test_export_round_trip_loads_in_transformers_with_identical_outputs(model_ty
     exported = export_hf(encoder, tmp_path / "exported", tokenizer_dir=folder)
     assert (exported / "model.safetensors").exists() and (exported / "tokenizer.json").exists()
 
-    original, reloaded = load_reference_model(folder), AutoModel.from_pretrained(exported, add_pooling_layer=False).eval()
+    original, reloaded = (
+        load_reference_model(folder),
+        AutoModel.from_pretrained(exported, add_pooling_layer=False).eval(),
+    )
     assert type(reloaded) is type(original)
     original_state, reloaded_state = original.state_dict(), reloaded.state_dict()
     for key, tensor in original_state.items():
@@ -96,7 +99,9 @@ def test_pytorch_bin_fallback_and_bfloat16_safetensors(xlmr_dir, tmp_path):
     bf16_dir = tmp_path / "bf16"
     bf16_dir.mkdir()
     shutil.copy(xlmr_dir / "config.json", bf16_dir)
-    safetensors.torch.save_file({k: v.to(torch.bfloat16).contiguous() for k, v in state.items()}, bf16_dir / "model.safetensors")
+    safetensors.torch.save_file(
+        {k: v.to(torch.bfloat16).contiguous() for k, v in state.items()}, bf16_dir / "model.safetensors"
+    )
     from_bf16, _ = load_pretrained(bf16_dir)
     word = np.asarray(from_bf16.embeddings.word[...])
     expected = state["embeddings.word_embeddings.weight"].to(torch.bfloat16).float().numpy()

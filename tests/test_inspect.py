@@ -21,14 +21,23 @@ def _run(tmp_path: Path, config: list[str], *options: str) -> list[dict]:
 
 
 def _xtreme(target: str, xlmr_dir: Path) -> list[str]:
-    return [f"--config=configs/stilts.py:intermediate=none,target={target}", f"--config.model.name={xlmr_dir}",
-            "--config.target.source.kind=xtreme", f"--config.target.source.path={FIXTURES}",
-            "--config.target.max_length=16", "--config.evaluation.split=dev"]
+    return [
+        f"--config=configs/stilts.py:intermediate=none,target={target}",
+        f"--config.model.name={xlmr_dir}",
+        "--config.target.source.kind=xtreme",
+        f"--config.target.source.path={FIXTURES}",
+        "--config.target.max_length=16",
+        "--config.evaluation.split=dev",
+    ]
 
 
 def test_span_qa_windows_carry_the_answer_where_the_window_holds_it(tmp_path):
-    config = ["--config=configs/demo.py", f"--config.model.name={tmp_path / 'tiny'}", "--config.target.max_length=96",
-              "--config.target.doc_stride=16"]
+    config = [
+        "--config=configs/demo.py",
+        f"--config.model.name={tmp_path / 'tiny'}",
+        "--config.target.max_length=96",
+        "--config.target.doc_stride=16",
+    ]
     records = _run(tmp_path, config, "--phase=target", "--split=test", "--language=sw", "--limit=4")
     assert {r["language"] for r in records} == {"sw"} and len({r["example_id"] for r in records}) == 4
     examples = {ex.id: ex for ex in load_examples_qa()}
@@ -42,7 +51,7 @@ def test_span_qa_windows_carry_the_answer_where_the_window_holds_it(tmp_path):
         gold = examples[r["example_id"]].answers[0].text
         start, end = r["answer_tokens"]
         assert r["answer_text"].strip() == gold
-        assert "".join(r["tokens"][start:end + 1]).replace("\u2581", " ").strip() == gold.strip()
+        assert "".join(r["tokens"][start : end + 1]).replace("\u2581", " ").strip() == gold.strip()
 
 
 def load_examples_qa():
@@ -53,7 +62,9 @@ def load_examples_qa():
 
 def test_tagging_labels_sit_on_each_words_first_piece_and_long_sentences_come_in_parts(tmp_path, xlmr_dir):
     records = _run(tmp_path, _xtreme("panx", xlmr_dir), "--phase=target", "--split=train", "--limit=3")
-    sentences = {s.id: s for s in load_examples("panx", "train", {"kind": "xtreme", "path": str(FIXTURES)}, ["en"])["en"]}
+    sentences = {
+        s.id: s for s in load_examples("panx", "train", {"kind": "xtreme", "path": str(FIXTURES)}, ["en"])["en"]
+    }
     assert any(r["feature"] > 0 for r in records)  # 16 tokens: some sentence is split
     by_sentence: dict[str, list[str]] = {}
     for r in records:
@@ -71,7 +82,9 @@ def test_classification_and_multiple_choice_show_the_label(target, tmp_path, xlm
         assert all(len(r["tokens"]) == 2 and r["tokens"][0][0] == "<s>" for r in records)
         assert all(r["label"] in (0, 1) for r in records)
     else:
-        assert all(r["tokens"][0] == "<s>" and r["label"] in ("entailment", "neutral", "contradiction") for r in records)
+        assert all(
+            r["tokens"][0] == "<s>" and r["label"] in ("entailment", "neutral", "contradiction") for r in records
+        )
 
 
 def test_bad_requests_are_errors_naming_the_fix(tmp_path, xlmr_dir, capsys):
@@ -98,7 +111,8 @@ def test_the_records_are_the_features_the_trainer_gets(tmp_path):
     task = SpanQATask(get_task("squad"), tokenizer, max_length=160, doc_stride=64)
     arrays = task.train_features(examples)
     assert len(records) == len(arrays["input_ids"])
-    for r, ids, mask, start, end in zip(records, arrays["input_ids"], arrays["attention_mask"],
-                                        arrays["start_positions"], arrays["end_positions"]):
+    for r, ids, mask, start, end in zip(
+        records, arrays["input_ids"], arrays["attention_mask"], arrays["start_positions"], arrays["end_positions"]
+    ):
         assert r["tokens"] == tokenizer.convert_ids_to_tokens(ids[: mask.sum()].tolist())
         assert r["answer_tokens"] == ([int(start), int(end)] if (start, end) != (0, 0) else None)

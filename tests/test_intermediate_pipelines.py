@@ -22,8 +22,21 @@ from tests.test_family_pipelines import xtreme_folder
 
 LANGUAGES = ["ar", "zh"]
 # Outputs of each task's head: classes, 1 score per choice, or the tags of the training data plus the unknown tag.
-HEAD_OUTPUTS = {"mnli": 3, "anli_plus": 3, "qqp": 2, "paws": 2, "commonsenseqa": 1, "cosmosqa": 1, "hellaswag": 1,
-                "copa": 1, "piqa": 1, "winogrande": 1, "reclor": 1, "logiqa2": 1, "art": 1}
+HEAD_OUTPUTS = {
+    "mnli": 3,
+    "anli_plus": 3,
+    "qqp": 2,
+    "paws": 2,
+    "commonsenseqa": 1,
+    "cosmosqa": 1,
+    "hellaswag": 1,
+    "copa": 1,
+    "piqa": 1,
+    "winogrande": 1,
+    "reclor": 1,
+    "logiqa2": 1,
+    "art": 1,
+}
 
 
 def _head_outputs(task: str) -> int:
@@ -33,24 +46,55 @@ def _head_outputs(task: str) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("intermediate", ["mnli", "anli_plus", "qqp", "paws", "commonsenseqa", "cosmosqa", "hellaswag",
-                                          "copa", "ccg", "piqa", "winogrande", "reclor", "logiqa2", "art"])
+@pytest.mark.parametrize(
+    "intermediate",
+    [
+        "mnli",
+        "anli_plus",
+        "qqp",
+        "paws",
+        "commonsenseqa",
+        "cosmosqa",
+        "hellaswag",
+        "copa",
+        "ccg",
+        "piqa",
+        "winogrande",
+        "reclor",
+        "logiqa2",
+        "art",
+    ],
+)
 def test_intermediate_task_trains_its_head_and_hands_off_to_panx(intermediate, xlmr_dir, tmp_path, capsys):
     root = xtreme_folder(tmp_path)
     workdir = tmp_path / "run"
-    phase_args = ["--config.{p}.max_length=32", "--config.{p}.train.batch_size=8", "--config.{p}.train.max_steps=2",
-                  "--config.{p}.train.progress_bar=false"]
+    phase_args = [
+        "--config.{p}.max_length=32",
+        "--config.{p}.train.batch_size=8",
+        "--config.{p}.train.max_steps=2",
+        "--config.{p}.train.progress_bar=false",
+    ]
     intermediate_source = []
     if intermediate == "ccg":  # CCG's folder of jiant files is reachable from the command line
-        intermediate_source = ["--config.intermediate.source.kind=files",
-                               f"--config.intermediate.source.path={SOURCES['ccg']['path']}"]
-    config, rest = parse_config_args([
-        f"--config=configs/stilts.py:intermediate={intermediate},target=panx", f"--config.workdir={workdir}",
-        f"--config.model.name={xlmr_dir}", "--config.model.dtype=float32", "--config.evaluation.split=dev",
-        f"--config.evaluation.languages={LANGUAGES!r}", "--config.target.source.kind=xtreme",
-        f"--config.target.source.path={root}", *intermediate_source,
-        *[a.format(p="intermediate") for a in phase_args], *[a.format(p="target") for a in phase_args],
-    ])
+        intermediate_source = [
+            "--config.intermediate.source.kind=files",
+            f"--config.intermediate.source.path={SOURCES['ccg']['path']}",
+        ]
+    config, rest = parse_config_args(
+        [
+            f"--config=configs/stilts.py:intermediate={intermediate},target=panx",
+            f"--config.workdir={workdir}",
+            f"--config.model.name={xlmr_dir}",
+            "--config.model.dtype=float32",
+            "--config.evaluation.split=dev",
+            f"--config.evaluation.languages={LANGUAGES!r}",
+            "--config.target.source.kind=xtreme",
+            f"--config.target.source.path={root}",
+            *intermediate_source,
+            *[a.format(p="intermediate") for a in phase_args],
+            *[a.format(p="target") for a in phase_args],
+        ]
+    )
     assert not rest
     if intermediate != "ccg":  # 'paths' (split -> file) and per-part sources are set in Python
         with config.unlocked():

@@ -45,7 +45,10 @@ def test_lareqa_pool_ids_and_relevance_follow_utils_lareqa():
     assert query.relevant == {f"{lang}_7_{position}" for lang in LANGS}  # the same answer in every language
     index = pool.candidate_ids.index(f"de_7_{position}")
     s, e = paragraph["sentence_breaks"][position]
-    assert pool.candidate_texts[index] == paragraph["context"][s:e] and pool.candidate_contexts[index] == paragraph["context"]
+    assert (
+        pool.candidate_texts[index] == paragraph["context"][s:e]
+        and pool.candidate_contexts[index] == paragraph["context"]
+    )
 
 
 def test_xquad_r_errors_name_the_file_and_record(tmp_path):
@@ -56,7 +59,9 @@ def test_xquad_r_errors_name_the_file_and_record(tmp_path):
         read_xquad_r(bad, "en")
     del good["data"][0]["paragraphs"][1]["sentence_breaks"]
     bad.write_text(json.dumps(good))
-    with pytest.raises(RankedRetrievalDataError, match=r"en\.json: data\[0\]\.paragraphs\[1\]: needs .*sentence_breaks"):
+    with pytest.raises(
+        RankedRetrievalDataError, match=r"en\.json: data\[0\]\.paragraphs\[1\]: needs .*sentence_breaks"
+    ):
         read_xquad_r(bad, "en")
     good = json.loads((LAREQA / "lareqa" / "xquad-r" / "en.json").read_text())
     good["data"][2]["paragraphs"][0]["qas"][0]["answers"].append({"text": "x", "answer_start": 0})
@@ -70,13 +75,20 @@ def test_xquad_r_errors_name_the_file_and_record(tmp_path):
 def test_squad_becomes_question_to_answer_sentence_pairs():
     context = "Dr. Smith lived in Paris. He moved to Rome in 1990. The city was warm."
     assert [context[s:e] for s, e in sentence_spans(context)] == [
-        "Dr. Smith lived in Paris.", "He moved to Rome in 1990.", "The city was warm."]
-    examples = [QAExample("q1", "When did he move?", context, (Answer("1990", context.index("1990")),), "en"),
-                QAExample("q2", "Where?", context, (Answer("Paris", context.index("Paris")),), "en"),
-                QAExample("q3", "Gap?", context, (Answer(" ", context.index(" He")),), "en")]  # between sentences
+        "Dr. Smith lived in Paris.",
+        "He moved to Rome in 1990.",
+        "The city was warm.",
+    ]
+    examples = [
+        QAExample("q1", "When did he move?", context, (Answer("1990", context.index("1990")),), "en"),
+        QAExample("q2", "Where?", context, (Answer("Paris", context.index("Paris")),), "en"),
+        QAExample("q3", "Gap?", context, (Answer(" ", context.index(" He")),), "en"),
+    ]  # between sentences
     pairs = squad_training_pairs(examples)
-    assert [(p.query, p.candidate) for p in pairs] == [("When did he move?", "He moved to Rome in 1990."),
-                                                       ("Where?", "Dr. Smith lived in Paris.")]
+    assert [(p.query, p.candidate) for p in pairs] == [
+        ("When did he move?", "He moved to Rome in 1990."),
+        ("Where?", "Dr. Smith lived in Paris."),
+    ]
     assert pairs[0].candidate_context == context and pairs[0].candidate_id != pairs[1].candidate_id
     dev = squad_dev_pool(examples)
     assert len(dev.candidate_ids) == 3 and [q.id for q in dev.queries["en"]] == ["q1", "q2"]
@@ -93,14 +105,18 @@ def test_mewslix_query_and_candidate_texts_follow_the_baseline_preprocessing():
     crossing = Mention("m2", "Q1", "en", context, spans, 10, 20, context[10:20])
     with pytest.raises(RankedRetrievalDataError, match="crosses a sentence break"):
         mention_text(crossing)
-    (entity,) = [e for e in read_entities(mewslix_path(MEWSLIX, "candidate_set_entities.jsonl")) if e.entity_id == "Q1005"]
+    (entity,) = [
+        e for e in read_entities(mewslix_path(MEWSLIX, "candidate_set_entities.jsonl")) if e.entity_id == "Q1005"
+    ]
     assert entity_text(entity) == entity.description.strip() and entity.language == "zh"
 
 
 def test_mewslix_files_read_into_pools_and_pairs():
     pool = read_mewslix(MEWSLIX, "test", ["en", "ja", "ar"])
     assert len(pool.candidate_ids) == 80 and pool.candidate_contexts is None
-    mentions = [m for m in read_wikinews_mentions(mewslix_path(MEWSLIX, "wikinews_mentions-test.jsonl")) if m.language == "ja"]
+    mentions = [
+        m for m in read_wikinews_mentions(mewslix_path(MEWSLIX, "wikinews_mentions-test.jsonl")) if m.language == "ja"
+    ]
     assert [q.id for q in pool.queries["ja"]] == [m.example_id for m in mentions]
     assert all(q.relevant == {m.entity_id} for q, m in zip(pool.queries["ja"], mentions))
     pairs = read_wikipedia_pairs(mewslix_path(MEWSLIX, "wikipedia_pairs-train.jsonl"))
@@ -149,8 +165,11 @@ def test_repeated_query_ids_are_refused(tmp_path):
     first["answers"][0]["answer_start"] = 10**6  # in no sentence: skipped as utils_lareqa skips it, id still taken
     second["id"] = first["id"]
     (tmp_path / "en.json").write_text(json.dumps(data))
-    with pytest.raises(RankedRetrievalDataError, match=r"data\[1\]\.paragraphs\[0\]\.qas\[0\]: question id .* is "
-                                                      r"already used by data\[0\]\.paragraphs\[0\]\.qas\[0\]"):
+    with pytest.raises(
+        RankedRetrievalDataError,
+        match=r"data\[1\]\.paragraphs\[0\]\.qas\[0\]: question id .* is "
+        r"already used by data\[0\]\.paragraphs\[0\]\.qas\[0\]",
+    ):
         read_xquad_r(tmp_path / "en.json", "en")
 
     lines = (MEWSLIX / "mewslix" / "wikinews_mentions-test.jsonl").read_text().splitlines()
@@ -159,8 +178,11 @@ def test_repeated_query_ids_are_refused(tmp_path):
     records[2]["mentions"][0]["example_id"] = repeated
     path = tmp_path / "wikinews_mentions-test.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    with pytest.raises(RankedRetrievalDataError, match=rf":3 mention 0: example_id '{repeated}' is already used by "
-                                                      r".*:1 mention 0"):
+    with pytest.raises(
+        RankedRetrievalDataError,
+        match=rf":3 mention 0: example_id '{repeated}' is already used by "
+        r".*:1 mention 0",
+    ):
         read_wikinews_mentions(path)
 
     pairs = read_wikipedia_pairs(mewslix_path(MEWSLIX, "wikipedia_pairs-dev.jsonl"))

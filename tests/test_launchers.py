@@ -31,8 +31,9 @@ def _shellcheck() -> str:
     return found
 
 
-@pytest.mark.parametrize("script", [ROOT / "bench" / "device_session.sh", ROOT / "tools" / "device_wheels.sh"],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "script", [ROOT / "bench" / "device_session.sh", ROOT / "tools" / "device_wheels.sh"], ids=lambda p: p.name
+)
 def test_device_scripts_are_shellcheck_clean(script):
     check = subprocess.run([_shellcheck(), "--severity=style", str(script)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout
@@ -50,28 +51,63 @@ def test_launcher_is_shellcheck_clean_strict_and_has_help(script):
 
 
 def _distributed(i: int, n: int, coordinator: str) -> list[str]:
-    return [f"--config.distributed.coordinator_address={coordinator}", f"--config.distributed.num_processes={n}",
-            f"--config.distributed.process_id={i}"]
+    return [
+        f"--config.distributed.coordinator_address={coordinator}",
+        f"--config.distributed.num_processes={n}",
+        f"--config.distributed.process_id={i}",
+    ]
 
 
 def test_gpu_hosts_local_dry_run_prints_one_exact_command_per_process():
-    out = _bash(GPU_HOSTS, "--local", "3", "--port", "4321", "--devices-per-process", "2", "--dry-run", "--",
-                "--config=configs/demo.py", SPACED)
+    out = _bash(
+        GPU_HOSTS,
+        "--local",
+        "3",
+        "--port",
+        "4321",
+        "--devices-per-process",
+        "2",
+        "--dry-run",
+        "--",
+        "--config=configs/demo.py",
+        SPACED,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 3
     for i, line in enumerate(lines):
-        assert shlex.split(line) == ["env", "JAX_PLATFORMS=cpu", "JAX_NUM_CPU_DEVICES=2", "PYTHONUNBUFFERED=1", "python",
-                                     "-m", "stilts_jax.main", "--config=configs/demo.py", SPACED,
-                                     *_distributed(i, 3, "127.0.0.1:4321")]
+        assert shlex.split(line) == [
+            "env",
+            "JAX_PLATFORMS=cpu",
+            "JAX_NUM_CPU_DEVICES=2",
+            "PYTHONUNBUFFERED=1",
+            "python",
+            "-m",
+            "stilts_jax.main",
+            "--config=configs/demo.py",
+            SPACED,
+            *_distributed(i, 3, "127.0.0.1:4321"),
+        ]
 
 
 def test_gpu_hosts_dry_run_wraps_each_process_in_ssh_with_the_first_host_as_coordinator(tmp_path):
     hosts = tmp_path / "hosts"
     hosts.write_text("# the cluster\ngpu-a\n\n  gpu-b  # second\ngpu-c\n")
-    out = _bash(GPU_HOSTS, "--hosts-file", str(hosts), "--remote-dir", "/srv/stilts jax", "--python", "python3",
-                "--env", "NCCL_DEBUG=WARN", "--dry-run", "--", "--config=configs/stilts.py:intermediate=squad,target=tydiqa",
-                SPACED)
+    out = _bash(
+        GPU_HOSTS,
+        "--hosts-file",
+        str(hosts),
+        "--remote-dir",
+        "/srv/stilts jax",
+        "--python",
+        "python3",
+        "--env",
+        "NCCL_DEBUG=WARN",
+        "--dry-run",
+        "--",
+        "--config=configs/stilts.py:intermediate=squad,target=tydiqa",
+        SPACED,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 3
@@ -80,74 +116,156 @@ def test_gpu_hosts_dry_run_wraps_each_process_in_ssh_with_the_first_host_as_coor
         assert words[:4] == ["ssh", "-o", "BatchMode=yes", host] and len(words) == 5
         remote = shlex.split(words[4])  # what the remote shell sees
         assert remote[:3] == ["cd", "/srv/stilts jax", "&&"]
-        assert remote[3:] == ["env", "PYTHONUNBUFFERED=1", "NCCL_DEBUG=WARN", "python3", "-m", "stilts_jax.main",
-                              "--config=configs/stilts.py:intermediate=squad,target=tydiqa", SPACED,
-                              *_distributed(i, 3, "gpu-a:12355")]
-    same = _bash(GPU_HOSTS, "--hosts", "gpu-a,gpu-b,gpu-c", "--remote-dir", "/srv/stilts jax", "--python", "python3",
-                 "--env", "NCCL_DEBUG=WARN", "--dry-run", "--", "--config=configs/stilts.py:intermediate=squad,target=tydiqa",
-                 SPACED)
+        assert remote[3:] == [
+            "env",
+            "PYTHONUNBUFFERED=1",
+            "NCCL_DEBUG=WARN",
+            "python3",
+            "-m",
+            "stilts_jax.main",
+            "--config=configs/stilts.py:intermediate=squad,target=tydiqa",
+            SPACED,
+            *_distributed(i, 3, "gpu-a:12355"),
+        ]
+    same = _bash(
+        GPU_HOSTS,
+        "--hosts",
+        "gpu-a,gpu-b,gpu-c",
+        "--remote-dir",
+        "/srv/stilts jax",
+        "--python",
+        "python3",
+        "--env",
+        "NCCL_DEBUG=WARN",
+        "--dry-run",
+        "--",
+        "--config=configs/stilts.py:intermediate=squad,target=tydiqa",
+        SPACED,
+    )
     assert same.stdout == out.stdout
 
 
 def test_gpu_hosts_coordinator_is_the_first_host_without_its_login_name():
-    out = _bash(GPU_HOSTS, "--hosts", "me@gpu-a,me@gpu-b", "--port", "999", "--dry-run", "--", "--config=configs/demo.py")
+    out = _bash(
+        GPU_HOSTS, "--hosts", "me@gpu-a,me@gpu-b", "--port", "999", "--dry-run", "--", "--config=configs/demo.py"
+    )
     lines = [shlex.split(line) for line in out.stdout.splitlines()]
     assert [words[3] for words in lines] == ["me@gpu-a", "me@gpu-b"]
     assert all("--config.distributed.coordinator_address=gpu-a:999" in shlex.split(words[4]) for words in lines)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dry-run", "--", "--config=configs/demo.py"], "no hosts"),
-    (["--local", "2", "--hosts", "a", "--dry-run", "--", "--config=configs/demo.py"], "either --local N or hosts"),
-    (["--local", "2", "--dry-run"], "no pipeline arguments"),
-    (["--local", "2", "--port", "x", "--dry-run", "--", "--config=configs/demo.py"], "--port must be a number"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dry-run", "--", "--config=configs/demo.py"], "no hosts"),
+        (["--local", "2", "--hosts", "a", "--dry-run", "--", "--config=configs/demo.py"], "either --local N or hosts"),
+        (["--local", "2", "--dry-run"], "no pipeline arguments"),
+        (["--local", "2", "--port", "x", "--dry-run", "--", "--config=configs/demo.py"], "--port must be a number"),
+    ],
+)
 def test_gpu_hosts_refuses_bad_arguments(args, message):
     out = _bash(GPU_HOSTS, *args)
     assert out.returncode == 2 and message in out.stderr and not out.stdout
 
 
 def test_tpu_vm_dry_run_prints_create_or_reuse_install_and_run_on_every_worker():
-    out = _bash(TPU_VM, "--name", "my-tpu", "--zone", "us-central2-b", "--project", "my-proj", "--accelerator-type",
-                "v4-32", "--spot", "--workdir", "gs://bucket/stilts run", "--dry-run", "--",
-                "--config=configs/squad_to_tydiqa.py", "--config.model.name=my model")
+    out = _bash(
+        TPU_VM,
+        "--name",
+        "my-tpu",
+        "--zone",
+        "us-central2-b",
+        "--project",
+        "my-proj",
+        "--accelerator-type",
+        "v4-32",
+        "--spot",
+        "--workdir",
+        "gs://bucket/stilts run",
+        "--dry-run",
+        "--",
+        "--config=configs/squad_to_tydiqa.py",
+        "--config.model.name=my model",
+    )
     assert out.returncode == 0, out.stderr
     lines = [shlex.split(line) for line in out.stdout.splitlines()]
     assert len(lines) == 5
     common = ["--zone=us-central2-b", "--project=my-proj"]
-    describe, create = lines[0][:lines[0].index(">/dev/null")], lines[0][lines[0].index("||") + 1:]
+    describe, create = lines[0][: lines[0].index(">/dev/null")], lines[0][lines[0].index("||") + 1 :]
     assert describe == ["gcloud", "compute", "tpus", "tpu-vm", "describe", "my-tpu", *common]
-    assert create == ["gcloud", "compute", "tpus", "tpu-vm", "create", "my-tpu", *common, "--accelerator-type=v4-32",
-                      "--version=tpu-ubuntu2204-base", "--spot"]
+    assert create == [
+        "gcloud",
+        "compute",
+        "tpus",
+        "tpu-vm",
+        "create",
+        "my-tpu",
+        *common,
+        "--accelerator-type=v4-32",
+        "--version=tpu-ubuntu2204-base",
+        "--spot",
+    ]
     assert lines[1][:3] == ["git", "-C", str(ROOT)] and lines[1][-1] == "HEAD"
     archive = lines[1][-2].removeprefix("--output=")
-    assert lines[2] == ["gcloud", "compute", "tpus", "tpu-vm", "scp", archive, "my-tpu:stilts-jax.tar.gz",
-                        "--worker=all", *common]
+    assert lines[2] == [
+        "gcloud",
+        "compute",
+        "tpus",
+        "tpu-vm",
+        "scp",
+        archive,
+        "my-tpu:stilts-jax.tar.gz",
+        "--worker=all",
+        *common,
+    ]
     for line in lines[3:]:
         assert line[:8] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "my-tpu", "--worker=all", *common[:1]]
         assert line[8] == common[1] and line[9].startswith("--command=")
     install = lines[3][9].removeprefix("--command=")
     assert "pip install -q -r requirements.txt 'jax[tpu]'" in install and "python3.11 -m venv .venv" in install
     start = lines[4][9].removeprefix("--command=")
-    run_id = re.search(r'logs/(run-\d{8}-\d{6})-worker\$worker\.log', start).group(1)
+    run_id = re.search(r"logs/(run-\d{8}-\d{6})-worker\$worker\.log", start).group(1)
     assert start.startswith("cd stilts-jax && mkdir -p logs && worker=$(curl ")
-    detached = start[start.index("nohup setsid "):start.index(" >")]
-    assert shlex.split(detached) == ["nohup", "setsid", "python", "-m", "stilts_jax.main",
-                                     "--config=configs/squad_to_tydiqa.py", "--config.model.name=my model",
-                                     "--config.workdir=gs://bucket/stilts run"]
+    detached = start[start.index("nohup setsid ") : start.index(" >")]
+    assert shlex.split(detached) == [
+        "nohup",
+        "setsid",
+        "python",
+        "-m",
+        "stilts_jax.main",
+        "--config=configs/squad_to_tydiqa.py",
+        "--config.model.name=my model",
+        "--config.workdir=gs://bucket/stilts run",
+    ]
     assert f'>"logs/{run_id}-worker$worker.log" 2>&1 </dev/null & echo $! >"logs/{run_id}-worker$worker.pid"' in start
 
-    reuse = _bash(TPU_VM, "--name", "my-tpu", "--zone", "z", "--workdir", "gs://b/r", "--skip-install", "--dry-run",
-                  "--", "--config=configs/demo.py")
+    reuse = _bash(
+        TPU_VM,
+        "--name",
+        "my-tpu",
+        "--zone",
+        "z",
+        "--workdir",
+        "gs://b/r",
+        "--skip-install",
+        "--dry-run",
+        "--",
+        "--config=configs/demo.py",
+    )
     assert [shlex.split(line)[4] for line in reuse.stdout.splitlines()] == ["describe", "ssh"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--zone", "z", "--workdir", "gs://b/r", "--dry-run", "--", "--config=configs/demo.py"], "--name is required"),
-    (["--name", "t", "--zone", "z", "--workdir", "/local/dir", "--dry-run", "--", "--config=configs/demo.py"],
-     "must be a gs:// path"),
-    (["--name", "t", "--zone", "z", "--workdir", "gs://b/r", "--dry-run"], "no pipeline arguments"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--zone", "z", "--workdir", "gs://b/r", "--dry-run", "--", "--config=configs/demo.py"], "--name is required"),
+        (
+            ["--name", "t", "--zone", "z", "--workdir", "/local/dir", "--dry-run", "--", "--config=configs/demo.py"],
+            "must be a gs:// path",
+        ),
+        (["--name", "t", "--zone", "z", "--workdir", "gs://b/r", "--dry-run"], "no pipeline arguments"),
+    ],
+)
 def test_tpu_vm_refuses_bad_arguments(args, message):
     out = _bash(TPU_VM, *args)
     assert out.returncode == 2 and message in out.stderr and not out.stdout
@@ -162,11 +280,26 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_gpu_hosts_local_two_processes_run_the_demo_pipeline(tmp_path):
     workdir, logs = tmp_path / "two processes", tmp_path / "logs"
-    out = _bash(GPU_HOSTS, "--local", "2", "--port", str(_free_port()), "--devices-per-process", "2",
-                "--python", sys.executable, "--log-dir", str(logs), "--",
-                "--config=configs/demo.py", f"--config.workdir={workdir}", f"--config.model.name={tmp_path / 'tiny'}",
-                "--config.intermediate.train.max_steps=3", "--config.target.train.max_steps=3",
-                timeout=1200)
+    out = _bash(
+        GPU_HOSTS,
+        "--local",
+        "2",
+        "--port",
+        str(_free_port()),
+        "--devices-per-process",
+        "2",
+        "--python",
+        sys.executable,
+        "--log-dir",
+        str(logs),
+        "--",
+        "--config=configs/demo.py",
+        f"--config.workdir={workdir}",
+        f"--config.model.name={tmp_path / 'tiny'}",
+        "--config.intermediate.train.max_steps=3",
+        "--config.target.train.max_steps=3",
+        timeout=1200,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     results = json.loads((workdir / "results.json").read_text())
     assert sorted(results["per_language"]) == ["ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te"]
@@ -210,8 +343,21 @@ def _session_of(pid: int, other_than: int, wait_s: float = 5.0) -> int:
 def test_tpu_vm_worker_commands_start_a_detached_run_and_stream_its_log(tmp_path):
     """The start and follow commands a worker receives, run by a shell here: the worker index comes from the TPU
     metadata server (curl), the venv puts its python first; the run outlives the command that started it."""
-    out = _bash(TPU_VM, "--name", "t", "--zone", "z", "--workdir", "gs://b/r", "--skip-install", "--follow",
-                "--dry-run", "--", "--config=configs/demo.py", SPACED)
+    out = _bash(
+        TPU_VM,
+        "--name",
+        "t",
+        "--zone",
+        "z",
+        "--workdir",
+        "gs://b/r",
+        "--skip-install",
+        "--follow",
+        "--dry-run",
+        "--",
+        "--config=configs/demo.py",
+        SPACED,
+    )
     assert out.returncode == 0, out.stderr
     _, start, follow = out.stdout.splitlines()
     assert "tail -n +1 --pid=" in follow and "-F" in follow
@@ -225,21 +371,26 @@ def test_tpu_vm_worker_commands_start_a_detached_run_and_stream_its_log(tmp_path
     _executable(fake_bin / "curl", "#!/usr/bin/env bash\necho 3\n")  # agent-worker-number
     env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"}
     began = time.monotonic()
-    started = subprocess.run(["bash", "-c", _remote_command(start)], cwd=home, env=env, capture_output=True, text=True,
-                             timeout=30)
+    started = subprocess.run(
+        ["bash", "-c", _remote_command(start)], cwd=home, env=env, capture_output=True, text=True, timeout=30
+    )
     assert started.returncode == 0, started.stderr
     assert time.monotonic() - began < 4  # returned while the (5 s) run goes on
     logs = home / "stilts-jax" / "logs"
     (log,) = logs.glob("run-*-worker3.log")
     pid = int(log.with_suffix(".pid").read_text())
     assert started.stdout.strip() == f"worker 3: pid {pid}, log {log}"
-    assert _session_of(pid, os.getsid(0)) != os.getsid(0)  # its own session: a lost connection's hang-up does not reach it
-    followed = subprocess.run(["bash", "-c", _remote_command(follow)], cwd=home, env=env, capture_output=True,
-                              text=True, timeout=30)
+    assert _session_of(pid, os.getsid(0)) != os.getsid(
+        0
+    )  # its own session: a lost connection's hang-up does not reach it
+    followed = subprocess.run(
+        ["bash", "-c", _remote_command(follow)], cwd=home, env=env, capture_output=True, text=True, timeout=30
+    )
     assert followed.returncode == 0, followed.stderr
     assert followed.stdout.splitlines() == [
         f"[worker 3] args: -m stilts_jax.main --config=configs/demo.py {SPACED} --config.workdir=gs://b/r",
-        "[worker 3] run over"]  # tail stops once the run's process has ended
+        "[worker 3] run over",
+    ]  # tail stops once the run's process has ended
     assert log.read_text().endswith("run over\n")
 
 
@@ -268,11 +419,36 @@ def _retry(tmp_path: Path, states: list[str], finished_after: int, ssh_status: i
     fake.mkdir()
     (fake / "states").write_text("\n".join(states) + "\n")
     _executable(fake / "gcloud", FAKE_GCLOUD)
-    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "FAKE": str(fake),
-           "FAKE_FINISHED_AFTER": str(finished_after), "FAKE_SSH_STATUS": str(ssh_status)}
-    out = subprocess.run(["bash", str(TPU_VM), "--name", "t", "--zone", "z", "--spot", "--workdir", "gs://b/run/",
-                          "--retry-preempted", *extra, "--dry-run", "--", "--config=configs/demo.py"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "FAKE": str(fake),
+        "FAKE_FINISHED_AFTER": str(finished_after),
+        "FAKE_SSH_STATUS": str(ssh_status),
+    }
+    out = subprocess.run(
+        [
+            "bash",
+            str(TPU_VM),
+            "--name",
+            "t",
+            "--zone",
+            "z",
+            "--spot",
+            "--workdir",
+            "gs://b/run/",
+            "--retry-preempted",
+            *extra,
+            "--dry-run",
+            "--",
+            "--config=configs/demo.py",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     calls = (fake / "calls").read_text().splitlines()
     steps = [shlex.split(line) for line in out.stdout.splitlines() if not line.startswith("# ")]
     return out, steps, calls
@@ -331,8 +507,21 @@ def test_tpu_vm_retry_reports_a_run_that_stopped_on_a_ready_vm(tmp_path):
 
 
 def test_gpu_hosts_detach_dry_run_starts_each_process_detached_with_its_own_log_and_follows(tmp_path):
-    out = _bash(GPU_HOSTS, "--hosts", "gpu-a,gpu-b", "--remote-dir", "/srv/stilts jax", "--log-dir", "logs",
-                "--detach", "--follow", "--dry-run", "--", "--config=configs/demo.py", SPACED)
+    out = _bash(
+        GPU_HOSTS,
+        "--hosts",
+        "gpu-a,gpu-b",
+        "--remote-dir",
+        "/srv/stilts jax",
+        "--log-dir",
+        "logs",
+        "--detach",
+        "--follow",
+        "--dry-run",
+        "--",
+        "--config=configs/demo.py",
+        SPACED,
+    )
     assert out.returncode == 0, out.stderr
     lines = [shlex.split(line) for line in out.stdout.splitlines()]
     assert len(lines) == 4
@@ -341,11 +530,21 @@ def test_gpu_hosts_detach_dry_run_starts_each_process_detached_with_its_own_log_
         assert start[:4] == follow[:4] == ["ssh", "-o", "BatchMode=yes", host]
         remote = shlex.split(start[4].replace(";", " ;"))
         assert remote[:5] == ["cd", "/srv/stilts jax", "&&", "mkdir", "-p"]
-        detached = remote[remote.index("nohup"):remote.index("&", remote.index("nohup"))]
+        detached = remote[remote.index("nohup") : remote.index("&", remote.index("nohup"))]
         log = detached[-3].removeprefix(">")
         assert re.fullmatch(rf"logs/run-\d{{8}}-\d{{6}}-process{i}\.log", log)
-        assert detached[:-3] == ["nohup", "setsid", "env", "PYTHONUNBUFFERED=1", "python", "-m", "stilts_jax.main",
-                                 "--config=configs/demo.py", SPACED, *_distributed(i, 2, "gpu-a:12355")]
+        assert detached[:-3] == [
+            "nohup",
+            "setsid",
+            "env",
+            "PYTHONUNBUFFERED=1",
+            "python",
+            "-m",
+            "stilts_jax.main",
+            "--config=configs/demo.py",
+            SPACED,
+            *_distributed(i, 2, "gpu-a:12355"),
+        ]
         assert f"-F {log} | sed -u" in follow[4] and f"[process {i}]" in follow[4]
     wrong = _bash(GPU_HOSTS, "--local", "2", "--follow", "--dry-run", "--", "--config=configs/demo.py")
     assert wrong.returncode == 2 and "--follow streams the logs of a --detach run" in wrong.stderr
@@ -355,17 +554,41 @@ def test_gpu_hosts_local_detach_returns_at_once_and_follow_streams_every_process
     python = _executable(tmp_path / "python", FAKE_PYTHON)
     logs = tmp_path / "logs"
     began = time.monotonic()
-    out = _bash(GPU_HOSTS, "--local", "2", "--python", str(python), "--log-dir", str(logs), "--detach", "--",
-                "--config=configs/demo.py")
+    out = _bash(
+        GPU_HOSTS,
+        "--local",
+        "2",
+        "--python",
+        str(python),
+        "--log-dir",
+        str(logs),
+        "--detach",
+        "--",
+        "--config=configs/demo.py",
+    )
     assert out.returncode == 0, out.stderr
     assert time.monotonic() - began < 4  # returned while the (5 s) runs go on
     pids = [int(p.read_text()) for p in sorted(logs.glob("run-*-process*.pid"))]
     assert len(pids) == 2 and all(_session_of(pid, os.getsid(0)) != os.getsid(0) for pid in pids)
-    followed = _bash(GPU_HOSTS, "--local", "2", "--python", str(python), "--log-dir", str(logs), "--detach",
-                     "--follow", "--", "--config=configs/demo.py")
+    followed = _bash(
+        GPU_HOSTS,
+        "--local",
+        "2",
+        "--python",
+        str(python),
+        "--log-dir",
+        str(logs),
+        "--detach",
+        "--follow",
+        "--",
+        "--config=configs/demo.py",
+    )
     assert followed.returncode == 0, followed.stderr
     lines = followed.stdout.splitlines()
     for i in range(2):
         assert f"[process {i}] run over" in lines
-        assert any(line.startswith(f"[process {i}] args: -m stilts_jax.main --config=configs/demo.py") and
-                   line.endswith(f"--config.distributed.process_id={i}") for line in lines)
+        assert any(
+            line.startswith(f"[process {i}] args: -m stilts_jax.main --config=configs/demo.py")
+            and line.endswith(f"--config.distributed.process_id={i}")
+            for line in lines
+        )

@@ -46,8 +46,14 @@ def _features(num_examples: int = 128, seed: int = 0) -> dict[str, np.ndarray]:
     ids[np.arange(num_examples), lengths - 1] = 2
     ids[mask == 0] = 1
     tags = np.where(mask > 0, ids % 5, -100).astype(np.int32)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "tags": tags,
-            "start_positions": (lengths // 3).astype(np.int32), "end_positions": (lengths // 2).astype(np.int32)}
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "labels": labels,
+        "tags": tags,
+        "start_positions": (lengths // 3).astype(np.int32),
+        "end_positions": (lengths // 2).astype(np.int32),
+    }
 
 
 def _mesh(shape=(-1, 1, 1), devices=None):
@@ -55,8 +61,14 @@ def _mesh(shape=(-1, 1, 1), devices=None):
 
 
 def _encoder(seed: int = 0) -> tuple[Encoder, nnx.Rngs]:
-    config = tiny_config(VOCAB, hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=2,
-                         max_position_embeddings=SEQ + 2)
+    config = tiny_config(
+        VOCAB,
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        max_position_embeddings=SEQ + 2,
+    )
     rngs = nnx.Rngs(seed)
     return Encoder(config, rngs=rngs), rngs
 
@@ -92,7 +104,9 @@ def test_an_epoch_uses_the_ungrouped_examples_once_in_batches_cut_to_fit():
             assert width in padded_widths(SEQ) and width >= lengths[grouped.example_indices(step)].max()
             assert batch["input_ids"].shape == batch["tags"].shape == (16, width)
             assert batch["labels"].shape == (16,)
-            np.testing.assert_array_equal(batch["input_ids"], features["input_ids"][grouped.example_indices(step), :width])
+            np.testing.assert_array_equal(
+                batch["input_ids"], features["input_ids"][grouped.example_indices(step), :width]
+            )
     computed = sum(grouped.batch_width(s) * 16 for s in range(plain.steps_per_epoch))
     real = sum(lengths[grouped.example_indices(s)].sum() for s in range(plain.steps_per_epoch))
     assert real / computed > 1.5 * real / (plain.steps_per_epoch * 16 * SEQ)  # far fewer padding tokens computed
@@ -112,14 +126,22 @@ def test_the_batch_of_a_step_depends_only_on_the_seed_and_the_step():
     assert first.batch(4)["input_ids"].shape == (2, 8, first.batch_width(4))
 
 
-@pytest.mark.parametrize("head, loss_fn, labels", [
-    ("classification", classification_loss, "labels"), ("tagging", tagging_loss, "tags"), ("span", span_loss, None),
-])
+@pytest.mark.parametrize(
+    "head, loss_fn, labels",
+    [
+        ("classification", classification_loss, "labels"),
+        ("tagging", tagging_loss, "tags"),
+        ("span", span_loss, None),
+    ],
+)
 def test_cutting_trailing_padding_leaves_the_loss_unchanged(head, loss_fn, labels):
     features = _features(32)
     encoder, rngs = _encoder()
-    heads = {"classification": ClassificationHead(32, CLASSES, rngs=rngs), "tagging": TaggingHead(32, 5, rngs=rngs),
-             "span": SpanHead(32, rngs=rngs)}
+    heads = {
+        "classification": ClassificationHead(32, CLASSES, rngs=rngs),
+        "tagging": TaggingHead(32, 5, rngs=rngs),
+        "span": SpanHead(32, rngs=rngs),
+    }
     model = TaskModel(encoder, heads[head])
     feeder = BatchFeeder(features, 16, 1, seed=0, mesh=_mesh(), rules=RULES, length_grouping=True)
     indices = feeder.example_indices(0)
@@ -136,22 +158,33 @@ def test_cutting_trailing_padding_leaves_the_loss_unchanged(head, loss_fn, label
 
 
 def _flat(params):
-    return {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(params))}
+    return {
+        jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(params))
+    }
 
 
 def _train(workdir, steps, **overrides):
     features = {k: v for k, v in _features().items() if k in ("input_ids", "attention_mask", "labels")}
     values = dict(length_grouping=True, micro_batches=2, async_checkpointing=False, keep_checkpoints=3)
-    return train(_classifier(), classification_loss, features, trainer_config(steps, **{**values, **overrides}),
-                 workdir=workdir, mesh=_mesh(devices=jax.devices()[:2]), rules=RULES)
+    return train(
+        _classifier(),
+        classification_loss,
+        features,
+        trainer_config(steps, **{**values, **overrides}),
+        workdir=workdir,
+        mesh=_mesh(devices=jax.devices()[:2]),
+        rules=RULES,
+    )
 
 
 @pytest.mark.slow  # three short training runs compiling one step per width
 def test_a_resumed_grouped_run_ends_with_the_parameters_of_an_uninterrupted_one(tmp_path):
     straight = _train(tmp_path / "straight", 4)
     assert straight.checkpoints.all_steps() == [2, 4]
-    widths = [BatchFeeder(_features(), 16, 2, seed=0, mesh=_mesh(), rules=RULES, length_grouping=True).batch_width(s)
-              for s in range(4)]
+    widths = [
+        BatchFeeder(_features(), 16, 2, seed=0, mesh=_mesh(), rules=RULES, length_grouping=True).batch_width(s)
+        for s in range(4)
+    ]
     assert len(set(widths)) > 1  # the run really fed batches of several widths
     # A run stopped after step 2's checkpoint: the same workdir without step 4.
     shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
@@ -161,7 +194,9 @@ def test_a_resumed_grouped_run_ends_with_the_parameters_of_an_uninterrupted_one(
     a, b = _flat(straight.state.params), _flat(resumed.state.params)
     for key in a:
         np.testing.assert_array_equal(b[key], a[key], err_msg=key)
-    assert [r["loss"] for r in read_metrics(tmp_path / "resumed")] == [r["loss"] for r in read_metrics(tmp_path / "straight")]
+    assert [r["loss"] for r in read_metrics(tmp_path / "resumed")] == [
+        r["loss"] for r in read_metrics(tmp_path / "straight")
+    ]
     # A checkpoint of grouped batches does not resume with grouping turned off (other batches).
     with pytest.raises(DataPositionError, match="length_grouping"):
         _train(tmp_path / "resumed", 6, length_grouping=False)

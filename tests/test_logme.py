@@ -32,8 +32,14 @@ def reference_evidence(f: np.ndarray, y: np.ndarray, iterations: int = 5000) -> 
     a = alpha * np.eye(d) + beta * ftf
     m = beta * np.linalg.solve(a, f.T @ y)
     _, log_det = np.linalg.slogdet(a)
-    evidence = (d / 2 * math.log(alpha) + n / 2 * math.log(beta) - n / 2 * math.log(2 * math.pi)
-                - beta / 2 * float(np.sum((f @ m - y) ** 2)) - alpha / 2 * float(m @ m) - log_det / 2)
+    evidence = (
+        d / 2 * math.log(alpha)
+        + n / 2 * math.log(beta)
+        - n / 2 * math.log(2 * math.pi)
+        - beta / 2 * float(np.sum((f @ m - y) ** 2))
+        - alpha / 2 * float(m @ m)
+        - log_det / 2
+    )
     return evidence / n, alpha, beta
 
 

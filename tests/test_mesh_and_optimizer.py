@@ -54,7 +54,9 @@ def test_weight_decay_skips_biases_and_layer_norms():
     params = nnx.to_pure_dict(nnx.state(tiny_model(), nnx.Param))
     mask = weight_decay_mask(params)
     layer = mask["encoder"]["layers"][0]
-    assert layer["attention"]["query"] and layer["feed_forward"]["intermediate"] and mask["encoder"]["embeddings"]["word"]
+    assert (
+        layer["attention"]["query"] and layer["feed_forward"]["intermediate"] and mask["encoder"]["embeddings"]["word"]
+    )
     assert not layer["attention"]["query_bias"] and not layer["feed_forward"]["output_bias"]
     assert not layer["attention_norm"]["scale"] and not layer["output_norm"]["bias"]
     assert not mask["encoder"]["embeddings"]["layer_norm"]["scale"] and not mask["head"]["dense_bias"]
@@ -69,7 +71,9 @@ def test_schedule_warms_up_linearly_then_decays_to_zero():
 
 
 def test_decay_and_clipping_act_on_an_update():
-    tx, _ = make_optimizer(OptimizerConfig(learning_rate=1.0, warmup_fraction=0.0, weight_decay=0.5, max_grad_norm=1.0), 2)
+    tx, _ = make_optimizer(
+        OptimizerConfig(learning_rate=1.0, warmup_fraction=0.0, weight_decay=0.5, max_grad_norm=1.0), 2
+    )
     params = {"dense": jax.numpy.ones((2, 2)), "dense_bias": jax.numpy.ones((2,))}
     zero_grads = jax.tree.map(jax.numpy.zeros_like, params)
     updates, _ = tx.update(zero_grads, tx.init(params), params)

@@ -77,7 +77,11 @@ def test_pos_tags_form_runs_of_equal_tags_except_s_tags():
     assert seqeval_entities([["DET", "NOUN", "NOUN", "VERB"]]) == [("DET", 0, 0), ("NOUN", 1, 2), ("VERB", 3, 3)]
     # SCONJ and SYM start with S ("single"): every token is its own chunk; INTJ (I) and X merge like the rest.
     assert seqeval_entities([["SCONJ", "SCONJ", "SYM", "SYM"]]) == [
-        ("SCONJ", 0, 0), ("SCONJ", 1, 1), ("SYM", 2, 2), ("SYM", 3, 3)]
+        ("SCONJ", 0, 0),
+        ("SCONJ", 1, 1),
+        ("SYM", 2, 2),
+        ("SYM", 3, 3),
+    ]
     assert seqeval_entities([["INTJ", "INTJ", "X", "X"]]) == [("INTJ", 0, 1), ("X", 2, 3)]
 
 
@@ -192,8 +196,10 @@ def test_xtreme_mock_mlqa_answers_give_evaluate_test_values():
     # F1 4/15; de 3 of 4, F1 6/7. EM = 4/7, F1 = (0.6 + 4/15 + 6/7 + 4) / 7.
     cases = {
         "en": ({"q": ["had sustained skin, liver, and respiratory injuries"]}, {"q": "had sustained skin,"}),
-        "es": ({"q": ["unas estructuras en forma de abanico que seguían un patrón de hojas, lenguas y lóbulos"]},
-               {"q": "unas estructuras en"}),
+        "es": (
+            {"q": ["unas estructuras en forma de abanico que seguían un patrón de hojas, lenguas y lóbulos"]},
+            {"q": "unas estructuras en"},
+        ),
         "de": ({"q": ["3050 und 3350 Meter"]}, {"q": "3050 und 3350"}),
         "ar": ({"a": ["الطرق الترابية"], "b": ["شمال شرق"]}, {"a": "الطرق الترابية", "b": "شمال شرق"}),
         "hi": ({"q": ["उत्तर पूर्व"]}, {"q": "उत्तर पूर्व"}),
@@ -221,22 +227,37 @@ def test_squad_v2_has_answer_and_no_answer_breakdown():
     # q1 exact (1, 1); q2 "broncos" vs "denver broncos": EM 0, P 1, R 1/2, F1 2/3;
     # q3 unanswerable and "" predicted: (1, 1); q4 unanswerable but answered: (0, 0).
     scores = squad_v2_scores(predictions, references)
-    assert scores == pytest.approx({
-        "exact": 100 * 2 / 4, "f1": 100 * (1 + 2 / 3 + 1 + 0) / 4, "total": 4,
-        "HasAns_exact": 100 * 1 / 2, "HasAns_f1": 100 * (1 + 2 / 3) / 2, "HasAns_total": 2,
-        "NoAns_exact": 100 * 1 / 2, "NoAns_f1": 100 * (1 + 0) / 2, "NoAns_total": 2,
-    })
+    assert scores == pytest.approx(
+        {
+            "exact": 100 * 2 / 4,
+            "f1": 100 * (1 + 2 / 3 + 1 + 0) / 4,
+            "total": 4,
+            "HasAns_exact": 100 * 1 / 2,
+            "HasAns_f1": 100 * (1 + 2 / 3) / 2,
+            "HasAns_total": 2,
+            "NoAns_exact": 100 * 1 / 2,
+            "NoAns_f1": 100 * (1 + 0) / 2,
+            "NoAns_total": 2,
+        }
+    )
 
 
 def test_squad_v2_empty_prediction_on_answerable_question_and_empty_normalised_answers():
     # An empty prediction for an answerable question: F1 is 0 (one side empty), not undefined.
     assert squad_v2_scores({"q": ""}, {"q": ["Denver"]}) == pytest.approx(
-        {"exact": 0.0, "f1": 0.0, "total": 1, "HasAns_exact": 0.0, "HasAns_f1": 0.0, "HasAns_total": 1})
+        {"exact": 0.0, "f1": 0.0, "total": 1, "HasAns_exact": 0.0, "HasAns_f1": 0.0, "HasAns_total": 1}
+    )
     # A reference that normalises to "" ("The") is dropped; the question is scored against [""] yet stays HasAns.
     assert squad_v2_scores({"q": ""}, {"q": ["The"]})["HasAns_exact"] == 100.0
     # Only unanswerable questions: no HasAns keys.
-    assert set(squad_v2_scores({"q": ""}, {"q": []})) == {"exact", "f1", "total", "NoAns_exact", "NoAns_f1",
-                                                          "NoAns_total"}
+    assert set(squad_v2_scores({"q": ""}, {"q": []})) == {
+        "exact",
+        "f1",
+        "total",
+        "NoAns_exact",
+        "NoAns_f1",
+        "NoAns_total",
+    }
     with pytest.raises(MetricInputError, match="1 questions have no prediction"):
         squad_v2_scores({}, {"q": []})
 

@@ -88,7 +88,9 @@ def masked_lm_dir(tmp_path_factory) -> Path:
     """A small random XLMRobertaForMaskedLM saved by transformers (lm_head included)."""
     vocab_size = len(load_demo_tokenizer())
     torch.manual_seed(0)
-    model = XLMRobertaForMaskedLM(XLMRobertaConfig(vocab_size=vocab_size, pad_token_id=1, bos_token_id=0, eos_token_id=2, **SMALL))
+    model = XLMRobertaForMaskedLM(
+        XLMRobertaConfig(vocab_size=vocab_size, pad_token_id=1, bos_token_id=0, eos_token_id=2, **SMALL)
+    )
     with torch.no_grad():  # random biases and LayerNorm parameters, so a mapping error in any of them shows
         for name, param in model.named_parameters():
             if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name:
@@ -106,8 +108,10 @@ def test_mlm_head_logits_match_xlm_roberta_for_masked_lm(masked_lm_dir):
     assert load_mlm_head(masked_lm_dir, head)
     ids, mask = padded_batch(config.vocab_size, [20, 13, 5], config.pad_token_id, 24)
     positions = np.tile(np.arange(24, dtype=np.int32), (3, 1))
-    ours = masked_lm_logits(TaskModel(encoder, head), {"input_ids": jnp.asarray(ids), "attention_mask": jnp.asarray(mask),
-                                                       "mlm_positions": jnp.asarray(positions)})
+    ours = masked_lm_logits(
+        TaskModel(encoder, head),
+        {"input_ids": jnp.asarray(ids), "attention_mask": jnp.asarray(mask), "mlm_positions": jnp.asarray(positions)},
+    )
     with torch.no_grad():
         theirs = reference(torch.tensor(ids).long(), attention_mask=torch.tensor(mask)).logits.numpy()
     real = mask > 0
@@ -142,25 +146,45 @@ def _repeated_token_text(num_rows: int = 96, seed: int = 0) -> dict[str, np.ndar
         ids[i, 0], ids[i, length - 1] = 0, 2
     mask = (ids != 1).astype(np.int32)
     k = 3
-    return {"input_ids": ids, "attention_mask": mask, "mlm_positions": np.zeros((num_rows, k), np.int32),
-            "mlm_labels": np.zeros((num_rows, k), np.int32), "mlm_weights": np.zeros((num_rows, k), np.float32)}
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "mlm_positions": np.zeros((num_rows, k), np.int32),
+        "mlm_labels": np.zeros((num_rows, k), np.int32),
+        "mlm_weights": np.zeros((num_rows, k), np.float32),
+    }
 
 
 @pytest.mark.slow
 def test_mlm_auxiliary_run_trains_both_objectives(tmp_path):
-    config = tiny_config(VOCAB, hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=2,
-                         max_position_embeddings=SEQ + 2)
+    config = tiny_config(
+        VOCAB,
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        max_position_embeddings=SEQ + 2,
+    )
     rngs = nnx.Rngs(0)
-    model = MultiTaskModel(Encoder(config, rngs=rngs), {"cls": ClassificationHead(32, 3, rngs=rngs),
-                                                         "mlm": MaskedLMHead(32, VOCAB, rngs=rngs)})
+    model = MultiTaskModel(
+        Encoder(config, rngs=rngs),
+        {"cls": ClassificationHead(32, 3, rngs=rngs), "mlm": MaskedLMHead(32, VOCAB, rngs=rngs)},
+    )
     before = jax.device_get(nnx.to_pure_dict(nnx.state(model)))
     masking = DynamicMasking(VOCAB, mask_id=7, special_ids=(0, 1, 2, 3), seed=0)
-    tasks = [TaskData("cls", classification_loss, synthetic_features()),
-             TaskData("mlm", masked_lm_loss, _repeated_token_text(), transform=masking, share=0.3)]
+    tasks = [
+        TaskData("cls", classification_loss, synthetic_features()),
+        TaskData("mlm", masked_lm_loss, _repeated_token_text(), transform=masking, share=0.3),
+    ]
     mesh = distributed.make_mesh({"data": -1}, devices=jax.devices()[:1])
-    result = train_multitask(model, tasks, trainer_config(100, checkpoint_every=1000,
-                                                          optimizer=OptimizerConfig(learning_rate=1e-2, warmup_fraction=0.1)),
-                             workdir=tmp_path, mesh=mesh, rules=distributed.DEFAULT_LOGICAL_RULES)
+    result = train_multitask(
+        model,
+        tasks,
+        trainer_config(100, checkpoint_every=1000, optimizer=OptimizerConfig(learning_rate=1e-2, warmup_fraction=0.1)),
+        workdir=tmp_path,
+        mesh=mesh,
+        rules=distributed.DEFAULT_LOGICAL_RULES,
+    )
     rows = read_metrics(tmp_path)
     for task in ("cls", "mlm"):
         losses = [r[f"{task}/loss"] for r in rows if f"{task}/loss" in r]

@@ -38,7 +38,9 @@ def test_translated_training_files_are_concatenated_per_language():
     task = make_task(get_task("mnli"), load_demo_tokenizer(), max_length=64)
     source = {"kind": "xtreme", "path": str(FIXTURES / "xtreme")}
     template = str(FIXTURES / "translated" / "mnli.train.{lang}.tsv")
-    examples = load_training_examples(task, _phase(train_languages=["en", "de", "fr"], translated_train=template), source)
+    examples = load_training_examples(
+        task, _phase(train_languages=["en", "de", "fr"], translated_train=template), source
+    )
     assert [ex.language for ex in examples] == ["en"] * 3 + ["de"] * 3 + ["fr"] * 3
     english, german = examples[:3], examples[3:6]
     assert german[2].text_a == "Die Tennisschuhe haben eine Reihe von Preisen."
@@ -47,8 +49,9 @@ def test_translated_training_files_are_concatenated_per_language():
     assert len({ex.id for ex in examples}) == 9
     features = task.train_features(examples)
     assert features["input_ids"].shape == (9, 64)
-    limited = load_training_examples(task, _phase(train_languages=["en", "de"], translated_train=template,
-                                                  max_train_examples=2), source)
+    limited = load_training_examples(
+        task, _phase(train_languages=["en", "de"], translated_train=template, max_train_examples=2), source
+    )
     assert [ex.language for ex in limited] == ["en", "en", "de", "de"]
     assert [ex.language for ex in load_training_examples(task, _phase(), source)] == ["en"] * 3
 
@@ -56,7 +59,9 @@ def test_translated_training_files_are_concatenated_per_language():
 def test_a_language_the_source_lacks_names_the_fix():
     task = make_task(get_task("mnli"), load_demo_tokenizer(), max_length=64)
     with pytest.raises(StiltsError, match=r"translated_train"):
-        load_training_examples(task, _phase(train_languages=["en", "de"]), {"kind": "xtreme", "path": str(FIXTURES / "xtreme")})
+        load_training_examples(
+            task, _phase(train_languages=["en", "de"]), {"kind": "xtreme", "path": str(FIXTURES / "xtreme")}
+        )
     from stilts_jax.pipeline.multitask_phase import phase_tasks
 
     with pytest.raises(StiltsError, match=r"--config.<phase>.tasks"):
@@ -76,8 +81,17 @@ def test_recipes():
     assert [(ex.choices, ex.label) for ex in xcopa_train] == [(ex.choices, ex.label) for ex in copa_train]
     assert xcopa_train == [as_xcopa_example(ex) for ex in copa_train] != copa_train
     paper, _ = parse_config_args(["--config=configs/multitask.py:target=pawsx"])
-    assert sorted(paper.intermediate.tasks) == ["anli_plus", "ccg", "commonsenseqa", "cosmosqa", "hellaswag", "mnli",
-                                                "qqp", "squad", "squad_v2"]
+    assert sorted(paper.intermediate.tasks) == [
+        "anli_plus",
+        "ccg",
+        "commonsenseqa",
+        "cosmosqa",
+        "hellaswag",
+        "mnli",
+        "qqp",
+        "squad",
+        "squad_v2",
+    ]
     assert paper.intermediate.sampling == "proportional" and paper.target.task == "pawsx"
     demo, _ = parse_config_args(["--config=configs/multitask_demo.py"])
     assert len(demo.intermediate.mlm.files) == 17 and all(Path(f).is_file() for f in demo.intermediate.mlm.files)
@@ -98,20 +112,34 @@ def _xtreme_folder(tmp_path: Path) -> Path:
 def test_multitask_intermediate_phase_with_mlm_hands_off_to_a_target(xlmr_dir, tmp_path):
     root = _xtreme_folder(tmp_path)
     workdir = tmp_path / "run"
-    phase_args = ["--config.{p}.source.kind=xtreme", f"--config.{{p}}.source.path={root}", "--config.{p}.max_length=64",
-                  "--config.{p}.train.batch_size=8", "--config.{p}.train.progress_bar=false",
-                  "--config.{p}.train.log_every=1"]
-    code = main_module.main([
-        "--config=configs/stilts.py:intermediate=siqa,target=panx", f"--config.workdir={workdir}",
-        f"--config.model.name={xlmr_dir}", "--config.model.dtype=float32", "--config.evaluation.split=dev",
-        "--config.evaluation.languages=['ar']",
-        *[a.format(p="intermediate") for a in phase_args], *[a.format(p="target") for a in phase_args],
-        "--config.intermediate.task=multitask", "--config.intermediate.tasks=['siqa','xnli','udpos']",
-        f"--config.intermediate.mlm.files=['{TEXT / 'parallel.de.txt'}','{TEXT / 'parallel.ru.txt'}']",
-        "--config.intermediate.mlm.share=0.25", "--config.intermediate.mlm.max_length=32",
-        "--config.intermediate.train.max_steps=12", "--config.intermediate.train.eval_every=6",
-        "--config.target.train.max_steps=2",
-    ])
+    phase_args = [
+        "--config.{p}.source.kind=xtreme",
+        f"--config.{{p}}.source.path={root}",
+        "--config.{p}.max_length=64",
+        "--config.{p}.train.batch_size=8",
+        "--config.{p}.train.progress_bar=false",
+        "--config.{p}.train.log_every=1",
+    ]
+    code = main_module.main(
+        [
+            "--config=configs/stilts.py:intermediate=siqa,target=panx",
+            f"--config.workdir={workdir}",
+            f"--config.model.name={xlmr_dir}",
+            "--config.model.dtype=float32",
+            "--config.evaluation.split=dev",
+            "--config.evaluation.languages=['ar']",
+            *[a.format(p="intermediate") for a in phase_args],
+            *[a.format(p="target") for a in phase_args],
+            "--config.intermediate.task=multitask",
+            "--config.intermediate.tasks=['siqa','xnli','udpos']",
+            f"--config.intermediate.mlm.files=['{TEXT / 'parallel.de.txt'}','{TEXT / 'parallel.ru.txt'}']",
+            "--config.intermediate.mlm.share=0.25",
+            "--config.intermediate.mlm.max_length=32",
+            "--config.intermediate.train.max_steps=12",
+            "--config.intermediate.train.eval_every=6",
+            "--config.target.train.max_steps=2",
+        ]
+    )
     assert code == 0
     info = json.loads((workdir / "intermediate" / "phase_done.json").read_text())
     assert info["task"] == "multitask" and info["tasks"] == ["siqa", "xnli", "udpos"] and info["mlm"]

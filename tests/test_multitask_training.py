@@ -22,23 +22,39 @@ RULES = distributed.DEFAULT_LOGICAL_RULES
 
 
 def multitask_model(seed: int = 0) -> MultiTaskModel:
-    config = tiny_config(VOCAB, hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=2,
-                         max_position_embeddings=SEQ + 2)
+    config = tiny_config(
+        VOCAB,
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        max_position_embeddings=SEQ + 2,
+    )
     rngs = nnx.Rngs(seed)
-    return MultiTaskModel(Encoder(config, rngs=rngs),
-                          {"three": ClassificationHead(32, 3, rngs=rngs), "two": ClassificationHead(32, 2, rngs=rngs)})
+    return MultiTaskModel(
+        Encoder(config, rngs=rngs),
+        {"three": ClassificationHead(32, 3, rngs=rngs), "two": ClassificationHead(32, 2, rngs=rngs)},
+    )
 
 
 def two_tasks() -> list[TaskData]:
     """Two classification tasks of different sizes and shapes (16 and 12 tokens, 3 and 2 classes)."""
     second = synthetic_features(48, seed=1)
-    second = {"input_ids": second["input_ids"][:, :12], "attention_mask": second["attention_mask"][:, :12],
-              "labels": second["labels"] % 2}
-    return [TaskData("three", classification_loss, synthetic_features(96)), TaskData("two", classification_loss, second)]
+    second = {
+        "input_ids": second["input_ids"][:, :12],
+        "attention_mask": second["attention_mask"][:, :12],
+        "labels": second["labels"] % 2,
+    }
+    return [
+        TaskData("three", classification_loss, synthetic_features(96)),
+        TaskData("two", classification_loss, second),
+    ]
 
 
 def _flat(params):
-    return {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(params))}
+    return {
+        jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(params))
+    }
 
 
 def _head_bias_score(params):
@@ -47,8 +63,15 @@ def _head_bias_score(params):
 
 def _run(workdir, steps, evaluate=None, **overrides):
     mesh = distributed.make_mesh({"data": -1})  # 8 fake devices: multi-task steps and restores on a sharded mesh
-    return train_multitask(multitask_model(), two_tasks(), trainer_config(steps, **overrides), workdir=workdir,
-                           mesh=mesh, rules=RULES, evaluate=evaluate)
+    return train_multitask(
+        multitask_model(),
+        two_tasks(),
+        trainer_config(steps, **overrides),
+        workdir=workdir,
+        mesh=mesh,
+        rules=RULES,
+        evaluate=evaluate,
+    )
 
 
 @pytest.mark.slow
@@ -78,8 +101,15 @@ def test_crashed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert resumed.best_step == reference.best_step
     # A rerun with other sampling settings would not see the same batches: refused before any step.
     with pytest.raises(DataPositionError, match="another task schedule"):
-        train_multitask(multitask_model(), two_tasks(), trainer_config(8), workdir=tmp_path / "crashed",
-                        mesh=distributed.make_mesh({"data": -1}), rules=RULES, sampling=SamplingConfig("temperature", 3.0))
+        train_multitask(
+            multitask_model(),
+            two_tasks(),
+            trainer_config(8),
+            workdir=tmp_path / "crashed",
+            mesh=distributed.make_mesh({"data": -1}),
+            rules=RULES,
+            sampling=SamplingConfig("temperature", 3.0),
+        )
 
 
 def test_a_step_changes_the_encoder_and_its_own_head_only(tmp_path):
@@ -99,7 +129,10 @@ def test_a_step_changes_the_encoder_and_its_own_head_only(tmp_path):
             assert changed, key
     assert not np.array_equal(after["['encoder']['embeddings']['word']"], before["['encoder']['embeddings']['word']"])
     # The other head's Adam moments were not touched either.
-    moments = {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(result.state.opt_state))}
+    moments = {
+        jax.tree_util.keystr(p): np.asarray(x)
+        for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(result.state.opt_state))
+    }
     other_moments = [v for k, v in moments.items() if f"['heads']['{other}']" in k]
     assert other_moments and all(not v.any() for v in other_moments)
 

@@ -68,16 +68,20 @@ def test_layer_series_reads_int_or_string_layers_and_averages_the_languages_that
 
 
 def test_layer_curves_render_a_png_with_a_bold_mean_line():
-    image = decode(layer_curves_png(PER_LAYER, "accuracy", default_layer=1, task="tatoeba", model="xlm-roberta-base",
-                                    intermediate="squad"))
+    image = decode(
+        layer_curves_png(
+            PER_LAYER, "accuracy", default_layer=1, task="tatoeba", model="xlm-roberta-base", intermediate="squad"
+        )
+    )
     height, width = image.shape[:2]
     assert image.ndim == 3 and width > 800 and height > 450 and width > height
     assert (image[..., :3] < 0.9).any(axis=-1).mean() > 0.02  # not blank: lines, ticks and text are drawn
 
 
 def test_layer_curves_draw_a_thin_line_per_language_a_bold_mean_and_mark_the_default_layer():
-    figure = layer_curves_figure(PER_LAYER, "accuracy", default_layer=1, task="tatoeba", model="xlm-roberta-base",
-                                 intermediate="squad")
+    figure = layer_curves_figure(
+        PER_LAYER, "accuracy", default_layer=1, task="tatoeba", model="xlm-roberta-base", intermediate="squad"
+    )
     ax = figure.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert {"de", "fr", "sw", "mean"} <= set(lines)

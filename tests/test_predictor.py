@@ -19,10 +19,12 @@ CONFIG = tiny_config(300, max_position_embeddings=WIDTH + 2)
 
 def _model(head: str) -> TaskModel:
     rngs = nnx.Rngs(0)
-    heads = {"classification": lambda: ClassificationHead(CONFIG.hidden_size, 3, rngs=rngs),
-             "choice": lambda: ClassificationHead(CONFIG.hidden_size, 1, rngs=rngs),
-             "tagging": lambda: TaggingHead(CONFIG.hidden_size, 5, rngs=rngs),
-             "span": lambda: SpanHead(CONFIG.hidden_size, rngs=rngs)}
+    heads = {
+        "classification": lambda: ClassificationHead(CONFIG.hidden_size, 3, rngs=rngs),
+        "choice": lambda: ClassificationHead(CONFIG.hidden_size, 1, rngs=rngs),
+        "tagging": lambda: TaggingHead(CONFIG.hidden_size, 5, rngs=rngs),
+        "span": lambda: SpanHead(CONFIG.hidden_size, rngs=rngs),
+    }
     return TaskModel(Encoder(CONFIG, rngs=rngs), heads[head]())
 
 
@@ -86,8 +88,10 @@ def test_a_cut_batch_computes_fewer_positions():
     spec = ModelSpec(_model("classification"), mesh, DEFAULT_LOGICAL_RULES)
     predictor = Predictor(spec, mesh, DEFAULT_LOGICAL_RULES, batch_size=8)
     arrays = _arrays(np.array([40] * 8 + [3] * 8))
-    shapes = [{k: v.shape for k, v in predictor._device_batch(arrays, rows, length).items()}
-              for rows, length in predictor._plan(arrays, 16)]
+    shapes = [
+        {k: v.shape for k, v in predictor._device_batch(arrays, rows, length).items()}
+        for rows, length in predictor._plan(arrays, 16)
+    ]
     assert shapes == [{k: (8, 16) for k in arrays}, {k: (8, 64) for k in arrays}]
     unbucketed = Predictor(spec, mesh, DEFAULT_LOGICAL_RULES, batch_size=8, length_buckets=False)
     assert [length for _, length in unbucketed._plan(arrays, 16)] == [WIDTH, WIDTH]

@@ -31,7 +31,9 @@ def test_bad_records_are_errors_that_name_the_file_and_record(tmp_path):
         read_squad_json(broken, language="en")
 
     shifted = to_squad_dict([QAExample("q7", "When?", "Built in 1889.", (Answer("1889", 8),), "en")])
-    with pytest.raises(QADataError, match=r"shifted.json: data\[0\].paragraphs\[0\].qas\[0\]: question 'q7': answer '1889' at offset 8"):
+    with pytest.raises(
+        QADataError, match=r"shifted.json: data\[0\].paragraphs\[0\].qas\[0\]: question 'q7': answer '1889' at offset 8"
+    ):
         read_squad_json(_write(tmp_path, shifted, "shifted.json"), language="en")
 
     empty = to_squad_dict([good])
@@ -41,7 +43,9 @@ def test_bad_records_are_errors_that_name_the_file_and_record(tmp_path):
 
     missing = to_squad_dict([good])
     del missing["data"][0]["paragraphs"][0]["qas"][0]["question"]
-    with pytest.raises(QADataError, match=r"missing.json: data\[0\].paragraphs\[0\].qas\[0\]: malformed record \(KeyError"):
+    with pytest.raises(
+        QADataError, match=r"missing.json: data\[0\].paragraphs\[0\].qas\[0\]: malformed record \(KeyError"
+    ):
         read_squad_json(_write(tmp_path, missing, "missing.json"), language="en")
 
 
@@ -96,7 +100,9 @@ def test_shipped_demo_data_is_what_the_generator_writes(tmp_path):
 
     make_demo_data.main(["--output", str(tmp_path)])
     for relative in make_demo_data.LAYOUT.values():
-        assert (tmp_path / relative).read_bytes() == (root / "stilts_jax" / "assets" / "demo" / relative).read_bytes(), relative
+        assert (tmp_path / relative).read_bytes() == (
+            root / "stilts_jax" / "assets" / "demo" / relative
+        ).read_bytes(), relative
 
 
 def test_dev_features_are_built_once_for_repeated_evaluations(monkeypatch):

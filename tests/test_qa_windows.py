@@ -40,7 +40,7 @@ def _published_spans(query: list[int], doc: list[int], max_length: int, doc_stri
         spans.append({"tokens": kept, "start": len(spans) * doc_stride, "length": paragraph_len})
         if not removed:  # no "overflowing_tokens" in encoded_dict
             break
-        span_doc = span_doc[-min(len(span_doc), stride + removed):]
+        span_doc = span_doc[-min(len(span_doc), stride + removed) :]
     return spans
 
 
@@ -48,7 +48,7 @@ def _published_is_max_context(doc_spans, cur_span_index, position):
     """_new_check_is_max_context, verbatim."""
     best_score = None
     best_span_index = None
-    for (span_index, doc_span) in enumerate(doc_spans):
+    for span_index, doc_span in enumerate(doc_spans):
         end = doc_span["start"] + doc_span["length"] - 1
         if position < doc_span["start"]:
             continue
@@ -71,8 +71,14 @@ def _reference(examples, tokenizer, max_length, doc_stride, max_query_length):
         doc = tokenizer(ex.context, add_special_tokens=False)["input_ids"]
         spans = _published_spans(query, doc, max_length, doc_stride)
         for k, span in enumerate(spans):
-            ids = [tokenizer.cls_token_id, *query, tokenizer.sep_token_id, tokenizer.sep_token_id, *span["tokens"],
-                   tokenizer.sep_token_id]
+            ids = [
+                tokenizer.cls_token_id,
+                *query,
+                tokenizer.sep_token_id,
+                tokenizer.sep_token_id,
+                *span["tokens"],
+                tokenizer.sep_token_id,
+            ]
             rows.append((ids + [tokenizer.pad_token_id] * (max_length - len(ids)), e, spans, k, len(query) + 3))
     return rows
 
@@ -103,22 +109,35 @@ def _examples(tokenizer, long_tokens=2235):
     ]
 
 
-@pytest.mark.parametrize("max_length, doc_stride, max_query_length, long_tokens",
-                         [(384, 128, 64, 2235), (64, 16, 12, 2235), (48, 32, 12, 700), (40, 1, 8, 121),
-                          (96, 30, 32, 700), (64, 48, 12, 700)])
-def test_windows_are_the_published_ones_token_for_token(tokenizer, max_length, doc_stride, max_query_length,
-                                                        long_tokens):
+@pytest.mark.parametrize(
+    "max_length, doc_stride, max_query_length, long_tokens",
+    [
+        (384, 128, 64, 2235),
+        (64, 16, 12, 2235),
+        (48, 32, 12, 700),
+        (40, 1, 8, 121),
+        (96, 30, 32, 700),
+        (64, 48, 12, 700),
+    ],
+)
+def test_windows_are_the_published_ones_token_for_token(
+    tokenizer, max_length, doc_stride, max_query_length, long_tokens
+):
     examples = _examples(tokenizer, long_tokens)
-    docs = [tokenizer(ex.context, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-            for ex in examples]
-    features = featurize_qa(examples, tokenizer, max_length=max_length, doc_stride=doc_stride,
-                            max_query_length=max_query_length)
+    docs = [
+        tokenizer(ex.context, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        for ex in examples
+    ]
+    features = featurize_qa(
+        examples, tokenizer, max_length=max_length, doc_stride=doc_stride, max_query_length=max_query_length
+    )
     reference = _reference(examples, tokenizer, max_length, doc_stride, max_query_length)
     assert len(features) == len(reference)
     np.testing.assert_array_equal(features.arrays["input_ids"], np.asarray([r[0] for r in reference]))
     np.testing.assert_array_equal(features.example_index, [r[1] for r in reference])
-    np.testing.assert_array_equal(features.arrays["attention_mask"],
-                                  features.arrays["input_ids"] != tokenizer.pad_token_id)
+    np.testing.assert_array_equal(
+        features.arrays["attention_mask"], features.arrays["input_ids"] != tokenizer.pad_token_id
+    )
 
     # Max context: the published rule for every context token of every window, False outside the context.
     expected = np.zeros_like(features.max_context)
@@ -135,9 +154,9 @@ def test_windows_are_the_published_ones_token_for_token(tokenizer, max_length, d
 
     # Offsets: the context tokens' character spans where the window's tokens are, -1 elsewhere.
     for f, (_, e, spans, k, first) in enumerate(reference):
-        window = np.asarray(docs[e][spans[k]["start"]: spans[k]["start"] + spans[k]["length"]]).reshape(-1, 2)
-        np.testing.assert_array_equal(features.offsets[f, first: first + len(window)], window)
-        assert (np.delete(features.offsets[f], np.s_[first: first + len(window)], axis=0) == -1).all()
+        window = np.asarray(docs[e][spans[k]["start"] : spans[k]["start"] + spans[k]["length"]]).reshape(-1, 2)
+        np.testing.assert_array_equal(features.offsets[f, first : first + len(window)], window)
+        assert (np.delete(features.offsets[f], np.s_[first : first + len(window)], axis=0) == -1).all()
 
     # Labels (the published rule on token positions, squad.py L214-235): the answer's tokens where the window holds
     # all of them, else <s>. The answer's tokens: from the last one starting at or before it (a lone "\u2581" piece
@@ -199,7 +218,7 @@ def test_an_answer_may_only_start_where_its_window_has_the_max_context(tokenizer
     start[b, position_b], end[b, position_b + 1] = 4.0, 4.0  # a weaker one (8) from B, where the start is owned
     scored = score_answers([example], features, start, end)["q"]
     assert scored.span_score == pytest.approx(8.0)
-    assert scored.text == context[features.offsets[b, position_b, 0]: features.offsets[b, position_b + 1, 1]].strip()
+    assert scored.text == context[features.offsets[b, position_b, 0] : features.offsets[b, position_b + 1, 1]].strip()
     # Without the rule A's span would win: the test tells the two apart.
     features.max_context[:] = features.offsets[..., 0] >= 0
     unruled = score_answers([example], features, start, end)["q"]
@@ -210,12 +229,19 @@ def test_strides_that_would_skip_context_tokens_are_refused(tokenizer):
     examples = squad_examples(2, 0, "dev")
     # 64 - 12 - 4 = 48 context tokens a window for the longest question: a step of 48 is fine, 49 would skip one.
     featurize_qa(examples, tokenizer, max_length=64, doc_stride=48, max_query_length=12)
-    with pytest.raises(ValueError, match=r"max_length 64 leaves 48 context tokens after a 12-token question.*"
-                                         r"fewer than doc_stride 49.*skips them silently.*Raise max_length, or lower "
-                                         r"doc_stride or max_query_length"):
+    with pytest.raises(
+        ValueError,
+        match=r"max_length 64 leaves 48 context tokens after a 12-token question.*"
+        r"fewer than doc_stride 49.*skips them silently.*Raise max_length, or lower "
+        r"doc_stride or max_query_length",
+    ):
         featurize_qa(examples, tokenizer, max_length=64, doc_stride=49, max_query_length=12)
     for max_length, doc_stride, max_query_length in ((16, 4, 12), (64, 0, 12), (64, 16, 0)):
-        with pytest.raises(ValueError, match=rf"max_length {max_length} with max_query_length {max_query_length} and "
-                                             rf"doc_stride {doc_stride} leaves no context window"):
-            featurize_qa(examples, tokenizer, max_length=max_length, doc_stride=doc_stride,
-                         max_query_length=max_query_length)
+        with pytest.raises(
+            ValueError,
+            match=rf"max_length {max_length} with max_query_length {max_query_length} and "
+            rf"doc_stride {doc_stride} leaves no context window",
+        ):
+            featurize_qa(
+                examples, tokenizer, max_length=max_length, doc_stride=doc_stride, max_query_length=max_query_length
+            )

@@ -49,8 +49,19 @@ FIXTURES = ROOT / "tests" / "fixtures"
 XTREME_ROOTS = (FIXTURES / "tasks" / "xtreme", FIXTURES / "qa" / "xtreme", ROOT / "stilts_jax" / "assets" / "demo")
 RETRIEVAL = FIXTURES / "retrieval"
 FILES_PER_DATASET = 3  # fixture files fuzzed per dataset (spread over splits), to keep the run short
-CORRUPTIONS = ("truncate", "truncate", "flip", "flip", "latin1", "utf16", "extra_column", "missing_column", "quote",
-               "line_separator", "bom")
+CORRUPTIONS = (
+    "truncate",
+    "truncate",
+    "flip",
+    "flip",
+    "latin1",
+    "utf16",
+    "extra_column",
+    "missing_column",
+    "quote",
+    "line_separator",
+    "bom",
+)
 # Corruptions after which a successful read must hold exactly the records of the intact file.
 SAME_COUNT = ("quote", "line_separator", "bom")
 
@@ -71,6 +82,7 @@ class Case:
 
 # --- corruptions --------------------------------------------------------------------------------------------------
 
+
 def _random_line(data: bytes, rng: random.Random) -> tuple[list[bytes], int]:
     lines = data.split(b"\n")
     candidates = [i for i, line in enumerate(lines) if line.strip()] or [0]
@@ -88,8 +100,11 @@ def _json_objects(value: Any) -> list[dict]:
 def _edit_json(data: bytes, rng: random.Random, add: bool) -> bytes | None:
     """A JSON file (or one JSON line) with a field added to, or removed from, a random object of it."""
     text = data.decode("utf-8")
-    whole = text.lstrip().startswith("[") or (text.lstrip().startswith("{") and "\n" in text.strip()
-                                                 and not text.strip().split("\n")[0].rstrip().endswith("}"))
+    whole = text.lstrip().startswith("[") or (
+        text.lstrip().startswith("{")
+        and "\n" in text.strip()
+        and not text.strip().split("\n")[0].rstrip().endswith("}")
+    )
     lines = [text] if whole else text.split("\n")
     candidates = [i for i, line in enumerate(lines) if line.strip()]
     if not candidates:
@@ -157,6 +172,7 @@ def corrupt(data: bytes, kind: str, rng: random.Random, name: str) -> bytes | No
 
 # --- checks of a successful read ----------------------------------------------------------------------------------
 
+
 def _check_example(example: Any, dataset: str, language: str | None) -> None:
     assert isinstance(example.id, str) and isinstance(example.language, str), example
     if language is not None:
@@ -178,27 +194,37 @@ def _check_example(example: Any, dataset: str, language: str | None) -> None:
     elif isinstance(example, QAExample):
         assert example.question.strip() and example.context.strip(), example
         for answer in example.answers:
-            assert example.context[answer.start: answer.start + len(answer.text)] == answer.text, example
+            assert example.context[answer.start : answer.start + len(answer.text)] == answer.text, example
     else:
         raise AssertionError(f"not an example: {example!r}")
 
 
 def _labelled(example: Any) -> bool:
-    return isinstance(example, QAExample) or (
-        example.tags if isinstance(example, TaggedSentence) else example.label) is not None
+    return (
+        isinstance(example, QAExample)
+        or (example.tags if isinstance(example, TaggedSentence) else example.label) is not None
+    )
 
 
 # --- the task-source readers, found through the catalog -----------------------------------------------------------
 
-def _task_case(dataset: str, split: str, language: str | None, files: dict[str, Path], target: str,
-               source: Callable[[Path], dict[str, Any]]) -> Case:
+
+def _task_case(
+    dataset: str,
+    split: str,
+    language: str | None,
+    files: dict[str, Path],
+    target: str,
+    source: Callable[[Path], dict[str, Any]],
+) -> Case:
     """load_examples of `source(folder)`; labels are required of a corrupted copy where the intact file has them all,
     so a label lost to the corruption is an error, never a silent None."""
 
     def read(folder: Path, intact: list[Any] | None) -> list[Any]:
         require = intact is not None and all(_labelled(ex) for ex in intact)
-        by_language = load_examples(dataset, split, source(folder), [language] if language else None,
-                                    require_labels=require)
+        by_language = load_examples(
+            dataset, split, source(folder), [language] if language else None, require_labels=require
+        )
         return [ex for examples in by_language.values() for ex in examples]
 
     def check(examples: list[Any]) -> None:
@@ -227,8 +253,10 @@ def _xtreme_cases() -> list[Case]:
     for dataset, entries in found.items():
         step = max(1, len(entries) // FILES_PER_DATASET)
         for split, language, path in entries[::step][:FILES_PER_DATASET]:
+
             def source(folder: Path, split: str = split, name: str = path.name) -> dict[str, Any]:
                 return {"kind": "files", "paths": {split: str(folder / name)}}
+
             case = _task_case(dataset, split, language, {path.name: path}, path.name, source)
             cases.append(dataclasses.replace(case, name=f"{dataset}-{split}-{path.relative_to(ROOT)}"))
     return cases
@@ -248,8 +276,10 @@ def _release_cases() -> list[Case]:
                 if lst.is_file():
                     files[lst.name] = lst
                 for target in files:
+
                     def make(folder: Path, split: str = split, name: str = path.name) -> dict[str, Any]:
                         return {"kind": "files", "paths": {split: str(folder / name)}}
+
                     cases.append(_task_case(dataset, split, None, files, target, make))
         else:  # a folder in the dataset's files_layout (CCG)
             folder = Path(source["path"])
@@ -258,8 +288,11 @@ def _release_cases() -> list[Case]:
             for split, names in layout.items():
                 for name in names:
                     if name in files:
-                        cases.append(_task_case(dataset, split, None, files, name,
-                                                lambda root: {"kind": "files", "path": str(root)}))
+                        cases.append(
+                            _task_case(
+                                dataset, split, None, files, name, lambda root: {"kind": "files", "path": str(root)}
+                            )
+                        )
     return cases
 
 
@@ -268,13 +301,16 @@ def _hub_cases() -> list[Case]:
     glue = ROOT / "stilts_jax" / "assets" / "demo" / "glue"
     files = {f"mnli/{p.name}": p for p in sorted((glue / "mnli").glob("*.parquet"))}
     cases = []
-    for target, split in (("mnli/train-00000-of-00001.parquet", "train"),
-                          ("mnli/validation_matched-00000-of-00001.parquet", "dev")):
+    for target, split in (
+        ("mnli/train-00000-of-00001.parquet", "train"),
+        ("mnli/validation_matched-00000-of-00001.parquet", "dev"),
+    ):
         cases.append(_task_case("mnli", split, None, files, target, lambda root: {"kind": "hf", "repo": str(root)}))
     return cases
 
 
 # --- the retrieval readers ----------------------------------------------------------------------------------------
+
 
 def _files_under(folder: Path, pattern: str) -> dict[str, Path]:
     return {str(p.relative_to(folder)): p for p in sorted(folder.glob(pattern)) if p.is_file()}
@@ -316,39 +352,87 @@ def _check_lines(lines: Any) -> None:
 
 def _retrieval_cases() -> list[Case]:
     cases = []
-    bucc = [("bucc_original", "de", "sample", "original"), ("bucc_original", "de", "training", "original"),
-            ("bucc_original", "zh", "sample", "original"), ("bucc_xtreme", "de", "dev", "xtreme"),
-            ("bucc_xtreme", "ru", "test", "xtreme")]
+    bucc = [
+        ("bucc_original", "de", "sample", "original"),
+        ("bucc_original", "de", "training", "original"),
+        ("bucc_original", "zh", "sample", "original"),
+        ("bucc_xtreme", "de", "dev", "xtreme"),
+        ("bucc_xtreme", "ru", "test", "xtreme"),
+    ]
     for folder, language, split, layout in bucc:
         root = RETRIEVAL / folder
         files = _files_under(root, f"bucc2018/**/{language}-en.{split}.*")
         for target in files:
-            cases.append(Case(f"bucc-{target}", files, target,
-                              lambda r, _, lang=language, s=split, lay=layout: read_bucc(r, lang, s, layout=lay),
-                              _check_bucc, lambda b: b.src_ids + b.en_ids))
+            cases.append(
+                Case(
+                    f"bucc-{target}",
+                    files,
+                    target,
+                    lambda r, _, lang=language, s=split, lay=layout: read_bucc(r, lang, s, layout=lay),
+                    _check_bucc,
+                    lambda b: b.src_ids + b.en_ids,
+                )
+            )
     laser = _files_under(RETRIEVAL / "tatoeba_laser", "tatoeba.*")
     for target in laser:
-        cases.append(Case(f"tatoeba-laser-{target}", laser, target, lambda r, _: read_tatoeba(r, "de", layout="laser"),
-                          _check_tatoeba, lambda t: t.queries))
+        cases.append(
+            Case(
+                f"tatoeba-laser-{target}",
+                laser,
+                target,
+                lambda r, _: read_tatoeba(r, "de", layout="laser"),
+                _check_tatoeba,
+                lambda t: t.queries,
+            )
+        )
     xtreme = _files_under(RETRIEVAL / "tatoeba_xtreme", "**/*de*")
     for target in xtreme:
-        cases.append(Case(f"tatoeba-xtreme-{target}", xtreme, target,
-                          lambda r, _: read_tatoeba(r / "tatoeba", "de", layout="xtreme",
-                                                 labels=r / "labels" / "tatoeba" / "test-de.tsv"),
-                          _check_tatoeba, lambda t: t.queries))
+        cases.append(
+            Case(
+                f"tatoeba-xtreme-{target}",
+                xtreme,
+                target,
+                lambda r, _: read_tatoeba(
+                    r / "tatoeba", "de", layout="xtreme", labels=r / "labels" / "tatoeba" / "test-de.tsv"
+                ),
+                _check_tatoeba,
+                lambda t: t.queries,
+            )
+        )
     for language in ("en", "zh"):
         path = RETRIEVAL / "lareqa" / "lareqa" / "xquad-r" / f"{language}.json"
-        cases.append(Case(f"lareqa-{language}", {path.name: path}, path.name,
-                          lambda r, _, lang=language: read_xquad_r(r / f"{lang}.json", lang), _check_xquad_r,
-                          lambda result: result[0]))
+        cases.append(
+            Case(
+                f"lareqa-{language}",
+                {path.name: path},
+                path.name,
+                lambda r, _, lang=language: read_xquad_r(r / f"{lang}.json", lang),
+                _check_xquad_r,
+                lambda result: result[0],
+            )
+        )
     mewslix = _files_under(RETRIEVAL / "mewslix", "mewslix/*.jsonl")
-    cases.append(Case("mewslix-entities", mewslix, "mewslix/candidate_set_entities.jsonl",
-                      lambda r, _: read_entities(mewslix_path(r, "candidate_set_entities.jsonl")),
-                      lambda entities: None, lambda entities: entities))
+    cases.append(
+        Case(
+            "mewslix-entities",
+            mewslix,
+            "mewslix/candidate_set_entities.jsonl",
+            lambda r, _: read_entities(mewslix_path(r, "candidate_set_entities.jsonl")),
+            lambda entities: None,
+            lambda entities: entities,
+        )
+    )
     for split in ("dev", "test"):
-        cases.append(Case(f"mewslix-wikinews-{split}", mewslix, f"mewslix/wikinews_mentions-{split}.jsonl",
-                          lambda r, _, s=split: read_mewslix(r, s, ["en", "ar"]), _check_pool,
-                          lambda pool: [q for qs in pool.queries.values() for q in qs]))
+        cases.append(
+            Case(
+                f"mewslix-wikinews-{split}",
+                mewslix,
+                f"mewslix/wikinews_mentions-{split}.jsonl",
+                lambda r, _, s=split: read_mewslix(r, s, ["en", "ar"]),
+                _check_pool,
+                lambda pool: [q for qs in pool.queries.values() for q in qs],
+            )
+        )
 
     def pairs_and_pool(root: Path, split: str) -> Any:
         path = mewslix_path(root, f"wikipedia_pairs-{split}.jsonl")
@@ -357,14 +441,37 @@ def _retrieval_cases() -> list[Case]:
         return pairs, wikipedia_dev_pool(pairs, str(path))
 
     for split in ("train", "dev"):
-        cases.append(Case(f"mewslix-wikipedia-{split}", mewslix, f"mewslix/wikipedia_pairs-{split}.jsonl",
-                          lambda r, _, s=split: pairs_and_pool(r, s), lambda result: _check_pool(result[1]),
-                          lambda result: result[0]))
+        cases.append(
+            Case(
+                f"mewslix-wikipedia-{split}",
+                mewslix,
+                f"mewslix/wikipedia_pairs-{split}.jsonl",
+                lambda r, _, s=split: pairs_and_pool(r, s),
+                lambda result: _check_pool(result[1]),
+                lambda result: result[0],
+            )
+        )
     text = RETRIEVAL / "tatoeba_laser" / "tatoeba.deu-eng.deu"
-    cases.append(Case("mlm-text", {text.name: text}, text.name, lambda r, _: read_text_lines([r / text.name]),
-                      _check_lines, lambda lines: lines))
-    cases.append(Case("embed-input", {text.name: text}, text.name, lambda r, _: read_sentences(r / text.name),
-                      _check_lines, lambda lines: lines))
+    cases.append(
+        Case(
+            "mlm-text",
+            {text.name: text},
+            text.name,
+            lambda r, _: read_text_lines([r / text.name]),
+            _check_lines,
+            lambda lines: lines,
+        )
+    )
+    cases.append(
+        Case(
+            "embed-input",
+            {text.name: text},
+            text.name,
+            lambda r, _: read_sentences(r / text.name),
+            _check_lines,
+            lambda lines: lines,
+        )
+    )
     return cases
 
 
@@ -373,6 +480,7 @@ CASES = TASK_CASES + _retrieval_cases()
 
 
 # --- the fuzzing --------------------------------------------------------------------------------------------------
+
 
 def _copy(case: Case, folder: Path) -> None:
     if folder.exists():

@@ -44,8 +44,11 @@ ART = TASKS / "art"
 # split -> the release file of each dataset (PIQA's test file is tests.jsonl, outside the train-dev folder).
 FILES = {
     "piqa": {"train": PIQA / "train.jsonl", "dev": PIQA / "dev.jsonl", "test": TASKS / "piqa" / "tests.jsonl"},
-    "winogrande": {"train": WINOGRANDE / "train_xl.jsonl", "dev": WINOGRANDE / "dev.jsonl",
-                   "test": WINOGRANDE / "test.jsonl"},
+    "winogrande": {
+        "train": WINOGRANDE / "train_xl.jsonl",
+        "dev": WINOGRANDE / "dev.jsonl",
+        "test": WINOGRANDE / "test.jsonl",
+    },
     "reclor": {"train": RECLOR / "train.json", "dev": RECLOR / "val.json", "test": RECLOR / "test.json"},
     "logiqa2": {"train": LOGIQA / "train.txt", "dev": LOGIQA / "dev.txt", "test": LOGIQA / "test.txt"},
     "art": {"train": ART / "train.jsonl", "dev": ART / "dev.jsonl"},
@@ -57,6 +60,7 @@ def files_source(dataset: str) -> dict:
 
 
 # --- the raw records and the published constructions, computed independently of the readers ----------------------
+
 
 def raw_records(path: Path) -> list[dict]:
     """The records of a release file: one JSON list (ReClor's .json) or JSON lines (.jsonl, LogiQA 2.0's .txt)."""
@@ -82,16 +86,19 @@ def expected(dataset: str, path: Path) -> list[tuple[str, tuple[str, ...], int |
             label = None if lst is None else int(lst[i])
         elif dataset == "winogrande":  # allenai/winogrande scripts/utils.py WinograndeProcessor._create_examples
             idx = row["sentence"].index("_")
-            option_str = "_ " + row["sentence"][idx + 1:].strip()
+            option_str = "_ " + row["sentence"][idx + 1 :].strip()
             prompt = row["sentence"][:idx]
             choices = (option_str.replace("_", row["option1"]), option_str.replace("_", row["option2"]))
             label = int(row["answer"]) - 1 if "answer" in row else None
         elif dataset in ("reclor", "logiqa2"):  # ReclorProcessor / LogiProcessor + convert_examples_to_features
-            context, options = (row["context"], row["answers"]) if dataset == "reclor" else (row["text"], row["options"])
+            context, options = (
+                (row["context"], row["answers"]) if dataset == "reclor" else (row["text"], row["options"])
+            )
             question = row["question"]
             prompt = context
-            choices = tuple(question.replace("_", o) if question.find("_") != -1 else question + " " + o
-                            for o in options)
+            choices = tuple(
+                question.replace("_", o) if question.find("_") != -1 else question + " " + o for o in options
+            )
             label = row.get("label" if dataset == "reclor" else "answer")
         else:  # art (alphaNLI): anli/data_processors.py AnliExample.to_b_me_format; labels 1/2 in the .lst file
             prompt = row["obs1"]
@@ -106,6 +113,7 @@ def triples(examples) -> list[tuple[str, tuple[str, ...], int | None]]:
 
 
 # --- original release files --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dataset", REASONING)
 def test_release_files_give_the_published_prompts_choices_and_labels(dataset):
@@ -153,8 +161,9 @@ def test_unlabelled_test_splits_carry_no_labels(tmp_path):
         with pytest.raises(InputError, match="carry no labels"):
             load_examples(dataset, "test", files_source(dataset), require_labels=True)
     # LogiQA 2.0 publishes its test labels.
-    assert None not in [ex.label for ex in load_examples("logiqa2", "test", files_source("logiqa2"),
-                                                         require_labels=True)["en"]]
+    assert None not in [
+        ex.label for ex in load_examples("logiqa2", "test", files_source("logiqa2"), require_labels=True)["en"]
+    ]
     # alphaNLI's test inputs come without a labels file (its labels are not public).
     test = tmp_path / "test.jsonl"
     test.write_text((ART / "dev.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
@@ -169,6 +178,7 @@ def test_unlabelled_test_splits_carry_no_labels(tmp_path):
 
 # --- the hub's parquet, in each repo's layout ------------------------------------------------------------------
 
+
 def write_parquet(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), path)
@@ -181,19 +191,40 @@ def hub_rows(dataset: str, path: Path) -> list[dict]:
     """The rows the hub repo holds for a release file, as its loading script (or upload) writes them."""
     rows, lst = raw_records(path), labels_lst(path)
     if dataset == "piqa":  # huggingface/datasets datasets/piqa/piqa.py: ClassLabel 0/1, -1 without labels
-        return [{"goal": r["goal"], "sol1": r["sol1"], "sol2": r["sol2"], "label": -1 if lst is None else int(lst[i])}
-                for i, r in enumerate(rows)]
+        return [
+            {"goal": r["goal"], "sol1": r["sol1"], "sol2": r["sol2"], "label": -1 if lst is None else int(lst[i])}
+            for i, r in enumerate(rows)
+        ]
     if dataset == "winogrande":  # datasets/winogrande/winogrande.py: answer "" in test
-        return [{"sentence": r["sentence"], "option1": r["option1"], "option2": r["option2"],
-                 "answer": r.get("answer", "")} for r in rows]
+        return [
+            {"sentence": r["sentence"], "option1": r["option1"], "option2": r["option2"], "answer": r.get("answer", "")}
+            for r in rows
+        ]
     if dataset == "reclor":  # tasksource/reclor: the original train.json / val.json
         return rows
     if dataset == "logiqa2":  # baber/logiqa2 logiqa2.py: texts stripped, type as a string
-        return [{"id": r["id"], "answer": r["answer"], "text": r["text"].strip(), "type": str(r["type"]),
-                 "question": r["question"].strip(), "options": [o.strip() for o in r["options"]]} for r in rows]
+        return [
+            {
+                "id": r["id"],
+                "answer": r["answer"],
+                "text": r["text"].strip(),
+                "type": str(r["type"]),
+                "question": r["question"].strip(),
+                "options": [o.strip() for o in r["options"]],
+            }
+            for r in rows
+        ]
     # allenai/art (datasets/art/art.py): label 1/2, a ClassLabel of 3 classes
-    return [{"observation_1": r["obs1"], "observation_2": r["obs2"], "hypothesis_1": r["hyp1"],
-             "hypothesis_2": r["hyp2"], "label": int(lst[i])} for i, r in enumerate(rows)]
+    return [
+        {
+            "observation_1": r["obs1"],
+            "observation_2": r["obs2"],
+            "hypothesis_1": r["hyp1"],
+            "hypothesis_2": r["hyp2"],
+            "label": int(lst[i]),
+        }
+        for i, r in enumerate(rows)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +237,9 @@ def hub(tmp_path_factory):
         repo = root / loc.repo.replace("/", "_")
         for split, path in FILES[dataset].items():
             if split in loc.splits:
-                write_parquet(repo / (loc.config or "default") / HUB_SPLITS[split] / "0000.parquet",
-                              hub_rows(dataset, path))
+                write_parquet(
+                    repo / (loc.config or "default") / HUB_SPLITS[split] / "0000.parquet", hub_rows(dataset, path)
+                )
         repos[dataset] = repo
     return repos
 
@@ -229,8 +261,12 @@ def test_hub_parquet_reads_as_the_release_files(dataset, hub):
 def test_hub_repos_configs_and_splits():
     hubs = {name: DATASETS[name].hf for name in REASONING}
     assert {name: (loc.repo, loc.config) for name, loc in hubs.items()} == {
-        "piqa": ("ybisk/piqa", "plain_text"), "winogrande": ("allenai/winogrande", "winogrande_xl"),
-        "reclor": ("tasksource/reclor", None), "logiqa2": ("baber/logiqa2", "logiqa2"), "art": ("allenai/art", "anli")}
+        "piqa": ("ybisk/piqa", "plain_text"),
+        "winogrande": ("allenai/winogrande", "winogrande_xl"),
+        "reclor": ("tasksource/reclor", None),
+        "logiqa2": ("baber/logiqa2", "logiqa2"),
+        "art": ("allenai/art", "anli"),
+    }
     assert "test" not in hubs["reclor"].splits and "test" not in hubs["art"].splits
 
 
@@ -240,8 +276,12 @@ def test_hub_unlabelled_rows_and_bad_rows(hub, tmp_path):
         assert test and all(ex.label is None for ex in test)
     # The user's own copy of WinoGrande's debiased config, in the same layout.
     repo = tmp_path / "winogrande"
-    row = {"sentence": "The cup held the water because the _ was empty.", "option1": "cup", "option2": "water",
-           "answer": "3"}
+    row = {
+        "sentence": "The cup held the water because the _ was empty.",
+        "option1": "cup",
+        "option2": "water",
+        "answer": "3",
+    }
     write_parquet(repo / "winogrande_debiased" / "validation" / "0000.parquet", [{**row, "answer": "1"}, row])
     with pytest.raises(TaskDataError, match=r"config winogrande_debiased, split validation\) row 1: unknown label '3'"):
         load_examples("winogrande", "dev", {"kind": "hf", "repo": str(repo), "config": "winogrande_debiased"})
@@ -254,6 +294,7 @@ def test_hub_unlabelled_rows_and_bad_rows(hub, tmp_path):
 
 # --- TFDS: PIQA and WinoGrande, prepared by TFDS's own builders from the release files ---------------------------
 
+
 @pytest.fixture(scope="module")
 def tfds_dir(tmp_path_factory):
     from tensorflow_datasets.datasets.piqa import piqa_dataset_builder as piqa
@@ -264,13 +305,17 @@ def tfds_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfds") / "data"
 
     def piqa_splits(self, dl):
-        return {"train": self._generate_examples(str(PIQA / "train.jsonl"), str(PIQA / "train-labels.lst")),
-                "validation": self._generate_examples(str(PIQA / "dev.jsonl"), str(PIQA / "dev-labels.lst"))}
+        return {
+            "train": self._generate_examples(str(PIQA / "train.jsonl"), str(PIQA / "train-labels.lst")),
+            "validation": self._generate_examples(str(PIQA / "dev.jsonl"), str(PIQA / "dev-labels.lst")),
+        }
 
     def winogrande_splits(self, dl):
-        return {"train_xl": self._generate_examples(str(WINOGRANDE / "train_xl.jsonl")),
-                "validation": self._generate_examples(str(WINOGRANDE / "dev.jsonl")),
-                "test": self._generate_examples(str(WINOGRANDE / "test.jsonl"))}
+        return {
+            "train_xl": self._generate_examples(str(WINOGRANDE / "train_xl.jsonl")),
+            "validation": self._generate_examples(str(WINOGRANDE / "dev.jsonl")),
+            "test": self._generate_examples(str(WINOGRANDE / "test.jsonl")),
+        }
 
     with builder_generating(piqa.Builder, piqa_splits):
         piqa.Builder(data_dir=str(root), file_format="array_record").download_and_prepare()
@@ -302,6 +347,7 @@ def test_tfds_lacks_the_others(tmp_path):
 
 
 # --- bad records name the file and line -------------------------------------------------------------------------
+
 
 def write_lines(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
@@ -369,8 +415,11 @@ def test_bad_json_list_records_name_file_and_line(tmp_path):
     bad = [records[0], records[1], {**records[2], "answers": records[2]["answers"][:3]}]
     path.write_text(json.dumps(bad, indent=4), encoding="utf-8")
     third = [n for n, text in enumerate(path.read_text().splitlines(), 1) if text == "    {"][2]  # where it starts
-    with pytest.raises(TaskDataError, match=rf"{path} line {third} \(record 2\): 3 answers, but the dataset's "
-                                            "questions have 4"):
+    with pytest.raises(
+        TaskDataError,
+        match=rf"{path} line {third} \(record 2\): 3 answers, but the dataset's "
+        "questions have 4",
+    ):
         load_examples("reclor", "train", train_source(path))
     # One line holding the whole list (as json.dump writes it): every record is on line 1, its index says which.
     path.write_text(json.dumps([records[0], {**records[1], "label": 7}]), encoding="utf-8")
@@ -393,6 +442,7 @@ def test_bad_json_list_records_name_file_and_line(tmp_path):
 
 
 # --- tasks: registered, and the model's input pairs are the published ones ----------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tokenizer():

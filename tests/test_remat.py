@@ -54,8 +54,14 @@ def test_every_policy_gives_the_loss_and_gradients_of_no_remat():
 
 
 def test_remat_keeps_less_for_the_backward_pass():
-    config = tiny_config(vocab_size=300, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
-                         intermediate_size=512, max_position_embeddings=130)
+    config = tiny_config(
+        vocab_size=300,
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=512,
+        max_position_embeddings=130,
+    )
     kept = {policy: _residual_bytes(policy, config, 4, 128) for policy in REMAT_POLICIES}
     # full: about one [batch, seq, hidden] input per layer; none: every activation, attention scores included.
     assert kept["full"] < 0.25 * kept["none"], kept
@@ -72,12 +78,19 @@ def test_remat_is_checked_and_reaches_loaded_encoders(xlmr_dir):
 def test_out_of_memory_is_an_error_that_names_the_settings_that_fit():
     from stilts_jax.train.loop import TrainerConfig, is_out_of_memory, out_of_memory_message
 
-    xla_error = jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 2147483648 bytes.")
+    xla_error = jax.errors.JaxRuntimeError(
+        "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 2147483648 bytes."
+    )
     assert is_out_of_memory(xla_error) and not is_out_of_memory(ValueError("shapes (3,) and (4,) differ"))
     message = out_of_memory_message(TrainerConfig(global_batch_size=32, max_steps=1, micro_batches=2), "target", 8)
     assert "32 in 2 micro-batch(es) over 8 device(s) is 2 sequences per device" in message
-    for fix in ("--config.target.train.micro_batches=4", "--config.model.remat=full", "--config.mesh.fsdp=-1",
-                "--config.target.max_length"):
+    for fix in (
+        "--config.target.train.micro_batches=4",
+        "--config.model.remat=full",
+        "--config.mesh.fsdp=-1",
+        "--config.target.max_length",
+    ):
         assert fix in message
     assert "--config.<phase>.train.micro_batches=2" in out_of_memory_message(
-        TrainerConfig(global_batch_size=8, max_steps=1), "mnli", 1)
+        TrainerConfig(global_batch_size=8, max_steps=1), "mnli", 1
+    )

@@ -102,8 +102,12 @@ def test_atomic_writes_to_a_bucket_are_one_whole_object(bucket):
 
 def test_results_and_predictions_go_to_a_bucket(bucket):
     workdir = f"gs://{BUCKET}/run"
-    summary = {"task": "xnli", "per_language": {"en": {"accuracy": 80.0, "examples": 3}, "de": {"accuracy": 70.0, "examples": 3}},
-               "average": {"accuracy": 75.0}, "average_zero_shot": {"accuracy": 70.0}}
+    summary = {
+        "task": "xnli",
+        "per_language": {"en": {"accuracy": 80.0, "examples": 3}, "de": {"accuracy": 70.0, "examples": 3}},
+        "average": {"accuracy": 75.0},
+        "average_zero_shot": {"accuracy": 70.0},
+    }
     json_path, md_path = write_results(workdir, summary, [("accuracy", "accuracy")])
     assert str(json_path) == f"{workdir}/results.json" and json.loads(json_path.read_text()) == summary
     assert "| de | 70.0 | 3 |" in md_path.read_text()
@@ -115,20 +119,25 @@ def test_results_and_predictions_go_to_a_bucket(bucket):
 def test_an_unreachable_bucket_fails_early_naming_the_fix(bucket):
     check_workdir_writable(f"gs://{BUCKET}/run")  # writable: passes and leaves nothing behind
     assert objects(bucket) == []
-    with pytest.raises(StiltsError, match=r"gs://no-such-bucket/run.*bucket does not exist.*gcloud auth application-default login"):
+    with pytest.raises(
+        StiltsError, match=r"gs://no-such-bucket/run.*bucket does not exist.*gcloud auth application-default login"
+    ):
         check_workdir_writable("gs://no-such-bucket/run")
 
 
 def test_without_gcsfs_a_gs_workdir_names_the_package_to_install(monkeypatch):
     try:
         import gcsfs  # noqa: F401
+
         pytest.skip("gcsfs is installed: a real gs:// check would need credentials and network")
     except ImportError:
         pass
     monkeypatch.setenv("EPATH_USE_TF", "false")
     gpath._is_tf_installed.cache_clear()
     epath_backend.fsspec_backend._get_filesystem.cache_clear()
-    with pytest.raises(StiltsError, match=r"cannot write to the workdir gs://bucket/run \(ImportError.*pip install gcsfs"):
+    with pytest.raises(
+        StiltsError, match=r"cannot write to the workdir gs://bucket/run \(ImportError.*pip install gcsfs"
+    ):
         check_workdir_writable("gs://bucket/run")
     gpath._is_tf_installed.cache_clear()
 
@@ -224,8 +233,16 @@ def test_the_local_quarantine_still_renames(tmp_path):
 
 
 def _sweep():
-    return sweep_from_mapping(dict(name="t", recipe="configs/demo.py", root="sweeps/t", intermediate=["none", "squad"],
-                                   targets=["xnli"], seeds=[0, 1]))
+    return sweep_from_mapping(
+        dict(
+            name="t",
+            recipe="configs/demo.py",
+            root="sweeps/t",
+            intermediate=["none", "squad"],
+            targets=["xnli"],
+            seeds=[0, 1],
+        )
+    )
 
 
 def _write_run(run, score: float) -> None:
@@ -250,7 +267,10 @@ def test_the_sweep_report_reads_remote_workdirs_as_local_ones(bucket, tmp_path):
     local, remote = tables.values()
     assert markdown(remote, "t") == markdown(local, "t")
     assert "squad_to_xnli_seed1: pending" in remote.cells[("squad", "xnli")].problems
-    assert remote.cells[("none", "xnli")].seeds == local.cells[("none", "xnli")].seeds and len(local.cells[("none", "xnli")].seeds) == 2
+    assert (
+        remote.cells[("none", "xnli")].seeds == local.cells[("none", "xnli")].seeds
+        and len(local.cells[("none", "xnli")].seeds) == 2
+    )
     assert bucket[f"{BUCKET}/sweep/heatmap.png"].getvalue().startswith(b"\x89PNG")
 
 
@@ -268,7 +288,12 @@ def test_a_remote_sweep_state_is_written_and_read_back(bucket):
     runs = expand(_sweep(), root=f"gs://{BUCKET}/sweep")
     for run in runs:
         _write_run(run, 50.0)
-    records = runner.run_sweep(runs, f"gs://{BUCKET}/sweep", "t", say=lambda line: None,
-                               entrypoint=[sys.executable, "-c", "raise SystemExit(3)"])
+    records = runner.run_sweep(
+        runs,
+        f"gs://{BUCKET}/sweep",
+        "t",
+        say=lambda line: None,
+        entrypoint=[sys.executable, "-c", "raise SystemExit(3)"],
+    )
     assert {r["status"] for r in records.values()} == {"done"}  # finished runs are recognised from their workdirs
     assert runner.load_state(f"gs://{BUCKET}/sweep") == records

@@ -40,9 +40,12 @@ TATOEBA_LABELS = TATOEBA_XTREME / "labels" / "tatoeba"
 
 # LASER's aligned de pairs (tatoeba_laser): English -> German, as written in the fixture.
 DE_PAIRS = {
-    ("Where is the station?", "Wo ist der Bahnhof?"), ("I like tea.", "Ich mag Tee."),
-    ('"Hello," she said.', "„Hallo“, sagte sie."), ("Tom is tired.", "Tom ist müde."),
-    ("Are you sure?", "Bist du sicher?"), ("I like tea.", "Ich trinke gern Tee."),
+    ("Where is the station?", "Wo ist der Bahnhof?"),
+    ("I like tea.", "Ich mag Tee."),
+    ('"Hello," she said.', "„Hallo“, sagte sie."),
+    ("Tom is tired.", "Tom ist müde."),
+    ("Are you sure?", "Bist du sicher?"),
+    ("I like tea.", "Ich trinke gern Tee."),
     ("iPhones are expensive.", "iPhones sind teuer."),
 }
 
@@ -55,13 +58,17 @@ def write(path: Path, text: str) -> Path:
 
 # --- BUCC reading ------------------------------------------------------------------------------------------------
 
+
 def test_bucc_original_layout_sample_training_test():
     sample = read_bucc(BUCC_ORIGINAL / "bucc2018", "de", "sample")
     assert sample.src_ids == ("de-000000001", "de-000000002", "de-000000003", "de-000000004", "de-000000005")
     assert sample.src_sentences[0] == "Der Zug fährt um acht Uhr ab."
     assert sample.en_ids[3] == "en-000000004" and sample.en_sentences[3] == "The train leaves at eight o'clock."
-    assert sample.gold == {("de-000000001", "en-000000004"), ("de-000000002", "en-000000001"),
-                           ("de-000000003", "en-000000002")}
+    assert sample.gold == {
+        ("de-000000001", "en-000000004"),
+        ("de-000000002", "en-000000001"),
+        ("de-000000003", "en-000000002"),
+    }
     training = read_bucc(BUCC_ORIGINAL, "de", "training")  # the folder above bucc2018/ works too
     assert len(training.src_ids) == 4 and len(training.gold) == 3
     test = read_bucc(BUCC_ORIGINAL, "de", "test")
@@ -77,7 +84,12 @@ def test_bucc_xtreme_layout_is_the_renamed_original():
     dev = read_bucc(BUCC_XTREME, "de", "dev")
     sample = read_bucc(BUCC_ORIGINAL, "de", "sample")
     assert (dev.src_ids, dev.src_sentences, dev.en_ids, dev.en_sentences, dev.gold) == (
-        sample.src_ids, sample.src_sentences, sample.en_ids, sample.en_sentences, sample.gold)
+        sample.src_ids,
+        sample.src_sentences,
+        sample.en_ids,
+        sample.en_sentences,
+        sample.gold,
+    )
     test = read_bucc(BUCC_XTREME, "de", "test", layout="xtreme")
     training = read_bucc(BUCC_ORIGINAL, "de", "training")
     assert test.src_ids == training.src_ids and test.en_sentences == training.en_sentences
@@ -108,12 +120,19 @@ def test_bucc_deduplication_and_expansion():
     assert len(en) == 4 and en.ids[0] == ("en-000000001", "en-000000005")
     # Unique rows: src 0 = de-1 (train), 1 = de-2/de-4 (weather); en 0 = en-1/en-5 (weather), 3 = en-4 (train).
     assert expand_pairs([(1, 0), (0, 3)], src, en) == {
-        ("de-000000002", "en-000000001"), ("de-000000002", "en-000000005"), ("de-000000004", "en-000000001"),
-        ("de-000000004", "en-000000005"), ("de-000000001", "en-000000004")}
+        ("de-000000002", "en-000000001"),
+        ("de-000000002", "en-000000005"),
+        ("de-000000004", "en-000000001"),
+        ("de-000000004", "en-000000005"),
+        ("de-000000001", "en-000000004"),
+    }
     assert expand_candidates([(1.3, 0, 3), (1.1, 1, 0)], src, en) == [
-        (1.3, "de-000000001", "en-000000004"), (1.1, "de-000000002", "en-000000001"),
-        (1.1, "de-000000002", "en-000000005"), (1.1, "de-000000004", "en-000000001"),
-        (1.1, "de-000000004", "en-000000005")]
+        (1.3, "de-000000001", "en-000000004"),
+        (1.1, "de-000000002", "en-000000001"),
+        (1.1, "de-000000002", "en-000000005"),
+        (1.1, "de-000000004", "en-000000001"),
+        (1.1, "de-000000004", "en-000000005"),
+    ]
     with pytest.raises(RetrievalDataError, match="out of range"):
         expand_pairs([(4, 0)], src, en)
 
@@ -129,13 +148,16 @@ def test_bucc_missing_files_name_the_path_and_how_to_get_them(tmp_path):
         read_bucc(tmp_path, "fr", "dev")
 
 
-@pytest.mark.parametrize("line, error", [
-    ("de-000000001 Der Zug fährt.", r"de-en\.sample\.de:2: no tab"),
-    ("\tDer Zug fährt.", r"de-en\.sample\.de:2: empty id"),
-    ("de-000000002\t   ", r"de-en\.sample\.de:2: id 'de-000000002' has an empty sentence"),
-    ("en-000000002\tDer Zug fährt.", r"de-en\.sample\.de:2: id 'en-000000002' should start with 'de-'"),
-    ("de-000000001\tDer Zug fährt.", r"de-en\.sample\.de:2: id 'de-000000001' repeats line 1"),
-])
+@pytest.mark.parametrize(
+    "line, error",
+    [
+        ("de-000000001 Der Zug fährt.", r"de-en\.sample\.de:2: no tab"),
+        ("\tDer Zug fährt.", r"de-en\.sample\.de:2: empty id"),
+        ("de-000000002\t   ", r"de-en\.sample\.de:2: id 'de-000000002' has an empty sentence"),
+        ("en-000000002\tDer Zug fährt.", r"de-en\.sample\.de:2: id 'en-000000002' should start with 'de-'"),
+        ("de-000000001\tDer Zug fährt.", r"de-en\.sample\.de:2: id 'de-000000001' repeats line 1"),
+    ],
+)
 def test_bucc_malformed_sentence_lines(tmp_path, line, error):
     folder = tmp_path / "bucc2018" / "de-en"
     write(folder / "de-en.sample.de", f"de-000000001\tDas Haus ist alt.\n{line}\n")
@@ -144,14 +166,19 @@ def test_bucc_malformed_sentence_lines(tmp_path, line, error):
         read_bucc(tmp_path, "de", "sample")
 
 
-@pytest.mark.parametrize("line, error", [
-    ("de-000000001 en-000000001", r"de-en\.sample\.gold:2: expected `de_id<TAB>en_id`, got 1"),
-    ("de-000000001\ten-000000001\textra", r"\.gold:2: expected .* got 3"),
-    ("en-000000001\tde-000000001",
-     r"\.gold:2: id 'en-000000001' should start with 'de-' \(the foreign id comes first\)"),
-    ("de-000000009\ten-000000001", r"\.gold:2: 'de-000000009' is not an id of the de sentence file"),
-    ("de-000000001\ten-000000009", r"\.gold:2: 'en-000000009' is not an id of the English sentence file"),
-])
+@pytest.mark.parametrize(
+    "line, error",
+    [
+        ("de-000000001 en-000000001", r"de-en\.sample\.gold:2: expected `de_id<TAB>en_id`, got 1"),
+        ("de-000000001\ten-000000001\textra", r"\.gold:2: expected .* got 3"),
+        (
+            "en-000000001\tde-000000001",
+            r"\.gold:2: id 'en-000000001' should start with 'de-' \(the foreign id comes first\)",
+        ),
+        ("de-000000009\ten-000000001", r"\.gold:2: 'de-000000009' is not an id of the de sentence file"),
+        ("de-000000001\ten-000000009", r"\.gold:2: 'en-000000009' is not an id of the English sentence file"),
+    ],
+)
 def test_bucc_malformed_gold_lines(tmp_path, line, error):
     folder = tmp_path / "bucc2018" / "de-en"
     write(folder / "de-en.sample.de", "de-000000001\tDas Haus ist alt.\n")
@@ -172,12 +199,20 @@ def test_bucc_undecodable_line_is_named(tmp_path):
 
 # --- Tatoeba reading ---------------------------------------------------------------------------------------------
 
+
 def test_tatoeba_laser_files_give_xtreme_order_and_gold():
     data = read_tatoeba(TATOEBA_LASER, "de")
     # XTREME's sorted English (code points, stable): '"' first, capitals before 'iPhones', the two 'I like tea.'
     # in their original order 1 then 5. Query j's gold is the LASER line that sorted line j came from.
-    assert data.queries == ('"Hello," she said.', "Are you sure?", "I like tea.", "I like tea.", "Tom is tired.",
-                            "Where is the station?", "iPhones are expensive.")
+    assert data.queries == (
+        '"Hello," she said.',
+        "Are you sure?",
+        "I like tea.",
+        "I like tea.",
+        "Tom is tired.",
+        "Where is the station?",
+        "iPhones are expensive.",
+    )
     assert data.gold == (2, 4, 1, 5, 3, 0, 6)
     assert data.candidates[:2] == ("Wo ist der Bahnhof?", "Ich mag Tee.")  # foreign side in file order
     # Each query with its gold candidate is a real translation pair; a naive gold (j) would pair '"Hello," she
@@ -198,8 +233,13 @@ def test_tatoeba_xtreme_files_with_labels_match_laser():
 
     fr = read_tatoeba(TATOEBA_XTREME, "fr", labels=TATOEBA_LABELS / "test-fr.tsv")
     assert fr.queries[0] == '"Help!"' and fr.candidates[fr.gold[0]] == "« Au secours ! »"
-    assert [fr.candidates[g] for g in fr.gold] == ["« Au secours ! »", "Les pommes sont rouges.",
-                                                    "Ferme la porte, s'il te plaît.", "Bonjour !", "Le chat dort."]
+    assert [fr.candidates[g] for g in fr.gold] == [
+        "« Au secours ! »",
+        "Les pommes sont rouges.",
+        "Ferme la porte, s'il te plaît.",
+        "Bonjour !",
+        "Le chat dort.",
+    ]
 
 
 def test_xtreme_english_order_is_stable_code_point_order():
@@ -220,8 +260,9 @@ def test_tatoeba_errors(tmp_path):
 
     write(tmp_path / "counts" / "tatoeba.deu-eng.deu", "Eins.\nZwei.\nDrei.\n")
     write(tmp_path / "counts" / "tatoeba.deu-eng.eng", "One.\nTwo.\n")
-    with pytest.raises(RetrievalDataError,
-                       match=r"tatoeba\.deu-eng\.deu has 3 lines but .*tatoeba\.deu-eng\.eng has 2"):
+    with pytest.raises(
+        RetrievalDataError, match=r"tatoeba\.deu-eng\.deu has 3 lines but .*tatoeba\.deu-eng\.eng has 2"
+    ):
         read_tatoeba(tmp_path / "counts", "de")
 
     write(tmp_path / "blank" / "de-en.de", "Eins.\n\nDrei.\n")
@@ -250,6 +291,7 @@ def test_tatoeba_errors(tmp_path):
 
 # --- BUCC metrics ------------------------------------------------------------------------------------------------
 
+
 def test_bucc_precision_recall_f1():
     gold = {("d1", "e1"), ("d2", "e2"), ("d3", "e3"), ("d4", "e4"), ("d5", "e5"), ("d6", "e6")}
     predicted = {("d1", "e1"), ("d2", "e2"), ("d3", "e3"), ("d9", "e9")}
@@ -266,8 +308,14 @@ def test_bucc_precision_recall_f1():
 
 def test_bucc_threshold_in_the_middle():
     gold = {("d1", "e1"), ("d2", "e2"), ("d3", "e3"), ("d4", "e4")}
-    candidates = [(0.95, "d1", "e1"), (0.90, "d2", "e2"), (0.85, "d5", "e5"), (0.80, "d3", "e3"),
-                  (0.60, "d6", "e6"), (0.50, "d7", "e7")]
+    candidates = [
+        (0.95, "d1", "e1"),
+        (0.90, "d2", "e2"),
+        (0.85, "d5", "e5"),
+        (0.80, "d3", "e3"),
+        (0.60, "d6", "e6"),
+        (0.50, "d7", "e7"),
+    ]
     # keep >= 0.95: 1 of 1 correct, P=1,   R=1/4, F1 = 2*.25/1.25            = .400
     # keep >= 0.90: 2 of 2,         P=1,   R=2/4, F1 = 2*.5/1.5              = .667
     # keep >= 0.85: 2 of 3,         P=2/3, R=2/4, F1 = 2*(1/3)/(7/6)         = .571
@@ -306,8 +354,9 @@ def test_bucc_threshold_ties():
     assert threshold == 0.5 and scores == pytest.approx({"precision": 60.0, "recall": 100.0, "f1": 75.0})
 
     # A pair listed twice keeps its higher score; recall counts gold pairs no candidate proposes.
-    threshold, scores = select_bucc_threshold([(0.2, "a", "A"), (0.9, "a", "A"), (0.4, "z", "Z")],
-                                              {("a", "A"), ("b", "B")})
+    threshold, scores = select_bucc_threshold(
+        [(0.2, "a", "A"), (0.9, "a", "A"), (0.4, "z", "Z")], {("a", "A"), ("b", "B")}
+    )
     # >= 0.9: 1 of 1, P=1, R=1/2, F1 .667; >= 0.4: 1 of 2, P=.5, R=.5, F1 .5 -> threshold (0.9 + 0.4) / 2
     assert threshold == pytest.approx(0.65) and scores["recall"] == pytest.approx(50.0)
     with pytest.raises(MetricInputError, match="no BUCC candidates"):
@@ -335,6 +384,7 @@ def test_bucc_pipeline_from_mined_rows_to_f1():
 
 # --- Tatoeba accuracy --------------------------------------------------------------------------------------------
 
+
 def test_accuracy():
     # 2 of 3 equal: 66.67 %
     assert accuracy([3, 1, 2], [3, 0, 2]) == pytest.approx(200 / 3)
@@ -346,6 +396,7 @@ def test_accuracy():
 
 
 # --- mAP@20 ------------------------------------------------------------------------------------------------------
+
 
 def test_average_precision_fewer_relevant_than_k_and_one_below_20():
     ranking = ["r1", "x1", "r2"] + [f"n{i}" for i in range(21)] + ["r3"]  # r3 at rank 25, outside the top 20

@@ -36,12 +36,26 @@ def test_tatoeba_accuracy_matches_a_direct_computation(xlmr_dir):
 
 
 def test_main_runs_tatoeba_and_bucc_with_a_per_layer_table(xlmr_dir, tmp_path, capsys):
-    common = ["--config=configs/stilts.py:intermediate=none,target=tatoeba", f"--config.model.name={xlmr_dir}",
-              "--config.model.dtype=float32", "--config.target.source.kind=xtreme"]
+    common = [
+        "--config=configs/stilts.py:intermediate=none,target=tatoeba",
+        f"--config.model.name={xlmr_dir}",
+        "--config.model.dtype=float32",
+        "--config.target.source.kind=xtreme",
+    ]
     tatoeba = tmp_path / "tatoeba"
-    assert main_module.main([*common, f"--config.workdir={tatoeba}", f"--config.target.source.path={FIXTURES / 'tatoeba_xtreme'}",
-                             f"--config.target.source.labels={FIXTURES / 'tatoeba_xtreme' / 'labels'}",
-                             "--config.evaluation.languages=['de','fr']", "--config.evaluation.all_layers=true"]) == 0
+    assert (
+        main_module.main(
+            [
+                *common,
+                f"--config.workdir={tatoeba}",
+                f"--config.target.source.path={FIXTURES / 'tatoeba_xtreme'}",
+                f"--config.target.source.labels={FIXTURES / 'tatoeba_xtreme' / 'labels'}",
+                "--config.evaluation.languages=['de','fr']",
+                "--config.evaluation.all_layers=true",
+            ]
+        )
+        == 0
+    )
     results = json.loads((tatoeba / "results.json").read_text())
     assert set(results["per_language"]) == {"de", "fr"} and results["layer"] == 3
     assert set(results["per_layer"]) == {"0", "1", "2", "3"}
@@ -52,9 +66,18 @@ def test_main_runs_tatoeba_and_bucc_with_a_per_layer_table(xlmr_dir, tmp_path, c
     assert len(predictions) == len(read_tatoeba(FIXTURES / "tatoeba_xtreme", "de").queries)
 
     bucc = tmp_path / "bucc"
-    assert main_module.main([*common, "--config.target.task=bucc", f"--config.workdir={bucc}",
-                             f"--config.target.source.path={FIXTURES / 'bucc_original'}",
-                             "--config.evaluation.languages=['de']"]) == 0
+    assert (
+        main_module.main(
+            [
+                *common,
+                "--config.target.task=bucc",
+                f"--config.workdir={bucc}",
+                f"--config.target.source.path={FIXTURES / 'bucc_original'}",
+                "--config.evaluation.languages=['de']",
+            ]
+        )
+        == 0
+    )
     row = json.loads((bucc / "results.json").read_text())["per_language"]["de"]
     assert not list(bucc.glob("*_layers.png"))  # no all_layers: no per-layer figure
     assert {"threshold", "dev_f1", "precision", "recall", "f1"} <= set(row)
@@ -69,9 +92,19 @@ def test_main_runs_tatoeba_and_bucc_with_a_per_layer_table(xlmr_dir, tmp_path, c
     # jiant's oracle rule tunes on the scored split itself: never below the transferred threshold's F1, and its
     # tuning F1 is the test F1.
     oracle = tmp_path / "bucc-oracle"
-    assert main_module.main([*common, "--config.target.task=bucc", f"--config.workdir={oracle}",
-                             f"--config.target.source.path={FIXTURES / 'bucc_original'}",
-                             "--config.evaluation.languages=['de']", "--config.evaluation.bucc_threshold=oracle"]) == 0
+    assert (
+        main_module.main(
+            [
+                *common,
+                "--config.target.task=bucc",
+                f"--config.workdir={oracle}",
+                f"--config.target.source.path={FIXTURES / 'bucc_original'}",
+                "--config.evaluation.languages=['de']",
+                "--config.evaluation.bucc_threshold=oracle",
+            ]
+        )
+        == 0
+    )
     oracle_results = json.loads((oracle / "results.json").read_text())
     oracle_row = oracle_results["per_language"]["de"]
     assert oracle_row["f1"] >= row["f1"] and oracle_row["oracle_f1"] == pytest.approx(oracle_row["f1"])
@@ -79,9 +112,19 @@ def test_main_runs_tatoeba_and_bucc_with_a_per_layer_table(xlmr_dir, tmp_path, c
 
     # The fused search kernel (Pallas, interpret mode on CPU) mines the same pairs with the same margins.
     fused = tmp_path / "bucc-fused"
-    assert main_module.main([*common, "--config.target.task=bucc", f"--config.workdir={fused}",
-                             f"--config.target.source.path={FIXTURES / 'bucc_original'}",
-                             "--config.evaluation.languages=['de']", "--config.evaluation.search_kernel=fused"]) == 0
+    assert (
+        main_module.main(
+            [
+                *common,
+                "--config.target.task=bucc",
+                f"--config.workdir={fused}",
+                f"--config.target.source.path={FIXTURES / 'bucc_original'}",
+                "--config.evaluation.languages=['de']",
+                "--config.evaluation.search_kernel=fused",
+            ]
+        )
+        == 0
+    )
     fused_row = json.loads((fused / "results.json").read_text())["per_language"]["de"]
     assert fused_row == pytest.approx(row, rel=1e-5)
     assert (fused / "predictions" / "bucc2018" / "test-de.tsv").read_text().splitlines() == lines and lines
@@ -110,17 +153,28 @@ def test_retrieval_embeds_on_the_runs_mesh_and_rules(xlmr_dir, tmp_path, monkeyp
             built.append(self)
 
     monkeypatch.setattr(retrieval_pipeline, "SentenceEncoder", Recorded)
-    common = ["--config=configs/stilts.py:intermediate=none,target=tatoeba", f"--config.model.name={xlmr_dir}",
-              "--config.model.dtype=float32", "--config.target.source.kind=xtreme",
-              f"--config.target.source.path={FIXTURES / 'tatoeba_xtreme'}",
-              f"--config.target.source.labels={FIXTURES / 'tatoeba_xtreme' / 'labels'}",
-              "--config.evaluation.languages=['de']", "--config.evaluation.all_layers=true"]
+    common = [
+        "--config=configs/stilts.py:intermediate=none,target=tatoeba",
+        f"--config.model.name={xlmr_dir}",
+        "--config.model.dtype=float32",
+        "--config.target.source.kind=xtreme",
+        f"--config.target.source.path={FIXTURES / 'tatoeba_xtreme'}",
+        f"--config.target.source.labels={FIXTURES / 'tatoeba_xtreme' / 'labels'}",
+        "--config.evaluation.languages=['de']",
+        "--config.evaluation.all_layers=true",
+    ]
     runs = {"data": tmp_path / "data", "sharded": tmp_path / "sharded"}
     assert main_module.main([*common, f"--config.workdir={runs['data']}"]) == 0
-    assert main_module.main([*common, f"--config.workdir={runs['sharded']}", "--config.mesh.fsdp=2",
-                             "--config.mesh.tensor=2"]) == 0
-    assert [dict(e.mesh.shape) for e in built] == [{"data": 8, "fsdp": 1, "tensor": 1},
-                                                   {"data": 2, "fsdp": 2, "tensor": 2}]
+    assert (
+        main_module.main(
+            [*common, f"--config.workdir={runs['sharded']}", "--config.mesh.fsdp=2", "--config.mesh.tensor=2"]
+        )
+        == 0
+    )
+    assert [dict(e.mesh.shape) for e in built] == [
+        {"data": 8, "fsdp": 1, "tensor": 1},
+        {"data": 2, "fsdp": 2, "tensor": 2},
+    ]
     specs = {str(leaf.sharding.spec) for leaf in jax.tree.leaves(built[1].params)}
     assert any("tensor" in spec for spec in specs) and any("fsdp" in spec for spec in specs)
     results = {name: json.loads((path / "results.json").read_text()) for name, path in runs.items()}

@@ -29,26 +29,48 @@ def _free_port() -> int:
 
 
 def _env(devices: int) -> dict[str, str]:
-    return {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
-            "HF_HUB_OFFLINE": "1"}
+    return {
+        **os.environ,
+        "JAX_NUM_CPU_DEVICES": str(devices),
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+    }
 
 
 def _run(args: list[str], workdir: Path, processes: int) -> list[dict]:
     """The pipeline on `workdir` as `processes` processes (4 devices in all); each process's returned summary."""
     summaries = workdir.parent / f"{workdir.name}-summaries"
-    command = [sys.executable, "-m", "tests.pipeline_harness", f"--summary-dir={summaries}", *args,
-               f"--config.workdir={workdir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.pipeline_harness",
+        f"--summary-dir={summaries}",
+        *args,
+        f"--config.workdir={workdir}",
+    ]
     if processes == 1:
-        workers = [subprocess.Popen(command, env=_env(4), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True)]
+        workers = [
+            subprocess.Popen(command, env=_env(4), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ]
     else:
         coordinator = f"127.0.0.1:{_free_port()}"
-        workers = [subprocess.Popen([*command, f"--config.distributed.coordinator_address={coordinator}",
-                                     f"--config.distributed.num_processes={processes}",
-                                     f"--config.distributed.process_id={i}"],
-                                    env=_env(4 // processes), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True)
-                   for i in range(processes)]
+        workers = [
+            subprocess.Popen(
+                [
+                    *command,
+                    f"--config.distributed.coordinator_address={coordinator}",
+                    f"--config.distributed.num_processes={processes}",
+                    f"--config.distributed.process_id={i}",
+                ],
+                env=_env(4 // processes),
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(processes)
+        ]
     outputs = [w.communicate(timeout=TIMEOUT) for w in workers]
     for i, (worker, (_, err)) in enumerate(zip(workers, outputs)):
         assert worker.returncode == 0, f"process {i} of {processes}:\n{err[-3000:]}"
@@ -77,17 +99,25 @@ def _assert_close(actual: dict, expected: dict, rel: float = 0.0) -> None:
 
 
 def _model_args(tmp_path: Path) -> list[str]:
-    return [f"--config.model.name={tmp_path / 'tiny-xlmr'}", "--config.model.make_tiny=true",
-            "--config.model.dtype=float32"]
+    return [
+        f"--config.model.name={tmp_path / 'tiny-xlmr'}",
+        "--config.model.make_tiny=true",
+        "--config.model.dtype=float32",
+    ]
 
 
 @pytest.mark.slow
 def test_tatoeba_and_bucc_in_two_processes_match_one(tmp_path):
     # Tatoeba on the pretrained (tiny) encoder: Pipeline.load_encoder's pretrained path.
-    tatoeba = ["--config=configs/stilts.py:intermediate=none,target=tatoeba", *_model_args(tmp_path),
-               "--config.target.source.kind=xtreme", f"--config.target.source.path={FIXTURES / 'tatoeba_xtreme'}",
-               f"--config.target.source.labels={FIXTURES / 'tatoeba_xtreme' / 'labels'}",
-               "--config.evaluation.languages=['de','fr']", "--config.evaluation.all_layers=true"]
+    tatoeba = [
+        "--config=configs/stilts.py:intermediate=none,target=tatoeba",
+        *_model_args(tmp_path),
+        "--config.target.source.kind=xtreme",
+        f"--config.target.source.path={FIXTURES / 'tatoeba_xtreme'}",
+        f"--config.target.source.labels={FIXTURES / 'tatoeba_xtreme' / 'labels'}",
+        "--config.evaluation.languages=['de','fr']",
+        "--config.evaluation.all_layers=true",
+    ]
     [one] = _run(tatoeba, tmp_path / "tatoeba-1", 1)
     two = _run(tatoeba, tmp_path / "tatoeba-2", 2)
     assert set(one["per_language"]) == {"de", "fr"} and set(one["per_layer"]) == {"0", "1", "2"}
@@ -98,13 +128,21 @@ def test_tatoeba_and_bucc_in_two_processes_match_one(tmp_path):
 
     # BUCC on the encoder an intermediate phase saved (Pipeline.load_encoder's saved path). The intermediate
     # phase runs once, in one process; the 2-process run finds it finished and evaluates the same weights.
-    bucc = ["--config=configs/stilts.py:intermediate=squad,target=bucc", *_model_args(tmp_path),
-            "--config.target.source.kind=xtreme", f"--config.target.source.path={FIXTURES / 'bucc_original'}",
-            "--config.evaluation.languages=['de']", "--config.intermediate.source.kind=xtreme",
-            f"--config.intermediate.source.path={DEMO}", "--config.intermediate.max_length=128",
-            "--config.intermediate.doc_stride=32", "--config.intermediate.train.batch_size=8",
-            "--config.intermediate.train.max_steps=2", "--config.intermediate.train.progress_bar=false",
-            "--config.intermediate.max_dev_examples=16"]
+    bucc = [
+        "--config=configs/stilts.py:intermediate=squad,target=bucc",
+        *_model_args(tmp_path),
+        "--config.target.source.kind=xtreme",
+        f"--config.target.source.path={FIXTURES / 'bucc_original'}",
+        "--config.evaluation.languages=['de']",
+        "--config.intermediate.source.kind=xtreme",
+        f"--config.intermediate.source.path={DEMO}",
+        "--config.intermediate.max_length=128",
+        "--config.intermediate.doc_stride=32",
+        "--config.intermediate.train.batch_size=8",
+        "--config.intermediate.train.max_steps=2",
+        "--config.intermediate.train.progress_bar=false",
+        "--config.intermediate.max_dev_examples=16",
+    ]
     [one] = _run(bucc, tmp_path / "bucc-1", 1)
     shutil.copytree(tmp_path / "bucc-1" / "intermediate", tmp_path / "bucc-2" / "intermediate")
     two = _run(bucc, tmp_path / "bucc-2", 2)
@@ -118,12 +156,19 @@ def test_tatoeba_and_bucc_in_two_processes_match_one(tmp_path):
 
 @pytest.mark.slow
 def test_mewslix_dual_encoder_in_two_processes_matches_one(tmp_path):
-    mewslix = ["--config=configs/stilts.py:intermediate=none,target=mewslix", *_model_args(tmp_path),
-               "--config.target.source.kind=xtreme", f"--config.target.source.path={FIXTURES / 'mewslix'}",
-               "--config.target.max_length=64", "--config.dual_encoder.query_max_length=32",
-               "--config.target.train.batch_size=16", "--config.target.train.max_steps=2",  # 4 micro-batches (published)
-               "--config.target.train.progress_bar=false", "--config.target.max_dev_examples=16",
-               "--config.evaluation.languages=['en','ja','ar']"]
+    mewslix = [
+        "--config=configs/stilts.py:intermediate=none,target=mewslix",
+        *_model_args(tmp_path),
+        "--config.target.source.kind=xtreme",
+        f"--config.target.source.path={FIXTURES / 'mewslix'}",
+        "--config.target.max_length=64",
+        "--config.dual_encoder.query_max_length=32",
+        "--config.target.train.batch_size=16",
+        "--config.target.train.max_steps=2",  # 4 micro-batches (published)
+        "--config.target.train.progress_bar=false",
+        "--config.target.max_dev_examples=16",
+        "--config.evaluation.languages=['en','ja','ar']",
+    ]
     [one] = _run(mewslix, tmp_path / "mewslix-1", 1)
     two = _run(mewslix, tmp_path / "mewslix-2", 2)
     assert set(one["per_language"]) == {"en", "ja", "ar"}
@@ -134,8 +179,10 @@ def test_mewslix_dual_encoder_in_two_processes_matches_one(tmp_path):
     done = [json.loads((tmp_path / f"mewslix-{n}" / "target" / "phase_done.json").read_text()) for n in (1, 2)]
     assert done[1]["dev"] == pytest.approx(done[0]["dev"]) and done[1]["best_step"] == done[0]["best_step"] == 2
     for lang in ("en", "ja", "ar"):
-        rankings = [json.loads((tmp_path / f"mewslix-{n}" / "predictions" / "mewslix" / f"test-{lang}.json").read_text())
-                    for n in (1, 2)]
+        rankings = [
+            json.loads((tmp_path / f"mewslix-{n}" / "predictions" / "mewslix" / f"test-{lang}.json").read_text())
+            for n in (1, 2)
+        ]
         assert rankings[1].keys() == rankings[0].keys()
         assert all(len(ids) == 20 for ids in rankings[1].values())
         labels = [(tmp_path / f"mewslix-{n}" / "labels" / "mewslix" / f"test-{lang}.json").read_text() for n in (1, 2)]

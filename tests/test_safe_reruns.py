@@ -24,28 +24,35 @@ def demo(*overrides: str):
     return config
 
 
-@pytest.mark.parametrize("override, message", [
-    ("target.train.max_steps=-1", "target.train.max_steps must be an integer >= 0, got -1"),
-    ("target.train.batch_size=0", "target.train.batch_size must be an integer >= 1, got 0"),
-    ("intermediate.train.batch_size=-4", "intermediate.train.batch_size must be an integer >= 1, got -4"),
-    ("target.train.micro_batches=0", "target.train.micro_batches must be an integer >= 1, got 0"),
-    ("target.train.log_every=0", "target.train.log_every must be an integer >= 1, got 0"),
-    ("target.train.checkpoint_every=0", "target.train.checkpoint_every must be an integer >= 1, got 0"),
-    ("evaluation.batch_size=0", "evaluation.batch_size must be an integer >= 1, got 0"),
-    ("target.train.learning_rate=-0.001", "target.train.learning_rate must be a finite number > 0, got -0.001"),
-    ("target.doc_stride=0", "target.doc_stride must be an integer >= 1, got 0"),
-    ("target.train.warmup_fraction=1.5", "target.train.warmup_fraction must be a finite number >= 0 and <= 1"),
-    ("model.remat=some", "model.remat must be one of 'none', 'save_dots', 'full', got 'some'"),
-    ("on_change=overwrite", "on_change must be one of 'refuse', 'restart'"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("target.train.max_steps=-1", "target.train.max_steps must be an integer >= 0, got -1"),
+        ("target.train.batch_size=0", "target.train.batch_size must be an integer >= 1, got 0"),
+        ("intermediate.train.batch_size=-4", "intermediate.train.batch_size must be an integer >= 1, got -4"),
+        ("target.train.micro_batches=0", "target.train.micro_batches must be an integer >= 1, got 0"),
+        ("target.train.log_every=0", "target.train.log_every must be an integer >= 1, got 0"),
+        ("target.train.checkpoint_every=0", "target.train.checkpoint_every must be an integer >= 1, got 0"),
+        ("evaluation.batch_size=0", "evaluation.batch_size must be an integer >= 1, got 0"),
+        ("target.train.learning_rate=-0.001", "target.train.learning_rate must be a finite number > 0, got -0.001"),
+        ("target.doc_stride=0", "target.doc_stride must be an integer >= 1, got 0"),
+        ("target.train.warmup_fraction=1.5", "target.train.warmup_fraction must be a finite number >= 0 and <= 1"),
+        ("model.remat=some", "model.remat must be one of 'none', 'save_dots', 'full', got 'some'"),
+        ("on_change=overwrite", "on_change must be one of 'refuse', 'restart'"),
+    ],
+)
 def test_every_numeric_key_has_a_range_named_in_the_error(override, message):
     problems = validate(demo(f"--config.{override}"))
     assert any(message in p for p in problems), problems
 
 
 def test_relations_and_all_problems_at_once():
-    config = demo("--config.target.train.epochs=0", "--config.target.train.batch_size=6",
-                  "--config.target.train.micro_batches=4", "--config.target.doc_stride=200")
+    config = demo(
+        "--config.target.train.epochs=0",
+        "--config.target.train.batch_size=6",
+        "--config.target.train.micro_batches=4",
+        "--config.target.doc_stride=200",
+    )
     problems = validate(config)
     assert len(problems) == 3, problems
     assert any("train nothing" in p for p in problems)
@@ -81,8 +88,14 @@ def test_misspelled_task_bad_languages_and_unreadable_data_are_found_before_trai
 
 def test_main_reports_problems_as_one_error_line_and_trains_nothing(tmp_path, capsys):
     workdir = tmp_path / "run"
-    code = main_module.main(["--config=configs/demo.py", f"--config.workdir={workdir}",
-                             "--config.target.train.max_steps=-1", "--config.target.task=xnlii"])
+    code = main_module.main(
+        [
+            "--config=configs/demo.py",
+            f"--config.workdir={workdir}",
+            "--config.target.train.max_steps=-1",
+            "--config.target.task=xnlii",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and "max_steps" in err and "xnlii" not in err
     assert not workdir.exists()
@@ -93,8 +106,15 @@ def fake_phase(workdir: Path, phase, dev: float = 50.0) -> None:
     folder = workdir / phase.folder
     start_phase(folder, phase)
     (folder / "best_model").mkdir(parents=True)
-    record_phase(folder, {"task": phase.config.task, "dev": dev, "best_model": str((folder / "best_model").absolute()),
-                          "encoder": str((folder / "encoder").absolute())})
+    record_phase(
+        folder,
+        {
+            "task": phase.config.task,
+            "dev": dev,
+            "best_model": str((folder / "best_model").absolute()),
+            "encoder": str((folder / "encoder").absolute()),
+        },
+    )
 
 
 def test_a_finished_workdir_is_reused_only_with_the_same_settings(tmp_path):
@@ -105,8 +125,14 @@ def test_a_finished_workdir_is_reused_only_with_the_same_settings(tmp_path):
     for phase in phases:
         fake_phase(workdir, phase)
     check_reuse(config, workdir, plan(config))  # the same settings: reused
-    assert check_reuse(demo("--config.target.train.progress_bar=false", "--config.mesh.data=1"), workdir,
-                       plan(demo("--config.target.train.progress_bar=false"))) is None  # not determining
+    assert (
+        check_reuse(
+            demo("--config.target.train.progress_bar=false", "--config.mesh.data=1"),
+            workdir,
+            plan(demo("--config.target.train.progress_bar=false")),
+        )
+        is None
+    )  # not determining
 
     changed = demo("--config.intermediate.task=mnli", "--config.target.train.max_steps=80")
     with pytest.raises(ConfigError) as raised:
@@ -178,9 +204,13 @@ def test_done_records_hold_relative_paths_and_damaged_ones_are_resumed(tmp_path,
 def test_demo_rerun_reuses_refuses_and_restarts(tmp_path, capsys):
     """The case a new user meets: a finished demo workdir rerun with another intermediate task."""
     workdir = tmp_path / "demo"
-    short = [f"--config.workdir={workdir}", "--config.intermediate.train.max_steps=2",
-             "--config.target.train.max_steps=2", "--config.evaluation.languages=['en','sw']",
-             "--config.evaluation.plots=false"]
+    short = [
+        f"--config.workdir={workdir}",
+        "--config.intermediate.train.max_steps=2",
+        "--config.target.train.max_steps=2",
+        "--config.evaluation.languages=['en','sw']",
+        "--config.evaluation.plots=false",
+    ]
     assert main_module.main(["--config=configs/demo.py", *short]) == 0
     results = (workdir / "results.json").read_text()
     config_json = (workdir / "config.json").read_text()
@@ -196,9 +226,19 @@ def test_demo_rerun_reuses_refuses_and_restarts(tmp_path, capsys):
 
     # Another intermediate task: refused before anything runs; config.json still describes the run that happened.
     glue = (DEMO_DATA / "glue").absolute()
-    assert main_module.main(["--config=configs/demo.py", *short, "--config.intermediate.task=mnli",
-                             "--config.intermediate.source.kind=hf", f"--config.intermediate.source.repo={glue}",
-                             "--config.target.train.max_steps=3"]) == 2
+    assert (
+        main_module.main(
+            [
+                "--config=configs/demo.py",
+                *short,
+                "--config.intermediate.task=mnli",
+                "--config.intermediate.source.kind=hf",
+                f"--config.intermediate.source.repo={glue}",
+                "--config.target.train.max_steps=3",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "phase.task: 'squad' -> 'mnli'" in err and "phase.train.max_steps: 2 -> 3" in err
     assert (workdir / "config.json").read_text() == config_json

@@ -13,8 +13,10 @@ from stilts_jax.tasks import registry
 
 def squad_json(answer: str) -> str:
     qa = {"id": "q1", "question": "?", "answers": [{"text": answer, "answer_start": 0}]}
-    return json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": answer, "qas": [qa]}]}]},
-                      ensure_ascii=False)
+    return json.dumps(
+        {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": answer, "qas": [qa]}]}]},
+        ensure_ascii=False,
+    )
 
 
 def xcopa_jsonl(labels):
@@ -37,8 +39,10 @@ DEFAULTS = {
     "lareqa": json.dumps({"q1": ["a1", "a2"]}),
 }
 DEFAULT_PREDICTIONS = {
-    "xquad": json.dumps({"q1": "Denver Broncos"}), "mlqa": json.dumps({"q1": "Denver Broncos"}),
-    "tydiqa": json.dumps({"q1": "Denver Broncos"}), "mewslix": json.dumps({"m1": ["Q1", "Q2"]}),
+    "xquad": json.dumps({"q1": "Denver Broncos"}),
+    "mlqa": json.dumps({"q1": "Denver Broncos"}),
+    "tydiqa": json.dumps({"q1": "Denver Broncos"}),
+    "mewslix": json.dumps({"m1": ["Q1", "Q2"]}),
     "lareqa": json.dumps({"q1": ["a1", "a2", "x"]}),
 }
 
@@ -92,8 +96,23 @@ def test_full_xtreme_submission(tmp_path):
     result = score_submission(predictions, labels, "xtreme")
 
     # Keys and their order as evaluate.py writes them: all_task, groups, tasks; then this project's extensions.
-    assert list(result) == ["all_task", "classification", "tagging", "qa", "retrieval", "pawsx", "xnli", "panx",
-                            "udpos", "bucc2018", "tatoeba", "xquad", "mlqa", "tydiqa", "extensions"]
+    assert list(result) == [
+        "all_task",
+        "classification",
+        "tagging",
+        "qa",
+        "retrieval",
+        "pawsx",
+        "xnli",
+        "panx",
+        "udpos",
+        "bucc2018",
+        "tatoeba",
+        "xquad",
+        "mlqa",
+        "tydiqa",
+        "extensions",
+    ]
     assert list(result["panx"]) == ["f1", "precision", "recall", "avg_f1", "avg_precision", "avg_recall", "avg_metric"]
     assert list(result["panx"]["f1"]) == XTREME_TASK2LANGS["panx"]
     assert list(result["xquad"]) == ["exact_match", "f1", "avg_exact_match", "avg_f1", "avg_metric"]
@@ -113,8 +132,17 @@ def test_full_xtreme_submission(tmp_path):
     assert result["tydiqa"]["f1"]["sw"] == 0.0
 
     # Averages and avg_metric.
-    expected = {"pawsx": PAWSX, "xnli": XNLI, "panx": PANX_F1, "udpos": UDPOS_F1, "bucc2018": BUCC_F1,
-                "tatoeba": TATOEBA, "xquad": XQUAD, "mlqa": MLQA, "tydiqa": TYDIQA}
+    expected = {
+        "pawsx": PAWSX,
+        "xnli": XNLI,
+        "panx": PANX_F1,
+        "udpos": UDPOS_F1,
+        "bucc2018": BUCC_F1,
+        "tatoeba": TATOEBA,
+        "xquad": XQUAD,
+        "mlqa": MLQA,
+        "tydiqa": TYDIQA,
+    }
     for task, value in expected.items():
         assert result[task]["avg_metric"] == pytest.approx(value, rel=1e-12), task
     assert result["panx"]["avg_recall"] == pytest.approx((39 * 100 + 50) / 40)
@@ -172,8 +200,23 @@ def test_full_xtreme_r_submission_with_extensions(tmp_path):
 
     # evaluate.py writes no "retrieval" and no "all_task" (it fails on Mewsli-X's missing avg_metric) and an empty
     # "lareqa" (no languages listed for it).
-    assert list(result) == ["classification", "tagging", "qa", "multi_choice", "xnli", "panx", "udpos", "tatoeba",
-                            "xcopa", "lareqa", "mewslix", "xquad", "mlqa", "tydiqa", "extensions"]
+    assert list(result) == [
+        "classification",
+        "tagging",
+        "qa",
+        "multi_choice",
+        "xnli",
+        "panx",
+        "udpos",
+        "tatoeba",
+        "xcopa",
+        "lareqa",
+        "mewslix",
+        "xquad",
+        "mlqa",
+        "tydiqa",
+        "extensions",
+    ]
     assert result["lareqa"] == {}
     assert list(result["mewslix"]) == ["map@20", "avg_map@20"]
     assert result["mewslix"]["map@20"]["de"] == 50.0
@@ -218,8 +261,7 @@ def test_command_line_reports_errors(tmp_path, capsys):
 def _score_one(tmp_path, task, labels_text, predictions_text, benchmark="xtreme"):
     languages = XTREME_TASK2LANGS[task] if benchmark == "xtreme" else XTREME_R_TASK2LANGS[task]
     lang = languages[0]
-    predictions, labels = write_submission(tmp_path, benchmark, [task],
-                                           {(task, lang): (labels_text, predictions_text)})
+    predictions, labels = write_submission(tmp_path, benchmark, [task], {(task, lang): (labels_text, predictions_text)})
     return lambda: score_submission(predictions, labels, benchmark), predictions / task, labels / task, lang
 
 

@@ -12,7 +12,9 @@ from stilts_jax.evaluation.search import NearestNeighbors, knn, l2_normalize, mi
 
 def _data(seed: int, n_queries: int, n_database: int, dim: int = 32):
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((n_queries, dim)).astype(np.float32), rng.standard_normal((n_database, dim)).astype(np.float32)
+    return rng.standard_normal((n_queries, dim)).astype(np.float32), rng.standard_normal((n_database, dim)).astype(
+        np.float32
+    )
 
 
 def _faiss(queries, database, k):
@@ -90,8 +92,24 @@ def test_search_cli_writes_indices_scores_and_margins(tmp_path, capsys):
     queries, database = _data(11, 30, 200)
     np.save(tmp_path / "q.npy", queries)
     np.save(tmp_path / "d.npy", database)
-    assert search_cli.main(["--queries", str(tmp_path / "q.npy"), "--database", str(tmp_path / "d.npy"), "--k", "3",
-                            "--output", str(tmp_path / "out.npz"), "--normalize", "--margin", "ratio"]) == 0
+    assert (
+        search_cli.main(
+            [
+                "--queries",
+                str(tmp_path / "q.npy"),
+                "--database",
+                str(tmp_path / "d.npy"),
+                "--k",
+                "3",
+                "--output",
+                str(tmp_path / "out.npz"),
+                "--normalize",
+                "--margin",
+                "ratio",
+            ]
+        )
+        == 0
+    )
     out = np.load(tmp_path / "out.npz")
     scores, indices = _faiss(l2_normalize(queries), l2_normalize(database), 3)
     np.testing.assert_array_equal(out["indices"], indices)
@@ -99,8 +117,19 @@ def test_search_cli_writes_indices_scores_and_margins(tmp_path, capsys):
     assert out["margin_scores"].shape == (30, 3)
 
     np.save(tmp_path / "bad.npy", np.ones((4, 7), np.float32))
-    assert search_cli.main(["--queries", str(tmp_path / "bad.npy"), "--database", str(tmp_path / "d.npy"),
-                            "--output", str(tmp_path / "x.npz")]) == 2
+    assert (
+        search_cli.main(
+            [
+                "--queries",
+                str(tmp_path / "bad.npy"),
+                "--database",
+                str(tmp_path / "d.npy"),
+                "--output",
+                str(tmp_path / "x.npz"),
+            ]
+        )
+        == 2
+    )
     assert "queries have dimension 7 but the database 32" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
 
@@ -113,8 +142,23 @@ def test_miner_pairs_translations_with_a_real_encoder(xlmr_dir, tmp_path):
     english = (SHIPPED_TEXT_DIR / "parallel.en.txt").read_text(encoding="utf-8").splitlines()[:20]
     (tmp_path / "src.txt").write_text("\n".join(s[:-1] for s in english) + "\n", encoding="utf-8")
     (tmp_path / "tgt.txt").write_text("\n".join(english[::-1]) + "\n", encoding="utf-8")
-    assert mine.main(["--model", str(xlmr_dir), "--src", str(tmp_path / "src.txt"), "--tgt", str(tmp_path / "tgt.txt"),
-                      "--output", str(tmp_path / "pairs.tsv"), "--layer", "0"]) == 0
+    assert (
+        mine.main(
+            [
+                "--model",
+                str(xlmr_dir),
+                "--src",
+                str(tmp_path / "src.txt"),
+                "--tgt",
+                str(tmp_path / "tgt.txt"),
+                "--output",
+                str(tmp_path / "pairs.tsv"),
+                "--layer",
+                "0",
+            ]
+        )
+        == 0
+    )
     rows = [line.split("\t") for line in (tmp_path / "pairs.tsv").read_text(encoding="utf-8").splitlines()]
     assert 15 <= len(rows) <= 20  # one-to-one: a sentence is never used twice
     assert len({r[1] for r in rows}) == len(rows) == len({r[2] for r in rows})
@@ -143,20 +187,35 @@ def _npy_bytes(array) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "is empty (0 bytes)"),
-    (b"0.1 0.2\n0.3 0.4\n", "is not a .npy array (it does not start with numpy's header)"),
-    (_npy_bytes(np.ones((4, 32), np.float32))[:60], "cannot be read: damaged, truncated"),
-    (_npy_bytes(np.ones((4, 32), np.float32))[:-7], "cannot be read: damaged, truncated"),
-    (_npy_bytes(np.ones((0, 32), np.float32)), "holds an empty array"),
-], ids=["empty", "text", "cut-in-header", "cut-in-data", "no-rows"])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty (0 bytes)"),
+        (b"0.1 0.2\n0.3 0.4\n", "is not a .npy array (it does not start with numpy's header)"),
+        (_npy_bytes(np.ones((4, 32), np.float32))[:60], "cannot be read: damaged, truncated"),
+        (_npy_bytes(np.ones((4, 32), np.float32))[:-7], "cannot be read: damaged, truncated"),
+        (_npy_bytes(np.ones((0, 32), np.float32)), "holds an empty array"),
+    ],
+    ids=["empty", "text", "cut-in-header", "cut-in-data", "no-rows"],
+)
 def test_search_cli_refuses_empty_or_damaged_npy_files_in_one_line(tmp_path, capsys, content, message):
     from stilts_jax import search as search_cli
 
     np.save(tmp_path / "d.npy", np.ones((5, 32), np.float32))
     (tmp_path / "q.npy").write_bytes(content)
-    assert search_cli.main(["--queries", str(tmp_path / "q.npy"), "--database", str(tmp_path / "d.npy"),
-                            "--output", str(tmp_path / "out.npz")]) == 2
+    assert (
+        search_cli.main(
+            [
+                "--queries",
+                str(tmp_path / "q.npy"),
+                "--database",
+                str(tmp_path / "d.npy"),
+                "--output",
+                str(tmp_path / "out.npz"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err == f"error: queries file {tmp_path / 'q.npy'} {message}" + err.split(message, 1)[1]
     assert err.count("\n") == 1 and not (tmp_path / "out.npz").exists()
@@ -167,6 +226,21 @@ def test_miner_refuses_non_positive_numbers_naming_the_flag(tmp_path, capsys, fl
     from stilts_jax import mine
 
     (tmp_path / "s.txt").write_text("a\nb\n", encoding="utf-8")
-    assert mine.main(["--model", str(tmp_path / "no_model"), "--src", str(tmp_path / "s.txt"), "--tgt",
-                      str(tmp_path / "s.txt"), "--output", str(tmp_path / "pairs.tsv"), flag, value]) == 2
+    assert (
+        mine.main(
+            [
+                "--model",
+                str(tmp_path / "no_model"),
+                "--src",
+                str(tmp_path / "s.txt"),
+                "--tgt",
+                str(tmp_path / "s.txt"),
+                "--output",
+                str(tmp_path / "pairs.tsv"),
+                flag,
+                value,
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.startswith(f"error: {flag} must be a positive number")

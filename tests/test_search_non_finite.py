@@ -17,7 +17,9 @@ def _vectors(rows: int, seed: int = 0) -> np.ndarray:
 def test_a_nan_database_row_is_refused_with_its_row_number():
     database = _vectors(40)
     database[7, 3] = np.nan
-    with pytest.raises(InputError, match=r"1 of the 40 database rows hold NaN or inf values \(row 7,.*--drop-non-finite"):
+    with pytest.raises(
+        InputError, match=r"1 of the 40 database rows hold NaN or inf values \(row 7,.*--drop-non-finite"
+    ):
         knn(_vectors(5, seed=1), database, 3)
 
 
@@ -76,8 +78,16 @@ def test_search_command_exits_non_zero_and_names_the_rows_unless_told_to_drop(tm
     database[17, 0] = np.nan
     np.save(tmp_path / "db.npy", database)
     np.save(tmp_path / "q.npy", queries)
-    args = ["--queries", str(tmp_path / "q.npy"), "--database", str(tmp_path / "db.npy"), "--k", "3",
-            "--output", str(tmp_path / "out.npz")]
+    args = [
+        "--queries",
+        str(tmp_path / "q.npy"),
+        "--database",
+        str(tmp_path / "db.npy"),
+        "--k",
+        "3",
+        "--output",
+        str(tmp_path / "out.npz"),
+    ]
     assert search_cli.main(args) == 2
     assert "row 17" in capsys.readouterr().err
     assert not (tmp_path / "out.npz").exists()

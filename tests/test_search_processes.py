@@ -29,11 +29,23 @@ def _run(tmp_path: Path, processes: int) -> list[dict]:
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": str(4 // processes), "PYTHONPATH": str(ROOT)}
     coordinator = f"127.0.0.1:{_free_port()}"
     outputs = [tmp_path / f"{processes}-{i}.json" for i in range(processes)]
-    extra = lambda i: ([f"--coordinator={coordinator}", f"--processes={processes}", f"--process-id={i}"]  # noqa: E731
-                       if processes > 1 else [])
-    workers = [subprocess.Popen([sys.executable, "-m", "tests.search_worker", str(out), *extra(i)], env=env, cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for i, out in enumerate(outputs)]
+
+    def extra(i: int) -> list[str]:
+        return (
+            [f"--coordinator={coordinator}", f"--processes={processes}", f"--process-id={i}"] if processes > 1 else []
+        )
+
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.search_worker", str(out), *extra(i)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, out in enumerate(outputs)
+    ]
     for i, worker in enumerate(workers):
         _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, f"process {i} of {processes}:\n{err[-3000:]}"
@@ -61,13 +73,31 @@ def test_two_processes_split_the_database_and_match_faiss_and_one_process(tmp_pa
 
 def _cli(tmp_path: Path, module: str, args: list[str], processes: int) -> list[subprocess.CompletedProcess]:
     """`python -m module args` as `processes` processes of 4 devices in all."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": str(4 // processes), "PYTHONPATH": str(ROOT),
-           "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_NUM_CPU_DEVICES": str(4 // processes),
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+    }
     coordinator = f"127.0.0.1:{_free_port()}"
-    extra = lambda i: ([f"--coordinator-address={coordinator}", f"--num-processes={processes}",  # noqa: E731
-                        f"--process-id={i}"] if processes > 1 else [])
-    workers = [subprocess.Popen([sys.executable, "-m", module, *args, *extra(i)], env=env, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(processes)]
+
+    def extra(i: int) -> list[str]:
+        if processes == 1:
+            return []
+        return [f"--coordinator-address={coordinator}", f"--num-processes={processes}", f"--process-id={i}"]
+
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", module, *args, *extra(i)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(processes)
+    ]
     done = []
     for i, worker in enumerate(workers):
         out, err = worker.communicate(timeout=300)
@@ -83,8 +113,12 @@ def test_search_command_in_two_processes_writes_what_one_process_writes(tmp_path
     outputs = {}
     for processes in (1, 2):
         out = tmp_path / f"out-{processes}.npz"
-        runs = _cli(tmp_path, "stilts_jax.search", ["--queries", "q.npy", "--database", "db.npy", "--k", "4",
-                                                    "--output", str(out), "--margin", "ratio"], processes)
+        runs = _cli(
+            tmp_path,
+            "stilts_jax.search",
+            ["--queries", "q.npy", "--database", "db.npy", "--k", "4", "--output", str(out), "--margin", "ratio"],
+            processes,
+        )
         assert f"on 4 cpu device(s) of {processes} process(es)" in runs[0].stdout
         assert all("wrote" not in run.stdout for run in runs[1:])  # process 0 reports and writes
         outputs[processes] = dict(np.load(out))
@@ -102,8 +136,23 @@ def test_miner_in_two_processes_mines_what_one_process_mines(xlmr_dir, tmp_path)
     (tmp_path / "tgt.txt").write_text("\n".join(english[::-1]) + "\n", encoding="utf-8")
     pairs = {}
     for processes in (1, 2):
-        _cli(tmp_path, "stilts_jax.mine", ["--model", str(xlmr_dir), "--src", "src.txt", "--tgt", "tgt.txt",
-                                           "--output", f"pairs-{processes}.tsv", "--layer", "0"], processes)
+        _cli(
+            tmp_path,
+            "stilts_jax.mine",
+            [
+                "--model",
+                str(xlmr_dir),
+                "--src",
+                "src.txt",
+                "--tgt",
+                "tgt.txt",
+                "--output",
+                f"pairs-{processes}.tsv",
+                "--layer",
+                "0",
+            ],
+            processes,
+        )
         pairs[processes] = [line.split("\t") for line in (tmp_path / f"pairs-{processes}.tsv").read_text().splitlines()]
     assert len(pairs[1]) >= 15
     assert [row[1:] for row in pairs[2]] == [row[1:] for row in pairs[1]]

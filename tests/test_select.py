@@ -29,13 +29,22 @@ def _save_encoder(model: Path, path: Path) -> None:
     save_params(path, nnx.to_pure_dict(nnx.state(encoder)))
 
 
-def _run(root: Path, name: str, base: Path, *, intermediate: str, target: str = "xnli",
-         stages: dict[str, Path] | None = None, measured: float | None = None) -> Path:
+def _run(
+    root: Path,
+    name: str,
+    base: Path,
+    *,
+    intermediate: str,
+    target: str = "xnli",
+    stages: dict[str, Path] | None = None,
+    measured: float | None = None,
+) -> Path:
     """A run workdir as the pipeline leaves it: config.json, the intermediate phase's done record(s) with the
     encoder, and results.json."""
     run = root / name
-    config, _ = parse_config_args([*_config_args(base), f"--config.target.task={target}",
-                                   f"--config.intermediate.task={intermediate}"])
+    config, _ = parse_config_args(
+        [*_config_args(base), f"--config.target.task={target}", f"--config.intermediate.task={intermediate}"]
+    )
     run.mkdir(parents=True)
     (run / "config.json").write_text(config_to_json(config))
     for folder, model in (stages or {}).items():
@@ -54,8 +63,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     sweep = root / "sweep"
     _run(sweep, "baseline_to_xnli_seed0", models["base"], intermediate="", measured=40.0)
     _run(sweep, "mnli_to_xnli_seed0", models["base"], intermediate="mnli", stages={".": models["other"]}, measured=45.0)
-    chain = _run(sweep, "squad+mnli_to_xnli_seed0", models["base"], intermediate="squad+mnli",
-                 stages={"1_mnli": models["third"]}, measured=42.0)
+    chain = _run(
+        sweep,
+        "squad+mnli_to_xnli_seed0",
+        models["base"],
+        intermediate="squad+mnli",
+        stages={"1_mnli": models["third"]},
+        measured=42.0,
+    )
     # The first stage's encoder is not the candidate (the last stage's is): a path that would fail to load.
     (chain / "intermediate" / "0_squad").mkdir()
     (chain / "intermediate" / "0_squad" / "phase_done.json").write_text(json.dumps({"encoder": "gone", "dev": 1.0}))
@@ -65,14 +80,27 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_select_ranks_every_kind_of_candidate(demo: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
     output = demo["root"] / "out"
-    code = select.main([f"--candidates={demo['sweep']},pretrained", f"--candidates={demo['third']}", "--target=xnli",
-                        "--max-examples=96", f"--output={output}", *_config_args(demo["base"])])
+    code = select.main(
+        [
+            f"--candidates={demo['sweep']},pretrained",
+            f"--candidates={demo['third']}",
+            "--target=xnli",
+            "--max-examples=96",
+            f"--output={output}",
+            *_config_args(demo["base"]),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     data = json.loads((output / "selection.json").read_text())
     rows = {row["name"]: row for row in data["candidates"]}
     # The sweep's runs of the target (not its xcopa run), the pretrained model and the model folder.
-    assert set(rows) == {"baseline_to_xnli_seed0", "mnli_to_xnli_seed0", "squad+mnli_to_xnli_seed0", "pretrained",
-                         "third"}
+    assert set(rows) == {
+        "baseline_to_xnli_seed0",
+        "mnli_to_xnli_seed0",
+        "squad+mnli_to_xnli_seed0",
+        "pretrained",
+        "third",
+    }
     assert data["examples"] == 96 and data["target"] == "xnli"
     logme = {name: row["logme"] for name, row in rows.items()}
     # The same weights give the same score whichever way they come: a run's saved encoder or a model folder, a
@@ -92,17 +120,23 @@ def test_select_ranks_every_kind_of_candidate(demo: dict[str, Path], capsys: pyt
     agreement = data["agreement"]
     assert agreement["candidates_measured"] == 3
     assert agreement["spearman"] == pytest.approx(spearman([logme[n] for n in names], [measured[n] for n in names]))
-    assert agreement["regret@1"] == pytest.approx(regret_at_k([logme[n] for n in names], [measured[n] for n in names], 1))
+    assert agreement["regret@1"] == pytest.approx(
+        regret_at_k([logme[n] for n in names], [measured[n] for n in names], 1)
+    )
     assert agreement["regret@3"] == 0.0
     table = (output / "selection.md").read_text()
     assert "| candidate | LogME | rank | measured score | measured rank |" in table
-    assert f"| mnli_to_xnli_seed0 | {logme['mnli_to_xnli_seed0']:.6f} | {rows['mnli_to_xnli_seed0']['rank']} | 45.00 | 1 |" in table
+    assert (
+        f"| mnli_to_xnli_seed0 | {logme['mnli_to_xnli_seed0']:.6f} | {rows['mnli_to_xnli_seed0']['rank']} | 45.00 | 1 |"
+        in table
+    )
     assert "Agreement over 3 measured candidates" in table
 
 
 def test_select_refuses_targets_it_cannot_score(demo: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
-    code = select.main(["--candidates=pretrained", "--target=xcopa", f"--output={demo['root'] / 'no'}",
-                        *_config_args(demo["base"])])
+    code = select.main(
+        ["--candidates=pretrained", "--target=xcopa", f"--output={demo['root'] / 'no'}", *_config_args(demo["base"])]
+    )
     assert code == 2
     error = capsys.readouterr().err
     assert "xcopa is a multiple_choice task" in error and "classification" in error

@@ -26,8 +26,13 @@ SQUAD_FILES = {"train": XTREME / "squad" / "train-v1.1.json", "dev": XTREME / "s
 TYDIQA_TRAIN = XTREME / "tydiqa" / "tydiqa-goldp-v1.1-train" / "tydiqa-goldp-v1.1-train.json"
 TYDIQA_DEV_DIR = XTREME / "tydiqa" / "tydiqa-goldp-v1.1-dev"
 TYDIQA_DEV_COUNTS = {"ar": 2, "bn": 1, "en": 2, "fi": 1, "id": 1, "ko": 2, "ru": 2, "sw": 1, "te": 1}
-SCRIPTS = {"ar": (0x600, 0x6FF), "ru": (0x400, 0x4FF), "ko": (0xAC00, 0xD7AF), "bn": (0x980, 0x9FF),
-           "te": (0xC00, 0xC7F)}
+SCRIPTS = {
+    "ar": (0x600, 0x6FF),
+    "ru": (0x400, 0x4FF),
+    "ko": (0xAC00, 0xD7AF),
+    "bn": (0x980, 0x9FF),
+    "te": (0xC00, 0xC7F),
+}
 
 
 def tydiqa_dev_file(lang: str) -> Path:
@@ -39,7 +44,7 @@ def assert_answers_in_context(by_language):
         for ex in examples:
             assert ex.answers
             for answer in ex.answers:
-                assert answer.text and ex.context[answer.start:answer.start + len(answer.text)] == answer.text
+                assert answer.text and ex.context[answer.start : answer.start + len(answer.text)] == answer.text
 
 
 def by_id(by_language):
@@ -48,6 +53,7 @@ def by_id(by_language):
 
 # --- Hugging Face parquet folders in the hub repos' layouts --------------------------------------------------
 
+
 def squad_rows(*paths: Path) -> list[dict]:
     """Rows as the hub's parquet holds them: one per question, answers as a struct of lists."""
     rows = []
@@ -55,18 +61,31 @@ def squad_rows(*paths: Path) -> list[dict]:
         for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
             for paragraph in article["paragraphs"]:
                 for q in paragraph["qas"]:
-                    rows.append({"id": q["id"], "title": article.get("title", ""), "context": paragraph["context"],
-                                 "question": q["question"],
-                                 "answers": {"text": [a["text"] for a in q["answers"]],
-                                             "answer_start": [a["answer_start"] for a in q["answers"]]}})
+                    rows.append(
+                        {
+                            "id": q["id"],
+                            "title": article.get("title", ""),
+                            "context": paragraph["context"],
+                            "question": q["question"],
+                            "answers": {
+                                "text": [a["text"] for a in q["answers"]],
+                                "answer_start": [a["answer_start"] for a in q["answers"]],
+                            },
+                        }
+                    )
     return rows
 
 
 def write_parquet(path: Path, rows: list[dict]) -> None:
-    schema = pa.schema([("id", pa.string()), ("title", pa.string()), ("context", pa.string()),
-                        ("question", pa.string()),
-                        ("answers", pa.struct([("text", pa.list_(pa.string())),
-                                               ("answer_start", pa.list_(pa.int32()))]))])
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("title", pa.string()),
+            ("context", pa.string()),
+            ("question", pa.string()),
+            ("answers", pa.struct([("text", pa.list_(pa.string())), ("answer_start", pa.list_(pa.int32()))])),
+        ]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
 
@@ -96,8 +115,10 @@ def hf_dirs(tmp_path_factory):
     (squad / "README.md").write_text(SQUAD_CARD, encoding="utf-8")
     xtreme = root / "google_xtreme"
     write_parquet(xtreme / "tydiqa" / "train-00000-of-00001.parquet", squad_rows(TYDIQA_TRAIN))
-    write_parquet(xtreme / "tydiqa" / "validation-00000-of-00001.parquet",
-                  squad_rows(*(tydiqa_dev_file(lang) for lang in TYDIQA_DEV_COUNTS)))
+    write_parquet(
+        xtreme / "tydiqa" / "validation-00000-of-00001.parquet",
+        squad_rows(*(tydiqa_dev_file(lang) for lang in TYDIQA_DEV_COUNTS)),
+    )
     return {"squad": squad, "tydiqa": xtreme, "cache": root / "cache"}
 
 
@@ -106,6 +127,7 @@ def hf_source(hf_dirs, dataset: str) -> dict:
 
 
 # --- prepared TFDS data (ArrayRecord), built by the real builders from the fixture files ---------------------
+
 
 @contextlib.contextmanager
 def builder_reading(cls, files: dict[str, Path]):
@@ -140,8 +162,10 @@ def tfds_dir(tmp_path_factory):
         dev["data"] += json.loads(tydiqa_dev_file(lang).read_text(encoding="utf-8"))["data"]
     dev_path = root / "tydiqa-goldp-v1.1-dev.json"
     dev_path.write_text(json.dumps(dev, ensure_ascii=False), encoding="utf-8")
-    for cls, config, files in [(squad_dataset_builder.Builder, "v1.1", SQUAD_FILES),
-                               (tydi_qa.TydiQA, "goldp", {"train": TYDIQA_TRAIN, "validation": dev_path})]:
+    for cls, config, files in [
+        (squad_dataset_builder.Builder, "v1.1", SQUAD_FILES),
+        (tydi_qa.TydiQA, "goldp", {"train": TYDIQA_TRAIN, "validation": dev_path}),
+    ]:
         files = {("validation" if split == "dev" else split): path for split, path in files.items()}
         with builder_reading(cls, files):
             cls(config=config, data_dir=str(root / "data"), file_format="array_record").download_and_prepare()
@@ -149,6 +173,7 @@ def tfds_dir(tmp_path_factory):
 
 
 # --- the XTREME download folder -------------------------------------------------------------------------------
+
 
 def test_xtreme_squad():
     train = load_qa("squad", "train", {"kind": "xtreme", "path": str(XTREME)})
@@ -220,6 +245,7 @@ def test_xtreme_dev_files_with_blanked_answers_are_refused(tmp_path):
 
 # --- TyDiQA-GoldP training is English only, from every source -------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["xtreme", "hf", "tfds", "files"])
 def test_tydiqa_train_keeps_only_english(kind, request):
     source = {
@@ -231,19 +257,26 @@ def test_tydiqa_train_keeps_only_english(kind, request):
     for languages in (None, ["ar", "ko"]):  # whatever is asked, training data is English
         train = load_qa("tydiqa", "train", source, languages=languages)
         assert list(train) == ["en"]
-        assert sorted(ex.id for ex in train["en"]) == ["english--2045637291883915512-1",
-                                                       "english-3519404466425637316-0",
-                                                       "english-7291635410052735501-0"]
+        assert sorted(ex.id for ex in train["en"]) == [
+            "english--2045637291883915512-1",
+            "english-3519404466425637316-0",
+            "english-7291635410052735501-0",
+        ]
         assert_answers_in_context(train)
 
 
 # --- plain files ---------------------------------------------------------------------------------------------
 
+
 def test_files_per_language_and_mislabelled_file():
     train_dir = TYDIQA_TRAIN.parent
-    paths = {"train": {"en": str(train_dir / "tydiqa.goldp.en.train.json"),
-                       "ar": str(train_dir / "tydiqa.goldp.ar.train.json")},
-             "dev": {lang: str(tydiqa_dev_file(lang)) for lang in ("ar", "ru", "ko")}}
+    paths = {
+        "train": {
+            "en": str(train_dir / "tydiqa.goldp.en.train.json"),
+            "ar": str(train_dir / "tydiqa.goldp.ar.train.json"),
+        },
+        "dev": {lang: str(tydiqa_dev_file(lang)) for lang in ("ar", "ru", "ko")},
+    }
     train = load_qa("tydiqa", "train", {"kind": "files", "paths": paths})
     # XTREME's split files cut the ids to their last field; the language comes from the file.
     assert list(train) == ["en"] and sorted(ex.id for ex in train["en"]) == ["0", "0", "1"]
@@ -281,6 +314,7 @@ def test_answer_off_its_offset_names_the_file_and_record(tmp_path):
 
 # --- Hugging Face --------------------------------------------------------------------------------------------
 
+
 def test_hf_gives_the_same_examples_as_xtreme(hf_dirs):
     xtreme = {"kind": "xtreme", "path": str(XTREME)}
     for split in ("train", "dev"):
@@ -315,6 +349,7 @@ def test_hf_hub_without_network_says_what_to_do(tmp_path):
 
 # --- TFDS ----------------------------------------------------------------------------------------------------
 
+
 def test_tfds_gives_the_same_examples_as_xtreme(tfds_dir):
     xtreme = {"kind": "xtreme", "path": str(XTREME)}
     source = {"kind": "tfds", "data_dir": str(tfds_dir)}
@@ -337,6 +372,7 @@ def test_tfds_missing_dataset_says_how_to_build_it(tmp_path):
 
 # --- configuration errors ------------------------------------------------------------------------------------
 
+
 def test_configuration_errors_list_the_valid_choices():
     with pytest.raises(InputError, match="valid kinds: xtreme, hf, tfds, files"):
         load_qa("squad", "dev", {"kind": "gcs"})
@@ -354,6 +390,7 @@ def test_configuration_errors_list_the_valid_choices():
 
 # --- a QA dataset of one's own: one register_task call, read by the same loader ---------------------------------
 
+
 @pytest.fixture
 def registered():
     """Names registered by a test, removed from the task registry and the dataset catalog afterwards."""
@@ -369,9 +406,24 @@ def registered():
 
 def _squad_file(path: Path, lang: str, questions: list[tuple[str, str, str, str]]) -> None:
     """A SQuAD-format file of (id, question, context, answer) tuples, the answer found in its context."""
-    data = [{"title": f"{lang}-{qid}", "paragraphs": [{"context": context, "qas": [
-        {"id": qid, "question": question, "answers": [{"text": answer, "answer_start": context.index(answer)}]}]}]}
-        for qid, question, context, answer in questions]
+    data = [
+        {
+            "title": f"{lang}-{qid}",
+            "paragraphs": [
+                {
+                    "context": context,
+                    "qas": [
+                        {
+                            "id": qid,
+                            "question": question,
+                            "answers": [{"text": answer, "answer_start": context.index(answer)}],
+                        }
+                    ],
+                }
+            ],
+        }
+        for qid, question, context, answer in questions
+    ]
     path.write_text(json.dumps({"version": "1.1", "data": data}, ensure_ascii=False), encoding="utf-8")
 
 
@@ -385,28 +437,48 @@ def test_a_registered_qa_task_reads_its_squad_folder(tmp_path, registered):
 
     folder = tmp_path / "riverqa"
     folder.mkdir()
-    english = [("r1", "How long is the Rhine?", "The Rhine is 1,230 km long.", "1,230 km"),
-               ("r2", "Where does the Rhine rise?", "The Rhine rises in the Swiss Alps.", "the Swiss Alps")]
+    english = [
+        ("r1", "How long is the Rhine?", "The Rhine is 1,230 km long.", "1,230 km"),
+        ("r2", "Where does the Rhine rise?", "The Rhine rises in the Swiss Alps.", "the Swiss Alps"),
+    ]
     german = [("r1", "Wie lang ist der Rhein?", "Der Rhein ist 1.230 km lang.", "1.230 km")]
     _squad_file(folder / "train-en.json", "en", english)
     _squad_file(folder / "train-de.json", "de", german)  # not read: training is English only
     _squad_file(folder / "dev-en.json", "en", english[:1])
     _squad_file(folder / "test-en.json", "en", english)
     _squad_file(folder / "test-de.json", "de", german)
-    data = TaskDataset(family="qa", labels=(), languages=("en", "de"), reader="squad", english_train_only=True,
-                       files_layout={split: (f"{split}-{{lang}}.json",) for split in ("train", "dev", "test")})
-    spec = TaskSpec(name="riverqa", family="span_qa", dataset="riverqa", languages=("en", "de"), eval_split="test",
-                    default_max_length=384, defaults=dict(epochs=2.0, batch_size=16, max_length=384),
-                    defaults_source="this test")
+    data = TaskDataset(
+        family="qa",
+        labels=(),
+        languages=("en", "de"),
+        reader="squad",
+        english_train_only=True,
+        files_layout={split: (f"{split}-{{lang}}.json",) for split in ("train", "dev", "test")},
+    )
+    spec = TaskSpec(
+        name="riverqa",
+        family="span_qa",
+        dataset="riverqa",
+        languages=("en", "de"),
+        eval_split="test",
+        default_max_length=384,
+        defaults=dict(epochs=2.0, batch_size=16, max_length=384),
+        defaults_source="this test",
+    )
     registered.append("riverqa")
     assert register_task(spec, data=data) is get_task("riverqa")
 
     source = {"kind": "files", "path": str(folder)}
     test = load_examples("riverqa", "test", source)
     assert list(test) == ["en", "de"] and [len(v) for v in test.values()] == [2, 1]
-    assert test["de"][0] == QAExample(id="r1", question="Wie lang ist der Rhein?",
-                                      context="Der Rhein ist 1.230 km lang.", answers=(Answer("1.230 km", 14),),
-                                      language="de", title="de-r1")
+    assert test["de"][0] == QAExample(
+        id="r1",
+        question="Wie lang ist der Rhein?",
+        context="Der Rhein ist 1.230 km lang.",
+        answers=(Answer("1.230 km", 14),),
+        language="de",
+        title="de-r1",
+    )
     assert load_qa("riverqa", "test", source, ["de"]) == {"de": test["de"]}
     train = load_examples("riverqa", "train", source, ["en", "de"])
     assert list(train) == ["en"] and [ex.id for ex in train["en"]] == ["r1", "r2"]
@@ -429,11 +501,13 @@ def test_a_registered_qa_task_reads_its_squad_folder(tmp_path, registered):
     with pytest.raises(StiltsError, match="dataset 'riverqa' holds qa examples"):
         register_task(TaskSpec(name="riverqa_pairs", family="classification", dataset="riverqa", languages=("en",)))
     with pytest.raises(InputError, match="reader='squad'"):
-        register_task(dataclasses.replace(spec, name="bad_qa", dataset="bad_qa"),
-                      data=dataclasses.replace(data, reader="pair"))
+        register_task(
+            dataclasses.replace(spec, name="bad_qa", dataset="bad_qa"), data=dataclasses.replace(data, reader="pair")
+        )
 
 
 # --- repeated question ids ---------------------------------------------------------------------------------------
+
 
 def _with_repeated_id(path: Path) -> dict:
     """The SQuAD file at `path` with its last question given the first one's id."""
@@ -474,8 +548,9 @@ def test_training_files_may_repeat_ids(tmp_path):
     # never looks a question up by id.
     data = _with_repeated_id(SQUAD_FILES["train"])
     (tmp_path / "train.json").write_text(json.dumps(data), encoding="utf-8")
-    assert len(load_qa("squad", "train", {"kind": "files", "paths": {"train": str(tmp_path / "train.json")}})["en"]) \
-        == len(load_qa("squad", "train", {"kind": "files", "paths": {"train": str(SQUAD_FILES["train"])}})["en"])
+    assert len(
+        load_qa("squad", "train", {"kind": "files", "paths": {"train": str(tmp_path / "train.json")}})["en"]
+    ) == len(load_qa("squad", "train", {"kind": "files", "paths": {"train": str(SQUAD_FILES["train"])}})["en"])
 
 
 def test_a_squad_file_that_is_not_utf8_names_the_line(tmp_path):

@@ -33,6 +33,7 @@ def _raw_questions(path: Path) -> dict[str, dict]:
 
 # --- loading: every source kind keeps the unanswerable questions -------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def v2_sources(tmp_path_factory):
     from tensorflow_datasets.datasets.squad import squad_dataset_builder
@@ -46,8 +47,9 @@ def v2_sources(tmp_path_factory):
     # TFDS squad/v2.0, built by the real builder (its v2 features add is_impossible and plausible_answers).
     files = {"train": V2_FILES["train"], "validation": V2_FILES["dev"]}
     with builder_reading(squad_dataset_builder.Builder, files):
-        squad_dataset_builder.Builder(config="v2.0", data_dir=str(root / "tfds"),
-                                      file_format="array_record").download_and_prepare()
+        squad_dataset_builder.Builder(
+            config="v2.0", data_dir=str(root / "tfds"), file_format="array_record"
+        ).download_and_prepare()
     return {
         "xtreme": {"kind": "xtreme", "path": str(XTREME)},
         "hf": {"kind": "hf", "repo": str(hub), "cache_dir": str(root / "cache")},
@@ -65,7 +67,9 @@ def test_every_source_keeps_unanswerable_questions(kind, v2_sources):
         for ex in examples:
             record = raw[ex.id]
             assert bool(ex.answers) == (not record["is_impossible"])
-            assert [(a.text, a.start) for a in ex.answers] == [(a["text"], a["answer_start"]) for a in record["answers"]]
+            assert [(a.text, a.start) for a in ex.answers] == [
+                (a["text"], a["answer_start"]) for a in record["answers"]
+            ]
             assert isinstance(ex.context, str) and ex.language == "en"
         assert any(not ex.answers for ex in examples) and any(ex.answers for ex in examples)
 
@@ -100,8 +104,9 @@ def test_hf_row_marked_impossible_with_answers_names_the_row(tmp_path):
     rows = squad_rows(V2_FILES["dev"])
     rows[3]["answers"] = {"text": ["Mainz"], "answer_start": [78]}
     write_parquet(tmp_path / "repo" / "squad_v2" / "validation-00000-of-00001.parquet", rows)
-    answered = load_qa("squad_v2", "dev", {"kind": "hf", "repo": str(tmp_path / "repo"),
-                                           "cache_dir": str(tmp_path / "cache")})["en"]
+    answered = load_qa(
+        "squad_v2", "dev", {"kind": "hf", "repo": str(tmp_path / "repo"), "cache_dir": str(tmp_path / "cache")}
+    )["en"]
     assert answered[3].answers == (Answer("Mainz", 78),)  # the hub marks unanswerable only by empty answers
     rows[3]["answers"] = {"text": ["Mainz"], "answer_start": [3]}
     write_parquet(tmp_path / "bad" / "squad_v2" / "validation-00000-of-00001.parquet", rows)
@@ -110,6 +115,7 @@ def test_hf_row_marked_impossible_with_answers_names_the_row(tmp_path):
 
 
 # --- features: null windows point at <s> ------------------------------------------------------------------------
+
 
 def test_unanswerable_and_answer_free_windows_are_labelled_cls():
     tokenizer = load_demo_tokenizer()
@@ -132,8 +138,8 @@ def test_unanswerable_and_answer_free_windows_are_labelled_cls():
         holds_answer = covered[:, 0].min() <= start and covered[:, 1].max() >= start + 4
         if holds_answer:
             s, t = starts[f], ends[f]
-            assert 0 < s <= t and context[features.offsets[f, s, 0]:features.offsets[f, t, 1]].strip() == "1889"
-            pieces = "".join(tokenizer.convert_ids_to_tokens(features.arrays["input_ids"][f, s:t + 1].tolist()))
+            assert 0 < s <= t and context[features.offsets[f, s, 0] : features.offsets[f, t, 1]].strip() == "1889"
+            pieces = "".join(tokenizer.convert_ids_to_tokens(features.arrays["input_ids"][f, s : t + 1].tolist()))
             assert pieces.replace("\u2581", "") == "1889"
         else:
             assert starts[f] == ends[f] == 0
@@ -141,6 +147,7 @@ def test_unanswerable_and_answer_free_windows_are_labelled_cls():
 
 
 # --- post-processing: null score against the best span -----------------------------------------------------------
+
 
 def _two_windows():
     tokenizer = load_demo_tokenizer()
@@ -178,9 +185,13 @@ def test_null_prediction_uses_the_minimum_null_score_over_windows():
     start, end = _logits(features, tokens, null_scores=[7.0] * n, span_score=5.0)
     assert best_answers([example], features, start, end, with_null=True) == {"q": ""}
     # The threshold: answer unless null - span > threshold (7 - 5 = 2).
-    assert best_answers([example], features, start, end, with_null=True, null_score_diff_threshold=2.5) == {"q": span_text}
+    assert best_answers([example], features, start, end, with_null=True, null_score_diff_threshold=2.5) == {
+        "q": span_text
+    }
     assert best_answers([example], features, start, end, with_null=True, null_score_diff_threshold=1.5) == {"q": ""}
-    assert best_answers([example], features, start, end, with_null=True, null_score_diff_threshold=2.0) == {"q": span_text}
+    assert best_answers([example], features, start, end, with_null=True, null_score_diff_threshold=2.0) == {
+        "q": span_text
+    }
     # SQuAD v1.1 never predicts "no answer", however sure the CLS token is.
     assert best_answers([example], features, start, end) == {"q": span_text}
 
@@ -196,6 +207,7 @@ def test_question_without_any_valid_span_gets_no_answer():
 
 
 # --- the task: metric, threshold and v1.1 behaviour ----------------------------------------------------------------
+
 
 def test_squad_v2_task_scores_with_the_v2_metric():
     tokenizer = load_demo_tokenizer()
@@ -288,8 +300,12 @@ def _scores_at_every_threshold(examples, features, start, end, no_answer_scores)
     set of answered questions a threshold can give (the independent check of the search)."""
     references = {ex.id: [a.text for a in ex.answers] for ex in examples}
     thresholds = [-np.inf] + sorted(set(no_answer_scores.values()))
-    return {t: squad_v2_scores(best_answers(examples, features, start, end, with_null=True,
-                                            null_score_diff_threshold=t), references) for t in thresholds}
+    return {
+        t: squad_v2_scores(
+            best_answers(examples, features, start, end, with_null=True, null_score_diff_threshold=t), references
+        )
+        for t in thresholds
+    }
 
 
 def test_squad_v2_scores_add_the_official_best_thresholds_and_keep_the_fixed_ones(v2_windows):
@@ -301,8 +317,9 @@ def test_squad_v2_scores_add_the_official_best_thresholds_and_keep_the_fixed_one
         start, end = _planted_logits(features, seed, null_shift=(-3.0, 8.0)[seed % 2])
         answers = task.answers(examples, features, start, end)
         assert isinstance(answers, NullThresholdedAnswers) and answers.threshold == 0.0
-        assert dict(answers) == {qid: "" if answers.no_answer_scores[qid] > 0.0 else answers.spans[qid]
-                                 for qid in answers.spans}
+        assert dict(answers) == {
+            qid: "" if answers.no_answer_scores[qid] > 0.0 else answers.spans[qid] for qid in answers.spans
+        }
         scores = task.score(answers, examples)
         # The fixed-threshold keys are exactly those of the same answers as a plain dict (what the task gave before).
         fixed = task.score(dict(answers), examples)
@@ -336,8 +353,9 @@ def test_tuned_threshold_predicts_at_the_best_f1(v2_windows):
         scores = task.score(answers, examples)
         threshold = scores["null_score_diff_threshold"]
         assert threshold == answers.threshold
-        assert answers == best_answers(examples, features, start, end, with_null=True,
-                                       null_score_diff_threshold=threshold)
+        assert answers == best_answers(
+            examples, features, start, end, with_null=True, null_score_diff_threshold=threshold
+        )
         every = _scores_at_every_threshold(examples, features, start, end, answers.no_answer_scores)
         assert scores["f1"] == pytest.approx(max(row["f1"] for row in every.values()))
         assert scores["f1"] == pytest.approx(scores["best_f1"])  # no ties: the official best is reachable
@@ -375,11 +393,21 @@ def test_tuned_threshold_reaches_the_task_from_the_config(tmp_path):
     model.mkdir()
     config_json = tiny_config(len(load_demo_tokenizer()), max_position_embeddings=514).to_hf_dict()
     (model / "config.json").write_text(json.dumps(config_json), encoding="utf-8")
-    common = ["--config=configs/demo.py", f"--config.workdir={tmp_path / 'run'}", f"--config.model.name={model}",
-              "--config.model.make_tiny=false", f"--config.model.tokenizer={DEMO_TOKENIZER_DIR}",
-              "--config.intermediate.task=squad_v2"]
-    config, _ = parse_config_args(common + ["--config.evaluation.null_score_diff_threshold=-2",
-                                            "--config.evaluation.tune_null_score_diff_threshold=true"])
+    common = [
+        "--config=configs/demo.py",
+        f"--config.workdir={tmp_path / 'run'}",
+        f"--config.model.name={model}",
+        "--config.model.make_tiny=false",
+        f"--config.model.tokenizer={DEMO_TOKENIZER_DIR}",
+        "--config.intermediate.task=squad_v2",
+    ]
+    config, _ = parse_config_args(
+        common
+        + [
+            "--config.evaluation.null_score_diff_threshold=-2",
+            "--config.evaluation.tune_null_score_diff_threshold=true",
+        ]
+    )
     pipeline = Pipeline(config)
     assert pipeline.make_task(get_task("squad_v2"), config.intermediate).null_score_diff_threshold == "best"
     config, _ = parse_config_args(common + ["--config.evaluation.null_score_diff_threshold=-2"])
@@ -400,13 +428,24 @@ def test_pipeline_reports_best_thresholds_and_writes_tuned_predictions(tmp_path)
     (download / "train-v2.0.json").write_text(json.dumps(train), encoding="utf-8")
     (download / "dev-v2.0.json").write_text(V2_FILES["dev"].read_text(encoding="utf-8"), encoding="utf-8")
     workdir = tmp_path / "run"
-    code = main_module.main([
-        "--config=configs/demo.py", f"--config.workdir={workdir}", f"--config.model.name={tmp_path / 'tiny-xlmr'}",
-        "--config.intermediate.task=", "--config.target.task=squad_v2", "--config.target.source.kind=xtreme",
-        f"--config.target.source.path={download.parent}", "--config.target.max_length=128",
-        "--config.target.doc_stride=32", "--config.target.train.batch_size=8", "--config.target.train.max_steps=3",
-        "--config.target.train.eval_every=3", "--config.target.train.progress_bar=false",
-        "--config.evaluation.tune_null_score_diff_threshold=true"])
+    code = main_module.main(
+        [
+            "--config=configs/demo.py",
+            f"--config.workdir={workdir}",
+            f"--config.model.name={tmp_path / 'tiny-xlmr'}",
+            "--config.intermediate.task=",
+            "--config.target.task=squad_v2",
+            "--config.target.source.kind=xtreme",
+            f"--config.target.source.path={download.parent}",
+            "--config.target.max_length=128",
+            "--config.target.doc_stride=32",
+            "--config.target.train.batch_size=8",
+            "--config.target.train.max_steps=3",
+            "--config.target.train.eval_every=3",
+            "--config.target.train.progress_bar=false",
+            "--config.evaluation.tune_null_score_diff_threshold=true",
+        ]
+    )
     assert code == 0
     row = json.loads((workdir / "results.json").read_text())["per_language"]["en"]
     assert BEST_KEYS | {"null_score_diff_threshold", "HasAns_f1", "NoAns_f1"} <= set(row)

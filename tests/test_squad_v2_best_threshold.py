@@ -28,8 +28,12 @@ def test_exact_and_f1_reach_their_best_at_different_thresholds():
     # Ascending no-answer score: d -3.0 ("" on an unanswerable question: +0) -> 2; a -2.0 (+1) -> 3, best so far;
     # b 0.5 (+0 exact, +2/3 F1) -> exact 3 (not better), F1 3 2/3 (best); c 1.0 (a span where there is no answer: -1).
     result = squad_v2_best_thresholds(predictions, references, no_answer)
-    assert result == {"best_exact": 100.0 * 3 / 4, "best_exact_thresh": -2.0,
-                      "best_f1": pytest.approx(100.0 * (3 + 2 / 3) / 4), "best_f1_thresh": 0.5}
+    assert result == {
+        "best_exact": 100.0 * 3 / 4,
+        "best_exact_thresh": -2.0,
+        "best_f1": pytest.approx(100.0 * (3 + 2 / 3) / 4),
+        "best_f1_thresh": 0.5,
+    }
     # The v2 scorer adds the same keys and leaves its own unchanged: at the predictions as given, a, b (2/3 F1) and d
     # are right and c wrong.
     scores = squad_v2_scores(predictions, references, no_answer)
@@ -46,7 +50,11 @@ def test_answering_nothing_best_is_reported_at_threshold_zero():
     predictions = {"a": "span", "b": "wrong"}
     no_answer = {"a": -1.0, "b": 2.0}
     assert squad_v2_best_thresholds(predictions, references, no_answer) == {
-        "best_exact": 50.0, "best_exact_thresh": 0.0, "best_f1": 50.0, "best_f1_thresh": 0.0}
+        "best_exact": 50.0,
+        "best_exact_thresh": 0.0,
+        "best_f1": 50.0,
+        "best_f1_thresh": 0.0,
+    }
     # The reachable threshold answers nothing: the largest float below the smallest score.
     threshold = squad_v2_reachable_f1_threshold(predictions, references, no_answer)
     assert threshold < -1.0 and threshold == math.nextafter(-1.0, -math.inf)
@@ -73,8 +81,12 @@ def test_an_empty_prediction_counts_its_raw_score_on_answerable_and_nothing_on_u
     references = {"a": [], "b": ["Denver"], "c": ["The"]}
     predictions = {"a": "", "b": "", "c": ""}
     result = squad_v2_best_thresholds(predictions, references, {"a": 0.1, "b": 0.2, "c": 0.3})
-    assert result == {"best_exact": pytest.approx(100.0 * 2 / 3), "best_exact_thresh": 0.3,
-                      "best_f1": pytest.approx(100.0 * 2 / 3), "best_f1_thresh": 0.3}
+    assert result == {
+        "best_exact": pytest.approx(100.0 * 2 / 3),
+        "best_exact_thresh": 0.3,
+        "best_f1": pytest.approx(100.0 * 2 / 3),
+        "best_f1_thresh": 0.3,
+    }
 
 
 def test_reachable_threshold_ends_a_tie_run_and_prefers_the_smallest():
@@ -158,7 +170,12 @@ def _reference_best_thresholds(dataset, preds, na_probs):
 
     best_exact, exact_thresh = find_best(exact_raw)
     best_f1, f1_thresh = find_best(f1_raw)
-    return {"best_exact": best_exact, "best_exact_thresh": exact_thresh, "best_f1": best_f1, "best_f1_thresh": f1_thresh}
+    return {
+        "best_exact": best_exact,
+        "best_exact_thresh": exact_thresh,
+        "best_f1": best_f1,
+        "best_f1_thresh": f1_thresh,
+    }
 
 
 _WORDS = ["the", "a", "Paris", "paris,", "Denver", "Broncos", "river", "1889", "of", "An", "!", "tower", "blue"]
@@ -178,8 +195,11 @@ def test_random_questions_match_the_published_script_bit_for_bit(seed):
         qid = f"q{i}"
         answers = [{"text": _random_text(rng), "answer_start": 0} for _ in range(rng.choice([0, 0, 1, 2, 3]))]
         qas.append({"id": qid, "answers": answers})
-        predictions[qid] = "" if rng.random() < 0.25 else (
-            rng.choice(answers)["text"] if answers and rng.random() < 0.5 else _random_text(rng))
+        predictions[qid] = (
+            ""
+            if rng.random() < 0.25
+            else (rng.choice(answers)["text"] if answers and rng.random() < 0.5 else _random_text(rng))
+        )
         no_answer[qid] = float(rng.randint(-3, 3)) if tied else rng.gauss(0.0, 3.0)
     order = list(no_answer)
     rng.shuffle(order)
@@ -188,4 +208,6 @@ def test_random_questions_match_the_published_script_bit_for_bit(seed):
     references = {qa["id"]: [a["text"] for a in qa["answers"]] for qa in qas}
     expected = _reference_best_thresholds(dataset, predictions, no_answer)
     assert squad_v2_best_thresholds(predictions, references, no_answer) == expected
-    assert {k: v for k, v in squad_v2_scores(predictions, references, no_answer).items() if k.startswith("best")} == expected
+    assert {
+        k: v for k, v in squad_v2_scores(predictions, references, no_answer).items() if k.startswith("best")
+    } == expected

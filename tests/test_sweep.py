@@ -34,8 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _sweep(**changes):
-    data = dict(name="t", recipe="configs/demo.py", root="sweeps/t", intermediate=["squad", "none", "mnli"],
-                targets=["tydiqa"], seeds=[0, 1])
+    data = dict(
+        name="t",
+        recipe="configs/demo.py",
+        root="sweeps/t",
+        intermediate=["squad", "none", "mnli"],
+        targets=["tydiqa"],
+        seeds=[0, 1],
+    )
     data.update(changes)
     return sweep_from_mapping(data)
 
@@ -46,9 +52,19 @@ def _sweep(**changes):
 def test_expansion_is_intermediate_x_target_x_seed_with_the_baseline_first_and_stable_names():
     runs = expand(_sweep(targets=["tydiqa", "xnli"]))
     assert [r.name for r in runs] == [
-        "baseline_to_tydiqa_seed0", "baseline_to_tydiqa_seed1", "baseline_to_xnli_seed0", "baseline_to_xnli_seed1",
-        "squad_to_tydiqa_seed0", "squad_to_tydiqa_seed1", "squad_to_xnli_seed0", "squad_to_xnli_seed1",
-        "mnli_to_tydiqa_seed0", "mnli_to_tydiqa_seed1", "mnli_to_xnli_seed0", "mnli_to_xnli_seed1"]
+        "baseline_to_tydiqa_seed0",
+        "baseline_to_tydiqa_seed1",
+        "baseline_to_xnli_seed0",
+        "baseline_to_xnli_seed1",
+        "squad_to_tydiqa_seed0",
+        "squad_to_tydiqa_seed1",
+        "squad_to_xnli_seed0",
+        "squad_to_xnli_seed1",
+        "mnli_to_tydiqa_seed0",
+        "mnli_to_tydiqa_seed1",
+        "mnli_to_xnli_seed0",
+        "mnli_to_xnli_seed1",
+    ]
     assert runs == expand(_sweep(targets=["tydiqa", "xnli"]))  # stable
     assert len({r.workdir for r in runs}) == len(runs)
     assert all(r.workdir == Path("sweeps/t") / r.name for r in runs)
@@ -56,9 +72,11 @@ def test_expansion_is_intermediate_x_target_x_seed_with_the_baseline_first_and_s
 
 
 def test_run_arguments_give_the_intended_config():
-    sweep = _sweep(overrides={"model.name": "{root}/tiny", "target.train.epochs": 1, "evaluation.languages": ["en", "ar"]},
-                   intermediate_overrides={"mnli": {"source.kind": "hf", "source.path": "", "max_length": 128}},
-                   target_overrides={"tydiqa": {"train.dropout": False}})
+    sweep = _sweep(
+        overrides={"model.name": "{root}/tiny", "target.train.epochs": 1, "evaluation.languages": ["en", "ar"]},
+        intermediate_overrides={"mnli": {"source.kind": "hf", "source.path": "", "max_length": 128}},
+        target_overrides={"tydiqa": {"train.dropout": False}},
+    )
     runs = {r.name: r for r in expand(sweep, root="/tmp/my sweep", extra=["target.train.max_steps=7"])}
     base, _ = parse_config_args(list(runs["baseline_to_tydiqa_seed1"].args))
     mnli, _ = parse_config_args(list(runs["mnli_to_tydiqa_seed0"].args))
@@ -80,13 +98,16 @@ def test_templated_recipe_gets_the_pair_as_arguments():
     assert config.model.name == "xlm-roberta-large"  # configs/stilts.py, not the demo
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(targets=["none"]), "not a target"),
-    (dict(seeds=[0, 0]), "distinct integers"),
-    (dict(intermediate=[]), "non-empty list"),
-    (dict(intermediate_overrides={"qqp": {"max_length": 1}}), "not one of the sweep's tasks"),
-    (dict(epochs=3), "unknown sweep key"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(targets=["none"]), "not a target"),
+        (dict(seeds=[0, 0]), "distinct integers"),
+        (dict(intermediate=[]), "non-empty list"),
+        (dict(intermediate_overrides={"qqp": {"max_length": 1}}), "not one of the sweep's tasks"),
+        (dict(epochs=3), "unknown sweep key"),
+    ],
+)
 def test_bad_sweeps_are_refused_with_the_reason(change, message):
     with pytest.raises(SweepError, match=message):
         _sweep(**change)
@@ -108,9 +129,23 @@ def test_hosts_are_assigned_round_robin_and_commands_survive_the_remote_shell():
 def test_the_demo_sweep_file_and_the_commands_cli(tmp_path):
     sweep = load_sweep(ROOT / "configs" / "sweeps" / "demo.py")
     assert sweep.intermediate == ("none", "squad", "mnli") and sweep.targets == ("tydiqa",) and sweep.seeds == (0, 1)
-    out = subprocess.run([sys.executable, "launch/sweep.py", "commands", "--sweep", "configs/sweeps/demo.py",
-                          "--root", str(tmp_path / "r s"), "--steps", "5"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "launch/sweep.py",
+            "commands",
+            "--sweep",
+            "configs/sweeps/demo.py",
+            "--root",
+            str(tmp_path / "r s"),
+            "--steps",
+            "5",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 6
@@ -121,9 +156,23 @@ def test_the_demo_sweep_file_and_the_commands_cli(tmp_path):
         assert "--config.intermediate.train.max_steps=5" in words and "--config.target.train.max_steps=5" in words
         config, _ = parse_config_args(words[3:])  # every line is a valid pipeline command
         assert config.seed == run.seed
-    hosts = subprocess.run([sys.executable, "launch/sweep.py", "commands", "--sweep", "configs/sweeps/demo.py",
-                            "--hosts", "gpu1,gpu2", "--remote-dir", "/srv/x"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=120)
+    hosts = subprocess.run(
+        [
+            sys.executable,
+            "launch/sweep.py",
+            "commands",
+            "--sweep",
+            "configs/sweeps/demo.py",
+            "--hosts",
+            "gpu1,gpu2",
+            "--remote-dir",
+            "/srv/x",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert [shlex.split(line)[1] for line in hosts.stdout.splitlines()] == ["gpu1", "gpu2"] * 3
     assert not (tmp_path / "r s").exists()  # commands runs nothing
 
@@ -217,9 +266,15 @@ def test_a_corrupt_state_file_is_an_error_naming_it(tmp_path):
 
 # (intermediate, target) -> the per-seed value every language of the benchmark gets (None: that run failed).
 SCORES = {
-    ("none", "tydiqa"): [50.0, 54.0], ("squad", "tydiqa"): [60.0, 62.0], ("mnli", "tydiqa"): [49.0, 51.0],
-    ("none", "udpos"): [70.0, 72.0], ("squad", "udpos"): [71.0, 71.0], ("mnli", "udpos"): [75.0, None],
-    ("none", "xcopa"): [55.0, 57.0], ("squad", "xcopa"): [54.0, 54.0], ("mnli", "xcopa"): [60.0, 62.0],
+    ("none", "tydiqa"): [50.0, 54.0],
+    ("squad", "tydiqa"): [60.0, 62.0],
+    ("mnli", "tydiqa"): [49.0, 51.0],
+    ("none", "udpos"): [70.0, 72.0],
+    ("squad", "udpos"): [71.0, 71.0],
+    ("mnli", "udpos"): [75.0, None],
+    ("none", "xcopa"): [55.0, 57.0],
+    ("squad", "xcopa"): [54.0, 54.0],
+    ("mnli", "xcopa"): [60.0, 62.0],
 }
 
 
@@ -272,8 +327,12 @@ def test_cells_are_mean_and_sample_std_over_seeds_with_the_delta_to_the_baseline
 
 def test_benchmark_averages_use_each_benchmarks_tasks_and_languages(table_and_runs):
     table, _ = table_and_runs
-    assert table.benchmark_tasks == {"xtreme": ["tydiqa", "udpos"], "xtreme-r": ["tydiqa", "udpos", "xcopa"],
-                                     "xtreme/classification": [], "xtreme-r/classification": ["xcopa"]}
+    assert table.benchmark_tasks == {
+        "xtreme": ["tydiqa", "udpos"],
+        "xtreme-r": ["tydiqa", "udpos", "xcopa"],
+        "xtreme/classification": [],
+        "xtreme-r/classification": ["xcopa"],
+    }
     xtreme = table.cells[("none", "xtreme")]
     assert xtreme.seeds == {0: pytest.approx((50 + 70) / 2), 1: pytest.approx((54 + 72) / 2)}
     # XTREME-R: UD-POS over its 38 languages, 5 of which scored 0 here.
@@ -323,7 +382,7 @@ def test_csv_has_one_row_per_cell_with_seed_scores(table_and_runs):
 def test_latex_table_has_every_cell_the_best_complete_mean_in_bold_and_escaped_names(table_and_runs):
     table, _ = table_and_runs
     tex = latex(table, "demo_sweep")
-    body = tex[tex.index(r"\midrule"):tex.index(r"\bottomrule")]
+    body = tex[tex.index(r"\midrule") : tex.index(r"\bottomrule")]
     rows = [line for line in body.splitlines() if line.endswith(r"\\")]
     assert [row.split(" & ")[0] for row in rows] == ["baseline (none)", "squad", "mnli"]
     assert all(row.count(" & ") == 6 for row in rows)  # the intermediate task and 6 columns, as the tabular says

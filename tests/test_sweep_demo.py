@@ -17,14 +17,36 @@ ROOT = Path(__file__).resolve().parent.parent
 TYDIQA_LANGUAGES = ("en", "ar", "bn", "fi", "id", "ko", "ru", "sw", "te")
 
 
-def _sweep(root: Path, cache: Path, *command: str, sweep: str | Path = "configs/sweeps/demo.py",
-           steps: int = 3) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1", "PYTHONUNBUFFERED": "1",
-           # The runs compile the same steps: a shared persistent cache compiles them once.
-           "JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-    return subprocess.run([sys.executable, "launch/sweep.py", *command, "--sweep", str(sweep),
-                           "--root", str(root), "--steps", str(steps)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=1500)
+def _sweep(
+    root: Path, cache: Path, *command: str, sweep: str | Path = "configs/sweeps/demo.py", steps: int = 3
+) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_NUM_CPU_DEVICES": "1",
+        "PYTHONUNBUFFERED": "1",
+        # The runs compile the same steps: a shared persistent cache compiles them once.
+        "JAX_COMPILATION_CACHE_DIR": str(cache),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "launch/sweep.py",
+            *command,
+            "--sweep",
+            str(sweep),
+            "--root",
+            str(root),
+            "--steps",
+            str(steps),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
 
 
 def _run_score(workdir: Path) -> float:
@@ -45,7 +67,9 @@ def test_demo_sweep_runs_skips_on_rerun_and_reports(tmp_path):
     assert sorted(state) == sorted(names) and all(state[n]["status"] == "done" for n in names)
     for name in names:
         assert (root / name / "sweep.log").read_text().count("=== ") == 1
-    assert json.loads((root / "mnli_to_tydiqa_seed1" / "intermediate" / "phase_done.json").read_text())["task"] == "mnli"
+    assert (
+        json.loads((root / "mnli_to_tydiqa_seed1" / "intermediate" / "phase_done.json").read_text())["task"] == "mnli"
+    )
     assert not (root / "baseline_to_tydiqa_seed0" / "intermediate").exists()
     assert json.loads((root / "squad_to_tydiqa_seed1" / "config.json").read_text())["seed"] == 1
 
@@ -134,10 +158,14 @@ def test_chain_sweep_runs_chains_through_the_sweep_runner_and_reports_them_besid
     for file in ("results.md", "results.tex", "results.csv", "heatmap.png"):
         assert (root / file).is_file()
     md = (root / "results.md").read_text()
-    assert ("| intermediate | xnli | XTREME avg | XTREME classification avg | XTREME-R avg | "
-            "XTREME-R classification avg |") in md
-    rows = [line.split("|")[1].strip() for line in md.splitlines()
-            if line.startswith(("| baseline (none) |", "| squad+mnli |", "| mnli+squad |"))]
+    assert (
+        "| intermediate | xnli | XTREME avg | XTREME classification avg | XTREME-R avg | XTREME-R classification avg |"
+    ) in md
+    rows = [
+        line.split("|")[1].strip()
+        for line in md.splitlines()
+        if line.startswith(("| baseline (none) |", "| squad+mnli |", "| mnli+squad |"))
+    ]
     assert rows == ["baseline (none)", "squad+mnli", "mnli+squad"]
     assert "`a+b` is a chain" in md
     # 2 of XNLI's 15 languages evaluated: the target cells say so, the averages (which need every language) are
@@ -152,4 +180,5 @@ def test_chain_sweep_runs_chains_through_the_sweep_runner_and_reports_them_besid
         assert cells[(row, "xtreme-r/classification")]["status"] == "missing"
     baseline = float(cells[("none", "xnli")]["mean"])
     assert float(cells[("mnli+squad", "xnli")]["delta"]) == pytest.approx(
-        float(cells[("mnli+squad", "xnli")]["mean"]) - baseline, abs=1e-3)
+        float(cells[("mnli+squad", "xnli")]["mean"]) - baseline, abs=1e-3
+    )

@@ -19,15 +19,26 @@ YEAR = re.compile(r"\b\d{4}\b")
 
 
 def test_shipped_mnli_files_are_what_the_generator_writes(tmp_path):
-    out = subprocess.run([sys.executable, "tools/make_demo_data.py", "--output", str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "tools/make_demo_data.py", "--output", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     for name in FILES:
         shipped, fresh = pq.read_table(GLUE / name), pq.read_table(tmp_path / "glue" / name)
         assert shipped.schema.names == ["premise", "hypothesis", "label", "idx"]  # GLUE's mnli columns
         assert shipped.to_pylist() == fresh.to_pylist()
-    for name in ("squad/train-v1.1.json", "tydiqa/tydiqa-goldp-v1.1-dev/tydiqa.goldp.sw.dev.json",
-                 "xcopa/train-en.jsonl", "xcopa/val-zh.jsonl", "xnli/train-en.tsv", "xnli/dev-sw.tsv"):
+    for name in (
+        "squad/train-v1.1.json",
+        "tydiqa/tydiqa-goldp-v1.1-dev/tydiqa.goldp.sw.dev.json",
+        "xcopa/train-en.jsonl",
+        "xcopa/val-zh.jsonl",
+        "xnli/train-en.tsv",
+        "xnli/dev-sw.tsv",
+    ):
         assert (tmp_path / name).read_bytes() == (ROOT / "stilts_jax" / "assets" / "demo" / name).read_bytes()
 
 
@@ -42,7 +53,9 @@ def test_the_mnli_task_reads_the_shipped_copy_and_each_label_follows_the_rule():
         if ex.label == 0:
             assert ex.text_b in ex.text_a
         elif ex.label == 2:
-            assert hypothesis_year != premise_year and ex.text_b.replace(hypothesis_year[0], premise_year[0]) in ex.text_a
+            assert (
+                hypothesis_year != premise_year and ex.text_b.replace(hypothesis_year[0], premise_year[0]) in ex.text_a
+            )
         else:
             assert hypothesis_year == premise_year and ex.text_b not in ex.text_a
 

@@ -79,12 +79,36 @@ class FirstPiecePredictor:
 
 
 def test_sentences_longer_than_max_length_are_predicted_in_parts(tokenizer):
-    words = ("Les", "enfants", "\u200e", "jouent", "dans", "le", "jardin", "pendant", "que", "leurs", "parents",
-             "préparent", "le", "dîner", "pour", "toute", "la", "famille", "réunie", "ce", "soir", ".")
+    words = (
+        "Les",
+        "enfants",
+        "\u200e",
+        "jouent",
+        "dans",
+        "le",
+        "jardin",
+        "pendant",
+        "que",
+        "leurs",
+        "parents",
+        "préparent",
+        "le",
+        "dîner",
+        "pour",
+        "toute",
+        "la",
+        "famille",
+        "réunie",
+        "ce",
+        "soir",
+        ".",
+    )
     short = ("Hier", "soir", ".")
     task = TaggingTask(get_task("udpos"), tokenizer, max_length=16)
-    sentences = [TaggedSentence(id=str(i), tokens=w, tags=("X",) * len(w), language="fr")
-                 for i, w in enumerate([words, short, words[::-1]])]
+    sentences = [
+        TaggedSentence(id=str(i), tokens=w, tags=("X",) * len(w), language="fr")
+        for i, w in enumerate([words, short, words[::-1]])
+    ]
     predictor = FirstPiecePredictor(len(task.labels))
     predicted = task.predict(predictor, None, sentences)
     # The reference: every word's tag from its own first piece, as if the model had seen the sentence whole.
@@ -101,8 +125,9 @@ def test_parts_are_greedy_at_word_boundaries_and_cover_every_piece(tokenizer):
     for _ in range(50):
         words = [vocabulary[i] for i in rng.integers(0, len(vocabulary), rng.integers(1, 40))]
         max_length = int(rng.integers(4, 20))
-        features, labels = featurize_tagging([words], tokenizer, max_length=max_length,
-                                             tags_per_sentence=[list(range(len(words)))])
+        features, labels = featurize_tagging(
+            [words], tokenizer, max_length=max_length, tags_per_sentence=[list(range(len(words)))]
+        )
         capacity = max_length - 2
         reference = _reference_pieces(words, tokenizer, capacity)
         assert features.first_word.tolist()[0] == 0
@@ -114,8 +139,9 @@ def test_parts_are_greedy_at_word_boundaries_and_cover_every_piece(tokenizer):
                 assert sum(sizes) + len(reference[end]) > capacity
             # every word of the part is labelled with its own index at its first piece
             assert [labels[row, p] for p in features.word_positions[row]] == list(range(start, end))
-            assert [features.arrays["input_ids"][row, p] for p in features.word_positions[row]] == \
-                [reference[w][0] for w in range(start, end)]
+            assert [features.arrays["input_ids"][row, p] for p in features.word_positions[row]] == [
+                reference[w][0] for w in range(start, end)
+            ]
         assert features.split_sentences == (len(features) > 1)
 
 

@@ -15,7 +15,12 @@ LANGUAGES = ["ar", "bn", "de", "en", "es", "fi", "fr", "hi", "id", "ja", "ko", "
 def test_special_tokens_follow_xlm_r():
     tokenizer = load_demo_tokenizer()
     assert type(tokenizer).__name__.startswith("XLMRoberta")
-    assert (tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id) == (0, 1, 2, 3)
+    assert (tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id) == (
+        0,
+        1,
+        2,
+        3,
+    )
     assert tokenizer.mask_token_id == len(tokenizer) - 1
     ids = tokenizer("Hello world")["input_ids"]
     assert ids[0] == 0 and ids[-1] == 2 and len(ids) > 2
@@ -27,8 +32,14 @@ def test_shipped_text_covers_many_scripts():
     sizes = {len((SHIPPED_TEXT_DIR / f).read_text(encoding="utf-8").splitlines()) for f in files}
     assert sizes == {80}
     scripts = {"Cyrillic": "ru", "Arabic": "ar", "Devanagari": "hi", "CJK": "zh", "Thai": "th", "Hangul": "ko"}
-    ranges = {"Cyrillic": (0x400, 0x4FF), "Arabic": (0x600, 0x6FF), "Devanagari": (0x900, 0x97F),
-              "CJK": (0x4E00, 0x9FFF), "Thai": (0xE00, 0xE7F), "Hangul": (0xAC00, 0xD7AF)}
+    ranges = {
+        "Cyrillic": (0x400, 0x4FF),
+        "Arabic": (0x600, 0x6FF),
+        "Devanagari": (0x900, 0x97F),
+        "CJK": (0x4E00, 0x9FFF),
+        "Thai": (0xE00, 0xE7F),
+        "Hangul": (0xAC00, 0xD7AF),
+    }
     for script, lang in scripts.items():
         text = (SHIPPED_TEXT_DIR / f"parallel.{lang}.txt").read_text(encoding="utf-8")
         low, high = ranges[script]
@@ -58,5 +69,7 @@ def test_rebuild_script_reproduces_the_shipped_tokenizer(tmp_path):
 
 
 def test_unloadable_tokenizer_names_the_fix(tmp_path):
-    with pytest.raises(StiltsError, match="could not load a tokenizer from .*tokenizer.json or sentencepiece.bpe.model"):
+    with pytest.raises(
+        StiltsError, match="could not load a tokenizer from .*tokenizer.json or sentencepiece.bpe.model"
+    ):
         load_tokenizer(tmp_path)

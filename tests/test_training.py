@@ -24,14 +24,32 @@ from tests.train_harness import synthetic_features, tiny_model, trainer_config
 RULES = distributed.DEFAULT_LOGICAL_RULES
 
 
-def _run(workdir, mesh_shape=(-1, 1, 1), steps=4, devices=None, features=None, loss_fn=classification_loss, model=None, **overrides):
+def _run(
+    workdir,
+    mesh_shape=(-1, 1, 1),
+    steps=4,
+    devices=None,
+    features=None,
+    loss_fn=classification_loss,
+    model=None,
+    **overrides,
+):
     mesh = distributed.make_mesh(dict(zip(distributed.MESH_AXES, mesh_shape)), devices=devices)
-    return train(model or tiny_model(), loss_fn, features or synthetic_features(), trainer_config(steps, **overrides),
-                 workdir=workdir, mesh=mesh, rules=RULES)
+    return train(
+        model or tiny_model(),
+        loss_fn,
+        features or synthetic_features(),
+        trainer_config(steps, **overrides),
+        workdir=workdir,
+        mesh=mesh,
+        rules=RULES,
+    )
 
 
 def _flat(params):
-    return {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(params))}
+    return {
+        jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(params))
+    }
 
 
 @pytest.mark.slow
@@ -58,8 +76,11 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path):
     a, b = _flat(one.state.params), _flat(four.state.params)
     for key in a:
         np.testing.assert_allclose(b[key], a[key], atol=1e-5, err_msg=key)
-    np.testing.assert_allclose([r["loss"] for r in read_metrics(tmp_path / "four")],
-                               [r["loss"] for r in read_metrics(tmp_path / "one")], rtol=1e-5)
+    np.testing.assert_allclose(
+        [r["loss"] for r in read_metrics(tmp_path / "four")],
+        [r["loss"] for r in read_metrics(tmp_path / "one")],
+        rtol=1e-5,
+    )
 
 
 def test_training_learns_and_resumes_where_it_stopped(tmp_path):
@@ -70,7 +91,9 @@ def test_training_learns_and_resumes_where_it_stopped(tmp_path):
     for key, value in _flat(first.state.params).items():
         np.testing.assert_array_equal(_flat(again.state.params)[key], value)
     # Resuming with a longer schedule is allowed: the data order depends only on the seed and the step.
-    longer = _run(tmp_path, steps=40, checkpoint_every=20, optimizer=OptimizerConfig(learning_rate=1e-2, warmup_fraction=0.1))
+    longer = _run(
+        tmp_path, steps=40, checkpoint_every=20, optimizer=OptimizerConfig(learning_rate=1e-2, warmup_fraction=0.1)
+    )
     assert longer.resumed_from == 4
     losses = [r["loss"] for r in read_metrics(tmp_path)]
     assert [r["step"] for r in read_metrics(tmp_path)] == list(range(1, 41))
@@ -91,7 +114,11 @@ def _damage(path, how):
 @pytest.mark.parametrize("how", ["truncate", "flip-one-bit"])
 def test_damaged_latest_checkpoint_is_reported_and_the_previous_one_used(tmp_path, how, capsys):
     _run(tmp_path, steps=4)
-    files = [f for f in glob.glob(str(tmp_path / "checkpoints" / "4" / "state" / "**" / "*"), recursive=True) if os.path.isfile(f)]
+    files = [
+        f
+        for f in glob.glob(str(tmp_path / "checkpoints" / "4" / "state" / "**" / "*"), recursive=True)
+        if os.path.isfile(f)
+    ]
     _damage(max(files, key=os.path.getsize), how)
     resumed = _run(tmp_path, steps=6)
     assert resumed.resumed_from == 2
@@ -132,7 +159,10 @@ def test_resuming_on_other_data_is_refused(tmp_path):
 def test_resuming_with_another_model_is_refused_and_the_checkpoint_kept(tmp_path):
     _run(tmp_path, steps=2)
     saved = sorted(os.listdir(tmp_path / "checkpoints"))
-    with pytest.raises(CheckpointMismatchError, match=r"different model or task set.*wrong shape params/head/output: saved \(32, 3\), now \(32, 5\)"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"different model or task set.*wrong shape params/head/output: saved \(32, 3\), now \(32, 5\)",
+    ):
         _run(tmp_path, steps=4, model=tiny_model(num_classes=5))
     assert sorted(os.listdir(tmp_path / "checkpoints")) == saved  # nothing quarantined, nothing overwritten
     assert not glob.glob(str(tmp_path / "**" / "*corrupt*"), recursive=True)
@@ -147,7 +177,13 @@ def test_handoff_carries_the_encoder_and_leaves_the_new_head_fresh(tmp_path):
     fresh_head = _flat(nnx.to_pure_dict(nnx.state(target.head)))
     transplant_encoder(target, tmp_path / "handoff" / "encoder")
     two_class = {k: (v % 2 if k == "labels" else v) for k, v in synthetic_features().items()}
-    result = _run(tmp_path / "target", steps=1, model=target, features=two_class, optimizer=dataclasses.replace(trainer_config(1).optimizer, learning_rate=0.0))
+    result = _run(
+        tmp_path / "target",
+        steps=1,
+        model=target,
+        features=two_class,
+        optimizer=dataclasses.replace(trainer_config(1).optimizer, learning_rate=0.0),
+    )
     start = result.spec.initial_params()
     for key, value in _flat(saved).items():
         np.testing.assert_array_equal(_flat(start["encoder"])[key], value)
@@ -170,11 +206,20 @@ def test_keep_best_and_keep_last_checkpoints_and_logs(tmp_path):
         return {"dev_score": next(scores)}
 
     mesh = distributed.make_mesh({"data": -1})
-    result = train(tiny_model(), classification_loss, synthetic_features(),
-                   trainer_config(8, eval_every=2, keep_checkpoints=1, checkpoint_every=100),
-                   workdir=tmp_path, mesh=mesh, rules=RULES, evaluate=evaluate)
+    result = train(
+        tiny_model(),
+        classification_loss,
+        synthetic_features(),
+        trainer_config(8, eval_every=2, keep_checkpoints=1, checkpoint_every=100),
+        workdir=tmp_path,
+        mesh=mesh,
+        rules=RULES,
+        evaluate=evaluate,
+    )
     assert result.best_step == 4
-    assert not np.array_equal(_flat(result.best_params)["['head']['output']"], _flat(result.state.params)["['head']['output']"])
+    assert not np.array_equal(
+        _flat(result.best_params)["['head']['output']"], _flat(result.state.params)["['head']['output']"]
+    )
     assert result.checkpoints.all_steps() == [4, 8]  # the best and the latest
     dev = read_metrics(tmp_path, "dev")
     assert [(r["step"], r["dev_score"]) for r in dev] == [(2, 0.2), (4, 0.9), (6, 0.4), (8, 0.3)]

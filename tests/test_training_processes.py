@@ -43,16 +43,39 @@ def _assert_same_params(a: dict, b: dict, atol: float) -> None:
 
 @pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path):
-    single = subprocess.run(_command(tmp_path / "single", tmp_path / "single.json", "--steps", "4", "--mesh", "2,2,2"),
-                            env=_env(8), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        _command(tmp_path / "single", tmp_path / "single.json", "--steps", "4", "--mesh", "2,2,2"),
+        env=_env(8),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
 
     port = _free_port()
     workers = [
         subprocess.Popen(
-            _command(tmp_path / "multi", tmp_path / "multi.json", "--steps", "4", "--mesh", "2,2,2",
-                     "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)),
-            env=_env(4), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            _command(
+                tmp_path / "multi",
+                tmp_path / "multi.json",
+                "--steps",
+                "4",
+                "--mesh",
+                "2,2,2",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ),
+            env=_env(4),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     outputs = [w.communicate(timeout=300) for w in workers]
@@ -66,8 +89,14 @@ def test_two_processes_train_like_one(tmp_path):
 @pytest.mark.slow
 def test_sigkill_then_rerun_ends_identical_to_an_uninterrupted_run(tmp_path):
     steps = ["--steps", "10"]
-    clean = subprocess.run(_command(tmp_path / "clean", tmp_path / "clean.json", *steps),
-                           env=_env(8), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    clean = subprocess.run(
+        _command(tmp_path / "clean", tmp_path / "clean.json", *steps),
+        env=_env(8),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert clean.returncode == 0, clean.stderr[-3000:]
 
     command = _command(tmp_path / "killed", tmp_path / "killed.json", *steps, "--step-delay", "0.3")

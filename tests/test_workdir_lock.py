@@ -18,9 +18,19 @@ from tests.test_remote_workdir import BUCKET, bucket  # noqa: F401 (the in-memor
 def _foreign_lock(path, *, pid: int, host: str | None = None, heartbeat_age_s: float = 0.0) -> None:
     """A lock file as another run writes it."""
     now = time.time()
-    path.write_text(json.dumps({"host": host or socket.gethostname(), "pid": pid, "started": now - 3600,
-                                "started_at": "2024-01-01 00:00:00 UTC", "heartbeat": now - heartbeat_age_s,
-                                "heartbeat_at": "recently", "token": "other-run"}))
+    path.write_text(
+        json.dumps(
+            {
+                "host": host or socket.gethostname(),
+                "pid": pid,
+                "started": now - 3600,
+                "started_at": "2024-01-01 00:00:00 UTC",
+                "heartbeat": now - heartbeat_age_s,
+                "heartbeat_at": "recently",
+                "token": "other-run",
+            }
+        )
+    )
 
 
 def test_the_lock_names_its_holder_and_is_removed_on_release(tmp_path):
@@ -58,8 +68,9 @@ def test_stale_locks_are_taken_over_with_a_message(tmp_path, capsys):
     assert json.loads((workdir / LOCK_FILE).read_text())["token"] == lock.token
     lock.release()
 
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True, check=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     _foreign_lock(workdir / LOCK_FILE, pid=int(finished.stdout), heartbeat_age_s=5)  # dead pid on this host
     lock = lock_workdir(workdir)
     assert "no longer runs on this host" in capsys.readouterr().out
@@ -94,8 +105,9 @@ def test_the_pipeline_refuses_a_locked_workdir_before_any_work_and_releases_its_
 
     workdir = tmp_path / "run"
     workdir.mkdir()
-    config, _ = parse_config_args(["--config=configs/demo.py", f"--config.workdir={workdir}",
-                                   f"--config.model.name={tmp_path / 'tiny-xlmr'}"])
+    config, _ = parse_config_args(
+        ["--config=configs/demo.py", f"--config.workdir={workdir}", f"--config.model.name={tmp_path / 'tiny-xlmr'}"]
+    )
     pipeline = Pipeline(config)
     _foreign_lock(workdir / LOCK_FILE, pid=os.getppid())
     with pytest.raises(WorkdirLockedError, match="in use by another run"):

@@ -23,8 +23,13 @@ from tests.test_sources import builder_reading, squad_rows, write_parquet
 ROOT = Path(__file__).resolve().parent.parent
 XTREME = Path(__file__).parent / "fixtures" / "qa" / "xtreme"
 XQUAD = {lang: XTREME / "xquad" / f"xquad.{lang}.json" for lang in task_sources.XQUAD_LANGUAGES}
-MLQA = {split: {lang: XTREME / "mlqa" / "MLQA_V1" / split / f"{split}-context-{lang}-question-{lang}.json"
-                for lang in task_sources.MLQA_LANGUAGES} for split in ("dev", "test")}
+MLQA = {
+    split: {
+        lang: XTREME / "mlqa" / "MLQA_V1" / split / f"{split}-context-{lang}-question-{lang}.json"
+        for lang in task_sources.MLQA_LANGUAGES
+    }
+    for split in ("dev", "test")
+}
 XTREME_SOURCE = {"kind": "xtreme", "path": str(XTREME)}
 
 
@@ -49,8 +54,9 @@ def hf_repos(tmp_path_factory):
     xquad = root / "google_xquad"
     for lang, path in XQUAD.items():
         write_parquet(xquad / f"xquad.{lang}" / "validation-00000-of-00001.parquet", squad_rows(path))
-    (xquad / "README.md").write_text(_card({f"xquad.{lang}": {"validation": f"xquad.{lang}/validation-*"}
-                                            for lang in XQUAD}), encoding="utf-8")
+    (xquad / "README.md").write_text(
+        _card({f"xquad.{lang}": {"validation": f"xquad.{lang}/validation-*"} for lang in XQUAD}), encoding="utf-8"
+    )
     mlqa = root / "facebook_mlqa"
     for split, hf_split in (("dev", "validation"), ("test", "test")):
         for lang, path in MLQA[split].items():
@@ -76,12 +82,17 @@ def tfds_dir(tmp_path_factory):
         with builder_reading(xquad.Xquad, {"test": XQUAD[lang]}):
             xquad.Xquad(config=lang, data_dir=str(root), file_format="array_record").download_and_prepare()
     for lang in TFDS_BUILT["mlqa"]:
-        with builder_reading(mlqa_dataset_builder.Builder, {"validation": MLQA["dev"][lang], "test": MLQA["test"][lang]}):
-            mlqa_dataset_builder.Builder(config=lang, data_dir=str(root), file_format="array_record").download_and_prepare()
+        with builder_reading(
+            mlqa_dataset_builder.Builder, {"validation": MLQA["dev"][lang], "test": MLQA["test"][lang]}
+        ):
+            mlqa_dataset_builder.Builder(
+                config=lang, data_dir=str(root), file_format="array_record"
+            ).download_and_prepare()
     return root
 
 
 # --- the XTREME download folder and plain files ---------------------------------------------------------------
+
 
 def test_xtreme_reads_every_language_with_its_own_file():
     test = load_qa("xquad", "test", XTREME_SOURCE)
@@ -107,10 +118,24 @@ def test_xtreme_blanked_test_files_are_refused_with_the_originals_named(tmp_path
     folder = tmp_path / "xquad"
     folder.mkdir()
     data = json.loads(XQUAD["th"].read_text(encoding="utf-8"))
-    blanked = {"version": data["version"], "data": [
-        {"paragraphs": [{"context": p["context"], "qas": [{"answers": [{"answer_start": 0, "text": ""}],
-                                                          "question": q["question"], "id": q["id"]}]}]}
-        for a in data["data"] for p in a["paragraphs"] for q in p["qas"]]}
+    blanked = {
+        "version": data["version"],
+        "data": [
+            {
+                "paragraphs": [
+                    {
+                        "context": p["context"],
+                        "qas": [
+                            {"answers": [{"answer_start": 0, "text": ""}], "question": q["question"], "id": q["id"]}
+                        ],
+                    }
+                ]
+            }
+            for a in data["data"]
+            for p in a["paragraphs"]
+            for q in p["qas"]
+        ],
+    }
     (folder / "xquad.th.json").write_text(json.dumps(blanked, ensure_ascii=False), encoding="utf-8")
     with pytest.raises(QADataError) as err:
         load_qa("xquad", "test", {"kind": "xtreme", "path": str(tmp_path)}, languages=["th"])
@@ -130,7 +155,9 @@ def test_missing_xtreme_language_file_names_its_path(tmp_path):
 def test_files_need_one_file_per_language():
     paths = {"test": {lang: str(XQUAD[lang]) for lang in ("hi", "el")}}
     test = load_qa("xquad", "test", {"kind": "files", "paths": paths})
-    assert list(test) == ["el", "hi"] and by_id(test["hi"]) == by_id(load_qa("xquad", "test", XTREME_SOURCE, ["hi"])["hi"])
+    assert list(test) == ["el", "hi"] and by_id(test["hi"]) == by_id(
+        load_qa("xquad", "test", XTREME_SOURCE, ["hi"])["hi"]
+    )
     with pytest.raises(InputError, match=r"xquad.el.json: this dataset has one file per language"):
         load_qa("xquad", "test", {"kind": "files", "paths": {"test": str(XQUAD["el"])}})
 
@@ -146,9 +173,13 @@ def test_splits_each_dataset_has():
 
 # --- Hugging Face -------------------------------------------------------------------------------------------------
 
+
 def test_hf_repos_give_the_same_examples_as_xtreme(hf_repos):
-    for dataset, split, languages in (("xquad", "test", ["ro", "zh", "th"]), ("mlqa", "test", ["hi", "vi"]),
-                                      ("mlqa", "dev", ["ar"])):
+    for dataset, split, languages in (
+        ("xquad", "test", ["ro", "zh", "th"]),
+        ("mlqa", "test", ["hi", "vi"]),
+        ("mlqa", "dev", ["ar"]),
+    ):
         from_hf = load_qa(dataset, split, hf_source(hf_repos, dataset), languages=languages)
         assert list(from_hf) == languages
         assert from_hf == load_qa(dataset, split, XTREME_SOURCE, languages=languages)
@@ -176,6 +207,7 @@ def test_hf_hub_mlqa_uses_the_parquet_branch_and_says_how_to_copy_it(tmp_path):
 
 # --- TFDS ---------------------------------------------------------------------------------------------------------
 
+
 def test_tfds_gives_the_same_examples_as_xtreme(tfds_dir):
     source = {"kind": "tfds", "data_dir": str(tfds_dir)}
     xquad = load_qa("xquad", "test", source, languages=list(TFDS_BUILT["xquad"]))
@@ -200,13 +232,17 @@ def test_tfds_xquad_has_no_romanian_and_says_where_to_get_it(tfds_dir):
 
 # --- the registry and the configs ---------------------------------------------------------------------------------
 
+
 def test_registry_entries_follow_xtreme():
     for name in ("xquad", "mlqa"):
         spec = get_task(name)
         assert spec.family == "span_qa" and spec.xtreme_name == name and spec.metric == "f1"
         assert spec.languages == task_sources.DATASETS[name].languages
         assert list(spec.languages) == xtreme_tasks.XTREME_R_TASK2LANGS[name]
-        assert spec.dataset_and_split("train") == ("squad", "train") and spec.dataset_and_split("dev") == ("squad", "dev")
+        assert spec.dataset_and_split("train") == ("squad", "train") and spec.dataset_and_split("dev") == (
+            "squad",
+            "dev",
+        )
         assert spec.dataset_and_split("eval") == (name, "test")
     assert xtreme_tasks.XTREME_TASK2LANGS["xquad"] == list(get_task("xquad").languages[:-1])
     v2 = get_task("squad_v2")
@@ -221,6 +257,7 @@ def test_registry_entries_follow_xtreme():
 
 
 # --- scoring: each dataset's official normalisation -----------------------------------------------------------------
+
 
 def _gold(examples):
     return {ex.id: ex.answers[0].text for ex in examples}
@@ -243,8 +280,10 @@ def test_mlqa_is_scored_with_its_language_aware_script():
     references = {ex.id: [ex.answers[0].text] for ex in test["zh"]}
     assert squad_scores(predictions, references)["f1"] == pytest.approx(500 / 6)  # SQuAD's script: no shared token
     # ar: every "ال" goes; de: articles go. SQuAD's script drops English articles only.
-    for lang, answer, prediction in (("ar", "البحر الأبيض المتوسط", "بحر أبيض متوسط"),
-                                     ("de", "das Mittelmeer", "Mittelmeer")):
+    for lang, answer, prediction in (
+        ("ar", "البحر الأبيض المتوسط", "بحر أبيض متوسط"),
+        ("de", "das Mittelmeer", "Mittelmeer"),
+    ):
         predictions, _ = one_changed(lang, answer, prediction)
         assert task.score(predictions, test[lang], language=lang)["exact_match"] == 100.0
         references = {ex.id: [ex.answers[0].text] for ex in test[lang]}
@@ -271,6 +310,7 @@ def test_xquad_is_scored_with_squad_v1_and_baselines_use_the_evaluated_metric():
 
 
 # --- the fixtures -------------------------------------------------------------------------------------------------
+
 
 def test_fixtures_are_what_the_generator_writes(tmp_path):
     sys.path.insert(0, str(ROOT / "tools"))

@@ -18,9 +18,11 @@ from stilts_jax import main as main_module
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "stilts_jax" / "assets" / "demo"
 FIXTURES = Path(__file__).parent / "fixtures" / "qa" / "xtreme"
-LANGUAGES = {"xquad": ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro"),
-             "mlqa": ("en", "es", "de", "ar", "hi", "vi", "zh"),
-             "tydiqa": ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")}
+LANGUAGES = {
+    "xquad": ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro"),
+    "mlqa": ("en", "es", "de", "ar", "hi", "vi", "zh"),
+    "tydiqa": ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te"),
+}
 
 
 def _download_folder(tmp_path: Path) -> Path:
@@ -41,15 +43,29 @@ def _download_folder(tmp_path: Path) -> Path:
 def _run(tmp_path: Path, intermediate: str, target: str, *extra: str) -> tuple[Path, dict]:
     root = _download_folder(tmp_path)
     workdir = tmp_path / "run"
-    phase = ["--config.{p}.source.kind=xtreme", f"--config.{{p}}.source.path={root}", "--config.{p}.max_length=128",
-             "--config.{p}.doc_stride=32", "--config.{p}.train.batch_size=8", "--config.{p}.train.max_steps=3",
-             "--config.{p}.train.progress_bar=false", "--config.{p}.max_train_examples=64",
-             "--config.{p}.max_dev_examples=16"]
-    code = main_module.main([
-        "--config=configs/demo.py", f"--config.workdir={workdir}", f"--config.model.name={tmp_path / 'tiny-xlmr'}",
-        f"--config.intermediate.task={intermediate}", f"--config.target.task={target}",
-        *[a.format(p="intermediate") for a in phase], *[a.format(p="target") for a in phase], *extra,
-    ])
+    phase = [
+        "--config.{p}.source.kind=xtreme",
+        f"--config.{{p}}.source.path={root}",
+        "--config.{p}.max_length=128",
+        "--config.{p}.doc_stride=32",
+        "--config.{p}.train.batch_size=8",
+        "--config.{p}.train.max_steps=3",
+        "--config.{p}.train.progress_bar=false",
+        "--config.{p}.max_train_examples=64",
+        "--config.{p}.max_dev_examples=16",
+    ]
+    code = main_module.main(
+        [
+            "--config=configs/demo.py",
+            f"--config.workdir={workdir}",
+            f"--config.model.name={tmp_path / 'tiny-xlmr'}",
+            f"--config.intermediate.task={intermediate}",
+            f"--config.target.task={target}",
+            *[a.format(p="intermediate") for a in phase],
+            *[a.format(p="target") for a in phase],
+            *extra,
+        ]
+    )
     assert code == 0
     results = json.loads((workdir / "results.json").read_text())
     assert sorted(results["per_language"]) == sorted(LANGUAGES[target])
@@ -65,16 +81,35 @@ def _scorer_reproduces(tmp_path: Path, workdir: Path, results: dict, task: str, 
         shutil.copy(path, label_dir / f"test-{lang}.json")
     output = tmp_path / "scores.json"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1"}
-    score = subprocess.run([sys.executable, "-m", "stilts_jax.score", "--predictions", str(workdir / "predictions"),
-                            "--labels", str(label_dir.parent), "--benchmark", "xtreme-r", "--output", str(output)],
-                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    score = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stilts_jax.score",
+            "--predictions",
+            str(workdir / "predictions"),
+            "--labels",
+            str(label_dir.parent),
+            "--benchmark",
+            "xtreme-r",
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert score.returncode == 0, score.stderr[-3000:]
     scored = json.loads(output.read_text())[task]
     for lang in labels:
         row = results["per_language"][lang]
         predictions = json.loads((workdir / "predictions" / task / f"test-{lang}.json").read_text(encoding="utf-8"))
         assert len(predictions) == row["examples"]
-        assert scored["f1"][lang] == pytest.approx(row["f1"]) and scored["exact_match"][lang] == pytest.approx(row["exact_match"])
+        assert scored["f1"][lang] == pytest.approx(row["f1"]) and scored["exact_match"][lang] == pytest.approx(
+            row["exact_match"]
+        )
     # Not a comparison of zeros only: a few training steps already find some answers (the run is deterministic).
     assert any(scored["f1"][lang] > 0 for lang in labels), scored["f1"]
     return scored
@@ -92,8 +127,10 @@ def test_squad_to_xquad_in_every_language_matches_the_scorer(tmp_path):
 @pytest.mark.slow
 def test_squad_to_mlqa_in_every_language_matches_the_mlqa_scorer(tmp_path):
     workdir, results = _run(tmp_path, "squad", "mlqa")
-    labels = {lang: FIXTURES / "mlqa" / "MLQA_V1" / "test" / f"test-context-{lang}-question-{lang}.json"
-              for lang in LANGUAGES["mlqa"]}
+    labels = {
+        lang: FIXTURES / "mlqa" / "MLQA_V1" / "test" / f"test-context-{lang}-question-{lang}.json"
+        for lang in LANGUAGES["mlqa"]
+    }
     _scorer_reproduces(tmp_path, workdir, results, "mlqa", labels)
     # The trivial baseline is scored with MLQA's script too: its character segmentation credits Chinese.
     assert results["per_language"]["zh"]["baseline_f1"] > 0.0

@@ -43,8 +43,14 @@ def tiny_model(seed: int = 0, num_classes: int = CLASSES, num_layers: int = 2):
     from stilts_jax.models.encoder import Encoder
     from stilts_jax.models.heads import ClassificationHead, TaskModel
 
-    config = tiny_config(VOCAB, hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=num_layers,
-                         max_position_embeddings=SEQ + 2)
+    config = tiny_config(
+        VOCAB,
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_hidden_layers=num_layers,
+        max_position_embeddings=SEQ + 2,
+    )
     rngs = nnx.Rngs(seed)
     return TaskModel(Encoder(config, rngs=rngs), ClassificationHead(32, num_classes, rngs=rngs))
 
@@ -53,8 +59,14 @@ def trainer_config(steps: int, **overrides):
     from stilts_jax.train.loop import TrainerConfig
     from stilts_jax.train.optimizer import OptimizerConfig
 
-    values = dict(global_batch_size=16, max_steps=steps, log_every=1, checkpoint_every=2, progress_bar=False,
-                  optimizer=OptimizerConfig(learning_rate=1e-3, warmup_fraction=0.25))
+    values = dict(
+        global_batch_size=16,
+        max_steps=steps,
+        log_every=1,
+        checkpoint_every=2,
+        progress_bar=False,
+        optimizer=OptimizerConfig(learning_rate=1e-3, warmup_fraction=0.25),
+    )
     values.update(overrides)
     return TrainerConfig(**values)
 
@@ -64,8 +76,13 @@ def params_digest(params) -> dict[str, list[float]]:
     import jax
     from jax.experimental import multihost_utils
 
-    gathered = multihost_utils.process_allgather(params, tiled=True) if jax.process_count() > 1 else jax.device_get(params)
-    return {jax.tree_util.keystr(p): np.asarray(x, np.float64).ravel().tolist() for p, x in jax.tree_util.tree_leaves_with_path(gathered)}
+    gathered = (
+        multihost_utils.process_allgather(params, tiled=True) if jax.process_count() > 1 else jax.device_get(params)
+    )
+    return {
+        jax.tree_util.keystr(p): np.asarray(x, np.float64).ravel().tolist()
+        for p, x in jax.tree_util.tree_leaves_with_path(gathered)
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,12 +114,21 @@ def main(argv: list[str] | None = None) -> int:
             jax.debug.callback(lambda: time.sleep(args.step_delay))
         return classification_loss(model, batch, rng)
 
-    result = train(tiny_model(), loss_fn, synthetic_features(), trainer_config(args.steps), workdir=args.workdir,
-                   mesh=mesh, rules=distributed.DEFAULT_LOGICAL_RULES)
+    result = train(
+        tiny_model(),
+        loss_fn,
+        synthetic_features(),
+        trainer_config(args.steps),
+        workdir=args.workdir,
+        mesh=mesh,
+        rules=distributed.DEFAULT_LOGICAL_RULES,
+    )
     digest = params_digest(result.state.params)
     if jax.process_index() == 0 and args.output:
         losses = [r["loss"] for r in read_metrics(args.workdir)]
-        Path(args.output).write_text(json.dumps({"params": digest, "losses": losses, "resumed_from": result.resumed_from}))
+        Path(args.output).write_text(
+            json.dumps({"params": digest, "losses": losses, "resumed_from": result.resumed_from})
+        )
     return 0
 
 

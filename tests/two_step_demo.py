@@ -15,9 +15,15 @@ LANGUAGES = ["en", "sw"]
 
 
 def demo_args(root: Path, workdir: Path, *extra: str) -> list[str]:
-    return [f"--config={ROOT / 'configs' / 'demo.py'}", f"--config.workdir={workdir}",
-            f"--config.model.name={root / 'tiny-xlmr'}", f"--config.evaluation.languages={LANGUAGES!r}",
-            "--config.intermediate.train.progress_bar=false", "--config.target.train.progress_bar=false", *extra]
+    return [
+        f"--config={ROOT / 'configs' / 'demo.py'}",
+        f"--config.workdir={workdir}",
+        f"--config.model.name={root / 'tiny-xlmr'}",
+        f"--config.evaluation.languages={LANGUAGES!r}",
+        "--config.intermediate.train.progress_bar=false",
+        "--config.target.train.progress_bar=false",
+        *extra,
+    ]
 
 
 @functools.cache

@@ -40,8 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
-    for path in [*write_all(args.output, LAYOUT), *write_glue_mnli(args.output, GLUE_LAYOUT), *write_xcopa(args.output),
-                 *write_xnli(args.output)]:
+    for path in [
+        *write_all(args.output, LAYOUT),
+        *write_glue_mnli(args.output, GLUE_LAYOUT),
+        *write_xcopa(args.output),
+        *write_xnli(args.output),
+    ]:
         print(path.relative_to(args.output))
     return 0
 

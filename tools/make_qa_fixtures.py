@@ -66,11 +66,21 @@ EXTRA_SENTENCES = {
 }
 
 # The sea the Nile reaches, as its sentence names it in each language.
-SEA = {"en": "the Mediterranean Sea", "es": "mar Mediterráneo", "de": "das Mittelmeer", "el": "Μεσόγειο Θάλασσα",
-       "ru": "Средиземного моря", "tr": "Akdeniz", "ar": "البحر الأبيض المتوسط", "vi": "biển Địa Trung Hải",
-       "th": "ทะเลเมดิเตอร์เรเนียน", "zh": "地中海", "hi": "भूमध्य सागर", "ro": "Marea Mediterană"}
-YEARS = {EIFFEL: "1889", PRINTING: "1440", MOON: "1969", TELEPHONE: "1876", NEWTON: "1687", WATER: "100",
-         BONES: "206"}
+SEA = {
+    "en": "the Mediterranean Sea",
+    "es": "mar Mediterráneo",
+    "de": "das Mittelmeer",
+    "el": "Μεσόγειο Θάλασσα",
+    "ru": "Средиземного моря",
+    "tr": "Akdeniz",
+    "ar": "البحر الأبيض المتوسط",
+    "vi": "biển Địa Trung Hải",
+    "th": "ทะเลเมดิเตอร์เรเนียน",
+    "zh": "地中海",
+    "hi": "भूमध्य सागर",
+    "ro": "Marea Mediterană",
+}
+YEARS = {EIFFEL: "1889", PRINTING: "1440", MOON: "1969", TELEPHONE: "1876", NEWTON: "1687", WATER: "100", BONES: "206"}
 
 # Paragraphs: (title, [(question key, sentence line)]); every sentence of a paragraph is asked about.
 ARTICLES = {
@@ -108,9 +118,14 @@ def _paragraph(dataset: str, language: str, article: str, id_length: int) -> dic
         if sentence.count(answer) != 1:
             raise ValueError(f"{language} line for {key!r}: answer {answer!r} must occur exactly once in {sentence!r}")
         start = offset + sentence.index(answer)
-        assert context[start:start + len(answer)] == answer
-        qas.append({"answers": [{"answer_start": start, "text": answer}], "id": _qa_id(dataset, key, id_length),
-                    "question": sentence.replace(answer, BLANK)})
+        assert context[start : start + len(answer)] == answer
+        qas.append(
+            {
+                "answers": [{"answer_start": start, "text": answer}],
+                "id": _qa_id(dataset, key, id_length),
+                "question": sentence.replace(answer, BLANK),
+            }
+        )
         offset += len(sentence) + len(separator)
     return {"context": context, "qas": qas}
 
@@ -125,57 +140,100 @@ def mlqa_file(language: str, split: str) -> dict:
     return {"data": data, "version": "1.0"}
 
 
-def _squad_v2_question(key: str, context: str, question: str, answers: list[str], *,
-                       plausible: str | None = None) -> dict:
+def _squad_v2_question(
+    key: str, context: str, question: str, answers: list[str], *, plausible: str | None = None
+) -> dict:
     def spans(texts: list[str]) -> list[dict]:
         return [{"text": t, "answer_start": context.index(t)} for t in texts]
 
-    qa = {"question": question, "id": _qa_id("squad_v2", key, 24), "answers": spans(answers),
-          "is_impossible": not answers}
+    qa = {
+        "question": question,
+        "id": _qa_id("squad_v2", key, 24),
+        "answers": spans(answers),
+        "is_impossible": not answers,
+    }
     if plausible is not None:
         qa["plausible_answers"] = spans([plausible])
     return qa
 
 
 def squad_v2_files() -> dict[str, dict]:
-    eiffel = ("The Eiffel Tower was completed in 1889 for the World's Fair in Paris. It was designed by the "
-              "engineering company of Gustave Eiffel and is about 330 metres tall.")
-    phone = ("The telephone was patented by Alexander Graham Bell in 1876. Within a decade, more than 150,000 people "
-             "in the United States owned one.")
-    press = ("The printing press was invented by Johannes Gutenberg around the year 1440 in Mainz. His movable type "
-             "made books far cheaper to produce.")
+    eiffel = (
+        "The Eiffel Tower was completed in 1889 for the World's Fair in Paris. It was designed by the "
+        "engineering company of Gustave Eiffel and is about 330 metres tall."
+    )
+    phone = (
+        "The telephone was patented by Alexander Graham Bell in 1876. Within a decade, more than 150,000 people "
+        "in the United States owned one."
+    )
+    press = (
+        "The printing press was invented by Johannes Gutenberg around the year 1440 in Mainz. His movable type "
+        "made books far cheaper to produce."
+    )
     moon = "The first human landed on the Moon in July 1969. The Apollo 11 crew returned to Earth eight days later."
     train = [
-        ("Eiffel_Tower", eiffel, [
-            _squad_v2_question("t1", eiffel, "When was the Eiffel Tower completed?", ["1889"]),
-            _squad_v2_question("t2", eiffel, "Whose company designed the Eiffel Tower?", ["Gustave Eiffel"]),
-            _squad_v2_question("t3", eiffel, "When was the Eiffel Tower demolished?", [], plausible="1889"),
-            _squad_v2_question("t4", eiffel, "How tall is the Statue of Liberty?", [], plausible="about 330 metres"),
-        ]),
-        ("Telephone", phone, [
-            _squad_v2_question("t5", phone, "Who patented the telephone?", ["Alexander Graham Bell"]),
-            _squad_v2_question("t6", phone, "In what year did Bell patent the telephone?", ["1876"]),
-            _squad_v2_question("t7", phone, "Who invented the telegraph?", [], plausible="Alexander Graham Bell"),
-        ]),
+        (
+            "Eiffel_Tower",
+            eiffel,
+            [
+                _squad_v2_question("t1", eiffel, "When was the Eiffel Tower completed?", ["1889"]),
+                _squad_v2_question("t2", eiffel, "Whose company designed the Eiffel Tower?", ["Gustave Eiffel"]),
+                _squad_v2_question("t3", eiffel, "When was the Eiffel Tower demolished?", [], plausible="1889"),
+                _squad_v2_question(
+                    "t4", eiffel, "How tall is the Statue of Liberty?", [], plausible="about 330 metres"
+                ),
+            ],
+        ),
+        (
+            "Telephone",
+            phone,
+            [
+                _squad_v2_question("t5", phone, "Who patented the telephone?", ["Alexander Graham Bell"]),
+                _squad_v2_question("t6", phone, "In what year did Bell patent the telephone?", ["1876"]),
+                _squad_v2_question("t7", phone, "Who invented the telegraph?", [], plausible="Alexander Graham Bell"),
+            ],
+        ),
     ]
     dev = [
-        ("Printing_press", press, [
-            _squad_v2_question("d1", press, "Who invented the printing press?",
-                               ["Johannes Gutenberg", "Johannes Gutenberg", "Gutenberg"]),
-            _squad_v2_question("d2", press, "Around what year was the printing press invented?",
-                               ["1440", "around the year 1440", "1440"]),
-            _squad_v2_question("d3", press, "Who invented the steam engine?", [], plausible="Johannes Gutenberg"),
-            _squad_v2_question("d4", press, "In what city did Gutenberg die?", [], plausible="Mainz"),
-        ]),
-        ("Moon_landing", moon, [
-            _squad_v2_question("d5", moon, "When did the first human land on the Moon?", ["July 1969", "July 1969", "1969"]),
-            _squad_v2_question("d6", moon, "Who was the first human on Mars?", []),
-        ]),
+        (
+            "Printing_press",
+            press,
+            [
+                _squad_v2_question(
+                    "d1",
+                    press,
+                    "Who invented the printing press?",
+                    ["Johannes Gutenberg", "Johannes Gutenberg", "Gutenberg"],
+                ),
+                _squad_v2_question(
+                    "d2",
+                    press,
+                    "Around what year was the printing press invented?",
+                    ["1440", "around the year 1440", "1440"],
+                ),
+                _squad_v2_question("d3", press, "Who invented the steam engine?", [], plausible="Johannes Gutenberg"),
+                _squad_v2_question("d4", press, "In what city did Gutenberg die?", [], plausible="Mainz"),
+            ],
+        ),
+        (
+            "Moon_landing",
+            moon,
+            [
+                _squad_v2_question(
+                    "d5", moon, "When did the first human land on the Moon?", ["July 1969", "July 1969", "1969"]
+                ),
+                _squad_v2_question("d6", moon, "Who was the first human on Mars?", []),
+            ],
+        ),
     ]
 
     def squad(articles: list) -> dict:
-        return {"version": "v2.0", "data": [{"title": title, "paragraphs": [{"qas": qas, "context": context}]}
-                                            for title, context, qas in articles]}
+        return {
+            "version": "v2.0",
+            "data": [
+                {"title": title, "paragraphs": [{"qas": qas, "context": context}]} for title, context, qas in articles
+            ],
+        }
 
     return {"squad/train-v2.0.json": squad(train), "squad/dev-v2.0.json": squad(dev)}
 
@@ -185,8 +243,12 @@ def all_files() -> dict[str, dict]:
     files = squad_v2_files()
     files.update({f"xquad/xquad.{lang}.json": xquad_file(lang) for lang in XQUAD_LANGUAGES})
     for split in MLQA_SPLITS:
-        files.update({f"mlqa/MLQA_V1/{split}/{split}-context-{lang}-question-{lang}.json": mlqa_file(lang, split)
-                      for lang in MLQA_LANGUAGES})
+        files.update(
+            {
+                f"mlqa/MLQA_V1/{split}/{split}-context-{lang}-question-{lang}.json": mlqa_file(lang, split)
+                for lang in MLQA_LANGUAGES
+            }
+        )
     return files
 
 

@@ -23,7 +23,6 @@ def get_sweep():
         # One "pretrained" tiny model for every run of the sweep, as XLM-R is for a real one.
         overrides={"model.name": "{root}/tiny-xlmr"},
         intermediate_overrides={
-            "mnli": {"source.kind": "hf", "source.path": "", "source.repo": GLUE_COPY,
-                     "max_length": 128},
+            "mnli": {"source.kind": "hf", "source.path": "", "source.repo": GLUE_COPY, "max_length": 128},
         },
     )

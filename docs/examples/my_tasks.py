@@ -24,18 +24,38 @@ def read_text_label_tsv(dataset, name, path, split, language):
         text, _, label = line.partition("\t")
         if label and label not in LABELS:
             raise ValueError(f"line {number}: unknown label {label!r}, expected one of {LABELS}")
-        examples.append(PairExample(id=f"{split}-{language}-{number}", text_a=text, text_b=None,
-                                    label=LABELS.index(label) if label else None, language=language))
+        examples.append(
+            PairExample(
+                id=f"{split}-{language}-{number}",
+                text_a=text,
+                text_b=None,
+                label=LABELS.index(label) if label else None,
+                language=language,
+            )
+        )
     return examples
 
 
 register_file_format("text_label_tsv", read_text_label_tsv)
 register_task(
-    TaskSpec(name="has_number", family="classification", dataset="has_number", languages=LANGUAGES,
-             metric="accuracy", eval_split="test", prediction_extension="tsv",
-             defaults=dict(epochs=3.0, batch_size=32, max_length=128), defaults_source="my own choice"),
-    data=TaskDataset(family="pair", labels=LABELS, languages=LANGUAGES, reader="pair", english_train_only=True,
-                     file_format="text_label_tsv",
-                     files_layout={"train": ("train-{lang}.tsv",), "dev": ("dev-{lang}.tsv",),
-                                   "test": ("test-{lang}.tsv",)}),
+    TaskSpec(
+        name="has_number",
+        family="classification",
+        dataset="has_number",
+        languages=LANGUAGES,
+        metric="accuracy",
+        eval_split="test",
+        prediction_extension="tsv",
+        defaults=dict(epochs=3.0, batch_size=32, max_length=128),
+        defaults_source="my own choice",
+    ),
+    data=TaskDataset(
+        family="pair",
+        labels=LABELS,
+        languages=LANGUAGES,
+        reader="pair",
+        english_train_only=True,
+        file_format="text_label_tsv",
+        files_layout={"train": ("train-{lang}.tsv",), "dev": ("dev-{lang}.tsv",), "test": ("test-{lang}.tsv",)},
+    ),
 )

@@ -50,6 +50,9 @@ def help_text(usage: str, configs: Path = Path("configs")) -> str:
             except (KeyError, AttributeError):
                 default = ""
         lines.append(f"  {dotted}{default}    ({rule.expect})")
-    lines += ["", "Also: --workdir=DIR (the same as --config.workdir=DIR); sections such as intermediate.task_sources "
-              "are given whole as a dict."]
+    lines += [
+        "",
+        "Also: --workdir=DIR (the same as --config.workdir=DIR); sections such as intermediate.task_sources "
+        "are given whole as a dict.",
+    ]
     return "\n".join(lines) + "\n"

@@ -73,7 +73,9 @@ def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) ->
         if not isinstance(node, ml_collections.ConfigDict) or part not in node:
             where = ".".join(parts[:depth]) or "(top level)"
             valid = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
-            raise ConfigError(f"unknown config key {dotted!r}: {where} has no {part!r}; valid keys there: {', '.join(valid)}")
+            raise ConfigError(
+                f"unknown config key {dotted!r}: {where} has no {part!r}; valid keys there: {', '.join(valid)}"
+            )
         if depth < len(parts) - 1:
             node = node[part]
     current = node[parts[-1]]
@@ -87,8 +89,11 @@ def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) ->
                 value = None
         if not isinstance(value, dict):
             keys = ", ".join(sorted(current.keys()))
-            raise ConfigError(f"--config.{dotted} is a section; set one of its keys: {keys}" if keys else
-                              f"--config.{dotted} is a mapping: give it whole as a dict, e.g. \"{{'name': {{...}}}}\"")
+            raise ConfigError(
+                f"--config.{dotted} is a section; set one of its keys: {keys}"
+                if keys
+                else f"--config.{dotted} is a mapping: give it whole as a dict, e.g. \"{{'name': {{...}}}}\""
+            )
         with node.unlocked():
             node[parts[-1]] = ml_collections.ConfigDict(value)
         return
@@ -104,7 +109,7 @@ def parse_config_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, l
     while i < len(items):
         arg = items[i]
         if arg == "--workdir" or arg.startswith("--workdir="):  # big_vision's flag for --config.workdir
-            arg = "--config.workdir" + arg[len("--workdir"):]
+            arg = "--config.workdir" + arg[len("--workdir") :]
         if arg.startswith("--config.") or arg == "--config" or arg.startswith("--config="):
             if "=" in arg:
                 key, value = arg[2:].split("=", 1)
@@ -116,7 +121,7 @@ def parse_config_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, l
             if key == "config":
                 spec = value
             else:
-                overrides.append((key[len("config."):], value))
+                overrides.append((key[len("config.") :], value))
         else:
             rest.append(arg)
         i += 1
@@ -136,8 +141,11 @@ def parse_config_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, l
 
         changed = retarget(config, {key for key, _ in overrides})
         if changed:
-            print(f"[config] the task changed: {', '.join(changed)} follow the new task's defaults (set them on the "
-                  "command line to keep other values)", flush=True)
+            print(
+                f"[config] the task changed: {', '.join(changed)} follow the new task's defaults (set them on the "
+                "command line to keep other values)",
+                flush=True,
+            )
     config.lock()
     return config, rest
 

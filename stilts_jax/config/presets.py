@@ -35,18 +35,51 @@ XCOPA_CHAIN_INTERMEDIATE = dict(get_task("xcopa").defaults)
 # Shared by every task unless a row sets it: jiant/shared/model_setup.py (AdamW, weight decay 0.01 except bias and
 # LayerNorm, eps 1e-8), jiant/proj/main/scripts/configurator.py (warmup_steps_proportion 0.1, eval_subset_num 500),
 # jiant/proj/main/runscript.py (max_grad_norm 1.0), e_run_models.sh (lr 1e-5, eval every 1000 steps, patience 30).
-PAPER_TRAINING = dict(learning_rate=1e-5, warmup_fraction=0.1, weight_decay=0.01, adam_eps=1e-8, max_grad_norm=1.0,
-                      micro_batches=1, eval_every=1000, eval_subset=500, early_stopping_patience=30, selection="best")
+PAPER_TRAINING = dict(
+    learning_rate=1e-5,
+    warmup_fraction=0.1,
+    weight_decay=0.01,
+    adam_eps=1e-8,
+    max_grad_norm=1.0,
+    micro_batches=1,
+    eval_every=1000,
+    eval_subset=500,
+    early_stopping_patience=30,
+    selection="best",
+)
 # The `own` preset: the project's setup before the published presets (XCOPA 10 epochs at the paper's optimizer;
 # dual encoders with warmup and weight decay, whole-batch negatives; intermediate batch 16).
 OWN_OVERRIDES = {
     "intermediate": dict(batch_size=16),
-    "xcopa": dict(epochs=10.0, batch_size=32, max_length=256, learning_rate=1e-5, warmup_fraction=0.1,
-                  weight_decay=0.01, selection="best"),
-    "lareqa": dict(epochs=3.0, batch_size=16, max_length=256, learning_rate=1e-5, warmup_fraction=0.1,
-                   weight_decay=0.01, micro_batches=1, selection="best"),
-    "mewslix": dict(epochs=2.0, batch_size=256, max_length=64, learning_rate=1e-5, warmup_fraction=0.1,
-                    weight_decay=0.01, micro_batches=1, selection="best"),
+    "xcopa": dict(
+        epochs=10.0,
+        batch_size=32,
+        max_length=256,
+        learning_rate=1e-5,
+        warmup_fraction=0.1,
+        weight_decay=0.01,
+        selection="best",
+    ),
+    "lareqa": dict(
+        epochs=3.0,
+        batch_size=16,
+        max_length=256,
+        learning_rate=1e-5,
+        warmup_fraction=0.1,
+        weight_decay=0.01,
+        micro_batches=1,
+        selection="best",
+    ),
+    "mewslix": dict(
+        epochs=2.0,
+        batch_size=256,
+        max_length=64,
+        learning_rate=1e-5,
+        warmup_fraction=0.1,
+        weight_decay=0.01,
+        micro_batches=1,
+        selection="best",
+    ),
 }
 PRESETS = ("published", "own")
 INTERMEDIATE_SOURCE = "paper (nyu-mll/jiant guides/projects/xstilts.md, jiant/proj/simple/runscript.py)"
@@ -76,10 +109,13 @@ def preset_row(task: str, *, intermediate: bool, preset: str, target: str = "") 
     return row, label
 
 
-
 # preset value -> its key in the phase config
-PHASE_PATHS = {"max_length": "max_length", "batch_size": "train.batch_size", "epochs": "train.epochs",
-               **{key: f"train.{key}" for key in PAPER_TRAINING}}
+PHASE_PATHS = {
+    "max_length": "max_length",
+    "batch_size": "train.batch_size",
+    "epochs": "train.epochs",
+    **{key: f"train.{key}" for key in PAPER_TRAINING},
+}
 
 
 def preset_values(task: str, *, intermediate: bool, preset: str, target: str = "") -> tuple[dict[str, Any], str]:
@@ -120,8 +156,7 @@ def retarget(config: ml_collections.ConfigDict, explicit: Collection[str]) -> li
         task = task.split("&")[0]
         if task not in TASKS or target not in TASKS:  # a misspelled task: the run's checks name it
             continue
-        new, label = preset_values(task, intermediate=name == "intermediate", preset=node.preset.name,
-                                   target=target)
+        new, label = preset_values(task, intermediate=name == "intermediate", preset=node.preset.name, target=target)
         if new == old:
             continue
         for key, path in PHASE_PATHS.items():

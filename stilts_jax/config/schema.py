@@ -51,16 +51,29 @@ def integer(minimum: int | None = None, maximum: int | None = None, *, also: tup
     return Rule(accepts, text)
 
 
-def number(minimum: float | None = None, maximum: float | None = None, *, above: float | None = None,
-           below: float | None = None) -> Rule:
+def number(
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    above: float | None = None,
+    below: float | None = None,
+) -> Rule:
     def accepts(value: Any) -> bool:
         if not _is_number(value):
             return False
-        return ((minimum is None or value >= minimum) and (maximum is None or value <= maximum)
-                and (above is None or value > above) and (below is None or value < below))
+        return (
+            (minimum is None or value >= minimum)
+            and (maximum is None or value <= maximum)
+            and (above is None or value > above)
+            and (below is None or value < below)
+        )
 
-    bounds = [f">= {minimum:g}" if minimum is not None else "", f"<= {maximum:g}" if maximum is not None else "",
-              f"> {above:g}" if above is not None else "", f"< {below:g}" if below is not None else ""]
+    bounds = [
+        f">= {minimum:g}" if minimum is not None else "",
+        f"<= {maximum:g}" if maximum is not None else "",
+        f"> {above:g}" if above is not None else "",
+        f"< {below:g}" if below is not None else "",
+    ]
     return Rule(accepts, "a finite number" + (" " + " and ".join(b for b in bounds if b) if any(bounds) else ""))
 
 
@@ -70,13 +83,18 @@ def choice(*values: Any) -> Rule:
 
 BOOLEAN = Rule(lambda value: isinstance(value, bool), "true or false")
 TEXT = Rule(lambda value: isinstance(value, str), "a string")
-TEXT_LIST = Rule(lambda value: isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
-                 "a list of strings")
+TEXT_LIST = Rule(
+    lambda value: isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value), "a list of strings"
+)
 MAPPING = Rule(lambda value: isinstance(value, (Mapping, ml_collections.ConfigDict)), "a mapping")
 ATTENTION_DROPOUT = Rule(
-    lambda value: (isinstance(value, str) and value.strip().lower() in ("config", "off"))
-    or (_is_number(value) and 0.0 <= value < 1.0) or _rate_text(value),
-    "'config', 'off' or a rate in [0, 1)")
+    lambda value: (
+        (isinstance(value, str) and value.strip().lower() in ("config", "off"))
+        or (_is_number(value) and 0.0 <= value < 1.0)
+        or _rate_text(value)
+    ),
+    "'config', 'off' or a rate in [0, 1)",
+)
 
 
 def _rate_text(value: Any) -> bool:
@@ -143,9 +161,13 @@ TOP_KEYS: dict[str, Rule] = {
     "model.remat": choice("none", "save_dots", "full"),
     "model.make_tiny": BOOLEAN,
     "model.attention_dropout": ATTENTION_DROPOUT,
-    "logical_rules": Rule(lambda value: isinstance(value, (list, tuple)) and all(
-        isinstance(rule, (list, tuple)) and len(rule) == 2 and isinstance(rule[0], str) for rule in value),
-        "a list of [logical axis, mesh axis or axes or None] pairs"),
+    "logical_rules": Rule(
+        lambda value: (
+            isinstance(value, (list, tuple))
+            and all(isinstance(rule, (list, tuple)) and len(rule) == 2 and isinstance(rule[0], str) for rule in value)
+        ),
+        "a list of [logical axis, mesh axis or axes or None] pairs",
+    ),
     "mesh.data": integer(1, also=(-1,)),
     "mesh.fsdp": integer(1, also=(-1,)),
     "mesh.tensor": integer(1, also=(-1,)),
@@ -208,8 +230,9 @@ def validate_phase(node: ml_collections.ConfigDict, phase: str, *, trains: bool 
     for key, rule in PHASE_KEYS.items():
         present, value = _lookup(node, key)
         if not present:
-            problems.append(f"{phase}.{key} is missing (recipes build on configs/base.py get_config, which sets every "
-                            "key)")
+            problems.append(
+                f"{phase}.{key} is missing (recipes build on configs/base.py get_config, which sets every key)"
+            )
         elif not rule.accepts(value):
             problems.append(f"{phase}.{key} must be {rule.expect}, got {_shown(value)}")
     if problems:  # the relations below read keys that must be valid first
@@ -220,14 +243,20 @@ def validate_phase(node: ml_collections.ConfigDict, phase: str, *, trains: bool 
     if families and families <= set(ENCODER_ONLY_FAMILIES):
         trains = False  # BUCC and Tatoeba evaluate the encoder as it is
     if trains and train.epochs <= 0 and train.max_steps <= 0:
-        problems.append(f"{phase}.train: epochs {train.epochs!r} and max_steps {train.max_steps!r} train nothing; "
-                        f"set {phase}.train.epochs > 0 (or {phase}.train.max_steps > 0)")
+        problems.append(
+            f"{phase}.train: epochs {train.epochs!r} and max_steps {train.max_steps!r} train nothing; "
+            f"set {phase}.train.epochs > 0 (or {phase}.train.max_steps > 0)"
+        )
     if train.batch_size % train.micro_batches:
-        problems.append(f"{phase}.train.batch_size {train.batch_size} is not divisible by {phase}.train.micro_batches "
-                        f"{train.micro_batches}; the batch is cut into equal micro-batches")
+        problems.append(
+            f"{phase}.train.batch_size {train.batch_size} is not divisible by {phase}.train.micro_batches "
+            f"{train.micro_batches}; the batch is cut into equal micro-batches"
+        )
     if "span_qa" in families and node.doc_stride >= node.max_length:
-        problems.append(f"{phase}.doc_stride {node.doc_stride} must be below {phase}.max_length {node.max_length} "
-                        "(it is the step between a long context's windows)")
+        problems.append(
+            f"{phase}.doc_stride {node.doc_stride} must be below {phase}.max_length {node.max_length} "
+            "(it is the step between a long context's windows)"
+        )
     return problems
 
 
@@ -251,11 +280,12 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
         problems.append("intermediate.evaluate_model: a model to evaluate is given as target.evaluate_model")
     distributed = config.distributed
     if distributed.process_id >= distributed.num_processes:
-        problems.append(f"distributed.process_id {distributed.process_id} must be below distributed.num_processes "
-                        f"{distributed.num_processes}")
+        problems.append(
+            f"distributed.process_id {distributed.process_id} must be below distributed.num_processes "
+            f"{distributed.num_processes}"
+        )
     if sum(size == -1 for size in config.mesh.values()) > 1:
-        problems.append("mesh: at most one axis may be -1 (the devices left over); "
-                        f"got {dict(config.mesh.to_dict())}")
+        problems.append(f"mesh: at most one axis may be -1 (the devices left over); got {dict(config.mesh.to_dict())}")
     return problems
 
 
@@ -263,5 +293,8 @@ def check(config: ml_collections.ConfigDict) -> None:
     """Raise one ConfigError listing every problem of `config`, or return."""
     problems = validate(config)
     if problems:
-        raise ConfigError("the config has {} problem{}:\n  - {}".format(
-            len(problems), "s" if len(problems) > 1 else "", "\n  - ".join(problems)))
+        raise ConfigError(
+            "the config has {} problem{}:\n  - {}".format(
+                len(problems), "s" if len(problems) > 1 else "", "\n  - ".join(problems)
+            )
+        )

@@ -78,8 +78,13 @@ def initialize(
         jax.distributed.initialize()
     else:
         return
-    log.info("jax.distributed: process %d of %d, %d local / %d global devices",
-             jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
+    log.info(
+        "jax.distributed: process %d of %d, %d local / %d global devices",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+    )
 
 
 def _is_multi_host_environment() -> bool:
@@ -103,7 +108,9 @@ def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> tuple[int,
     known = math.prod(s for s in sizes if s != -1)
     if free:
         if num_devices % known:
-            raise DistributedError(f"{num_devices} devices cannot be split into a mesh with fixed axes {dict(zip(MESH_AXES, sizes))}")
+            raise DistributedError(
+                f"{num_devices} devices cannot be split into a mesh with fixed axes {dict(zip(MESH_AXES, sizes))}"
+            )
         sizes[free[0]] = num_devices // known
     if math.prod(sizes) != num_devices:
         raise DistributedError(
@@ -155,7 +162,9 @@ def tree_shardings(logical_specs: Any, shapes: Any, rules: Sequence[tuple[str, A
     """NamedShardings for a pytree, from matching pytrees of logical PartitionSpecs and arrays (or shapes)."""
     is_spec = lambda x: isinstance(x, PartitionSpec)  # noqa: E731
     return jax.tree.map(
-        lambda spec, x: NamedSharding(mesh, logical_to_mesh_spec(spec, rules, mesh, np.shape(x) if not hasattr(x, "shape") else x.shape)),
+        lambda spec, x: NamedSharding(
+            mesh, logical_to_mesh_spec(spec, rules, mesh, np.shape(x) if not hasattr(x, "shape") else x.shape)
+        ),
         logical_specs,
         shapes,
         is_leaf=is_spec,
@@ -163,7 +172,8 @@ def tree_shardings(logical_specs: Any, shapes: Any, rules: Sequence[tuple[str, A
 
 
 _ACTIVATION_CONTEXT: contextvars.ContextVar[tuple[Mesh, tuple[tuple[str, Any], ...]] | None] = contextvars.ContextVar(
-    "stilts_logical_constraints", default=None)
+    "stilts_logical_constraints", default=None
+)
 
 
 @contextlib.contextmanager

@@ -90,11 +90,17 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 
 # --- reading UTF-8 text ----------------------------------------------------------------------------------------
 
+
 def _not_utf8(path: PathLike, line: int, error: UnicodeDecodeError, column: int) -> str:
-    utf16 = " (it starts with a UTF-16 byte-order mark: save it as UTF-8)" if line == 1 and error.object[:2] in (
-        b"\xff\xfe", b"\xfe\xff") else ""
-    return (f"{path} line {line}: not UTF-8 text ({error.reason} at byte {column} of the line){utf16}; convert it "
-            "with `iconv -f <its encoding> -t utf-8`")
+    utf16 = (
+        " (it starts with a UTF-16 byte-order mark: save it as UTF-8)"
+        if line == 1 and error.object[:2] in (b"\xff\xfe", b"\xfe\xff")
+        else ""
+    )
+    return (
+        f"{path} line {line}: not UTF-8 text ({error.reason} at byte {column} of the line){utf16}; convert it "
+        "with `iconv -f <its encoding> -t utf-8`"
+    )
 
 
 def iter_lines(path: PathLike, error: type[Exception] = InputError) -> Iterator[tuple[int, str]]:

@@ -20,8 +20,8 @@ PathLike = str | os.PathLike
 
 _REMOTE_FIXES = {
     "gs": "check the bucket name (create it with `gcloud storage buckets create gs://BUCKET`), sign in with "
-          "`gcloud auth application-default login` (on a TPU/GCE VM: give its service account Storage Object Admin "
-          "on the bucket), and install gcsfs (`pip install gcsfs`) unless TensorFlow is installed",
+    "`gcloud auth application-default login` (on a TPU/GCE VM: give its service account Storage Object Admin "
+    "on the bucket), and install gcsfs (`pip install gcsfs`) unless TensorFlow is installed",
 }
 
 
@@ -108,8 +108,10 @@ def check_workdir_writable(workdir: PathLike) -> None:
             probe.unlink()
         except OSError as e:
             reason = e.strerror or type(e).__name__
-            raise StiltsError(f"cannot write to the workdir {workdir} ({reason}: {e.filename or workdir}); choose a "
-                              "writable folder with --config.workdir") from e
+            raise StiltsError(
+                f"cannot write to the workdir {workdir} ({reason}: {e.filename or workdir}); choose a "
+                "writable folder with --config.workdir"
+            ) from e
         return
     probe = workdir / f".stilts-write-check-{uuid.uuid4().hex}"
     try:
@@ -118,7 +120,11 @@ def check_workdir_writable(workdir: PathLike) -> None:
         probe.unlink()
     except Exception as e:  # ImportError, auth errors and missing buckets come as many exception types
         scheme = url_scheme(workdir)
-        fix = _REMOTE_FIXES.get(scheme, f"check the URL, your credentials for {scheme}:// and that fsspec's "
-                                        f"{scheme} filesystem package is installed")
-        raise StiltsError(f"cannot write to the workdir {workdir} ({type(e).__name__}: "
-                          f"{' '.join(str(e).split())[:300]}): {fix}") from e
+        fix = _REMOTE_FIXES.get(
+            scheme,
+            f"check the URL, your credentials for {scheme}:// and that fsspec's "
+            f"{scheme} filesystem package is installed",
+        )
+        raise StiltsError(
+            f"cannot write to the workdir {workdir} ({type(e).__name__}: {' '.join(str(e).split())[:300]}): {fix}"
+        ) from e

@@ -64,8 +64,15 @@ class WorkdirLock:
 
     def _record(self) -> dict[str, Any]:
         now = time.time()
-        return {"host": self.host, "pid": self.pid, "started": self.started, "started_at": _iso(self.started),
-                "heartbeat": now, "heartbeat_at": _iso(now), "token": self.token}
+        return {
+            "host": self.host,
+            "pid": self.pid,
+            "started": self.started,
+            "started_at": _iso(self.started),
+            "heartbeat": now,
+            "heartbeat_at": _iso(now),
+            "token": self.token,
+        }
 
     def _read(self) -> dict[str, Any] | None:
         """The lock file's record; None when there is none. A file that is not a lock record counts as stale."""
@@ -93,8 +100,10 @@ class WorkdirLock:
         return None
 
     def _holder(self, record: dict[str, Any]) -> str:
-        return (f"process {record.get('pid')} on host {record.get('host')}, running since "
-                f"{record.get('started_at', '?')} (last heartbeat {record.get('heartbeat_at', '?')})")
+        return (
+            f"process {record.get('pid')} on host {record.get('host')}, running since "
+            f"{record.get('started_at', '?')} (last heartbeat {record.get('heartbeat_at', '?')})"
+        )
 
     def _write(self) -> None:
         atomic_write_text(self.path, json.dumps(self._record(), indent=2) + "\n")
@@ -117,8 +126,11 @@ class WorkdirLock:
         if is_remote(self.workdir):
             check_workdir_writable(self.workdir)  # no bucket or credentials: an error naming the fix
         elif self.workdir.exists() and not os.access(self.workdir, os.W_OK):
-            print(f"warning: the workdir {self.workdir} is read-only: it is not locked (this run can write nothing "
-                  "there either)", flush=True)
+            print(
+                f"warning: the workdir {self.workdir} is read-only: it is not locked (this run can write nothing "
+                "there either)",
+                flush=True,
+            )
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
         for _ in range(3):  # a lock released or replaced between our read and our write: look again
@@ -134,16 +146,20 @@ class WorkdirLock:
                         f"one workdir would overwrite each other's checkpoints and logs. Wait for that run to end, "
                         f"or give this one another --config.workdir. If that run is gone, delete {self.path}; a lock "
                         f"whose heartbeat is older than {self.stale_after_s / 60:.0f} minutes is taken over "
-                        f"automatically.")
-                print(f"warning: taking over the lock of {self.workdir} from {self._holder(record)}: {reason}",
-                      flush=True)
+                        f"automatically."
+                    )
+                print(
+                    f"warning: taking over the lock of {self.workdir} from {self._holder(record)}: {reason}", flush=True
+                )
                 self._write()
             time.sleep(0.05)  # let a concurrent writer of the same object finish; then see who won
             if (self._read() or {}).get("token") == self.token:
                 self._start_heartbeat()
                 return
-        raise WorkdirLockedError(f"could not take the lock {self.path}: other runs keep replacing it. Make sure only "
-                                 f"one run uses the workdir {self.workdir}.")
+        raise WorkdirLockedError(
+            f"could not take the lock {self.path}: other runs keep replacing it. Make sure only "
+            f"one run uses the workdir {self.workdir}."
+        )
 
     def _start_heartbeat(self) -> None:
         self._stop.clear()
@@ -155,9 +171,12 @@ class WorkdirLock:
             try:
                 record = self._read()
                 if (record or {}).get("token") != self.token:
-                    print(f"warning: the lock of {self.workdir} was taken over by "
-                          f"{self._holder(record) if record else 'nobody (the file is gone)'}; this run no longer "
-                          "holds it", flush=True)
+                    print(
+                        f"warning: the lock of {self.workdir} was taken over by "
+                        f"{self._holder(record) if record else 'nobody (the file is gone)'}; this run no longer "
+                        "holds it",
+                        flush=True,
+                    )
                     return
                 self._write()
             except Exception as e:  # noqa: BLE001 (a failed heartbeat must not kill the run; the next one retries)

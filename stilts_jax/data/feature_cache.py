@@ -44,9 +44,12 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
         digest.update(json.dumps(state, sort_keys=True).encode())
     else:
         digest.update(repr(sorted(tokenizer.get_vocab().items())).encode())
-    settings = {"special": {k: str(v) for k, v in tokenizer.special_tokens_map.items()},
-                "padding_side": tokenizer.padding_side, "truncation_side": getattr(tokenizer, "truncation_side", None),
-                "class": type(tokenizer).__name__}
+    settings = {
+        "special": {k: str(v) for k, v in tokenizer.special_tokens_map.items()},
+        "padding_side": tokenizer.padding_side,
+        "truncation_side": getattr(tokenizer, "truncation_side", None),
+        "class": type(tokenizer).__name__,
+    }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -80,8 +83,14 @@ def _write(path: Any, arrays: Mapping[str, np.ndarray]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def cached_features(build: Callable[[], dict[str, np.ndarray]], *, folder: PathLike, name: str, key: str,
-                    say: Callable[[str], None] = print) -> dict[str, np.ndarray]:
+def cached_features(
+    build: Callable[[], dict[str, np.ndarray]],
+    *,
+    folder: PathLike,
+    name: str,
+    key: str,
+    say: Callable[[str], None] = print,
+) -> dict[str, np.ndarray]:
     """`build()`'s arrays, read from `folder/<name>-<key>.npz` when a sound file is there, else built and written."""
     path = as_path(folder) / f"{name}-{key}.npz"
     if path.exists():

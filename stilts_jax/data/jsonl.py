@@ -9,8 +9,13 @@ from typing import Any
 from stilts_jax.core.paths import PathLike, as_path
 
 
-def json_objects(path: PathLike, error: type[Exception], *, where_format: str = "{path}:{line}",
-                 bad_json: str = "invalid JSON at column {column} ({reason})") -> Iterator[tuple[int, str, dict[str, Any]]]:
+def json_objects(
+    path: PathLike,
+    error: type[Exception],
+    *,
+    where_format: str = "{path}:{line}",
+    bad_json: str = "invalid JSON at column {column} ({reason})",
+) -> Iterator[tuple[int, str, dict[str, Any]]]:
     """(line number, "where" text, object) for every non-empty line of `path`; a line that is not UTF-8, not JSON or
     not a JSON object raises `error` with the place (`where_format` lays it out: `{path}` and `{line}`; `bad_json`
     words the JSON error: `{column}` and `{reason}`)."""

@@ -41,12 +41,16 @@ from stilts_jax.data.qa import QAExample
 from stilts_jax.data.ranked_retrieval import DualPair, Query, RankedRetrievalDataError, RetrievalPool
 
 LAREQA_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
-LAREQA_HINT = ("run `bash scripts/download_lareqa_data.sh` in a checkout of https://github.com/google-research/xtreme "
-               "(it writes download/lareqa/xquad-r/{lang}.json) or download xquad-r/ from "
-               "https://github.com/google-research-datasets/lareqa, and pass the folder as the source path")
+LAREQA_HINT = (
+    "run `bash scripts/download_lareqa_data.sh` in a checkout of https://github.com/google-research/xtreme "
+    "(it writes download/lareqa/xquad-r/{lang}.json) or download xquad-r/ from "
+    "https://github.com/google-research-datasets/lareqa, and pass the folder as the source path"
+)
 
-_ABBREVIATIONS = frozenset("mr mrs ms dr prof st jr sr rev gen col lt sgt capt gov sen rep vs etc e.g i.e cf al approx "
-                           "no vol fig jan feb mar apr jun jul aug sep sept oct nov dec u.s".split())
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof st jr sr rev gen col lt sgt capt gov sen rep vs etc e.g i.e cf al approx "
+    "no vol fig jan feb mar apr jun jul aug sep sept oct nov dec u.s".split()
+)
 _BREAK = re.compile(r"[.!?]+[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])")
 
 
@@ -83,8 +87,14 @@ def squad_training_pairs(examples: Iterable[QAExample]) -> list[DualPair]:
         if position is None:  # the answer starts between sentences
             continue
         start, end = spans[position]
-        pairs.append(DualPair(example.question, example.context[start:end], example.context,
-                              f"{_paragraph_key(example.context)}_{position}"))
+        pairs.append(
+            DualPair(
+                example.question,
+                example.context[start:end],
+                example.context,
+                f"{_paragraph_key(example.context)}_{position}",
+            )
+        )
     return pairs
 
 
@@ -115,16 +125,21 @@ def squad_dev_pool(examples: Sequence[QAExample], source: str = "SQuAD dev") -> 
 
 # --- XQuAD-R -------------------------------------------------------------------------------------------------------
 
+
 def xquad_r_path(root: PathLike, language: str) -> epath.Path:
     """`{root}/lareqa/xquad-r/{lang}.json`, `{root}/xquad-r/{lang}.json` or `{root}/{lang}.json`, the first present."""
     root = data_path(root)
-    candidates = [root / "lareqa" / "xquad-r" / f"{language}.json", root / "xquad-r" / f"{language}.json",
-                  root / f"{language}.json"]
+    candidates = [
+        root / "lareqa" / "xquad-r" / f"{language}.json",
+        root / "xquad-r" / f"{language}.json",
+        root / f"{language}.json",
+    ]
     for path in candidates:
         if path.is_file():
             return path
-    raise RankedRetrievalDataError(f"XQuAD-R {language} not found: none of {', '.join(map(str, candidates))} exists; "
-                                   f"{LAREQA_HINT}")
+    raise RankedRetrievalDataError(
+        f"XQuAD-R {language} not found: none of {', '.join(map(str, candidates))} exists; {LAREQA_HINT}"
+    )
 
 
 def _load_json(path: epath.Path) -> object:
@@ -156,11 +171,14 @@ def read_xquad_r(path: PathLike, language: str) -> tuple[list[Query], list[tuple
             except (KeyError, TypeError, ValueError) as e:
                 raise RankedRetrievalDataError(
                     f"{where}: needs 'context', 'qas' and 'sentence_breaks' ([start, end] pairs); "
-                    f"this is not an XQuAD-R file ({type(e).__name__}: {e}). {LAREQA_HINT}") from e
+                    f"this is not an XQuAD-R file ({type(e).__name__}: {e}). {LAREQA_HINT}"
+                ) from e
             for start, end in breaks:
                 if not 0 <= start < end <= len(context):
-                    raise RankedRetrievalDataError(f"{where}: sentence break [{start}, {end}] lies outside the "
-                                                   f"context of {len(context)} characters")
+                    raise RankedRetrievalDataError(
+                        f"{where}: sentence break [{start}, {end}] lies outside the "
+                        f"context of {len(context)} characters"
+                    )
             for position, (start, end) in enumerate(breaks):
                 candidates.append((f"{context_id}_{position}", context[start:end], context))
             for q, qa in enumerate(qas):
@@ -169,13 +187,16 @@ def read_xquad_r(path: PathLike, language: str) -> tuple[list[Query], list[tuple
                     qid, question, answers = str(qa["id"]), str(qa["question"]), qa["answers"]
                     answer_start = int(answers[0]["answer_start"])
                 except (KeyError, TypeError, ValueError, IndexError) as e:
-                    raise RankedRetrievalDataError(f"{at}: needs 'id', 'question' and one answer with "
-                                                   f"'answer_start' ({type(e).__name__}: {e})") from e
+                    raise RankedRetrievalDataError(
+                        f"{at}: needs 'id', 'question' and one answer with 'answer_start' ({type(e).__name__}: {e})"
+                    ) from e
                 if len(answers) != 1:
                     raise RankedRetrievalDataError(f"{at}: {len(answers)} answers; XQuAD-R questions have exactly one")
                 if qid in first_seen:
-                    raise RankedRetrievalDataError(f"{at}: question id {qid!r} is already used by {first_seen[qid]}; "
-                                                   "predictions are keyed by question id, so each needs its own")
+                    raise RankedRetrievalDataError(
+                        f"{at}: question id {qid!r} is already used by {first_seen[qid]}; "
+                        "predictions are keyed by question id, so each needs its own"
+                    )
                 first_seen[qid] = at.removeprefix(f"{path}: ")
                 position = _sentence_of(breaks, answer_start)
                 if position is None:  # as xtreme's generate_examples: skipped
@@ -187,8 +208,9 @@ def read_xquad_r(path: PathLike, language: str) -> tuple[list[Query], list[tuple
     return questions, candidates, answer_of
 
 
-def read_lareqa(root: PathLike, languages: Sequence[str] = LAREQA_LANGUAGES,
-                pool_languages: Sequence[str] | None = None) -> RetrievalPool:
+def read_lareqa(
+    root: PathLike, languages: Sequence[str] = LAREQA_LANGUAGES, pool_languages: Sequence[str] | None = None
+) -> RetrievalPool:
     """The LAReQA pool: candidates of every language of `pool_languages` (default: `languages`), the questions of
     `languages`, each relevant to the answer sentences of its id in all pool languages."""
     pool_languages = list(pool_languages or languages)
@@ -206,6 +228,8 @@ def read_lareqa(root: PathLike, languages: Sequence[str] = LAREQA_LANGUAGES,
             contexts.append(context)
         for qid, cid in answer_of.items():
             answers_by_xling.setdefault(qid, set()).add(cid)
-    queries = {lang: tuple(Query(q.id, q.text, frozenset(answers_by_xling[q.id])) for q in questions[lang])
-               for lang in languages}
+    queries = {
+        lang: tuple(Query(q.id, q.text, frozenset(answers_by_xling[q.id])) for q in questions[lang])
+        for lang in languages
+    }
     return RetrievalPool(queries, tuple(ids), tuple(texts), tuple(contexts), f"XQuAD-R in {root}")

@@ -40,9 +40,11 @@ from stilts_jax.data.ranked_retrieval import DualPair, Query, RankedRetrievalDat
 
 MEWSLIX_LANGUAGES = ("ar", "de", "en", "es", "fa", "ja", "pl", "ro", "ta", "tr", "uk")
 CANDIDATES_FILE = "candidate_set_entities.jsonl"
-MEWSLIX_HINT = ("run `bash scripts/download_mewslix_data.sh` in a checkout of https://github.com/google-research/xtreme "
-                "(it writes download/mewslix/ with candidate_set_entities.jsonl, wikinews_mentions-{dev,test}.jsonl and "
-                "wikipedia_pairs-{train,dev}.jsonl), and pass that folder (or download/) as the source path")
+MEWSLIX_HINT = (
+    "run `bash scripts/download_mewslix_data.sh` in a checkout of https://github.com/google-research/xtreme "
+    "(it writes download/mewslix/ with candidate_set_entities.jsonl, wikinews_mentions-{dev,test}.jsonl and "
+    "wikipedia_pairs-{train,dev}.jsonl), and pass that folder (or download/) as the source path"
+)
 _MARKED = re.compile(r"\{(.*?)\}")
 
 
@@ -106,8 +108,13 @@ def _spans(record: dict[str, Any], text: str, where: str) -> tuple[tuple[int, in
 
 def _entity(record: dict[str, Any], where: str) -> Entity:
     description = _field(record, "description", where)
-    return Entity(_field(record, "entity_id", where), _field(record, "title", where), description,
-                  _field(record, "description_language", where), _spans(record, description, where))
+    return Entity(
+        _field(record, "entity_id", where),
+        _field(record, "title", where),
+        description,
+        _field(record, "description_language", where),
+        _spans(record, description, where),
+    )
 
 
 def _mentions(context: dict[str, Any], mentions: Sequence[Any], where: str) -> list[Mention]:
@@ -115,7 +122,8 @@ def _mentions(context: dict[str, Any], mentions: Sequence[Any], where: str) -> l
     if not text:
         raise RankedRetrievalDataError(
             f"{where}: the context text is empty: this is the released `*_no_text` file; get-mewsli-x.sh fills in "
-            "the WikiNews article text")
+            "the WikiNews article text"
+        )
     language = _field(context, "language", f"{where} context")
     spans = _spans(context, text, f"{where} context")
     out = []
@@ -126,10 +134,22 @@ def _mentions(context: dict[str, Any], mentions: Sequence[Any], where: str) -> l
         span = _field(mention, "mention_span", at, dict)
         start, end, surface = _field(span, "start", at, int), _field(span, "end", at, int), _field(span, "text", at)
         if not (0 <= start < end <= len(text)) or text[start:end] != surface:
-            raise RankedRetrievalDataError(f"{at}: mention_span [{start}, {end}) {surface!r} does not match the "
-                                           f"context there ({text[start:end]!r:.60})")
-        out.append(Mention(_field(mention, "example_id", at), _field(mention, "entity_id", at), language, text,
-                           spans, start, end, surface))
+            raise RankedRetrievalDataError(
+                f"{at}: mention_span [{start}, {end}) {surface!r} does not match the "
+                f"context there ({text[start:end]!r:.60})"
+            )
+        out.append(
+            Mention(
+                _field(mention, "example_id", at),
+                _field(mention, "entity_id", at),
+                language,
+                text,
+                spans,
+                start,
+                end,
+                surface,
+            )
+        )
     return out
 
 
@@ -164,8 +184,10 @@ def read_wikinews_mentions(path: PathLike) -> list[Mention]:
 
 def _check_unique_example(example_id: str, where: str, first_seen: dict[str, str]) -> None:
     if example_id in first_seen:
-        raise RankedRetrievalDataError(f"{where}: example_id {example_id!r} is already used by {first_seen[example_id]}; "
-                                       "predictions are keyed by example_id, so each mention needs its own")
+        raise RankedRetrievalDataError(
+            f"{where}: example_id {example_id!r} is already used by {first_seen[example_id]}; "
+            "predictions are keyed by example_id, so each mention needs its own"
+        )
     first_seen[example_id] = where
 
 
@@ -174,11 +196,14 @@ def read_wikipedia_pairs(path: PathLike) -> list[tuple[Mention, Entity]]:
     path, out = data_path(path), []
     for where, record in _records(path):
         contextual = _field(record, "contextual_mention", where, dict)
-        (mention,) = _mentions(_field(contextual, "context", where, dict), [_field(contextual, "mention", where, dict)], where)
+        (mention,) = _mentions(
+            _field(contextual, "context", where, dict), [_field(contextual, "mention", where, dict)], where
+        )
         entity = _entity(_field(record, "entity", where, dict), f"{where} entity")
         if entity.entity_id != mention.entity_id:
-            raise RankedRetrievalDataError(f"{where}: the mention links {mention.entity_id} but the entity is "
-                                           f"{entity.entity_id}")
+            raise RankedRetrievalDataError(
+                f"{where}: the mention links {mention.entity_id} but the entity is {entity.entity_id}"
+            )
         out.append((mention, entity))
     if not out:
         raise RankedRetrievalDataError(f"{path}: no pairs")
@@ -198,8 +223,10 @@ def mention_text(mention: Mention) -> str:
     """The query text: `mention: left { mention } right` over the one sentence holding the mention."""
     holder = next(((s, e) for s, e in mention.sentence_spans if s <= mention.start and mention.end <= e), None)
     if holder is None:
-        raise RankedRetrievalDataError(f"mention {mention.example_id} [{mention.start}, {mention.end}) is in no single "
-                                       "sentence of its context (it crosses a sentence break, or the context has none)")
+        raise RankedRetrievalDataError(
+            f"mention {mention.example_id} [{mention.start}, {mention.end}) is in no single "
+            "sentence of its context (it crosses a sentence break, or the context has none)"
+        )
     start, end = holder
     left = _MARKED.sub(r"(\1)", mention.context[start : mention.start])
     right = _MARKED.sub(r"(\1)", mention.context[mention.end : end])
@@ -220,7 +247,9 @@ def wikipedia_dev_pool(pairs: Sequence[tuple[Mention, Entity]], source: str) -> 
     for _, entity in pairs:
         entities.setdefault(entity.entity_id, entity)
     queries = tuple(Query(m.example_id, mention_text(m), frozenset({m.entity_id})) for m, _ in pairs)
-    return RetrievalPool({"en": queries}, tuple(entities), tuple(entity_text(e) for e in entities.values()), None, source)
+    return RetrievalPool(
+        {"en": queries}, tuple(entities), tuple(entity_text(e) for e in entities.values()), None, source
+    )
 
 
 def read_mewslix(root: PathLike, split: str, languages: Sequence[str]) -> RetrievalPool:
@@ -232,10 +261,16 @@ def read_mewslix(root: PathLike, split: str, languages: Sequence[str]) -> Retrie
     by_language: dict[str, list[Query]] = {lang: [] for lang in languages}
     for mention in read_wikinews_mentions(mentions_path):
         if mention.language in by_language:
-            by_language[mention.language].append(Query(mention.example_id, mention_text(mention),
-                                                       frozenset({mention.entity_id})))
+            by_language[mention.language].append(
+                Query(mention.example_id, mention_text(mention), frozenset({mention.entity_id}))
+            )
     empty = [lang for lang, queries in by_language.items() if not queries]
     if empty:
         raise RankedRetrievalDataError(f"{mentions_path}: no mentions in language(s) {', '.join(empty)}")
-    return RetrievalPool({lang: tuple(q) for lang, q in by_language.items()}, tuple(e.entity_id for e in entities),
-                         tuple(entity_text(e) for e in entities), None, f"Mewsli-X {split} in {root}")
+    return RetrievalPool(
+        {lang: tuple(q) for lang, q in by_language.items()},
+        tuple(e.entity_id for e in entities),
+        tuple(entity_text(e) for e in entities),
+        None,
+        f"Mewsli-X {split} in {root}",
+    )

@@ -63,7 +63,9 @@ def max_predictions_for(max_length: int, mask_probability: float) -> int:
     return max(1, math.ceil(max_length * mask_probability))
 
 
-def mlm_features(lines: Sequence[str], tokenizer: Any, *, max_length: int, mask_probability: float = 0.15) -> dict[str, np.ndarray]:
+def mlm_features(
+    lines: Sequence[str], tokenizer: Any, *, max_length: int, mask_probability: float = 0.15
+) -> dict[str, np.ndarray]:
     """input_ids and attention_mask [n, max_length], plus the (empty) prediction slots the masker fills per batch."""
     encoded = tokenizer(list(lines), truncation=True, max_length=max_length, padding="max_length")
     n, k = len(lines), max_predictions_for(max_length, mask_probability)
@@ -87,11 +89,15 @@ class DynamicMasking:
       mask_probability: the share of maskable tokens chosen (15%).
     """
 
-    def __init__(self, vocab_size: int, mask_id: int, special_ids: Sequence[int], seed: int, mask_probability: float = 0.15):
+    def __init__(
+        self, vocab_size: int, mask_id: int, special_ids: Sequence[int], seed: int, mask_probability: float = 0.15
+    ):
         if not 0 < mask_probability < 1:
             raise ValueError(f"mask_probability must be in (0, 1), got {mask_probability}")
         if not 0 <= mask_id < vocab_size:
-            raise ValueError(f"mask id {mask_id} is outside the model's vocabulary of {vocab_size}; use the model's tokenizer")
+            raise ValueError(
+                f"mask id {mask_id} is outside the model's vocabulary of {vocab_size}; use the model's tokenizer"
+            )
         self.vocab_size, self.mask_id, self.seed, self.mask_probability = vocab_size, mask_id, seed, mask_probability
         self.special_ids = np.asarray(sorted(set(int(i) for i in special_ids) | {mask_id}), np.int64)
         self.replacements = np.setdiff1d(np.arange(vocab_size), self.special_ids)
@@ -112,8 +118,15 @@ class DynamicMasking:
             chosen = np.sort(rng.choice(candidates, size=count, replace=False))
             action = rng.random(count)
             originals = input_ids[row, chosen]
-            replaced = np.where(action < 0.8, self.mask_id,
-                                np.where(action < 0.9, rng.choice(self.replacements, size=count), originals))
+            replaced = np.where(
+                action < 0.8, self.mask_id, np.where(action < 0.9, rng.choice(self.replacements, size=count), originals)
+            )
             input_ids[row, chosen] = replaced
             positions[row, :count], labels[row, :count], weights[row, :count] = chosen, originals, 1.0
-        return {**batch, "input_ids": input_ids, "mlm_positions": positions, "mlm_labels": labels, "mlm_weights": weights}
+        return {
+            **batch,
+            "input_ids": input_ids,
+            "mlm_positions": positions,
+            "mlm_labels": labels,
+            "mlm_weights": weights,
+        }

@@ -18,8 +18,15 @@ from stilts_jax.core.paths import PathLike, data_path
 
 # TyDiQA-GoldP ids start with the language's English name.
 TYDIQA_LANGUAGE_PREFIXES = {
-    "arabic": "ar", "bengali": "bn", "english": "en", "finnish": "fi", "indonesian": "id",
-    "korean": "ko", "russian": "ru", "swahili": "sw", "telugu": "te",
+    "arabic": "ar",
+    "bengali": "bn",
+    "english": "en",
+    "finnish": "fi",
+    "indonesian": "id",
+    "korean": "ko",
+    "russian": "ru",
+    "swahili": "sw",
+    "telugu": "te",
 }
 
 
@@ -46,8 +53,10 @@ class QADataError(InputError):
 def tydiqa_language(example_id: str) -> str:
     prefix = example_id.split("-", 1)[0].lower()
     if prefix not in TYDIQA_LANGUAGE_PREFIXES:
-        raise QADataError(f"TyDiQA id {example_id!r} does not start with a known language name "
-                          f"({', '.join(TYDIQA_LANGUAGE_PREFIXES)})")
+        raise QADataError(
+            f"TyDiQA id {example_id!r} does not start with a known language name "
+            f"({', '.join(TYDIQA_LANGUAGE_PREFIXES)})"
+        )
     return TYDIQA_LANGUAGE_PREFIXES[prefix]
 
 
@@ -77,12 +86,15 @@ def check_impossible_flag(flag: object, answers: tuple[Answer, ...], example_id:
     if flag not in (True, False):  # also accepts numpy booleans (TFDS) and 0/1
         raise ValueError(f"question {example_id!r}: is_impossible must be true or false, not {flag!r}")
     if flag and answers:
-        raise ValueError(f"question {example_id!r} is marked is_impossible but has {len(answers)} answer(s); "
-                         "SQuAD v2.0 keeps the answers of unanswerable questions under plausible_answers")
+        raise ValueError(
+            f"question {example_id!r} is marked is_impossible but has {len(answers)} answer(s); "
+            "SQuAD v2.0 keeps the answers of unanswerable questions under plausible_answers"
+        )
 
 
-def examples_from_squad_dict(data: dict, source: str, *, language: str | None = None,
-                             allow_unanswerable: bool = False, unique_ids: bool = True) -> list[QAExample]:
+def examples_from_squad_dict(
+    data: dict, source: str, *, language: str | None = None, allow_unanswerable: bool = False, unique_ids: bool = True
+) -> list[QAExample]:
     """Examples of a parsed SQuAD-format dict. `language=None` reads it from TyDiQA-style ids.
 
     `allow_unanswerable` accepts SQuAD v2.0 questions without answers (is_impossible, or an empty answer list);
@@ -101,8 +113,12 @@ def examples_from_squad_dict(data: dict, source: str, *, language: str | None = 
                     answers = tuple(Answer(x["text"], int(x["answer_start"])) for x in qa["answers"])
                     check_impossible_flag(qa.get("is_impossible", False), answers, str(qa["id"]))
                     example = QAExample(
-                        id=str(qa["id"]), question=qa["question"], context=context, answers=answers,
-                        language=language or tydiqa_language(str(qa["id"])), title=article.get("title", ""),
+                        id=str(qa["id"]),
+                        question=qa["question"],
+                        context=context,
+                        answers=answers,
+                        language=language or tydiqa_language(str(qa["id"])),
+                        title=article.get("title", ""),
                     )
                 except QADataError as e:
                     raise QADataError(f"{where}: {e}") from e
@@ -128,13 +144,16 @@ def check_unique_id(example_id: str, source: str, place: str, first_seen: dict[s
     """Record `example_id` as seen at `place` of `source` (a file, a hub split); a second question with the same id is
     a QADataError naming both places (predictions are keyed by id: one of the two would silently go unscored)."""
     if example_id in first_seen:
-        raise QADataError(f"{source}: {place}: question id {example_id!r} is already used by {first_seen[example_id]}; "
-                          "predictions and scores are keyed by question id, so every question needs its own")
+        raise QADataError(
+            f"{source}: {place}: question id {example_id!r} is already used by {first_seen[example_id]}; "
+            "predictions and scores are keyed by question id, so every question needs its own"
+        )
     first_seen[example_id] = place
 
 
-def read_squad_json(path: PathLike, *, language: str | None = None, allow_unanswerable: bool = False,
-                    unique_ids: bool = True) -> list[QAExample]:
+def read_squad_json(
+    path: PathLike, *, language: str | None = None, allow_unanswerable: bool = False, unique_ids: bool = True
+) -> list[QAExample]:
     path = data_path(path)
     if not path.is_file():
         raise QADataError(f"{path} does not exist")
@@ -142,16 +161,20 @@ def read_squad_json(path: PathLike, *, language: str | None = None, allow_unansw
         data = json.loads(read_text(path, QADataError))
     except json.JSONDecodeError as e:
         raise QADataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
-    return examples_from_squad_dict(data, str(path), language=language, allow_unanswerable=allow_unanswerable,
-                                    unique_ids=unique_ids)
+    return examples_from_squad_dict(
+        data, str(path), language=language, allow_unanswerable=allow_unanswerable, unique_ids=unique_ids
+    )
 
 
 def to_squad_dict(examples: Iterable[QAExample], version: str = "1.1") -> dict:
     """SQuAD JSON for examples (one paragraph per example), e.g. to write fixtures or label files."""
     data = []
     for ex in examples:
-        qa = {"id": ex.id, "question": ex.question,
-              "answers": [{"text": a.text, "answer_start": a.start} for a in ex.answers]}
+        qa = {
+            "id": ex.id,
+            "question": ex.question,
+            "answers": [{"text": a.text, "answer_start": a.start} for a in ex.answers],
+        }
         if not ex.answers:
             qa["is_impossible"] = True
         data.append({"title": ex.title, "paragraphs": [{"context": ex.context, "qas": [qa]}]})

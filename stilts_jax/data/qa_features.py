@@ -71,8 +71,10 @@ def pair_template(tokenizer: Any) -> PairTemplate:
     template = PairTemplate(tuple(ids[: first[0]]), tuple(ids[first[-1] + 1 : second[0]]), tuple(ids[second[-1] + 1 :]))
     expected = getattr(tokenizer, "num_special_tokens_to_add", None)
     if callable(expected) and expected(pair=True) != template.added:
-        raise ValueError(f"tokenizer {type(tokenizer).__name__} adds {expected(pair=True)} special tokens to a pair, "
-                         f"but its encoded pair shows {template.added}")
+        raise ValueError(
+            f"tokenizer {type(tokenizer).__name__} adds {expected(pair=True)} special tokens to a pair, "
+            f"but its encoded pair shows {template.added}"
+        )
     return template
 
 
@@ -120,8 +122,15 @@ def answer_tokens(example: QAExample, offsets: np.ndarray) -> tuple[int, int] | 
     return int(token_start), int(max(token_end, token_start))
 
 
-def featurize_qa(examples: Sequence[QAExample], tokenizer: Any, *, max_length: int = 384, doc_stride: int = 128,
-                 max_query_length: int = 64, with_labels: bool = True) -> QAFeatures:
+def featurize_qa(
+    examples: Sequence[QAExample],
+    tokenizer: Any,
+    *,
+    max_length: int = 384,
+    doc_stride: int = 128,
+    max_query_length: int = 64,
+    with_labels: bool = True,
+) -> QAFeatures:
     if not examples:
         raise ValueError("no examples to featurize")
     template = pair_template(tokenizer)
@@ -140,12 +149,14 @@ def featurize_qa(examples: Sequence[QAExample], tokenizer: Any, *, max_length: i
             f"Raise max_length, or lower doc_stride or max_query_length"
         )
 
-    questions = tokenizer([ex.question.lstrip() for ex in examples], add_special_tokens=False,
-                          verbose=False)["input_ids"]
+    questions = tokenizer([ex.question.lstrip() for ex in examples], add_special_tokens=False, verbose=False)[
+        "input_ids"
+    ]
     unique_contexts: dict[str, int] = {}
     context_of = [unique_contexts.setdefault(ex.context, len(unique_contexts)) for ex in examples]
-    encoded = tokenizer(list(unique_contexts), add_special_tokens=False, return_offsets_mapping=True,
-                        verbose=False)  # contexts longer than the model's maximum are expected: they are windowed
+    encoded = tokenizer(
+        list(unique_contexts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
+    )  # contexts longer than the model's maximum are expected: they are windowed
     context_ids = [np.asarray(ids, np.int64) for ids in encoded["input_ids"]]
     context_offsets = [np.asarray(offsets, np.int64).reshape(-1, 2) for offsets in encoded["offset_mapping"]]
 

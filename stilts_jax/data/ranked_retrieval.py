@@ -56,4 +56,5 @@ class RetrievalPool:
                 if missing:
                     raise RankedRetrievalDataError(
                         f"{self.source}: query {query.id!r} ({language}) has relevant candidate(s) "
-                        f"{sorted(missing)[:3]} that are not in the candidate pool")
+                        f"{sorted(missing)[:3]} that are not in the candidate pool"
+                    )

@@ -55,26 +55,65 @@ BUCC_XTREME_SPLITS = ("dev", "test")
 BUCC_XTREME_SPLIT_OF = {"sample": "dev", "training": "test"}  # what download_bucc18 renames them to
 BUCC_LAYOUTS = ("auto", "original", "xtreme")
 
-BUCC_HINT = ("to get it, download BUCC 2018 from https://comparable.limsi.fr/bucc2018/ "
-             "(bucc2018-{lang}-en.sample-gold.tar.bz2 and bucc2018-{lang}-en.training-gold.tar.bz2; `tar -xjf` creates "
-             "bucc2018/{lang}-en/), or run "
-             "`bash scripts/download_data.sh` in a checkout of https://github.com/google-research/xtreme (it writes "
-             "download/bucc2018/{lang}-en.{{dev,test}}.{{{lang},en}} and {lang}-en.dev.gold)")
+BUCC_HINT = (
+    "to get it, download BUCC 2018 from https://comparable.limsi.fr/bucc2018/ "
+    "(bucc2018-{lang}-en.sample-gold.tar.bz2 and bucc2018-{lang}-en.training-gold.tar.bz2; `tar -xjf` creates "
+    "bucc2018/{lang}-en/), or run "
+    "`bash scripts/download_data.sh` in a checkout of https://github.com/google-research/xtreme (it writes "
+    "download/bucc2018/{lang}-en.{{dev,test}}.{{{lang},en}} and {lang}-en.dev.gold)"
+)
 
 # XTREME (utils_preprocess.py tatoeba_preprocess) names: ISO 639-1 -> LASER's ISO 639-3 file names.
 TATOEBA_ISO3 = {
-    "af": "afr", "ar": "ara", "az": "aze", "bg": "bul", "bn": "ben", "de": "deu", "el": "ell", "es": "spa",
-    "et": "est", "eu": "eus", "fa": "pes", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin", "hu": "hun",
-    "id": "ind", "it": "ita", "ja": "jpn", "jv": "jav", "ka": "kat", "kk": "kaz", "ko": "kor", "lt": "lit",
-    "ml": "mal", "mr": "mar", "nl": "nld", "pl": "pol", "pt": "por", "ro": "ron", "ru": "rus", "sw": "swh",
-    "ta": "tam", "te": "tel", "th": "tha", "tl": "tgl", "tr": "tur", "uk": "ukr", "ur": "urd", "vi": "vie",
+    "af": "afr",
+    "ar": "ara",
+    "az": "aze",
+    "bg": "bul",
+    "bn": "ben",
+    "de": "deu",
+    "el": "ell",
+    "es": "spa",
+    "et": "est",
+    "eu": "eus",
+    "fa": "pes",
+    "fi": "fin",
+    "fr": "fra",
+    "he": "heb",
+    "hi": "hin",
+    "hu": "hun",
+    "id": "ind",
+    "it": "ita",
+    "ja": "jpn",
+    "jv": "jav",
+    "ka": "kat",
+    "kk": "kaz",
+    "ko": "kor",
+    "lt": "lit",
+    "ml": "mal",
+    "mr": "mar",
+    "nl": "nld",
+    "pl": "pol",
+    "pt": "por",
+    "ro": "ron",
+    "ru": "rus",
+    "sw": "swh",
+    "ta": "tam",
+    "te": "tel",
+    "th": "tha",
+    "tl": "tgl",
+    "tr": "tur",
+    "uk": "ukr",
+    "ur": "urd",
+    "vi": "vie",
     "zh": "cmn",
 }
 TATOEBA_LAYOUTS = ("auto", "laser", "xtreme")
-TATOEBA_HINT = ("LASER's aligned files are data/tatoeba/v1/tatoeba.{iso3}-eng.{{{iso3},eng}} in "
-                "https://github.com/facebookresearch/LASER; `bash scripts/download_data.sh` in a checkout of "
-                "https://github.com/google-research/xtreme writes download/tatoeba/{lang}-en.{{{lang},en}} (English "
-                "sorted, without the alignment: pass its label file as labels= to score it)")
+TATOEBA_HINT = (
+    "LASER's aligned files are data/tatoeba/v1/tatoeba.{iso3}-eng.{{{iso3},eng}} in "
+    "https://github.com/facebookresearch/LASER; `bash scripts/download_data.sh` in a checkout of "
+    "https://github.com/google-research/xtreme writes download/tatoeba/{lang}-en.{{{lang},en}} (English "
+    "sorted, without the alignment: pass its label file as labels= to score it)"
+)
 
 
 class RetrievalDataError(InputError):
@@ -82,6 +121,7 @@ class RetrievalDataError(InputError):
 
 
 # --- reading lines -----------------------------------------------------------------------------------------------
+
 
 def _lines(path: epath.Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, line without its line break): lines end at \n only, so line numbers are the file's and
@@ -96,6 +136,7 @@ def _missing(path: epath.Path, what: str, hint: str) -> RetrievalDataError:
 
 
 # --- BUCC 2018 ---------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class BuccSplit:
@@ -137,14 +178,17 @@ def bucc_paths(root: PathLike, language: str, split: str, layout: str = "auto") 
         renamed = BUCC_XTREME_SPLIT_OF.get(split)
         xtreme_file = root / f"{pair}.{renamed}.en"
         if layout == "original" and renamed and not (root / pair).is_dir() and xtreme_file.is_file():
-            raise RetrievalDataError(f"{root} has XTREME's BUCC layout, where the {split!r} split is called "
-                                     f"{renamed!r}; ask for split {renamed!r}")
+            raise RetrievalDataError(
+                f"{root} has XTREME's BUCC layout, where the {split!r} split is called "
+                f"{renamed!r}; ask for split {renamed!r}"
+            )
     valid = BUCC_ORIGINAL_SPLITS if layout == "original" else BUCC_XTREME_SPLITS
     if split not in valid:
         known = split in (*BUCC_ORIGINAL_SPLITS, "dev")
         note = "; XTREME renamed sample to dev and training to test" if known else ""
-        raise RetrievalDataError(f"unknown split {split!r} for the {layout} BUCC layout in {root}; valid: "
-                                 f"{', '.join(valid)}{note}")
+        raise RetrievalDataError(
+            f"unknown split {split!r} for the {layout} BUCC layout in {root}; valid: {', '.join(valid)}{note}"
+        )
     folder = root / pair if layout == "original" else root
     stem = folder / f"{pair}.{split}"
     return {"src": data_path(f"{stem}.{language}"), "en": data_path(f"{stem}.en"), "gold": data_path(f"{stem}.gold")}
@@ -177,9 +221,15 @@ def read_bucc_sentences(path: PathLike, language: str) -> tuple[tuple[str, ...],
     return tuple(ids), tuple(sentences)
 
 
-def read_bucc_gold(path: PathLike, language: str, src_ids: Iterable[str] | None = None,
-                   en_ids: Iterable[str] | None = None, *, src_file: PathLike = "",
-                   en_file: PathLike = "") -> frozenset[tuple[str, str]]:
+def read_bucc_gold(
+    path: PathLike,
+    language: str,
+    src_ids: Iterable[str] | None = None,
+    en_ids: Iterable[str] | None = None,
+    *,
+    src_file: PathLike = "",
+    en_file: PathLike = "",
+) -> frozenset[tuple[str, str]]:
     """(src_id, en_id) pairs of a `.gold` file (`xx_id<TAB>en_id` lines); ids are checked against the sides if given
     (`src_file`, `en_file`: the sentence files they come from, named in errors)."""
     path = data_path(path)
@@ -192,17 +242,22 @@ def read_bucc_gold(path: PathLike, language: str, src_ids: Iterable[str] | None 
         where = f"{path}:{number}"
         fields = line.split("\t")
         if len(fields) != 2:
-            raise RetrievalDataError(f"{where}: expected `{language}_id<TAB>en_id`, got {len(fields)} tab-separated "
-                                     f"field(s) ({line[:60]!r})")
+            raise RetrievalDataError(
+                f"{where}: expected `{language}_id<TAB>en_id`, got {len(fields)} tab-separated field(s) ({line[:60]!r})"
+            )
         src, en = fields[0].strip(), fields[1].strip()
         _check_id(src, language, where, hint=" (the foreign id comes first)")
         _check_id(en, "en", where, hint=" (the English id comes second)")
         if known_src is not None and src not in known_src:
-            raise RetrievalDataError(f"{where}: {src!r} is not an id of the {language} sentence file {src_file}; is "
-                                     "this the gold file of another split, or is that file cut short?")
+            raise RetrievalDataError(
+                f"{where}: {src!r} is not an id of the {language} sentence file {src_file}; is "
+                "this the gold file of another split, or is that file cut short?"
+            )
         if known_en is not None and en not in known_en:
-            raise RetrievalDataError(f"{where}: {en!r} is not an id of the English sentence file {en_file}; is this "
-                                     "the gold file of another split, or is that file cut short?")
+            raise RetrievalDataError(
+                f"{where}: {en!r} is not an id of the English sentence file {en_file}; is this "
+                "the gold file of another split, or is that file cut short?"
+            )
         pairs.add((src, en))
     if not pairs:
         raise RetrievalDataError(f"{path} is empty")
@@ -215,12 +270,15 @@ def _check_id(sid: str, language: str, where: str, hint: str = "") -> None:
     if any(ch.isspace() for ch in sid):
         raise RetrievalDataError(f"{where}: id {sid!r} contains white space")
     if not sid.startswith(f"{language}-"):
-        raise RetrievalDataError(f"{where}: id {sid!r} should start with {language + '-'!r}{hint}; BUCC ids are the "
-                                 f"language code, a dash and digits (e.g. {language}-000000001)")
+        raise RetrievalDataError(
+            f"{where}: id {sid!r} should start with {language + '-'!r}{hint}; BUCC ids are the "
+            f"language code, a dash and digits (e.g. {language}-000000001)"
+        )
 
 
-def read_bucc(root: PathLike, language: str, split: str, *, layout: str = "auto",
-              require_gold: bool = False) -> BuccSplit:
+def read_bucc(
+    root: PathLike, language: str, split: str, *, layout: str = "auto", require_gold: bool = False
+) -> BuccSplit:
     """One split of a BUCC 2018 folder in either layout (see the module docstring).
 
     The gold pairs are read when the split's `.gold` file exists (None otherwise; an error with require_gold=True).
@@ -233,8 +291,9 @@ def read_bucc(root: PathLike, language: str, split: str, *, layout: str = "auto"
         gold = read_bucc_gold(paths["gold"], language, src_ids, en_ids, src_file=paths["src"], en_file=paths["en"])
     elif require_gold:
         raise _missing(paths["gold"], f"BUCC {language}-en {split} gold file", BUCC_HINT.format(lang=language))
-    return BuccSplit(language, split, src_ids, src_sentences, en_ids, en_sentences, gold,
-                     source=str(paths["src"].parent))
+    return BuccSplit(
+        language, split, src_ids, src_sentences, en_ids, en_sentences, gold, source=str(paths["src"].parent)
+    )
 
 
 def deduplicate(ids: Sequence[str], sentences: Sequence[str]) -> UniqueSentences:
@@ -251,25 +310,28 @@ def deduplicate(ids: Sequence[str], sentences: Sequence[str]) -> UniqueSentences
     return UniqueSentences(tuple(row), tuple(tuple(g) for g in groups))
 
 
-def expand_pairs(pairs: Iterable[tuple[int, int]], src: UniqueSentences,
-                 en: UniqueSentences) -> set[tuple[str, str]]:
+def expand_pairs(pairs: Iterable[tuple[int, int]], src: UniqueSentences, en: UniqueSentences) -> set[tuple[str, str]]:
     """(src_id, en_id) pairs of mined (unique src row, unique en row) pairs: each id of one with each of the other."""
     return {(s, e) for _, s, e in expand_candidates(((0.0, i, j) for i, j in pairs), src, en)}
 
 
-def expand_candidates(candidates: Iterable[tuple[float, int, int]], src: UniqueSentences,
-                      en: UniqueSentences) -> list[tuple[float, str, str]]:
+def expand_candidates(
+    candidates: Iterable[tuple[float, int, int]], src: UniqueSentences, en: UniqueSentences
+) -> list[tuple[float, str, str]]:
     """(score, src_id, en_id) for mined (score, unique src row, unique en row) triples, in the given order."""
     out = []
     for score, i, j in candidates:
         if not 0 <= i < len(src) or not 0 <= j < len(en):
-            raise RetrievalDataError(f"mined pair ({i}, {j}) is out of range: {len(src)} unique source and "
-                                     f"{len(en)} unique English sentences")
+            raise RetrievalDataError(
+                f"mined pair ({i}, {j}) is out of range: {len(src)} unique source and "
+                f"{len(en)} unique English sentences"
+            )
         out.extend((float(score), s, e) for s in src.ids[i] for e in en.ids[j])
     return out
 
 
 # --- Tatoeba -----------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class TatoebaSet:
@@ -294,8 +356,9 @@ def xtreme_english_order(english: Sequence[str]) -> list[int]:
 def tatoeba_paths(root: PathLike, language: str, layout: str = "auto") -> tuple[str, epath.Path, epath.Path]:
     """(layout, foreign file, English file). `root` holds the files (or a `tatoeba` folder holding them)."""
     if language not in TATOEBA_ISO3:
-        raise RetrievalDataError(f"no Tatoeba language {language!r}; valid (XTREME-R's 41): "
-                                 f"{', '.join(sorted(TATOEBA_ISO3))}")
+        raise RetrievalDataError(
+            f"no Tatoeba language {language!r}; valid (XTREME-R's 41): {', '.join(sorted(TATOEBA_ISO3))}"
+        )
     if layout not in TATOEBA_LAYOUTS:
         raise RetrievalDataError(f"unknown Tatoeba layout {layout!r}; valid: {', '.join(TATOEBA_LAYOUTS)}")
     root = data_path(root)
@@ -312,12 +375,14 @@ def tatoeba_paths(root: PathLike, language: str, layout: str = "auto") -> tuple[
         else:
             raise RetrievalDataError(
                 f"Tatoeba {language} data not found in {root}: expected LASER's {laser[0].name} and {laser[1].name} "
-                f"or XTREME's {xtreme[0].name} and {xtreme[1].name}. {TATOEBA_HINT.format(iso3=iso3, lang=language)}.")
+                f"or XTREME's {xtreme[0].name} and {xtreme[1].name}. {TATOEBA_HINT.format(iso3=iso3, lang=language)}."
+            )
     foreign, english = laser if layout == "laser" else xtreme
     for path in (foreign, english):
         if not path.is_file():
-            raise _missing(path, f"Tatoeba {language} ({layout} layout) file",
-                           TATOEBA_HINT.format(iso3=iso3, lang=language))
+            raise _missing(
+                path, f"Tatoeba {language} ({layout} layout) file", TATOEBA_HINT.format(iso3=iso3, lang=language)
+            )
     return layout, foreign, english
 
 
@@ -352,8 +417,7 @@ def read_index_file(path: PathLike, num_candidates: int | None = None) -> tuple[
     return tuple(indices)
 
 
-def read_tatoeba(root: PathLike, language: str, *, layout: str = "auto",
-                 labels: PathLike | None = None) -> TatoebaSet:
+def read_tatoeba(root: PathLike, language: str, *, layout: str = "auto", labels: PathLike | None = None) -> TatoebaSet:
     """XTREME's Tatoeba task for `language` from LASER's aligned files or XTREME's download (module docstring).
 
     LASER layout: the English side is sorted as XTREME sorts it and the gold is the permutation (labels= is refused).
@@ -364,25 +428,33 @@ def read_tatoeba(root: PathLike, language: str, *, layout: str = "auto",
     foreign = _read_sentences(foreign_path)
     english = _read_sentences(english_path)
     if len(foreign) != len(english):
-        raise RetrievalDataError(f"Tatoeba {language}: {foreign_path} has {len(foreign)} lines but {english_path} has "
-                                 f"{len(english)}; the two sides must have one line per pair")
+        raise RetrievalDataError(
+            f"Tatoeba {language}: {foreign_path} has {len(foreign)} lines but {english_path} has "
+            f"{len(english)}; the two sides must have one line per pair"
+        )
     if layout == "laser":
         if labels is not None:
-            raise RetrievalDataError(f"labels= is for XTREME's sorted files; {foreign_path.parent} holds LASER's "
-                                     f"aligned files, whose gold is computed")
+            raise RetrievalDataError(
+                f"labels= is for XTREME's sorted files; {foreign_path.parent} holds LASER's "
+                f"aligned files, whose gold is computed"
+            )
         order = xtreme_english_order(english)
-        return TatoebaSet(language, tuple(english[i] for i in order), tuple(foreign), tuple(order),
-                          source=str(foreign_path.parent))
+        return TatoebaSet(
+            language, tuple(english[i] for i in order), tuple(foreign), tuple(order), source=str(foreign_path.parent)
+        )
     for number in range(1, len(english)):
         if english[number] < english[number - 1]:
             raise RetrievalDataError(
                 f"{english_path}:{number + 1}: the English side is not sorted ({english[number - 1][:40]!r} comes "
                 f"before {english[number][:40]!r}), so it is not the file XTREME's utils_preprocess.py writes; "
-                f"use layout='laser' for LASER's aligned files")
+                f"use layout='laser' for LASER's aligned files"
+            )
     gold = None
     if labels is not None:
         gold = read_index_file(labels, len(foreign))
         if len(gold) != len(english):
-            raise RetrievalDataError(f"{labels} has {len(gold)} indices but {english_path} has {len(english)} English "
-                                     f"queries; one index per English line is expected")
+            raise RetrievalDataError(
+                f"{labels} has {len(gold)} indices but {english_path} has {len(english)} English "
+                f"queries; one index per English line is expected"
+            )
     return TatoebaSet(language, tuple(english), tuple(foreign), gold, source=str(foreign_path.parent))

@@ -43,8 +43,11 @@ class TaggingFeatures:
         return len(self.sentence_index)
 
     def counts(self) -> dict[str, int]:
-        return {"words_without_pieces": self.words_without_pieces, "overlong_words": self.overlong_words,
-                "split_sentences": self.split_sentences}
+        return {
+            "words_without_pieces": self.words_without_pieces,
+            "overlong_words": self.overlong_words,
+            "split_sentences": self.split_sentences,
+        }
 
     def gather_words(self, best: np.ndarray, num_sentences: int) -> list[list[int]]:
         """Per sentence, the value at each word's first piece (e.g. the argmax tag), parts joined in order."""
@@ -56,12 +59,14 @@ class TaggingFeatures:
         return words
 
 
-def word_pieces(words_per_sentence: Sequence[Sequence[str]], tokenizer: Any, capacity: int
-                ) -> tuple[list[list[list[int]]], int, int]:
+def word_pieces(
+    words_per_sentence: Sequence[Sequence[str]], tokenizer: Any, capacity: int
+) -> tuple[list[list[list[int]]], int, int]:
     """Each word's piece ids (one batched tokenizer call); a word without pieces, or with more than `capacity`, is
     given the unk piece. Returns the pieces per sentence per word and the counts of both kinds of words."""
-    encoded = tokenizer([list(words) for words in words_per_sentence], is_split_into_words=True,
-                        add_special_tokens=False)
+    encoded = tokenizer(
+        [list(words) for words in words_per_sentence], is_split_into_words=True, add_special_tokens=False
+    )
     unk = tokenizer.unk_token_id
     pieces: list[list[list[int]]] = []
     empty = overlong = 0
@@ -95,8 +100,13 @@ def split_into_parts(per_word: Sequence[Sequence[int]], capacity: int) -> list[t
     return parts
 
 
-def featurize_tagging(words_per_sentence: Sequence[Sequence[str]], tokenizer: Any, *, max_length: int,
-                      tags_per_sentence: Sequence[Sequence[int]] | None = None) -> tuple[TaggingFeatures, np.ndarray | None]:
+def featurize_tagging(
+    words_per_sentence: Sequence[Sequence[str]],
+    tokenizer: Any,
+    *,
+    max_length: int,
+    tags_per_sentence: Sequence[Sequence[int]] | None = None,
+) -> tuple[TaggingFeatures, np.ndarray | None]:
     """Rows of <s> pieces </s> (the tokenizer's own specials) padded to max_length, and their labels when tags are given.
 
     `tags_per_sentence` holds tag ids per word; the labels are [F, L] with each word's tag at its first piece and
@@ -135,7 +145,13 @@ def featurize_tagging(words_per_sentence: Sequence[Sequence[str]], tokenizer: An
         attention_mask[r, : len(ids)] = 1
         if labels is not None:
             labels[r, : len(ids)] = label_rows[r]
-    features = TaggingFeatures({"input_ids": input_ids, "attention_mask": attention_mask},
-                               np.asarray(sentence_index, np.int32), np.asarray(first_word, np.int32),
-                               positions_per_row, empty, overlong, split)
+    features = TaggingFeatures(
+        {"input_ids": input_ids, "attention_mask": attention_mask},
+        np.asarray(sentence_index, np.int32),
+        np.asarray(first_word, np.int32),
+        positions_per_row,
+        empty,
+        overlong,
+        split,
+    )
     return features, labels

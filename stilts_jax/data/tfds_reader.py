@@ -25,13 +25,17 @@ def tfds_records(name: str, tfds_split: str, data_dir: epath.Path) -> tuple[Iter
     """All records of a prepared split, and a description for messages; a clear error names how to prepare it."""
     builder = name.split(":", 1)[0]
     builder_dir = data_dir / builder
-    build = (f"`tfds build {builder} --data_dir {data_dir} --file_format array_record` on a machine with network "
-             "access (tfds.data_source reads ArrayRecord data only; TensorFlow is not needed; if tfds fails with "
-             "\"No module named 'importlib_resources'\", pip install importlib_resources)")
+    build = (
+        f"`tfds build {builder} --data_dir {data_dir} --file_format array_record` on a machine with network "
+        "access (tfds.data_source reads ArrayRecord data only; TensorFlow is not needed; if tfds fails with "
+        "\"No module named 'importlib_resources'\", pip install importlib_resources)"
+    )
     prepared = builder_dir.is_dir() and any((v / "dataset_info.json").is_file() for v in builder_dir.iterdir())
     if not prepared:
-        raise InputError(f"TFDS dataset {name!r} is not prepared in {data_dir} (no {builder_dir}/<version>/"
-                         f"dataset_info.json). Prepare it with {build}, or set data_dir to the folder holding it")
+        raise InputError(
+            f"TFDS dataset {name!r} is not prepared in {data_dir} (no {builder_dir}/<version>/"
+            f"dataset_info.json). Prepare it with {build}, or set data_dir to the folder holding it"
+        )
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:

@@ -73,8 +73,9 @@ def write_parquet(path: Path, rows: list[dict[str, object]]) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("premise", pa.string()), ("hypothesis", pa.string()), ("label", pa.int64()),
-                        ("idx", pa.int32())])
+    schema = pa.schema(
+        [("premise", pa.string()), ("hypothesis", pa.string()), ("label", pa.int64()), ("idx", pa.int32())]
+    )
     table = pa.Table.from_pylist(rows, schema=schema)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
@@ -83,8 +84,10 @@ def write_parquet(path: Path, rows: list[dict[str, object]]) -> Path:
 
 def write_glue_mnli(root: Path, layout: dict[str, str]) -> list[Path]:
     """The MNLI train and matched dev files under `root` at the hub-layout paths `layout` names."""
-    return [write_parquet(root / layout["mnli_train"], nli_rows(600, 5)),
-            write_parquet(root / layout["mnli_dev"], nli_rows(90, 6))]
+    return [
+        write_parquet(root / layout["mnli_train"], nli_rows(600, 5)),
+        write_parquet(root / layout["mnli_dev"], nli_rows(90, 6)),
+    ]
 
 
 # XNLI languages among the shipped parallel sentences (google-research/xtreme evaluate.py TASK2LANGS["xnli"]).

@@ -35,7 +35,9 @@ def _number_free_sentences(language: str) -> list[str]:
     return [line for line in (_ascii_digits(x) for x in _lines(language)) if not _NUMBER.search(line)]
 
 
-def make_examples(language: str, count: int, seed: int, *, id_prefix: str, distractors: tuple[int, int] = (1, 3)) -> list[QAExample]:
+def make_examples(
+    language: str, count: int, seed: int, *, id_prefix: str, distractors: tuple[int, int] = (1, 3)
+) -> list[QAExample]:
     """Contexts of number-free sentences, one of which gets a year inserted between two of its words.
 
     The year's position is random, so no word order or template gives it away: only its digits do, and digits
@@ -58,8 +60,14 @@ def make_examples(language: str, count: int, seed: int, *, id_prefix: str, distr
         after = " ".join(others[position:])
         context = " ".join(part for part in (before, fact, after) if part)
         start = (len(before) + 1 if before else 0) + len(prefix)
-        example = QAExample(id=f"{id_prefix}-{i:05d}", question=question, context=context,
-                            answers=(Answer(number, start),), language=language, title=f"demo-{language}")
+        example = QAExample(
+            id=f"{id_prefix}-{i:05d}",
+            question=question,
+            context=context,
+            answers=(Answer(number, start),),
+            language=language,
+            title=f"demo-{language}",
+        )
         validate_example(example, "demo data generator")
         examples.append(example)
     return examples
@@ -83,7 +91,9 @@ def write_all(root: Path, layout: dict[str, str]) -> list[Path]:
     files = {
         "squad_train": squad_examples(600, 1, "train"),
         "squad_dev": squad_examples(60, 2, "dev"),
-        "tydiqa_train": [ex for lang in TYDIQA_LANGUAGES for ex in tydiqa_examples(lang, 300 if lang == "en" else 30, 3, "train")],
+        "tydiqa_train": [
+            ex for lang in TYDIQA_LANGUAGES for ex in tydiqa_examples(lang, 300 if lang == "en" else 30, 3, "train")
+        ],
     }
     for lang in TYDIQA_LANGUAGES:
         files[f"tydiqa_dev_{lang}"] = tydiqa_examples(lang, 40, 4, "dev")

@@ -37,8 +37,16 @@ def xcopa_records(language: str, count: int, seed: int) -> list[dict]:
         label = rng.randint(0, 1)
         matching, different = _with_year(same, year, rng), _with_year(other, wrong, rng)
         choices = [matching, different] if label == 0 else [different, matching]
-        records.append({"premise": _with_year(premise, year, rng), "choice1": choices[0], "choice2": choices[1],
-                        "question": rng.choice(["cause", "effect"]), "label": label, "idx": i})
+        records.append(
+            {
+                "premise": _with_year(premise, year, rng),
+                "choice1": choices[0],
+                "choice2": choices[1],
+                "question": rng.choice(["cause", "effect"]),
+                "label": label,
+                "idx": i,
+            }
+        )
     return records
 
 

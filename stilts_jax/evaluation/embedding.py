@@ -84,8 +84,9 @@ class SentenceEmbedder(nnx.Module):
         if self.single:
             hidden = self.encoder(input_ids, attention_mask, token_type_ids, num_layers=self.layers[0])
             return pool(hidden.last_hidden_state, attention_mask, self.pooling)
-        hidden_states = self.encoder(input_ids, attention_mask, token_type_ids, num_layers=max(self.layers),
-                                     output_hidden_states=True).hidden_states
+        hidden_states = self.encoder(
+            input_ids, attention_mask, token_type_ids, num_layers=max(self.layers), output_hidden_states=True
+        ).hidden_states
         assert hidden_states is not None  # output_hidden_states=True
         return jnp.stack([pool(hidden_states[i], attention_mask, self.pooling) for i in self.layers], axis=1)
 
@@ -161,8 +162,12 @@ class SentenceEncoder:
         order = np.argsort(lengths, kind="stable")
         chunk = -(-_CHUNK_ROWS // self.batch_size) * self.batch_size
         out: np.ndarray | None = None
-        bar = tqdm(total=len(sentences), desc="embedding", unit="sent",
-                   disable=not progress or len(sentences) < 2 * self.batch_size or jax.process_index() != 0)
+        bar = tqdm(
+            total=len(sentences),
+            desc="embedding",
+            unit="sent",
+            disable=not progress or len(sentences) < 2 * self.batch_size or jax.process_index() != 0,
+        )
         for start in range(0, len(order), chunk):
             rows = order[start : start + chunk]
             pooled = self.predictor.predict(self.params, self._arrays(token_ids, rows, lengths), bar=bar)

@@ -49,8 +49,9 @@ class Tile:
             values = [int(v) for v in text.split(",")]
             tile = cls(*values)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"tile {text!r} is not 'block_queries,block_database,block_features,num_warps,num_stages'"
-                             ) from e
+            raise ValueError(
+                f"tile {text!r} is not 'block_queries,block_database,block_features,num_warps,num_stages'"
+            ) from e
         if tile.num_warps < 1 or tile.num_stages < 1:
             raise ValueError(f"tile {text!r}: num_warps and num_stages must be positive")
         for name in ("block_queries", "block_database", "block_features"):
@@ -95,8 +96,17 @@ def _insert(values: list, rows: list, value: jax.Array, row: jax.Array) -> tuple
     return new_values, new_rows
 
 
-def _kernel(queries_ref, database_ref, bias_ref, *out_refs, k: int, block_database: int, block_features: int,
-            num_database_blocks: int, num_feature_blocks: int):
+def _kernel(
+    queries_ref,
+    database_ref,
+    bias_ref,
+    *out_refs,
+    k: int,
+    block_database: int,
+    block_features: int,
+    num_database_blocks: int,
+    num_feature_blocks: int,
+):
     value_refs, row_refs = out_refs[:k], out_refs[k:]
     block_queries = queries_ref.shape[0]
     columns = jax.lax.broadcasted_iota(jnp.int32, (block_queries, block_database), 1)
@@ -110,8 +120,9 @@ def _kernel(queries_ref, database_ref, bias_ref, *out_refs, k: int, block_databa
             x = database_ref[pl.ds(start, block_database), features]
             return scores + jax.lax.dot_general(q, x, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
 
-        scores = jax.lax.fori_loop(0, num_feature_blocks, feature_step,
-                                   jnp.zeros((block_queries, block_database), jnp.float32))
+        scores = jax.lax.fori_loop(
+            0, num_feature_blocks, feature_step, jnp.zeros((block_queries, block_database), jnp.float32)
+        )
         scores = scores + bias_ref[pl.ds(start, block_database)][None, :]  # -inf on padding rows
 
         # Extract the tile's best scores only while one of them still beats some query's k-th: after the first
@@ -132,20 +143,33 @@ def _kernel(queries_ref, database_ref, bias_ref, *out_refs, k: int, block_databa
         _, _, values, rows, _ = jax.lax.while_loop(improves, extract, carry)
         return values, rows
 
-    init = (tuple(jnp.full((block_queries,), -jnp.inf, jnp.float32) for _ in range(k)),
-            tuple(jnp.zeros((block_queries,), jnp.int32) for _ in range(k)))
+    init = (
+        tuple(jnp.full((block_queries,), -jnp.inf, jnp.float32) for _ in range(k)),
+        tuple(jnp.zeros((block_queries,), jnp.int32) for _ in range(k)),
+    )
     values, rows = jax.lax.fori_loop(0, num_database_blocks, database_step, init)
     for p in range(k):
         value_refs[p][...] = values[p]
         row_refs[p][...] = rows[p]
 
 
-@functools.partial(jax.jit, static_argnames=("k", "block_queries", "block_database", "block_features", "num_warps",
-                                             "num_stages", "interpret"))
-def fused_top_k(queries: jax.Array, database: jax.Array, bias: jax.Array, k: int, *,
-                block_queries: int = BLOCK_QUERIES, block_database: int = BLOCK_DATABASE,
-                block_features: int | None = None, num_warps: int = NUM_WARPS, num_stages: int = NUM_STAGES,
-                interpret: bool = False) -> tuple[jax.Array, jax.Array]:
+@functools.partial(
+    jax.jit,
+    static_argnames=("k", "block_queries", "block_database", "block_features", "num_warps", "num_stages", "interpret"),
+)
+def fused_top_k(
+    queries: jax.Array,
+    database: jax.Array,
+    bias: jax.Array,
+    k: int,
+    *,
+    block_queries: int = BLOCK_QUERIES,
+    block_database: int = BLOCK_DATABASE,
+    block_features: int | None = None,
+    num_warps: int = NUM_WARPS,
+    num_stages: int = NUM_STAGES,
+    interpret: bool = False,
+) -> tuple[jax.Array, jax.Array]:
     """Top-k rows of `database` by inner product for every query, best first.
 
     Args:
@@ -164,19 +188,29 @@ def fused_top_k(queries: jax.Array, database: jax.Array, bias: jax.Array, k: int
     if not 1 <= k <= MAX_K:
         raise ValueError(f"the fused kernel takes k from 1 to {MAX_K}, got {k}")
     if num_queries % block_queries or num_rows % block_database or dim % block_features:
-        raise ValueError(f"shapes {queries.shape} x {database.shape} are not multiples of the blocks "
-                         f"({block_queries}, {block_database}, {block_features})")
-    kernel = functools.partial(_kernel, k=k, block_database=block_database, block_features=block_features,
-                               num_database_blocks=num_rows // block_database, num_feature_blocks=dim // block_features)
+        raise ValueError(
+            f"shapes {queries.shape} x {database.shape} are not multiples of the blocks "
+            f"({block_queries}, {block_database}, {block_features})"
+        )
+    kernel = functools.partial(
+        _kernel,
+        k=k,
+        block_database=block_database,
+        block_features=block_features,
+        num_database_blocks=num_rows // block_database,
+        num_feature_blocks=dim // block_features,
+    )
     row_block = pl.BlockSpec((block_queries,), lambda i: (i,))
     outputs = pl.pallas_call(
         kernel,
         out_shape=[jax.ShapeDtypeStruct((num_queries,), jnp.float32)] * k
         + [jax.ShapeDtypeStruct((num_queries,), jnp.int32)] * k,
         grid=(num_queries // block_queries,),
-        in_specs=[pl.BlockSpec((block_queries, dim), lambda i: (i, 0)),
-                  pl.BlockSpec((num_rows, dim), lambda i: (0, 0)),
-                  pl.BlockSpec((num_rows,), lambda i: (0,))],
+        in_specs=[
+            pl.BlockSpec((block_queries, dim), lambda i: (i, 0)),
+            pl.BlockSpec((num_rows, dim), lambda i: (0, 0)),
+            pl.BlockSpec((num_rows,), lambda i: (0,)),
+        ],
         out_specs=[row_block] * (2 * k),
         compiler_params=pallas_triton.CompilerParams(num_warps=num_warps, num_stages=num_stages),
         interpret=interpret,

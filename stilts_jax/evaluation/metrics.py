@@ -65,8 +65,9 @@ def _check_seqeval_version(seqeval_version: str) -> None:
         raise MetricInputError(f"unknown seqeval version {seqeval_version!r}; choose one of {SEQEVAL_VERSIONS}")
 
 
-def seqeval_entities(sentences: Sequence[Sequence[str]], *,
-                     seqeval_version: str = DEFAULT_SEQEVAL_VERSION) -> list[Entity]:
+def seqeval_entities(
+    sentences: Sequence[Sequence[str]], *, seqeval_version: str = DEFAULT_SEQEVAL_VERSION
+) -> list[Entity]:
     """The chunks seqeval's get_entities finds in a list of tagged sentences (conlleval-compatible default mode).
 
     The sentences are concatenated with an "O" after each one, so positions count those separators too and no chunk
@@ -97,8 +98,12 @@ def seqeval_entities(sentences: Sequence[Sequence[str]], *,
     return chunks
 
 
-def seqeval_f1(gold_tag_sequences: Sequence[Sequence[str]], predicted_tag_sequences: Sequence[Sequence[str]], *,
-               seqeval_version: str = DEFAULT_SEQEVAL_VERSION) -> dict[str, float]:
+def seqeval_f1(
+    gold_tag_sequences: Sequence[Sequence[str]],
+    predicted_tag_sequences: Sequence[Sequence[str]],
+    *,
+    seqeval_version: str = DEFAULT_SEQEVAL_VERSION,
+) -> dict[str, float]:
     """Micro entity {"f1", "precision", "recall"} in percent, as xtreme evaluate.py's f1() gets them from seqeval.
 
     Entities are the (type, start, end) chunks of seqeval_entities, compared as sets: precision = correct/predicted,
@@ -122,8 +127,10 @@ def seqeval_f1(gold_tag_sequences: Sequence[Sequence[str]], predicted_tag_sequen
     """
     _check_seqeval_version(seqeval_version)
     if len(gold_tag_sequences) != len(predicted_tag_sequences):
-        raise MetricInputError(f"{len(predicted_tag_sequences)} predicted sentences but {len(gold_tag_sequences)} gold "
-                               f"sentences; one prediction per sentence is expected")
+        raise MetricInputError(
+            f"{len(predicted_tag_sequences)} predicted sentences but {len(gold_tag_sequences)} gold "
+            f"sentences; one prediction per sentence is expected"
+        )
     if not gold_tag_sequences:
         raise MetricInputError("no sentences to score")
     for n, (gold, predicted) in enumerate(zip(gold_tag_sequences, predicted_tag_sequences)):
@@ -187,8 +194,9 @@ def mlqa_mixed_segmentation(text: str) -> list[str]:
 
 def _check_mlqa_language(language: str) -> None:
     if language not in MLQA_LANGUAGES:
-        raise MetricInputError(f"MLQA has no answer normalisation for language {language!r}; "
-                               f"known: {', '.join(MLQA_LANGUAGES)}")
+        raise MetricInputError(
+            f"MLQA has no answer normalisation for language {language!r}; known: {', '.join(MLQA_LANGUAGES)}"
+        )
 
 
 def mlqa_normalize_answer(text: str, language: str) -> str:
@@ -226,8 +234,9 @@ def mlqa_f1(prediction: str, truth: str, language: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def mlqa_scores(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
-                language: str) -> dict[str, float]:
+def mlqa_scores(
+    predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], language: str
+) -> dict[str, float]:
     """{"exact_match", "f1"} in percent over every referenced question, best reference per question; a question
     without a prediction scores 0 (the script warns and counts it). `language` is the answer (context) language."""
     _check_mlqa_language(language)
@@ -265,12 +274,14 @@ def _check_squad_v2_inputs(predictions: Mapping[str, str], references: Mapping[s
         raise MetricInputError("no reference answers to score against")
     missing = [qid for qid in references if qid not in predictions]
     if missing:
-        raise MetricInputError(f"{len(missing)} questions have no prediction (first: {missing[0]!r}); "
-                               f"predict \"\" for no answer")
+        raise MetricInputError(
+            f'{len(missing)} questions have no prediction (first: {missing[0]!r}); predict "" for no answer'
+        )
 
 
-def _squad_v2_raw_scores(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]
-                         ) -> tuple[dict[str, float], dict[str, float]]:
+def _squad_v2_raw_scores(
+    predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]
+) -> tuple[dict[str, float], dict[str, float]]:
     """Per-question exact match and F1 (0 or 1, and 0..1) of the predictions, as the script's get_raw_scores."""
     exact: dict[str, float] = {}
     f1: dict[str, float] = {}
@@ -285,17 +296,24 @@ def _squad_v2_raw_scores(predictions: Mapping[str, str], references: Mapping[str
 def _check_no_answer_scores(no_answer_scores: Mapping[str, float], references: Mapping[str, Sequence[str]]) -> None:
     missing = [qid for qid in references if qid not in no_answer_scores]
     if missing:
-        raise MetricInputError(f"{len(missing)} questions have no no-answer score (first: {missing[0]!r}); the "
-                               f"threshold search needs one per question (null score - best span score)")
+        raise MetricInputError(
+            f"{len(missing)} questions have no no-answer score (first: {missing[0]!r}); the "
+            f"threshold search needs one per question (null score - best span score)"
+        )
     not_a_number = [qid for qid in references if math.isnan(no_answer_scores[qid])]
     if not_a_number:
-        raise MetricInputError(f"{len(not_a_number)} no-answer scores are NaN (first: {not_a_number[0]!r}); "
-                               f"they cannot be ordered, so no threshold can be searched")
+        raise MetricInputError(
+            f"{len(not_a_number)} no-answer scores are NaN (first: {not_a_number[0]!r}); "
+            f"they cannot be ordered, so no threshold can be searched"
+        )
 
 
-def _running_totals(predictions: Mapping[str, str], scores: Mapping[str, float],
-                    no_answer_scores: Mapping[str, float], references: Mapping[str, Sequence[str]]
-                    ) -> tuple[int, list[tuple[float, float]]]:
+def _running_totals(
+    predictions: Mapping[str, str],
+    scores: Mapping[str, float],
+    no_answer_scores: Mapping[str, float],
+    references: Mapping[str, Sequence[str]],
+) -> tuple[int, list[tuple[float, float]]]:
     """The script's find_best_thresh walk: the total when nothing is answered, then (question's no-answer score,
     total) after answering each question in turn, by ascending no-answer score."""
     # Nothing answered: exactly the unanswerable questions are right.
@@ -312,8 +330,12 @@ def _running_totals(predictions: Mapping[str, str], scores: Mapping[str, float],
     return start, steps
 
 
-def _best_threshold(predictions: Mapping[str, str], scores: Mapping[str, float],
-                    no_answer_scores: Mapping[str, float], references: Mapping[str, Sequence[str]]) -> tuple[float, float]:
+def _best_threshold(
+    predictions: Mapping[str, str],
+    scores: Mapping[str, float],
+    no_answer_scores: Mapping[str, float],
+    references: Mapping[str, Sequence[str]],
+) -> tuple[float, float]:
     """The script's find_best_thresh: (best score in percent, the no-answer score it was first reached at)."""
     best, steps = _running_totals(predictions, scores, no_answer_scores, references)
     best_threshold = 0.0  # 0.0 also when answering nothing is best, as the script reports it
@@ -323,8 +345,9 @@ def _best_threshold(predictions: Mapping[str, str], scores: Mapping[str, float],
     return 100.0 * best / len(scores), best_threshold
 
 
-def squad_v2_reachable_f1_threshold(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
-                                    no_answer_scores: Mapping[str, float]) -> float:
+def squad_v2_reachable_f1_threshold(
+    predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], no_answer_scores: Mapping[str, float]
+) -> float:
     """A threshold t at which answering every question scored <= t (predicting "" for the others) gives the best F1.
 
     The official search (squad_v2_best_thresholds) taken only at the ends of runs of tied scores, since a threshold
@@ -345,8 +368,9 @@ def squad_v2_reachable_f1_threshold(predictions: Mapping[str, str], references: 
     return threshold
 
 
-def squad_v2_best_thresholds(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
-                             no_answer_scores: Mapping[str, float]) -> dict[str, float]:
+def squad_v2_best_thresholds(
+    predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], no_answer_scores: Mapping[str, float]
+) -> dict[str, float]:
     """{"best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"}, as evaluate-v2.0.py with --na-prob-file.
 
     `no_answer_scores` is the script's no-answer probability per question; any ordered score works (here: null
@@ -365,17 +389,28 @@ def squad_v2_best_thresholds(predictions: Mapping[str, str], references: Mapping
     return _best_thresholds(predictions, references, no_answer_scores, *_squad_v2_raw_scores(predictions, references))
 
 
-def _best_thresholds(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
-                     no_answer_scores: Mapping[str, float], exact: Mapping[str, float],
-                     f1: Mapping[str, float]) -> dict[str, float]:
+def _best_thresholds(
+    predictions: Mapping[str, str],
+    references: Mapping[str, Sequence[str]],
+    no_answer_scores: Mapping[str, float],
+    exact: Mapping[str, float],
+    f1: Mapping[str, float],
+) -> dict[str, float]:
     best_exact, exact_threshold = _best_threshold(predictions, exact, no_answer_scores, references)
     best_f1, f1_threshold = _best_threshold(predictions, f1, no_answer_scores, references)
-    return {"best_exact": best_exact, "best_exact_thresh": exact_threshold,
-            "best_f1": best_f1, "best_f1_thresh": f1_threshold}
+    return {
+        "best_exact": best_exact,
+        "best_exact_thresh": exact_threshold,
+        "best_f1": best_f1,
+        "best_f1_thresh": f1_threshold,
+    }
 
 
-def squad_v2_scores(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
-                    no_answer_scores: Mapping[str, float] | None = None) -> dict[str, float]:
+def squad_v2_scores(
+    predictions: Mapping[str, str],
+    references: Mapping[str, Sequence[str]],
+    no_answer_scores: Mapping[str, float] | None = None,
+) -> dict[str, float]:
     """SQuAD v2.0 {"exact", "f1", "total"} in percent, plus HasAns_* and NoAns_* for the questions of each kind.
 
     An empty reference list marks an unanswerable question and "" is the prediction "no answer". As the official
@@ -394,12 +429,17 @@ def squad_v2_scores(predictions: Mapping[str, str], references: Mapping[str, Seq
     exact, f1 = _squad_v2_raw_scores(predictions, references)
 
     def summary(qids: list[str]) -> dict[str, float]:
-        return {"exact": 100.0 * sum(exact[q] for q in qids) / len(qids),
-                "f1": 100.0 * sum(f1[q] for q in qids) / len(qids), "total": len(qids)}
+        return {
+            "exact": 100.0 * sum(exact[q] for q in qids) / len(qids),
+            "f1": 100.0 * sum(f1[q] for q in qids) / len(qids),
+            "total": len(qids),
+        }
 
     result = summary(list(references))
-    for prefix, qids in (("HasAns", [q for q, a in references.items() if a]),
-                         ("NoAns", [q for q, a in references.items() if not a])):
+    for prefix, qids in (
+        ("HasAns", [q for q, a in references.items() if a]),
+        ("NoAns", [q for q, a in references.items() if not a]),
+    ):
         if qids:
             result.update({f"{prefix}_{k}": v for k, v in summary(qids).items()})
     if no_answer_scores is not None:
@@ -417,8 +457,9 @@ def accuracy_score(predictions: Sequence[object], labels: Sequence[object]) -> f
     return count_accuracy(predictions, labels, gold_name="labels", unit="example")
 
 
-def map_at_k_by_id(predictions: Mapping[str, Sequence[str]], relevant: Mapping[str, Collection[str]],
-                   k: int = 20) -> float:
+def map_at_k_by_id(
+    predictions: Mapping[str, Sequence[str]], relevant: Mapping[str, Collection[str]], k: int = 20
+) -> float:
     """mAP@k in percent over the queries of `relevant`, each ranked by predictions[query] (ids, best first).
 
     A query without a prediction scores 0 and predictions for unknown queries are ignored, as xtreme's
@@ -427,5 +468,6 @@ def map_at_k_by_id(predictions: Mapping[str, Sequence[str]], relevant: Mapping[s
     as that script does (sum / count, then * 100).
     """
     queries = list(relevant)
-    return mean_average_precision_at_k([list(predictions.get(q, ()))[:k] for q in queries],
-                                       [relevant[q] for q in queries], k)
+    return mean_average_precision_at_k(
+        [list(predictions.get(q, ()))[:k] for q in queries], [relevant[q] for q in queries], k
+    )

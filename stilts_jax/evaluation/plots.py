@@ -35,8 +35,10 @@ class PlotsUnavailable(StiltsError):
     """matplotlib is not installed, so no figure can be drawn."""
 
 
-MISSING_MATPLOTLIB = ("plots need matplotlib, which is not installed: `pip install 'matplotlib>=3.8'` (it is in "
-                      "requirements.txt), or turn plots off with --config.evaluation.plots=false")
+MISSING_MATPLOTLIB = (
+    "plots need matplotlib, which is not installed: `pip install 'matplotlib>=3.8'` (it is in "
+    "requirements.txt), or turn plots off with --config.evaluation.plots=false"
+)
 
 
 def _figure(width: float, height: float) -> Any:
@@ -102,22 +104,40 @@ def layer_series(per_layer: Mapping[int | str, Mapping[str, Mapping[str, float]]
     languages = sorted({lang for rows in by_layer.values() for lang in rows})
     if not layers or not languages:
         raise ValueError(f"no per-layer scores to plot (got {len(layers)} layers, {len(languages)} languages)")
-    values = np.array([[by_layer[layer].get(lang, {}).get(metric, np.nan) for layer in layers] for lang in languages],
-                      dtype=float)
+    values = np.array(
+        [[by_layer[layer].get(lang, {}).get(metric, np.nan) for layer in layers] for lang in languages], dtype=float
+    )
     if not np.isfinite(values).any():
         raise ValueError(f"no per-layer scores carry the metric {metric!r}")
     return LayerSeries(layers, languages, values, _mean_over_languages(values))
 
 
-def layer_curves_png(per_layer: Mapping[int | str, Mapping[str, Mapping[str, float]]], metric: str, *,
-                     default_layer: int, task: str, model: str = "", intermediate: str | None = None) -> bytes:
+def layer_curves_png(
+    per_layer: Mapping[int | str, Mapping[str, Mapping[str, float]]],
+    metric: str,
+    *,
+    default_layer: int,
+    task: str,
+    model: str = "",
+    intermediate: str | None = None,
+) -> bytes:
     """One thin line per language and a bold mean line over the encoder's layers; the default layer marked."""
-    return _png(layer_curves_figure(per_layer, metric, default_layer=default_layer, task=task, model=model,
-                                    intermediate=intermediate))
+    return _png(
+        layer_curves_figure(
+            per_layer, metric, default_layer=default_layer, task=task, model=model, intermediate=intermediate
+        )
+    )
 
 
-def layer_curves_figure(per_layer: Mapping[int | str, Mapping[str, Mapping[str, float]]], metric: str, *,
-                        default_layer: int, task: str, model: str = "", intermediate: str | None = None) -> Any:
+def layer_curves_figure(
+    per_layer: Mapping[int | str, Mapping[str, Mapping[str, float]]],
+    metric: str,
+    *,
+    default_layer: int,
+    task: str,
+    model: str = "",
+    intermediate: str | None = None,
+) -> Any:
     """`layer_curves_png`'s matplotlib Figure, before rendering."""
     series = layer_series(per_layer, metric)
     figure = _figure(7.5, 4.5)
@@ -136,9 +156,18 @@ def layer_curves_figure(per_layer: Mapping[int | str, Mapping[str, Mapping[str, 
     low, high = series.layers[0], series.layers[-1]
     where = (default_layer - low) / (high - low) if high > low else 0.5
     align, shift = ("left", 4) if where < 0.25 else ("right", -4) if where > 0.75 else ("center", 0)
-    ax.annotate(label, (default_layer, 0.98), xycoords=ax.get_xaxis_transform(), xytext=(shift, 0),
-                textcoords="offset points", ha=align, va="top", fontsize=8, zorder=5,
-                bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor="grey", alpha=0.9))
+    ax.annotate(
+        label,
+        (default_layer, 0.98),
+        xycoords=ax.get_xaxis_transform(),
+        xytext=(shift, 0),
+        textcoords="offset points",
+        ha=align,
+        va="top",
+        fontsize=8,
+        zorder=5,
+        bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor="grey", alpha=0.9),
+    )
     if len(series.layers) <= 30:
         ax.set_xticks(series.layers)
     ax.set_xlabel("layer (0 = embeddings output)")
@@ -147,13 +176,19 @@ def layer_curves_figure(per_layer: Mapping[int | str, Mapping[str, Mapping[str, 
     title = f"{task}: {metric} per layer"
     subtitle = _subtitle(model, intermediate)
     ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False,
-              ncol=max(1, math.ceil((len(series.languages) + 1) / 20)))
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=7,
+        frameon=False,
+        ncol=max(1, math.ceil((len(series.languages) + 1) / 20)),
+    )
     return figure
 
 
-def chain_lines_png(tasks: Sequence[str], scores: Sequence[Sequence[float | None]],
-                    stages: Sequence[str] | None = None) -> bytes:
+def chain_lines_png(
+    tasks: Sequence[str], scores: Sequence[Sequence[float | None]], stages: Sequence[str] | None = None
+) -> bytes:
     """A sequential chain's English dev scores: x = the stage after which they were measured, one line per stage
     task (starting where that task was trained); `scores[after][task_index]`, None where not measured. `stages`:
     the stages' names when they are not `tasks` (a multi-task stage has several tasks, so several lines)."""
@@ -164,7 +199,9 @@ def chain_lines_png(tasks: Sequence[str], scores: Sequence[Sequence[float | None
         points = [(k, row[t]) for k, row in enumerate(scores) if t < len(row) and row[t] is not None]
         if points:
             xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, color=color, marker="o", linewidth=1.8, label=task if stages is not None else f"{t}: {task}")
+            ax.plot(
+                xs, ys, color=color, marker="o", linewidth=1.8, label=task if stages is not None else f"{t}: {task}"
+            )
     ax.set_xticks(list(range(len(names))))
     ax.set_xticklabels([f"after {k}: {name}" for k, name in enumerate(names)], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("English dev score")
@@ -204,18 +241,33 @@ def language_bars(per_language: Mapping[str, Mapping[str, float]], metrics: Sequ
     return LanguageBars(languages, list(metrics), values, values.mean(axis=1))
 
 
-def language_bars_png(per_language: Mapping[str, Mapping[str, float]], metrics: Sequence[tuple[str, str]], *,
-                      task: str, model: str = "", intermediate: str | None = None,
-                      source_language: str = "en") -> bytes:
+def language_bars_png(
+    per_language: Mapping[str, Mapping[str, float]],
+    metrics: Sequence[tuple[str, str]],
+    *,
+    task: str,
+    model: str = "",
+    intermediate: str | None = None,
+    source_language: str = "en",
+) -> bytes:
     """A bar per language (grouped bars for several metrics, e.g. F1 and EM), the source language highlighted,
     each metric's average over all languages as a dashed horizontal line. `metrics` are (key, label) pairs."""
-    return _png(language_bars_figure(per_language, metrics, task=task, model=model, intermediate=intermediate,
-                                     source_language=source_language))
+    return _png(
+        language_bars_figure(
+            per_language, metrics, task=task, model=model, intermediate=intermediate, source_language=source_language
+        )
+    )
 
 
-def language_bars_figure(per_language: Mapping[str, Mapping[str, float]], metrics: Sequence[tuple[str, str]], *,
-                         task: str, model: str = "", intermediate: str | None = None,
-                         source_language: str = "en") -> Any:
+def language_bars_figure(
+    per_language: Mapping[str, Mapping[str, float]],
+    metrics: Sequence[tuple[str, str]],
+    *,
+    task: str,
+    model: str = "",
+    intermediate: str | None = None,
+    source_language: str = "en",
+) -> Any:
     """`language_bars_png`'s matplotlib Figure, before rendering."""
     bars = language_bars(per_language, metrics)
     count, groups = len(bars.languages), len(bars.metrics)
@@ -226,12 +278,24 @@ def language_bars_figure(per_language: Mapping[str, Mapping[str, float]], metric
     for m, (_, label) in enumerate(bars.metrics):
         colors = [SOURCE_BAR_COLORS[m % 2] if lang == source_language else BAR_COLORS[m % 2] for lang in bars.languages]
         offsets = positions - 0.4 + width * (m + 0.5)
-        drawn = ax.bar(offsets, np.nan_to_num(bars.values[m]), width=width, color=colors, edgecolor="white",
-                       linewidth=0.5, label=label)
+        drawn = ax.bar(
+            offsets,
+            np.nan_to_num(bars.values[m]),
+            width=width,
+            color=colors,
+            edgecolor="white",
+            linewidth=0.5,
+            label=label,
+        )
         if count * groups <= MAX_VALUE_LABELS:
             ax.bar_label(drawn, fmt="%.1f", fontsize=7, padding=2)
-        ax.axhline(bars.averages[m], color=AVERAGE_COLORS[m % 2], linestyle="--", linewidth=1.4,
-                   label=f"average {label} (all languages): {bars.averages[m]:.1f}")
+        ax.axhline(
+            bars.averages[m],
+            color=AVERAGE_COLORS[m % 2],
+            linestyle="--",
+            linewidth=1.4,
+            label=f"average {label} (all languages): {bars.averages[m]:.1f}",
+        )
     handles, labels = ax.get_legend_handles_labels()
     order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("average"))  # bars first, then lines
     handles, labels = [handles[i] for i in order], [labels[i] for i in order]

@@ -66,8 +66,15 @@ class Predictor:
     of them.
     """
 
-    def __init__(self, spec: ModelSpec, mesh: Mesh, rules: Sequence[tuple[str, Any]], batch_size: int, *,
-                 length_buckets: bool = True):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        mesh: Mesh,
+        rules: Sequence[tuple[str, Any]],
+        batch_size: int,
+        *,
+        length_buckets: bool = True,
+    ):
         shards = batch_shard_count(mesh, rules)
         self.batch_size = -(-batch_size // shards) * shards
         self.mesh, self.rules = mesh, rules
@@ -93,8 +100,10 @@ class Predictor:
         mask = inputs.get("attention_mask")
         width = mask.shape[-1] if mask is not None else 0
         if not self.length_buckets or mask is None:
-            return [(np.arange(start, min(start + self.batch_size, total)), width)
-                    for start in range(0, total, self.batch_size)]
+            return [
+                (np.arange(start, min(start + self.batch_size, total)), width)
+                for start in range(0, total, self.batch_size)
+            ]
         lengths = mask.reshape(total, -1, width).sum(-1).max(-1)
         return bucket_plan(lengths, self.batch_size, width)
 
@@ -105,11 +114,20 @@ class Predictor:
             chunk = np.zeros((self.batch_size, *part.shape[1:]), array.dtype)
             chunk[: len(rows)] = part
             sharding = batch_sharding(self.mesh, self.rules, ndim=array.ndim)
-            batch[name] = jax.make_array_from_process_local_data(sharding, chunk[process_local_rows(sharding, chunk.shape)], chunk.shape)
+            batch[name] = jax.make_array_from_process_local_data(
+                sharding, chunk[process_local_rows(sharding, chunk.shape)], chunk.shape
+            )
         return batch
 
-    def predict(self, params: Any, arrays: dict[str, np.ndarray], *, desc: str = "predict", progress: bool = True,
-                bar: tqdm | None = None) -> np.ndarray:
+    def predict(
+        self,
+        params: Any,
+        arrays: dict[str, np.ndarray],
+        *,
+        desc: str = "predict",
+        progress: bool = True,
+        bar: tqdm | None = None,
+    ) -> np.ndarray:
         """The outputs of every row of `arrays` (their MODEL_INPUTS entries), in the input order.
 
         bar: an open progress bar to advance by the rows done (one bar over several calls); it is left open.

@@ -60,8 +60,15 @@ def _windows_by_example(features: QAFeatures) -> dict[int, list[int]]:
     return by_example
 
 
-def score_answers(examples: Sequence[QAExample], features: QAFeatures, start_logits: np.ndarray,
-                  end_logits: np.ndarray, *, n_best: int = 20, max_answer_length: int = 30) -> dict[str, QAPrediction]:
+def score_answers(
+    examples: Sequence[QAExample],
+    features: QAFeatures,
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> dict[str, QAPrediction]:
     """The highest-scoring valid span (start + end logit) over all windows of each question, and its null score.
 
     Valid spans lie inside the context, start at a token that has its maximum context in the window
@@ -93,9 +100,17 @@ def score_answers(examples: Sequence[QAExample], features: QAFeatures, start_log
     return predictions
 
 
-def best_answers(examples: Sequence[QAExample], features: QAFeatures, start_logits: np.ndarray, end_logits: np.ndarray,
-                 *, n_best: int = 20, max_answer_length: int = 30, with_null: bool = False,
-                 null_score_diff_threshold: float = 0.0) -> dict[str, str]:
+def best_answers(
+    examples: Sequence[QAExample],
+    features: QAFeatures,
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    with_null: bool = False,
+    null_score_diff_threshold: float = 0.0,
+) -> dict[str, str]:
     """Question id -> answer text.
 
     Without `with_null` (SQuAD v1.1 and its cross-lingual sets) the best valid span, or "" when there is none.
@@ -103,8 +118,9 @@ def best_answers(examples: Sequence[QAExample], features: QAFeatures, start_logi
     threshold answers more questions. The threshold is run_squad.py's null_score_diff_threshold (default 0.0). The
     SQuAD v2.0 answers come as NullThresholdedAnswers, which also hold the spans and no-answer scores.
     """
-    scored = score_answers(examples, features, start_logits, end_logits, n_best=n_best,
-                           max_answer_length=max_answer_length)
+    scored = score_answers(
+        examples, features, start_logits, end_logits, n_best=n_best, max_answer_length=max_answer_length
+    )
     if not with_null:
         return {qid: p.text for qid, p in scored.items()}
     return NullThresholdedAnswers(scored, null_score_diff_threshold)

@@ -18,8 +18,13 @@ def write_predictions(path: PathLike, predictions: dict[str, str]) -> epath.Path
     return path
 
 
-def summarize(task: str, per_language: dict[str, dict[str, float]], source_language: str = "en",
-              benchmark_name: str | None = None, protocol: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize(
+    task: str,
+    per_language: dict[str, dict[str, float]],
+    source_language: str = "en",
+    benchmark_name: str | None = None,
+    protocol: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Averages over all evaluated languages and over the zero-shot ones (all but English), and, where a benchmark's
     language list differs from the evaluated one, over each benchmark's own list (XTREME's, as the paper's tables,
     and XTREME-R's), each labelled with its languages so no average mixes them silently.
@@ -78,8 +83,9 @@ def protocol_markdown(protocol: dict[str, Any]) -> str:
             changed = entry["changed_from_preset"]
             changed_text = f"; changed: {', '.join(changed)}" if changed else ""
             step = f" (step {entry['selected_step']})" if entry.get("selected_step") is not None else ""
-            lines.append(f"- {label}: {task}; preset {entry['preset']}{changed_text}; selection: "
-                         f"{entry['selection']}{step}")
+            lines.append(
+                f"- {label}: {task}; preset {entry['preset']}{changed_text}; selection: {entry['selection']}{step}"
+            )
     for key, value in protocol.items():
         if key not in ("setting", "split", "intermediate", "target"):
             lines.append(f"- {key.replace('_', ' ')}: {value}")
@@ -95,11 +101,15 @@ def markdown_table(summary: dict[str, Any], columns: list[tuple[str, str]]) -> s
         lines += [protocol_markdown(summary["protocol"]).rstrip("\n"), ""]
     lines += [header, "|" + "---|" * (len(columns) + 2)]
     for lang, row in sorted(summary["per_language"].items()):
-        lines.append(f"| {lang} | " + " | ".join(_cell(row, k) for k, _ in columns) + f" | {int(row.get('examples', 0))} |")
+        lines.append(
+            f"| {lang} | " + " | ".join(_cell(row, k) for k, _ in columns) + f" | {int(row.get('examples', 0))} |"
+        )
     count = len(summary.get("average_languages") or summary["per_language"])
     averages = [(f"**average ({count} evaluated languages)**", summary["average"])]
-    averages += [(f"**average ({name}: {len(entry['languages'])} languages)**", entry["scores"])
-                 for name, entry in summary.get("benchmark_averages", {}).items()]
+    averages += [
+        (f"**average ({name}: {len(entry['languages'])} languages)**", entry["scores"])
+        for name, entry in summary.get("benchmark_averages", {}).items()
+    ]
     averages.append(("**average (zero-shot, no en)**", summary["average_zero_shot"]))
     for label, avg in averages:
         if avg:
@@ -112,8 +122,9 @@ def _cell(row: dict[str, float], key: str) -> str:
     return f"{row[key]:.1f}" if key in row else "-"
 
 
-def write_results(workdir: PathLike, summary: dict[str, Any], columns: list[tuple[str, str]]
-                  ) -> tuple[epath.Path, epath.Path]:
+def write_results(
+    workdir: PathLike, summary: dict[str, Any], columns: list[tuple[str, str]]
+) -> tuple[epath.Path, epath.Path]:
     workdir = as_path(workdir)
     json_path, md_path = workdir / "results.json", workdir / "results.md"
     atomic_write_text(json_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -115,13 +115,15 @@ def apply_threshold(candidates: Iterable[Candidate], threshold: float) -> set[Pa
     return {pair for pair, score in _best_scores(candidates).items() if score >= threshold}
 
 
-def count_accuracy(predictions: Sequence[object], gold: Sequence[object], *, gold_name: str, unit: str,
-                   units: str = "") -> float:
+def count_accuracy(
+    predictions: Sequence[object], gold: Sequence[object], *, gold_name: str, unit: str, units: str = ""
+) -> float:
     """Percentage of positions where the prediction equals the gold value: the one accuracy of the project
     (metrics.accuracy_score, Tatoeba's `accuracy`, the classification tasks)."""
     if len(predictions) != len(gold):
-        raise MetricInputError(f"{len(predictions)} predictions but {len(gold)} {gold_name}; one prediction per {unit} "
-                               f"is expected")
+        raise MetricInputError(
+            f"{len(predictions)} predictions but {len(gold)} {gold_name}; one prediction per {unit} is expected"
+        )
     if not gold:
         raise MetricInputError(f"no {units or unit + 's'} to score")
     return 100.0 * sum(int(p == g) for p, g in zip(predictions, gold)) / len(gold)
@@ -129,8 +131,13 @@ def count_accuracy(predictions: Sequence[object], gold: Sequence[object], *, gol
 
 def accuracy(predicted_indices: Sequence[int], gold_indices: Sequence[int]) -> float:
     """Percentage of positions where the predicted index equals the gold one (Tatoeba)."""
-    return count_accuracy([int(p) for p in predicted_indices], [int(g) for g in gold_indices],
-                          gold_name="gold indices", unit="query", units="queries")
+    return count_accuracy(
+        [int(p) for p in predicted_indices],
+        [int(g) for g in gold_indices],
+        gold_name="gold indices",
+        unit="query",
+        units="queries",
+    )
 
 
 def average_precision_at_k(ranking: Sequence[Hashable], relevant: Collection[Hashable], k: int = 20) -> float:
@@ -150,8 +157,9 @@ def average_precision_at_k(ranking: Sequence[Hashable], relevant: Collection[Has
     return total / min(k, len(relevant))
 
 
-def mean_average_precision_at_k(rankings: Sequence[Sequence[Hashable]], relevant: Sequence[Collection[Hashable]],
-                                k: int = 20) -> float:
+def mean_average_precision_at_k(
+    rankings: Sequence[Sequence[Hashable]], relevant: Sequence[Collection[Hashable]], k: int = 20
+) -> float:
     """mAP@k in percent: rankings[q] is query q's ranked candidate ids, relevant[q] the set of its relevant ids (the
     one mAP of the project: metrics.map_at_k_by_id reads it by query id)."""
     if len(rankings) != len(relevant):

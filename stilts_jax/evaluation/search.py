@@ -55,19 +55,27 @@ def finite_rows(array: np.ndarray, what: str, *, drop: bool) -> np.ndarray | Non
     bad = non_finite_rows(array)
     if not len(bad):
         return None
-    shown = f"row{'s' if len(bad) > 1 else ''} " + ", ".join(str(i) for i in bad[:5]) + (
-        f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
+    shown = (
+        f"row{'s' if len(bad) > 1 else ''} "
+        + ", ".join(str(i) for i in bad[:5])
+        + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
+    )
     if not drop:
         raise InputError(
             f"{len(bad)} of the {len(array)} {what} rows hold NaN or inf values ({shown}, counting "
             "from 0): they would rank first or vanish from every search. Fix what produced those "
             "embeddings, or leave the rows out: drop_non_finite=True in the library, --drop-non-finite on "
-            "python -m stilts_jax.search / stilts_jax.mine")
+            "python -m stilts_jax.search / stilts_jax.mine"
+        )
     if len(bad) == len(array):
         raise InputError(f"all {len(array)} {what} rows hold NaN or inf values: nothing is left to search")
     if jax.process_index() == 0:
-        print(f"warning: left out {len(bad)} of the {len(array)} {what} rows holding NaN or inf values ({shown}, "
-              "counting from 0); returned indices still count every row", file=sys.stderr, flush=True)
+        print(
+            f"warning: left out {len(bad)} of the {len(array)} {what} rows holding NaN or inf values ({shown}, "
+            "counting from 0); returned indices still count every row",
+            file=sys.stderr,
+            flush=True,
+        )
     keep = np.ones(len(array), bool)
     keep[bad] = False
     return np.flatnonzero(keep)
@@ -83,8 +91,9 @@ class SearchResult:
     scores: np.ndarray  # [num_queries, k] float32, best first (-inf for a left-out query)
     indices: np.ndarray  # [num_queries, k] int64 rows of the database (-1 for a left-out query)
 
-    def expand(self, kept_queries: np.ndarray | None, num_queries: int, database_rows: np.ndarray | None
-               ) -> SearchResult:
+    def expand(
+        self, kept_queries: np.ndarray | None, num_queries: int, database_rows: np.ndarray | None
+    ) -> SearchResult:
         """This result of a search over kept rows only, in the numbering of all rows: `kept_queries` are the rows
         of the full query set it answers (the others get scores -inf and indices -1), `database_rows` maps the
         kept database's rows to the full database's."""
@@ -120,10 +129,20 @@ class NearestNeighbors:
         them; indices keep counting every database row, and a left-out query gets scores -inf and indices -1.
     """
 
-    def __init__(self, database: np.ndarray, *, devices: Sequence[jax.Device] | None = None, chunk_size: int | None = None,
-                 block_rows: int | None = None, dtype: str | jnp.dtype = jnp.float32, approx: bool = False,
-                 recall_target: float = 0.95, kernel: str = "xla", tile: fused.Tile | None = None,
-                 drop_non_finite: bool = False):
+    def __init__(
+        self,
+        database: np.ndarray,
+        *,
+        devices: Sequence[jax.Device] | None = None,
+        chunk_size: int | None = None,
+        block_rows: int | None = None,
+        dtype: str | jnp.dtype = jnp.float32,
+        approx: bool = False,
+        recall_target: float = 0.95,
+        kernel: str = "xla",
+        tile: fused.Tile | None = None,
+        drop_non_finite: bool = False,
+    ):
         database = np.asarray(database)
         if database.ndim != 2 or len(database) == 0:
             raise InputError(f"the database must be a non-empty [N, d] array, got shape {database.shape}")
@@ -139,8 +158,10 @@ class NearestNeighbors:
         if kernel not in KERNELS:
             raise InputError(f"unknown search kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
         if kernel == "fused" and devices[0].platform not in ("gpu", "cuda", "rocm", "cpu"):
-            raise InputError(f"the fused search kernel is written for GPUs (Pallas Triton), not {devices[0].platform}: "
-                             "use kernel='xla' (with approx=True on TPU)")
+            raise InputError(
+                f"the fused search kernel is written for GPUs (Pallas Triton), not {devices[0].platform}: "
+                "use kernel='xla' (with approx=True on TPU)"
+            )
         if kernel == "fused" and approx:
             raise InputError("approx applies to kernel='xla' only: the fused kernel is exact")
         self.kernel = kernel
@@ -190,14 +211,23 @@ class NearestNeighbors:
                     values, index = jax.lax.top_k(scores, min(k, block.shape[0]))
                 return values, index + first_row
 
-            def local_top_k(queries: jax.Array, shard: jax.Array, bias: jax.Array | None
-                            ) -> tuple[jax.Array, jax.Array]:
+            def local_top_k(
+                queries: jax.Array, shard: jax.Array, bias: jax.Array | None
+            ) -> tuple[jax.Array, jax.Array]:
                 offset = jax.lax.axis_index(_AXIS) * shard_rows
                 if use_fused:
                     values, index = fused.fused_top_k(
-                        queries, shard, bias, local_k, block_queries=tile.block_queries,
-                        block_database=tile.block_database, block_features=tile.block_features or None,
-                        num_warps=tile.num_warps, num_stages=tile.num_stages, interpret=interpret)
+                        queries,
+                        shard,
+                        bias,
+                        local_k,
+                        block_queries=tile.block_queries,
+                        block_database=tile.block_database,
+                        block_features=tile.block_features or None,
+                        num_warps=tile.num_warps,
+                        num_stages=tile.num_stages,
+                        interpret=interpret,
+                    )
                     return values[None], (index + offset)[None]
                 if num_blocks == 1:
                     values, index = block_top_k(queries, shard, offset)
@@ -219,16 +249,18 @@ class NearestNeighbors:
                 (values, index), _ = jax.lax.scan(merge_block, init, (blocks, starts))
                 return values[None], index[None]
 
-            sharded = jax.shard_map(local_top_k, mesh=self.mesh,
-                                    in_specs=(P(), P(_AXIS, None), None if self._bias is None else P(_AXIS)),
-                                    out_specs=(P(_AXIS), P(_AXIS)),
-                                    # pallas_call outputs carry no per-axis variance annotation to check
-                                    check_vma=not use_fused)
+            sharded = jax.shard_map(
+                local_top_k,
+                mesh=self.mesh,
+                in_specs=(P(), P(_AXIS, None), None if self._bias is None else P(_AXIS)),
+                out_specs=(P(_AXIS), P(_AXIS)),
+                # pallas_call outputs carry no per-axis variance annotation to check
+                check_vma=not use_fused,
+            )
 
             # Replicated result: every process reads the whole top-k from its own devices.
             @partial(jax.jit, out_shardings=self._replicated)
-            def search(queries: jax.Array, database: jax.Array, bias: jax.Array | None
-                       ) -> tuple[jax.Array, jax.Array]:
+            def search(queries: jax.Array, database: jax.Array, bias: jax.Array | None) -> tuple[jax.Array, jax.Array]:
                 values, index = sharded(queries, database, bias)  # [shards, q, local_k]
                 values = jnp.moveaxis(values, 0, 1).reshape(queries.shape[0], -1)
                 index = jnp.moveaxis(index, 0, 1).reshape(queries.shape[0], -1)
@@ -289,6 +321,7 @@ def knn(queries: np.ndarray, database: np.ndarray, k: int, *, normalize: bool = 
 
 # --- BUCC-style margin mining (Artetxe & Schwenk 2019, as LASER and XTREME use it) ------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class MarginNeighbors:
     forward: SearchResult  # each x's k nearest y
@@ -297,8 +330,9 @@ class MarginNeighbors:
     backward_margin: np.ndarray  # [Ny, k]
 
 
-def ratio_margin(x: np.ndarray, y: np.ndarray, k: int = 4, *, drop_non_finite: bool = False,
-                 **options) -> MarginNeighbors:
+def ratio_margin(
+    x: np.ndarray, y: np.ndarray, k: int = 4, *, drop_non_finite: bool = False, **options
+) -> MarginNeighbors:
     """Cosine kNN both ways and the ratio margin cos(x,y) / ((mean_k cos(x,NN(x)) + mean_k cos(y,NN(y))) / 2).
 
     Rows holding NaN or inf are refused, or with drop_non_finite=True left out of both searches and the margins:
@@ -314,8 +348,12 @@ def ratio_margin(x: np.ndarray, y: np.ndarray, k: int = 4, *, drop_non_finite: b
     mean_y = backward.scores.mean(axis=1)
     forward_margin = forward.scores / ((mean_x[:, None] + mean_y[forward.indices]) / 2)
     backward_margin = backward.scores / ((mean_y[:, None] + mean_x[backward.indices]) / 2)
-    return MarginNeighbors(forward.expand(kept_x, num_x, kept_y), backward.expand(kept_y, num_y, kept_x),
-                           _expand_rows(forward_margin, kept_x, num_x), _expand_rows(backward_margin, kept_y, num_y))
+    return MarginNeighbors(
+        forward.expand(kept_x, num_x, kept_y),
+        backward.expand(kept_y, num_y, kept_x),
+        _expand_rows(forward_margin, kept_x, num_x),
+        _expand_rows(backward_margin, kept_y, num_y),
+    )
 
 
 def _expand_rows(margins: np.ndarray, kept: np.ndarray | None, num_rows: int) -> np.ndarray:
@@ -349,4 +387,3 @@ def mine_max(neighbors: MarginNeighbors) -> list[tuple[float, int, int]]:
             used_y.add(j)
             pairs.append((score, i, j))
     return pairs
-

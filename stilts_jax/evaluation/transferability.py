@@ -87,8 +87,14 @@ def _logme_columns(features: jax.Array, targets: jax.Array) -> tuple[jax.Array, 
     _, alpha, beta, _ = jax.lax.while_loop(not_settled, body, (1, first_alpha, first_beta, ones))
     _, m2, residual = _sums(sigma, x2, rest, alpha / beta)
     log_det = jnp.sum(jnp.log(alpha + beta * sigma), axis=0) + (d - s.shape[0]) * jnp.log(alpha)
-    evidence = (d / 2 * jnp.log(alpha) + n / 2 * jnp.log(beta) - n / 2 * math.log(2 * math.pi)
-                - beta / 2 * residual - alpha / 2 * m2 - log_det / 2)
+    evidence = (
+        d / 2 * jnp.log(alpha)
+        + n / 2 * jnp.log(beta)
+        - n / 2 * math.log(2 * math.pi)
+        - beta / 2 * residual
+        - alpha / 2 * m2
+        - log_det / 2
+    )
     return evidence / n, alpha, beta, m2
 
 
@@ -103,8 +109,9 @@ def logme_per_column(features: np.ndarray, targets: np.ndarray) -> dict[str, np.
     features = np.asarray(features)
     targets = np.asarray(targets)
     if features.ndim != 2 or targets.ndim != 2 or len(features) != len(targets):
-        raise InputError(f"LogME needs features [N, D] and targets [N, C] of the same N, got {features.shape} and "
-                         f"{targets.shape}")
+        raise InputError(
+            f"LogME needs features [N, D] and targets [N, C] of the same N, got {features.shape} and {targets.shape}"
+        )
     if len(features) < 2:
         raise InputError(f"LogME needs at least 2 examples, got {len(features)}")
     if not np.isfinite(features).all():
@@ -112,8 +119,11 @@ def logme_per_column(features: np.ndarray, targets: np.ndarray) -> dict[str, np.
     dtype = _compute_dtype()
     with jax.enable_x64(dtype == jnp.float64):
         evidence, alpha, beta, _ = _logme_columns(jnp.asarray(features, dtype), jnp.asarray(targets, dtype))
-        return {"evidence": np.asarray(evidence, np.float64), "alpha": np.asarray(alpha, np.float64),
-                "beta": np.asarray(beta, np.float64)}
+        return {
+            "evidence": np.asarray(evidence, np.float64),
+            "alpha": np.asarray(alpha, np.float64),
+            "beta": np.asarray(beta, np.float64),
+        }
 
 
 def logme(features: np.ndarray, labels: np.ndarray, num_classes: int | None = None) -> float:
@@ -138,14 +148,28 @@ class FeatureExtractor:
     `structure`: an encoder of the architecture (its weights are not used).
     """
 
-    def __init__(self, structure: Encoder, *, pooling: str = "cls", batch_size: int = 64, mesh: Mesh | None = None,
-                 rules: Sequence[tuple[str, Any]] | None = None):
+    def __init__(
+        self,
+        structure: Encoder,
+        *,
+        pooling: str = "cls",
+        batch_size: int = 64,
+        mesh: Mesh | None = None,
+        rules: Sequence[tuple[str, Any]] | None = None,
+    ):
         if pooling not in POOLINGS:
             raise InputError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
         self.pooling = pooling
         self.layer = structure.config.num_hidden_layers
-        self._runner = SentenceEncoder(structure, None, layer=self.layer, pooling=pooling,  # type: ignore[arg-type]
-                                       batch_size=batch_size, mesh=mesh, rules=rules)
+        self._runner = SentenceEncoder(
+            structure,
+            None,
+            layer=self.layer,
+            pooling=pooling,  # type: ignore[arg-type]
+            batch_size=batch_size,
+            mesh=mesh,
+            rules=rules,
+        )
 
     def __call__(self, encoder: Encoder, arrays: Mapping[str, np.ndarray], *, progress: bool = False) -> np.ndarray:
         """float32 [N, hidden] features of `encoder` (the structure's architecture) for the rows of `arrays`."""
@@ -155,9 +179,16 @@ class FeatureExtractor:
         return np.asarray(output, np.float32)
 
 
-def encoder_features(encoder: Encoder, arrays: Mapping[str, np.ndarray], *, pooling: str = "cls",
-                     batch_size: int = 64, mesh: Mesh | None = None,
-                     rules: Sequence[tuple[str, Any]] | None = None, progress: bool = True) -> np.ndarray:
+def encoder_features(
+    encoder: Encoder,
+    arrays: Mapping[str, np.ndarray],
+    *,
+    pooling: str = "cls",
+    batch_size: int = 64,
+    mesh: Mesh | None = None,
+    rules: Sequence[tuple[str, Any]] | None = None,
+    progress: bool = True,
+) -> np.ndarray:
     """One encoder's pooled last-layer features [N, hidden] (FeatureExtractor, for a single encoder)."""
     extractor = FeatureExtractor(encoder, pooling=pooling, batch_size=batch_size, mesh=mesh, rules=rules)
     return extractor(encoder, arrays, progress=progress)

@@ -40,13 +40,17 @@ def _langs(text: str) -> list[str]:
 XTREME_TASK2LANGS: dict[str, list[str]] = {
     "pawsx": _langs("de,en,es,fr,ja,ko,zh"),
     "xnli": _langs("ar,bg,de,el,en,es,fr,hi,ru,sw,th,tr,ur,vi,zh"),
-    "panx": _langs("ar,he,vi,id,jv,ms,tl,eu,ml,ta,te,af,nl,en,de,el,bn,hi,mr,ur,fa,fr,"
-                   "it,pt,es,bg,ru,ja,ka,ko,th,sw,yo,my,zh,kk,tr,et,fi,hu"),
-    "udpos": _langs("af,ar,bg,de,el,en,es,et,eu,fa,fi,fr,he,hi,hu,id,it,ja,kk,ko,mr,"
-                    "nl,pt,ru,ta,te,th,tl,tr,ur,vi,yo,zh"),
+    "panx": _langs(
+        "ar,he,vi,id,jv,ms,tl,eu,ml,ta,te,af,nl,en,de,el,bn,hi,mr,ur,fa,fr,"
+        "it,pt,es,bg,ru,ja,ka,ko,th,sw,yo,my,zh,kk,tr,et,fi,hu"
+    ),
+    "udpos": _langs(
+        "af,ar,bg,de,el,en,es,et,eu,fa,fi,fr,he,hi,hu,id,it,ja,kk,ko,mr,nl,pt,ru,ta,te,th,tl,tr,ur,vi,yo,zh"
+    ),
     "bucc2018": _langs("de,fr,ru,zh"),
-    "tatoeba": _langs("ar,he,vi,id,jv,tl,eu,ml,ta,te,af,nl,de,el,bn,hi,mr,ur,fa,fr,it,"
-                      "pt,es,bg,ru,ja,ka,ko,th,sw,zh,kk,tr,et,fi,hu"),
+    "tatoeba": _langs(
+        "ar,he,vi,id,jv,tl,eu,ml,ta,te,af,nl,de,el,bn,hi,mr,ur,fa,fr,it,pt,es,bg,ru,ja,ka,ko,th,sw,zh,kk,tr,et,fi,hu"
+    ),
     "xquad": _langs("en,es,de,el,ru,tr,ar,vi,th,zh,hi"),
     "mlqa": _langs("en,es,de,ar,hi,vi,zh"),
     "tydiqa": _langs("en,ar,bn,fi,id,ko,ru,sw,te"),
@@ -56,13 +60,19 @@ XTREME_TASK2LANGS: dict[str, list[str]] = {
 # and XQuAD (evaluate.py's own comment).
 XTREME_R_TASK2LANGS: dict[str, list[str]] = {
     "xnli": _langs("ar,bg,de,el,en,es,fr,hi,ru,sw,th,tr,ur,vi,zh"),
-    "panx": _langs("ar,he,vi,id,jv,ms,tl,eu,ml,ta,te,af,nl,en,de,el,bn,hi,mr,ur,fa,fr,"
-                   "it,pt,es,bg,ru,ja,ka,ko,th,sw,yo,my,zh,kk,tr,et,fi,hu,qu,pl,uk,az,"
-                   "lt,pa,gu,ro"),
-    "udpos": _langs("af,ar,bg,de,el,en,es,et,eu,fa,fi,fr,he,hi,hu,id,it,ja,kk,ko,mr,"
-                    "nl,pt,ru,ta,te,th,tl,tr,ur,vi,yo,zh,lt,pl,uk,wo,ro"),
-    "tatoeba": _langs("ar,he,vi,id,jv,tl,eu,ml,ta,te,af,nl,de,el,bn,hi,mr,ur,fa,fr,it,"
-                      "pt,es,bg,ru,ja,ka,ko,th,sw,zh,kk,tr,et,fi,hu,az,lt,pl,uk,ro"),
+    "panx": _langs(
+        "ar,he,vi,id,jv,ms,tl,eu,ml,ta,te,af,nl,en,de,el,bn,hi,mr,ur,fa,fr,"
+        "it,pt,es,bg,ru,ja,ka,ko,th,sw,yo,my,zh,kk,tr,et,fi,hu,qu,pl,uk,az,"
+        "lt,pa,gu,ro"
+    ),
+    "udpos": _langs(
+        "af,ar,bg,de,el,en,es,et,eu,fa,fi,fr,he,hi,hu,id,it,ja,kk,ko,mr,"
+        "nl,pt,ru,ta,te,th,tl,tr,ur,vi,yo,zh,lt,pl,uk,wo,ro"
+    ),
+    "tatoeba": _langs(
+        "ar,he,vi,id,jv,tl,eu,ml,ta,te,af,nl,de,el,bn,hi,mr,ur,fa,fr,it,"
+        "pt,es,bg,ru,ja,ka,ko,th,sw,zh,kk,tr,et,fi,hu,az,lt,pl,uk,ro"
+    ),
     "xcopa": _langs("et,ht,id,it,qu,sw,ta,th,tr,vi,zh"),
     "lareqa": [],
     "mewslix": _langs("ar,de,en,es,fa,ja,pl,ro,ta,tr,uk"),
@@ -82,8 +92,27 @@ XNLI_LABELS = frozenset({"entailment", "neutral", "contradiction"})
 PAWSX_LABELS = frozenset({"0", "1"})
 XCOPA_LABELS = frozenset({0, 1})
 PANX_TAGS = frozenset({"O"} | {f"{bio}-{kind}" for bio in "BI" for kind in ("PER", "ORG", "LOC")})
-UDPOS_TAGS = frozenset({"ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
-                        "PUNCT", "SCONJ", "SYM", "VERB", "X"})  # the 17 Universal Dependencies POS tags
+UDPOS_TAGS = frozenset(
+    {
+        "ADJ",
+        "ADP",
+        "ADV",
+        "AUX",
+        "CCONJ",
+        "DET",
+        "INTJ",
+        "NOUN",
+        "NUM",
+        "PART",
+        "PRON",
+        "PROPN",
+        "PUNCT",
+        "SCONJ",
+        "SYM",
+        "VERB",
+        "X",
+    }
+)  # the 17 Universal Dependencies POS tags
 LABEL_SETS = {"xnli": XNLI_LABELS, "pawsx": PAWSX_LABELS, "panx": PANX_TAGS, "udpos": UDPOS_TAGS}
 
 

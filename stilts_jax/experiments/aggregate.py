@@ -56,7 +56,7 @@ def is_average(column: str) -> bool:
 def xtreme_name(task: str) -> str:
     """The task's folder name in google-research/xtreme (bucc -> bucc2018)."""
     spec = TASKS.get(task)
-    return (spec.xtreme_name if spec and spec.xtreme_name else task)
+    return spec.xtreme_name if spec and spec.xtreme_name else task
 
 
 def benchmark_languages(task: str, benchmark: str) -> list[str] | None:
@@ -104,7 +104,9 @@ class TaskScore:
         return self.value is not None and not self.missing
 
 
-def task_score(task: str, per_language: Mapping[str, Mapping[str, float]], languages: Sequence[str] | None) -> TaskScore:
+def task_score(
+    task: str, per_language: Mapping[str, Mapping[str, float]], languages: Sequence[str] | None
+) -> TaskScore:
     """The mean of the task metric over `languages` (None: every language of the results)."""
     wanted = list(languages) if languages is not None else sorted(per_language)
     values, missing = [], []
@@ -200,8 +202,10 @@ def _cell(results: Sequence[RunResult], key: str, seeds: tuple[int, ...], *, all
             cell.problems.append(f"{result.run.name}: no language scored")
             continue
         if score.missing and not allow_partial_languages:
-            cell.problems.append(f"{result.run.name}: {len(score.missing)} of {score.expected} languages missing "
-                                 f"({', '.join(score.missing[:6])}{', ...' if len(score.missing) > 6 else ''})")
+            cell.problems.append(
+                f"{result.run.name}: {len(score.missing)} of {score.expected} languages missing "
+                f"({', '.join(score.missing[:6])}{', ...' if len(score.missing) > 6 else ''})"
+            )
             continue
         if score.missing:
             cell.problems.append(f"{result.run.name}: scored on {score.languages} of {score.expected} languages")
@@ -209,8 +213,9 @@ def _cell(results: Sequence[RunResult], key: str, seeds: tuple[int, ...], *, all
     return cell
 
 
-def _benchmark_cell(per_target: Mapping[str, Sequence[RunResult]], tasks: Sequence[str], benchmark: str,
-                    seeds: tuple[int, ...]) -> Cell:
+def _benchmark_cell(
+    per_target: Mapping[str, Sequence[RunResult]], tasks: Sequence[str], benchmark: str, seeds: tuple[int, ...]
+) -> Cell:
     """Per seed, the mean over `tasks` of the benchmark score; a seed counts only if every task has it complete."""
     cell = Cell({}, seeds, [])
     by_seed: dict[int, list[float]] = {seed: [] for seed in seeds}
@@ -234,7 +239,9 @@ def aggregate(runs: Sequence[Run], records: Mapping[str, Mapping[str, Any]]) -> 
     seeds = tuple(dict.fromkeys(r.run.seed for r in results))
     benchmark_tasks = {b: [t for t in targets if benchmark_languages(t, b)] for b in BENCHMARKS}
     for column, benchmark in GROUP_COLUMNS.items():
-        benchmark_tasks[column] = [t for t in targets if t in group_members(column) and benchmark_languages(t, benchmark)]
+        benchmark_tasks[column] = [
+            t for t in targets if t in group_members(column) and benchmark_languages(t, benchmark)
+        ]
     excluded = {c: [t for t in targets if t not in tasks] for c, tasks in benchmark_tasks.items()}
     cells: dict[tuple[str, str], Cell] = {}
     for row in rows:
@@ -268,4 +275,3 @@ def format_cell(cell: Cell, *, with_delta: bool) -> str:
     if cell.problems and len(cell.seeds) == len(cell.expected_seeds):
         text += " †"
     return text
-

@@ -40,19 +40,33 @@ from stilts_jax.experiments.sweep import (
 def _common(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("--sweep", default=default, help="the sweep file (configs/sweeps/<name>.py)")
     parser.add_argument("--root", default=default, help="folder of the runs' workdirs (default: the sweep's root)")
-    parser.add_argument("--steps", type=int, default=default,
-                        help="cap every training phase at N steps (intermediate.train.max_steps and "
-                             "target.train.max_steps), e.g. for a quick check")
-    parser.add_argument("--override", action="append", default=default, metavar="KEY=VALUE",
-                        help="a config override for every run (e.g. target.train.epochs=1); repeatable")
-    parser.add_argument("--only", default=default, metavar="TEXT",
-                        help="run or print only the runs whose name contains TEXT (e.g. _seed0 or squad_to_); "
-                             "the report always covers the whole sweep")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=default,
+        help="cap every training phase at N steps (intermediate.train.max_steps and "
+        "target.train.max_steps), e.g. for a quick check",
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=default,
+        metavar="KEY=VALUE",
+        help="a config override for every run (e.g. target.train.epochs=1); repeatable",
+    )
+    parser.add_argument(
+        "--only",
+        default=default,
+        metavar="TEXT",
+        help="run or print only the runs whose name contains TEXT (e.g. _seed0 or squad_to_); "
+        "the report always covers the whole sweep",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python launch/sweep.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python launch/sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     _common(parser, argparse.SUPPRESS)  # --sweep etc. may come before or after the command
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the sweep locally, one run after another")
@@ -64,10 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(show, argparse.SUPPRESS)
     show.add_argument("--hosts", default=None, help="comma-separated hosts: runs are dealt round-robin, ssh-wrapped")
     show.add_argument("--hosts-file", default=None, help="a file with one host per line")
-    show.add_argument("--remote-dir", default=None,
-                      help="the repository folder on the hosts (default: this folder's path)")
+    show.add_argument(
+        "--remote-dir", default=None, help="the repository folder on the hosts (default: this folder's path)"
+    )
     show.add_argument("--python", default="python", help="the Python to run (default %(default)s)")
-    report = commands.add_parser("report", help="aggregate the runs into results.md, results.tex, results.csv and heatmap.png")
+    report = commands.add_parser(
+        "report", help="aggregate the runs into results.md, results.tex, results.csv and heatmap.png"
+    )
     _common(report, argparse.SUPPRESS)
     return parser
 
@@ -119,8 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":  # the whole sweep: runs --only leaves out show as missing
             return _report(sweep, root, all_runs)
         print(f"sweep {sweep.name}: {len(runs)} runs under {root}", flush=True)
-        records = run_sweep(runs, root, sweep.name, retries=args.retries, env=environment_for_runs(),
-                            timeout=args.timeout, say=lambda line: print(line, flush=True))
+        records = run_sweep(
+            runs,
+            root,
+            sweep.name,
+            retries=args.retries,
+            env=environment_for_runs(),
+            timeout=args.timeout,
+            say=lambda line: print(line, flush=True),
+        )
         summary, not_done = summary_line(records, runs)
         print(f"sweep {sweep.name}: {summary}", flush=True)
         if not args.no_report:

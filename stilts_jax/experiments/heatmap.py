@@ -19,8 +19,13 @@ MISSING_COLOR = "#bdbdbd"
 def delta_matrix(table: SweepTable) -> np.ndarray:
     """Rows x columns of deltas to the baseline; NaN where a cell has no mean or there is no baseline."""
     columns = table.columns()
-    return np.array([[table.cells[(row, col)].delta if table.cells[(row, col)].delta is not None else np.nan
-                      for col in columns] for row in table.rows], dtype=float).reshape(len(table.rows), len(columns))
+    return np.array(
+        [
+            [table.cells[(row, col)].delta if table.cells[(row, col)].delta is not None else np.nan for col in columns]
+            for row in table.rows
+        ],
+        dtype=float,
+    ).reshape(len(table.rows), len(columns))
 
 
 def color_limit(deltas: np.ndarray) -> float:
@@ -71,8 +76,15 @@ def render_png(table: SweepTable, title: str) -> bytes:
             for j, column in enumerate(columns):
                 value = deltas[i, j]
                 dark = math.isfinite(value) and abs(value) > 0.6 * limit
-                ax.text(j, i, _label(table, row, column), ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")
+                ax.text(
+                    j,
+                    i,
+                    _label(table, row, column),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "black",
+                )
         ax.set_xticks(range(len(columns)), [column_label(c) for c in columns], rotation=30, ha="right")
         ax.set_yticks(range(len(table.rows)), ["baseline (none)" if r == BASELINE else r for r in table.rows])
         ax.set_xlabel("target task")

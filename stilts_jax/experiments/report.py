@@ -66,8 +66,10 @@ def _group_note(table: SweepTable, column: str) -> str | None:
     group = group_members(column)
     included = ", ".join(f"{t} ({len(benchmark_languages(t, benchmark) or [])} languages)" for t in tasks)
     missing = [t for t in group if t not in tasks]
-    text = (f"{column_label(column)}: mean over {included}, of {BENCHMARK_TITLES[benchmark]}'s {column.split('/')[1]} "
-            f"tasks ({', '.join(group)}, as evaluate.py groups them)")
+    text = (
+        f"{column_label(column)}: mean over {included}, of {BENCHMARK_TITLES[benchmark]}'s {column.split('/')[1]} "
+        f"tasks ({', '.join(group)}, as evaluate.py groups them)"
+    )
     if missing:
         text += f"; not in this sweep: {', '.join(missing)}"
     return text + "."
@@ -76,18 +78,24 @@ def _group_note(table: SweepTable, column: str) -> str | None:
 def _row_notes(table: SweepTable) -> list[str]:
     if not any("+" in row or "&" in row for row in table.rows):
         return []
-    return ["- Rows: `a+b` is a chain (a, then b, each stage starting from the previous stage's encoder); `a&b` "
-            "trains a and b together in one stage (multi-task); the others are one intermediate task, or none."]
+    return [
+        "- Rows: `a+b` is a chain (a, then b, each stage starting from the previous stage's encoder); `a&b` "
+        "trains a and b together in one stage (multi-task); the others are one intermediate task, or none."
+    ]
 
 
 def markdown(table: SweepTable, name: str) -> str:
     columns = table.columns()
     seeds = ", ".join(map(str, table.seeds))
-    lines = [f"# Sweep {name}: intermediate task x target task", "",
-             f"Each cell: the target's score as mean ± std over seeds {seeds} (std: sample standard deviation, n-1), "
-             "and in brackets the difference of the mean to the baseline's (no intermediate task).", "",
-             "| intermediate | " + " | ".join(_column_label(c) for c in columns) + " |",
-             "|---|" + "---|" * len(columns)]
+    lines = [
+        f"# Sweep {name}: intermediate task x target task",
+        "",
+        f"Each cell: the target's score as mean ± std over seeds {seeds} (std: sample standard deviation, n-1), "
+        "and in brackets the difference of the mean to the baseline's (no intermediate task).",
+        "",
+        "| intermediate | " + " | ".join(_column_label(c) for c in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
     for row in table.rows:
         cells = [format_cell(table.cells[(row, c)], with_delta=row != BASELINE) for c in columns]
         lines.append(f"| {_row_label(row)} | " + " | ".join(cells) + " |")
@@ -116,8 +124,18 @@ def markdown(table: SweepTable, name: str) -> str:
 
 def _tex(text: str) -> str:
     """Escape LaTeX's special characters in a task or run name."""
-    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"),
-                          ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}")):
+    for char, escaped in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("#", r"\#"),
+        ("$", r"\$"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+        ("~", r"\textasciitilde{}"),
+        ("^", r"\^{}"),
+    ):
         text = text.replace(char, escaped)
     return text
 
@@ -145,24 +163,42 @@ def latex(table: SweepTable, name: str) -> str:
         complete = [table.cells[(row, column)] for row in table.rows if table.cells[(row, column)].complete]
         best[column] = max((cell.mean for cell in complete), default=None)  # incomplete cells never bold
     seeds = ", ".join(map(str, table.seeds))
-    lines = [f"% Sweep {name}, written by `python launch/sweep.py report`; needs \\usepackage{{booktabs}}.",
-             r"\begin{table}[t]", r"\centering", r"\small",
-             r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
-             "Intermediate task & " + " & ".join(_tex(_column_label(c)) for c in columns) + r" \\", r"\midrule"]
+    lines = [
+        f"% Sweep {name}, written by `python launch/sweep.py report`; needs \\usepackage{{booktabs}}.",
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\begin{tabular}{l" + "c" * len(columns) + "}",
+        r"\toprule",
+        "Intermediate task & " + " & ".join(_tex(_column_label(c)) for c in columns) + r" \\",
+        r"\midrule",
+    ]
     for row in table.rows:
-        cells = [_tex_cell(table.cells[(row, c)], with_delta=row != BASELINE,
-                           best=table.cells[(row, c)].complete and table.cells[(row, c)].mean == best[c])
-                 for c in columns]
+        cells = [
+            _tex_cell(
+                table.cells[(row, c)],
+                with_delta=row != BASELINE,
+                best=table.cells[(row, c)].complete and table.cells[(row, c)].mean == best[c],
+            )
+            for c in columns
+        ]
         lines.append(_tex(_row_label(row)) + " & " + " & ".join(cells) + r" \\")
         if row == BASELINE and len(table.rows) > 1:
             lines.append(r"\midrule")
     notes = "; ".join(_tex(_target_note(t)) for t in table.targets)
-    caption = (f"Zero-shot cross-lingual transfer after intermediate-task training: mean over seeds {seeds} with the "
-               "sample standard deviation as subscript, and in brackets the difference to the baseline without an "
-               f"intermediate task. Best mean per column in bold. {notes}."
-               + (r" $^\dagger$: seeds or languages missing." if any(not c.complete for c in table.cells.values()) else ""))
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", rf"\label{{tab:sweep-{re.sub(r'[^A-Za-z0-9]+', '-', name)}}}",
-              r"\end{table}"]
+    caption = (
+        f"Zero-shot cross-lingual transfer after intermediate-task training: mean over seeds {seeds} with the "
+        "sample standard deviation as subscript, and in brackets the difference to the baseline without an "
+        f"intermediate task. Best mean per column in bold. {notes}."
+        + (r" $^\dagger$: seeds or languages missing." if any(not c.complete for c in table.cells.values()) else "")
+    )
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        rf"\caption{{{caption}}}",
+        rf"\label{{tab:sweep-{re.sub(r'[^A-Za-z0-9]+', '-', name)}}}",
+        r"\end{table}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -171,17 +207,39 @@ def _csv_row(row: str, column: str, cell: Cell, seeds: tuple[int, ...]) -> list[
         return "" if value is None else f"{value:.4f}"
 
     metric = "average" if is_average(column) else metric_description(column)
-    return [row, column, metric, number(cell.mean), number(cell.std), number(cell.delta), str(len(cell.seeds)),
-            str(len(seeds)), *[number(cell.seeds.get(seed)) for seed in seeds],
-            "complete" if cell.complete else ("missing" if cell.mean is None else "incomplete"),
-            " | ".join(cell.problems)]
+    return [
+        row,
+        column,
+        metric,
+        number(cell.mean),
+        number(cell.std),
+        number(cell.delta),
+        str(len(cell.seeds)),
+        str(len(seeds)),
+        *[number(cell.seeds.get(seed)) for seed in seeds],
+        "complete" if cell.complete else ("missing" if cell.mean is None else "incomplete"),
+        " | ".join(cell.problems),
+    ]
 
 
 def csv_text(table: SweepTable) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["intermediate", "column", "metric", "mean", "std", "delta", "seeds_scored", "seeds_expected",
-                     *[f"seed_{seed}" for seed in table.seeds], "status", "problems"])
+    writer.writerow(
+        [
+            "intermediate",
+            "column",
+            "metric",
+            "mean",
+            "std",
+            "delta",
+            "seeds_scored",
+            "seeds_expected",
+            *[f"seed_{seed}" for seed in table.seeds],
+            "status",
+            "problems",
+        ]
+    )
     for row in table.rows:
         for column in table.columns():
             writer.writerow(_csv_row(row, column, table.cells[(row, column)], table.seeds))

@@ -53,17 +53,29 @@ class SweepState:
             try:
                 loaded = json.loads(path.read_text())
             except json.JSONDecodeError as e:
-                raise SweepError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); delete it to start the state afresh "
-                                 "(finished runs are recognised from their workdirs)") from e
+                raise SweepError(
+                    f"{path}:{e.lineno}: not valid JSON ({e.msg}); delete it to start the state afresh "
+                    "(finished runs are recognised from their workdirs)"
+                ) from e
             if not isinstance(loaded, dict) or not isinstance(loaded.get("runs"), dict):
-                raise SweepError(f"{path}: expected an object with a \"runs\" mapping; delete it to start afresh")
+                raise SweepError(f'{path}: expected an object with a "runs" mapping; delete it to start afresh')
             self.data = loaded
             self.data["sweep"] = sweep_name
 
     def record(self, run: Run) -> dict[str, Any]:
-        return self.data["runs"].setdefault(run.name, {
-            "intermediate": run.intermediate, "target": run.target, "seed": run.seed, "workdir": str(run.workdir),
-            "status": PENDING, "attempts": 0, "exit_codes": [], "durations_s": []})
+        return self.data["runs"].setdefault(
+            run.name,
+            {
+                "intermediate": run.intermediate,
+                "target": run.target,
+                "seed": run.seed,
+                "workdir": str(run.workdir),
+                "status": PENDING,
+                "attempts": 0,
+                "exit_codes": [],
+                "durations_s": [],
+            },
+        )
 
     def update(self, run: Run, **values: Any) -> None:
         self.record(run).update(values)
@@ -85,8 +97,14 @@ def load_state(root: PathLike) -> dict[str, Any]:
         raise SweepError(f"{path}: unreadable sweep state ({e}); delete it to start afresh") from e
 
 
-def _attempt(run: Run, argv: Sequence[str], log_path: PathLike, env: Mapping[str, str] | None,
-             cwd: Path | None, timeout: float | None) -> tuple[int, float]:
+def _attempt(
+    run: Run,
+    argv: Sequence[str],
+    log_path: PathLike,
+    env: Mapping[str, str] | None,
+    cwd: Path | None,
+    timeout: float | None,
+) -> tuple[int, float]:
     if is_remote(log_path):  # object stores cannot append, and a subprocess needs a local file to write to
         with tempfile.TemporaryDirectory(prefix="stilts-sweep-log-") as local:
             local_log = Path(local) / LOG_FILE
@@ -104,8 +122,15 @@ def _attempt(run: Run, argv: Sequence[str], log_path: PathLike, env: Mapping[str
         log.write(f"\n=== {_now()} {' '.join(argv)}\n")
         log.flush()
         try:
-            code = subprocess.run(list(argv), stdout=log, stderr=subprocess.STDOUT, env=dict(env) if env else None,
-                                  cwd=cwd, timeout=timeout, check=False).returncode
+            code = subprocess.run(
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env else None,
+                cwd=cwd,
+                timeout=timeout,
+                check=False,
+            ).returncode
         except subprocess.TimeoutExpired:
             log.write(f"\n=== timed out after {timeout} s\n")
             code = -9
@@ -115,10 +140,18 @@ def _attempt(run: Run, argv: Sequence[str], log_path: PathLike, env: Mapping[str
     return code, time.monotonic() - start
 
 
-def run_sweep(runs: Sequence[Run], root: PathLike, sweep_name: str, *, retries: int = 1,
-              entrypoint: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
-              cwd: Path | None = None, timeout: float | None = None,
-              say: Callable[[str], None] = print) -> dict[str, Any]:
+def run_sweep(
+    runs: Sequence[Run],
+    root: PathLike,
+    sweep_name: str,
+    *,
+    retries: int = 1,
+    entrypoint: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run every unfinished run (each up to 1 + `retries` times); return the state's run records."""
     if retries < 0:
         raise SweepError(f"retries must be >= 0, got {retries}")
@@ -150,8 +183,13 @@ def run_sweep(runs: Sequence[Run], root: PathLike, sweep_name: str, *, retries: 
             record = state.record(run)
             finished = code == 0 and is_finished(run.workdir)
             note = "" if finished or code else "exited 0 but left no evaluation/phase_done.json and results.json"
-            state.update(run, status=DONE if finished else FAILED, exit_codes=record["exit_codes"] + [code],
-                         durations_s=record["durations_s"] + [round(seconds, 2)], note=note)
+            state.update(
+                run,
+                status=DONE if finished else FAILED,
+                exit_codes=record["exit_codes"] + [code],
+                durations_s=record["durations_s"] + [round(seconds, 2)],
+                note=note,
+            )
             if finished:
                 say(f"{prefix}: done in {seconds:.1f} s")
                 break

@@ -41,8 +41,17 @@ from stilts_jax.core.paths import as_path
 
 BASELINE = "none"
 CHAIN_SEPARATOR, JOINT_SEPARATOR = "+", "&"  # as stilts_jax/pipeline/chain.py spells a chain (pipeline sits beside us)
-_KNOWN_KEYS = {"name", "recipe", "root", "intermediate", "targets", "seeds", "overrides", "intermediate_overrides",
-               "target_overrides"}
+_KNOWN_KEYS = {
+    "name",
+    "recipe",
+    "root",
+    "intermediate",
+    "targets",
+    "seeds",
+    "overrides",
+    "intermediate_overrides",
+    "target_overrides",
+}
 
 
 class SweepError(StiltsError):
@@ -101,18 +110,23 @@ def chains(tasks: Sequence[str], lengths: Sequence[int] | int = (1, 2)) -> list[
     if not tasks or not all(isinstance(t, str) and t.strip() for t in tasks):
         raise SweepError(f"chains() needs a non-empty list of task names, got {tasks!r}")
     if any(CHAIN_SEPARATOR in t for t in tasks):
-        raise SweepError(f"chains() takes single stages (a task, or tasks joined with {JOINT_SEPARATOR!r}); "
-                         f"{[t for t in tasks if CHAIN_SEPARATOR in t]} already chain stages with {CHAIN_SEPARATOR!r}")
+        raise SweepError(
+            f"chains() takes single stages (a task, or tasks joined with {JOINT_SEPARATOR!r}); "
+            f"{[t for t in tasks if CHAIN_SEPARATOR in t]} already chain stages with {CHAIN_SEPARATOR!r}"
+        )
     if BASELINE in tasks:
-        raise SweepError(f"chains(): {BASELINE!r} is the baseline, not a stage; list it in intermediate yourself: "
-                         f"intermediate=[{BASELINE!r}, *chains(...)]")
+        raise SweepError(
+            f"chains(): {BASELINE!r} is the baseline, not a stage; list it in intermediate yourself: "
+            f"intermediate=[{BASELINE!r}, *chains(...)]"
+        )
     if len(set(tasks)) != len(tasks):
         raise SweepError(f"chains() lists a task twice: {tasks!r}")
     lengths = [lengths] if isinstance(lengths, int) else list(lengths)
     bad = [n for n in lengths if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= len(tasks)]
     if not lengths or bad or len(set(lengths)) != len(lengths):
-        raise SweepError(f"chains(): lengths must be distinct stage counts from 1 to {len(tasks)} (the tasks given), "
-                         f"got {lengths!r}")
+        raise SweepError(
+            f"chains(): lengths must be distinct stage counts from 1 to {len(tasks)} (the tasks given), got {lengths!r}"
+        )
     return [CHAIN_SEPARATOR.join(order) for n in sorted(lengths) for order in itertools.permutations(tasks, n)]
 
 
@@ -123,9 +137,11 @@ def _check_row(row: str, where: str) -> None:
     for stage in row.split(CHAIN_SEPARATOR):
         names = [t.strip() for t in stage.split(JOINT_SEPARATOR)]
         if not stage.strip() or "" in names:
-            raise SweepError(f"{where}: intermediate {row!r} has an empty stage or task; join stages with "
-                             f"{CHAIN_SEPARATOR!r} and the tasks of one stage with {JOINT_SEPARATOR!r}, e.g. "
-                             "anli+squad&mnli")
+            raise SweepError(
+                f"{where}: intermediate {row!r} has an empty stage or task; join stages with "
+                f"{CHAIN_SEPARATOR!r} and the tasks of one stage with {JOINT_SEPARATOR!r}, e.g. "
+                "anli+squad&mnli"
+            )
         if BASELINE in names:
             raise SweepError(f"{where}: intermediate {row!r}: {BASELINE!r} is the baseline's row, not a stage")
         if len(set(names)) != len(names):
@@ -160,8 +176,9 @@ def sweep_from_mapping(data: Mapping[str, Any], *, where: str = "sweep", default
         raise SweepError(f"{where}: get_sweep() must return a dict or ConfigDict, got {type(data).__name__}")
     unknown = set(data) - _KNOWN_KEYS
     if unknown:
-        raise SweepError(f"{where}: unknown sweep key(s) {', '.join(sorted(unknown))}; valid keys: "
-                         f"{', '.join(sorted(_KNOWN_KEYS))}")
+        raise SweepError(
+            f"{where}: unknown sweep key(s) {', '.join(sorted(unknown))}; valid keys: {', '.join(sorted(_KNOWN_KEYS))}"
+        )
     for key in ("recipe", "intermediate", "targets"):
         if key not in data:
             raise SweepError(f"{where}: the sweep needs {key!r} (see stilts_jax/experiments/sweep.py)")
@@ -173,16 +190,22 @@ def sweep_from_mapping(data: Mapping[str, Any], *, where: str = "sweep", default
     folders: dict[str, str] = {}
     for row in intermediate:  # "a&b" and a task named "a-b" would share workdirs
         if folders.setdefault(row_name(row), row) != row:
-            raise SweepError(f"{where}: intermediate rows {folders[row_name(row)]!r} and {row!r} would share the "
-                             f"workdir name {row_name(row)}_to_...")
+            raise SweepError(
+                f"{where}: intermediate rows {folders[row_name(row)]!r} and {row!r} would share the "
+                f"workdir name {row_name(row)}_to_..."
+            )
     targets = _names(data["targets"], "targets", where)
     if BASELINE in targets:
         raise SweepError(f"{where}: {BASELINE!r} is the baseline's intermediate task, not a target")
     seeds = data.get("seeds", [0])
     if isinstance(seeds, int):
         seeds = [seeds]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) \
-            or len(set(seeds)) != len(seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
         raise SweepError(f"{where}: 'seeds' must be a non-empty list of distinct integers, got {seeds!r}")
     name = data.get("name") or default_name
     for key in ("overrides", "intermediate_overrides", "target_overrides"):
@@ -191,25 +214,36 @@ def sweep_from_mapping(data: Mapping[str, Any], *, where: str = "sweep", default
     for key, tasks in (("intermediate_overrides", intermediate), ("target_overrides", targets)):
         for task, values in data.get(key, {}).items():
             if task not in tasks:
-                raise SweepError(f"{where}: {key} names {task!r}, which is not one of the sweep's tasks "
-                                 f"({', '.join(tasks)})")
+                raise SweepError(
+                    f"{where}: {key} names {task!r}, which is not one of the sweep's tasks ({', '.join(tasks)})"
+                )
             if not isinstance(values, dict):
                 raise SweepError(f"{where}: {key}[{task!r}] must be a mapping key -> value, got {values!r}")
     # Users' task modules (overrides["task_modules"]): their tasks must be known to plan and to report the sweep.
     from stilts_jax.tasks.user_modules import load_task_modules
 
     load_task_modules(list(data.get("overrides", {}).get("task_modules", [])))
-    return Sweep(name=name, recipe=data["recipe"], root=data.get("root") or f"workdir/sweeps/{name}",
-                 intermediate=intermediate, targets=targets, seeds=tuple(seeds),
-                 overrides=data.get("overrides", {}), intermediate_overrides=data.get("intermediate_overrides", {}),
-                 target_overrides=data.get("target_overrides", {}), source=where)
+    return Sweep(
+        name=name,
+        recipe=data["recipe"],
+        root=data.get("root") or f"workdir/sweeps/{name}",
+        intermediate=intermediate,
+        targets=targets,
+        seeds=tuple(seeds),
+        overrides=data.get("overrides", {}),
+        intermediate_overrides=data.get("intermediate_overrides", {}),
+        target_overrides=data.get("target_overrides", {}),
+        source=where,
+    )
 
 
 def load_sweep(path: str | Path) -> Sweep:
     """Execute a sweep file and check what its `get_sweep()` returns."""
     file = Path(path)
     if not file.is_file():
-        raise SweepError(f"sweep file {file} does not exist (sweeps live in configs/sweeps/, e.g. configs/sweeps/demo.py)")
+        raise SweepError(
+            f"sweep file {file} does not exist (sweeps live in configs/sweeps/, e.g. configs/sweeps/demo.py)"
+        )
     spec = importlib.util.spec_from_file_location(f"stilts_sweep_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
     try:
@@ -265,9 +299,11 @@ def expand(sweep: Sweep, *, root: str | None = None, extra: Sequence[str] = ()) 
                 if templated:
                     args = [f"--config={sweep.recipe.format(intermediate=intermediate, target=target)}"]
                 else:
-                    args = [f"--config={sweep.recipe}",
-                            f"--config.intermediate.task={'' if intermediate == BASELINE else intermediate}",
-                            f"--config.target.task={target}"]
+                    args = [
+                        f"--config={sweep.recipe}",
+                        f"--config.intermediate.task={'' if intermediate == BASELINE else intermediate}",
+                        f"--config.target.task={target}",
+                    ]
                 args += [f"--config.seed={seed}", f"--config.workdir={workdir}"]
                 args += _override_args("", sweep.overrides, root)
                 if intermediate != BASELINE:

@@ -76,7 +76,9 @@ class EncoderConfig:
     def from_hf_dict(cls, hf: dict[str, Any]) -> EncoderConfig:
         model_type = hf.get("model_type")
         if model_type is None:
-            raise ModelConfigError("config.json has no 'model_type'; expected one of " + ", ".join(SUPPORTED_MODEL_TYPES))
+            raise ModelConfigError(
+                "config.json has no 'model_type'; expected one of " + ", ".join(SUPPORTED_MODEL_TYPES)
+            )
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise ModelConfigError(
                 f"unsupported model_type {model_type!r} in config.json; supported: "

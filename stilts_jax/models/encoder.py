@@ -67,7 +67,9 @@ class EncoderOutput(NamedTuple):
     hidden_states: tuple[jax.Array, ...] | None  # embeddings output, then every layer's output
 
 
-def make_param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], init: str, std: float = 0.02) -> nnx.Param:
+def make_param(
+    rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], init: str, std: float = 0.02
+) -> nnx.Param:
     if init == "normal":
         value = std * jax.random.normal(rngs.params(), shape, jnp.float32)
     elif init == "zeros":
@@ -113,9 +115,11 @@ def resolve_attention_dropout(value: AttentionDropout, config: EncoderConfig) ->
         if text == "config":
             rate = float(config.attention_probs_dropout_prob)
             if not 0.0 <= rate < 1.0:
-                raise InputError(f"model.attention_dropout is 'config', but the model config's "
-                                 f"attention_probs_dropout_prob {config.attention_probs_dropout_prob!r} is not a rate "
-                                 f"in [0, 1); set model.attention_dropout to a rate or 'off'")
+                raise InputError(
+                    f"model.attention_dropout is 'config', but the model config's "
+                    f"attention_probs_dropout_prob {config.attention_probs_dropout_prob!r} is not a rate "
+                    f"in [0, 1); set model.attention_dropout to a rate or 'off'"
+                )
         elif text == "off":
             rate = 0.0
         else:
@@ -126,13 +130,22 @@ def resolve_attention_dropout(value: AttentionDropout, config: EncoderConfig) ->
     elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
         rate = float(value)
     if rate is None or not 0.0 <= rate < 1.0:  # also rejects NaN
-        raise InputError(f"model.attention_dropout must be 'config' (the model config's attention_probs_dropout_prob), "
-                         f"'off', or a rate in [0, 1); got {value!r}")
+        raise InputError(
+            f"model.attention_dropout must be 'config' (the model config's attention_probs_dropout_prob), "
+            f"'off', or a rate in [0, 1); got {value!r}"
+        )
     return rate
 
 
-def explicit_attention(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array, *, dropout_rate: float = 0.0,
-                       dropout_rng: jax.Array | None = None) -> jax.Array:
+def explicit_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    lengths: jax.Array,
+    *,
+    dropout_rate: float = 0.0,
+    dropout_rng: jax.Array | None = None,
+) -> jax.Array:
     """Attention with dropout on the probabilities, the XLA way: what fused kernels cannot do.
 
     q, k, v: [batch, seq, heads, head_dim]; lengths: int [batch], each row's number of valid keys (padded query rows
@@ -170,7 +183,9 @@ class Embeddings(nnx.Module):
         self.config = config
         std = config.initializer_range
         self.word = make_param(rngs, (config.vocab_size, config.hidden_size), (VOCAB, EMBED), "normal", std)
-        self.position = make_param(rngs, (config.max_position_embeddings, config.hidden_size), (POSITIONS, EMBED), "normal", std)
+        self.position = make_param(
+            rngs, (config.max_position_embeddings, config.hidden_size), (POSITIONS, EMBED), "normal", std
+        )
         self.token_type = make_param(rngs, (config.type_vocab_size, config.hidden_size), (TYPES, EMBED), "normal", std)
         self.layer_norm = LayerNorm(config.hidden_size, config.layer_norm_eps, rngs=rngs)
 
@@ -181,7 +196,9 @@ class Embeddings(nnx.Module):
             return jnp.cumsum(not_pad, axis=1) * not_pad + self.config.pad_token_id
         return jnp.broadcast_to(jnp.arange(input_ids.shape[1], dtype=jnp.int32), input_ids.shape)
 
-    def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array, dtype: jnp.dtype, rng: jax.Array | None) -> jax.Array:
+    def __call__(
+        self, input_ids: jax.Array, token_type_ids: jax.Array, dtype: jnp.dtype, rng: jax.Array | None
+    ) -> jax.Array:
         # Sum in float32, as the float32 reference does, then drop to the compute dtype.
         x = (
             jnp.take(weight(self.word), input_ids, axis=0)
@@ -224,15 +241,20 @@ class SelfAttention(nnx.Module):
         self.output = make_param(rngs, (h, k, d), (HEADS, KV, EMBED), "normal", std)
         self.output_bias = make_param(rngs, (d,), (EMBED,), "zeros")
 
-    def __call__(self, x: jax.Array, lengths: jax.Array, impl: Literal["xla", "cudnn"],
-                 rng: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, lengths: jax.Array, impl: Literal["xla", "cudnn"], rng: jax.Array | None = None
+    ) -> jax.Array:
         dtype = x.dtype
 
         def project(kernel: nnx.Param, bias: nnx.Param) -> jax.Array:
             projected = jnp.einsum("bsd,dhk->bshk", x, weight(kernel, dtype)) + weight(bias, dtype)
             return with_logical_constraint(projected, HEAD_AXES)
 
-        q, k, v = project(self.query, self.query_bias), project(self.key, self.key_bias), project(self.value, self.value_bias)
+        q, k, v = (
+            project(self.query, self.query_bias),
+            project(self.key, self.key_bias),
+            project(self.value, self.value_bias),
+        )
         # Only key lengths: padded query rows still attend to the real tokens, exactly as the reference does.
         if rng is not None and self.dropout_rate > 0.0:  # training with probability dropout: no fused kernel has it
             context = explicit_attention(q, k, v, lengths, dropout_rate=self.dropout_rate, dropout_rng=rng)
@@ -269,7 +291,9 @@ class TransformerLayer(nnx.Module):
         self.feed_forward = FeedForward(config, rngs=rngs)
         self.output_norm = LayerNorm(config.hidden_size, config.layer_norm_eps, rngs=rngs)
 
-    def __call__(self, x: jax.Array, lengths: jax.Array, impl: Literal["xla", "cudnn"], rng: jax.Array | None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, lengths: jax.Array, impl: Literal["xla", "cudnn"], rng: jax.Array | None
+    ) -> jax.Array:
         rng_attention, rng_ffn = _split(rng, 2)
         # The probabilities' key is a third stream of the layer's key (split(rng, 2) gives fold_in(rng, 0) and
         # fold_in(rng, 1) with partitionable threefry), so the hidden-dropout keys stay what they were without it.
@@ -313,8 +337,12 @@ class Encoder(nnx.Module):
         # Logical axis names are not mesh axes: never shard eagerly at creation; the training core shards.
         with nnx.use_eager_sharding(False):
             self.embeddings = Embeddings(config, rngs=rngs)
-            self.layers = nnx.List([TransformerLayer(config, rngs=rngs, attention_dropout=self.attention_dropout)
-                                    for _ in range(config.num_hidden_layers)])
+            self.layers = nnx.List(
+                [
+                    TransformerLayer(config, rngs=rngs, attention_dropout=self.attention_dropout)
+                    for _ in range(config.num_hidden_layers)
+                ]
+            )
 
     def __call__(
         self,
@@ -363,8 +391,9 @@ class Encoder(nnx.Module):
         return EncoderOutput(x, tuple(hidden_states) if hidden_states is not None else None)
 
 
-def _run_layer(layer: TransformerLayer, x: jax.Array, lengths: jax.Array, rng: jax.Array | None,
-               impl: Literal["xla", "cudnn"]) -> jax.Array:
+def _run_layer(
+    layer: TransformerLayer, x: jax.Array, lengths: jax.Array, rng: jax.Array | None, impl: Literal["xla", "cudnn"]
+) -> jax.Array:
     return layer(x, lengths, impl, rng)
 
 

@@ -47,6 +47,7 @@ class TaskModel(nnx.Module):
         input_ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
         choices = input_ids.shape[1] if input_ids.ndim == 3 else None
         if choices is not None:  # every choice is its own sequence
+
             def flat(x: jax.Array) -> jax.Array:
                 return x.reshape(-1, x.shape[-1])
 
@@ -60,7 +61,9 @@ class TaskModel(nnx.Module):
         return out
 
 
-def classification_loss(model: TaskModel, batch: dict[str, Any], dropout_rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+def classification_loss(
+    model: TaskModel, batch: dict[str, Any], dropout_rng: jax.Array | None
+) -> tuple[jax.Array, jax.Array]:
     """Summed float32 cross-entropy over the examples whose `weight` is 1, and their count."""
     logits = model(batch, dropout_rng=dropout_rng)
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
@@ -125,8 +128,15 @@ class MaskedLMHead(nnx.Module):
     [batch, seq, 250k] logit tensor would dwarf the model's activations.
     """
 
-    def __init__(self, hidden_size: int, vocab_size: int, layer_norm_eps: float = 1e-5, activation: str = "gelu", *,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        hidden_size: int,
+        vocab_size: int,
+        layer_norm_eps: float = 1e-5,
+        activation: str = "gelu",
+        *,
+        rngs: nnx.Rngs,
+    ):
         if activation not in ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu"):
             raise ValueError(f"unsupported MLM head activation {activation!r}")
         self.activation = activation
@@ -148,12 +158,15 @@ class MaskedLMHead(nnx.Module):
 def masked_lm_logits(model: TaskModel, batch: dict[str, Any], dropout_rng: jax.Array | None = None) -> jax.Array:
     """The MLM head's logits at `batch["mlm_positions"]` for a TaskModel whose head is a MaskedLMHead."""
     rng_encoder = None if dropout_rng is None else jax.random.split(dropout_rng)[0]
-    hidden = model.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
-                           dropout_rng=rng_encoder).last_hidden_state
+    hidden = model.encoder(
+        batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), dropout_rng=rng_encoder
+    ).last_hidden_state
     return model.head(hidden, batch["mlm_positions"], model.encoder.embeddings.word[...])
 
 
-def masked_lm_loss(model: TaskModel, batch: dict[str, Any], dropout_rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+def masked_lm_loss(
+    model: TaskModel, batch: dict[str, Any], dropout_rng: jax.Array | None
+) -> tuple[jax.Array, jax.Array]:
     """Cross-entropy summed over the masked tokens (`mlm_weights` 1), and their count (stilts_jax.data.mlm's batches)."""
     logits = masked_lm_logits(model, batch, dropout_rng)
     log_probs = jax.nn.log_softmax(logits, axis=-1)

@@ -73,7 +73,9 @@ def _download_from_hub(repo_id: str, revision: str | None) -> Path:
             snapshot_download(repo_id, revision=revision, allow_patterns=["config.json", *weights, *TOKENIZER_FILES])
         )
     except Exception as e:
-        raise WeightsError(f"could not fetch {repo_id!r} from the Hugging Face hub ({type(e).__name__}: {e}). {how_to_fix}") from e
+        raise WeightsError(
+            f"could not fetch {repo_id!r} from the Hugging Face hub ({type(e).__name__}: {e}). {how_to_fix}"
+        ) from e
 
 
 def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
@@ -131,11 +133,15 @@ def read_state_dict(model_dir: str | Path) -> dict[str, np.ndarray]:
     if (model_dir / SAFETENSORS).exists():
         return read_safetensors(model_dir / SAFETENSORS)
     if (model_dir / SAFETENSORS_INDEX).exists():
-        return {k: v for shard in _shard_files(model_dir, SAFETENSORS_INDEX) for k, v in read_safetensors(shard).items()}
+        return {
+            k: v for shard in _shard_files(model_dir, SAFETENSORS_INDEX) for k, v in read_safetensors(shard).items()
+        }
     if (model_dir / PYTORCH_BIN).exists():
         return _read_pytorch_bin(model_dir / PYTORCH_BIN)
     if (model_dir / PYTORCH_BIN_INDEX).exists():
-        return {k: v for shard in _shard_files(model_dir, PYTORCH_BIN_INDEX) for k, v in _read_pytorch_bin(shard).items()}
+        return {
+            k: v for shard in _shard_files(model_dir, PYTORCH_BIN_INDEX) for k, v in _read_pytorch_bin(shard).items()
+        }
     present = sorted(p.name for p in model_dir.iterdir()) if model_dir.is_dir() else []
     raise WeightsError(
         f"no weights in {model_dir}: expected {SAFETENSORS} (or {SAFETENSORS_INDEX}, {PYTORCH_BIN}); "

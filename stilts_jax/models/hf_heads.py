@@ -47,12 +47,20 @@ TOKEN_CLASSIFICATION = "token_classification"
 MULTIPLE_CHOICE = "multiple_choice"
 HEAD_KINDS = (QUESTION_ANSWERING, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION, MULTIPLE_CHOICE)
 
-_SUFFIXES = {QUESTION_ANSWERING: "ForQuestionAnswering", SEQUENCE_CLASSIFICATION: "ForSequenceClassification",
-             TOKEN_CLASSIFICATION: "ForTokenClassification", MULTIPLE_CHOICE: "ForMultipleChoice"}
+_SUFFIXES = {
+    QUESTION_ANSWERING: "ForQuestionAnswering",
+    SEQUENCE_CLASSIFICATION: "ForSequenceClassification",
+    TOKEN_CLASSIFICATION: "ForTokenClassification",
+    MULTIPLE_CHOICE: "ForMultipleChoice",
+}
 _CLASS_PREFIXES = {"xlm-roberta": "XLMRoberta", "roberta": "Roberta", "bert": "Bert"}
 _BASE_PREFIXES = {"roberta": "roberta.", "bert": "bert."}  # by EncoderConfig.family
-_HEAD_TYPES = {QUESTION_ANSWERING: SpanHead, TOKEN_CLASSIFICATION: TaggingHead,
-               SEQUENCE_CLASSIFICATION: ClassificationHead, MULTIPLE_CHOICE: ClassificationHead}
+_HEAD_TYPES = {
+    QUESTION_ANSWERING: SpanHead,
+    TOKEN_CLASSIFICATION: TaggingHead,
+    SEQUENCE_CLASSIFICATION: ClassificationHead,
+    MULTIPLE_CHOICE: ClassificationHead,
+}
 # Buffers some checkpoints carry beside the weights; they hold no learned values.
 _BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 
@@ -77,10 +85,18 @@ def _head_keys(config: EncoderConfig, kind: str) -> dict[tuple[str, ...], str]:
     if kind == TOKEN_CLASSIFICATION:
         return {("output",): "classifier.weight", ("output_bias",): "classifier.bias"}
     if kind == SEQUENCE_CLASSIFICATION and config.family == "roberta":
-        return {("dense",): "classifier.dense.weight", ("dense_bias",): "classifier.dense.bias",
-                ("output",): "classifier.out_proj.weight", ("output_bias",): "classifier.out_proj.bias"}
-    return {("dense",): "pooler.dense.weight", ("dense_bias",): "pooler.dense.bias",
-            ("output",): "classifier.weight", ("output_bias",): "classifier.bias"}
+        return {
+            ("dense",): "classifier.dense.weight",
+            ("dense_bias",): "classifier.dense.bias",
+            ("output",): "classifier.out_proj.weight",
+            ("output_bias",): "classifier.out_proj.bias",
+        }
+    return {
+        ("dense",): "pooler.dense.weight",
+        ("dense_bias",): "pooler.dense.bias",
+        ("output",): "classifier.weight",
+        ("output_bias",): "classifier.bias",
+    }
 
 
 def _check_kind(kind: str) -> None:
@@ -93,19 +109,25 @@ def check_head(head: nnx.Module, kind: str) -> None:
     _check_kind(kind)
     expected = _HEAD_TYPES[kind]
     if not isinstance(head, expected):
-        raise WeightsError(f"a {type(head).__name__} cannot be exported as a {kind} head (transformers' "
-                           f"{_SUFFIXES[kind]} models hold a {expected.__name__})")
+        raise WeightsError(
+            f"a {type(head).__name__} cannot be exported as a {kind} head (transformers' "
+            f"{_SUFFIXES[kind]} models hold a {expected.__name__})"
+        )
     outputs = head.output.shape[-1]
     if kind == MULTIPLE_CHOICE and outputs != 1:
         raise WeightsError(f"a multiple-choice head scores each choice with one logit; this head has {outputs}")
     if kind == SEQUENCE_CLASSIFICATION and outputs < 2:
-        raise WeightsError("a classification head with one output would be a regression model in transformers; "
-                           "export it as a multiple-choice head if it scores choices")
+        raise WeightsError(
+            "a classification head with one output would be a regression model in transformers; "
+            "export it as a multiple-choice head if it scores choices"
+        )
 
 
 def _flat_params(module: nnx.Module) -> dict[tuple, np.ndarray]:
-    return {tuple(path): np.asarray(jax.device_get(var[...]), np.float32)
-            for path, var in nnx.to_flat_state(nnx.state(module, nnx.Param))}
+    return {
+        tuple(path): np.asarray(jax.device_get(var[...]), np.float32)
+        for path, var in nnx.to_flat_state(nnx.state(module, nnx.Param))
+    }
 
 
 def task_model_to_hf_state_dict(model: TaskModel, kind: str) -> dict[str, np.ndarray]:
@@ -117,7 +139,9 @@ def task_model_to_hf_state_dict(model: TaskModel, kind: str) -> dict[str, np.nda
     head = _flat_params(model.head)
     for path, key in _head_keys(config, kind).items():
         value = head[path]
-        tensors[(prefix + key) if key.startswith("pooler.") else key] = np.ascontiguousarray(value.T) if value.ndim == 2 else value
+        tensors[(prefix + key) if key.startswith("pooler.") else key] = (
+            np.ascontiguousarray(value.T) if value.ndim == 2 else value
+        )
     return tensors
 
 
@@ -136,8 +160,14 @@ def hf_task_config(config: EncoderConfig, kind: str, labels: Sequence[str] | Non
     return hf
 
 
-def export_task_model(model: TaskModel, output_dir: str | Path, *, kind: str, labels: Sequence[str] | None = None,
-                      tokenizer_dir: str | Path | None = None) -> Path:
+def export_task_model(
+    model: TaskModel,
+    output_dir: str | Path,
+    *,
+    kind: str,
+    labels: Sequence[str] | None = None,
+    tokenizer_dir: str | Path | None = None,
+) -> Path:
     """Write config.json, model.safetensors (and the tokenizer files from `tokenizer_dir`) that transformers'
     task model for `kind` loads with no missing or unexpected keys. The folder is written whole or not at all."""
     tensors = task_model_to_hf_state_dict(model, kind)
@@ -154,20 +184,25 @@ def label_order(hf_config: dict[str, Any], labels: Sequence[str], where: str) ->
     id2label = {int(k): str(v) for k, v in (hf_config.get("id2label") or {}).items()}
     names = [id2label.get(i) for i in range(len(id2label))]
     if len(names) != len(labels):
-        raise WeightsError(f"{where}: the checkpoint has {len(names)} labels ({names}), the task {len(labels)} "
-                           f"({list(labels)}); it was fine-tuned for another task")
+        raise WeightsError(
+            f"{where}: the checkpoint has {len(names)} labels ({names}), the task {len(labels)} "
+            f"({list(labels)}); it was fine-tuned for another task"
+        )
     if all(name == f"LABEL_{i}" for i, name in enumerate(names)):
         return list(range(len(labels)))
     by_name = {str(name).lower(): i for i, name in enumerate(names)}
     missing = [label for label in labels if str(label).lower() not in by_name]
     if missing:
-        raise WeightsError(f"{where}: config.json's id2label {names} does not name the task's labels {missing} "
-                           f"(the task's labels: {list(labels)}); fix id2label, or use a model fine-tuned for this task")
+        raise WeightsError(
+            f"{where}: config.json's id2label {names} does not name the task's labels {missing} "
+            f"(the task's labels: {list(labels)}); fix id2label, or use a model fine-tuned for this task"
+        )
     return [by_name[str(label).lower()] for label in labels]
 
 
-def hf_task_params(model_dir: str | Path, *, kind: str, labels: Sequence[str] | None = None
-                   ) -> tuple[EncoderConfig, dict[tuple, np.ndarray], dict[tuple, np.ndarray]]:
+def hf_task_params(
+    model_dir: str | Path, *, kind: str, labels: Sequence[str] | None = None
+) -> tuple[EncoderConfig, dict[tuple, np.ndarray], dict[tuple, np.ndarray]]:
     """A transformers task model folder's encoder and head parameters (our flat paths, float32), strictly.
 
     `kind` must be the head in config.json's architectures; `labels` (classification, tagging) are the task's, in
@@ -187,13 +222,15 @@ def hf_task_params(model_dir: str | Path, *, kind: str, labels: Sequence[str] | 
     found = [kind_of_architecture(name) for name in architectures]
     if kind not in found:
         wanted = "/".join(f"{prefix}{_SUFFIXES[kind]}" for prefix in _CLASS_PREFIXES.values())
-        raise WeightsError(f"{config_path} names the architectures {architectures}; a {kind} model is a {wanted} "
-                           "(a base model without its task head cannot be evaluated)")
+        raise WeightsError(
+            f"{config_path} names the architectures {architectures}; a {kind} model is a {wanted} "
+            "(a base model without its task head cannot be evaluated)"
+        )
     config = EncoderConfig.from_hf_dict(hf_config)
     state_dict = {_normalise_key(k): v for k, v in hf_files.read_state_dict(model_dir).items()}
     encoder = convert_hf_state_dict(state_dict, config)  # strict about the encoder's own tensors
     prefix = _BASE_PREFIXES[config.family]
-    stripped = {key[len(prefix):] if key.startswith(prefix) else key: value for key, value in state_dict.items()}
+    stripped = {key[len(prefix) :] if key.startswith(prefix) else key: value for key, value in state_dict.items()}
     keys = _head_keys(config, kind)
     head: dict[tuple, np.ndarray] = {}
     missing = [key for key in keys.values() if key not in stripped]
@@ -205,14 +242,23 @@ def hf_task_params(model_dir: str | Path, *, kind: str, labels: Sequence[str] | 
     unexpected = sorted(key for key in stripped if key not in used)
     d = config.hidden_size
     shapes = _head_shapes(kind, d, head)
-    misshaped = [f"{keys[path]}: {tuple(head[path].shape[::-1]) if head[path].ndim == 2 else head[path].shape}, "
-                 f"expected {shape[::-1]}" for path, shape in shapes.items() if path in head and head[path].shape != shape]
+    misshaped = [
+        f"{keys[path]}: {tuple(head[path].shape[::-1]) if head[path].ndim == 2 else head[path].shape}, "
+        f"expected {shape[::-1]}"
+        for path, shape in shapes.items()
+        if path in head and head[path].shape != shape
+    ]
     if missing or unexpected or misshaped:
-        problems = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
-                    f"wrong shape {misshaped}" if misshaped else ""]
-        raise WeightsError(f"{model_dir}: the checkpoint does not hold exactly a {architecture_name(config, kind)}: "
-                           + "; ".join(p for p in problems if p)
-                           + ". Save the model with transformers' save_pretrained from that class.")
+        problems = [
+            f"missing {missing}" if missing else "",
+            f"unexpected {unexpected}" if unexpected else "",
+            f"wrong shape {misshaped}" if misshaped else "",
+        ]
+        raise WeightsError(
+            f"{model_dir}: the checkpoint does not hold exactly a {architecture_name(config, kind)}: "
+            + "; ".join(p for p in problems if p)
+            + ". Save the model with transformers' save_pretrained from that class."
+        )
     if kind in (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION):
         if labels is None:
             raise WeightsError(f"importing a {kind} head needs the task's labels")
@@ -232,13 +278,20 @@ def _head_shapes(kind: str, d: int, head: dict[tuple, np.ndarray]) -> dict[tuple
     return shapes
 
 
-def load_hf_task_model(model_dir: str | Path, *, kind: str, head: Callable[[int, nnx.Rngs], nnx.Module],
-                       labels: Sequence[str] | None = None, dtype: Any = jnp.float32) -> TaskModel:
+def load_hf_task_model(
+    model_dir: str | Path,
+    *,
+    kind: str,
+    head: Callable[[int, nnx.Rngs], nnx.Module],
+    labels: Sequence[str] | None = None,
+    dtype: Any = jnp.float32,
+) -> TaskModel:
     """The TaskModel of a transformers task model folder: `head(hidden_size, rngs)` builds the head (a task's
     `head` method), filled from the checkpoint as `hf_task_params` reads it."""
     config, encoder_params, head_params = hf_task_params(model_dir, kind=kind, labels=labels)
-    abstract = nnx.eval_shape(lambda: TaskModel(Encoder(config, rngs=nnx.Rngs(0), dtype=dtype),
-                                                head(config.hidden_size, nnx.Rngs(0))))
+    abstract = nnx.eval_shape(
+        lambda: TaskModel(Encoder(config, rngs=nnx.Rngs(0), dtype=dtype), head(config.hidden_size, nnx.Rngs(0)))
+    )
     check_head(abstract.head, kind)
     graphdef, state = nnx.split(abstract)
     params = {("encoder", *path): value for path, value in encoder_params.items()}
@@ -246,10 +299,15 @@ def load_hf_task_model(model_dir: str | Path, *, kind: str, head: Callable[[int,
     flat = nnx.to_flat_state(state)
     expected = {tuple(path): tuple(var.shape) for path, var in flat}
     if set(expected) != set(params):
-        raise WeightsError(f"{model_dir}: the head's parameters {sorted(p for p in expected if p[0] == 'head')} do not "
-                           f"match the checkpoint's {sorted(p for p in params if p[0] == 'head')}")
-    wrong = [f"{'/'.join(map(str, p))}: checkpoint {params[p].shape}, model {expected[p]}" for p in expected
-             if params[p].shape != expected[p]]
+        raise WeightsError(
+            f"{model_dir}: the head's parameters {sorted(p for p in expected if p[0] == 'head')} do not "
+            f"match the checkpoint's {sorted(p for p in params if p[0] == 'head')}"
+        )
+    wrong = [
+        f"{'/'.join(map(str, p))}: checkpoint {params[p].shape}, model {expected[p]}"
+        for p in expected
+        if params[p].shape != expected[p]
+    ]
     if wrong:
         raise WeightsError(f"{model_dir}: the checkpoint's head does not fit the task's head: {wrong}")
     for path, var in flat:

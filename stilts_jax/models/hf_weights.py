@@ -33,7 +33,15 @@ log = logging.getLogger(__name__)
 # Where the base model sits inside task checkpoints (XLMRobertaForMaskedLM -> "roberta.", BertForPreTraining -> "bert.").
 _BASE_MODEL_PREFIXES = ("", "roberta.", "xlm_roberta.", "bert.")
 # Tensors outside the encoder that hub checkpoints carry; they are not part of the encoder and are skipped.
-_HEAD_PREFIXES = ("lm_head.", "cls.", "pooler.", "classifier.", "qa_outputs.", "embeddings.position_ids", "embeddings.token_type_ids")
+_HEAD_PREFIXES = (
+    "lm_head.",
+    "cls.",
+    "pooler.",
+    "classifier.",
+    "qa_outputs.",
+    "embeddings.position_ids",
+    "embeddings.token_type_ids",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +84,11 @@ def _mapping(config: EncoderConfig) -> list[_Rule]:
         ours: tuple[str | int, ...] = ("layers", i)
         for name in ("query", "key", "value"):
             rules.append(_Rule((*ours, "attention", name), f"{hf}attention.self.{name}.weight", q_in, q_in_hf))
-            rules.append(_Rule((*ours, "attention", f"{name}_bias"), f"{hf}attention.self.{name}.bias", heads_bias, heads_bias_hf))
+            rules.append(
+                _Rule(
+                    (*ours, "attention", f"{name}_bias"), f"{hf}attention.self.{name}.bias", heads_bias, heads_bias_hf
+                )
+            )
         rules += [
             _Rule((*ours, "attention", "output"), f"{hf}attention.output.dense.weight", o_in, o_in_hf),
             _Rule((*ours, "attention", "output_bias"), f"{hf}attention.output.dense.bias", _identity, _identity),
@@ -103,7 +115,7 @@ def _strip_base_prefix(state_dict: dict[str, np.ndarray]) -> dict[str, np.ndarra
         if f"{prefix}embeddings.word_embeddings.weight" in keys:
             stripped = {}
             for norm, original in keys.items():
-                stripped[norm[len(prefix):] if norm.startswith(prefix) else norm] = state_dict[original]
+                stripped[norm[len(prefix) :] if norm.startswith(prefix) else norm] = state_dict[original]
             return stripped
     sample = sorted(state_dict)[:8]
     raise WeightsError(
@@ -137,7 +149,9 @@ def convert_hf_state_dict(state_dict: dict[str, np.ndarray], config: EncoderConf
         except ValueError:
             converted = None
         if converted is None or converted.shape != expected[rule.path]:
-            misshaped.append(f"{rule.hf_key}: checkpoint {tuple(value.shape)}, model expects {expected[rule.path]} (ours)")
+            misshaped.append(
+                f"{rule.hf_key}: checkpoint {tuple(value.shape)}, model expects {expected[rule.path]} (ours)"
+            )
             continue
         params[rule.path] = converted.astype(np.float32)
     used = {rule.hf_key for rule in rules}
@@ -165,7 +179,10 @@ def convert_hf_state_dict(state_dict: dict[str, np.ndarray], config: EncoderConf
 
 def encoder_to_hf_state_dict(encoder: Encoder) -> dict[str, np.ndarray]:
     """The encoder's parameters under Hugging Face base-model keys, float32 NumPy arrays."""
-    flat = {tuple(path): np.asarray(jax.device_get(var[...]), np.float32) for path, var in nnx.to_flat_state(nnx.state(encoder, nnx.Param))}
+    flat = {
+        tuple(path): np.asarray(jax.device_get(var[...]), np.float32)
+        for path, var in nnx.to_flat_state(nnx.state(encoder, nnx.Param))
+    }
     return {rule.hf_key: rule.to_hf(flat[rule.path]) for rule in _mapping(encoder.config)}
 
 
@@ -197,8 +214,11 @@ def load_pretrained(
     config = EncoderConfig.from_json_file(config_path)
     params = convert_hf_state_dict(hf_files.read_state_dict(model_dir), config)
     place = place or (lambda path, array: jnp.asarray(array))
-    abstract = nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0), dtype=dtype, attention=attention,
-                                                remat=remat, attention_dropout=attention_dropout))
+    abstract = nnx.eval_shape(
+        lambda: Encoder(
+            config, rngs=nnx.Rngs(0), dtype=dtype, attention=attention, remat=remat, attention_dropout=attention_dropout
+        )
+    )
     graphdef, state = nnx.split(abstract)
     for path, var in nnx.to_flat_state(state):
         var.set_value(place(tuple(path), params[tuple(path)]))
@@ -210,12 +230,18 @@ def export_hf(encoder: Encoder, output_dir: str | Path, *, tokenizer_dir: str | 
 
     The folder is written whole or not at all. Tokenizer files from `tokenizer_dir` are copied beside them.
     """
-    return write_hf_folder(output_dir, encoder.config.to_hf_dict(), encoder_to_hf_state_dict(encoder),
-                           tokenizer_dir=tokenizer_dir)
+    return write_hf_folder(
+        output_dir, encoder.config.to_hf_dict(), encoder_to_hf_state_dict(encoder), tokenizer_dir=tokenizer_dir
+    )
 
 
-def write_hf_folder(output_dir: str | Path, config: dict[str, Any], tensors: dict[str, np.ndarray], *,
-                    tokenizer_dir: str | Path | None = None) -> Path:
+def write_hf_folder(
+    output_dir: str | Path,
+    config: dict[str, Any],
+    tensors: dict[str, np.ndarray],
+    *,
+    tokenizer_dir: str | Path | None = None,
+) -> Path:
     """A Hugging Face model folder: config.json, model.safetensors and the tokenizer files of `tokenizer_dir`,
     written whole or not at all."""
     output_dir = Path(output_dir)
@@ -243,8 +269,9 @@ _MLM_BIAS_ALIASES = ("lm_head.decoder.bias", "cls.predictions.decoder.bias")
 _MLM_DECODER_WEIGHTS = ("lm_head.decoder.weight", "cls.predictions.decoder.weight")
 
 
-def _collect(tensors: dict[str, np.ndarray], keys: dict[tuple, str], shapes: dict[tuple, tuple],
-             what: str) -> tuple[dict[tuple, np.ndarray], list[str], list[str]]:
+def _collect(
+    tensors: dict[str, np.ndarray], keys: dict[tuple, str], shapes: dict[tuple, tuple], what: str
+) -> tuple[dict[tuple, np.ndarray], list[str], list[str]]:
     """A head's parameters (float32; `dense` transposed: torch Linear stores [out, in]) from checkpoint `tensors` by
     `keys` (our path -> checkpoint key), with the keys missing and the mis-shaped ones described."""
     params: dict[tuple, np.ndarray] = {}
@@ -270,18 +297,29 @@ def convert_mlm_head(state_dict: dict[str, np.ndarray], config: EncoderConfig) -
     (this head always ties them) is an error listing every problem.
     """
     tensors = {_normalise_key(k): v for k, v in state_dict.items()}
-    family = 0 if any(k.startswith("lm_head.") for k in tensors) else 1 if any(
-        k.startswith("cls.predictions.") for k in tensors) else None
+    family = (
+        0
+        if any(k.startswith("lm_head.") for k in tensors)
+        else 1
+        if any(k.startswith("cls.predictions.") for k in tensors)
+        else None
+    )
     if family is None:
         return None
     for alias, key in zip(_MLM_BIAS_ALIASES, ("lm_head.bias", "cls.predictions.bias")):
         if key not in tensors and alias in tensors:
             tensors[key] = tensors[alias]
     d, v = config.hidden_size, config.vocab_size
-    shapes = {("dense",): (d, d), ("dense_bias",): (d,), ("layer_norm", "scale"): (d,), ("layer_norm", "bias"): (d,),
-              ("output_bias",): (v,)}
-    params, missing, misshaped = _collect(tensors, {path: keys[family] for path, keys in _MLM_HEAD_KEYS.items()},
-                                          shapes, "head")
+    shapes = {
+        ("dense",): (d, d),
+        ("dense_bias",): (d,),
+        ("layer_norm", "scale"): (d,),
+        ("layer_norm", "bias"): (d,),
+        ("output_bias",): (v,),
+    }
+    params, missing, misshaped = _collect(
+        tensors, {path: keys[family] for path, keys in _MLM_HEAD_KEYS.items()}, shapes, "head"
+    )
     untied = []
     decoder_key = _MLM_DECODER_WEIGHTS[family]
     if decoder_key in tensors:
@@ -290,11 +328,17 @@ def convert_mlm_head(state_dict: dict[str, np.ndarray], config: EncoderConfig) -
         if word is None or decoder.shape != np.shape(word) or not np.array_equal(decoder, np.asarray(word)):
             untied.append(decoder_key)
     if missing or misshaped or untied:
-        problems = [f"missing {missing}" if missing else "", f"wrong shape {misshaped}" if misshaped else "",
-                    f"{untied[0]} differs from the word embeddings (this MLM head ties them)" if untied else ""]
-        raise WeightsError("the checkpoint's masked-LM head does not fit: " + "; ".join(p for p in problems if p)
-                           + ". Use the checkpoint's own config.json, or train the MLM head from scratch "
-                             "(a checkpoint without lm_head.* tensors).")
+        problems = [
+            f"missing {missing}" if missing else "",
+            f"wrong shape {misshaped}" if misshaped else "",
+            f"{untied[0]} differs from the word embeddings (this MLM head ties them)" if untied else "",
+        ]
+        raise WeightsError(
+            "the checkpoint's masked-LM head does not fit: "
+            + "; ".join(p for p in problems if p)
+            + ". Use the checkpoint's own config.json, or train the MLM head from scratch "
+            "(a checkpoint without lm_head.* tensors)."
+        )
     return params
 
 
@@ -325,8 +369,10 @@ def _fill(module: Any, params: dict[tuple, np.ndarray], what: str) -> None:
         raise AssertionError(f"{what} mapping does not cover the {what}: {sorted(expected)} vs {sorted(params)}")
     for path, var in nnx.to_flat_state(state):
         if tuple(var.shape) != params[tuple(path)].shape:
-            raise WeightsError(f"the checkpoint's {what} tensor for {path} has shape {params[tuple(path)].shape}, "
-                               f"the {what} {tuple(var.shape)}; build the model from the checkpoint's config.json")
+            raise WeightsError(
+                f"the checkpoint's {what} tensor for {path} has shape {params[tuple(path)].shape}, "
+                f"the {what} {tuple(var.shape)}; build the model from the checkpoint's config.json"
+            )
         var.set_value(jnp.asarray(params[tuple(path)]))
     nnx.update(module, state)
 
@@ -349,8 +395,11 @@ def convert_pooler(state_dict: dict[str, np.ndarray], config: EncoderConfig) -> 
     params, missing, misshaped = _collect(tensors, _POOLER_KEYS, shapes, "pooler")
     if missing or misshaped:
         problems = [f"missing {missing}" if missing else "", f"wrong shape {misshaped}" if misshaped else ""]
-        raise WeightsError("the checkpoint's pooler does not fit: " + "; ".join(p for p in problems if p)
-                           + ". Use the checkpoint's own config.json.")
+        raise WeightsError(
+            "the checkpoint's pooler does not fit: "
+            + "; ".join(p for p in problems if p)
+            + ". Use the checkpoint's own config.json."
+        )
     return params
 
 

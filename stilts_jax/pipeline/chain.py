@@ -86,12 +86,16 @@ def _apply(node: ml_collections.ConfigDict, values: Any, stage: str, where: str 
     for key, value in dict(values).items():
         dotted = f"{where}{key}"
         if not where and key in _FIXED_KEYS:
-            raise InputError(f"intermediate.stage_overrides[{stage!r}]: {key!r} cannot be set per stage; the stages "
-                             f"and their tasks come from intermediate.task ({CHAIN_SEPARATOR!r} between stages, "
-                             f"{JOINT_SEPARATOR!r} between the tasks of one stage)")
+            raise InputError(
+                f"intermediate.stage_overrides[{stage!r}]: {key!r} cannot be set per stage; the stages "
+                f"and their tasks come from intermediate.task ({CHAIN_SEPARATOR!r} between stages, "
+                f"{JOINT_SEPARATOR!r} between the tasks of one stage)"
+            )
         if key not in node:
-            raise InputError(f"intermediate.stage_overrides[{stage!r}]: unknown key {dotted!r}; valid keys there: "
-                             f"{', '.join(sorted(node.keys()))}")
+            raise InputError(
+                f"intermediate.stage_overrides[{stage!r}]: unknown key {dotted!r}; valid keys there: "
+                f"{', '.join(sorted(node.keys()))}"
+            )
         if isinstance(node[key], ml_collections.ConfigDict):
             if not isinstance(value, (dict, ml_collections.ConfigDict)):
                 raise InputError(f"intermediate.stage_overrides[{stage!r}]: {dotted!r} is a section; give a mapping")
@@ -110,8 +114,10 @@ def _check_spelling(phase: ml_collections.ConfigDict, spelled: list[str]) -> Non
             raise InputError(f"intermediate.task {phase.task!r}: stage {stage!r} has an empty task; {example}")
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise InputError(f"intermediate.task {phase.task!r}: stage {stage!r} lists {', '.join(repeated)} twice; "
-                             "a multi-task stage trains each of its tasks once")
+            raise InputError(
+                f"intermediate.task {phase.task!r}: stage {stage!r} lists {', '.join(repeated)} twice; "
+                "a multi-task stage trains each of its tasks once"
+            )
 
 
 def _check_overrides(phase: ml_collections.ConfigDict, spelled: list[str], overrides: Any) -> None:
@@ -121,20 +127,26 @@ def _check_overrides(phase: ml_collections.ConfigDict, spelled: list[str], overr
 
     for key in overrides:
         if CHAIN_SEPARATOR in key:
-            raise InputError(f"intermediate.stage_overrides[{key!r}]: a key names one stage (a task, or tasks joined "
-                             f"with {JOINT_SEPARATOR!r}), not a chain; the chain {phase.task!r} has stages "
-                             f"{', '.join(spelled)}")
+            raise InputError(
+                f"intermediate.stage_overrides[{key!r}]: a key names one stage (a task, or tasks joined "
+                f"with {JOINT_SEPARATOR!r}), not a chain; the chain {phase.task!r} has stages "
+                f"{', '.join(spelled)}"
+            )
     unknown = sorted({name for key in overrides for name in stage_task_names(key)} - set(TASKS))
     if unknown:
-        raise InputError(f"intermediate.stage_overrides names {', '.join(unknown)}, which are not tasks; the chain "
-                         f"{phase.task!r} has stages {', '.join(spelled)}")
+        raise InputError(
+            f"intermediate.stage_overrides names {', '.join(unknown)}, which are not tasks; the chain "
+            f"{phase.task!r} has stages {', '.join(spelled)}"
+        )
     for key in overrides:
         if JOINT_SEPARATOR not in key or key in spelled:
             continue
         same = [s for s in spelled if sorted(stage_task_names(s)) == sorted(stage_task_names(key))]
         if same:
-            raise InputError(f"intermediate.stage_overrides[{key!r}] is meant for the stage {same[0]!r}: key it as "
-                             "the chain spells the stage (the order of a multi-task stage's tasks is part of it)")
+            raise InputError(
+                f"intermediate.stage_overrides[{key!r}] is meant for the stage {same[0]!r}: key it as "
+                "the chain spells the stage (the order of a multi-task stage's tasks is part of it)"
+            )
 
 
 def chain_stages(phase: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
@@ -143,15 +155,20 @@ def chain_stages(phase: ml_collections.ConfigDict) -> list[tuple[str, ml_collect
     if not spelled:
         return []
     joint = any(JOINT_SEPARATOR in stage for stage in spelled)
-    if len(spelled) == 1 and not joint and (phase.get("tasks") or not (phase.get("stage_overrides")
-                                                                          or phase.get("task_sources"))):
+    if (
+        len(spelled) == 1
+        and not joint
+        and (phase.get("tasks") or not (phase.get("stage_overrides") or phase.get("task_sources")))
+    ):
         return [("intermediate", phase)]  # one stage as configured (a multi-task phase reads task_sources itself)
     _check_spelling(phase, spelled)
     if phase.get("tasks") and (len(spelled) > 1 or joint):
-        raise InputError(f"intermediate.task {phase.task!r} with {CHAIN_SEPARATOR!r} or {JOINT_SEPARATOR!r} and a "
-                         f"multi-task list (intermediate.tasks={list(phase.tasks)}) cannot be combined in one "
-                         f"phase; spell the tasks trained together with {JOINT_SEPARATOR!r} in the chain instead, "
-                         f"e.g. anli+{JOINT_SEPARATOR.join(list(phase.tasks)[:2])}, and leave intermediate.tasks empty")
+        raise InputError(
+            f"intermediate.task {phase.task!r} with {CHAIN_SEPARATOR!r} or {JOINT_SEPARATOR!r} and a "
+            f"multi-task list (intermediate.tasks={list(phase.tasks)}) cannot be combined in one "
+            f"phase; spell the tasks trained together with {JOINT_SEPARATOR!r} in the chain instead, "
+            f"e.g. anli+{JOINT_SEPARATOR.join(list(phase.tasks)[:2])}, and leave intermediate.tasks empty"
+        )
     overrides = phase.get("stage_overrides") or {}
     _check_overrides(phase, spelled, overrides)
     for stage in spelled:
@@ -182,16 +199,20 @@ def chain_columns(stages: list[tuple[str, ml_collections.ConfigDict]]) -> list[t
     return [(task if counts[task] == 1 else f"{task}@{index}", index, task) for index, task in pairs]
 
 
-def _stage_heads(pipeline: RunContext, stage: ml_collections.ConfigDict,
-                 record: dict[str, Any]) -> dict[str, tuple[Any, ModelSpec, Any]]:
+def _stage_heads(
+    pipeline: RunContext, stage: ml_collections.ConfigDict, record: dict[str, Any]
+) -> dict[str, tuple[Any, ModelSpec, Any]]:
     """task -> (task, model spec of its TaskModel, its head's parameters from the stage's best model)."""
     names = list(record.get("tasks") or []) or [stage.task]
     tasks = {name: pipeline.make_task(get_task(name), stage) for name in names}
-    specs = {name: ModelSpec(pipeline.abstract_model(task), pipeline.mesh, pipeline.rules) for name, task in tasks.items()}
+    specs = {
+        name: ModelSpec(pipeline.abstract_model(task), pipeline.mesh, pipeline.rules) for name, task in tasks.items()
+    }
 
     def placed(spec: ModelSpec) -> Any:
-        return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), spec.abstract_params,
-                            spec.param_shardings)
+        return jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), spec.abstract_params, spec.param_shardings
+        )
 
     if not record.get("tasks"):  # a single-task phase's best model: {"encoder", "head"}
         [name] = names
@@ -206,14 +227,19 @@ def _stage_heads(pipeline: RunContext, stage: ml_collections.ConfigDict,
                 modules[MLM] = mlm_head(pipeline, hidden, rngs)
             return MultiTaskModel(pipeline.abstract_encoder(), modules)
 
-        loaded = load_params(record["best_model"], placed(ModelSpec(nnx.eval_shape(build), pipeline.mesh,
-                                                                    pipeline.rules)))
+        loaded = load_params(
+            record["best_model"], placed(ModelSpec(nnx.eval_shape(build), pipeline.mesh, pipeline.rules))
+        )
         heads = {name: loaded["heads"][name] for name in names}
     return {name: (tasks[name], specs[name], heads[name]) for name in names}
 
 
-def stage_scores(pipeline: RunContext, stages: list[tuple[str, ml_collections.ConfigDict]],
-                 records: dict[str, dict[str, Any]], upto: int) -> dict[str, float]:
+def stage_scores(
+    pipeline: RunContext,
+    stages: list[tuple[str, ml_collections.ConfigDict]],
+    records: dict[str, dict[str, Any]],
+    upto: int,
+) -> dict[str, float]:
     """The English dev score of every task of every stage up to `upto` (included), each with its own head and the
     encoder of stage `upto`; keyed by the column names of `chain_columns`."""
     columns = chain_columns(stages)
@@ -226,14 +252,18 @@ def stage_scores(pipeline: RunContext, stages: list[tuple[str, ml_collections.Co
     for index, (folder, stage) in enumerate(stages[:upto]):
         for name, (task, model_spec, head) in _stage_heads(pipeline, stage, records[folder]).items():
             if encoder is None:
-                abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                        model_spec.abstract_params["encoder"], model_spec.param_shardings["encoder"])
+                abstract = jax.tree.map(
+                    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                    model_spec.abstract_params["encoder"],
+                    model_spec.param_shardings["encoder"],
+                )
                 encoder = load_params(current["encoder"], abstract)
             dev = task.load("dev", task_source_of(stage, name), ["en"])["en"]
             if stage.max_dev_examples:
                 dev = dev[: stage.max_dev_examples]
-            predictions = task.predict(make_predictor(pipeline, model_spec), {"encoder": encoder, "head": head}, dev,
-                                       desc=f"{name} dev")
+            predictions = task.predict(
+                make_predictor(pipeline, model_spec), {"encoder": encoder, "head": head}, dev, desc=f"{name} dev"
+            )
             column = next(c for c, i, t in columns if i == index and t == name)
             scores[column] = float(task.score(predictions, dev)[task.spec.metric])
     return scores
@@ -242,10 +272,15 @@ def stage_scores(pipeline: RunContext, stages: list[tuple[str, ml_collections.Co
 def chain_table(stages: list[tuple[str, ml_collections.ConfigDict]], table: dict[str, dict[str, float]]) -> str:
     """Markdown: a row per stage (after training it), a column per task of each stage, English dev scores."""
     columns = [name for name, _, _ in chain_columns(stages)]
-    lines = ["### Chain: English dev score of each stage's task after each stage", "",
-             "Rows: the encoder after that stage (each task keeps its own head; a multi-task stage `a&b` has one head "
-             "per task). A drop down a column is what a later stage undid.", "",
-             "| after stage | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    lines = [
+        "### Chain: English dev score of each stage's task after each stage",
+        "",
+        "Rows: the encoder after that stage (each task keeps its own head; a multi-task stage `a&b` has one head "
+        "per task). A drop down a column is what a later stage undid.",
+        "",
+        "| after stage | " + " | ".join(columns) + " |",
+        "|" + "---|" * (len(columns) + 1),
+    ]
     for index, (folder, stage) in enumerate(stages):
         row = table.get(folder, {})
         cells = [f"{row[c]:.1f}" if c in row else "" for c in columns]
@@ -253,23 +288,33 @@ def chain_table(stages: list[tuple[str, ml_collections.ConfigDict]], table: dict
     return "\n".join(lines) + "\n"
 
 
-def write_chain_report(pipeline: RunContext, stages: list[tuple[str, ml_collections.ConfigDict]],
-                       table: dict[str, dict[str, float]]) -> None:
+def write_chain_report(
+    pipeline: RunContext, stages: list[tuple[str, ml_collections.ConfigDict]], table: dict[str, dict[str, float]]
+) -> None:
     if jax.process_index() != 0:
         return
     folder = pipeline.workdir / "intermediate"
     columns = chain_columns(stages)
-    data = {"stages": [{"folder": f, "task": s.task, "tasks": stage_tasks(s)} for f, s in stages],
-            "columns": [{"column": c, "stage": i, "task": t} for c, i, t in columns], "scores": table}
+    data = {
+        "stages": [{"folder": f, "task": s.task, "tasks": stage_tasks(s)} for f, s in stages],
+        "columns": [{"column": c, "stage": i, "task": t} for c, i, t in columns],
+        "scores": table,
+    }
     atomic_write_text(folder / CHAIN_FILE, json.dumps(data, indent=2) + "\n")
     markdown = chain_table(stages, table)
     atomic_write_text(folder / "chain.md", markdown)
     if pipeline.config.evaluation.get("plots", True):
         from stilts_jax.evaluation.plots import chain_lines_png, write_plot
 
-        write_plot(folder / "chain.png", lambda: chain_lines_png(
-            [c for c, _, _ in columns], [[table.get(f, {}).get(c) for c, _, _ in columns] for f, _ in stages],
-            stages=[s.task for _, s in stages]), report=say)
+        write_plot(
+            folder / "chain.png",
+            lambda: chain_lines_png(
+                [c for c, _, _ in columns],
+                [[table.get(f, {}).get(c) for c, _, _ in columns] for f, _ in stages],
+                stages=[s.task for _, s in stages],
+            ),
+            report=say,
+        )
     say(markdown)
 
 
@@ -291,8 +336,11 @@ def run_chain(pipeline: RunContext, run_stage: Any) -> str | None:
             write_chain_report(pipeline, stages[: index + 1], table)
     if len(stages) > 1:
         pipeline.phase_records["intermediate"] = {
-            "task": pipeline.config.intermediate.task, "stages": [pipeline.phase_records[f] for f, _ in stages],
-            "encoder": handoff, "dev": pipeline.phase_records[stages[-1][0]]["dev"]}
+            "task": pipeline.config.intermediate.task,
+            "stages": [pipeline.phase_records[f] for f, _ in stages],
+            "encoder": handoff,
+            "dev": pipeline.phase_records[stages[-1][0]]["dev"],
+        }
     elif stages:
         pipeline.phase_records["intermediate"] = pipeline.phase_records[stages[0][0]]
     return handoff

@@ -71,7 +71,7 @@ def record_phase(phase_dir: Any, info: dict[str, Any]) -> None:
         if key in record:
             prefix = str(absolute(phase_dir)).rstrip("/") + "/"
             value = str(record[key])
-            record[key] = value[len(prefix):] if value.startswith(prefix) else value
+            record[key] = value[len(prefix) :] if value.startswith(prefix) else value
     settings = phase_dir / "settings.json"
     if settings.exists():
         started = _read_record(settings)
@@ -104,10 +104,14 @@ def finished_evaluation(workdir: Any, fingerprint: str | None = None) -> dict[st
             kept.mkdir(parents=True, exist_ok=True)
             for name in ("results.json", "results.md"):
                 if (workdir / name).exists():
-                    atomic_write_text(kept / f"{Path(name).stem}.{stamp}{Path(name).suffix}", (workdir / name).read_text())
+                    atomic_write_text(
+                        kept / f"{Path(name).stem}.{stamp}{Path(name).suffix}", (workdir / name).read_text()
+                    )
             marker.unlink()
-        say(f"[evaluation] the evaluation settings or the model changed: evaluating again (earlier results kept in "
-            f"{workdir / 'evaluation' / EARLIER_RESULTS})")
+        say(
+            f"[evaluation] the evaluation settings or the model changed: evaluating again (earlier results kept in "
+            f"{workdir / 'evaluation' / EARLIER_RESULTS})"
+        )
         return None
     say(f"[evaluation] finished earlier: {results}")
     return summary
@@ -117,13 +121,22 @@ def record_evaluation(workdir: Any, fingerprint: str | None = None) -> None:
     """Mark the evaluation finished (process 0 only; call after results.json is written)."""
     if jax.process_index() == 0:
         (workdir / "evaluation").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(workdir / "evaluation" / DONE,
-                          json.dumps({"results": "results.json", "fingerprint": fingerprint}) + "\n")
+        atomic_write_text(
+            workdir / "evaluation" / DONE, json.dumps({"results": "results.json", "fingerprint": fingerprint}) + "\n"
+        )
 
 
-def publish_results(pipeline: Any, spec: Any, per_language: dict[str, dict[str, float]],
-                    columns: list[tuple[str, str]], protocol: dict[str, Any], *, appendix: str = "",
-                    plots: Sequence[tuple[str, Callable[[], Any]]] = (), **extra: Any) -> dict[str, Any]:
+def publish_results(
+    pipeline: Any,
+    spec: Any,
+    per_language: dict[str, dict[str, float]],
+    columns: list[tuple[str, str]],
+    protocol: dict[str, Any],
+    *,
+    appendix: str = "",
+    plots: Sequence[tuple[str, Callable[[], Any]]] = (),
+    **extra: Any,
+) -> dict[str, Any]:
     """An evaluation's outputs: results.json/.md (the protocol heading them, `appendix` Markdown after the table), the
     per-language plot and `plots` (file name -> figure maker), the done marker, and the table printed. Without a
     score to tabulate (a test split without gold), results.json alone. Returns the summary (with `extra` keys)."""
@@ -138,11 +151,22 @@ def publish_results(pipeline: Any, spec: Any, per_language: dict[str, dict[str, 
             if appendix:  # rewritten whole: object stores (gs://) cannot append
                 atomic_write_text(md, md.read_text() + "\n" + appendix)
             if pipeline.config.evaluation.plots:
-                shown = [(key, header) for key, header in headline_columns(columns)
-                         if all(key in row for row in per_language.values())]
-                write_plot(md.parent / f"{spec.name}_languages.png", lambda: language_bars_png(
-                    per_language, shown, task=spec.name, model=model_label(pipeline.config.model.name),
-                    intermediate=pipeline.config.intermediate.task), report=say)
+                shown = [
+                    (key, header)
+                    for key, header in headline_columns(columns)
+                    if all(key in row for row in per_language.values())
+                ]
+                write_plot(
+                    md.parent / f"{spec.name}_languages.png",
+                    lambda: language_bars_png(
+                        per_language,
+                        shown,
+                        task=spec.name,
+                        model=model_label(pipeline.config.model.name),
+                        intermediate=pipeline.config.intermediate.task,
+                    ),
+                    report=say,
+                )
                 for name, figure in plots:
                     write_plot(md.parent / name, figure, report=say)
             print(md.read_text(), flush=True)
@@ -209,10 +233,15 @@ def load_training_examples(task: Any, phase: ml_collections.ConfigDict, source: 
     for language in dict.fromkeys(languages):
         if language != "en" and template:
             path = template.format(lang=language, task=task.spec.name)
-            part = [_relabel(ex, language) for ex in task.load("train", {"kind": "files", "paths": {"train": path}}, ["en"])["en"]]
+            part = [
+                _relabel(ex, language)
+                for ex in task.load("train", {"kind": "files", "paths": {"train": path}}, ["en"])["en"]
+            ]
         else:
-            hint = (f"Set --config.<phase>.translated_train to a file template such as "
-                    f"/data/translate-train/{task.spec.name}.{{lang}}.tsv, or drop {language} from train_languages")
+            hint = (
+                f"Set --config.<phase>.translated_train to a file template such as "
+                f"/data/translate-train/{task.spec.name}.{{lang}}.tsv, or drop {language} from train_languages"
+            )
             try:
                 loaded = task.load("train", source, [language])
             except InputError as e:
@@ -220,8 +249,10 @@ def load_training_examples(task: Any, phase: ml_collections.ConfigDict, source: 
                     raise
                 raise StiltsError(f"{e}. {hint}") from None
             if language not in loaded:
-                raise StiltsError(f"{task.spec.name} has no {language} training data in the source {dict(source)} "
-                                  f"(its loader serves {', '.join(loaded) or 'nothing'}). {hint}")
+                raise StiltsError(
+                    f"{task.spec.name} has no {language} training data in the source {dict(source)} "
+                    f"(its loader serves {', '.join(loaded) or 'nothing'}). {hint}"
+                )
             part = loaded[language]
         examples.extend(part[:limit] if limit else part)
     return examples
@@ -245,8 +276,11 @@ def selection_rule(phase: ml_collections.ConfigDict) -> str:
         return "last step"
     every = f"every {t.eval_every} steps and at the end" if t.eval_every else "at the end only"
     subset = f"first {t.eval_subset} English dev examples" if t.eval_subset else "English dev set"
-    patience = (f", early stopping after {t.early_stopping_patience} evaluations without a better score"
-                if t.early_stopping_patience and t.eval_every else "")
+    patience = (
+        f", early stopping after {t.early_stopping_patience} evaluations without a better score"
+        if t.early_stopping_patience and t.eval_every
+        else ""
+    )
     return f"best checkpoint by the {subset}, evaluated {every}{patience}"
 
 
@@ -286,13 +320,26 @@ def trainer_config(phase: ml_collections.ConfigDict, seed: int) -> TrainerConfig
     t = phase.train
     last = selection_of(phase) == "last"
     return TrainerConfig(
-        global_batch_size=t.batch_size, micro_batches=t.micro_batches, epochs=t.epochs, max_steps=t.max_steps or None,
-        seed=seed, dropout=t.dropout, log_every=t.log_every, checkpoint_every=t.checkpoint_every,
-        eval_every=None if last else (t.eval_every or None), keep_checkpoints=t.keep_checkpoints,
-        progress_bar=t.progress_bar, early_stopping_patience=0 if last else t.early_stopping_patience,
+        global_batch_size=t.batch_size,
+        micro_batches=t.micro_batches,
+        epochs=t.epochs,
+        max_steps=t.max_steps or None,
+        seed=seed,
+        dropout=t.dropout,
+        log_every=t.log_every,
+        checkpoint_every=t.checkpoint_every,
+        eval_every=None if last else (t.eval_every or None),
+        keep_checkpoints=t.keep_checkpoints,
+        progress_bar=t.progress_bar,
+        early_stopping_patience=0 if last else t.early_stopping_patience,
         length_grouping=t.length_grouping,
-        optimizer=OptimizerConfig(learning_rate=t.learning_rate, warmup_fraction=t.warmup_fraction,
-                                  weight_decay=t.weight_decay, adam_eps=t.adam_eps, max_grad_norm=t.max_grad_norm),
+        optimizer=OptimizerConfig(
+            learning_rate=t.learning_rate,
+            warmup_fraction=t.warmup_fraction,
+            weight_decay=t.weight_decay,
+            adam_eps=t.adam_eps,
+            max_grad_norm=t.max_grad_norm,
+        ),
     )
 
 
@@ -304,10 +351,20 @@ def search_options(evaluation: Any) -> dict[str, Any]:
 def training_features(pipeline: Any, task: Any, examples: Sequence[Any]) -> dict[str, np.ndarray]:
     """`task.train_features(examples)`, built once: read from `<workdir>/features/` when the tokenizer, the task's
     featurization settings and the examples are those of an earlier run (a resume, another host of a pod)."""
-    settings = {"task": task.spec.name, "family": task.spec.family, "featurizer": type(task).__qualname__,
-                "max_length": task.max_length, "doc_stride": getattr(task, "doc_stride", None),
-                "max_query_length": getattr(task, "max_query_length", None),
-                "labels": list(getattr(task, "labels", ()) or ())}
+    settings = {
+        "task": task.spec.name,
+        "family": task.spec.family,
+        "featurizer": type(task).__qualname__,
+        "max_length": task.max_length,
+        "doc_stride": getattr(task, "doc_stride", None),
+        "max_query_length": getattr(task, "max_query_length", None),
+        "labels": list(getattr(task, "labels", ()) or ()),
+    }
     key = cache_key(tokenizer_fingerprint(task.tokenizer), settings, examples_fingerprint(examples))
-    return cached_features(lambda: task.train_features(examples), folder=pipeline.workdir / "features",
-                           name=task.spec.name, key=key, say=say)
+    return cached_features(
+        lambda: task.train_features(examples),
+        folder=pipeline.workdir / "features",
+        name=task.spec.name,
+        key=key,
+        say=say,
+    )

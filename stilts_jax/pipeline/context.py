@@ -60,12 +60,20 @@ class RunContext:
         load_task_modules(config.task_modules)  # a no-op when the command line loaded them already
         self.workdir = as_path(config.workdir)  # local or gs://...: an etils.epath.Path
         enable_compilation_cache(config.compilation_cache)
-        distributed.initialize(config.distributed.coordinator_address or None, config.distributed.num_processes,
-                               config.distributed.process_id)
+        distributed.initialize(
+            config.distributed.coordinator_address or None,
+            config.distributed.num_processes,
+            config.distributed.process_id,
+        )
         self.mesh = distributed.make_mesh(config.mesh.to_dict())
-        self.rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_rules)
-        self.dtype = config.model.dtype if config.model.dtype != "auto" else (
-            "float32" if jax.default_backend() == "cpu" else "bfloat16")
+        self.rules = tuple(
+            (name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_rules
+        )
+        self.dtype = (
+            config.model.dtype
+            if config.model.dtype != "auto"
+            else ("float32" if jax.default_backend() == "cpu" else "bfloat16")
+        )
         self.model_dir = self._model_dir()
         self.tokenizer = load_tokenizer(config.model.tokenizer or self.model_dir)
         self.phase_records: dict[str, dict[str, Any]] = {}  # phase name -> its phase_done record, as phases finish
@@ -92,21 +100,33 @@ class RunContext:
     def make_task(self, spec: TaskSpec, phase: ml_collections.ConfigDict) -> Any:
         limit = self.encoder_config.max_sequence_length
         if phase.max_length > limit:
-            raise StiltsError(f"max_length {phase.max_length} of task {spec.name} exceeds the model's maximum of {limit} "
-                              f"tokens; lower --config.<phase>.max_length")
+            raise StiltsError(
+                f"max_length {phase.max_length} of task {spec.name} exceeds the model's maximum of {limit} "
+                f"tokens; lower --config.<phase>.max_length"
+            )
         e = self.config.evaluation
-        threshold = (BEST_THRESHOLD if e.tune_null_score_diff_threshold
-                     else e.null_score_diff_threshold)
-        return make_task(spec, self.tokenizer, max_length=phase.max_length, doc_stride=phase.doc_stride,
-                         n_best=e.n_best, max_answer_length=e.max_answer_length, null_score_diff_threshold=threshold)
+        threshold = BEST_THRESHOLD if e.tune_null_score_diff_threshold else e.null_score_diff_threshold
+        return make_task(
+            spec,
+            self.tokenizer,
+            max_length=phase.max_length,
+            doc_stride=phase.doc_stride,
+            n_best=e.n_best,
+            max_answer_length=e.max_answer_length,
+            null_score_diff_threshold=threshold,
+        )
 
     @property
     def encoder_options(self) -> dict[str, Any]:
         """How every encoder of the run is built: compute dtype, attention implementation, activation remat,
         attention-probability dropout in training."""
         model = self.config.model
-        return {"dtype": self.dtype, "attention": model.attention, "remat": model.remat,
-                "attention_dropout": model.attention_dropout}
+        return {
+            "dtype": self.dtype,
+            "attention": model.attention,
+            "remat": model.remat,
+            "attention_dropout": model.attention_dropout,
+        }
 
     def pretrained_encoder(self) -> Encoder:
         """The model folder's encoder with its weights, built as every encoder of the run is (encoder_options)."""
@@ -133,7 +153,9 @@ class RunContext:
             return self.pretrained_encoder()
         graphdef, state = nnx.split(self.abstract_encoder())
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(state))
+        target = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(state)
+        )
         # Uncommitted arrays, as load_pretrained gives: the evaluation may lay them out on a mesh spanning several
         # processes, and JAX refuses to move arrays committed to this process's first device to other hosts.
         loaded = jax.tree.map(lambda x: jax.numpy.asarray(jax.device_get(x)), load_params(saved_encoder, target))

@@ -29,11 +29,17 @@ def describe(config: ml_collections.ConfigDict) -> str:
     for phase in phases:
         recorded = recorded_settings(workdir / phase.folder)
         if recorded is None:
-            state = "reuse (finished by an earlier version, unverified)" if (workdir / phase.folder / DONE).exists() \
+            state = (
+                "reuse (finished by an earlier version, unverified)"
+                if (workdir / phase.folder / DONE).exists()
                 else "run"
+            )
         elif recorded.get("fingerprint") != phase.fingerprint:
-            state = ("start anew (settings changed; on_change=restart)" if config.on_change == "restart"
-                     else "refused: settings changed (see --config.on_change)")
+            state = (
+                "start anew (settings changed; on_change=restart)"
+                if config.on_change == "restart"
+                else "refused: settings changed (see --config.on_change)"
+            )
         else:
             state = "reuse (finished)" if (workdir / phase.folder / DONE).exists() else "resume from its checkpoints"
         lines.append(f"- {phase.folder}: {phase.config.task} -> {state} [settings {phase.fingerprint}]")

@@ -69,10 +69,13 @@ def make_task(pipeline: Pipeline) -> DualEncoderTask:
     phase, d = pipeline.config.target, pipeline.config.dual_encoder
     limit = pipeline.encoder_config.max_sequence_length
     if max(phase.max_length, d.query_max_length) > limit:
-        raise StiltsError(f"max_length {phase.max_length} / query_max_length {d.query_max_length} exceed the model's "
-                          f"maximum of {limit} tokens; lower --config.target.max_length or --config.dual_encoder.query_max_length")
-    return DualEncoderTask(get_task(phase.task), pipeline.tokenizer, max_length=phase.max_length,
-                           query_max_length=d.query_max_length)
+        raise StiltsError(
+            f"max_length {phase.max_length} / query_max_length {d.query_max_length} exceed the model's "
+            f"maximum of {limit} tokens; lower --config.target.max_length or --config.dual_encoder.query_max_length"
+        )
+    return DualEncoderTask(
+        get_task(phase.task), pipeline.tokenizer, max_length=phase.max_length, query_max_length=d.query_max_length
+    )
 
 
 def train_grads_fn(task: DualEncoderTask, dual_encoder: Mapping[str, Any], micro_batches: int) -> GradsFn | None:
@@ -89,8 +92,9 @@ def train_grads_fn(task: DualEncoderTask, dual_encoder: Mapping[str, Any], micro
 def _model(pipeline: Pipeline, encoder: Encoder) -> DualEncoder:
     """The shared tower as `dual_encoder` configures it; its pooler is a random init until `load_checkpoint_pooler`."""
     d = pipeline.config.dual_encoder
-    return DualEncoder(encoder, d.pooling, scale=d.scale, learned_scale=d.learned_scale,
-                       rngs=nnx.Rngs(pipeline.config.seed))
+    return DualEncoder(
+        encoder, d.pooling, scale=d.scale, learned_scale=d.learned_scale, rngs=nnx.Rngs(pipeline.config.seed)
+    )
 
 
 def load_checkpoint_pooler(pipeline: Pipeline, model: DualEncoder) -> None:
@@ -107,18 +111,26 @@ def load_checkpoint_pooler(pipeline: Pipeline, model: DualEncoder) -> None:
             f"dual_encoder.pooling='pooler' embeds with the checkpoint's pooler (XTREME-R's retrieval baseline), but "
             f"{pipeline.model_dir} has no pooler weights (pooler.dense.weight, pooler.dense.bias). Use "
             f"--config.dual_encoder.pooling=cls (the <s> hidden state, no pooler), or "
-            f"--config.dual_encoder.allow_random_pooler=true to start the pooler from a random init.")
+            f"--config.dual_encoder.allow_random_pooler=true to start the pooler from a random init."
+        )
     why = "model.make_tiny: the tiny model is random as a whole" if tiny else "dual_encoder.allow_random_pooler"
-    say(f"[target] WARNING: {pipeline.model_dir} has no pooler weights (pooler.dense.*): the pooler starts from a "
-        f"RANDOM init ({why})")
+    say(
+        f"[target] WARNING: {pipeline.model_dir} has no pooler weights (pooler.dense.*): the pooler starts from a "
+        f"RANDOM init ({why})"
+    )
 
 
 def abstract_model(pipeline: Pipeline) -> DualEncoder:
     return nnx.eval_shape(lambda: _model(pipeline, pipeline.abstract_encoder()))
 
 
-def pool_scores(task: DualEncoderTask, predictor: Predictor, params: Any, pool: RetrievalPool,
-                search: Mapping[str, Any] | None = None) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[str]]]]:
+def pool_scores(
+    task: DualEncoderTask,
+    predictor: Predictor,
+    params: Any,
+    pool: RetrievalPool,
+    search: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[str]]]]:
     rankings = task.rank(predictor, params, pool, search_options=search)
     return score_rankings(rankings, pool), rankings
 
@@ -146,7 +158,9 @@ def run_dual_encoder_phase(pipeline: Pipeline, handoff: str | None) -> dict[str,
         transplant_encoder(model, handoff)
         say(f"[target] encoder carried over from {handoff}")
     features = task.train_features(pairs)
-    say(f"[target] {len(pairs)} training pairs; dev: {len(dev.queries['en'])} queries, {len(dev.candidate_ids)} candidates")
+    say(
+        f"[target] {len(pairs)} training pairs; dev: {len(dev.queries['en'])} queries, {len(dev.candidate_ids)} candidates"
+    )
     predictor = make_predictor(pipeline, ModelSpec(model, pipeline.mesh, pipeline.rules))
 
     def score(params: Any, whole: bool) -> dict[str, float]:  # the dev pool is scored whole (no subset)
@@ -157,18 +171,37 @@ def run_dual_encoder_phase(pipeline: Pipeline, handoff: str | None) -> dict[str,
     config = trainer_config(phase, pipeline.config.seed)
     grads_fn = train_grads_fn(task, pipeline.config.dual_encoder, config.micro_batches)
     if grads_fn is not None:
-        say(f"[target] in-batch negatives over the whole batch of {config.global_batch_size} "
-            f"({config.micro_batches} micro-batches, gradient caching)")
-    result = train(model, task.loss_fn, features, config, workdir=phase_dir, mesh=pipeline.mesh, rules=pipeline.rules,
-                   evaluate=selection.during_training, best_metric="dev_score", grads_fn=grads_fn)
+        say(
+            f"[target] in-batch negatives over the whole batch of {config.global_batch_size} "
+            f"({config.micro_batches} micro-batches, gradient caching)"
+        )
+    result = train(
+        model,
+        task.loss_fn,
+        features,
+        config,
+        workdir=phase_dir,
+        mesh=pipeline.mesh,
+        rules=pipeline.rules,
+        evaluate=selection.during_training,
+        best_metric="dev_score",
+        grads_fn=grads_fn,
+    )
     selected, selected_step = selection.selected(result)
     save_params(phase_dir / "best_model", selected)
-    info = {"task": phase.task, "best_step": selected_step, "steps": result.steps, "selection": selection_rule(phase),
-            "best_model": str(absolute(phase_dir / "best_model")),
-            "dev": round(selection.final(result)["dev_score"], 2)}
+    info = {
+        "task": phase.task,
+        "best_step": selected_step,
+        "steps": result.steps,
+        "selection": selection_rule(phase),
+        "best_model": str(absolute(phase_dir / "best_model")),
+        "dev": round(selection.final(result)["dev_score"], 2),
+    }
     record_phase(phase_dir, info)
-    say(f"[target] {phase.task}: done, English dev mAP@{MAP_K} {info['dev']} with the model of step {selected_step} "
-        f"({info['selection']})")
+    say(
+        f"[target] {phase.task}: done, English dev mAP@{MAP_K} {info['dev']} with the model of step {selected_step} "
+        f"({info['selection']})"
+    )
     return info
 
 
@@ -187,27 +220,42 @@ def evaluate_dual_encoder(pipeline: Pipeline, target: dict[str, Any]) -> dict[st
     languages = list(e.languages) or list(spec.languages)
     pool = task.eval_pool(root, languages, spec.eval_split)
     model_spec = ModelSpec(abstract_model(pipeline), pipeline.mesh, pipeline.rules)
-    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                            model_spec.abstract_params, model_spec.param_shardings)
+    abstract = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        model_spec.abstract_params,
+        model_spec.param_shardings,
+    )
     params = load_params(target["best_model"], abstract)
     predictor = make_predictor(pipeline, model_spec)
-    say(f"[evaluation] {spec.name}: {len(pool.candidate_ids)} candidates, "
-        f"{sum(len(q) for q in pool.queries.values())} queries in {len(pool.queries)} languages")
+    say(
+        f"[evaluation] {spec.name}: {len(pool.candidate_ids)} candidates, "
+        f"{sum(len(q) for q in pool.queries.values())} queries in {len(pool.queries)} languages"
+    )
     per_language, rankings = pool_scores(task, predictor, params, pool, search_options(pipeline.config.evaluation))
     if jax.process_index() == 0:
         for lang in languages:
             write_predictions(spec.submission_path(workdir / "predictions", lang), rankings[lang])
             write_predictions(spec.submission_path(workdir / "labels", lang), gold_labels(pool.queries[lang]))
     for lang in languages:
-        say(f"[evaluation] {spec.name} {lang}: mAP@{MAP_K} {per_language[lang][METRIC]:.1f} "
-            f"({per_language[lang]['examples']} queries)")
-    pooling = (f"{d.pooling} embedding, {'learned' if d.learned_scale else 'fixed'} scale from {d.scale:g}, negatives: "
-               f"{'the whole batch' if d.full_batch_negatives else 'each micro-batch'}")
-    protocol = run_protocol(pipeline.config, split=spec.eval_split, trained_target=True,
-                            phases={"target": target, **pipeline.phase_records}, dual_encoder=pooling,
-                            candidate_pool="every language's candidates at once (mAP@20)")
-    return publish_results(pipeline, spec, per_language, task.columns, protocol, candidates=len(pool.candidate_ids),
-                           split=spec.eval_split)
+        say(
+            f"[evaluation] {spec.name} {lang}: mAP@{MAP_K} {per_language[lang][METRIC]:.1f} "
+            f"({per_language[lang]['examples']} queries)"
+        )
+    pooling = (
+        f"{d.pooling} embedding, {'learned' if d.learned_scale else 'fixed'} scale from {d.scale:g}, negatives: "
+        f"{'the whole batch' if d.full_batch_negatives else 'each micro-batch'}"
+    )
+    protocol = run_protocol(
+        pipeline.config,
+        split=spec.eval_split,
+        trained_target=True,
+        phases={"target": target, **pipeline.phase_records},
+        dual_encoder=pooling,
+        candidate_pool="every language's candidates at once (mAP@20)",
+    )
+    return publish_results(
+        pipeline, spec, per_language, task.columns, protocol, candidates=len(pool.candidate_ids), split=spec.eval_split
+    )
 
 
 def run_dual_encoder(pipeline: Pipeline, handoff: str | None) -> dict[str, Any]:

@@ -34,8 +34,12 @@ if TYPE_CHECKING:
     from stilts_jax.pipeline.context import RunContext
 
 # Task family -> the transformers head that holds its head exactly.
-FAMILY_HEAD_KINDS = {"span_qa": hf_heads.QUESTION_ANSWERING, "classification": hf_heads.SEQUENCE_CLASSIFICATION,
-                     "tagging": hf_heads.TOKEN_CLASSIFICATION, "multiple_choice": hf_heads.MULTIPLE_CHOICE}
+FAMILY_HEAD_KINDS = {
+    "span_qa": hf_heads.QUESTION_ANSWERING,
+    "classification": hf_heads.SEQUENCE_CLASSIFICATION,
+    "tagging": hf_heads.TOKEN_CLASSIFICATION,
+    "multiple_choice": hf_heads.MULTIPLE_CHOICE,
+}
 EVALUATED = "evaluated_model"  # the workdir folder of imported Hugging Face models
 # EncoderConfig fields that do not change what a trained model computes in evaluation.
 _NOT_ARCHITECTURE = ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range")
@@ -45,8 +49,10 @@ def head_kind(spec: TaskSpec) -> str:
     """The transformers head kind of a task's head; an error for families whose head transformers has no class for."""
     kind = FAMILY_HEAD_KINDS.get(spec.family)
     if kind is None:
-        raise InputError(f"task {spec.name} ({spec.family}) has no transformers task head (families with one: "
-                         f"{', '.join(FAMILY_HEAD_KINDS)}); its encoder is what it trains and evaluates")
+        raise InputError(
+            f"task {spec.name} ({spec.family}) has no transformers task head (families with one: "
+            f"{', '.join(FAMILY_HEAD_KINDS)}); its encoder is what it trains and evaluates"
+        )
     return kind
 
 
@@ -55,8 +61,10 @@ def read_phase(phase_dir: Any) -> dict[str, Any]:
     phase_dir = as_path(phase_dir)
     done = phase_dir / DONE
     if not done.exists():
-        raise InputError(f"{phase_dir} holds no finished phase (no {DONE}): name a phase folder the main command "
-                         "finished (W/target, W/intermediate, W/intermediate/1_siqa)")
+        raise InputError(
+            f"{phase_dir} holds no finished phase (no {DONE}): name a phase folder the main command "
+            "finished (W/target, W/intermediate, W/intermediate/1_siqa)"
+        )
     try:
         record = json.loads(done.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -67,14 +75,23 @@ def read_phase(phase_dir: Any) -> dict[str, Any]:
         if key in record and not str(record[key]).startswith(("/", "gs://")):
             record[key] = str(absolute(phase_dir / record[key]))
     if "settings" not in record and (phase_dir / "settings.json").exists():
-        record.update({k: v for k, v in json.loads((phase_dir / "settings.json").read_text()).items()
-                       if k in ("settings", "fingerprint")})
+        record.update(
+            {
+                k: v
+                for k, v in json.loads((phase_dir / "settings.json").read_text()).items()
+                if k in ("settings", "fingerprint")
+            }
+        )
     if "settings" not in record:
-        raise InputError(f"{done} records no settings (written by an earlier version): the phase's task and model "
-                         "cannot be rebuilt; rerun it with this version")
+        raise InputError(
+            f"{done} records no settings (written by an earlier version): the phase's task and model "
+            "cannot be rebuilt; rerun it with this version"
+        )
     if record.get("tasks"):
-        raise InputError(f"{phase_dir} is a multi-task phase (tasks {record['tasks']}): its model has one head per "
-                         "task; export or evaluate a single-task phase")
+        raise InputError(
+            f"{phase_dir} is a multi-task phase (tasks {record['tasks']}): its model has one head per "
+            "task; export or evaluate a single-task phase"
+        )
     return record
 
 
@@ -119,8 +136,10 @@ def _locate(path: str) -> tuple[str, Any]:
     if (local / "config.json").exists():
         return "hf", absolute(local)
     if local.exists():
-        raise InputError(f"target.evaluate_model: {path} is neither a finished phase folder ({DONE}), a workdir "
-                         f"(target/{DONE}) nor a Hugging Face model folder (config.json and model.safetensors)")
+        raise InputError(
+            f"target.evaluate_model: {path} is neither a finished phase folder ({DONE}), a workdir "
+            f"(target/{DONE}) nor a Hugging Face model folder (config.json and model.safetensors)"
+        )
     return "hf", path  # a hub id, fetched like model.name
 
 
@@ -129,8 +148,12 @@ def model_identity(path: str) -> dict[str, Any]:
     kind, where = _locate(path)
     if kind == "phase":
         record = json.loads((where / DONE).read_text())
-        return {"phase": str(where), "fingerprint": record.get("fingerprint"), "best_step": record.get("best_step"),
-                "modified": (where / DONE).stat().mtime}
+        return {
+            "phase": str(where),
+            "fingerprint": record.get("fingerprint"),
+            "best_step": record.get("best_step"),
+            "modified": (where / DONE).stat().mtime,
+        }
     if isinstance(where, str):
         return {"hub": where}
     files = sorted(p for p in where.iterdir() if p.name.endswith((".safetensors", ".bin", ".json")))
@@ -160,21 +183,34 @@ def evaluated_model_record(pipeline: RunContext, path: str) -> dict[str, Any]:
     task = pipeline.make_task(spec, pipeline.config.target)
     if getattr(task, "open_tag_set", False) and not task.labels:
         task.load("dev", source_of(pipeline.config.target), ["en"])
-    folder = pipeline.workdir / EVALUATED / hashlib.sha256(
-        json.dumps(model_identity(path), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    folder = (
+        pipeline.workdir
+        / EVALUATED
+        / hashlib.sha256(json.dumps(model_identity(path), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    )
     best_model = folder / "best_model"
-    record = {"task": spec.name, "best_model": str(absolute(best_model)), "best_step": None, "dev": None,
-              "evaluated_model": str(where),
-              "selection": f"the fine-tuned model {where}, evaluated as it is (not trained in this run)"}
+    record = {
+        "task": spec.name,
+        "best_model": str(absolute(best_model)),
+        "best_step": None,
+        "dev": None,
+        "evaluated_model": str(where),
+        "selection": f"the fine-tuned model {where}, evaluated as it is (not trained in this run)",
+    }
     if (folder / "source.json").exists():
         say(f"[evaluate_model] {where}: imported earlier ({best_model})")
         return record
     config = EncoderConfig.from_json_file(model_dir / "config.json")
     if _architecture(config) != _architecture(pipeline.encoder_config):
-        raise InputError(f"target.evaluate_model: {where} is not the architecture of this run's model "
-                         f"{pipeline.config.model.name}; pass --config.model.name={where} (its config and tokenizer)")
-    labels = getattr(task, "labels", None) if kind in (hf_heads.SEQUENCE_CLASSIFICATION,
-                                                        hf_heads.TOKEN_CLASSIFICATION) else None
+        raise InputError(
+            f"target.evaluate_model: {where} is not the architecture of this run's model "
+            f"{pipeline.config.model.name}; pass --config.model.name={where} (its config and tokenizer)"
+        )
+    labels = (
+        getattr(task, "labels", None)
+        if kind in (hf_heads.SEQUENCE_CLASSIFICATION, hf_heads.TOKEN_CLASSIFICATION)
+        else None
+    )
     model = hf_heads.load_hf_task_model(model_dir, kind=kind, head=task.head, labels=labels)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     save_params(best_model, params)
@@ -188,28 +224,44 @@ def _phase_record(pipeline: RunContext, spec: TaskSpec, phase_dir: Any) -> dict[
     record = read_phase(phase_dir)
     trained = get_task(record["task"])
     if trained.family != spec.family:
-        raise InputError(f"target.evaluate_model: {phase_dir} trained {trained.name} ({trained.family}); the target "
-                         f"task {spec.name} is {spec.family}: its head does not fit")
-    if trained.name != spec.name and spec.family in ("classification", "tagging") \
-            and trained.label_names() != spec.label_names():
-        raise InputError(f"target.evaluate_model: {phase_dir} trained {trained.name}, whose labels "
-                         f"{list(trained.label_names())} are not {spec.name}'s {list(spec.label_names())}")
+        raise InputError(
+            f"target.evaluate_model: {phase_dir} trained {trained.name} ({trained.family}); the target "
+            f"task {spec.name} is {spec.family}: its head does not fit"
+        )
+    if (
+        trained.name != spec.name
+        and spec.family in ("classification", "tagging")
+        and trained.label_names() != spec.label_names()
+    ):
+        raise InputError(
+            f"target.evaluate_model: {phase_dir} trained {trained.name}, whose labels "
+            f"{list(trained.label_names())} are not {spec.name}'s {list(spec.label_names())}"
+        )
     model = record["settings"]["model"]
     ours = pipeline.config.model
     for key in ("name", "tokenizer"):
         if not _same_model(str(model.get(key, "")), str(ours[key])):
-            raise InputError(f"target.evaluate_model: {phase_dir} was trained from model.{key} {model.get(key)!r}; "
-                             f"this run has {ours[key]!r}: pass --config.model.{key}={model.get(key)}")
-    say(f"[evaluate_model] {phase_dir}: {trained.name}, English dev {record.get('dev')} (step {record.get('best_step')})")
-    return {**record, "evaluated_model": str(phase_dir),
-            "selection": f"{record.get('selection', 'unrecorded')}; trained in {phase_dir}, evaluated as it is"}
+            raise InputError(
+                f"target.evaluate_model: {phase_dir} was trained from model.{key} {model.get(key)!r}; "
+                f"this run has {ours[key]!r}: pass --config.model.{key}={model.get(key)}"
+            )
+    say(
+        f"[evaluate_model] {phase_dir}: {trained.name}, English dev {record.get('dev')} (step {record.get('best_step')})"
+    )
+    return {
+        **record,
+        "evaluated_model": str(phase_dir),
+        "selection": f"{record.get('selection', 'unrecorded')}; trained in {phase_dir}, evaluated as it is",
+    }
 
 
 def without_intermediate(config: ml_collections.ConfigDict) -> None:
     """A run that evaluates a given model trains no intermediate phase: its results name none (the evaluated model's
     own history is in its record's selection)."""
     if config.intermediate.task or len(config.intermediate.tasks):
-        say(f"[evaluate_model] target.evaluate_model is set: the intermediate task {config.intermediate.task!r} is "
-            "not trained; the given model is evaluated as it is")
+        say(
+            f"[evaluate_model] target.evaluate_model is set: the intermediate task {config.intermediate.task!r} is "
+            "not trained; the given model is evaluated as it is"
+        )
     config.intermediate.task = ""
     config.intermediate.tasks = []

@@ -38,7 +38,7 @@ class LanguageResults:
 
     def _name(self, path: PathLike) -> str:
         text, root = str(as_path(path)), str(self.root) if self.root is not None else None
-        return text[len(root) + 1:] if root is not None and text.startswith(root + "/") else text
+        return text[len(root) + 1 :] if root is not None and text.startswith(root + "/") else text
 
     def _resolve(self, name: str) -> Any:
         return as_path(name) if self.root is None or "://" in name or name.startswith("/") else self.root / name
@@ -87,9 +87,14 @@ class LanguageResults:
         `files` (what was written with the scores: `get` trusts the scores only while these are intact)."""
         if jax.process_index() == 0:
             digests = {self._name(f): _sha256(as_path(f)) for f in files}
-            atomic_write_text(self._path(language), json.dumps(
-                {"fingerprint": self.fingerprint, "language": language, "scores": scores, "files": digests},
-                sort_keys=True) + "\n")
+            atomic_write_text(
+                self._path(language),
+                json.dumps(
+                    {"fingerprint": self.fingerprint, "language": language, "scores": scores, "files": digests},
+                    sort_keys=True,
+                )
+                + "\n",
+            )
 
 
 def _sha256(path: Any) -> str:

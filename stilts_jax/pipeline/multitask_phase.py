@@ -56,10 +56,14 @@ def has_mlm(phase: ml_collections.ConfigDict) -> bool:
 def phase_tasks(phase: ml_collections.ConfigDict) -> list[str]:
     names = list(phase.get("tasks") or []) or [phase.task]
     if names == [MULTITASK]:
-        raise StiltsError(f"task {MULTITASK!r} needs the list of its tasks: set --config.<phase>.tasks=\"['mnli','squad']\" "
-                          "(configs/multitask.py lists the paper's nine)")
+        raise StiltsError(
+            f"task {MULTITASK!r} needs the list of its tasks: set --config.<phase>.tasks=\"['mnli','squad']\" "
+            "(configs/multitask.py lists the paper's nine)"
+        )
     if MLM in names:
-        raise StiltsError(f"{MLM!r} is the MLM auxiliary's name, not a task: give text files in <phase>.mlm.files instead")
+        raise StiltsError(
+            f"{MLM!r} is the MLM auxiliary's name, not a task: give text files in <phase>.mlm.files instead"
+        )
     return names
 
 
@@ -70,27 +74,41 @@ def mlm_head(pipeline: Pipeline, hidden_size: int, rngs: nnx.Rngs) -> MaskedLMHe
     return MaskedLMHead(hidden_size, config.vocab_size, config.layer_norm_eps, activation, rngs=rngs)
 
 
-def _mlm_task(pipeline: Pipeline, phase: ml_collections.ConfigDict, hidden_size: int, rngs: nnx.Rngs) -> tuple[TaskData, MaskedLMHead]:
+def _mlm_task(
+    pipeline: Pipeline, phase: ml_collections.ConfigDict, hidden_size: int, rngs: nnx.Rngs
+) -> tuple[TaskData, MaskedLMHead]:
     mlm = phase.mlm
     if not 0 < mlm.share < 1:
-        raise StiltsError(f"<phase>.mlm.share must be in (0, 1) (the MLM auxiliary's share of the steps), got {mlm.share}")
+        raise StiltsError(
+            f"<phase>.mlm.share must be in (0, 1) (the MLM auxiliary's share of the steps), got {mlm.share}"
+        )
     config = pipeline.encoder_config
     if mlm.max_length > config.max_sequence_length:
-        raise StiltsError(f"mlm.max_length {mlm.max_length} exceeds the model's maximum of {config.max_sequence_length}")
+        raise StiltsError(
+            f"mlm.max_length {mlm.max_length} exceeds the model's maximum of {config.max_sequence_length}"
+        )
     lines = read_text_lines(list(mlm.files))
     features = mlm_features(lines, pipeline.tokenizer, max_length=mlm.max_length, mask_probability=mlm.mask_probability)
     tokenizer = pipeline.tokenizer
-    masking = DynamicMasking(config.vocab_size, tokenizer.mask_token_id, tokenizer.all_special_ids, pipeline.config.seed,
-                             mlm.mask_probability)
+    masking = DynamicMasking(
+        config.vocab_size,
+        tokenizer.mask_token_id,
+        tokenizer.all_special_ids,
+        pipeline.config.seed,
+        mlm.mask_probability,
+    )
     head = mlm_head(pipeline, hidden_size, rngs)
     loaded = mlm.init_from_checkpoint and load_mlm_head(pipeline.model_dir, head)
-    say(f"  mlm: {len(lines)} lines of text, share {mlm.share}, head "
-        f"{'from the checkpoint lm_head' if loaded else 'initialised at random'}")
+    say(
+        f"  mlm: {len(lines)} lines of text, share {mlm.share}, head "
+        f"{'from the checkpoint lm_head' if loaded else 'initialised at random'}"
+    )
     return TaskData(MLM, masked_lm_loss, features, transform=masking, share=float(mlm.share)), head
 
 
-def run_multitask_phase(pipeline: Pipeline, name: str, phase: ml_collections.ConfigDict,
-                        handoff: str | None = None) -> dict[str, Any]:
+def run_multitask_phase(
+    pipeline: Pipeline, name: str, phase: ml_collections.ConfigDict, handoff: str | None = None
+) -> dict[str, Any]:
     """Train the phase's tasks (and MLM) together in `workdir/name`; returns and writes the phase record."""
     phase_dir = pipeline.workdir / name
     names = phase_tasks(phase)
@@ -111,8 +129,10 @@ def run_multitask_phase(pipeline: Pipeline, name: str, phase: ml_collections.Con
         if phase.max_dev_examples:
             dev_examples = dev_examples[: phase.max_dev_examples]
         features = training_features(pipeline, task, train_examples)
-        say(f"  {task_name}: {len(train_examples)} training examples -> {len(features['input_ids'])} features, "
-            f"{len(dev_examples)} dev examples")
+        say(
+            f"  {task_name}: {len(train_examples)} training examples -> {len(features['input_ids'])} features, "
+            f"{len(dev_examples)} dev examples"
+        )
         tasks[task_name], dev_sets[task_name] = task, dev_examples
         heads[task_name] = task.head(hidden, rngs)
         data.append(TaskData(task_name, task.loss_fn, features))
@@ -123,8 +143,10 @@ def run_multitask_phase(pipeline: Pipeline, name: str, phase: ml_collections.Con
     if handoff is not None:
         transplant_encoder(model, handoff)
         say(f"[{name}] encoder carried over from {handoff}; new heads")
-    predictors = {task_name: make_predictor(pipeline, ModelSpec(model.task_model(task_name), pipeline.mesh, pipeline.rules))
-                  for task_name in tasks}
+    predictors = {
+        task_name: make_predictor(pipeline, ModelSpec(model.task_model(task_name), pipeline.mesh, pipeline.rules))
+        for task_name in tasks
+    }
 
     subsets = {task_name: selection_subset(phase, dev) for task_name, dev in dev_sets.items()}
 
@@ -132,7 +154,9 @@ def run_multitask_phase(pipeline: Pipeline, name: str, phase: ml_collections.Con
         scores: dict[str, float] = {}
         for task_name, task in tasks.items():
             dev = dev_sets[task_name] if whole else subsets[task_name]
-            predictions = task.predict(predictors[task_name], task_params(params, task_name), dev, desc=f"{task_name} dev")
+            predictions = task.predict(
+                predictors[task_name], task_params(params, task_name), dev, desc=f"{task_name} dev"
+            )
             for metric, value in task.score(predictions, dev).items():
                 scores[f"{task_name}/{metric}"] = value
             scores[f"{task_name}/dev_score"] = scores[f"{task_name}/{task.spec.metric}"]
@@ -140,24 +164,43 @@ def run_multitask_phase(pipeline: Pipeline, name: str, phase: ml_collections.Con
         return scores
 
     selection = SelectionScores(score, phase, all(len(subsets[t]) == len(dev_sets[t]) for t in tasks))
-    sampling = SamplingConfig(method=phase.get("sampling", "proportional"), temperature=float(phase.get("temperature", 1.0)),
-                              cap=int(phase.get("cap", 0)))
-    result = train_multitask(model, data, trainer_config(phase, pipeline.config.seed), workdir=phase_dir,
-                             mesh=pipeline.mesh, rules=pipeline.rules, sampling=sampling,
-                             evaluate=selection.during_training, best_metric="dev_score")
+    sampling = SamplingConfig(
+        method=phase.get("sampling", "proportional"),
+        temperature=float(phase.get("temperature", 1.0)),
+        cap=int(phase.get("cap", 0)),
+    )
+    result = train_multitask(
+        model,
+        data,
+        trainer_config(phase, pipeline.config.seed),
+        workdir=phase_dir,
+        mesh=pipeline.mesh,
+        rules=pipeline.rules,
+        sampling=sampling,
+        evaluate=selection.during_training,
+        best_metric="dev_score",
+    )
     selected, selected_step = selection.selected(result)
     save_params(phase_dir / "best_model", selected)
     final = selection.final(result)
     info: dict[str, Any] = {
-        "task": phase.task or MULTITASK, "tasks": names, "mlm": with_mlm,
-        "best_step": selected_step, "steps": result.steps, "selection": selection_rule(phase),
-        "stopped_early": result.stopped_early, "best_model": str(absolute(phase_dir / "best_model")),
-        "dev": round(final["dev_score"], 2), "dev_per_task": {t: round(final[f"{t}/dev_score"], 2) for t in tasks},
+        "task": phase.task or MULTITASK,
+        "tasks": names,
+        "mlm": with_mlm,
+        "best_step": selected_step,
+        "steps": result.steps,
+        "selection": selection_rule(phase),
+        "stopped_early": result.stopped_early,
+        "best_model": str(absolute(phase_dir / "best_model")),
+        "dev": round(final["dev_score"], 2),
+        "dev_per_task": {t: round(final[f"{t}/dev_score"], 2) for t in tasks},
     }
     if Phase.of(name).hands_on_encoder:
         save_params(phase_dir / "encoder", selected["encoder"])
         info["encoder"] = str(absolute(phase_dir / "encoder"))
     record_phase(phase_dir, info)
-    say(f"[{name}] multi-task: done, mean English dev {info['dev']} with the model of step {selected_step} "
-        f"({info['dev_per_task']}; {info['selection']})")
+    say(
+        f"[{name}] multi-task: done, mean English dev {info['dev']} with the model of step {selected_step} "
+        f"({info['dev_per_task']}; {info['selection']})"
+    )
     return info

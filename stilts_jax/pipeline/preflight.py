@@ -31,8 +31,10 @@ STAGE_SEPARATORS = r"[+&]"
 def _unknown_task(name: str, where: str) -> str:
     close = [t for t in TASKS if t.startswith(name[:3])] if name else []
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return (f"{where}: unknown task {name!r}{hint}; registered tasks: {', '.join(sorted(TASKS))} (or register your own "
-            "with --config.task_modules)")
+    return (
+        f"{where}: unknown task {name!r}{hint}; registered tasks: {', '.join(sorted(TASKS))} (or register your own "
+        "with --config.task_modules)"
+    )
 
 
 def task_problems(config: ml_collections.ConfigDict) -> list[str]:
@@ -47,8 +49,10 @@ def task_problems(config: ml_collections.ConfigDict) -> list[str]:
         if name not in TASKS:
             problems.append(_unknown_task(name, "intermediate.task"))
         elif TASKS[name].family not in TRAINABLE_FAMILIES:
-            problems.append(f"intermediate.task: {name} ({TASKS[name].family}) cannot be trained as an intermediate "
-                            f"task; trainable families: {', '.join(TRAINABLE_FAMILIES)}")
+            problems.append(
+                f"intermediate.task: {name} ({TASKS[name].family}) cannot be trained as an intermediate "
+                f"task; trainable families: {', '.join(TRAINABLE_FAMILIES)}"
+            )
     target = config.target.task
     if target not in TASKS:
         problems.append(_unknown_task(target, "target.task"))
@@ -56,8 +60,10 @@ def task_problems(config: ml_collections.ConfigDict) -> list[str]:
     spec = TASKS[target]
     unknown = [lang for lang in config.evaluation.languages if lang not in spec.languages]
     if unknown:
-        problems.append(f"evaluation.languages: {target} has no {', '.join(unknown)}; its languages: "
-                        f"{', '.join(spec.languages)} (an empty list evaluates them all)")
+        problems.append(
+            f"evaluation.languages: {target} has no {', '.join(unknown)}; its languages: "
+            f"{', '.join(spec.languages)} (an empty list evaluates them all)"
+        )
     return problems
 
 
@@ -107,8 +113,9 @@ def planned_reads(config: ml_collections.ConfigDict) -> list[DataRead]:
     return reads
 
 
-def data_problems(reads: list[DataRead],
-                  load: Callable[[str, str, Mapping[str, Any], Any], Any] = load_examples) -> list[str]:
+def data_problems(
+    reads: list[DataRead], load: Callable[[str, str, Mapping[str, Any], Any], Any] = load_examples
+) -> list[str]:
     """Read every files or XTREME-folder source the run will read; each failure becomes one problem line."""
     problems = []
     for read in reads:
@@ -144,17 +151,26 @@ def check_config(config: ml_collections.ConfigDict, *, read_data: bool = True) -
     if not problems and read_data:
         reads = planned_reads(config)
         if any(read.source.get("kind", "hf") in READ_HERE for read in reads):
-            say(f"[check] reading the {sum(r.source.get('kind', 'hf') in READ_HERE for r in reads)} local data "
-                "sets the run will use")
+            say(
+                f"[check] reading the {sum(r.source.get('kind', 'hf') in READ_HERE for r in reads)} local data "
+                "sets the run will use"
+            )
         problems += data_problems(reads)
     if problems:
-        raise ConfigError("the run cannot start; {} problem{}:\n  - {}".format(
-            len(problems), "s" if len(problems) > 1 else "", "\n  - ".join(problems)))
+        raise ConfigError(
+            "the run cannot start; {} problem{}:\n  - {}".format(
+                len(problems), "s" if len(problems) > 1 else "", "\n  - ".join(problems)
+            )
+        )
 
 
 def check_model_limits(config: ml_collections.ConfigDict, limit: int, phases: list[tuple[str, Any]]) -> None:
     """Every trained phase's max_length within the model's positions (known once the model folder is resolved)."""
-    problems = [f"{folder}.max_length {node.max_length} exceeds the model's maximum of {limit} tokens; lower "
-                f"--config.{folder.split('/')[0]}.max_length" for folder, node in phases if node.max_length > limit]
+    problems = [
+        f"{folder}.max_length {node.max_length} exceeds the model's maximum of {limit} tokens; lower "
+        f"--config.{folder.split('/')[0]}.max_length"
+        for folder, node in phases
+        if node.max_length > limit
+    ]
     if problems:
         raise ConfigError("the run cannot start:\n  - " + "\n  - ".join(problems))

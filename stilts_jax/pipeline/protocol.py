@@ -55,22 +55,34 @@ def phase_protocol(phase: ml_collections.ConfigDict, info: dict[str, Any] | None
     }
 
 
-def run_protocol(config: ml_collections.ConfigDict, *, split: str, trained_target: bool,
-                 phases: dict[str, dict[str, Any] | None] | None = None, **extra: Any) -> dict[str, Any]:
+def run_protocol(
+    config: ml_collections.ConfigDict,
+    *,
+    split: str,
+    trained_target: bool,
+    phases: dict[str, dict[str, Any] | None] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """The whole run's protocol. `phases`: phase name -> its phase_done record, where it ran."""
     phases = phases or {}
     target = config.target
     languages = list(target.train_languages or ["en"])
-    setting = ("zero-shot from English" if languages == ["en"]
-               else f"trained on {', '.join(languages)} (translate-train), not zero-shot")
+    setting = (
+        "zero-shot from English"
+        if languages == ["en"]
+        else f"trained on {', '.join(languages)} (translate-train), not zero-shot"
+    )
     protocol: dict[str, Any] = {"setting": setting, "split": split}
     stages = chain_stages(config.intermediate)
     if target.evaluate_model:
-        protocol["intermediate"] = (f"not trained in this run: target.evaluate_model {target.evaluate_model} is "
-                                    "evaluated as it was trained")
+        protocol["intermediate"] = (
+            f"not trained in this run: target.evaluate_model {target.evaluate_model} is evaluated as it was trained"
+        )
     elif len(stages) > 1:  # a sequential chain: one entry per stage, in order
-        protocol["intermediate"] = [{"stage": index, **phase_protocol(stage, phases.get(folder))}
-                                    for index, (folder, stage) in enumerate(stages)]
+        protocol["intermediate"] = [
+            {"stage": index, **phase_protocol(stage, phases.get(folder))}
+            for index, (folder, stage) in enumerate(stages)
+        ]
     elif stages:  # one stage: a task, or several trained together (squad&mnli)
         protocol["intermediate"] = phase_protocol(stages[0][1], phases.get("intermediate"))
     else:

@@ -33,11 +33,17 @@ def evaluate_retrieval(pipeline: Pipeline, saved_encoder: str | None) -> dict[st
     primary = default_retrieval_layer(depth) if e.layer < 0 else e.layer
     layers = list(range(depth + 1)) if e.all_layers else [primary]
     # The run's mesh and rules, as every other evaluation's Predictor (pipeline.common.make_predictor).
-    sentence_encoder = SentenceEncoder(encoder, pipeline.tokenizer, layer=layers if e.all_layers else primary,
-                                       batch_size=e.batch_size, max_length=phase.max_length, mesh=pipeline.mesh,
-                                       rules=pipeline.rules, length_buckets=e.length_buckets)
-    evaluator = RetrievalEvaluator(sentence_encoder, layers, primary, k=e.margin_k,
-                                   search_options=search_options(e))
+    sentence_encoder = SentenceEncoder(
+        encoder,
+        pipeline.tokenizer,
+        layer=layers if e.all_layers else primary,
+        batch_size=e.batch_size,
+        max_length=phase.max_length,
+        mesh=pipeline.mesh,
+        rules=pipeline.rules,
+        length_buckets=e.length_buckets,
+    )
+    evaluator = RetrievalEvaluator(sentence_encoder, layers, primary, k=e.margin_k, search_options=search_options(e))
     source = source_of(phase)
     root = data_path(source.get("path", ""))
     languages = list(e.languages) or list(spec.languages)
@@ -53,9 +59,11 @@ def evaluate_retrieval(pipeline: Pipeline, saved_encoder: str | None) -> dict[st
             original = (root / f"{lang}-en").is_dir() or (root / "bucc2018" / f"{lang}-en").is_dir()
             dev_split, test_split = ("sample", "training") if original else ("dev", "test")
             oracle = e.bucc_threshold == "oracle"
-            result = evaluator.bucc(read_bucc(root, lang, dev_split, require_gold=not oracle),
-                                    read_bucc(root, lang, test_split, require_gold=oracle),
-                                    threshold_rule=e.bucc_threshold)
+            result = evaluator.bucc(
+                read_bucc(root, lang, dev_split, require_gold=not oracle),
+                read_bucc(root, lang, test_split, require_gold=oracle),
+                threshold_rule=e.bucc_threshold,
+            )
             lines = [f"{src}\t{en}" for src, en in result.predictions]
         per_language[lang] = {**result.scores[primary]}
         for layer, row in result.scores.items():
@@ -68,20 +76,37 @@ def evaluate_retrieval(pipeline: Pipeline, saved_encoder: str | None) -> dict[st
     extra = {"retrieval_layer": f"{primary} of {depth}, mean-pooled"}
     if spec.family == "bitext_mining":
         extra["bucc_threshold"] = BUCC_THRESHOLD_TEXT[e.bucc_threshold]
-    protocol = run_protocol(pipeline.config, split="test", trained_target=False,
-                            phases={"intermediate": pipeline.phase_records.get("intermediate")}, **extra)
+    protocol = run_protocol(
+        pipeline.config,
+        split="test",
+        trained_target=False,
+        phases={"intermediate": pipeline.phase_records.get("intermediate")},
+        **extra,
+    )
     sentences = spec.family == "sentence_retrieval"
     metric = "accuracy" if sentences else "f1"
-    columns = [(metric, metric)] + ([("accuracy_reverse", "accuracy (xx->en)")] if sentences else
-                                    [("precision", "precision"), ("recall", "recall")])
+    columns = [(metric, metric)] + (
+        [("accuracy_reverse", "accuracy (xx->en)")] if sentences else [("precision", "precision"), ("recall", "recall")]
+    )
     layered: dict[str, Any] = {}
     if e.all_layers:
         layered = dict(
             per_layer={str(layer): rows for layer, rows in per_layer.items()},
             appendix=layer_table(spec.name, per_layer, metric),
-            plots=[(f"{spec.name}_layers.png", lambda: layer_curves_png(
-                per_layer, metric, default_layer=primary, task=spec.name, model=model_label(pipeline.config.model.name),
-                intermediate=pipeline.config.intermediate.task))])
+            plots=[
+                (
+                    f"{spec.name}_layers.png",
+                    lambda: layer_curves_png(
+                        per_layer,
+                        metric,
+                        default_layer=primary,
+                        task=spec.name,
+                        model=model_label(pipeline.config.model.name),
+                        intermediate=pipeline.config.intermediate.task,
+                    ),
+                )
+            ],
+        )
     return publish_results(pipeline, spec, per_language, columns, protocol, layer=primary, **layered)
 
 
@@ -94,8 +119,12 @@ BUCC_THRESHOLD_TEXT = {
 def layer_table(task: str, per_layer: dict[int, dict[str, dict[str, float]]], metric: str) -> str:
     """Rows: layers; columns: languages and their mean. Which layer transfers best, at a glance."""
     languages = sorted({lang for rows in per_layer.values() for lang in rows})
-    lines = [f"### {task}: {metric} per layer", "", "| layer | " + " | ".join(languages) + " | mean |",
-             "|" + "---|" * (len(languages) + 2)]
+    lines = [
+        f"### {task}: {metric} per layer",
+        "",
+        "| layer | " + " | ".join(languages) + " | mean |",
+        "|" + "---|" * (len(languages) + 2),
+    ]
     for layer in sorted(per_layer):
         values = [per_layer[layer][lang].get(metric, float("nan")) for lang in languages]
         lines.append(f"| {layer} | " + " | ".join(f"{v:.1f}" for v in values) + f" | {np.mean(values):.1f} |")

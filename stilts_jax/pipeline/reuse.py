@@ -33,8 +33,15 @@ from stilts_jax.tasks.registry import ENCODER_ONLY_FAMILIES, get_task
 
 SETTINGS = "settings.json"
 # Phase keys that change how a phase runs or reports, never what it computes.
-NOT_DETERMINING = ("preset", "stage_overrides", "train.progress_bar", "train.log_every", "train.checkpoint_every",
-                   "train.keep_checkpoints", "evaluate_model")
+NOT_DETERMINING = (
+    "preset",
+    "stage_overrides",
+    "train.progress_bar",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "evaluate_model",
+)
 MODEL_KEYS = ("name", "tokenizer", "dtype", "attention_dropout", "make_tiny")
 # Phase keys added later, left out of the fingerprint at the value that computes what runs before them computed, so
 # a workdir started before such a key existed still resumes.
@@ -85,8 +92,12 @@ def plan(config: ml_collections.ConfigDict) -> list[PlannedPhase]:
     if trained_target:
         planned.append(("target", config.target))
     for folder, node in planned:
-        settings: dict[str, Any] = {"model": model, "seed": config.seed, "phase": _phase_values(node),
-                                    "starts_from": previous}
+        settings: dict[str, Any] = {
+            "model": model,
+            "seed": config.seed,
+            "phase": _phase_values(node),
+            "starts_from": previous,
+        }
         if folder == "target" and target_spec.family == "dual_encoder":
             settings["dual_encoder"] = config.dual_encoder.to_dict()
         phases.append(PlannedPhase(folder, node, settings))
@@ -98,12 +109,22 @@ def evaluation_fingerprint(config: ml_collections.ConfigDict, phases: list[Plann
     """What determines the evaluation: the model evaluated (the last phase's fingerprint, or the pretrained model for
     the baseline of an encoder-only target, or the model target.evaluate_model names), the target task and its
     source, and the evaluation settings."""
-    evaluated = phases[-1].fingerprint if phases else fingerprint_of(
-        {key: config.model[key] for key in MODEL_KEYS if key in config.model})
+    evaluated = (
+        phases[-1].fingerprint
+        if phases
+        else fingerprint_of({key: config.model[key] for key in MODEL_KEYS if key in config.model})
+    )
     if config.target.evaluate_model:
         evaluated = fingerprint_of({"evaluate_model": model_identity(config.target.evaluate_model), "model": evaluated})
-    return fingerprint_of({"model": evaluated, "task": config.target.task, "source": config.target.source.to_dict(),
-                           "evaluation": config.evaluation.to_dict(), "dual_encoder": config.dual_encoder.to_dict()})
+    return fingerprint_of(
+        {
+            "model": evaluated,
+            "task": config.target.task,
+            "source": config.target.source.to_dict(),
+            "evaluation": config.evaluation.to_dict(),
+            "dual_encoder": config.dual_encoder.to_dict(),
+        }
+    )
 
 
 def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
@@ -156,8 +177,10 @@ def check_reuse(config: ml_collections.ConfigDict, workdir: Any, phases: list[Pl
         recorded = recorded_settings(phase_dir)
         if recorded is None:
             if (phase_dir / DONE).exists():
-                say(f"warning: {phase_dir / DONE} records no settings (written by an earlier version); the phase is "
-                    "reused as it is, unverified")
+                say(
+                    f"warning: {phase_dir / DONE} records no settings (written by an earlier version); the phase is "
+                    "reused as it is, unverified"
+                )
             continue
         if recorded.get("fingerprint") == phase.fingerprint:
             continue
@@ -168,13 +191,16 @@ def check_reuse(config: ml_collections.ConfigDict, workdir: Any, phases: list[Pl
     if not changed:
         return
     if config.on_change != "restart":
-        parts = [f"{phase.folder} (in {workdir / phase.folder}):\n      " + "\n      ".join(lines)
-                 for phase, lines in changed]
+        parts = [
+            f"{phase.folder} (in {workdir / phase.folder}):\n      " + "\n      ".join(lines)
+            for phase, lines in changed
+        ]
         raise ConfigError(
             f"the workdir {workdir} holds phases run with other settings; reusing them would mix two runs:\n    "
             + "\n    ".join(parts)
             + "\n  Use another --config.workdir, put the settings back, or pass --config.on_change=restart to start "
-              "the changed phases (and every later one) anew; their old folders are kept, renamed.")
+            "the changed phases (and every later one) anew; their old folders are kept, renamed."
+        )
     first = phases.index(changed[0][0])
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     if jax.process_index() == 0:
@@ -199,8 +225,13 @@ def start_phase(phase_dir: Any, phase: PlannedPhase | None) -> None:
     if phase is None or jax.process_index() != 0 or _read_json(phase_dir / SETTINGS) is not None:
         return
     phase_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(phase_dir / SETTINGS, json.dumps(
-        {"fingerprint": phase.fingerprint, "settings": phase.settings}, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(
+        phase_dir / SETTINGS,
+        json.dumps(
+            {"fingerprint": phase.fingerprint, "settings": phase.settings}, indent=2, sort_keys=True, default=str
+        )
+        + "\n",
+    )
 
 
 def finished_run(workdir: Any, phases: list[PlannedPhase], evaluation: str) -> bool:

@@ -44,8 +44,7 @@ class Pipeline(RunContext):
         if self.config.target.evaluate_model:
             without_intermediate(self.config)  # the results name no intermediate phase: none runs
         phases = plan(self.config)
-        check_model_limits(self.config, self.encoder_config.max_sequence_length,
-                           [(p.folder, p.config) for p in phases])
+        check_model_limits(self.config, self.encoder_config.max_sequence_length, [(p.folder, p.config) for p in phases])
         check_reuse(self.config, self.workdir, phases)
         self.planned = {phase.folder: phase for phase in phases}
         self.evaluation_fingerprint = evaluation_fingerprint(self.config, phases)
@@ -59,8 +58,9 @@ class Pipeline(RunContext):
         if self.config.target.evaluate_model:  # a fine-tuned model evaluated as it is: nothing is trained
             self.phase_records["target"] = evaluated_model_record(self, self.config.target.evaluate_model)
             return evaluate_zero_shot(self, self.phase_records["target"])
-        handoff = run_chain(self, lambda folder, stage, previous: run_training_phase(self, folder, stage,
-                                                                                        handoff=previous))
+        handoff = run_chain(
+            self, lambda folder, stage, previous: run_training_phase(self, folder, stage, handoff=previous)
+        )
         target_spec = get_task(self.config.target.task)
         if target_spec.family == "dual_encoder":  # LAReQA, Mewsli-X
             return run_dual_encoder(self, handoff)

@@ -37,8 +37,9 @@ def is_multitask(phase: ml_collections.ConfigDict) -> bool:
     return bool(phase.tasks) or has_mlm(phase) or phase.task == MULTITASK
 
 
-def run_training_phase(pipeline: Pipeline, name: str, phase: ml_collections.ConfigDict,
-                       handoff: str | None = None) -> dict[str, Any]:
+def run_training_phase(
+    pipeline: Pipeline, name: str, phase: ml_collections.ConfigDict, handoff: str | None = None
+) -> dict[str, Any]:
     """Train `phase.task` in `workdir/name` (resuming if a checkpoint is there); skip it if it finished earlier.
 
     Returns the phase's record (also written to `phase_done.json`): best step, dev score, the best model's path and,
@@ -65,8 +66,10 @@ def run_training_phase(pipeline: Pipeline, name: str, phase: ml_collections.Conf
         transplant_encoder(model, handoff)
         say(f"[{name}] encoder carried over from {handoff}; new {spec.name} head")
     features = training_features(pipeline, task, train_examples)
-    say(f"[{name}] {len(train_examples)} training examples -> {len(features['input_ids'])} features, "
-        f"{len(dev_examples)} dev examples")
+    say(
+        f"[{name}] {len(train_examples)} training examples -> {len(features['input_ids'])} features, "
+        f"{len(dev_examples)} dev examples"
+    )
     model_spec = ModelSpec(model, pipeline.mesh, pipeline.rules)
     predictor = make_predictor(pipeline, model_spec)
 
@@ -78,18 +81,35 @@ def run_training_phase(pipeline: Pipeline, name: str, phase: ml_collections.Conf
         return {"dev_score": scores[spec.metric], **scores}
 
     selection = SelectionScores(score, phase, len(subset) == len(dev_examples))
-    result = train(model, task.loss_fn, features, trainer_config(phase, pipeline.config.seed), workdir=phase_dir,
-                   mesh=pipeline.mesh, rules=pipeline.rules, evaluate=selection.during_training, best_metric="dev_score")
+    result = train(
+        model,
+        task.loss_fn,
+        features,
+        trainer_config(phase, pipeline.config.seed),
+        workdir=phase_dir,
+        mesh=pipeline.mesh,
+        rules=pipeline.rules,
+        evaluate=selection.during_training,
+        best_metric="dev_score",
+    )
     selected, selected_step = selection.selected(result)
     save_params(phase_dir / "best_model", selected)
-    info: dict[str, Any] = {"task": spec.name, "best_step": selected_step, "steps": result.steps,
-                            "selection": selection_rule(phase), "stopped_early": result.stopped_early,
-                            "train_languages": languages, "best_model": str(absolute(phase_dir / "best_model"))}
+    info: dict[str, Any] = {
+        "task": spec.name,
+        "best_step": selected_step,
+        "steps": result.steps,
+        "selection": selection_rule(phase),
+        "stopped_early": result.stopped_early,
+        "train_languages": languages,
+        "best_model": str(absolute(phase_dir / "best_model")),
+    }
     if Phase.of(name).hands_on_encoder:
         save_params(phase_dir / "encoder", selected["encoder"])
         info["encoder"] = str(absolute(phase_dir / "encoder"))
     info["dev"] = round(selection.final(result)["dev_score"], 2)
     record_phase(phase_dir, info)
-    say(f"[{name}] {spec.name}: done, English dev {spec.metric} {info['dev']} with the model of step {selected_step} "
-        f"({info['selection']})")
+    say(
+        f"[{name}] {spec.name}: done, English dev {spec.metric} {info['dev']} with the model of step {selected_step} "
+        f"({info['selection']})"
+    )
     return info

@@ -32,13 +32,24 @@ def evaluate_zero_shot(pipeline: Pipeline, target: dict[str, Any]) -> dict[str, 
     languages = list(e.languages) or list(spec.languages)
     examples = task.load("eval", source_of(phase), languages)
     model_spec = ModelSpec(pipeline.abstract_model(task), pipeline.mesh, pipeline.rules)
-    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                            model_spec.abstract_params, model_spec.param_shardings)
+    abstract = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        model_spec.abstract_params,
+        model_spec.param_shardings,
+    )
     params = load_params(target["best_model"], abstract)
     predictor = make_predictor(pipeline, model_spec)
-    done = LanguageResults(workdir / "evaluation" / "languages", fingerprint(
-        model=target["best_model"], task=spec.name, split=spec.eval_split, evaluation=e.to_dict(),
-        source=source_of(phase)), root=workdir)
+    done = LanguageResults(
+        workdir / "evaluation" / "languages",
+        fingerprint(
+            model=target["best_model"],
+            task=spec.name,
+            split=spec.eval_split,
+            evaluation=e.to_dict(),
+            source=source_of(phase),
+        ),
+        root=workdir,
+    )
     per_language = {}
     for lang in languages:
         saved = done.get(lang)
@@ -55,10 +66,13 @@ def evaluate_zero_shot(pipeline: Pipeline, target: dict[str, Any]) -> dict[str, 
             written.append(task.write_predictions(workdir / "predictions", lang, predictions, examples[lang]))
         done.put(lang, per_language[lang], files=written)  # a later run keeps this language only while they match
         shown = "  ".join(f"{k} {v:.1f}" for k, v in scores.items())
-        say(f"[evaluation] {spec.name} {lang}: {shown}  (trivial baseline "
-            f"{', '.join(f'{v:.1f}' for v in baseline.values())}, {len(examples[lang])} examples)")
+        say(
+            f"[evaluation] {spec.name} {lang}: {shown}  (trivial baseline "
+            f"{', '.join(f'{v:.1f}' for v in baseline.values())}, {len(examples[lang])} examples)"
+        )
         if hasattr(task, "featurization_note"):
             say(f"[evaluation] {spec.name} {lang}: {task.featurization_note()}")
-    protocol = run_protocol(pipeline.config, split=spec.eval_split, trained_target=True,
-                            phases={"target": target, **pipeline.phase_records})
+    protocol = run_protocol(
+        pipeline.config, split=spec.eval_split, trained_target=True, phases={"target": target, **pipeline.phase_records}
+    )
     return publish_results(pipeline, spec, per_language, task.columns, protocol)

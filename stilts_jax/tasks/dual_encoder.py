@@ -78,15 +78,25 @@ class DualEncoder(nnx.Module):
       the one in use.
     """
 
-    def __init__(self, encoder: Encoder, pooling: DualPooling = "cls", *, scale: float = 100.0,
-                 learned_scale: bool = False, rngs: nnx.Rngs | None = None):
+    def __init__(
+        self,
+        encoder: Encoder,
+        pooling: DualPooling = "cls",
+        *,
+        scale: float = 100.0,
+        learned_scale: bool = False,
+        rngs: nnx.Rngs | None = None,
+    ):
         if pooling not in POOLINGS:
             raise ValueError(f"unknown dual_encoder.pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
         self.encoder = encoder
         self.pooling = pooling
         config = encoder.config
-        self.pooler = (Pooler(config.hidden_size, rngs=rngs or nnx.Rngs(0), std=config.initializer_range)
-                       if pooling == "pooler" else None)
+        self.pooler = (
+            Pooler(config.hidden_size, rngs=rngs or nnx.Rngs(0), std=config.initializer_range)
+            if pooling == "pooler"
+            else None
+        )
         self.fixed_scale = float(scale)
         with nnx.use_eager_sharding(False):
             self.logit_scale = nnx.Param(jnp.asarray(scale, jnp.float32), out_sharding=()) if learned_scale else None
@@ -108,8 +118,9 @@ class DualEncoder(nnx.Module):
         return self.embed(batch["input_ids"], batch["attention_mask"], dropout_rng)
 
 
-def in_batch_logits(queries: jax.Array, candidates: jax.Array, candidate_keys: jax.Array,
-                    scale: float | jax.Array) -> jax.Array:
+def in_batch_logits(
+    queries: jax.Array, candidates: jax.Array, candidate_keys: jax.Array, scale: float | jax.Array
+) -> jax.Array:
     """[B, B] float32 `scale * q @ c.T`; a candidate equal to the row's own (same key, other column) gets -1e9."""
     logits = scale * jnp.dot(queries, candidates.T, preferred_element_type=jnp.float32)
     same = candidate_keys[:, None] == candidate_keys[None, :]
@@ -117,15 +128,17 @@ def in_batch_logits(queries: jax.Array, candidates: jax.Array, candidate_keys: j
     return jnp.where(duplicate, -1e9, logits)
 
 
-def in_batch_nll(queries: jax.Array, candidates: jax.Array, candidate_keys: jax.Array,
-                 scale: float | jax.Array) -> jax.Array:
+def in_batch_nll(
+    queries: jax.Array, candidates: jax.Array, candidate_keys: jax.Array, scale: float | jax.Array
+) -> jax.Array:
     """[B] cross-entropy of each query over the batch's candidates (its own is the target; duplicates masked)."""
     logits = in_batch_logits(queries, candidates, candidate_keys, scale)
     return jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits)
 
 
-def embed_pairs(model: DualEncoder, batch: Mapping[str, jax.Array], dropout_rng: jax.Array | None
-                ) -> tuple[jax.Array, jax.Array]:
+def embed_pairs(
+    model: DualEncoder, batch: Mapping[str, jax.Array], dropout_rng: jax.Array | None
+) -> tuple[jax.Array, jax.Array]:
     """The batch's query and candidate embeddings; the dropout key is split into one for each side."""
     rng_q, rng_c = (None, None) if dropout_rng is None else jax.random.split(dropout_rng)
     q = model.embed(batch["query_input_ids"], batch["query_attention_mask"], rng_q)
@@ -133,14 +146,17 @@ def embed_pairs(model: DualEncoder, batch: Mapping[str, jax.Array], dropout_rng:
     return q, c
 
 
-def make_in_batch_loss() -> Callable[[DualEncoder, dict[str, jax.Array], jax.Array | None],
-                                     tuple[jax.Array, jax.Array]]:
+def make_in_batch_loss() -> Callable[
+    [DualEncoder, dict[str, jax.Array], jax.Array | None], tuple[jax.Array, jax.Array]
+]:
     """The train-step loss: summed cross-entropy of each query over the batch's candidates, and the batch size.
 
     The logits' scale is the model's `scale()`: with a learned scale, autodiff of this loss gives its gradient too.
     """
 
-    def loss_fn(model: DualEncoder, batch: dict[str, jax.Array], dropout_rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    def loss_fn(
+        model: DualEncoder, batch: dict[str, jax.Array], dropout_rng: jax.Array | None
+    ) -> tuple[jax.Array, jax.Array]:
         q, c = embed_pairs(model, batch, dropout_rng)
         nll = in_batch_nll(q, c, batch["candidate_key"], model.scale())
         return jnp.sum(nll), jnp.asarray(nll.shape[0], jnp.float32)
@@ -166,8 +182,9 @@ def make_cached_in_batch_grads() -> GradsFn:
     `make_in_batch_loss` on the whole batch as one micro-batch, at the cost of a second forward pass.
     """
 
-    def grads_fn(spec: ModelSpec, params: Any, batch: dict[str, jax.Array], step_key: jax.Array | None
-                 ) -> tuple[Any, jax.Array, jax.Array]:
+    def grads_fn(
+        spec: ModelSpec, params: Any, batch: dict[str, jax.Array], step_key: jax.Array | None
+    ) -> tuple[Any, jax.Array, jax.Array]:
         num_micro = jax.tree.leaves(batch)[0].shape[0]
         indices = jnp.arange(num_micro)
 
@@ -210,7 +227,9 @@ class DualEncoderTask:
 
     def __init__(self, spec: TaskSpec, tokenizer: Any, *, max_length: int, query_max_length: int = 0):
         if spec.name not in DEFAULT_QUERY_MAX_LENGTH:
-            raise ValueError(f"task {spec.name} is not a dual-encoder task; known: {', '.join(DEFAULT_QUERY_MAX_LENGTH)}")
+            raise ValueError(
+                f"task {spec.name} is not a dual-encoder task; known: {', '.join(DEFAULT_QUERY_MAX_LENGTH)}"
+            )
         self.spec, self.tokenizer = spec, tokenizer
         self.max_length = max_length
         self.query_max_length = query_max_length or min(DEFAULT_QUERY_MAX_LENGTH[spec.name], max_length)
@@ -228,7 +247,9 @@ class DualEncoderTask:
             return squad_training_pairs(load_qa("squad", "train", source, ["en"])["en"])
         from stilts_jax.data.mewslix import mewslix_path, read_wikipedia_pairs, wikipedia_training_pairs
 
-        return wikipedia_training_pairs(read_wikipedia_pairs(mewslix_path(_folder(source), "wikipedia_pairs-train.jsonl")))
+        return wikipedia_training_pairs(
+            read_wikipedia_pairs(mewslix_path(_folder(source), "wikipedia_pairs-train.jsonl"))
+        )
 
     def dev_pool(self, source: Mapping[str, Any], max_queries: int = 0) -> RetrievalPool:
         """English model-selection pool: SQuAD dev sentences (LAReQA), Wikipedia dev pairs' entities (Mewsli-X)."""
@@ -259,27 +280,48 @@ class DualEncoderTask:
     # --- features ----------------------------------------------------------------------------------------------
 
     def encode(self, texts: Sequence[str], contexts: Sequence[str] | None, max_length: int) -> dict[str, np.ndarray]:
-        encoded = self.tokenizer(list(texts), None if contexts is None else list(contexts), truncation=True,
-                                 max_length=max_length, padding="max_length")
-        return {"input_ids": np.asarray(encoded["input_ids"], np.int32),
-                "attention_mask": np.asarray(encoded["attention_mask"], np.int32)}
+        encoded = self.tokenizer(
+            list(texts),
+            None if contexts is None else list(contexts),
+            truncation=True,
+            max_length=max_length,
+            padding="max_length",
+        )
+        return {
+            "input_ids": np.asarray(encoded["input_ids"], np.int32),
+            "attention_mask": np.asarray(encoded["attention_mask"], np.int32),
+        }
 
     def train_features(self, pairs: Sequence[DualPair]) -> dict[str, np.ndarray]:
         if not pairs:
             raise RankedRetrievalDataError(f"no {self.spec.name} training pairs")
         queries = self.encode([p.query for p in pairs], None, self.query_max_length)
         has_context = any(p.candidate_context is not None for p in pairs)
-        candidates = self.encode([p.candidate for p in pairs], [p.candidate_context or "" for p in pairs] if has_context else None,
-                                 self.max_length)
+        candidates = self.encode(
+            [p.candidate for p in pairs],
+            [p.candidate_context or "" for p in pairs] if has_context else None,
+            self.max_length,
+        )
         keys = {cid: i for i, cid in enumerate(dict.fromkeys(p.candidate_id for p in pairs))}
-        return {"query_input_ids": queries["input_ids"], "query_attention_mask": queries["attention_mask"],
-                "candidate_input_ids": candidates["input_ids"], "candidate_attention_mask": candidates["attention_mask"],
-                "candidate_key": np.asarray([keys[p.candidate_id] for p in pairs], np.int32)}
+        return {
+            "query_input_ids": queries["input_ids"],
+            "query_attention_mask": queries["attention_mask"],
+            "candidate_input_ids": candidates["input_ids"],
+            "candidate_attention_mask": candidates["attention_mask"],
+            "candidate_key": np.asarray([keys[p.candidate_id] for p in pairs], np.int32),
+        }
 
     # --- evaluation --------------------------------------------------------------------------------------------
 
-    def embed(self, predictor: Predictor, params: Any, texts: Sequence[str], contexts: Sequence[str] | None,
-              max_length: int, desc: str) -> np.ndarray:
+    def embed(
+        self,
+        predictor: Predictor,
+        params: Any,
+        texts: Sequence[str],
+        contexts: Sequence[str] | None,
+        max_length: int,
+        desc: str,
+    ) -> np.ndarray:
         """[len(texts), hidden] float32 unit vectors, in chunks so a 1M-text pool never tokenizes at once."""
         parts = []
         for start in range(0, len(texts), _EMBED_CHUNK):
@@ -288,25 +330,44 @@ class DualEncoderTask:
             parts.append(np.asarray(predictor.predict(params, arrays, desc=desc), np.float32))
         return np.concatenate(parts)
 
-    def rank(self, predictor: Predictor, params: Any, pool: RetrievalPool, k: int = MAP_K,
-             search_options: Mapping[str, Any] | None = None) -> dict[str, dict[str, list[str]]]:
+    def rank(
+        self,
+        predictor: Predictor,
+        params: Any,
+        pool: RetrievalPool,
+        k: int = MAP_K,
+        search_options: Mapping[str, Any] | None = None,
+    ) -> dict[str, dict[str, list[str]]]:
         """Language -> {query id: the top-k candidate ids, best first}, searched over the whole pool."""
-        candidates = self.embed(predictor, params, pool.candidate_texts, pool.candidate_contexts, self.max_length,
-                                f"{self.spec.name} candidates")
+        candidates = self.embed(
+            predictor,
+            params,
+            pool.candidate_texts,
+            pool.candidate_contexts,
+            self.max_length,
+            f"{self.spec.name} candidates",
+        )
         # The pool is split over every process's devices; every process gets the whole ranking back.
         index = NearestNeighbors(candidates, **(search_options or {}))
         k = min(k, len(pool.candidate_ids))
         rankings = {}
         for language, queries in pool.queries.items():
-            embedded = self.embed(predictor, params, [q.text for q in queries], None, self.query_max_length,
-                                  f"{self.spec.name} {language} queries")
+            embedded = self.embed(
+                predictor,
+                params,
+                [q.text for q in queries],
+                None,
+                self.query_max_length,
+                f"{self.spec.name} {language} queries",
+            )
             found = index.search(embedded, k).indices
             rankings[language] = {q.id: [pool.candidate_ids[i] for i in row] for q, row in zip(queries, found)}
         return rankings
 
 
-def score_rankings(rankings: Mapping[str, Mapping[str, Sequence[str]]], pool: RetrievalPool, k: int = MAP_K
-                   ) -> dict[str, dict[str, float]]:
+def score_rankings(
+    rankings: Mapping[str, Mapping[str, Sequence[str]]], pool: RetrievalPool, k: int = MAP_K
+) -> dict[str, dict[str, float]]:
     """Language -> {"map@20": percent, "examples": query count}, with evaluation.metrics.map_at_k_by_id."""
     out = {}
     for language, queries in pool.queries.items():
@@ -322,8 +383,10 @@ def gold_labels(queries: Sequence[Query]) -> dict[str, list[str]]:
 
 def _folder(source: Mapping[str, Any]) -> epath.Path:
     if not source.get("path"):
-        raise RankedRetrievalDataError("Mewsli-X is read from files: set --config.target.source.kind=xtreme and "
-                                       "--config.target.source.path=<the download/ or download/mewslix/ folder>")
+        raise RankedRetrievalDataError(
+            "Mewsli-X is read from files: set --config.target.source.kind=xtreme and "
+            "--config.target.source.path=<the download/ or download/mewslix/ folder>"
+        )
     return data_path(source["path"])
 
 

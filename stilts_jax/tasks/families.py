@@ -34,8 +34,10 @@ def _load(spec: TaskSpec, which: str, source: Mapping[str, Any], languages: Sequ
 def _require_labels(examples: Sequence[Any], what: str) -> None:
     missing = sum(getattr(ex, "label", 0) is None and getattr(ex, "tags", 0) is None for ex in examples)
     if missing:
-        raise ValueError(f"{missing} {what} examples carry no labels (XTREME's download strips test labels): "
-                         "evaluate against a labelled source (kind hf or tfds)")
+        raise ValueError(
+            f"{missing} {what} examples carry no labels (XTREME's download strips test labels): "
+            "evaluate against a labelled source (kind hf or tfds)"
+        )
 
 
 class ClassificationTask:
@@ -58,16 +60,21 @@ class ClassificationTask:
         second = [ex.text_b for ex in examples] if any(ex.text_b is not None for ex in examples) else None
         if second is not None:
             second = [s or "" for s in second]
-        encoded = self.tokenizer([ex.text_a for ex in examples], second, truncation=True, max_length=self.max_length,
-                                 padding="max_length")
-        return {"input_ids": np.asarray(encoded["input_ids"], np.int32),
-                "attention_mask": np.asarray(encoded["attention_mask"], np.int32)}
+        encoded = self.tokenizer(
+            [ex.text_a for ex in examples], second, truncation=True, max_length=self.max_length, padding="max_length"
+        )
+        return {
+            "input_ids": np.asarray(encoded["input_ids"], np.int32),
+            "attention_mask": np.asarray(encoded["attention_mask"], np.int32),
+        }
 
     def train_features(self, examples: Sequence[PairExample]) -> dict[str, np.ndarray]:
         _require_labels(examples, self.spec.name)
         return {**self._encode(examples), "labels": np.asarray([ex.label for ex in examples], np.int32)}
 
-    def predict(self, predictor: Predictor, params: Any, examples: Sequence[PairExample], *, desc: str = "predict") -> list[int]:
+    def predict(
+        self, predictor: Predictor, params: Any, examples: Sequence[PairExample], *, desc: str = "predict"
+    ) -> list[int]:
         return predictor.predict(params, self._encode(examples), desc=desc).argmax(-1).tolist()
 
     def score(self, predictions: Sequence[int], examples: Sequence[PairExample]) -> dict[str, float]:
@@ -83,9 +90,13 @@ class ClassificationTask:
         return [majority] * len(examples)
 
     def baseline(self, examples: Sequence[Any], train_examples: Sequence[Any] = ()) -> dict[str, float]:
-        return {"baseline_accuracy": self.score(self.trivial_predictions(examples, train_examples), examples)["accuracy"]}
+        return {
+            "baseline_accuracy": self.score(self.trivial_predictions(examples, train_examples), examples)["accuracy"]
+        }
 
-    def write_predictions(self, folder: Path, language: str, predictions: Sequence[int], examples: Sequence[Any]) -> Path:
+    def write_predictions(
+        self, folder: Path, language: str, predictions: Sequence[int], examples: Sequence[Any]
+    ) -> Path:
         path = self.spec.submission_path(folder, language)
         atomic_write_text(path, "".join(f"{self.labels[p]}\n" for p in predictions))
         return path
@@ -122,34 +133,43 @@ class MultipleChoiceTask(ClassificationTask):
         while sum(keep) > max(self.max_length - specials, 0):
             keep[0 if keep[0] >= keep[1] else 1] -= 1
         if self.spec.dataset == "xcopa":
-            prompt, choice = prompt[:keep[0]], choice[:keep[1]]
+            prompt, choice = prompt[: keep[0]], choice[: keep[1]]
         else:
-            prompt, choice = prompt[len(prompt) - keep[0]:], choice[len(choice) - keep[1]:]
+            prompt, choice = prompt[len(prompt) - keep[0] :], choice[len(choice) - keep[1] :]
         cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
         return [cls, *prompt, *([sep, sep] if specials == 4 else [sep]), *choice, sep]
 
     def _encode(self, examples: Sequence[ChoiceExample]) -> dict[str, np.ndarray]:
         width = max(len(ex.choices) for ex in examples)
         prompts = self.tokenizer([ex.prompt for ex in examples], add_special_tokens=False)["input_ids"]
-        choices = self.tokenizer([ex.choices[c] if c < len(ex.choices) else "" for ex in examples for c in range(width)],
-                                 add_special_tokens=False)["input_ids"]
+        choices = self.tokenizer(
+            [ex.choices[c] if c < len(ex.choices) else "" for ex in examples for c in range(width)],
+            add_special_tokens=False,
+        )["input_ids"]
         specials = self.tokenizer.num_special_tokens_to_add(pair=True)
         if specials not in (3, 4):
-            raise ValueError(f"multiple choice expects a pair template of 3 special tokens (<cls> a <sep> b <sep>) or "
-                             f"4 (<cls> a <sep><sep> b <sep>); this tokenizer adds {specials}")
+            raise ValueError(
+                f"multiple choice expects a pair template of 3 special tokens (<cls> a <sep> b <sep>) or "
+                f"4 (<cls> a <sep><sep> b <sep>); this tokenizer adds {specials}"
+            )
         pad = self.tokenizer.pad_token_id
         input_ids = np.full((len(examples) * width, self.max_length), 0 if pad is None else pad, np.int32)
         attention_mask = np.zeros((len(examples) * width, self.max_length), np.int32)
         for row, choice in enumerate(choices):
             ids = self._pair_ids(prompts[row // width], choice, specials)
-            input_ids[row, :len(ids)] = ids
-            attention_mask[row, :len(ids)] = 1
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
         shape = (len(examples), width, self.max_length)
         choice_mask = np.asarray([[c < len(ex.choices) for c in range(width)] for ex in examples], np.int32)
-        return {"input_ids": input_ids.reshape(shape), "attention_mask": attention_mask.reshape(shape),
-                "choice_mask": choice_mask}
+        return {
+            "input_ids": input_ids.reshape(shape),
+            "attention_mask": attention_mask.reshape(shape),
+            "choice_mask": choice_mask,
+        }
 
-    def predict(self, predictor: Predictor, params: Any, examples: Sequence[ChoiceExample], *, desc: str = "predict") -> list[int]:
+    def predict(
+        self, predictor: Predictor, params: Any, examples: Sequence[ChoiceExample], *, desc: str = "predict"
+    ) -> list[int]:
         arrays = self._encode(examples)
         scores = predictor.predict(params, arrays, desc=desc)
         return np.where(arrays["choice_mask"] > 0, scores, -np.inf).argmax(-1).tolist()
@@ -158,16 +178,23 @@ class MultipleChoiceTask(ClassificationTask):
         """Always the first choice (chance level for balanced choices)."""
         return [0] * len(examples)
 
-    def write_predictions(self, folder: Path, language: str, predictions: Sequence[int], examples: Sequence[Any]) -> Path:
+    def write_predictions(
+        self, folder: Path, language: str, predictions: Sequence[int], examples: Sequence[Any]
+    ) -> Path:
         path = self.spec.submission_path(folder, language)
-        atomic_write_text(path, "".join(json.dumps({"idx": i, "label": int(p)}) + "\n" for i, p in enumerate(predictions)))
+        atomic_write_text(
+            path, "".join(json.dumps({"idx": i, "label": int(p)}) + "\n" for i, p in enumerate(predictions))
+        )
         return path
 
 
 def _token_accuracy(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:
     """Percentage of words whose predicted tag equals the gold tag (jiant's CCG metric)."""
-    pairs = [(g, p) for gold_tags, predicted_tags in zip(gold, predicted, strict=True)
-             for g, p in zip(gold_tags, predicted_tags, strict=True)]
+    pairs = [
+        (g, p)
+        for gold_tags, predicted_tags in zip(gold, predicted, strict=True)
+        for g, p in zip(gold_tags, predicted_tags, strict=True)
+    ]
     return 100.0 * sum(g == p for g, p in pairs) / len(pairs) if pairs else 0.0
 
 
@@ -188,8 +215,11 @@ class TaggingTask:
         self.loss_fn = tagging_loss
         self.featurization_counts = {"words_without_pieces": 0, "overlong_words": 0, "split_sentences": 0}
         self.by_accuracy = spec.metric == "accuracy"
-        self.columns = ([("accuracy", "accuracy"), ("baseline_accuracy", "baseline accuracy")] if self.by_accuracy
-                        else [("f1", "F1"), ("baseline_f1", "baseline F1")])
+        self.columns = (
+            [("accuracy", "accuracy"), ("baseline_accuracy", "baseline accuracy")]
+            if self.by_accuracy
+            else [("f1", "F1"), ("baseline_f1", "baseline F1")]
+        )
 
     def _set_labels(self, labels: Sequence[str]) -> None:
         self.labels = tuple(labels)
@@ -206,12 +236,15 @@ class TaggingTask:
 
     def head(self, hidden_size: int, rngs: nnx.Rngs) -> TaggingHead:
         if not self.labels:
-            raise ValueError(f"{self.spec.name}'s tag set comes from its training data: load a split (task.load) "
-                             "before building the head")
+            raise ValueError(
+                f"{self.spec.name}'s tag set comes from its training data: load a split (task.load) "
+                "before building the head"
+            )
         return TaggingHead(hidden_size, len(self.labels), rngs=rngs)
 
-    def featurize(self, sentences: Sequence[TaggedSentence], *, with_labels: bool = False
-                  ) -> tuple[TaggingFeatures, np.ndarray | None]:
+    def featurize(
+        self, sentences: Sequence[TaggedSentence], *, with_labels: bool = False
+    ) -> tuple[TaggingFeatures, np.ndarray | None]:
         """Rows of the model's inputs (a long sentence in several parts) and, with labels, the tag ids per token."""
         tags = None
         if with_labels:
@@ -220,18 +253,22 @@ class TaggingTask:
             for sentence in sentences:
                 unknown = [tag for tag in sentence.tags if tag not in self.label_index]
                 if unknown:
-                    raise ValueError(f"{self.spec.name} sentence {sentence.id!r}: unknown tag {unknown[0]!r}; known: "
-                                     f"{self.labels}")
+                    raise ValueError(
+                        f"{self.spec.name} sentence {sentence.id!r}: unknown tag {unknown[0]!r}; known: {self.labels}"
+                    )
                 tags.append([self.label_index[tag] for tag in sentence.tags])
-        return featurize_tagging([s.tokens for s in sentences], self.tokenizer, max_length=self.max_length,
-                                 tags_per_sentence=tags)
+        return featurize_tagging(
+            [s.tokens for s in sentences], self.tokenizer, max_length=self.max_length, tags_per_sentence=tags
+        )
 
     def train_features(self, sentences: Sequence[TaggedSentence]) -> dict[str, np.ndarray]:
         features, labels = self.featurize(sentences, with_labels=True)
         self.featurization_counts = features.counts()
         return {**features.arrays, "labels": labels}
 
-    def predict(self, predictor: Predictor, params: Any, sentences: Sequence[TaggedSentence], *, desc: str = "predict") -> list[list[str]]:
+    def predict(
+        self, predictor: Predictor, params: Any, sentences: Sequence[TaggedSentence], *, desc: str = "predict"
+    ) -> list[list[str]]:
         """Every word's tag from its first piece; a sentence longer than max_length is predicted in parts."""
         features, _ = self.featurize(sentences)
         self.featurization_counts = features.counts()
@@ -241,17 +278,20 @@ class TaggingTask:
     def featurization_note(self) -> str:
         """What the last featurization did to fit the sentences: for the evaluation log."""
         counts = self.featurization_counts
-        return (f"{counts['words_without_pieces']} words without sub-word pieces and {counts['overlong_words']} "
-                f"longer than a row (each fed as the unk piece), {counts['split_sentences']} sentences longer than "
-                f"max_length {self.max_length} (predicted in parts)")
+        return (
+            f"{counts['words_without_pieces']} words without sub-word pieces and {counts['overlong_words']} "
+            f"longer than a row (each fed as the unk piece), {counts['split_sentences']} sentences longer than "
+            f"max_length {self.max_length} (predicted in parts)"
+        )
 
     def score(self, predictions: Sequence[Sequence[str]], sentences: Sequence[TaggedSentence]) -> dict[str, float]:
         from stilts_jax.evaluation.metrics import seqeval_f1
 
         _require_labels(sentences, self.spec.name)
         if len(predictions) != len(sentences):
-            raise ValueError(f"{len(predictions)} predicted tag sequences for {len(sentences)} {self.spec.name} "
-                             "sentences")
+            raise ValueError(
+                f"{len(predictions)} predicted tag sequences for {len(sentences)} {self.spec.name} sentences"
+            )
         if self.by_accuracy:
             return {"accuracy": _token_accuracy([self.gold_tags(s) for s in sentences], predictions)}
         return seqeval_f1([list(s.tags) for s in sentences], [list(p) for p in predictions])
@@ -264,7 +304,9 @@ class TaggingTask:
 
         return [tag if tag in self.label_index else UNKNOWN_TAG for tag in sentence.tags]
 
-    def trivial_predictions(self, sentences: Sequence[TaggedSentence], train_examples: Sequence[Any] = ()) -> list[list[str]]:
+    def trivial_predictions(
+        self, sentences: Sequence[TaggedSentence], train_examples: Sequence[Any] = ()
+    ) -> list[list[str]]:
         """Every word gets the most frequent tag of the training data (or of the sentences themselves)."""
         counts = Counter(tag for s in (train_examples or sentences) if s.tags for tag in s.tags)
         common = counts.most_common(1)[0][0] if counts else self.labels[0]
@@ -272,24 +314,45 @@ class TaggingTask:
 
     def baseline(self, sentences: Sequence[Any], train_examples: Sequence[Any] = ()) -> dict[str, float]:
         metric = "accuracy" if self.by_accuracy else "f1"
-        return {f"baseline_{metric}": self.score(self.trivial_predictions(sentences, train_examples), sentences)[metric]}
+        return {
+            f"baseline_{metric}": self.score(self.trivial_predictions(sentences, train_examples), sentences)[metric]
+        }
 
-    def write_predictions(self, folder: Path, language: str, predictions: Sequence[Sequence[str]], examples: Sequence[Any]) -> Path:
+    def write_predictions(
+        self, folder: Path, language: str, predictions: Sequence[Sequence[str]], examples: Sequence[Any]
+    ) -> Path:
         path = self.spec.submission_path(folder, language)
         atomic_write_text(path, "".join("".join(f"{tag}\n" for tag in tags) + "\n" for tags in predictions))
         return path
 
 
-def make_task(spec: TaskSpec, tokenizer: Any, *, max_length: int, doc_stride: int = 128, n_best: int = 20,
-              max_answer_length: int = 30, null_score_diff_threshold: float | str = 0.0) -> Any:
+def make_task(
+    spec: TaskSpec,
+    tokenizer: Any,
+    *,
+    max_length: int,
+    doc_stride: int = 128,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    null_score_diff_threshold: float | str = 0.0,
+) -> Any:
     """The family implementation of a task spec."""
     if spec.family == "span_qa":
         from stilts_jax.tasks.span_qa import SpanQATask
 
-        return SpanQATask(spec, tokenizer, max_length=max_length, doc_stride=doc_stride, n_best=n_best,
-                          max_answer_length=max_answer_length, null_score_diff_threshold=null_score_diff_threshold)
+        return SpanQATask(
+            spec,
+            tokenizer,
+            max_length=max_length,
+            doc_stride=doc_stride,
+            n_best=n_best,
+            max_answer_length=max_answer_length,
+            null_score_diff_threshold=null_score_diff_threshold,
+        )
     families = {"classification": ClassificationTask, "multiple_choice": MultipleChoiceTask, "tagging": TaggingTask}
     if spec.family not in families:
-        raise ValueError(f"task {spec.name} has family {spec.family!r}, which has no trainer; families: "
-                         f"span_qa, {', '.join(families)}")
+        raise ValueError(
+            f"task {spec.name} has family {spec.family!r}, which has no trainer; families: "
+            f"span_qa, {', '.join(families)}"
+        )
     return families[spec.family](spec, tokenizer, max_length=max_length)

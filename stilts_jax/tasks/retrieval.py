@@ -37,8 +37,15 @@ class LayerResults:
 
 
 class RetrievalEvaluator:
-    def __init__(self, encoder: SentenceEncoder, layers: Sequence[int], primary_layer: int, *, k: int = 4,
-                 search_options: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        encoder: SentenceEncoder,
+        layers: Sequence[int],
+        primary_layer: int,
+        *,
+        k: int = 4,
+        search_options: Mapping[str, Any] | None = None,
+    ):
         if primary_layer not in layers:
             raise ValueError(f"primary layer {primary_layer} is not among the evaluated layers {list(layers)}")
         self.encoder = encoder
@@ -56,17 +63,21 @@ class RetrievalEvaluator:
         queries, candidates = self.embed(data.queries), self.embed(data.candidates)
         scores, predictions = {}, []
         for position, layer in enumerate(self.layers):
-            forward = knn(queries[:, position], candidates[:, position], 1, normalize=True,
-                          **self.search_options).indices[:, 0]
-            backward = knn(candidates[:, position], queries[:, position], 1, normalize=True,
-                           **self.search_options).indices[:, 0]
+            forward = knn(
+                queries[:, position], candidates[:, position], 1, normalize=True, **self.search_options
+            ).indices[:, 0]
+            backward = knn(
+                candidates[:, position], queries[:, position], 1, normalize=True, **self.search_options
+            ).indices[:, 0]
             row = {}
             if data.gold is not None:
                 gold = np.asarray(data.gold)
                 inverse = np.empty_like(gold)
                 inverse[gold] = np.arange(len(gold))
-                row = {"accuracy": accuracy(forward.tolist(), gold.tolist()),
-                       "accuracy_reverse": accuracy(backward.tolist(), inverse.tolist())}
+                row = {
+                    "accuracy": accuracy(forward.tolist(), gold.tolist()),
+                    "accuracy_reverse": accuracy(backward.tolist(), inverse.tolist()),
+                }
             scores[layer] = row
             if layer == self.primary_layer:
                 predictions = forward.tolist()
@@ -77,8 +88,10 @@ class RetrievalEvaluator:
         src, en = deduplicate(split.src_ids, split.src_sentences), deduplicate(split.en_ids, split.en_sentences)
         x, y = self.embed(src.sentences), self.embed(en.sentences)
         k = min(self.k, len(src.sentences), len(en.sentences))
-        return [expand_candidates(mine_max(ratio_margin(x[:, p], y[:, p], k, **self.search_options)), src, en)
-                for p in range(len(self.layers))]
+        return [
+            expand_candidates(mine_max(ratio_margin(x[:, p], y[:, p], k, **self.search_options)), src, en)
+            for p in range(len(self.layers))
+        ]
 
     def bucc(self, dev: BuccSplit, test: BuccSplit, *, threshold_rule: str = "dev") -> LayerResults:
         """Mine `test` and keep the pairs above a threshold chosen by `threshold_rule`:
@@ -89,8 +102,10 @@ class RetrievalEvaluator:
           (nyu-mll/jiant jiant/tasks/evaluate/core.py BUCC2018EvaluationScheme: bucc_eval(..., threshold=None)
           optimises on the gold it scores against): an upper bound, not comparable with XTREME's test numbers."""
         if threshold_rule not in BUCC_THRESHOLD_RULES:
-            raise ValueError(f"BUCC threshold rule must be one of {', '.join(BUCC_THRESHOLD_RULES)}, got "
-                             f"{threshold_rule!r} (config: evaluation.bucc_threshold)")
+            raise ValueError(
+                f"BUCC threshold rule must be one of {', '.join(BUCC_THRESHOLD_RULES)}, got "
+                f"{threshold_rule!r} (config: evaluation.bucc_threshold)"
+            )
         tuning = dev if threshold_rule == "dev" else test
         if tuning.gold is None:
             raise ValueError(f"BUCC {tuning.language} {tuning.split} has no gold pairs to choose the threshold with")

@@ -36,14 +36,25 @@ BEST_THRESHOLD = "best"  # null_score_diff_threshold: tune it on the evaluated s
 class SpanQATask:
     columns = [("f1", "F1"), ("exact_match", "EM"), ("baseline_f1", "baseline F1")]  # noqa: RUF012 (an instance may replace it)
 
-    def __init__(self, spec: TaskSpec, tokenizer: Any, *, max_length: int = 384, doc_stride: int = 128,
-                 n_best: int = 20, max_answer_length: int = 30, null_score_diff_threshold: float | str = 0.0):
+    def __init__(
+        self,
+        spec: TaskSpec,
+        tokenizer: Any,
+        *,
+        max_length: int = 384,
+        doc_stride: int = 128,
+        n_best: int = 20,
+        max_answer_length: int = 30,
+        null_score_diff_threshold: float | str = 0.0,
+    ):
         """`null_score_diff_threshold`: a number, or "best" to predict SQuAD v2.0 with the threshold of the best F1
         on the evaluated questions themselves (their reference answers pick it: an oracle, as in BERT's dev runs)."""
         if isinstance(null_score_diff_threshold, str) and null_score_diff_threshold != BEST_THRESHOLD:
-            raise ValueError(f"null_score_diff_threshold must be a number or {BEST_THRESHOLD!r}, got "
-                             f"{null_score_diff_threshold!r} (config: evaluation.null_score_diff_threshold, or "
-                             f"evaluation.tune_null_score_diff_threshold=true for the best one)")
+            raise ValueError(
+                f"null_score_diff_threshold must be a number or {BEST_THRESHOLD!r}, got "
+                f"{null_score_diff_threshold!r} (config: evaluation.null_score_diff_threshold, or "
+                f"evaluation.tune_null_score_diff_threshold=true for the best one)"
+            )
         self.spec = spec
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -52,14 +63,24 @@ class SpanQATask:
         self.max_answer_length = max_answer_length
         self.null_score_diff_threshold = null_score_diff_threshold
         # "No answer" is a prediction only where the task's own data has unanswerable questions (SQuAD v2.0).
-        self.with_null = any(DATASETS[spec.dataset_and_split(which)[0]].unanswerable for which in ("train", "dev", "eval"))
+        self.with_null = any(
+            DATASETS[spec.dataset_and_split(which)[0]].unanswerable for which in ("train", "dev", "eval")
+        )
         if self.with_null:  # the official v2.0 script's breakdown and best-threshold F1 beside F1 and EM
-            self.columns = [("f1", "F1"), ("exact_match", "EM"), ("HasAns_f1", "HasAns F1"), ("NoAns_f1", "NoAns F1"),
-                            ("best_f1", "best F1"), ("baseline_f1", "baseline F1")]
+            self.columns = [
+                ("f1", "F1"),
+                ("exact_match", "EM"),
+                ("HasAns_f1", "HasAns F1"),
+                ("NoAns_f1", "NoAns F1"),
+                ("best_f1", "best F1"),
+                ("baseline_f1", "baseline F1"),
+            ]
         self.loss_fn = span_loss
         self._cached: tuple[tuple, QAFeatures] | None = None  # the dev set, featurized once per phase
 
-    def load(self, which: str, source: Mapping[str, Any], languages: Sequence[str] | None) -> dict[str, list[QAExample]]:
+    def load(
+        self, which: str, source: Mapping[str, Any], languages: Sequence[str] | None
+    ) -> dict[str, list[QAExample]]:
         dataset, split = self.spec.dataset_and_split(which)
         return load_examples(dataset, split, source, languages)
 
@@ -73,12 +94,15 @@ class SpanQATask:
         # Ids alone are not enough: XQuAD, for one, uses the same ids in every language.
         key = tuple((ex.id, ex.question, ex.context) for ex in examples)
         if self._cached is None or self._cached[0] != key:
-            features = featurize_qa(examples, self.tokenizer, max_length=self.max_length, doc_stride=self.doc_stride,
-                                    with_labels=False)
+            features = featurize_qa(
+                examples, self.tokenizer, max_length=self.max_length, doc_stride=self.doc_stride, with_labels=False
+            )
             self._cached = (key, features)
         return self._cached[1]
 
-    def predict(self, predictor: Predictor, params: Any, examples: Sequence[QAExample], *, desc: str = "predict") -> dict[str, str]:
+    def predict(
+        self, predictor: Predictor, params: Any, examples: Sequence[QAExample], *, desc: str = "predict"
+    ) -> dict[str, str]:
         """Question id -> answer; "" is "no answer" for a task on SQuAD v2.0-style data (unanswerable questions).
 
         Those come as NullThresholdedAnswers, which score() also reads the best-threshold scores from.
@@ -87,21 +111,34 @@ class SpanQATask:
         logits = predictor.predict(params, features.arrays, desc=desc)
         return self.answers(examples, features, logits[..., 0], logits[..., 1])
 
-    def answers(self, examples: Sequence[QAExample], features: QAFeatures, start_logits: np.ndarray,
-                end_logits: np.ndarray) -> dict[str, str]:
+    def answers(
+        self, examples: Sequence[QAExample], features: QAFeatures, start_logits: np.ndarray, end_logits: np.ndarray
+    ) -> dict[str, str]:
         """predict() after the model: the logits of every window to one answer per question."""
         if self.null_score_diff_threshold != BEST_THRESHOLD or not self.with_null:
-            return best_answers(examples, features, start_logits, end_logits, n_best=self.n_best,
-                                max_answer_length=self.max_answer_length, with_null=self.with_null,
-                                null_score_diff_threshold=self.null_score_diff_threshold)
-        scored = score_answers(examples, features, start_logits, end_logits, n_best=self.n_best,
-                               max_answer_length=self.max_answer_length)
-        threshold = squad_v2_reachable_f1_threshold({qid: p.text for qid, p in scored.items()}, _references(examples),
-                                                    {qid: p.no_answer_score for qid, p in scored.items()})
+            return best_answers(
+                examples,
+                features,
+                start_logits,
+                end_logits,
+                n_best=self.n_best,
+                max_answer_length=self.max_answer_length,
+                with_null=self.with_null,
+                null_score_diff_threshold=self.null_score_diff_threshold,
+            )
+        scored = score_answers(
+            examples, features, start_logits, end_logits, n_best=self.n_best, max_answer_length=self.max_answer_length
+        )
+        threshold = squad_v2_reachable_f1_threshold(
+            {qid: p.text for qid, p in scored.items()},
+            _references(examples),
+            {qid: p.no_answer_score for qid, p in scored.items()},
+        )
         return NullThresholdedAnswers(scored, threshold)
 
-    def score(self, predictions: dict[str, str], examples: Sequence[QAExample],
-              language: str | None = None) -> dict[str, float]:
+    def score(
+        self, predictions: dict[str, str], examples: Sequence[QAExample], language: str | None = None
+    ) -> dict[str, float]:
         """F1 and exact match in percent with the official script of the examples' dataset.
 
         `language` marks the zero-shot evaluation of one language (the evaluated dataset, `spec.dataset`); without it
@@ -118,8 +155,11 @@ class SpanQATask:
         references = _references(examples)
         if DATASETS[dataset].unanswerable:
             scores = squad_v2_scores(predictions, references)
-            result = {"exact_match": scores["exact"], "f1": scores["f1"],
-                      **{k: v for k, v in scores.items() if k.startswith(("HasAns_", "NoAns_")) and not k.endswith("_total")}}
+            result = {
+                "exact_match": scores["exact"],
+                "f1": scores["f1"],
+                **{k: v for k, v in scores.items() if k.startswith(("HasAns_", "NoAns_")) and not k.endswith("_total")},
+            }
             if isinstance(predictions, NullThresholdedAnswers):
                 result.update(squad_v2_best_thresholds(predictions.spans, references, predictions.no_answer_scores))
                 if self.null_score_diff_threshold == BEST_THRESHOLD:
@@ -139,7 +179,9 @@ class SpanQATask:
         scores = self.score(self.trivial_predictions(examples), examples, language=_language_of(examples))
         return {"baseline_f1": scores["f1"]}
 
-    def write_predictions(self, folder: Path, language: str, predictions: dict[str, str], examples: Sequence[Any]) -> Path:
+    def write_predictions(
+        self, folder: Path, language: str, predictions: dict[str, str], examples: Sequence[Any]
+    ) -> Path:
         return write_predictions(self.spec.submission_path(folder, language), predictions)
 
 

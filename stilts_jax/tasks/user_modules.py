@@ -38,8 +38,9 @@ def load_task_module(name: str) -> ModuleType:
         if key in _LOADED:
             return _LOADED[key]
         if not path.is_file():
-            raise InputError(f"task module {name} does not exist (config key task_modules; paths are relative to "
-                             f"{Path.cwd()})")
+            raise InputError(
+                f"task module {name} does not exist (config key task_modules; paths are relative to {Path.cwd()})"
+            )
         module_name = f"stilts_user_tasks_{path.stem}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
@@ -62,8 +63,9 @@ def load_task_module(name: str) -> ModuleType:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
-            raise InputError(f"task module {name!r} cannot be imported ({e}); give a .py path or a module on "
-                             "PYTHONPATH") from e
+            raise InputError(
+                f"task module {name!r} cannot be imported ({e}); give a .py path or a module on PYTHONPATH"
+            ) from e
     _LOADED[key] = module
     return module
 

@@ -99,11 +99,20 @@ class Slice:
         return self.chip.hbm_bandwidth / self.devices_per_chip
 
     def describe(self) -> str:
-        per = "TensorCore" if self.devices_per_chip > 1 else (
-            "chip (its 2 TensorCores as one megacore device, as JAX runs them)" if self.chip.cores_per_chip > 1 else "chip")
-        return (f"{self.name}: {len(self.devices)} devices ({self.device_kind}), {self.chips} chips, one device per "
-                f"{per}; per device {self.device_hbm_bytes / GIB:g} GiB HBM, {self.device_peak_flops / 1e12:g} "
-                f"TFLOP/s bf16, {self.device_hbm_bandwidth / 1e9:g} GB/s")
+        per = (
+            "TensorCore"
+            if self.devices_per_chip > 1
+            else (
+                "chip (its 2 TensorCores as one megacore device, as JAX runs them)"
+                if self.chip.cores_per_chip > 1
+                else "chip"
+            )
+        )
+        return (
+            f"{self.name}: {len(self.devices)} devices ({self.device_kind}), {self.chips} chips, one device per "
+            f"{per}; per device {self.device_hbm_bytes / GIB:g} GiB HBM, {self.device_peak_flops / 1e12:g} "
+            f"TFLOP/s bf16, {self.device_hbm_bandwidth / 1e9:g} GB/s"
+        )
 
 
 def _quiet_libtpu(generation: str, chips: int) -> None:
@@ -120,8 +129,10 @@ def _parse(name: str) -> tuple[str, tuple[int, ...]]:
     generation, _, shape = name.partition(":")
     dims = shape.split("x")
     if generation not in TPU_GENERATIONS or not shape or not all(d.isdigit() and int(d) > 0 for d in dims):
-        raise TopologyError(f"unknown TPU topology {name!r} (--topology): use <generation>:<AxB> or <AxBxC> with a "
-                            f"generation of {', '.join(TPU_GENERATIONS)}; known names: {', '.join(KNOWN_TOPOLOGIES)}")
+        raise TopologyError(
+            f"unknown TPU topology {name!r} (--topology): use <generation>:<AxB> or <AxBxC> with a "
+            f"generation of {', '.join(TPU_GENERATIONS)}; known names: {', '.join(KNOWN_TOPOLOGIES)}"
+        )
     return generation, tuple(int(d) for d in dims)
 
 
@@ -129,8 +140,10 @@ def get_slice(name: str) -> Slice:
     """The devices of TPU topology `name` (e.g. "v5e:2x2"), from libtpu; no TPU needed."""
     generation, dims = _parse(name)
     if importlib.util.find_spec("libtpu") is None:
-        raise StiltsError('compiling for a TPU slice needs libtpu, which is not installed: pip install "jax[tpu]" '
-                          '(or this project\'s extra: pip install -e ".[tpu]")')
+        raise StiltsError(
+            'compiling for a TPU slice needs libtpu, which is not installed: pip install "jax[tpu]" '
+            '(or this project\'s extra: pip install -e ".[tpu]")'
+        )
     _quiet_libtpu(generation, math.prod(dims))
     from jax.experimental import topologies
 
@@ -140,8 +153,10 @@ def get_slice(name: str) -> Slice:
     try:
         topology = topologies.get_topology_desc(topology_name=name, platform="tpu", **options)
     except Exception as error:  # noqa: BLE001 (libtpu raises JaxRuntimeError, RuntimeError or ValueError by version)
-        raise TopologyError(f"libtpu does not know TPU topology {name!r} (--topology): {error}; known names: "
-                            f"{', '.join(KNOWN_TOPOLOGIES)}") from None
+        raise TopologyError(
+            f"libtpu does not know TPU topology {name!r} (--topology): {error}; known names: "
+            f"{', '.join(KNOWN_TOPOLOGIES)}"
+        ) from None
     devices = tuple(topology.devices)
     chips = len({tuple(getattr(d, "coords", (getattr(d, "id", 0),))) for d in devices})
     return Slice(name, generation, devices, str(getattr(devices[0], "device_kind", generation)), chips)
@@ -181,10 +196,16 @@ def roofline_mfu(flops: float, bytes_accessed: float, peak_flops: float, bandwid
     return compute / bound if bound > 0 else 0.0
 
 
-def compile_program(name: str, function: Any, args: Sequence[Any], tpu_slice: Slice, *,
-                    details: dict[str, Any] | None = None,
-                    hlo_sink: Callable[[str, str], None] | None = None,
-                    seen: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def compile_program(
+    name: str,
+    function: Any,
+    args: Sequence[Any],
+    tpu_slice: Slice,
+    *,
+    details: dict[str, Any] | None = None,
+    hlo_sink: Callable[[str, str], None] | None = None,
+    seen: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Lower `function` (a jax.jit) on `args` (ShapeDtypeStructs with shardings on the slice's mesh), compile it
     for the slice, and report what the compiler says about one device. `hlo_sink(name, text)` receives the HLO.
 
@@ -220,7 +241,9 @@ def compile_program(name: str, function: Any, args: Sequence[Any], tpu_slice: Sl
         "temp_bytes": temporaries,
         "flops": flops,
         "bytes_accessed": accessed,
-        "roofline_mfu": round(roofline_mfu(flops, accessed, tpu_slice.device_peak_flops, tpu_slice.device_hbm_bandwidth), 4),
+        "roofline_mfu": round(
+            roofline_mfu(flops, accessed, tpu_slice.device_peak_flops, tpu_slice.device_hbm_bandwidth), 4
+        ),
         "compile_seconds": round(seconds, 2),
         "collectives": count_collectives(text),
     }
@@ -238,27 +261,36 @@ def report_header(tpu_slice: Slice, mesh: jax.sharding.Mesh) -> dict[str, Any]:
         "chips": tpu_slice.chips,
         "devices_per_chip": tpu_slice.devices_per_chip,
         "mesh": dict(mesh.shape),
-        "per_device": {"hbm_bytes": tpu_slice.device_hbm_bytes, "peak_bf16_flops": tpu_slice.device_peak_flops,
-                       "hbm_bandwidth_bytes_per_s": tpu_slice.device_hbm_bandwidth},
+        "per_device": {
+            "hbm_bytes": tpu_slice.device_hbm_bytes,
+            "peak_bf16_flops": tpu_slice.device_peak_flops,
+            "hbm_bandwidth_bytes_per_s": tpu_slice.device_hbm_bandwidth,
+        },
         "chip": dataclasses.asdict(chip),
         "device_is": "TensorCore" if tpu_slice.devices_per_chip > 1 else "chip",
         "note": "compiler estimates for one device of the slice (memory_analysis, cost_analysis, optimized HLO); "
-                "nothing was run",
+        "nothing was run",
     }
 
 
 def markdown_table(report: dict[str, Any]) -> str:
     """The report's programs as a Markdown table."""
-    lines = [f"# {report['topology']} ({report['num_devices']} x {report['device_kind']}), mesh {report['mesh']}", "",
-             "Compiler estimates per device; nothing was run.", "",
-             "| program | fits | live GiB | HBM GiB | GFLOP | GB accessed | roofline MFU | compile s | collectives |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"# {report['topology']} ({report['num_devices']} x {report['device_kind']}), mesh {report['mesh']}",
+        "",
+        "Compiler estimates per device; nothing was run.",
+        "",
+        "| program | fits | live GiB | HBM GiB | GFLOP | GB accessed | roofline MFU | compile s | collectives |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for p in report["programs"]:
         collectives = ", ".join(f"{k} {v}" for k, v in p["collectives"].items() if v) or "none"
         same = f" (= {p['same_as']})" if p.get("same_as") else ""
-        lines.append(f"| {p['name']}{same} | {'yes' if p['fits'] else 'NO'} | {p['live_bytes'] / GIB:.3f} | "
-                     f"{p['hbm_bytes'] / GIB:g} | {p['flops'] / 1e9:.2f} | {p['bytes_accessed'] / 1e9:.3f} | "
-                     f"{p['roofline_mfu']:.3f} | {p['compile_seconds']:.1f} | {collectives} |")
+        lines.append(
+            f"| {p['name']}{same} | {'yes' if p['fits'] else 'NO'} | {p['live_bytes'] / GIB:.3f} | "
+            f"{p['hbm_bytes'] / GIB:g} | {p['flops'] / 1e9:.2f} | {p['bytes_accessed'] / 1e9:.3f} | "
+            f"{p['roofline_mfu']:.3f} | {p['compile_seconds']:.1f} | {collectives} |"
+        )
     for skipped in report.get("skipped", []):
         lines.append(f"\nNot compiled: {skipped}")
     return "\n".join(lines) + "\n"

@@ -59,8 +59,17 @@ class Checkpoints:
       verify: write and check size+CRC32 manifests (local folders only).
     """
 
-    def __init__(self, directory: PathLike, *, keep_last: int = 2, keep_best: int = 1, best_metric: str = "dev_score",
-                 best_mode: str = "max", async_save: bool = True, verify: bool = True):
+    def __init__(
+        self,
+        directory: PathLike,
+        *,
+        keep_last: int = 2,
+        keep_best: int = 1,
+        best_metric: str = "dev_score",
+        best_mode: str = "max",
+        async_save: bool = True,
+        verify: bool = True,
+    ):
         self.directory = absolute(directory)
         self.manifest_dir = self.directory.with_name(self.directory.name + "_manifests")
         self.corrupt_dir = self.directory.with_name(self.directory.name + "_corrupt")
@@ -69,10 +78,14 @@ class Checkpoints:
         self.verify = verify and not is_remote(directory)
         policies = [checkpoint_managers.LatestN(n=keep_last)]
         if keep_best:
-            policies.append(checkpoint_managers.BestN(
-                get_metric_fn=lambda metrics: metrics[best_metric], reverse=best_mode == "min", n=keep_best,
-                keep_checkpoints_without_metrics=False,
-            ))
+            policies.append(
+                checkpoint_managers.BestN(
+                    get_metric_fn=lambda metrics: metrics[best_metric],
+                    reverse=best_mode == "min",
+                    n=keep_best,
+                    keep_checkpoints_without_metrics=False,
+                )
+            )
         self._options = ocp.CheckpointManagerOptions(
             # best_fn makes Orbax store each save's metrics, which the BestN policy ranks by.
             best_fn=(lambda metrics: metrics[best_metric]) if keep_best else None,
@@ -102,7 +115,9 @@ class Checkpoints:
         pick = min if self.best_mode == "min" else max
         return pick(scored, key=lambda step: (scored[step], -step if self.best_mode == "max" else step))
 
-    def save(self, step: int, state: Any, data_position: dict[str, Any], metrics: dict[str, float] | None = None) -> None:
+    def save(
+        self, step: int, state: Any, data_position: dict[str, Any], metrics: dict[str, float] | None = None
+    ) -> None:
         """Start an async save; the previous save is finished (and its manifest written) first."""
         self._finish_pending()
         self._saved.add(step)
@@ -133,8 +148,9 @@ class Checkpoints:
         # Only saves of this session: a checkpoint an earlier run left without a manifest is never vouched for here.
         for step in sorted(self._saved & steps):
             if (self.directory / str(step)).is_dir():
-                atomic_write_text(self.manifest_dir / f"{step}.json",
-                                  json.dumps(_file_manifest(self.directory / str(step))))
+                atomic_write_text(
+                    self.manifest_dir / f"{step}.json", json.dumps(_file_manifest(self.directory / str(step)))
+                )
         self._saved.clear()
         for stale in self.manifest_dir.glob("*.json"):
             if stale.stem.isdigit() and int(stale.stem) not in steps:
@@ -165,10 +181,18 @@ class Checkpoints:
         return None
 
     def _quarantine(self, step: int, reason: str) -> None:
-        log.warning("checkpoint %s/%d is unusable (%s); moved to %s, using the previous one",
-                    self.directory, step, reason, self.corrupt_dir)
-        print(f"warning: checkpoint step {step} in {self.directory} is unusable ({reason}); "
-              f"moved to {self.corrupt_dir}, falling back to the previous checkpoint", flush=True)
+        log.warning(
+            "checkpoint %s/%d is unusable (%s); moved to %s, using the previous one",
+            self.directory,
+            step,
+            reason,
+            self.corrupt_dir,
+        )
+        print(
+            f"warning: checkpoint step {step} in {self.directory} is unusable ({reason}); "
+            f"moved to {self.corrupt_dir}, falling back to the previous checkpoint",
+            flush=True,
+        )
         if jax.process_index() == 0:
             self.corrupt_dir.mkdir(parents=True, exist_ok=True)
             _move_folder(self.directory / str(step), self.corrupt_dir / f"{step}-{int(time.time())}")
@@ -190,8 +214,12 @@ class Checkpoints:
             if problem is None:
                 self._check_structure(step, abstract_state)  # intact but for another model: stop, keep it
                 try:
-                    restored = self._manager.restore(step, args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+                    restored = self._manager.restore(
+                        step,
+                        args=ocp.args.Composite(
+                            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
+                        ),
+                    )
                 except Exception as e:  # noqa: BLE001 (Orbax/TensorStore raise many kinds for unreadable files)
                     problem = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
                 else:
@@ -218,14 +246,19 @@ class Checkpoints:
         finally:
             checkpointer.close()
         saved, expected = _shapes(saved_tree), _shapes(abstract_state)
+
         def order(keys: set[str]) -> list[str]:  # parameters first: they say what changed; optimizer slots follow
             return sorted(keys, key=lambda k: (not k.startswith("params"), k))
 
         missing = order(set(expected) - set(saved))
         unexpected = order(set(saved) - set(expected))
-        misshaped = [f"{k}: saved {saved[k][0]}, now {expected[k][0]}" for k in order(set(saved) & set(expected))
-                     if saved[k][0] != expected[k][0]]
+        misshaped = [
+            f"{k}: saved {saved[k][0]}, now {expected[k][0]}"
+            for k in order(set(saved) & set(expected))
+            if saved[k][0] != expected[k][0]
+        ]
         if missing or unexpected or misshaped:
+
             def show(items: list[str]) -> str:
                 return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "") or "none"
 
@@ -238,7 +271,9 @@ class Checkpoints:
 
     def restore_state(self, step: int, abstract_state: Any) -> Any:
         """The state saved at `step` (e.g. the best one), restored onto the abstract state's shardings."""
-        return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))).state
+        return self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+        ).state
 
 
 def _move_folder(source: epath.Path, target: epath.Path) -> None:
@@ -282,14 +317,19 @@ def _unverified_problem(state: Any, abstract_state: Any) -> str | None:
     if restored != expected:
         differing = sorted(k for k in set(restored) | set(expected) if restored.get(k) != expected.get(k))
         return f"no manifest, and its arrays differ from the state's: {', '.join(differing[:5])}"
-    named = [(_path_name(p), x) for p, x in jax.tree_util.tree_leaves_with_path(state)
-             if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)]
+    named = [
+        (_path_name(p), x)
+        for p, x in jax.tree_util.tree_leaves_with_path(state)
+        if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)
+    ]
     finite = jax.jit(lambda xs: [jax.numpy.isfinite(x).all() for x in xs])([x for _, x in named])
     bad = [name for (name, _), ok in zip(named, jax.device_get(finite)) if not ok]
     if bad:
         shown = ", ".join(bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
-        return (f"no manifest (the run stopped before writing it) and {len(bad)} restored array(s) hold NaN or inf, "
-                f"as damaged bytes do: {shown}")
+        return (
+            f"no manifest (the run stopped before writing it) and {len(bad)} restored array(s) hold NaN or inf, "
+            f"as damaged bytes do: {shown}"
+        )
     return None
 
 
@@ -332,13 +372,15 @@ def load_params(path: PathLike, abstract_params: Any) -> Any:
         saved = _shapes(checkpointer.metadata(path).item_metadata.tree)
     except Exception as e:
         checkpointer.close()
-        raise DamagedParamsError(_damaged_message(path, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
-                                 ) from e
+        raise DamagedParamsError(_damaged_message(path, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")) from e
     expected = _shapes(abstract_params)
     missing = sorted(set(expected) - set(saved))
     unexpected = sorted(set(saved) - set(expected))
-    misshaped = [f"{k}: saved {saved[k][0]}, model {expected[k][0]}" for k in sorted(set(saved) & set(expected))
-                 if saved[k][0] != expected[k][0]]
+    misshaped = [
+        f"{k}: saved {saved[k][0]}, model {expected[k][0]}"
+        for k in sorted(set(saved) & set(expected))
+        if saved[k][0] != expected[k][0]
+    ]
     if missing or unexpected or misshaped:
         raise WeightsError(
             f"the parameters saved at {path} do not fit the new model: missing {missing}, unexpected {unexpected}, "
@@ -347,8 +389,7 @@ def load_params(path: PathLike, abstract_params: Any) -> Any:
     try:
         restored = checkpointer.restore(path, abstract_params)
     except Exception as e:
-        raise DamagedParamsError(_damaged_message(path, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
-                                 ) from e
+        raise DamagedParamsError(_damaged_message(path, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")) from e
     finally:
         checkpointer.close()
     return restored
@@ -362,8 +403,10 @@ def _damaged_message(path: epath.Path, problem: str) -> str:
     phase_dir = path.parent
     done = phase_dir / "phase_done.json"
     if done.exists():
-        fix = (f"Rerun the phase that wrote it: delete {done} and run the same command again; the phase is redone "
-               f"from its checkpoints in {phase_dir} (trained again if none is left) and writes {path.name} anew.")
+        fix = (
+            f"Rerun the phase that wrote it: delete {done} and run the same command again; the phase is redone "
+            f"from its checkpoints in {phase_dir} (trained again if none is left) and writes {path.name} anew."
+        )
     else:
         fix = f"Write {path} again (rerun what produced it), or point to an intact copy."
     return f"the saved parameters in {path} are damaged or incomplete ({problem}). {fix}"

@@ -52,8 +52,10 @@ def _check_right_padded(attention_mask: np.ndarray, lengths: np.ndarray) -> None
     mask = attention_mask.reshape(len(attention_mask), -1, attention_mask.shape[-1])
     own = mask.sum(-1)
     if not np.array_equal(mask > 0, np.arange(mask.shape[-1]) < own[..., None]):
-        raise StiltsError("train.length_grouping needs right-padded features (attention_mask 1...1 0...0 in every row); "
-                          "these are padded elsewhere: set --config.<phase>.train.length_grouping=false")
+        raise StiltsError(
+            "train.length_grouping needs right-padded features (attention_mask 1...1 0...0 in every row); "
+            "these are padded elsewhere: set --config.<phase>.train.length_grouping=false"
+        )
 
 
 class BatchFeeder:
@@ -71,17 +73,27 @@ class BatchFeeder:
       smallest_width: the narrowest padded width when grouping.
     """
 
-    def __init__(self, features: dict[str, np.ndarray], global_batch_size: int, micro_batches: int, seed: int,
-                 mesh: Mesh, rules: Any,
-                 transform: Callable[[dict[str, np.ndarray], int], dict[str, np.ndarray]] | None = None,
-                 length_grouping: bool = False, smallest_width: int = SMALLEST_WIDTH):
+    def __init__(
+        self,
+        features: dict[str, np.ndarray],
+        global_batch_size: int,
+        micro_batches: int,
+        seed: int,
+        mesh: Mesh,
+        rules: Any,
+        transform: Callable[[dict[str, np.ndarray], int], dict[str, np.ndarray]] | None = None,
+        length_grouping: bool = False,
+        smallest_width: int = SMALLEST_WIDTH,
+    ):
         sizes = {name: len(array) for name, array in features.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"features have different numbers of examples: {sizes}")
         self.features = features
         self.num_examples = next(iter(sizes.values()))
         if global_batch_size % micro_batches:
-            raise StiltsError(f"global batch size {global_batch_size} is not divisible by micro_batches {micro_batches}")
+            raise StiltsError(
+                f"global batch size {global_batch_size} is not divisible by micro_batches {micro_batches}"
+            )
         self.global_batch_size = global_batch_size
         self.micro_batches = micro_batches
         self.micro_batch_size = global_batch_size // micro_batches
@@ -159,11 +171,16 @@ class BatchFeeder:
         if self.transform is None:
             return arrays
         transformed = self.transform(arrays, step)
-        changed = {name: (arrays[name].shape, transformed.get(name, np.zeros(0)).shape) for name in arrays
-                   if name not in transformed or transformed[name].shape != arrays[name].shape}
+        changed = {
+            name: (arrays[name].shape, transformed.get(name, np.zeros(0)).shape)
+            for name in arrays
+            if name not in transformed or transformed[name].shape != arrays[name].shape
+        }
         if changed or set(transformed) != set(arrays):
-            raise ValueError(f"the batch transform must keep every feature's name and shape; changed: {changed}, "
-                             f"names {sorted(arrays)} -> {sorted(transformed)}")
+            raise ValueError(
+                f"the batch transform must keep every feature's name and shape; changed: {changed}, "
+                f"names {sorted(arrays)} -> {sorted(transformed)}"
+            )
         return transformed
 
     def batch(self, step: int) -> dict[str, jax.Array]:
@@ -179,8 +196,12 @@ class BatchFeeder:
     def position(self, step: int) -> dict[str, Any]:
         epoch, index = divmod(step, self.steps_per_epoch)
         position: dict[str, Any] = {
-            "step": step, "epoch": epoch, "batch_in_epoch": index, "seed": self.seed,
-            "num_examples": self.num_examples, "global_batch_size": self.global_batch_size,
+            "step": step,
+            "epoch": epoch,
+            "batch_in_epoch": index,
+            "seed": self.seed,
+            "num_examples": self.num_examples,
+            "global_batch_size": self.global_batch_size,
         }
         if self.length_grouping:  # recorded only when on: checkpoints written before the option still match
             position["length_grouping"] = {"widths": list(self.widths), "pool_batches": POOL_BATCHES}

@@ -60,23 +60,41 @@ def is_out_of_memory(error: BaseException) -> bool:
 def out_of_memory_message(config: TrainerConfig, phase: str, num_devices: int) -> str:
     key = f"--config.{phase}" if phase in ("intermediate", "target") else "--config.<phase>"
     per_device = config.global_batch_size / max(config.micro_batches, 1) / num_devices
-    return (f"the train step does not fit in device memory: batch {config.global_batch_size} in "
-            f"{config.micro_batches} micro-batch(es) over {num_devices} device(s) is {per_device:g} sequences per "
-            f"device at once. To fit: {key}.train.micro_batches={2 * config.micro_batches} (or more; the same "
-            "update from smaller pieces), --config.model.remat=full (recompute activations in the backward pass; "
-            "save_dots recomputes less), --config.mesh.fsdp=-1 (shard parameters and optimizer state over the "
-            f"devices), or a shorter {key}.max_length. Nothing was saved by this step; rerun to resume.")
+    return (
+        f"the train step does not fit in device memory: batch {config.global_batch_size} in "
+        f"{config.micro_batches} micro-batch(es) over {num_devices} device(s) is {per_device:g} sequences per "
+        f"device at once. To fit: {key}.train.micro_batches={2 * config.micro_batches} (or more; the same "
+        "update from smaller pieces), --config.model.remat=full (recompute activations in the backward pass; "
+        "save_dots recomputes less), --config.mesh.fsdp=-1 (shard parameters and optimizer state over the "
+        f"devices), or a shorter {key}.max_length. Nothing was saved by this step; rerun to resume."
+    )
 
 
-def progress_line(name: str, step: int, num_steps: int, row: dict[str, float], examples_per_second: float,
-                  started_at: tuple[int, float], now: float) -> str:
+def progress_line(
+    name: str,
+    step: int,
+    num_steps: int,
+    row: dict[str, float],
+    examples_per_second: float,
+    started_at: tuple[int, float],
+    now: float,
+) -> str:
     """`[train target] step 120/300 (40%)  loss 0.4234  lr 3.17e-03  38.2 examples/s  ETA 1m52s`."""
     steps_done, elapsed = step - started_at[0], now - started_at[1]
     eta = (num_steps - step) * elapsed / steps_done if steps_done > 0 else float("nan")
-    eta_text = "?" if not math.isfinite(eta) else (f"{int(eta // 3600)}h{int(eta % 3600 // 60):02d}m" if eta >= 3600
-                                                   else f"{int(eta // 60)}m{int(eta % 60):02d}s")
-    return (f"[train {name}] step {step}/{num_steps} ({100 * step / max(num_steps, 1):.0f}%)  loss {row['loss']:.4f}  "
-            f"lr {row['learning_rate']:.2e}  {examples_per_second:.1f} examples/s  ETA {eta_text}")
+    eta_text = (
+        "?"
+        if not math.isfinite(eta)
+        else (
+            f"{int(eta // 3600)}h{int(eta % 3600 // 60):02d}m"
+            if eta >= 3600
+            else f"{int(eta // 60)}m{int(eta % 60):02d}s"
+        )
+    )
+    return (
+        f"[train {name}] step {step}/{num_steps} ({100 * step / max(num_steps, 1):.0f}%)  loss {row['loss']:.4f}  "
+        f"lr {row['learning_rate']:.2e}  {examples_per_second:.1f} examples/s  ETA {eta_text}"
+    )
 
 
 class _PreemptionWatch:
@@ -150,7 +168,9 @@ class TrainingData(Protocol):
 
     steps_per_epoch: float  # optimizer steps that make one epoch (turns `epochs` into steps)
 
-    def make_steps(self, spec: ModelSpec, tx: Any, schedule: Any, shardings: TrainState, dropout: bool) -> dict[str, StepFn]:
+    def make_steps(
+        self, spec: ModelSpec, tx: Any, schedule: Any, shardings: TrainState, dropout: bool
+    ) -> dict[str, StepFn]:
         """The jitted step function(s), by name."""
 
     def step_name(self, step: int) -> str:
@@ -172,9 +192,21 @@ class SingleTaskData:
         self.feeder, self.loss_fn, self.grads_fn = feeder, loss_fn, grads_fn
         self.steps_per_epoch: float = feeder.steps_per_epoch
 
-    def make_steps(self, spec: ModelSpec, tx: Any, schedule: Any, shardings: TrainState, dropout: bool) -> dict[str, StepFn]:
-        return {"": make_train_step(spec, tx, schedule, self.loss_fn, shardings, self.feeder.shardings, dropout=dropout,
-                                    grads_fn=self.grads_fn)}
+    def make_steps(
+        self, spec: ModelSpec, tx: Any, schedule: Any, shardings: TrainState, dropout: bool
+    ) -> dict[str, StepFn]:
+        return {
+            "": make_train_step(
+                spec,
+                tx,
+                schedule,
+                self.loss_fn,
+                shardings,
+                self.feeder.shardings,
+                dropout=dropout,
+                grads_fn=self.grads_fn,
+            )
+        }
 
     def step_name(self, step: int) -> str:
         return ""
@@ -213,7 +245,12 @@ class EarlyStopping:
         return self.stopped_at is not None
 
     def state(self) -> dict[str, Any]:
-        return {"best": self.best, "best_step": self.best_step, "since_best": self.since_best, "stopped_at": self.stopped_at}
+        return {
+            "best": self.best,
+            "best_step": self.best_step,
+            "since_best": self.since_best,
+            "stopped_at": self.stopped_at,
+        }
 
     def restore(self, saved: dict[str, Any] | None) -> None:
         if saved:
@@ -240,10 +277,25 @@ def train(
     model's `ModelSpec` merges); the checkpoint saved then carries `metrics[best_metric]`, which keep-best ranks by.
     `grads_fn` replaces the step's per-micro-batch gradient accumulation of `loss_fn` (train.step.GradsFn).
     """
-    feeder = BatchFeeder(features, config.global_batch_size, config.micro_batches, config.seed, mesh, rules,
-                         length_grouping=config.length_grouping)
-    return run_phase(model, SingleTaskData(feeder, loss_fn, grads_fn), config, workdir=workdir, mesh=mesh, rules=rules,
-                     evaluate=evaluate, best_metric=best_metric)
+    feeder = BatchFeeder(
+        features,
+        config.global_batch_size,
+        config.micro_batches,
+        config.seed,
+        mesh,
+        rules,
+        length_grouping=config.length_grouping,
+    )
+    return run_phase(
+        model,
+        SingleTaskData(feeder, loss_fn, grads_fn),
+        config,
+        workdir=workdir,
+        mesh=mesh,
+        rules=rules,
+        evaluate=evaluate,
+        best_metric=best_metric,
+    )
 
 
 def run_phase(
@@ -263,8 +315,14 @@ def run_phase(
     num_steps = total_steps(config, data.steps_per_epoch)
     tx, schedule = make_optimizer(config.optimizer, num_steps)
     shardings = state_shardings(spec, tx)
-    checkpoints = Checkpoints(workdir / "checkpoints", keep_last=config.keep_checkpoints, keep_best=1 if evaluate else 0,
-                              best_metric=best_metric, async_save=config.async_checkpointing, verify=config.verify_checkpoints)
+    checkpoints = Checkpoints(
+        workdir / "checkpoints",
+        keep_last=config.keep_checkpoints,
+        keep_best=1 if evaluate else 0,
+        best_metric=best_metric,
+        async_save=config.async_checkpointing,
+        verify=config.verify_checkpoints,
+    )
     metrics_log = MetricsLog(workdir)
     stopping = EarlyStopping(config.early_stopping_patience if evaluate else 0)
 
@@ -289,8 +347,13 @@ def run_phase(
     # A terminal gets a progress bar; a launcher's log file (not a terminal) or progress_bar=false gets a plain line
     # every log_every steps instead, from process 0 (a bar's carriage returns and escape codes garble such logs).
     plain_lines = jax.process_index() == 0 and not (config.progress_bar and sys.stderr.isatty())
-    bar = tqdm(total=num_steps, initial=start, desc=f"train {workdir.name}", unit="step",
-               disable=plain_lines or jax.process_index() != 0)
+    bar = tqdm(
+        total=num_steps,
+        initial=start,
+        desc=f"train {workdir.name}",
+        unit="step",
+        disable=plain_lines or jax.process_index() != 0,
+    )
     started_at = (start, time.perf_counter())
 
     def flush_metrics() -> None:
@@ -320,7 +383,9 @@ def run_phase(
         checkpoints.record_finished()  # the manifest of a save finished in the background: resume can verify it
         bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['learning_rate']:.2e}")
         if plain_lines:
-            print(progress_line(workdir.name, steps[-1], num_steps, row, examples_per_second, started_at, now), flush=True)
+            print(
+                progress_line(workdir.name, steps[-1], num_steps, row, examples_per_second, started_at, now), flush=True
+            )
 
     def position(step: int) -> dict[str, Any]:
         return {**data.position(step), "early_stopping": stopping.state()}
@@ -353,15 +418,22 @@ def run_phase(
                         raise KeyError(f"evaluate() returned {sorted(scores)}, without the best_metric {best_metric!r}")
                     metrics_log.write(done, "dev", scores)
                     if stopping.update(done, scores[best_metric], can_stop=not is_last):
-                        stopping_row: dict[str, Any] = {"best_step": stopping.best_step, "best": stopping.best, "patience": stopping.patience,
-                                        "evaluations_without_improvement": stopping.since_best}
+                        stopping_row: dict[str, Any] = {
+                            "best_step": stopping.best_step,
+                            "best": stopping.best,
+                            "patience": stopping.patience,
+                            "evaluations_without_improvement": stopping.since_best,
+                        }
                         metrics_log.write(done, "early_stopping", stopping_row)
                 metrics_log.flush()  # a remote log is uploaded with each checkpoint, so resuming loses no lines
                 checkpoints.save(done, state, position(done), metrics=scores)
                 if stopping.stopped_at is not None:
                     if jax.process_index() == 0:
-                        print(f"early stopping at step {done}: {best_metric} has not improved on {stopping.best} "
-                              f"(step {stopping.best_step}) for {stopping.since_best} evaluations", flush=True)
+                        print(
+                            f"early stopping at step {done}: {best_metric} has not improved on {stopping.best} "
+                            f"(step {stopping.best_step}) for {stopping.since_best} evaluations",
+                            flush=True,
+                        )
                     break
             elif preemption.should_stop(done):
                 flush_metrics()
@@ -380,5 +452,13 @@ def run_phase(
         checkpoints.close()  # waits for an in-flight save: the last good checkpoint is complete
         bar.close()
         metrics_log.close()
-    return TrainResult(state, spec, max(end, start), resumed_from, best_step, best_params, checkpoints,
-                       stopped_early=stopping.stopped_at is not None)
+    return TrainResult(
+        state,
+        spec,
+        max(end, start),
+        resumed_from,
+        best_step,
+        best_params,
+        checkpoints,
+        stopped_early=stopping.stopped_at is not None,
+    )

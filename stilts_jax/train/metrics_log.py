@@ -57,15 +57,19 @@ def parse_lines(text: str, path: Any) -> tuple[list[str], list[dict[str, Any]], 
             raise StiltsError(
                 f"{path}:{n}: not a metrics record ({line[:80]!r}); only the last line can be cut short by a crash. "
                 f"Delete or repair that line (the run's earlier numbers stay), or delete {path} to start the log "
-                "anew, then rerun.")
+                "anew, then rerun."
+            )
         lines.append(line)
         records.append(record)
     return lines, records, False
 
 
 def _say_dropped(path: Any) -> None:
-    print(f"warning: {path} ended in a partial line (the previous run was interrupted while writing it); the line "
-          "is dropped", flush=True)
+    print(
+        f"warning: {path} ended in a partial line (the previous run was interrupted while writing it); the line "
+        "is dropped",
+        flush=True,
+    )
 
 
 class MetricsLog:

@@ -97,7 +97,10 @@ def task_seed(seed: int, name: str) -> int:
 
 def _keep_other_heads(name: str) -> Callable[[Any, Any], Any]:
     def keep(new: Any, old: Any) -> Any:
-        return {**new, "heads": {task: (new["heads"][task] if task == name else old["heads"][task]) for task in new["heads"]}}
+        return {
+            **new,
+            "heads": {task: (new["heads"][task] if task == name else old["heads"][task]) for task in new["heads"]},
+        }
 
     return keep
 
@@ -112,8 +115,14 @@ def _task_loss(name: str, loss_fn: LossFn) -> LossFn:
 class MultiTaskData:
     """`TrainingData` for several tasks: the schedule says which task (and which of its batches) each step takes."""
 
-    def __init__(self, tasks: Sequence[TaskData], config: TrainerConfig, mesh: Mesh, rules: Any,
-                 sampling: SamplingConfig = SamplingConfig()):
+    def __init__(
+        self,
+        tasks: Sequence[TaskData],
+        config: TrainerConfig,
+        mesh: Mesh,
+        rules: Any,
+        sampling: SamplingConfig = SamplingConfig(),
+    ):
         names = [task.name for task in tasks]
         if not tasks or len(set(names)) != len(names):
             raise StiltsError(f"a multi-task run needs distinct task names, got {names}")
@@ -121,25 +130,45 @@ class MultiTaskData:
         self.feeders: dict[str, BatchFeeder] = {}
         for task in tasks:
             try:
-                self.feeders[task.name] = BatchFeeder(task.features, config.global_batch_size, config.micro_batches,
-                                                      task_seed(config.seed, task.name), mesh, rules, task.transform,
-                                                      length_grouping=config.length_grouping)
+                self.feeders[task.name] = BatchFeeder(
+                    task.features,
+                    config.global_batch_size,
+                    config.micro_batches,
+                    task_seed(config.seed, task.name),
+                    mesh,
+                    rules,
+                    task.transform,
+                    length_grouping=config.length_grouping,
+                )
             except StiltsError as e:
                 raise StiltsError(f"task {task.name}: {e}") from None
         mixed = {task.name: task.num_examples for task in tasks if task.share is None}
         if not mixed:
             raise StiltsError(f"every task of {names} has a fixed share; at least one must be sampled by size")
         fixed = {task.name: task.share for task in tasks if task.share is not None}
-        self.probabilities = task_probabilities(mixed, method=sampling.method, temperature=sampling.temperature,
-                                                cap=sampling.cap, fixed=fixed)
+        self.probabilities = task_probabilities(
+            mixed, method=sampling.method, temperature=sampling.temperature, cap=sampling.cap, fixed=fixed
+        )
         self.schedule = TaskSchedule(names, [self.probabilities[name] for name in names], config.seed)
         counted = sum(min(n, sampling.cap) if sampling.cap else n for n in mixed.values())
         self.steps_per_epoch = counted / config.global_batch_size / (1.0 - sum(fixed.values()))
 
-    def make_steps(self, spec: ModelSpec, tx: Any, schedule: Any, shardings: TrainState, dropout: bool) -> dict[str, StepFn]:
-        return {name: make_train_step(spec, tx, schedule, _task_loss(name, task.loss_fn), shardings,
-                                      self.feeders[name].shardings, dropout=dropout, keep=_keep_other_heads(name))
-                for name, task in self.tasks.items()}
+    def make_steps(
+        self, spec: ModelSpec, tx: Any, schedule: Any, shardings: TrainState, dropout: bool
+    ) -> dict[str, StepFn]:
+        return {
+            name: make_train_step(
+                spec,
+                tx,
+                schedule,
+                _task_loss(name, task.loss_fn),
+                shardings,
+                self.feeders[name].shardings,
+                dropout=dropout,
+                keep=_keep_other_heads(name),
+            )
+            for name, task in self.tasks.items()
+        }
 
     def step_name(self, step: int) -> str:
         return self.schedule.task(step)
@@ -149,18 +178,24 @@ class MultiTaskData:
 
     def position(self, step: int) -> dict[str, Any]:
         at = self.schedule.positions_at(step)
-        return {"step": step, "schedule": self.schedule.describe(),
-                "tasks": {name: self.feeders[name].position(at[name]) for name in self.tasks}}
+        return {
+            "step": step,
+            "schedule": self.schedule.describe(),
+            "tasks": {name: self.feeders[name].position(at[name]) for name in self.tasks},
+        }
 
     def check_position(self, saved: dict[str, Any], step: int) -> None:
         if "schedule" not in saved or "tasks" not in saved:
-            raise DataPositionError(f"the checkpoint at step {step} was written by a single-task run; use a new workdir "
-                                    "for multi-task training")
+            raise DataPositionError(
+                f"the checkpoint at step {step} was written by a single-task run; use a new workdir "
+                "for multi-task training"
+            )
         if saved["schedule"] != self.schedule.describe():
             raise DataPositionError(
                 f"the checkpoint at step {step} was written with another task schedule ({saved['schedule']}, now "
                 f"{self.schedule.describe()}): the tasks, their sizes, the sampling settings or the seed changed. Use a "
-                "new workdir, or restore the original settings")
+                "new workdir, or restore the original settings"
+            )
         at = self.schedule.positions_at(step)
         for name, feeder in self.feeders.items():
             try:
@@ -189,7 +224,10 @@ def train_multitask(
     heads = set(model.heads.keys())
     names = {task.name for task in tasks}
     if heads != names:
-        raise StiltsError(f"the model's heads {sorted(heads)} and the tasks {sorted(names)} differ; build one head per task")
+        raise StiltsError(
+            f"the model's heads {sorted(heads)} and the tasks {sorted(names)} differ; build one head per task"
+        )
     data = MultiTaskData(tasks, config, mesh, rules, sampling)
-    return run_phase(model, data, config, workdir=workdir, mesh=mesh, rules=rules, evaluate=evaluate,
-                     best_metric=best_metric)
+    return run_phase(
+        model, data, config, workdir=workdir, mesh=mesh, rules=rules, evaluate=evaluate, best_metric=best_metric
+    )

@@ -37,10 +37,17 @@ def weight_decay_mask(params: Any) -> Any:
 def learning_rate_schedule(peak: float, total_steps: int, warmup_fraction: float) -> optax.Schedule:
     """0 -> peak linearly over warmup_fraction of the steps, then peak -> 0 linearly at the last step."""
     warmup = round(warmup_fraction * total_steps)
-    return optax.join_schedules(
-        [optax.linear_schedule(0.0, peak, max(warmup, 1)), optax.linear_schedule(peak, 0.0, max(total_steps - warmup, 1))],
-        [warmup],
-    ) if warmup > 0 else optax.linear_schedule(peak, 0.0, max(total_steps, 1))
+    return (
+        optax.join_schedules(
+            [
+                optax.linear_schedule(0.0, peak, max(warmup, 1)),
+                optax.linear_schedule(peak, 0.0, max(total_steps - warmup, 1)),
+            ],
+            [warmup],
+        )
+        if warmup > 0
+        else optax.linear_schedule(peak, 0.0, max(total_steps, 1))
+    )
 
 
 def make_optimizer(config: OptimizerConfig, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -48,8 +55,12 @@ def make_optimizer(config: OptimizerConfig, total_steps: int) -> tuple[optax.Gra
     tx = optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm),
         optax.adamw(
-            schedule, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps,
-            weight_decay=config.weight_decay, mask=weight_decay_mask,
+            schedule,
+            b1=config.adam_b1,
+            b2=config.adam_b2,
+            eps=config.adam_eps,
+            weight_decay=config.weight_decay,
+            mask=weight_decay_mask,
         ),
     )
     return tx, schedule

@@ -26,8 +26,14 @@ _SALT = 0x5A3D1E  # keeps the schedule's draws apart from the data shuffles draw
 _BLOCK = 4096
 
 
-def task_probabilities(sizes: Mapping[str, int], *, method: str = "proportional", temperature: float = 1.0,
-                       cap: int = 0, fixed: Mapping[str, float] | None = None) -> dict[str, float]:
+def task_probabilities(
+    sizes: Mapping[str, int],
+    *,
+    method: str = "proportional",
+    temperature: float = 1.0,
+    cap: int = 0,
+    fixed: Mapping[str, float] | None = None,
+) -> dict[str, float]:
     """Sampling probability of every task in `sizes` (and in `fixed`), in the order of `sizes` then `fixed`.
 
     Args:
@@ -136,4 +142,8 @@ class TaskSchedule:
 
     def describe(self) -> dict[str, object]:
         """What a checkpoint records so that a resumed run can check it would see the same schedule."""
-        return {"seed": self.seed, "tasks": list(self.names), "probabilities": [round(p, 12) for p in self.probabilities]}
+        return {
+            "seed": self.seed,
+            "tasks": list(self.names),
+            "probabilities": [round(p, 12) for p in self.probabilities],
+        }

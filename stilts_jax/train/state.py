@@ -40,7 +40,9 @@ class ModelSpec:
         logical = nnx.to_pure_dict(nnx.get_partition_spec(state))
         self.param_shardings = jax.tree.map(
             lambda spec, x: NamedSharding(mesh, logical_to_mesh_spec(spec, self.rules, mesh, x.shape)),
-            logical, self.abstract_params, is_leaf=lambda x: isinstance(x, PartitionSpec),
+            logical,
+            self.abstract_params,
+            is_leaf=lambda x: isinstance(x, PartitionSpec),
         )
         self._initial_params = params
 
@@ -66,10 +68,13 @@ def state_shardings(spec: ModelSpec, tx: optax.GradientTransformation) -> TrainS
     params_structure: Any = jax.tree.structure(spec.abstract_params)  # Any: jaxlib's PyTreeDef has no usable stub
     is_params_like = lambda x: jax.tree.structure(x) == params_structure  # noqa: E731  (Adam's mu and nu)
     opt_shardings = jax.tree.map(
-        lambda x: spec.param_shardings if is_params_like(x) else replicated(spec.mesh), abstract_opt, is_leaf=is_params_like
+        lambda x: spec.param_shardings if is_params_like(x) else replicated(spec.mesh),
+        abstract_opt,
+        is_leaf=is_params_like,
     )
     # A TrainState of shardings (abstract_train_state: of shapes): the fields are typed for the arrays only.
-    return TrainState(step=replicated(spec.mesh), params=spec.param_shardings, opt_state=opt_shardings, rng=replicated(spec.mesh))  # type: ignore[arg-type]
+    replicated_field: Any = replicated(spec.mesh)
+    return TrainState(step=replicated_field, params=spec.param_shardings, opt_state=opt_shardings, rng=replicated_field)
 
 
 def init_train_state(spec: ModelSpec, tx: optax.GradientTransformation, seed: int, shardings: TrainState) -> TrainState:

@@ -38,8 +38,9 @@ def accumulate_micro_batch_grads(loss_fn: LossFn) -> GradsFn:
     loss is a sum over independent examples (not for in-batch negatives, whose negatives become the micro-batch's).
     """
 
-    def grads_fn(spec: ModelSpec, params: Any, batch: dict[str, jax.Array], step_key: jax.Array | None
-                 ) -> tuple[Any, jax.Array, jax.Array]:
+    def grads_fn(
+        spec: ModelSpec, params: Any, batch: dict[str, jax.Array], step_key: jax.Array | None
+    ) -> tuple[Any, jax.Array, jax.Array]:
         num_micro = jax.tree.leaves(batch)[0].shape[0]
 
         def micro_step(carry, inputs):

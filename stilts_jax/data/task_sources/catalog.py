@@ -94,6 +94,7 @@ class TaskDataError(InputError):
 
 # --- where each dataset lives ----------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class HfLocation:
     repo: str
@@ -175,179 +176,349 @@ def _splits(train=("train",), dev=("validation",), test=("test",)) -> dict[str, 
 DATASETS: dict[str, TaskDataset] = {
     # --- sentence pairs ---
     "xnli": TaskDataset(
-        family="pair", labels=NLI_LABELS, languages=XNLI_LANGUAGES, reader="pair", english_train_only=True,
-        xtreme={"train": ("xnli/train-{lang}.tsv",), "dev": ("xnli/dev-{lang}.tsv",),
-                "test": ("xnli/test-{lang}.tsv",)},
-        xtreme_format="pair_tsv", label_aliases=_NLI_ALIASES,
+        family="pair",
+        labels=NLI_LABELS,
+        languages=XNLI_LANGUAGES,
+        reader="pair",
+        english_train_only=True,
+        xtreme={
+            "train": ("xnli/train-{lang}.tsv",),
+            "dev": ("xnli/dev-{lang}.tsv",),
+            "test": ("xnli/test-{lang}.tsv",),
+        },
+        xtreme_format="pair_tsv",
+        label_aliases=_NLI_ALIASES,
         hf=HfLocation("facebook/xnli", "{lang}", _splits()),  # config en's train split is MNLI's (XNLI-MT)
         tfds=TfdsLocation(("xnli",), {"dev": "validation", "test": "test"}),
-        train_from={"tfds": "mnli"}),
+        train_from={"tfds": "mnli"},
+    ),
     "mnli": TaskDataset(  # pairs without a gold label ('-') are dropped, as GLUE and TFDS do
-        family="pair", labels=NLI_LABELS, languages=("en",), reader="pair", splits=("train", "dev"),
+        family="pair",
+        labels=NLI_LABELS,
+        languages=("en",),
+        reader="pair",
+        splits=("train", "dev"),
         drop_unlabeled=True,
-        xtreme={"train": ("xnli/train-en.tsv",)}, xtreme_format="pair_tsv", label_aliases=_NLI_ALIASES,
+        xtreme={"train": ("xnli/train-en.tsv",)},
+        xtreme_format="pair_tsv",
+        label_aliases=_NLI_ALIASES,
         hf=HfLocation("nyu-mll/glue", "mnli", _splits(dev=("validation_matched",), test=())),
-        tfds=TfdsLocation(("multi_nli",), {"train": "train", "dev": "validation_matched"})),
+        tfds=TfdsLocation(("multi_nli",), {"train": "train", "dev": "validation_matched"}),
+    ),
     "pawsx": TaskDataset(
-        family="pair", labels=PAWS_LABELS, languages=PAWSX_LANGUAGES, reader="pair", english_train_only=True,
-        xtreme={"train": ("pawsx/train-{lang}.tsv",), "dev": ("pawsx/dev-{lang}.tsv",),
-                "test": ("pawsx/test-{lang}.tsv",)},
-        xtreme_format="pair_tsv", label_aliases={"different_meaning": "0", "paraphrase": "1"},
+        family="pair",
+        labels=PAWS_LABELS,
+        languages=PAWSX_LANGUAGES,
+        reader="pair",
+        english_train_only=True,
+        xtreme={
+            "train": ("pawsx/train-{lang}.tsv",),
+            "dev": ("pawsx/dev-{lang}.tsv",),
+            "test": ("pawsx/test-{lang}.tsv",),
+        },
+        xtreme_format="pair_tsv",
+        label_aliases={"different_meaning": "0", "paraphrase": "1"},
         hf=HfLocation("google/xtreme", "PAWS-X.{lang}", _splits()),
-        tfds=TfdsLocation(("paws_x_wiki/{lang}",), {"train": "train", "dev": "validation", "test": "test"})),
+        tfds=TfdsLocation(("paws_x_wiki/{lang}",), {"train": "train", "dev": "validation", "test": "test"}),
+    ),
     "paws": TaskDataset(
-        family="pair", labels=PAWS_LABELS, languages=("en",), reader="pair",
-        xtreme={"train": ("pawsx/train-en.tsv",)}, xtreme_format="pair_tsv",
+        family="pair",
+        labels=PAWS_LABELS,
+        languages=("en",),
+        reader="pair",
+        xtreme={"train": ("pawsx/train-en.tsv",)},
+        xtreme_format="pair_tsv",
         label_aliases={"different_meaning": "0", "paraphrase": "1"},
         hf=HfLocation("google-research-datasets/paws", "labeled_final", _splits()),
-        tfds=TfdsLocation(("paws_wiki/labeled_final_raw",), {"train": "train", "dev": "validation", "test": "test"})),
+        tfds=TfdsLocation(("paws_wiki/labeled_final_raw",), {"train": "train", "dev": "validation", "test": "test"}),
+    ),
     "qqp": TaskDataset(
-        family="pair", labels=QQP_LABELS, languages=("en",), reader="pair",
+        family="pair",
+        labels=QQP_LABELS,
+        languages=("en",),
+        reader="pair",
         label_aliases={"0": "not_duplicate", "1": "duplicate"},
         hf=HfLocation("nyu-mll/glue", "qqp", _splits()),
-        tfds=TfdsLocation(("glue/qqp",), {"train": "train", "dev": "validation", "test": "test"})),
+        tfds=TfdsLocation(("glue/qqp",), {"train": "train", "dev": "validation", "test": "test"}),
+    ),
     "anli": TaskDataset(
-        family="pair", labels=NLI_LABELS, languages=("en",), reader="pair", label_aliases=_NLI_ALIASES,
-        hf=HfLocation("facebook/anli", "plain_text", _splits(("train_r1", "train_r2", "train_r3"),
-                                                             ("dev_r1", "dev_r2", "dev_r3"),
-                                                             ("test_r1", "test_r2", "test_r3"))),
-        tfds=TfdsLocation(("anli/r1", "anli/r2", "anli/r3"), {"train": "train", "dev": "validation", "test": "test"})),
+        family="pair",
+        labels=NLI_LABELS,
+        languages=("en",),
+        reader="pair",
+        label_aliases=_NLI_ALIASES,
+        hf=HfLocation(
+            "facebook/anli",
+            "plain_text",
+            _splits(
+                ("train_r1", "train_r2", "train_r3"), ("dev_r1", "dev_r2", "dev_r3"), ("test_r1", "test_r2", "test_r3")
+            ),
+        ),
+        tfds=TfdsLocation(("anli/r1", "anli/r2", "anli/r3"), {"train": "train", "dev": "validation", "test": "test"}),
+    ),
     "snli": TaskDataset(
-        family="pair", labels=NLI_LABELS, languages=("en",), reader="pair", label_aliases=_NLI_ALIASES,
+        family="pair",
+        labels=NLI_LABELS,
+        languages=("en",),
+        reader="pair",
+        label_aliases=_NLI_ALIASES,
         drop_unlabeled=True,
         hf=HfLocation("stanfordnlp/snli", "plain_text", _splits()),
-        tfds=TfdsLocation(("snli",), {"train": "train", "dev": "validation", "test": "test"})),
+        tfds=TfdsLocation(("snli",), {"train": "train", "dev": "validation", "test": "test"}),
+    ),
     # ANLI+ (the paper's intermediate task): ANLI rounds 1-3 + MNLI + SNLI for training; ANLI's dev and test sets.
     "anli_plus": TaskDataset(
-        family="pair", labels=NLI_LABELS, languages=("en",), reader="pair",
-        parts={"train": ("anli", "mnli", "snli"), "dev": ("anli",), "test": ("anli",)}),
+        family="pair",
+        labels=NLI_LABELS,
+        languages=("en",),
+        reader="pair",
+        parts={"train": ("anli", "mnli", "snli"), "dev": ("anli",), "test": ("anli",)},
+    ),
     # --- multiple choice ---
     "xcopa": TaskDataset(
-        family="choice", labels=("0", "1"), languages=XCOPA_LANGUAGES, reader="copa", english_train_only=True,
-        xtreme={"train": ("xcopa/train-{lang}.jsonl", "xcopa/train.{lang}.jsonl"),
-                "dev": ("xcopa/val-{lang}.jsonl", "xcopa/val.{lang}.jsonl"),
-                "test": ("xcopa/test-{lang}.jsonl", "xcopa/test.{lang}.jsonl")},
+        family="choice",
+        labels=("0", "1"),
+        languages=XCOPA_LANGUAGES,
+        reader="copa",
+        english_train_only=True,
+        xtreme={
+            "train": ("xcopa/train-{lang}.jsonl", "xcopa/train.{lang}.jsonl"),
+            "dev": ("xcopa/val-{lang}.jsonl", "xcopa/val.{lang}.jsonl"),
+            "test": ("xcopa/test-{lang}.jsonl", "xcopa/test.{lang}.jsonl"),
+        },
         xtreme_format="copa_jsonl",
         hf=HfLocation("cambridgeltl/xcopa", "{lang}", _splits(train=())),
-        train_from={"hf": "copa", "tfds": "copa"}, english_from="copa"),
+        train_from={"hf": "copa", "tfds": "copa"},
+        english_from="copa",
+    ),
     "copa": TaskDataset(
-        family="choice", labels=("0", "1"), languages=("en",), reader="copa",
-        xtreme={"train": ("xcopa/train-en.jsonl", "xcopa/train.en.jsonl"),
-                "dev": ("xcopa/val-en.jsonl", "xcopa/val.en.jsonl"),
-                "test": ("xcopa/test-en.jsonl", "xcopa/test.en.jsonl")},
+        family="choice",
+        labels=("0", "1"),
+        languages=("en",),
+        reader="copa",
+        xtreme={
+            "train": ("xcopa/train-en.jsonl", "xcopa/train.en.jsonl"),
+            "dev": ("xcopa/val-en.jsonl", "xcopa/val.en.jsonl"),
+            "test": ("xcopa/test-en.jsonl", "xcopa/test.en.jsonl"),
+        },
         xtreme_format="copa_jsonl",
         hf=HfLocation("aps/super_glue", "copa", _splits(), revision=CONVERTED),
-        tfds=TfdsLocation(("super_glue/copa",), {"train": "train", "dev": "validation", "test": "test"})),
+        tfds=TfdsLocation(("super_glue/copa",), {"train": "train", "dev": "validation", "test": "test"}),
+    ),
     "siqa": TaskDataset(
-        family="choice", labels=("A", "B", "C"), languages=("en",), reader="siqa",
+        family="choice",
+        labels=("A", "B", "C"),
+        languages=("en",),
+        reader="siqa",
         label_aliases={"1": "A", "2": "B", "3": "C"},
-        xtreme={"train": ("siqa/socialIQa_v1.4_trn.jsonl",), "dev": ("siqa/socialIQa_v1.4_dev.jsonl",),
-                "test": ("siqa/socialIQa_v1.4_tst.jsonl",)},
-        xtreme_format="siqa_jsonl", labels_lst=True,
-        hf=HfLocation("allenai/social_i_qa", None, _splits(test=()), revision=CONVERTED)),
+        xtreme={
+            "train": ("siqa/socialIQa_v1.4_trn.jsonl",),
+            "dev": ("siqa/socialIQa_v1.4_dev.jsonl",),
+            "test": ("siqa/socialIQa_v1.4_tst.jsonl",),
+        },
+        xtreme_format="siqa_jsonl",
+        labels_lst=True,
+        hf=HfLocation("allenai/social_i_qa", None, _splits(test=()), revision=CONVERTED),
+    ),
     "commonsenseqa": TaskDataset(
-        family="choice", labels=("A", "B", "C", "D", "E"), languages=("en",), reader="csqa",
+        family="choice",
+        labels=("A", "B", "C", "D", "E"),
+        languages=("en",),
+        reader="csqa",
         hf=HfLocation("tau/commonsense_qa", None, _splits()),
-        tfds=TfdsLocation(("cos_e",), {"train": "train", "dev": "validation"})),  # CoS-E v1.11 carries CSQA v1.11
+        tfds=TfdsLocation(("cos_e",), {"train": "train", "dev": "validation"}),
+    ),  # CoS-E v1.11 carries CSQA v1.11
     "cosmosqa": TaskDataset(
-        family="choice", labels=("0", "1", "2", "3"), languages=("en",), reader="cosmos",
+        family="choice",
+        labels=("0", "1", "2", "3"),
+        languages=("en",),
+        reader="cosmos",
         hf=HfLocation("allenai/cosmos_qa", None, _splits(), revision=CONVERTED),
-        tfds=TfdsLocation(("cosmos_qa",), {"train": "train", "dev": "validation", "test": "test"})),
+        tfds=TfdsLocation(("cosmos_qa",), {"train": "train", "dev": "validation", "test": "test"}),
+    ),
     "hellaswag": TaskDataset(
-        family="choice", labels=("0", "1", "2", "3"), languages=("en",), reader="hellaswag",
+        family="choice",
+        labels=("0", "1", "2", "3"),
+        languages=("en",),
+        reader="hellaswag",
         hf=HfLocation("Rowan/hellaswag", None, _splits(), revision=CONVERTED),
-        tfds=TfdsLocation(("hellaswag",), {"train": "train", "dev": "validation", "test": "test"})),
+        tfds=TfdsLocation(("hellaswag",), {"train": "train", "dev": "validation", "test": "test"}),
+    ),
     # --- English reasoning (multiple choice; where each lives: the module docstring, docs/DATASETS.md) ---
     "piqa": TaskDataset(
-        family="choice", labels=("0", "1"), languages=("en",), reader="piqa", labels_lst=True,
+        family="choice",
+        labels=("0", "1"),
+        languages=("en",),
+        reader="piqa",
+        labels_lst=True,
         hf=HfLocation("ybisk/piqa", "plain_text", _splits(), revision=CONVERTED),
-        tfds=TfdsLocation(("piqa",), {"train": "train", "dev": "validation"})),
+        tfds=TfdsLocation(("piqa",), {"train": "train", "dev": "validation"}),
+    ),
     "winogrande": TaskDataset(
-        family="choice", labels=("1", "2"), languages=("en",), reader="winogrande", labels_lst=True,
+        family="choice",
+        labels=("1", "2"),
+        languages=("en",),
+        reader="winogrande",
+        labels_lst=True,
         hf=HfLocation("allenai/winogrande", "winogrande_xl", _splits(), revision=CONVERTED),
-        tfds=TfdsLocation(("winogrande",), {"train": "train_xl", "dev": "validation", "test": "test"})),
+        tfds=TfdsLocation(("winogrande",), {"train": "train_xl", "dev": "validation", "test": "test"}),
+    ),
     "reclor": TaskDataset(
-        family="choice", labels=("0", "1", "2", "3"), languages=("en",), reader="reclor",
+        family="choice",
+        labels=("0", "1", "2", "3"),
+        languages=("en",),
+        reader="reclor",
         hf=HfLocation("tasksource/reclor", None, _splits(test=()), revision=CONVERTED),
         hint="ReClor's files (train.json, val.json, test.json) come through the form linked from "
-             "http://whyu.me/reclor (github.com/yuweihao/reclor README), for non-commercial research"),
+        "http://whyu.me/reclor (github.com/yuweihao/reclor README), for non-commercial research",
+    ),
     "logiqa2": TaskDataset(
-        family="choice", labels=("0", "1", "2", "3"), languages=("en",), reader="logiqa2",
+        family="choice",
+        labels=("0", "1", "2", "3"),
+        languages=("en",),
+        reader="logiqa2",
         hf=HfLocation("baber/logiqa2", "logiqa2", _splits(), revision=CONVERTED),
-        hint="LogiQA 2.0's files are logiqa/DATA/LOGIQA/{train,dev,test}.txt of https://github.com/csitfun/LogiQA2.0"),
+        hint="LogiQA 2.0's files are logiqa/DATA/LOGIQA/{train,dev,test}.txt of https://github.com/csitfun/LogiQA2.0",
+    ),
     "art": TaskDataset(
-        family="choice", labels=("1", "2"), languages=("en",), reader="art", labels_lst=True,
+        family="choice",
+        labels=("1", "2"),
+        languages=("en",),
+        reader="art",
+        labels_lst=True,
         hf=HfLocation("allenai/art", "anli", _splits(test=()), revision=CONVERTED),
         hint="alphaNLI's test labels are not public (AI2 leaderboard); its files come from "
-             "https://storage.googleapis.com/ai2-mosaic/public/alphanli/alphanli-train-dev.zip"),
+        "https://storage.googleapis.com/ai2-mosaic/public/alphanli/alphanli-train-dev.zip",
+    ),
     # --- tagging ---
     "udpos": TaskDataset(
-        family="tagging", labels=UPOS_TAGS, languages=UDPOS_LANGUAGES, reader="tags", english_train_only=True,
+        family="tagging",
+        labels=UPOS_TAGS,
+        languages=UDPOS_LANGUAGES,
+        reader="tags",
+        english_train_only=True,
         no_data={"dev": UDPOS_NO_DEV},
-        xtreme={"train": ("udpos/train-{lang}.tsv",), "dev": ("udpos/dev-{lang}.tsv",),
-                "test": ("udpos/test-{lang}.tsv",)},
+        xtreme={
+            "train": ("udpos/train-{lang}.tsv",),
+            "dev": ("udpos/dev-{lang}.tsv",),
+            "test": ("udpos/test-{lang}.tsv",),
+        },
         xtreme_format="tags_tsv",
         hf=HfLocation("google/xtreme", "udpos.{name}", _splits(), languages=UDPOS_XTREME_LANGUAGES),
-        tfds=TfdsLocation(("xtreme_pos/xtreme_pos_{lang}",), {"train": "train", "dev": "dev", "test": "test"},
-                          languages=UDPOS_XTREME_LANGUAGES),
+        tfds=TfdsLocation(
+            ("xtreme_pos/xtreme_pos_{lang}",),
+            {"train": "train", "dev": "dev", "test": "test"},
+            languages=UDPOS_XTREME_LANGUAGES,
+        ),
         hint="google/xtreme and TFDS hold UD v2.5's 33 XTREME languages; XTREME-R's lt pl uk wo ro (UD v2.7) come "
-             "with the XTREME download"),
+        "with the XTREME download",
+    ),
     "panx": TaskDataset(
-        family="tagging", labels=PANX_TAGS, languages=PANX_LANGUAGES, reader="tags", english_train_only=True,
-        xtreme={"train": ("panx/train-{lang}.tsv",), "dev": ("panx/dev-{lang}.tsv",),
-                "test": ("panx/test-{lang}.tsv",)},
+        family="tagging",
+        labels=PANX_TAGS,
+        languages=PANX_LANGUAGES,
+        reader="tags",
+        english_train_only=True,
+        xtreme={
+            "train": ("panx/train-{lang}.tsv",),
+            "dev": ("panx/dev-{lang}.tsv",),
+            "test": ("panx/test-{lang}.tsv",),
+        },
         xtreme_format="tags_tsv",
         hf=HfLocation("unimelb-nlp/wikiann", "{lang}", _splits(), revision=CONVERTED),
         tfds=TfdsLocation(("wikiann/{lang}",), {"train": "train", "dev": "validation", "test": "test"}),
         hint="the XTREME download script needs AmazonPhotos.zip (the PAN-X release) saved by hand in download/ first; "
-             "google/xtreme's configs PAN-X.{lang} hold XTREME's 40 languages"),
+        "google/xtreme's configs PAN-X.{lang} hold XTREME's 40 languages",
+    ),
     "ccg": TaskDataset(
-        family="tagging", labels=(), languages=("en",), reader="tags", open_labels=True,
-        files_layout={"train": ("ccg.train", "train.tsv"), "dev": ("ccg.dev", "dev.tsv"),
-                      "test": ("ccg.test", "test.tsv")},
+        family="tagging",
+        labels=(),
+        languages=("en",),
+        reader="tags",
+        open_labels=True,
+        files_layout={
+            "train": ("ccg.train", "train.tsv"),
+            "dev": ("ccg.dev", "dev.tsv"),
+            "test": ("ccg.test", "test.tsv"),
+        },
         tag_formats=("jiant", "conll"),
         files_only="CCGbank (LDC2005T13) is licensed by the LDC, so no hub, TFDS or XTREME copy exists. Convert your "
-                   "copy with jiant's scripts/ccg (ccg.train/ccg.dev/ccg.test) or to token<TAB>tag lines, and use "
-                   "source kind 'files' with 'path' (that folder, or jiant's task config JSON) or 'paths' "
-                   "(split -> file)"),
+        "copy with jiant's scripts/ccg (ccg.train/ccg.dev/ccg.test) or to token<TAB>tag lines, and use "
+        "source kind 'files' with 'path' (that folder, or jiant's task config JSON) or 'paths' "
+        "(split -> file)",
+    ),
     # --- span QA (SQuAD format) ---
     "squad": TaskDataset(
-        family="qa", labels=(), languages=("en",), reader="squad", splits=("train", "dev"),
-        xtreme={"train": ("squad/train-v1.1.json",), "dev": ("squad/dev-v1.1.json",)}, xtreme_format="squad_json",
+        family="qa",
+        labels=(),
+        languages=("en",),
+        reader="squad",
+        splits=("train", "dev"),
+        xtreme={"train": ("squad/train-v1.1.json",), "dev": ("squad/dev-v1.1.json",)},
+        xtreme_format="squad_json",
         hf=HfLocation("rajpurkar/squad", "plain_text", _splits(test=())),
-        tfds=TfdsLocation(("squad/v1.1",), {"train": "train", "dev": "validation"})),
+        tfds=TfdsLocation(("squad/v1.1",), {"train": "train", "dev": "validation"}),
+    ),
     "squad_v2": TaskDataset(
-        family="qa", labels=(), languages=("en",), reader="squad", splits=("train", "dev"), unanswerable=True,
-        xtreme={"train": ("squad/train-v2.0.json",), "dev": ("squad/dev-v2.0.json",)}, xtreme_format="squad_json",
+        family="qa",
+        labels=(),
+        languages=("en",),
+        reader="squad",
+        splits=("train", "dev"),
+        unanswerable=True,
+        xtreme={"train": ("squad/train-v2.0.json",), "dev": ("squad/dev-v2.0.json",)},
+        xtreme_format="squad_json",
         hf=HfLocation("rajpurkar/squad_v2", "squad_v2", _splits(test=())),
-        tfds=TfdsLocation(("squad/v2.0",), {"train": "train", "dev": "validation"})),
+        tfds=TfdsLocation(("squad/v2.0",), {"train": "train", "dev": "validation"}),
+    ),
     # TyDiQA-GoldP trains on English only (XTREME's protocol; the hf/tfds train splits mix all nine languages); its
     # dev set is XTREME's test set. The original train file keeps the full `english-...` ids (one file, every
     # language); the per-language dev files are what utils_preprocess.py writes.
     "tydiqa": TaskDataset(
-        family="qa", labels=(), languages=TYDIQA_LANGUAGES, reader="squad", splits=("train", "dev"),
-        english_train_only=True, language_in_ids=True,
-        xtreme={"train": ("tydiqa/tydiqa-goldp-v1.1-train/tydiqa-goldp-v1.1-train.json",),
-                "dev": ("tydiqa/tydiqa-goldp-v1.1-dev/tydiqa.goldp.{lang}.dev.json",)},
+        family="qa",
+        labels=(),
+        languages=TYDIQA_LANGUAGES,
+        reader="squad",
+        splits=("train", "dev"),
+        english_train_only=True,
+        language_in_ids=True,
+        xtreme={
+            "train": ("tydiqa/tydiqa-goldp-v1.1-train/tydiqa-goldp-v1.1-train.json",),
+            "dev": ("tydiqa/tydiqa-goldp-v1.1-dev/tydiqa.goldp.{lang}.dev.json",),
+        },
         xtreme_format="squad_json",
         hf=HfLocation("google/xtreme", "tydiqa", _splits(test=())),
         tfds=TfdsLocation(("tydi_qa/goldp",), {"train": "train", "dev": "validation"}),
-        originals="https://storage.googleapis.com/tydiqa/v1.1/tydiqa-goldp-v1.1-dev.tgz"),
+        originals="https://storage.googleapis.com/tydiqa/v1.1/tydiqa-goldp-v1.1-dev.tgz",
+    ),
     # XQuAD has one split, the test set (1190 questions per language, the same ids in every language).
     "xquad": TaskDataset(
-        family="qa", labels=(), languages=XQUAD_LANGUAGES, reader="squad", splits=("test",),
-        xtreme={"test": ("xquad/xquad.{lang}.json",)}, xtreme_format="squad_json",
+        family="qa",
+        labels=(),
+        languages=XQUAD_LANGUAGES,
+        reader="squad",
+        splits=("test",),
+        xtreme={"test": ("xquad/xquad.{lang}.json",)},
+        xtreme_format="squad_json",
         hf=HfLocation("google/xquad", "xquad.{lang}", {"test": ("validation",)}),
         tfds=TfdsLocation(("xquad/{lang}",), {"test": "test"}, languages=XQUAD_LANGUAGES[:-1]),
-        originals="https://github.com/google-deepmind/xquad (xquad.{lang}.json)"),
+        originals="https://github.com/google-deepmind/xquad (xquad.{lang}.json)",
+    ),
     "mlqa": TaskDataset(
-        family="qa", labels=(), languages=MLQA_LANGUAGES, reader="squad", splits=("dev", "test"),
-        xtreme={split: (f"mlqa/MLQA_V1/{split}/{split}-context-{{lang}}-question-{{lang}}.json",)
-                for split in ("dev", "test")},
+        family="qa",
+        labels=(),
+        languages=MLQA_LANGUAGES,
+        reader="squad",
+        splits=("dev", "test"),
+        xtreme={
+            split: (f"mlqa/MLQA_V1/{split}/{split}-context-{{lang}}-question-{{lang}}.json",)
+            for split in ("dev", "test")
+        },
         xtreme_format="squad_json",
         hf=HfLocation("facebook/mlqa", "mlqa.{lang}.{lang}", _splits(train=()), revision=CONVERTED),
         tfds=TfdsLocation(("mlqa/{lang}",), {"dev": "validation", "test": "test"}),
-        originals="https://dl.fbaipublicfiles.com/MLQA/MLQA_V1.zip (MLQA_V1/{dev,test}/)"),
+        originals="https://dl.fbaipublicfiles.com/MLQA/MLQA_V1.zip (MLQA_V1/{dev,test}/)",
+    ),
 }
 
 
@@ -358,11 +529,14 @@ def register_dataset(name: str, dataset: TaskDataset, *, replace: bool = False) 
     if name in DATASETS and not replace and DATASETS[name] != dataset:
         raise InputError(f"dataset {name!r} is already in the catalog; choose another name or pass replace=True")
     if dataset.family not in FAMILIES:
-        raise InputError(f"dataset {name!r}: family must be {', '.join(FAMILIES[:-1])} or {FAMILIES[-1]}, got "
-                         f"{dataset.family!r}")
+        raise InputError(
+            f"dataset {name!r}: family must be {', '.join(FAMILIES[:-1])} or {FAMILIES[-1]}, got {dataset.family!r}"
+        )
     if dataset.family == "qa" and (dataset.reader != "squad" or dataset.labels):
-        raise InputError(f"dataset {name!r}: a qa dataset reads SQuAD-format records (reader='squad') and has no "
-                         "labels (labels=()): its answers are spans of the context")
+        raise InputError(
+            f"dataset {name!r}: a qa dataset reads SQuAD-format records (reader='squad') and has no "
+            "labels (labels=()): its answers are spans of the context"
+        )
     if not dataset.languages:
         raise InputError(f"dataset {name!r} names no languages")
     DATASETS[name] = dataset
@@ -373,11 +547,15 @@ def labels(dataset: str) -> tuple[str, ...]:
     spec = _dataset(dataset)
     if spec.family == "qa":
         labelled = sorted(name for name, d in DATASETS.items() if d.family != "qa")
-        raise InputError(f"unknown dataset {dataset!r} for labels: {dataset} is a span QA dataset, whose answers are "
-                         f"spans of the context; datasets with labels: {', '.join(labelled)}")
+        raise InputError(
+            f"unknown dataset {dataset!r} for labels: {dataset} is a span QA dataset, whose answers are "
+            f"spans of the context; datasets with labels: {', '.join(labelled)}"
+        )
     if spec.open_labels:
-        raise InputError(f"{dataset}'s tag set is open: it comes from the training data (derive_tag_set of its train "
-                         "split), not from a fixed list")
+        raise InputError(
+            f"{dataset}'s tag set is open: it comes from the training data (derive_tag_set of its train "
+            "split), not from a fixed list"
+        )
     return spec.labels
 
 
@@ -395,8 +573,10 @@ def derive_tag_set(sentences: Sequence[TaggedSentence]) -> tuple[str, ...]:
         seen.update(sentence.tags)
     if UNKNOWN_TAG in seen:
         first = next(s for s in sentences if UNKNOWN_TAG in (s.tags or ()))
-        raise InputError(f"sentence {first.id!r} uses the tag {UNKNOWN_TAG!r}, which is reserved for tags unseen in "
-                         "training; rename it in the data")
+        raise InputError(
+            f"sentence {first.id!r} uses the tag {UNKNOWN_TAG!r}, which is reserved for tags unseen in "
+            "training; rename it in the data"
+        )
     if not seen:
         raise InputError("no tagged sentences to take the tag set from")
     return (UNKNOWN_TAG, *sorted(seen))

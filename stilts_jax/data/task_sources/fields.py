@@ -11,6 +11,7 @@ from stilts_jax.data.task_sources.catalog import TaskDataError, TaskDataset
 
 # --- label decoding --------------------------------------------------------------------------------------------
 
+
 def _label_index(spec: TaskDataset, dataset: str, value: Any, where: str) -> int | None:
     """Index into spec.labels of a raw label: a class-label integer (negative: none), a label name or alias."""
     if value is None:
@@ -30,8 +31,10 @@ def _label_index(spec: TaskDataset, dataset: str, value: Any, where: str) -> int
         if index < 0:
             return None
         if index >= len(spec.labels):
-            raise TaskDataError(f"{where}: label {index} is out of range for {dataset}'s {len(spec.labels)} labels "
-                                f"({', '.join(spec.labels)})")
+            raise TaskDataError(
+                f"{where}: label {index} is out of range for {dataset}'s {len(spec.labels)} labels "
+                f"({', '.join(spec.labels)})"
+            )
         return index
     raise TaskDataError(f"{where}: label {value!r} is neither a label name nor a class index")
 
@@ -47,6 +50,7 @@ def _tag_names(spec: TaskDataset, dataset: str, values: Sequence[Any], where: st
 
 
 # --- field access for dict records (hf rows, TFDS records, jsonl lines) ----------------------------------------
+
 
 def _text(value: Any, field: str, where: str) -> str:
     if isinstance(value, (bytes, bytearray)):

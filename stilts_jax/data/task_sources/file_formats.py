@@ -41,6 +41,7 @@ from stilts_jax.data.task_sources.records import _blanked_hint, _check_answer_te
 
 # --- XTREME file formats (xtreme and files) --------------------------------------------------------------------
 
+
 def _read_pair_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str) -> list[PairExample]:
     """sentence1 TAB sentence2 [TAB label] lines, plain tab-separated text.
 
@@ -56,8 +57,10 @@ def _read_pair_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: str
             continue
         row = text.split("\t")
         if len(row) not in (2, 3):
-            raise TaskDataError(f"{path} line {line}: expected 3 tab-separated columns (sentence1, sentence2, "
-                                f"label), or 2 in a test file without labels; got {len(row)}")
+            raise TaskDataError(
+                f"{path} line {line}: expected 3 tab-separated columns (sentence1, sentence2, "
+                f"label), or 2 in a test file without labels; got {len(row)}"
+            )
         if columns is None:
             columns, first_line = len(row), line
         elif len(row) != columns:
@@ -65,12 +68,17 @@ def _read_pair_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: str
         label = _label_index(spec, dataset, row[2], f"{path} line {line}") if len(row) == 3 else None
         if len(row) == 3 and label is None:
             raise TaskDataError(f"{path} line {line}: empty label")
-        examples.append(PairExample(id=f"{split}-{language}-{len(examples)}", text_a=row[0], text_b=row[1],
-                                    label=label, language=language))
+        examples.append(
+            PairExample(
+                id=f"{split}-{language}-{len(examples)}", text_a=row[0], text_b=row[1], label=label, language=language
+            )
+        )
     return examples
 
 
-def _read_tags_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str) -> list[TaggedSentence]:
+def _read_tags_tsv(
+    spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str
+) -> list[TaggedSentence]:
     """token TAB tag lines, a blank line between sentences; test files hold tokens only (tags None)."""
     sentences: list[TaggedSentence] = []
     tokens: list[str] = []
@@ -79,8 +87,14 @@ def _read_tags_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: str
 
     def close() -> None:
         if tokens:
-            sentences.append(TaggedSentence(id=f"{split}-{language}-{len(sentences)}", tokens=tuple(tokens),
-                                            tags=tuple(tags) if tagged else None, language=language))
+            sentences.append(
+                TaggedSentence(
+                    id=f"{split}-{language}-{len(sentences)}",
+                    tokens=tuple(tokens),
+                    tags=tuple(tags) if tagged else None,
+                    language=language,
+                )
+            )
             tokens.clear()
             tags.clear()
 
@@ -90,32 +104,40 @@ def _read_tags_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: str
             continue
         fields = line.split("\t")
         if len(fields) > 2:
-            raise TaskDataError(f"{path} line {number}: expected token<TAB>tag, got {len(fields)} tab-separated "
-                                "columns")
+            raise TaskDataError(
+                f"{path} line {number}: expected token<TAB>tag, got {len(fields)} tab-separated columns"
+            )
         # A token may be empty: utils_preprocess.py strips PAN-X tokens, and XTREME's reader keeps the word.
         has_tag = len(fields) == 2
         if tagged is None:
             tagged, first_token_line = has_tag, number
         elif has_tag != tagged:
             if tagged:
-                raise TaskDataError(f"{path} line {number}: token {fields[0]!r} without a tag (expected "
-                                    "token<TAB>tag like the file's other lines)")
-            raise TaskDataError(f"{path} line {number}: a tagged token in a file whose tokens have no tags (line "
-                                f"{first_token_line} has none)")
+                raise TaskDataError(
+                    f"{path} line {number}: token {fields[0]!r} without a tag (expected "
+                    "token<TAB>tag like the file's other lines)"
+                )
+            raise TaskDataError(
+                f"{path} line {number}: a tagged token in a file whose tokens have no tags (line "
+                f"{first_token_line} has none)"
+            )
         tokens.append(fields[0])
         if has_tag:
             tag = fields[1].strip()
             if spec.open_labels and not tag:
                 raise TaskDataError(f"{path} line {number}: empty tag after the tab")
             if not spec.open_labels and tag not in spec.labels:
-                raise TaskDataError(f"{path} line {number}: unknown tag {tag!r}; {dataset} tags: "
-                                    f"{', '.join(spec.labels)}")
+                raise TaskDataError(
+                    f"{path} line {number}: unknown tag {tag!r}; {dataset} tags: {', '.join(spec.labels)}"
+                )
             tags.append(tag)
     close()
     return sentences
 
 
-def _read_jiant_tags(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str) -> list[TaggedSentence]:
+def _read_jiant_tags(
+    spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str
+) -> list[TaggedSentence]:
     """jiant's tagging files (CCG: ccg.train, ...): one sentence a line, space-separated words TAB space-separated
     tags, one tag per word (written by jiant's scripts/ccg/ccg_proc.py)."""
     sentences = []
@@ -124,15 +146,22 @@ def _read_jiant_tags(spec: TaskDataset, dataset: str, path: epath.Path, split: s
             continue
         fields = line.split("\t")
         if len(fields) != 2:
-            raise TaskDataError(f"{path} line {number}: expected `words<TAB>tags` (jiant's CCG format: the "
-                                f"sentence's words, a tab, one tag per word), got {len(fields)} tab-separated "
-                                "fields")
+            raise TaskDataError(
+                f"{path} line {number}: expected `words<TAB>tags` (jiant's CCG format: the "
+                f"sentence's words, a tab, one tag per word), got {len(fields)} tab-separated "
+                "fields"
+            )
         words, tags = fields[0].split(), fields[1].split()
         if not words or len(words) != len(tags):
-            raise TaskDataError(f"{path} line {number}: {len(words)} words but {len(tags)} tags; jiant's format "
-                                "has one space-separated tag per word")
-        sentences.append(TaggedSentence(id=f"{split}-{language}-{len(sentences)}", tokens=tuple(words),
-                                        tags=tuple(tags), language=language))
+            raise TaskDataError(
+                f"{path} line {number}: {len(words)} words but {len(tags)} tags; jiant's format "
+                "has one space-separated tag per word"
+            )
+        sentences.append(
+            TaggedSentence(
+                id=f"{split}-{language}-{len(sentences)}", tokens=tuple(words), tags=tuple(tags), language=language
+            )
+        )
     return sentences
 
 
@@ -156,8 +185,9 @@ def _header_tsv_columns(path: epath.Path) -> list[str] | None:
     return [c.strip() for c in first] if all(names & group for group in _HEADER_TEXT_COLUMNS) else None
 
 
-def _read_header_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str,
-                     columns: list[str]) -> list[Example]:
+def _read_header_tsv(
+    spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str, columns: list[str]
+) -> list[Example]:
     """Rows under a header, fields not quoted (as GLUE's and PAWS's own readers take them: csv.QUOTE_NONE)."""
     examples = []
     lines = iter_lines(path, TaskDataError)
@@ -168,8 +198,10 @@ def _read_header_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: s
             continue
         row = line.split("\t")
         if len(row) != len(columns):
-            raise TaskDataError(f"{where}: {len(row)} tab-separated fields, but the header (line 1) names "
-                                f"{len(columns)}: {', '.join(columns)}")
+            raise TaskDataError(
+                f"{where}: {len(row)} tab-separated fields, but the header (line 1) names "
+                f"{len(columns)}: {', '.join(columns)}"
+            )
         record = dict(zip(columns, row))
         examples.append(_read_record(spec, dataset, record, language, f"{split}-{language}-{len(examples)}", where))
     return examples
@@ -178,8 +210,9 @@ def _read_header_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: s
 _LABEL_FIELDS = ("correct", "label", "answer")  # a record holding one of these carries its own label
 
 
-def _with_labels_lst(spec: TaskDataset, dataset: str, path: epath.Path,
-                     records: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+def _with_labels_lst(
+    spec: TaskDataset, dataset: str, path: epath.Path, records: list[tuple[int, dict[str, Any]]]
+) -> list[tuple[int, dict[str, Any]]]:
     """`records` of `path` with the labels of `{name}-labels.lst` beside it, one a line (the AI2 leaderboard releases:
     Social IQa 1-3, PIQA 0/1, alphaNLI 1/2), where the dataset's releases keep them there and the records carry none.
     A label the dataset does not have is an error naming the .lst file's line."""
@@ -197,13 +230,18 @@ def _with_labels_lst(spec: TaskDataset, dataset: str, path: epath.Path,
     return [(n, {**r, "label": v}) for (n, r), v in zip(records, values)]
 
 
-def _read_jsonl(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str,
-                labels_zeroed: bool = False) -> list[Example]:
+def _read_jsonl(
+    spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str, labels_zeroed: bool = False
+) -> list[Example]:
     """One JSON record per line, read with the dataset's record reader. Social IQa's, PIQA's and alphaNLI's original
     releases keep their labels in `{name}-labels.lst` next to `{name}.jsonl`; `labels_zeroed`: XTREME's XCOPA test
     files."""
-    records = [(number, row) for number, _, row in json_objects(path, TaskDataError, where_format="{path} line {line}",
-                                                                      bad_json="not a JSON record ({reason})")]
+    records = [
+        (number, row)
+        for number, _, row in json_objects(
+            path, TaskDataError, where_format="{path} line {line}", bad_json="not a JSON record ({reason})"
+        )
+    ]
     records = _with_labels_lst(spec, dataset, path, records)
     examples = []
     first_seen: dict[str, str] = {}
@@ -238,7 +276,7 @@ def _json_list_records(path: epath.Path) -> list[tuple[int, dict[str, Any]]]:
     text = read_text(path, TaskDataError)
     decoder = json.JSONDecoder()
     pos = _SPACE.match(text).end()
-    if text[pos:pos + 1] != "[":
+    if text[pos : pos + 1] != "[":
         raise TaskDataError(f"{path}: expected one JSON list of records")
     line, counted = 1, 0
 
@@ -250,7 +288,7 @@ def _json_list_records(path: epath.Path) -> list[tuple[int, dict[str, Any]]]:
 
     records: list[tuple[int, dict[str, Any]]] = []
     pos = _SPACE.match(text, pos + 1).end()
-    if text[pos:pos + 1] == "]":
+    if text[pos : pos + 1] == "]":
         pos += 1
     else:
         while True:
@@ -263,22 +301,24 @@ def _json_list_records(path: epath.Path) -> list[tuple[int, dict[str, Any]]]:
                 raise TaskDataError(f"{path} line {start}: a record must be a JSON object, got {type(record).__name__}")
             records.append((start, record))
             pos = _SPACE.match(text, end).end()
-            if text[pos:pos + 1] == ",":
+            if text[pos : pos + 1] == ",":
                 pos = _SPACE.match(text, pos + 1).end()
-            elif text[pos:pos + 1] == "]":
+            elif text[pos : pos + 1] == "]":
                 pos += 1
                 break
             else:
                 raise TaskDataError(f"{path} line {line_at(pos)}: expected ',' or ']' after the record of line {start}")
-    if text[_SPACE.match(text, pos).end():]:
+    if text[_SPACE.match(text, pos).end() :]:
         raise TaskDataError(f"{path} line {line_at(_SPACE.match(text, pos).end())}: text after the JSON list")
     return records
 
 
 def _read_json_list(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str) -> list[Example]:
     """A file holding one JSON list of records (ReClor's original train.json / val.json / test.json)."""
-    return [_read_record(spec, dataset, row, language, f"{split}-{language}-{i}", f"{path} line {number} (record {i})")
-            for i, (number, row) in enumerate(_json_list_records(path))]
+    return [
+        _read_record(spec, dataset, row, language, f"{split}-{language}-{i}", f"{path} line {number} (record {i})")
+        for i, (number, row) in enumerate(_json_list_records(path))
+    ]
 
 
 def _read_csv(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str) -> list[Example]:
@@ -300,14 +340,16 @@ def _read_csv(spec: TaskDataset, dataset: str, path: epath.Path, split: str, lan
     return examples
 
 
-def _read_squad_json(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str | None,
-                     from_xtreme: bool = False) -> list[QAExample]:
+def _read_squad_json(
+    spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str | None, from_xtreme: bool = False
+) -> list[QAExample]:
     """A SQuAD-format JSON file, every question validated (QADataError names the file and record). `language` None:
     the file holds several languages and each id names its own (TyDiQA-GoldP's original files). `from_xtreme`: the
     file comes from the XTREME download, which blanks evaluation answers; an empty answer then says where the
     labelled originals are."""
-    examples = qa.read_squad_json(path, language=language or spec.monolingual,
-                                  allow_unanswerable=spec.unanswerable, unique_ids=split != "train")
+    examples = qa.read_squad_json(
+        path, language=language or spec.monolingual, allow_unanswerable=spec.unanswerable, unique_ids=split != "train"
+    )
     hint = _blanked_hint(spec) if from_xtreme else ""
     for ex in examples:
         _check_answer_texts(ex, str(path), hint)
@@ -318,8 +360,10 @@ def _read_squad_json(spec: TaskDataset, dataset: str, path: epath.Path, split: s
             prefix = ex.id.split("-", 1)[0].lower()
             named = qa.TYDIQA_LANGUAGE_PREFIXES.get(prefix)
             if named is not None and named != language:
-                raise QADataError(f"{path}: question {ex.id!r} is {named} ({prefix}) but the file is given as "
-                                  f"{language!r}; is this a multi-language file?")
+                raise QADataError(
+                    f"{path}: question {ex.id!r} is {named} ({prefix}) but the file is given as "
+                    f"{language!r}; is this a multi-language file?"
+                )
     return examples
 
 
@@ -336,8 +380,10 @@ def register_file_format(name: str, reader: Callable[..., list[Example]]) -> Non
 
 def _read_registered(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str) -> list[Example]:
     if spec.file_format not in FILE_FORMATS:
-        raise InputError(f"{dataset} reads its files as {spec.file_format!r}, a format nobody registered; known: "
-                         f"{', '.join(sorted(FILE_FORMATS)) or 'none'} (register_file_format in a task module)")
+        raise InputError(
+            f"{dataset} reads its files as {spec.file_format!r}, a format nobody registered; known: "
+            f"{', '.join(sorted(FILE_FORMATS)) or 'none'} (register_file_format in a task module)"
+        )
     try:
         examples = FILE_FORMATS[spec.file_format](spec, dataset, path, split, language)
     except (TaskDataError, InputError):
@@ -347,21 +393,31 @@ def _read_registered(spec: TaskDataset, dataset: str, path: epath.Path, split: s
     return list(examples)
 
 
-def _read_file(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str | None,
-               labels_zeroed: bool = False, from_xtreme: bool = False) -> list[Example]:
+def _read_file(
+    spec: TaskDataset,
+    dataset: str,
+    path: epath.Path,
+    split: str,
+    language: str | None,
+    labels_zeroed: bool = False,
+    from_xtreme: bool = False,
+) -> list[Example]:
     """The examples of one file of `language` (None: a file of several languages whose records name theirs, for
     datasets with `language_in_ids`). `labels_zeroed`: XTREME's XCOPA test labels; `from_xtreme`: a file of the XTREME
     download."""
     if language is None and not spec.language_in_ids:
-        raise InputError(f"{path}: {dataset} has one file per language; give the file's language (a 'files' source's "
-                         "paths entry as {language: path})")
+        raise InputError(
+            f"{path}: {dataset} has one file per language; give the file's language (a 'files' source's "
+            "paths entry as {language: path})"
+        )
     if spec.file_format:
         return _read_registered(spec, dataset, path, split, language)
     suffix = path.suffix.lower()
     if spec.family == "qa" and suffix != ".jsonl":  # .jsonl: one hub-style row per line, read below
         return _read_squad_json(spec, dataset, path, split, language, from_xtreme)
-    if suffix in (".jsonl", ".json") or (spec.family == "choice" and suffix != ".csv"
-                                         and _first_character(path) in ("{", "[")):
+    if suffix in (".jsonl", ".json") or (
+        spec.family == "choice" and suffix != ".csv" and _first_character(path) in ("{", "[")
+    ):
         if suffix != ".jsonl" and _first_character(path) == "[":  # one JSON list (ReClor's .json files)
             return _read_json_list(spec, dataset, path, split, language)
         return _read_jsonl(spec, dataset, path, split, language, labels_zeroed)  # also LogiQA 2.0's .txt files
@@ -376,6 +432,8 @@ def _read_file(spec: TaskDataset, dataset: str, path: epath.Path, split: str, la
         if _tag_file_format(spec, path) == "jiant":
             return _read_jiant_tags(spec, dataset, path, split, language)
         return _read_tags_tsv(spec, dataset, path, split, language)
-    raise InputError(f"{path}: {dataset} files are .jsonl, .json (JSON lines or one JSON list) or .csv (Cosmos QA's "
-                     f"originals), or JSON lines under another name (LogiQA 2.0's .txt); this {suffix or 'no suffix'} "
-                     "file holds neither")
+    raise InputError(
+        f"{path}: {dataset} files are .jsonl, .json (JSON lines or one JSON list) or .csv (Cosmos QA's "
+        f"originals), or JSON lines under another name (LogiQA 2.0's .txt); this {suffix or 'no suffix'} "
+        "file holds neither"
+    )

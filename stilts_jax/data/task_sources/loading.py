@@ -31,8 +31,15 @@ _KIND_KEYS = {
 
 # --- entry point -----------------------------------------------------------------------------------------------
 
-def load_examples(dataset: str, split: str, source: Mapping[str, Any], languages: Sequence[str] | None = None, *,
-                  require_labels: bool = False) -> dict[str, list[Example]]:
+
+def load_examples(
+    dataset: str,
+    split: str,
+    source: Mapping[str, Any],
+    languages: Sequence[str] | None = None,
+    *,
+    require_labels: bool = False,
+) -> dict[str, list[Example]]:
     """Language -> examples of `dataset`'s `split` (train, dev or test) read from `source`.
 
     `source["kind"]` is xtreme (`path`), hf (`repo`, `config`, `revision`, `cache_dir`), tfds (`name`, `data_dir`) or
@@ -101,8 +108,10 @@ def load_examples(dataset: str, split: str, source: Mapping[str, Any], languages
         by_language.setdefault(ex.language, []).append(ex)
     missing = [lang for lang in wanted or () if lang not in by_language]
     if missing:
-        raise InputError(f"{where}: no {dataset} {split} data for language(s) {', '.join(missing)}; "
-                         f"available: {', '.join(_ordered(by_language, spec.languages)) or 'none'}")
+        raise InputError(
+            f"{where}: no {dataset} {split} data for language(s) {', '.join(missing)}; "
+            f"available: {', '.join(_ordered(by_language, spec.languages)) or 'none'}"
+        )
     if not by_language:
         raise InputError(f"{where}: no {dataset} {split} examples")
     result = {lang: by_language[lang] for lang in (wanted or _ordered(by_language, spec.languages))}
@@ -113,8 +122,9 @@ def load_examples(dataset: str, split: str, source: Mapping[str, Any], languages
     return result
 
 
-def load_qa(dataset: str, split: str, source: Mapping[str, Any],
-            languages: Sequence[str] | None = None) -> dict[str, list[QAExample]]:
+def load_qa(
+    dataset: str, split: str, source: Mapping[str, Any], languages: Sequence[str] | None = None
+) -> dict[str, list[QAExample]]:
     """`load_examples` of a span QA dataset (family "qa"): language -> validated QAExamples. Splits: squad and
     squad_v2 train/dev, tydiqa train/dev (its dev set is XTREME's test set), xquad test (its only split), mlqa
     dev/test."""
@@ -126,27 +136,33 @@ def load_qa(dataset: str, split: str, source: Mapping[str, Any],
 
 def _check_source(source: Mapping[str, Any]) -> str:
     if "kind" not in source:
-        raise InputError(f"a data source must be a mapping with a 'kind' key ({', '.join(KINDS)}), "
-                         f"got {dict(source)!r}")
+        raise InputError(
+            f"a data source must be a mapping with a 'kind' key ({', '.join(KINDS)}), got {dict(source)!r}"
+        )
     kind = source["kind"]
     if kind not in KINDS:
         raise InputError(f"unknown source kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     unknown = set(source) - {"kind"} - _KIND_KEYS[kind]
     if unknown:
-        raise InputError(f"unknown key(s) {', '.join(sorted(unknown))} for a {kind!r} source; "
-                         f"valid keys: kind, {', '.join(sorted(_KIND_KEYS[kind]))}")
+        raise InputError(
+            f"unknown key(s) {', '.join(sorted(unknown))} for a {kind!r} source; "
+            f"valid keys: kind, {', '.join(sorted(_KIND_KEYS[kind]))}"
+        )
     return kind
 
 
 def _check_languages(spec: TaskDataset, dataset: str, split: str, wanted: Sequence[str]) -> None:
     unknown = [lang for lang in wanted if lang not in spec.languages and not (lang == "en" and spec.english_from)]
     if unknown:
-        raise InputError(f"{dataset} has no data for language(s) {', '.join(unknown)}; "
-                         f"available: {', '.join(spec.languages)}")
+        raise InputError(
+            f"{dataset} has no data for language(s) {', '.join(unknown)}; available: {', '.join(spec.languages)}"
+        )
     lacking = [lang for lang in wanted if lang not in spec.split_languages(split) and lang in spec.languages]
     if lacking:
-        raise InputError(f"{dataset} has no {split} data for language(s) {', '.join(lacking)} (their treebanks have "
-                         f"no {split} set); languages with {split} data: {', '.join(spec.split_languages(split))}")
+        raise InputError(
+            f"{dataset} has no {split} data for language(s) {', '.join(lacking)} (their treebanks have "
+            f"no {split} set); languages with {split} data: {', '.join(spec.split_languages(split))}"
+        )
 
 
 def _has_labels(ex: Example) -> bool:
@@ -155,8 +171,14 @@ def _has_labels(ex: Example) -> bool:
     return (ex.tags if isinstance(ex, TaggedSentence) else ex.label) is not None
 
 
-def _check_labels(spec: TaskDataset, dataset: str, split: str, source: Mapping[str, Any],
-                  result: Mapping[str, list[Example]], where: str) -> None:
+def _check_labels(
+    spec: TaskDataset,
+    dataset: str,
+    split: str,
+    source: Mapping[str, Any],
+    result: Mapping[str, list[Example]],
+    where: str,
+) -> None:
     unlabeled = [ex for examples in result.values() for ex in examples if not _has_labels(ex)]
     if not unlabeled:
         return
@@ -164,33 +186,43 @@ def _check_labels(spec: TaskDataset, dataset: str, split: str, source: Mapping[s
     first = unlabeled[0]
     why = ""
     if source.get("kind") == "xtreme":
-        why = (" google-research/xtreme's download strips the labels of its test files (utils_preprocess.py; it sets "
-               "every XCOPA test label to 0).")
-    others = [f"kind hf (repo {spec.hf.repo})" if spec.hf else "",
-              f"kind tfds ({spec.tfds.names[0]})" if spec.tfds else "", "kind files with the original labelled release"]
-    raise InputError(f"{where}: {len(unlabeled)} of {total} {dataset} {split} examples carry no labels (first: "
-                     f"{first.language} {first.id!r}).{why} {'Training' if split == 'train' else 'Scoring'} needs "
-                     f"labels: evaluate against a labelled source: {'; '.join(o for o in others if o)}")
+        why = (
+            " google-research/xtreme's download strips the labels of its test files (utils_preprocess.py; it sets "
+            "every XCOPA test label to 0)."
+        )
+    others = [
+        f"kind hf (repo {spec.hf.repo})" if spec.hf else "",
+        f"kind tfds ({spec.tfds.names[0]})" if spec.tfds else "",
+        "kind files with the original labelled release",
+    ]
+    raise InputError(
+        f"{where}: {len(unlabeled)} of {total} {dataset} {split} examples carry no labels (first: "
+        f"{first.language} {first.id!r}).{why} {'Training' if split == 'train' else 'Scoring'} needs "
+        f"labels: evaluate against a labelled source: {'; '.join(o for o in others if o)}"
+    )
 
 
 # --- combinations (ANLI+) ------------------------------------------------------------------------------------
 
-def _load_parts(spec: TaskDataset, dataset: str, split: str,
-                source: Mapping[str, Any]) -> tuple[list[Example], str]:
+
+def _load_parts(spec: TaskDataset, dataset: str, split: str, source: Mapping[str, Any]) -> tuple[list[Example], str]:
     parts = spec.parts[split]
     all_parts = sorted({p for ps in spec.parts.values() for p in ps})
     if "kind" in source:
         specific = sorted(set(source) & {"repo", "config", "revision", "name", "paths"})
         if specific:
             per_part = ", ".join(f"{p!r}: {{...}}" for p in all_parts)
-            raise InputError(f"{dataset} combines {', '.join(all_parts)}: key(s) {', '.join(specific)} cannot apply "
-                             f"to all of them; give one source per part: {{{per_part}}}")
+            raise InputError(
+                f"{dataset} combines {', '.join(all_parts)}: key(s) {', '.join(specific)} cannot apply "
+                f"to all of them; give one source per part: {{{per_part}}}"
+            )
         sources = {part: source for part in parts}
     else:
         unknown = sorted(set(source) - set(all_parts))
         if unknown:
-            raise InputError(f"{dataset} sources are keyed by part ({', '.join(all_parts)}); "
-                             f"unknown: {', '.join(unknown)}")
+            raise InputError(
+                f"{dataset} sources are keyed by part ({', '.join(all_parts)}); unknown: {', '.join(unknown)}"
+            )
         absent = [part for part in parts if part not in source]
         if absent:
             raise InputError(f"{dataset} {split} needs a source for part(s) {', '.join(absent)}")

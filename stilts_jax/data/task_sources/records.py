@@ -39,8 +39,10 @@ def as_xcopa_example(example: ChoiceExample) -> ChoiceExample:
             return dataclasses.replace(example, prompt=f"{premise} {XCOPA_QUESTIONS[relation]}")
     if any(example.prompt.endswith(" " + question) for question in XCOPA_QUESTIONS.values()):
         return example
-    raise ValueError(f"example {example.id!r} ({example.language}) is no COPA example: its prompt "
-                     f"{example.prompt!r} ends with neither COPA question")
+    raise ValueError(
+        f"example {example.id!r} ({example.language}) is no COPA example: its prompt "
+        f"{example.prompt!r} ends with neither COPA question"
+    )
 
 
 # Each reader turns one record into an example of `language` (None: the record names it, as TyDiQA ids do);
@@ -48,17 +50,24 @@ def as_xcopa_example(example: ChoiceExample) -> ChoiceExample:
 Reader = Callable[[TaskDataset, str, Mapping[str, Any], "str | None", str, str], Example]
 
 
-def _read_pair(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
-               where: str) -> PairExample:
+def _read_pair(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str, where: str
+) -> PairExample:
     text_a = _text(_get(row, ("premise", "sentence1", "question1", "context"), where), "premise", where)
     text_b = _text(_get(row, ("hypothesis", "sentence2", "question2"), where), "hypothesis", where)
     raw = _get(row, ("label", "gold_label", "is_duplicate"), where, required=False)
-    return PairExample(id=_record_id(row, ("id", "uid", "pairID", "idx"), default_id), text_a=text_a, text_b=text_b,
-                       label=_label_index(spec, dataset, raw, where), language=language)
+    return PairExample(
+        id=_record_id(row, ("id", "uid", "pairID", "idx"), default_id),
+        text_a=text_a,
+        text_b=text_b,
+        label=_label_index(spec, dataset, raw, where),
+        language=language,
+    )
 
 
-def _read_copa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
-               where: str) -> ChoiceExample:
+def _read_copa(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str, where: str
+) -> ChoiceExample:
     relation = _text(_get(row, ("question",), where), "question", where).strip()
     if relation not in COPA_QUESTIONS:
         raise TaskDataError(f"{where}: question {relation!r} is neither 'cause' nor 'effect'")
@@ -67,14 +76,18 @@ def _read_copa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language
     # run_xcopa.py L288-333: first = f"{premise} What was the {question}?", second = choice1 | choice2.
     questions = XCOPA_QUESTIONS if dataset == "xcopa" else COPA_QUESTIONS
     choices = tuple(_text(_get(row, (f"choice{i}",), where), f"choice{i}", where) for i in (1, 2))
-    return ChoiceExample(id=_record_id(row, ("idx", "id"), default_id), prompt=f"{premise} {questions[relation]}",
-                         choices=choices,
-                         label=_label_index(spec, dataset, _get(row, ("label",), where, required=False), where),
-                         language=language)
+    return ChoiceExample(
+        id=_record_id(row, ("idx", "id"), default_id),
+        prompt=f"{premise} {questions[relation]}",
+        choices=choices,
+        label=_label_index(spec, dataset, _get(row, ("label",), where, required=False), where),
+        language=language,
+    )
 
 
-def _read_siqa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
-               where: str) -> ChoiceExample:
+def _read_siqa(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str, where: str
+) -> ChoiceExample:
     raw = _get(row, ("correct", "label"), where, required=False)  # correct: A-C (XTREME's v1.4); label: 1-3
     if isinstance(raw, numbers.Integral) and not isinstance(raw, bool):
         raw = str(int(raw))
@@ -82,13 +95,18 @@ def _read_siqa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language
     question = _text(_get(row, ("question",), where), "question", where)
     # jiant/tasks/lib/socialiqa.py:68-69: prompt = context + " " + question, choices = answerA..C (as
     # run_xcopa.py L288-333 builds SIQA: f"{context} {question}", answerA|B|C).
-    return ChoiceExample(id=_record_id(row, ("id",), default_id), prompt=f"{context} {question}",
-                         choices=tuple(_text(_get(row, (f"answer{c}",), where), f"answer{c}", where) for c in "ABC"),
-                         label=_label_index(spec, dataset, raw, where), language=language)
+    return ChoiceExample(
+        id=_record_id(row, ("id",), default_id),
+        prompt=f"{context} {question}",
+        choices=tuple(_text(_get(row, (f"answer{c}",), where), f"answer{c}", where) for c in "ABC"),
+        label=_label_index(spec, dataset, raw, where),
+        language=language,
+    )
 
 
-def _read_csqa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
-               where: str) -> ChoiceExample:
+def _read_csqa(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str, where: str
+) -> ChoiceExample:
     question = _get(row, ("question",), where)
     if isinstance(question, Mapping):  # the original release: {"stem", "choices": [{"label", "text"}]}
         choices_field, question = question.get("choices"), question.get("stem")
@@ -105,7 +123,7 @@ def _read_csqa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language
             texts = [_text(c.get("text"), "choices.text", where) for c in items]
         else:  # TFDS cos_e: plain texts, the answer given as text
             texts = [_text(t, "choices", where) for t in items]
-            keys = list(spec.labels[:len(texts)])
+            keys = list(spec.labels[: len(texts)])
     if not texts or len(keys) != len(texts):
         raise TaskDataError(f"{where}: {len(texts)} choice texts but {len(keys)} choice labels")
     label = None
@@ -123,25 +141,32 @@ def _read_csqa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language
             label = texts.index(answer)
     # jiant/tasks/lib/commonsenseqa.py:83-89 (original release) and 95-98 (hub rows): prompt = the question stem,
     # choices = the choice texts; the question concept is not used.
-    return ChoiceExample(id=_record_id(row, ("id",), default_id), prompt=question, choices=tuple(texts), label=label,
-                         language=language)
+    return ChoiceExample(
+        id=_record_id(row, ("id",), default_id), prompt=question, choices=tuple(texts), label=label, language=language
+    )
 
 
-def _read_cosmos(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
-                 where: str) -> ChoiceExample:
+def _read_cosmos(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str, where: str
+) -> ChoiceExample:
     raw = _get(row, ("label",), where, required=False)
     if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
         raw = int(raw)  # the original CSV files
     context = _text(_get(row, ("context",), where), "context", where)
     question = _text(_get(row, ("question",), where), "question", where)
     # jiant/tasks/lib/cosmosqa.py:62-63: prompt = context + " " + question, choices = answer0..3.
-    return ChoiceExample(id=_record_id(row, ("id",), default_id), prompt=f"{context} {question}",
-                         choices=tuple(_text(_get(row, (f"answer{i}",), where), f"answer{i}", where) for i in range(4)),
-                         label=_label_index(spec, dataset, raw, where), language=language)
+    return ChoiceExample(
+        id=_record_id(row, ("id",), default_id),
+        prompt=f"{context} {question}",
+        choices=tuple(_text(_get(row, (f"answer{i}",), where), f"answer{i}", where) for i in range(4)),
+        label=_label_index(spec, dataset, raw, where),
+        language=language,
+    )
 
 
-def _read_hellaswag(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
-                    where: str) -> ChoiceExample:
+def _read_hellaswag(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str, where: str
+) -> ChoiceExample:
     endings = [_text(e, "endings", where) for e in _seq(_get(row, ("endings",), where), "endings", where)]
     if "ctx_a" in row:
         # Hub rows and the original files. jiant/tasks/lib/hellaswag.py:56-57: prompt = ctx_a, each choice =
@@ -158,15 +183,20 @@ def _read_hellaswag(spec: TaskDataset, dataset: str, row: Mapping[str, Any], lan
         # for jiant's exact inputs.
         prompt = _text(_get(row, ("ctx", "context"), where), "ctx", where)
         choices = tuple(endings)
-    return ChoiceExample(id=_record_id(row, ("ind", "id"), default_id), prompt=prompt, choices=choices,
-                         label=_label_index(spec, dataset, _get(row, ("label",), where, required=False), where),
-                         language=language)
+    return ChoiceExample(
+        id=_record_id(row, ("ind", "id"), default_id),
+        prompt=prompt,
+        choices=choices,
+        label=_label_index(spec, dataset, _get(row, ("label",), where, required=False), where),
+        language=language,
+    )
 
 
 # --- English reasoning datasets -----------------------------------------------------------------------------------
 # jiant has PIQA (the construction below follows it); for WinoGrande, ReClor, LogiQA 2.0 and alphaNLI, whose published
 # constructions jiant either lacks or cannot express as one (prompt, choice) pair, the readers follow the baseline code
 # each dataset's authors published with it, cited in each reader.
+
 
 def _class_name(raw: Any) -> Any:
     """An integer label that names a class ("1"/"2" of alphaNLI's hub rows, WinoGrande answers) as that name; a
@@ -176,21 +206,27 @@ def _class_name(raw: Any) -> Any:
     return raw
 
 
-def _read_piqa(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
-               where: str) -> ChoiceExample:
+def _read_piqa(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str, where: str
+) -> ChoiceExample:
     # Original release (physicaliqa-train-dev.zip: {train,dev}.jsonl with id, goal, sol1, sol2; labels 0/1 in
     # {train,dev}-labels.lst), hub ybisk/piqa (huggingface/datasets datasets/piqa/piqa.py: goal, sol1, sol2, label
     # ClassLabel 0/1, -1 in test) and TFDS piqa (tensorflow_datasets/datasets/piqa/piqa_dataset_builder.py: id, goal,
     # sol1, sol2, label). jiant/tasks/lib/piqa.py:64-76: prompt = goal, choices = [sol1, sol2].
     goal = _text(_get(row, ("goal",), where), "goal", where)
     choices = tuple(_text(_get(row, (f"sol{i}",), where), f"sol{i}", where) for i in (1, 2))
-    return ChoiceExample(id=_record_id(row, ("id",), default_id), prompt=goal, choices=choices,
-                         label=_label_index(spec, dataset, _get(row, ("label",), where, required=False), where),
-                         language=language)
+    return ChoiceExample(
+        id=_record_id(row, ("id",), default_id),
+        prompt=goal,
+        choices=choices,
+        label=_label_index(spec, dataset, _get(row, ("label",), where, required=False), where),
+        language=language,
+    )
 
 
-def _read_winogrande(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
-                     where: str) -> ChoiceExample:
+def _read_winogrande(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str, where: str
+) -> ChoiceExample:
     # Original release (winogrande_1.1.zip: qID, sentence with one "_" blank, option1, option2, answer "1"/"2"; test
     # without answer), hub allenai/winogrande (huggingface/datasets datasets/winogrande/winogrande.py: answer "" in
     # test) and TFDS winogrande (tensorflow_datasets/text/winogrande.py: label = class index of ('1', '2'), -1 in test).
@@ -202,14 +238,18 @@ def _read_winogrande(spec: TaskDataset, dataset: str, row: Mapping[str, Any], la
     if "_" not in sentence:
         raise TaskDataError(f"{where}: sentence {sentence!r} has no blank '_' for the options")
     blank = sentence.index("_")
-    rest = "_ " + sentence[blank + 1:].strip()
+    rest = "_ " + sentence[blank + 1 :].strip()
     if "answer" in row:  # the option's number as text ("1"/"2"; "" where unlabelled)
         label = _label_index(spec, dataset, _class_name(row["answer"]), where)
     else:  # TFDS: a class index; the labels-lst file: the option's number
         label = _label_index(spec, dataset, _get(row, ("label",), where, required=False), where)
-    return ChoiceExample(id=_record_id(row, ("qID", "id"), default_id), prompt=sentence[:blank],
-                         choices=tuple(rest.replace("_", option) for option in options), label=label,
-                         language=language)
+    return ChoiceExample(
+        id=_record_id(row, ("qID", "id"), default_id),
+        prompt=sentence[:blank],
+        choices=tuple(rest.replace("_", option) for option in options),
+        label=label,
+        language=language,
+    )
 
 
 def _reading_comprehension_choices(question: str, options: Sequence[str]) -> tuple[str, ...]:
@@ -229,8 +269,9 @@ def _four_options(row: Mapping[str, Any], names: Sequence[str], where: str) -> l
     return options
 
 
-def _read_reclor(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
-                 where: str) -> ChoiceExample:
+def _read_reclor(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str, where: str
+) -> ChoiceExample:
     # Original release (train.json / val.json / test.json: a JSON list of {context, question, answers[4], label 0-3,
     # id_string}; no label in test.json), as yuweihao/reclor utils_multiple_choice.py ReclorProcessor reads it; hub
     # tasksource/reclor holds those files (parquet columns of the same names; community-datasets/reclor's
@@ -239,13 +280,18 @@ def _read_reclor(spec: TaskDataset, dataset: str, row: Mapping[str, Any], langua
     context = _text(_get(row, ("context",), where), "context", where)
     question = _text(_get(row, ("question",), where), "question", where)
     raw = _get(row, ("label",), where, required=False)
-    return ChoiceExample(id=_record_id(row, ("id_string", "id"), default_id), prompt=context,
-                         choices=_reading_comprehension_choices(question, _four_options(row, ("answers",), where)),
-                         label=_label_index(spec, dataset, raw, where), language=language)
+    return ChoiceExample(
+        id=_record_id(row, ("id_string", "id"), default_id),
+        prompt=context,
+        choices=_reading_comprehension_choices(question, _four_options(row, ("answers",), where)),
+        label=_label_index(spec, dataset, raw, where),
+        language=language,
+    )
 
 
-def _read_logiqa2(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
-                  where: str) -> ChoiceExample:
+def _read_logiqa2(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str, where: str
+) -> ChoiceExample:
     # csitfun/LogiQA2.0 logiqa/DATA/LOGIQA/{train,dev,test}.txt: JSON lines {id, answer 0-3, text, question,
     # options[4], type}; hub baber/logiqa2 config logiqa2 (its logiqa2.py reads those files: the same fields, texts
     # stripped, type as a string). logiqa/utils_mrc.py LogiProcessor + convert_examples_to_features (the LogiQA 2.0
@@ -253,13 +299,18 @@ def _read_logiqa2(spec: TaskDataset, dataset: str, row: Mapping[str, Any], langu
     text = _text(_get(row, ("text",), where), "text", where)
     question = _text(_get(row, ("question",), where), "question", where)
     raw = _get(row, ("answer", "label"), where, required=False)
-    return ChoiceExample(id=_record_id(row, ("id",), default_id), prompt=text,
-                         choices=_reading_comprehension_choices(question, _four_options(row, ("options",), where)),
-                         label=_label_index(spec, dataset, raw, where), language=language)
+    return ChoiceExample(
+        id=_record_id(row, ("id",), default_id),
+        prompt=text,
+        choices=_reading_comprehension_choices(question, _four_options(row, ("options",), where)),
+        label=_label_index(spec, dataset, raw, where),
+        language=language,
+    )
 
 
-def _read_art(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
-                   where: str) -> ChoiceExample:
+def _read_art(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str, where: str
+) -> ChoiceExample:
     # Original release (alphanli-train-dev.zip: {train,dev}.jsonl with story_id, obs1, obs2, hyp1, hyp2; labels 1/2 in
     # {train,dev}-labels.lst) and hub allenai/art config anli (huggingface/datasets datasets/art/art.py: observation_1,
     # observation_2, hypothesis_1, hypothesis_2, label = 1/2 as a ClassLabel of 3 classes, 0 unused). jiant's
@@ -270,13 +321,18 @@ def _read_art(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language:
     last = _text(_get(row, ("obs2", "observation_2"), where), "obs2", where)
     hypotheses = [_text(_get(row, (f"hyp{i}", f"hypothesis_{i}"), where), f"hyp{i}", where) for i in (1, 2)]
     raw = _class_name(_get(row, ("label",), where, required=False))
-    return ChoiceExample(id=_record_id(row, ("story_id", "id"), default_id), prompt=first,
-                         choices=tuple(f"{hypothesis} {last}" for hypothesis in hypotheses),
-                         label=_label_index(spec, dataset, raw, where), language=language)
+    return ChoiceExample(
+        id=_record_id(row, ("story_id", "id"), default_id),
+        prompt=first,
+        choices=tuple(f"{hypothesis} {last}" for hypothesis in hypotheses),
+        label=_label_index(spec, dataset, raw, where),
+        language=language,
+    )
 
 
-def _read_tags(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str,
-               where: str) -> TaggedSentence:
+def _read_tags(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str, default_id: str, where: str
+) -> TaggedSentence:
     tokens = tuple(_text(t, "tokens", where) for t in _seq(_get(row, ("tokens", "words"), where), "tokens", where))
     raw = _get(row, ("ner_tags", "pos_tags", "upos", "tags", "ner"), where, required=False)
     tags = None if raw is None else _tag_names(spec, dataset, _seq(raw, "tags", where), where)
@@ -287,11 +343,14 @@ def _read_tags(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language
 
 # --- span QA ---------------------------------------------------------------------------------------------------
 
+
 def _blanked_hint(spec: TaskDataset) -> str:
     """Where labelled data is, for answers blanked the way XTREME's download blanks its evaluation files."""
-    return (" XTREME's download script blanks the answers of its evaluation files (utils_preprocess.py "
-            "remove_qa_test_annotations): use the original labelled files instead (source kind 'files'; "
-            f"{spec.originals}) or the hf/tfds source")
+    return (
+        " XTREME's download script blanks the answers of its evaluation files (utils_preprocess.py "
+        "remove_qa_test_annotations): use the original labelled files instead (source kind 'files'; "
+        f"{spec.originals}) or the hf/tfds source"
+    )
 
 
 def _check_answer_texts(example: QAExample, where: str, hint: str = "") -> None:
@@ -300,8 +359,9 @@ def _check_answer_texts(example: QAExample, where: str, hint: str = "") -> None:
         raise QADataError(f"{where}: question {example.id!r} has an empty answer text.{hint}")
 
 
-def _read_squad(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str | None, default_id: str,
-                where: str) -> QAExample:
+def _read_squad(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str | None, default_id: str, where: str
+) -> QAExample:
     """One question of a hub/TFDS row (id, title, context, question, answers{text, answer_start}, and for SQuAD v2.0
     in TFDS is_impossible), validated: the answers at their offsets, none empty, and none missing unless the dataset
     has unanswerable questions. `language` None: the id names it (TyDiQA-GoldP). Errors are QADataError."""
@@ -317,8 +377,10 @@ def _read_squad(spec: TaskDataset, dataset: str, row: Mapping[str, Any], languag
         title = row.get("title")
         language = language or spec.monolingual
         example = QAExample(
-            id=example_id, question=_text(_get(row, ("question",), where), "question", where),
-            context=_text(_get(row, ("context",), where), "context", where), answers=parsed,
+            id=example_id,
+            question=_text(_get(row, ("question",), where), "question", where),
+            context=_text(_get(row, ("context",), where), "context", where),
+            answers=parsed,
             language=language if language is not None else qa.tydiqa_language(example_id),
             title="" if title is None else _text(title, "title", where),
         )
@@ -333,14 +395,26 @@ def _read_squad(spec: TaskDataset, dataset: str, row: Mapping[str, Any], languag
     return example
 
 
-READERS: dict[str, Reader] = {"pair": _read_pair, "copa": _read_copa, "siqa": _read_siqa, "csqa": _read_csqa,
-                              "cosmos": _read_cosmos, "hellaswag": _read_hellaswag, "tags": _read_tags,
-                              "squad": _read_squad, "piqa": _read_piqa, "winogrande": _read_winogrande,
-                              "reclor": _read_reclor, "logiqa2": _read_logiqa2, "art": _read_art}
+READERS: dict[str, Reader] = {
+    "pair": _read_pair,
+    "copa": _read_copa,
+    "siqa": _read_siqa,
+    "csqa": _read_csqa,
+    "cosmos": _read_cosmos,
+    "hellaswag": _read_hellaswag,
+    "tags": _read_tags,
+    "squad": _read_squad,
+    "piqa": _read_piqa,
+    "winogrande": _read_winogrande,
+    "reclor": _read_reclor,
+    "logiqa2": _read_logiqa2,
+    "art": _read_art,
+}
 
 
-def _read_record(spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str | None, default_id: str,
-                 where: str) -> Example:
+def _read_record(
+    spec: TaskDataset, dataset: str, row: Mapping[str, Any], language: str | None, default_id: str, where: str
+) -> Example:
     try:
         return READERS[spec.reader](spec, dataset, row, language, default_id, where)
     except TaskDataError:
@@ -349,9 +423,17 @@ def _read_record(spec: TaskDataset, dataset: str, row: Mapping[str, Any], langua
         raise TaskDataError(f"{where}: malformed record ({type(e).__name__}: {e})") from e
 
 
-def _rows_to_examples(spec: TaskDataset, dataset: str, split: str, rows: Iterable[Mapping[str, Any]],
-                      language: str | None, wanted: Sequence[str] | None, where: str, unit: str,
-                      unnamed: str = "") -> list[Example]:
+def _rows_to_examples(
+    spec: TaskDataset,
+    dataset: str,
+    split: str,
+    rows: Iterable[Mapping[str, Any]],
+    language: str | None,
+    wanted: Sequence[str] | None,
+    where: str,
+    unit: str,
+    unnamed: str = "",
+) -> list[Example]:
     """Examples of dict records of `language`, or else of the language each record names: a `language` column
     (google/xtreme's XNLI) or the id (`language_in_ids`, TyDiQA-GoldP). Those name languages outside `wanted` (None:
     any) are skipped. `unnamed` says what to fix when nothing names the language. Span QA ids key the predictions
@@ -365,9 +447,15 @@ def _rows_to_examples(spec: TaskDataset, dataset: str, split: str, rows: Iterabl
             if wanted is not None and lang not in wanted:
                 continue
         if lang is None and not spec.language_in_ids:
-            raise TaskDataError(f"{where}: " + (unnamed or f"{dataset} has several languages but its records carry "
-                                                "none; name one language's data (an hf config or a TFDS name holding "
-                                                "{lang})"))
+            raise TaskDataError(
+                f"{where}: "
+                + (
+                    unnamed
+                    or f"{dataset} has several languages but its records carry "
+                    "none; name one language's data (an hf config or a TFDS name holding "
+                    "{lang})"
+                )
+            )
         example = _read_record(spec, dataset, row, lang, f"{split}-{lang}-{index}", f"{where} {unit} {index}")
         if lang is None and wanted is not None and example.language not in wanted:
             continue

@@ -20,6 +20,7 @@ from stilts_jax.data.tfds_reader import tfds_data_dir, tfds_records
 
 log = logging.getLogger(__name__)
 
+
 def _xtreme_pos_swapped() -> bool:
     """Whether the installed TFDS still files Tagalog under xtreme_pos_ta and Tamil under xtreme_pos_tl."""
     try:
@@ -35,29 +36,39 @@ def _tfds_name(template: str, lang: str | None) -> str:
     return template.format(lang=lang)
 
 
-def _xnli_tfds_rows(rows: Iterable[Mapping[str, Any]], split: str, wanted: Sequence[str],
-                    where: str) -> Iterator[dict[str, Any]]:
+def _xnli_tfds_rows(
+    rows: Iterable[Mapping[str, Any]], split: str, wanted: Sequence[str], where: str
+) -> Iterator[dict[str, Any]]:
     """TFDS xnli holds each pair in all 15 languages: premise {lang: text}, hypothesis {language: [],
     translation: []}."""
     for index, row in enumerate(rows):
         premise, hypothesis = row["premise"], row["hypothesis"]
-        hyp_languages = [_text(v, "hypothesis.language", where)
-                         for v in _seq(hypothesis["language"], "language", where)]
+        hyp_languages = [
+            _text(v, "hypothesis.language", where) for v in _seq(hypothesis["language"], "language", where)
+        ]
         translations = _seq(hypothesis["translation"], "translation", where)
         for lang in wanted:
             if lang not in premise or lang not in hyp_languages:
                 raise TaskDataError(f"{where} record {index}: no {lang} text")
-            yield {"premise": premise[lang], "hypothesis": translations[hyp_languages.index(lang)],
-                   "label": row["label"], "language": lang, "id": f"{split}-{lang}-{index}"}
+            yield {
+                "premise": premise[lang],
+                "hypothesis": translations[hyp_languages.index(lang)],
+                "label": row["label"],
+                "language": lang,
+                "id": f"{split}-{lang}-{index}",
+            }
 
 
-def _from_tfds(spec: TaskDataset, dataset: str, split: str, source: Mapping[str, Any],
-               wanted: Sequence[str] | None) -> tuple[list[Example], str]:
+def _from_tfds(
+    spec: TaskDataset, dataset: str, split: str, source: Mapping[str, Any], wanted: Sequence[str] | None
+) -> tuple[list[Example], str]:
     """`wanted` None: every language of the split TFDS has."""
     loc = spec.tfds
     if loc is None or split not in loc.splits:
-        raise InputError(f"TFDS has no {dataset} {split} data known to this loader; use a source of kind "
-                         f"{'xtreme, ' if split in spec.xtreme else ''}{'hf or ' if spec.hf else ''}files")
+        raise InputError(
+            f"TFDS has no {dataset} {split} data known to this loader; use a source of kind "
+            f"{'xtreme, ' if split in spec.xtreme else ''}{'hf or ' if spec.hf else ''}files"
+        )
     data_dir = tfds_data_dir(source)
     names = (str(source["name"]),) if source.get("name") else loc.names
     per_language = "{" in names[0]
@@ -65,22 +76,32 @@ def _from_tfds(spec: TaskDataset, dataset: str, split: str, source: Mapping[str,
     if per_language and loc.languages is not None and not source.get("name"):
         absent = [lang for lang in languages if lang not in loc.languages]
         if absent and wanted is not None:
-            hub_has = spec.hf is not None and split in spec.hf.splits and (
-                spec.hf.languages is None or set(absent) <= set(spec.hf.languages))
+            hub_has = (
+                spec.hf is not None
+                and split in spec.hf.splits
+                and (spec.hf.languages is None or set(absent) <= set(spec.hf.languages))
+            )
             others = ["hf" if hub_has else "xtreme" if split in spec.xtreme else "", "files"]
-            raise InputError(f"the TFDS name {names[0]!r} has no language(s) {', '.join(absent)} of {dataset}; it has "
-                             f"{', '.join(loc.languages)}. Read them from another source "
-                             f"({' or '.join(filter(None, others))}), or leave them out of the languages "
-                             f"(--config.evaluation.languages){'; ' + spec.hint if spec.hint else ''}")
+            raise InputError(
+                f"the TFDS name {names[0]!r} has no language(s) {', '.join(absent)} of {dataset}; it has "
+                f"{', '.join(loc.languages)}. Read them from another source "
+                f"({' or '.join(filter(None, others))}), or leave them out of the languages "
+                f"(--config.evaluation.languages){'; ' + spec.hint if spec.hint else ''}"
+            )
         if absent:
             log.info("TFDS %s has no %s data for %s; reading its other languages", names[0], dataset, ", ".join(absent))
             languages = [lang for lang in languages if lang in loc.languages]
     examples: list[Example] = []
     wheres = []
-    groups = [(lang, _tfds_name(n, lang)) for lang in languages for n in names] if per_language \
+    groups = (
+        [(lang, _tfds_name(n, lang)) for lang in languages for n in names]
+        if per_language
         else [(spec.monolingual, n) for n in names]
-    unnamed = (f"the TFDS name {names[0]!r} must contain {{lang}}: this dataset has one per language (the default is "
-               f"{loc.names[0]!r})")
+    )
+    unnamed = (
+        f"the TFDS name {names[0]!r} must contain {{lang}}: this dataset has one per language (the default is "
+        f"{loc.names[0]!r})"
+    )
     for lang, name in groups:
         rows, where = tfds_records(name, loc.splits[split], data_dir)
         wheres.append(where)

@@ -17,8 +17,18 @@ setup(
     python_requires=">=3.11",
     license="Apache-2.0",
     packages=find_packages(include=["stilts_jax", "stilts_jax.*"]),
-    package_data={"stilts_jax": ["assets/text/*.txt", "assets/tokenizer/*", "assets/demo/*/*.json", "assets/demo/*/*.jsonl", "assets/demo/*/*.tsv", "assets/demo/*/*/*.json",
-                                "assets/demo/*/*/*.parquet", "assets/model_configs/*/config.json"]},
+    package_data={
+        "stilts_jax": [
+            "assets/text/*.txt",
+            "assets/tokenizer/*",
+            "assets/demo/*/*.json",
+            "assets/demo/*/*.jsonl",
+            "assets/demo/*/*.tsv",
+            "assets/demo/*/*/*.json",
+            "assets/demo/*/*/*.parquet",
+            "assets/model_configs/*/config.json",
+        ]
+    },
     install_requires=requirements("requirements.txt"),
     extras_require={
         "test": requirements("requirements-test.txt"),

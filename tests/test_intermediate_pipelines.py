@@ -106,13 +106,14 @@ def test_intermediate_task_trains_its_head_and_hands_off_to_panx(intermediate, x
     assert done["task"] == intermediate and done["steps"] == 2
     assert math.isfinite(done["dev"]) and 0.0 <= done["dev"] <= 100.0
     # Its own head, sized for its labels, trained on its data (the dev score was measured with it).
-    saved = ocp.StandardCheckpointer().metadata(done["best_model"]).item_metadata.tree
+    best_model = workdir / "intermediate" / done["best_model"]  # recorded relative to the phase folder
+    saved = ocp.StandardCheckpointer().metadata(best_model).item_metadata.tree
     head_widths = {leaf.shape[-1] for leaf in _leaves(saved["head"]) if len(leaf.shape) == 2}
     assert _head_outputs(intermediate) in head_widths
     rows = [json.loads(line) for line in (workdir / "intermediate" / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows if row["split"] == "train"] and any(row["split"] == "dev" for row in rows)
     # The encoder went from the intermediate phase to the target phase.
-    assert f"encoder carried over from {done['encoder']}" in printed
+    assert f"encoder carried over from {workdir / 'intermediate' / done['encoder']}" in printed
     target = json.loads((workdir / "target" / "phase_done.json").read_text())
     assert target["task"] == "panx" and target["steps"] == 2
     results = json.loads((workdir / "results.json").read_text())

@@ -150,6 +150,6 @@ def test_multitask_intermediate_phase_with_mlm_hands_off_to_a_target(xlmr_dir, t
     assert {"siqa/accuracy", "xnli/accuracy", "udpos/f1", "dev_score"} <= set(dev_rows[0])
     trained = {key.split("/")[0] for r in read_metrics(workdir / "intermediate") for key in r if key.endswith("/loss")}
     assert "mlm" in trained and len(trained) >= 3
-    assert Path(info["encoder"]).is_dir()
+    assert info["encoder"] == "encoder" and (workdir / "intermediate" / "encoder").is_dir()  # relative to the phase
     results = json.loads((workdir / "results.json").read_text())
     assert results["intermediate_task"] == "multitask" and list(results["per_language"]) == ["ar"]

@@ -21,7 +21,7 @@ from stilts_jax.core.errors import StiltsError
 from stilts_jax.data.mlm import text_files
 from stilts_jax.data.task_sources import load_examples
 from stilts_jax.pipeline.chain import chain_stages
-from stilts_jax.pipeline.common import say, source_of, task_source_of
+from stilts_jax.pipeline.common import source_of, task_source_of
 from stilts_jax.tasks.registry import TASKS, TRAINABLE_FAMILIES, TaskSpec, get_task
 
 READ_HERE = ("files", "xtreme")  # source kinds read in the preflight (local or gs:// files)
@@ -150,11 +150,10 @@ def check_config(config: ml_collections.ConfigDict, *, read_data: bool = True) -
                 problems.append(f"mlm.files: {e}")
     if not problems and read_data:
         reads = planned_reads(config)
-        if any(read.source.get("kind", "hf") in READ_HERE for read in reads):
-            say(
-                f"[check] reading the {sum(r.source.get('kind', 'hf') in READ_HERE for r in reads)} local data "
-                "sets the run will use"
-            )
+        # Printed without asking JAX for the process index: no JAX call may come before jax.distributed starts.
+        if config.distributed.process_id == 0 and any(read.source.get("kind", "hf") in READ_HERE for read in reads):
+            count = sum(r.source.get("kind", "hf") in READ_HERE for r in reads)
+            print(f"[check] reading the {count} local data sets the run will use", flush=True)
         problems += data_problems(reads)
     if problems:
         raise ConfigError(

@@ -116,8 +116,9 @@ def get_config(
     # dry_run: print the resolved config, what each phase would do in this workdir and the data it would read; exit.
     config.dry_run = False
     # JAX's persistent compilation cache (a resumed or repeated run does not compile again): a folder (local or
-    # gs://), "default" ($XDG_CACHE_HOME or ~/.cache, then stilts-jax/jax-compilation) or "" (off).
-    config.compilation_cache = "default"
+    # gs://), "default" ($XDG_CACHE_HOME or ~/.cache, then stilts-jax/jax-compilation) or "" (off, the default: on
+    # CPU meshes an executable loaded from the cache deadlocked in a cross-device all-gather).
+    config.compilation_cache = ""
     # remat: activation checkpointing per layer in training: "none", "save_dots" (keep the weight matmuls' outputs)
     # or "full" (keep each layer's input only: the least memory, about a third more compute).
     config.model = dict(

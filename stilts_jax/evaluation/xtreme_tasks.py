@@ -14,6 +14,8 @@ Things evaluate.py itself cannot aggregate (the scorer reports them under its "e
 from __future__ import annotations
 
 from stilts_jax.core.errors import InputError
+from stilts_jax.data.task_sources import vocabulary
+from stilts_jax.data.task_sources.vocabulary import NLI_LABELS, PAWS_LABELS, UPOS_TAGS
 
 BENCHMARKS = ("xtreme", "xtreme-r")
 
@@ -88,31 +90,11 @@ GROUP2TASK = {"xtreme": XTREME_GROUP2TASK, "xtreme-r": XTREME_R_GROUP2TASK}
 TASK2LANGS = {"xtreme": XTREME_TASK2LANGS, "xtreme-r": XTREME_R_TASK2LANGS}
 
 # Labels the scorer accepts, in prediction and label files alike (the XTREME test-label conventions).
-XNLI_LABELS = frozenset({"entailment", "neutral", "contradiction"})
-PAWSX_LABELS = frozenset({"0", "1"})
+XNLI_LABELS = frozenset(NLI_LABELS)
+PAWSX_LABELS = frozenset(PAWS_LABELS)
 XCOPA_LABELS = frozenset({0, 1})
-PANX_TAGS = frozenset({"O"} | {f"{bio}-{kind}" for bio in "BI" for kind in ("PER", "ORG", "LOC")})
-UDPOS_TAGS = frozenset(
-    {
-        "ADJ",
-        "ADP",
-        "ADV",
-        "AUX",
-        "CCONJ",
-        "DET",
-        "INTJ",
-        "NOUN",
-        "NUM",
-        "PART",
-        "PRON",
-        "PROPN",
-        "PUNCT",
-        "SCONJ",
-        "SYM",
-        "VERB",
-        "X",
-    }
-)  # the 17 Universal Dependencies POS tags
+PANX_TAGS = frozenset(vocabulary.PANX_TAGS)
+UDPOS_TAGS = frozenset(UPOS_TAGS)  # the 17 Universal Dependencies POS tags
 LABEL_SETS = {"xnli": XNLI_LABELS, "pawsx": PAWSX_LABELS, "panx": PANX_TAGS, "udpos": UDPOS_TAGS}
 
 

@@ -171,6 +171,9 @@ def get_config(
     # ("bfloat16" halves memory and time on accelerators; accumulation is float32 either way).
     # bucc_threshold: "dev" tunes BUCC's F1-best threshold on the dev (sample) split and applies it to test (XTREME,
     # LASER); "oracle" tunes it on the scored split itself (jiant's tables; an upper bound). Written in the results.
+    # average_checkpoints: k > 0 also evaluates the uniform average of the target phase's last k kept checkpoints
+    # (k <= target.train.keep_checkpoints; save often enough with target.train.checkpoint_every), reported beside the
+    # selected model as avg-last-k (Schmidt et al. 2023: checkpoint averaging helps zero-shot transfer). 0: off.
     # plots: beside results.md, {task}_languages.png (zero-shot score per language) and, with all_layers,
     # {task}_layers.png (retrieval score per layer); needs matplotlib (skipped with a message without it).
     config.evaluation = dict(
@@ -189,5 +192,6 @@ def get_config(
         search_kernel="xla",
         search_dtype="float32",
         bucc_threshold="dev",
+        average_checkpoints=0,
     )
     return config

@@ -196,6 +196,9 @@ TOP_KEYS: dict[str, Rule] = {
     "evaluation.search_kernel": choice("xla", "fused"),
     "evaluation.search_dtype": choice("float32", "bfloat16"),
     "evaluation.bucc_threshold": choice("dev", "oracle"),
+    # Also evaluate the uniform average of the target phase's last k kept checkpoints (0: off); at most
+    # target.train.keep_checkpoints, for targets evaluated per language from a trained model (not retrieval).
+    "evaluation.average_checkpoints": integer(0),
 }
 
 PHASES = ("intermediate", "target")
@@ -278,6 +281,7 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
         return problems
     if config.intermediate.evaluate_model:
         problems.append("intermediate.evaluate_model: a model to evaluate is given as target.evaluate_model")
+    problems.extend(_averaging_problems(config))
     distributed = config.distributed
     if distributed.process_id >= distributed.num_processes:
         problems.append(
@@ -287,6 +291,31 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
     if sum(size == -1 for size in config.mesh.values()) > 1:
         problems.append(f"mesh: at most one axis may be -1 (the devices left over); got {dict(config.mesh.to_dict())}")
     return problems
+
+
+def _averaging_problems(config: ml_collections.ConfigDict) -> list[str]:
+    """evaluation.average_checkpoints=k needs k kept checkpoints of a target phase this run trains."""
+    k = config.evaluation.average_checkpoints
+    if not k:
+        return []
+    key, target = "evaluation.average_checkpoints", config.target
+    if target.evaluate_model:
+        return [
+            f"{key}={k} averages the checkpoints of a target phase this run trains; target.evaluate_model "
+            f"trains none: set {key}=0 (average finished runs with python -m stilts_jax.average)"
+        ]
+    spec = TASKS.get(target.task)
+    if spec is not None and (spec.family in ENCODER_ONLY_FAMILIES or spec.family == "dual_encoder"):
+        return [
+            f"{key}={k}: {target.task} ({spec.family}) is not evaluated from a trained target model per "
+            f"language; set {key}=0"
+        ]
+    if k > target.train.keep_checkpoints:
+        return [
+            f"{key}={k} exceeds target.train.keep_checkpoints={target.train.keep_checkpoints} (only that many "
+            f"of the last checkpoints are kept); set --config.target.train.keep_checkpoints={k} or more"
+        ]
+    return []
 
 
 def check(config: ml_collections.ConfigDict) -> None:

@@ -94,26 +94,51 @@ def protocol_markdown(protocol: dict[str, Any]) -> str:
 
 def markdown_table(summary: dict[str, Any], columns: list[tuple[str, str]]) -> str:
     """The protocol, then a table with one row per language and the labelled averages; `columns` are (metric key,
-    header)."""
-    header = "| language | " + " | ".join(h for _, h in columns) + " | examples |"
+    header). With a second model evaluated beside the selected one (`average_checkpoints`: the average of the last
+    checkpoints, labelled e.g. avg-last-3), each column is followed by that model's, its header carrying the label."""
+    averaged = summary.get("average_checkpoints") or {}
+    label = averaged.get("label", "")
+    shown = [(key, header, False) for key, header in columns]
+    if averaged:  # the selected model's metric, then the averaged model's beside it (a baseline is the same for both)
+        shown = []
+        for key, header in columns:
+            shown.append((key, header, False))
+            if not key.startswith("baseline"):
+                shown.append((key, f"{header} {label}", True))
+    header = "| language | " + " | ".join(h for _, h, _ in shown) + " | examples |"
     lines = [f"### {summary['task']}", ""]
     if summary.get("protocol"):
-        lines += [protocol_markdown(summary["protocol"]).rstrip("\n"), ""]
-    lines += [header, "|" + "---|" * (len(columns) + 2)]
+        lines += [protocol_markdown(summary["protocol"]).rstrip("\n")]
+    if averaged:
+        steps = ", ".join(map(str, averaged.get("steps", [])))
+        lines += [f"- {label}: {averaged.get('description', 'a second model')} (steps {steps})"]
+    if summary.get("protocol") or averaged:
+        lines.append("")
+    lines += [header, "|" + "---|" * (len(shown) + 2)]
+
+    def cells(row: dict[str, float], other: dict[str, float]) -> str:
+        return " | ".join(_cell(other if second else row, key) for key, _, second in shown)
+
+    other_rows = averaged.get("per_language", {})
     for lang, row in sorted(summary["per_language"].items()):
-        lines.append(
-            f"| {lang} | " + " | ".join(_cell(row, k) for k, _ in columns) + f" | {int(row.get('examples', 0))} |"
-        )
+        lines.append(f"| {lang} | " + cells(row, other_rows.get(lang, {})) + f" | {int(row.get('examples', 0))} |")
     count = len(summary.get("average_languages") or summary["per_language"])
-    averages = [(f"**average ({count} evaluated languages)**", summary["average"])]
+    other_benchmarks = averaged.get("benchmark_averages", {})
+    averages = [(f"**average ({count} evaluated languages)**", summary["average"], averaged.get("average", {}))]
     averages += [
-        (f"**average ({name}: {len(entry['languages'])} languages)**", entry["scores"])
+        (
+            f"**average ({name}: {len(entry['languages'])} languages)**",
+            entry["scores"],
+            other_benchmarks.get(name, {}).get("scores", {}),
+        )
         for name, entry in summary.get("benchmark_averages", {}).items()
     ]
-    averages.append(("**average (zero-shot, no en)**", summary["average_zero_shot"]))
-    for label, avg in averages:
+    averages.append(
+        ("**average (zero-shot, no en)**", summary["average_zero_shot"], averaged.get("average_zero_shot", {}))
+    )
+    for row_label, avg, other in averages:
         if avg:
-            lines.append(f"| {label} | " + " | ".join(_cell(avg, k) for k, _ in columns) + " | |")
+            lines.append(f"| {row_label} | " + cells(avg, other) + " | |")
     return "\n".join(lines) + "\n"
 
 

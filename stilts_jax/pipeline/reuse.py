@@ -121,10 +121,23 @@ def evaluation_fingerprint(config: ml_collections.ConfigDict, phases: list[Plann
             "model": evaluated,
             "task": config.target.task,
             "source": config.target.source.to_dict(),
-            "evaluation": config.evaluation.to_dict(),
+            "evaluation": _evaluation_values(config.evaluation),
             "dual_encoder": config.dual_encoder.to_dict(),
         }
     )
+
+
+# Evaluation keys added later, left out of the fingerprint at their "off" value, so an evaluation finished before
+# such a key existed is still reused.
+NEUTRAL_EVALUATION = {"average_checkpoints": 0}
+
+
+def _evaluation_values(evaluation: ml_collections.ConfigDict) -> dict[str, Any]:
+    values = evaluation.to_dict()
+    for key, neutral in NEUTRAL_EVALUATION.items():
+        if values.get(key) == neutral:
+            values.pop(key)
+    return values
 
 
 def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:

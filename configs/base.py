@@ -121,6 +121,8 @@ def get_config(
     config.compilation_cache = ""
     # remat: activation checkpointing per layer in training: "none", "save_dots" (keep the weight matmuls' outputs)
     # or "full" (keep each layer's input only: the least memory, about a third more compute).
+    # scan_layers: store the layers' parameters stacked and run them with jax.lax.scan, so the compiler compiles one
+    # layer instead of all of them (docs/SCALING.md, "Scanned layers"); outputs equal the unrolled layers'.
     config.model = dict(
         name="xlm-roberta-large",
         tokenizer="",
@@ -129,6 +131,7 @@ def get_config(
         remat="none",
         make_tiny=False,
         attention_dropout="config",
+        scan_layers=False,
     )
     config.mesh = dict(data=-1, fsdp=1, tensor=1)  # -1: the devices left over
     # Logical axis of the parameters/batches -> mesh axis (or axes, or None to replicate).

@@ -164,6 +164,7 @@ class RunCompiler:
             attention=model.attention,
             remat=model.remat,
             attention_dropout=model.attention_dropout,
+            scan_layers=model.scan_layers,
         )
 
     def compile(self, name: str, function: Any, args: list[Any], details: dict[str, Any]) -> None:
@@ -415,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": str(config.model.name),
             "dtype": compiler.dtype,
             "remat": config.model.remat,
+            "scan_layers": config.model.scan_layers,
             "programs": compiler.programs,
             "skipped": compiler.skipped,
         }

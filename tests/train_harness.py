@@ -36,7 +36,7 @@ def synthetic_features(num_examples: int = 96, seed: int = 0) -> dict[str, np.nd
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def tiny_model(seed: int = 0, num_classes: int = CLASSES, num_layers: int = 2):
+def tiny_model(seed: int = 0, num_classes: int = CLASSES, num_layers: int = 2, scan_layers: bool = False):
     from flax import nnx
 
     from stilts_jax.models.config import tiny_config
@@ -52,7 +52,9 @@ def tiny_model(seed: int = 0, num_classes: int = CLASSES, num_layers: int = 2):
         max_position_embeddings=SEQ + 2,
     )
     rngs = nnx.Rngs(seed)
-    return TaskModel(Encoder(config, rngs=rngs), ClassificationHead(32, num_classes, rngs=rngs))
+    return TaskModel(
+        Encoder(config, rngs=rngs, scan_layers=scan_layers), ClassificationHead(32, num_classes, rngs=rngs)
+    )
 
 
 def trainer_config(steps: int, **overrides):

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stilts_jax.demo.nli_data import write_glue_mnli, write_xnli  # noqa: E402
+from stilts_jax.demo.nli_data import write_glue_mnli, write_xnli, write_xnli_translate_train  # noqa: E402
 from stilts_jax.demo.qa_data import TYDIQA_LANGUAGES, write_all  # noqa: E402
 from stilts_jax.demo.xcopa_data import write_xcopa  # noqa: E402
 
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         *write_glue_mnli(args.output, GLUE_LAYOUT),
         *write_xcopa(args.output),
         *write_xnli(args.output),
+        *write_xnli_translate_train(args.output),
     ]:
         print(path.relative_to(args.output))
     return 0

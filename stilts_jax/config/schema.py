@@ -161,6 +161,8 @@ TOP_KEYS: dict[str, Rule] = {
     "model.remat": choice("none", "save_dots", "full"),
     "model.make_tiny": BOOLEAN,
     "model.attention_dropout": ATTENTION_DROPOUT,
+    # Layers stored stacked and run with jax.lax.scan (compiles one layer, not all); results equal unrolled layers'.
+    "model.scan_layers": BOOLEAN,
     "logical_rules": Rule(
         lambda value: (
             isinstance(value, (list, tuple))

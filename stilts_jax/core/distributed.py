@@ -46,8 +46,12 @@ DEFAULT_LOGICAL_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("positions", None),
     ("types", None),
     ("classes", None),
+    # The leading axis of the encoder's stacked layer parameters (model.scan_layers): every layer on every device.
+    ("layers", None),
     *ACTIVATION_RULES,
 )
+# Names a rules list may leave out (one written before they existed): they take these mesh axes.
+IMPLIED_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (("layers", None),)
 
 
 class DistributedError(StiltsError):
@@ -138,7 +142,7 @@ def logical_to_mesh_spec(
     A mesh axis serves at most one dimension; a dimension whose size the mesh axes do not divide, or whose mesh
     axes have size 1, is replicated instead.
     """
-    table = dict(rules)
+    table = {**dict(IMPLIED_RULES), **dict(rules)}
     used: set[str] = set()
     out: list[Any] = []
     for dim, name in enumerate(logical):

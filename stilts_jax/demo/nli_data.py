@@ -114,3 +114,60 @@ def write_xnli(root: Path) -> list[Path]:
         path.write_text("".join(lines), encoding="utf-8", newline="")
         written.append(path)
     return written
+
+
+def translated_nli_rows(count: int, seed: int, language: str) -> list[tuple[str, str, str, str, str]]:
+    """`count` NLI pairs in English and their translation into `language`, built as `nli_rows` builds them from the
+    line-aligned shipped parallel sentences (sentence i of one language translates sentence i of the other), the same
+    year in both: (English premise, English hypothesis, translated premise, translated hypothesis, label)."""
+    from stilts_jax.demo.qa_data import _NUMBER, _ascii_digits, _lines
+
+    english, other = _lines("en"), [_ascii_digits(line) for line in _lines(language)]
+    aligned = [
+        i
+        for i, (en, tr) in enumerate(zip(english, other))
+        if en.strip() and tr.strip() and not _HAS_DIGIT.search(en) and not _NUMBER.search(tr)
+    ]
+    rng = random.Random(f"demo-translate-train-{seed}-{language}")
+    rows = []
+    for idx in range(count):
+        label = LABELS[idx % len(LABELS)]
+        chosen = rng.sample(aligned, rng.randint(1, 3) + 1)
+        fact, companions, outside = chosen[0], chosen[1:-1], chosen[-1]
+        year = rng.randint(1000, 2099)
+        other_year = rng.choice([y for y in range(1000, 2100) if y != year])
+        position = rng.randint(0, len(companions))
+        pair = []
+        for sentences in (english, other):
+            fact_with_year = _with_year(sentences[fact], year, rng)
+            parts = [sentences[i] for i in companions]
+            parts.insert(position, fact_with_year)
+            if label == "entailment":
+                hypothesis = fact_with_year
+            elif label == "contradiction":
+                hypothesis = fact_with_year.replace(str(year), str(other_year), 1)
+            else:
+                hypothesis = _with_year(sentences[outside], year, rng)
+            pair += [" ".join(parts), hypothesis]
+        rows.append((pair[0], pair[1], pair[2], pair[3], label))
+    return rows
+
+
+def write_xnli_translate_train(root: Path, count: int = 60) -> list[Path]:
+    """XTREME's translate-train files for the demo's XNLI languages, where google-research/xtreme's run_classify.py
+    reads them in a download folder (third_party/processors/xnli.py: `xnli/XNLI-Translated/en-{lang}-translated.tsv`),
+    in the rows of XTREME's translations (README "Translations": English pair, translated pair, label), tab-separated,
+    CRLF line ends."""
+    written = []
+    for lang in XNLI_DEMO_LANGUAGES:
+        if lang == "en":
+            continue
+        rows = translated_nli_rows(count, 9, lang)
+        for fields in rows:
+            if any(c in field for field in fields for c in '\t\r\n"'):
+                raise ValueError(f"{lang}: a demo sentence holds a quote, tab or line break: {fields}")
+        path = root / "xnli" / "XNLI-Translated" / f"en-{lang}-translated.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join("\t".join(fields) + "\r\n" for fields in rows), encoding="utf-8", newline="")
+        written.append(path)
+    return written

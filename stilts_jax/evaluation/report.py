@@ -87,7 +87,7 @@ def protocol_markdown(protocol: dict[str, Any]) -> str:
                 f"- {label}: {task}; preset {entry['preset']}{changed_text}; selection: {entry['selection']}{step}"
             )
     for key, value in protocol.items():
-        if key not in ("setting", "split", "intermediate", "target"):
+        if key not in ("setting", "split", "transfer", "intermediate", "target"):  # transfer: the setting names it
             lines.append(f"- {key.replace('_', ' ')}: {value}")
     return "\n".join(lines) + "\n"
 
@@ -133,9 +133,9 @@ def markdown_table(summary: dict[str, Any], columns: list[tuple[str, str]]) -> s
         )
         for name, entry in summary.get("benchmark_averages", {}).items()
     ]
-    averages.append(
-        ("**average (zero-shot, no en)**", summary["average_zero_shot"], averaged.get("average_zero_shot", {}))
-    )
+    transfer = (summary.get("protocol") or {}).get("transfer", "zero-shot")
+    no_english = "**average (zero-shot, no en)**" if transfer == "zero-shot" else f"**average (no en; {transfer})**"
+    averages.append((no_english, summary["average_zero_shot"], averaged.get("average_zero_shot", {})))
     for row_label, avg, other in averages:
         if avg:
             lines.append(f"| {row_label} | " + cells(avg, other) + " | |")

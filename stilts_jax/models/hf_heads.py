@@ -31,7 +31,7 @@ from flax import nnx
 from stilts_jax.core.errors import WeightsError
 from stilts_jax.models import hf_files
 from stilts_jax.models.config import EncoderConfig
-from stilts_jax.models.encoder import Encoder
+from stilts_jax.models.encoder import Encoder, stack_layers
 from stilts_jax.models.heads import ClassificationHead, SpanHead, TaggingHead, TaskModel
 from stilts_jax.models.hf_weights import (
     _mapping,
@@ -285,12 +285,19 @@ def load_hf_task_model(
     head: Callable[[int, nnx.Rngs], nnx.Module],
     labels: Sequence[str] | None = None,
     dtype: Any = jnp.float32,
+    scan_layers: bool = False,
 ) -> TaskModel:
     """The TaskModel of a transformers task model folder: `head(hidden_size, rngs)` builds the head (a task's
-    `head` method), filled from the checkpoint as `hf_task_params` reads it."""
+    `head` method), filled from the checkpoint as `hf_task_params` reads it; `scan_layers`: the encoder's layers
+    stacked (see `Encoder`)."""
     config, encoder_params, head_params = hf_task_params(model_dir, kind=kind, labels=labels)
+    if scan_layers:
+        encoder_params = stack_layers(encoder_params)
     abstract = nnx.eval_shape(
-        lambda: TaskModel(Encoder(config, rngs=nnx.Rngs(0), dtype=dtype), head(config.hidden_size, nnx.Rngs(0)))
+        lambda: TaskModel(
+            Encoder(config, rngs=nnx.Rngs(0), dtype=dtype, scan_layers=scan_layers),
+            head(config.hidden_size, nnx.Rngs(0)),
+        )
     )
     check_head(abstract.head, kind)
     graphdef, state = nnx.split(abstract)

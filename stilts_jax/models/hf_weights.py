@@ -26,7 +26,7 @@ from stilts_jax.core.errors import WeightsError
 from stilts_jax.core.io_utils import atomic_directory
 from stilts_jax.models import hf_files
 from stilts_jax.models.config import EncoderConfig
-from stilts_jax.models.encoder import AttentionDropout, AttentionImpl, Encoder, Remat
+from stilts_jax.models.encoder import AttentionDropout, AttentionImpl, Encoder, Remat, stack_layers, unstack_layers
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +125,18 @@ def _strip_base_prefix(state_dict: dict[str, np.ndarray]) -> dict[str, np.ndarra
 
 
 def _expected_shapes(config: EncoderConfig) -> dict[tuple, tuple[int, ...]]:
-    abstract = nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0), scan_layers=False))
     flat = nnx.to_flat_state(nnx.state(abstract, nnx.Param))
     return {tuple(path): tuple(var.shape) for path, var in flat}
 
 
-def convert_hf_state_dict(state_dict: dict[str, np.ndarray], config: EncoderConfig) -> dict[tuple, np.ndarray]:
+def convert_hf_state_dict(
+    state_dict: dict[str, np.ndarray], config: EncoderConfig, *, scan_layers: bool = False
+) -> dict[tuple, np.ndarray]:
     """Map a Hugging Face state dict to the encoder's flat parameter paths (float32 NumPy arrays).
 
+    One entry per layer (("layers", i, ...)), or with `scan_layers` the layers stacked (("layers", ...), a leading
+    axis of num_hidden_layers), as `Encoder(scan_layers=...)` stores them.
     Raises WeightsError listing every missing, unexpected and mis-shaped tensor at once.
     """
     tensors = _strip_base_prefix(state_dict)
@@ -174,7 +178,7 @@ def convert_hf_state_dict(state_dict: dict[str, np.ndarray], config: EncoderConf
         raise AssertionError(f"mapping does not cover the encoder: {sorted(set(expected) - set(params))}")
     if skipped:
         log.info("skipped %d tensors that belong to task heads, not the encoder (e.g. %s)", len(skipped), skipped[0])
-    return params
+    return stack_layers(params) if scan_layers else params
 
 
 def encoder_to_hf_state_dict(encoder: Encoder) -> dict[str, np.ndarray]:
@@ -183,6 +187,8 @@ def encoder_to_hf_state_dict(encoder: Encoder) -> dict[str, np.ndarray]:
         tuple(path): np.asarray(jax.device_get(var[...]), np.float32)
         for path, var in nnx.to_flat_state(nnx.state(encoder, nnx.Param))
     }
+    if encoder.scan_layers:
+        flat = unstack_layers(flat)
     return {rule.hf_key: rule.to_hf(flat[rule.path]) for rule in _mapping(encoder.config)}
 
 
@@ -193,6 +199,7 @@ def load_pretrained(
     attention: AttentionImpl = "auto",
     remat: Remat = "none",
     attention_dropout: AttentionDropout = "config",
+    scan_layers: bool = False,
     revision: str | None = None,
     place: Callable[[tuple, np.ndarray], jax.Array] | None = None,
 ) -> tuple[Encoder, Path]:
@@ -201,8 +208,8 @@ def load_pretrained(
     Args:
       name_or_path: e.g. "xlm-roberta-large", "bert-base-multilingual-cased" or a local folder.
       dtype: compute dtype; parameters are float32.
-      attention, remat, attention_dropout: the encoder's attention implementation, activation checkpointing and
-        attention-probability dropout in training (see `Encoder`).
+      attention, remat, attention_dropout, scan_layers: the encoder's attention implementation, activation
+        checkpointing, attention-probability dropout in training and stacked layers (see `Encoder`).
       place: optional `(path, array) -> jax.Array`, to put each parameter straight onto its sharding.
 
     Returns: the encoder and the resolved model folder (which holds the tokenizer files).
@@ -212,11 +219,17 @@ def load_pretrained(
     if not config_path.exists():
         raise WeightsError(f"{model_dir} has no config.json; it is not a Hugging Face model folder")
     config = EncoderConfig.from_json_file(config_path)
-    params = convert_hf_state_dict(hf_files.read_state_dict(model_dir), config)
+    params = convert_hf_state_dict(hf_files.read_state_dict(model_dir), config, scan_layers=scan_layers)
     place = place or (lambda path, array: jnp.asarray(array))
     abstract = nnx.eval_shape(
         lambda: Encoder(
-            config, rngs=nnx.Rngs(0), dtype=dtype, attention=attention, remat=remat, attention_dropout=attention_dropout
+            config,
+            rngs=nnx.Rngs(0),
+            dtype=dtype,
+            attention=attention,
+            remat=remat,
+            attention_dropout=attention_dropout,
+            scan_layers=scan_layers,
         )
     )
     graphdef, state = nnx.split(abstract)

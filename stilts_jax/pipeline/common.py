@@ -21,6 +21,7 @@ from stilts_jax.data.feature_cache import cache_key, cached_features, examples_f
 from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
 from stilts_jax.evaluation.predictor import Predictor
 from stilts_jax.evaluation.report import summarize, write_results
+from stilts_jax.pipeline.translate_train import balanced, training_languages, translation_source
 from stilts_jax.train.loop import TrainerConfig
 from stilts_jax.train.metrics_log import MetricsLog
 from stilts_jax.train.optimizer import OptimizerConfig
@@ -220,23 +221,21 @@ def _relabel(example: Any, language: str) -> Any:
 
 
 def load_training_examples(task: Any, phase: ml_collections.ConfigDict, source: Mapping[str, Any]) -> list[Any]:
-    """The phase's training examples: every language of `phase.train_languages` (default English), concatenated.
+    """The phase's training examples: every language of `phase.train_languages` (default English; 'all': English and
+    every language of the task), concatenated, or repeated to equal counts with `language_sampling='balanced'`.
 
     A non-English language comes from `phase.translated_train` when set (a file path template with `{lang}` and
-    optionally `{task}`, in the task's own training-file format, e.g. XTREME's translate-train files), else from the
-    phase's source, when that source has training data in the language. `max_train_examples` applies per language.
+    optionally `{task}`, in the task's own training-file format or XTREME's translate-train rows), else from XTREME's
+    translate-train files in an xtreme source's download folder, else from the phase's source, when that source has
+    training data in the language (stilts_jax.pipeline.translate_train). `max_train_examples` applies per language.
     """
-    languages = list(phase.train_languages or ["en"])
-    template = phase.translated_train
+    languages = training_languages(phase, task.spec.name)
     limit = phase.max_train_examples
-    examples: list[Any] = []
-    for language in dict.fromkeys(languages):
-        if language != "en" and template:
-            path = template.format(lang=language, task=task.spec.name)
-            part = [
-                _relabel(ex, language)
-                for ex in task.load("train", {"kind": "files", "paths": {"train": path}}, ["en"])["en"]
-            ]
+    parts: list[list[Any]] = []
+    for language in languages:
+        translated = None if language == "en" else translation_source(task.spec.name, phase, source, language)
+        if translated is not None:
+            part = [_relabel(ex, language) for ex in task.load("train", translated, ["en"])["en"]]
         else:
             hint = (
                 f"Set --config.<phase>.translated_train to a file template such as "
@@ -254,8 +253,10 @@ def load_training_examples(task: Any, phase: ml_collections.ConfigDict, source: 
                     f"(its loader serves {', '.join(loaded) or 'nothing'}). {hint}"
                 )
             part = loaded[language]
-        examples.extend(part[:limit] if limit else part)
-    return examples
+        parts.append(part[:limit] if limit else part)
+    if phase.get("language_sampling") == "balanced":
+        parts = balanced(parts, languages)
+    return [example for part in parts for example in part]
 
 
 SELECTIONS = ("best", "last")

@@ -119,13 +119,14 @@ class RunContext:
     @property
     def encoder_options(self) -> dict[str, Any]:
         """How every encoder of the run is built: compute dtype, attention implementation, activation remat,
-        attention-probability dropout in training."""
+        attention-probability dropout in training, stacked (scanned) or unrolled layers."""
         model = self.config.model
         return {
             "dtype": self.dtype,
             "attention": model.attention,
             "remat": model.remat,
             "attention_dropout": model.attention_dropout,
+            "scan_layers": model.scan_layers,
         }
 
     def pretrained_encoder(self) -> Encoder:

@@ -211,7 +211,9 @@ def evaluated_model_record(pipeline: RunContext, path: str) -> dict[str, Any]:
         if kind in (hf_heads.SEQUENCE_CLASSIFICATION, hf_heads.TOKEN_CLASSIFICATION)
         else None
     )
-    model = hf_heads.load_hf_task_model(model_dir, kind=kind, head=task.head, labels=labels)
+    model = hf_heads.load_hf_task_model(
+        model_dir, kind=kind, head=task.head, labels=labels, scan_layers=pipeline.config.model.scan_layers
+    )
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     save_params(best_model, params)
     if jax.process_index() == 0:

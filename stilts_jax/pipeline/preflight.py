@@ -22,6 +22,7 @@ from stilts_jax.data.mlm import text_files
 from stilts_jax.data.task_sources import load_examples
 from stilts_jax.pipeline.chain import chain_stages
 from stilts_jax.pipeline.common import source_of, task_source_of
+from stilts_jax.pipeline.translate_train import training_languages, translation_source
 from stilts_jax.tasks.registry import TASKS, TRAINABLE_FAMILIES, TaskSpec, get_task
 
 READ_HERE = ("files", "xtreme")  # source kinds read in the preflight (local or gs:// files)
@@ -97,10 +98,10 @@ def planned_reads(config: ml_collections.ConfigDict) -> list[DataRead]:
             if name not in TASKS or TASKS[name].family not in TRAINABLE_FAMILIES:
                 continue
             spec, source = TASKS[name], task_source_of(node, name)
-            for language in dict.fromkeys(node.train_languages or ["en"]):
-                if language != "en" and node.translated_train:
-                    path = node.translated_train.format(lang=language, task=name)
-                    reads.append(DataRead(folder, spec, "train", {"kind": "files", "paths": {"train": path}}, ("en",)))
+            for language in training_languages(node, name):
+                translated = None if language == "en" else translation_source(name, node, source, language)
+                if translated is not None:
+                    reads.append(DataRead(folder, spec, "train", translated, ("en",)))
                 else:
                     reads.append(DataRead(folder, spec, "train", source, (language,)))
             reads.append(DataRead(folder, spec, "dev", source, ("en",)))

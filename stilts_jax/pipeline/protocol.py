@@ -12,6 +12,7 @@ import ml_collections
 from stilts_jax.evaluation.report import protocol_markdown  # noqa: F401 (re-exported)
 from stilts_jax.pipeline.chain import chain_stages
 from stilts_jax.pipeline.common import selection_rule
+from stilts_jax.pipeline.translate_train import ZERO_SHOT, training_languages, transfer_setting
 
 # Keys of a phase whose values the preset fixes: (key in phase.preset.values, where it lives in the phase).
 _PRESET_KEYS = {"max_length": ("max_length",), "batch_size": ("train", "batch_size"), "epochs": ("train", "epochs")}
@@ -66,13 +67,12 @@ def run_protocol(
     """The whole run's protocol. `phases`: phase name -> its phase_done record, where it ran."""
     phases = phases or {}
     target = config.target
-    languages = list(target.train_languages or ["en"])
-    setting = (
-        "zero-shot from English"
-        if languages == ["en"]
-        else f"trained on {', '.join(languages)} (translate-train), not zero-shot"
-    )
-    protocol: dict[str, Any] = {"setting": setting, "split": split}
+    # The transfer label (zero-shot, translate-train, translate-train-all) heads every table.
+    transfer, setting = transfer_setting(target, target.task, list(config.evaluation.languages))
+    protocol: dict[str, Any] = {"setting": setting, "split": split, "transfer": transfer}
+    if transfer != ZERO_SHOT:
+        protocol["train_languages"] = training_languages(target, target.task)
+        protocol["language_sampling"] = target.get("language_sampling", "concatenate")
     stages = chain_stages(config.intermediate)
     if target.evaluate_model:
         protocol["intermediate"] = (

@@ -45,7 +45,7 @@ NOT_DETERMINING = (
 MODEL_KEYS = ("name", "tokenizer", "dtype", "attention_dropout", "make_tiny")
 # Phase keys added later, left out of the fingerprint at the value that computes what runs before them computed, so
 # a workdir started before such a key existed still resumes.
-NEUTRAL_DEFAULTS = {"train.length_grouping": False}
+NEUTRAL_DEFAULTS = {"train.length_grouping": False, "language_sampling": "concatenate"}
 
 
 def fingerprint_of(settings: dict[str, Any]) -> str:

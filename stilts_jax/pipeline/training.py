@@ -23,6 +23,7 @@ from stilts_jax.pipeline.common import (
 from stilts_jax.pipeline.context import Phase
 from stilts_jax.pipeline.multitask_phase import MULTITASK, has_mlm, run_multitask_phase
 from stilts_jax.pipeline.reuse import start_phase
+from stilts_jax.pipeline.translate_train import training_languages
 from stilts_jax.tasks.registry import get_task
 from stilts_jax.train.checkpoints import save_params, transplant_encoder
 from stilts_jax.train.loop import train
@@ -55,7 +56,7 @@ def run_training_phase(
         return run_multitask_phase(pipeline, name, phase, handoff=handoff)
     spec = get_task(phase.task)
     task = pipeline.make_task(spec, phase)
-    languages = list(phase.train_languages or ["en"])
+    languages = training_languages(phase, spec.name)
     say(f"[{name}] {spec.name}: loading training data ({', '.join(languages)}) and the English dev set")
     train_examples = load_training_examples(task, phase, source_of(phase))
     dev_examples = task.load("dev", source_of(phase), ["en"])["en"]

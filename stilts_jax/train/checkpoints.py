@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import time
 import zlib
@@ -262,6 +263,11 @@ class Checkpoints:
             def show(items: list[str]) -> str:
                 return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "") or "none"
 
+            layout = _layer_layout_hint(set(saved), set(expected))
+            if layout:
+                raise CheckpointMismatchError(
+                    f"the checkpoint of step {step} in {self.directory} {layout} It is left as it is."
+                )
             raise CheckpointMismatchError(
                 f"the checkpoint of step {step} in {self.directory} was written for a different model or task set "
                 f"than this run's: missing {show(missing)}; unexpected {show(unexpected)}; wrong shape "
@@ -355,11 +361,86 @@ def _shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
     return {_path_name(p): (tuple(x.shape), str(x.dtype)) for p, x in jax.tree_util.tree_leaves_with_path(tree)}
 
 
+_PER_LAYER = re.compile(r"(^|/)layers/\d+/")
+_STACKED = re.compile(r"(^|/)layers/\D")
+
+
+def _layer_layout_hint(saved: set[str], expected: set[str]) -> str:
+    """The fix, when saved and expected paths differ by the encoder's layer layout (model.scan_layers); else ''."""
+    saved_stacked, expected_stacked = (any(_STACKED.search(k) for k in keys) for keys in (saved, expected))
+    saved_unrolled, expected_unrolled = (any(_PER_LAYER.search(k) for k in keys) for keys in (saved, expected))
+    if saved_stacked == expected_stacked or saved_unrolled == expected_unrolled:
+        return ""
+    written = saved_stacked
+    return (
+        f"stores the encoder's layers {'stacked' if written else 'one by one'} (model.scan_layers={written}) and "
+        f"this run {'stacks' if not written else 'unrolls'} them: a train state resumes only with the layout that "
+        f"wrote it. Rerun with --config.model.scan_layers={written}, the setting of the run that wrote it."
+    )
+
+
+def _nest(flat: dict[tuple, Any]) -> dict:
+    tree: dict = {}
+    for path, value in flat.items():
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _flatten(tree: Any, prefix: tuple = ()) -> dict[tuple, Any]:
+    if isinstance(tree, dict):
+        return {path: leaf for key, child in tree.items() for path, leaf in _flatten(child, (*prefix, key)).items()}
+    return {prefix: tree}
+
+
+def _stacked_sharding(sharding: Any, add: bool) -> Any:
+    if isinstance(sharding, jax.sharding.NamedSharding):
+        spec = tuple(sharding.spec)
+        spec = (None, *spec) if add else spec[1:]
+        return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*spec))
+    return sharding  # a single device's: the same for any rank
+
+
+def _other_layer_layout(abstract_params: Any) -> Any:
+    """`abstract_params` (jax.ShapeDtypeStruct leaves) with the encoder's layers in the other layout: stacked when
+    they are per layer, per layer when stacked; None when it has no layers."""
+    from stilts_jax.models.encoder import LAYERS, stack_layers, unstack_layers
+
+    flat = _flatten(abstract_params)
+    if not any(LAYERS in path[:-1] for path in flat):
+        return None
+    if any(_PER_LAYER.search("/".join(map(str, path))) for path in flat):
+        stack = lambda xs: jax.ShapeDtypeStruct(  # noqa: E731
+            (len(xs), *xs[0].shape), xs[0].dtype, sharding=_stacked_sharding(xs[0].sharding, True)
+        )
+        return _nest(stack_layers(flat, stack))
+    unstack = lambda x: [  # noqa: E731
+        jax.ShapeDtypeStruct(x.shape[1:], x.dtype, sharding=_stacked_sharding(x.sharding, False))
+    ] * x.shape[0]
+    return _nest(unstack_layers(flat, unstack))
+
+
+def _to_layer_layout(params: Any, abstract_params: Any) -> Any:
+    """Restored `params` in the layer layout of `abstract_params`, placed on its shardings."""
+    from stilts_jax.models.encoder import stack_layers, unstack_layers
+
+    flat = _flatten(params)
+    if any(_PER_LAYER.search("/".join(map(str, path))) for path in flat):
+        converted = _nest(stack_layers(flat, jax.numpy.stack))
+    else:
+        converted = _nest(unstack_layers(flat, lambda x: [x[i] for i in range(x.shape[0])]))
+    return jax.tree.map(lambda x, target: jax.device_put(x, target.sharding), converted, abstract_params)
+
+
 def load_params(path: PathLike, abstract_params: Any) -> Any:
     """Saved parameters, strictly: every path and shape must match `abstract_params`.
 
     `abstract_params` is a pure dict of jax.ShapeDtypeStruct with shardings (where the arrays land). A missing,
     unexpected or mis-shaped parameter is an error listing them; nothing is ever silently left random or zero.
+    Parameters saved with the encoder's layers in the other layout (model.scan_layers) are converted: stacked
+    ones unstacked, per-layer ones stacked.
     """
     path = absolute(path)
     if not path.exists():
@@ -374,6 +455,11 @@ def load_params(path: PathLike, abstract_params: Any) -> Any:
         checkpointer.close()
         raise DamagedParamsError(_damaged_message(path, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")) from e
     expected = _shapes(abstract_params)
+    requested = abstract_params
+    if set(expected) != set(saved):
+        other = _other_layer_layout(abstract_params)
+        if other is not None and set(_shapes(other)) == set(saved):
+            abstract_params, expected = other, _shapes(other)
     missing = sorted(set(expected) - set(saved))
     unexpected = sorted(set(saved) - set(expected))
     misshaped = [
@@ -392,7 +478,7 @@ def load_params(path: PathLike, abstract_params: Any) -> Any:
         raise DamagedParamsError(_damaged_message(path, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")) from e
     finally:
         checkpointer.close()
-    return restored
+    return restored if abstract_params is requested else _to_layer_layout(restored, requested)
 
 
 class DamagedParamsError(WeightsError):

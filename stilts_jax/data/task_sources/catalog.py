@@ -152,6 +152,10 @@ class TaskDataset:
     # label of their own.
     labels_lst: bool = False
     originals: str = ""  # where the labelled original files are (XTREME blanks the answers of its evaluation files)
+    # Machine translations of the English training set in an XTREME download folder, `{lang}` the language, as
+    # google-research/xtreme's run_classify.py reads them (third_party/processors/xnli.py and pawsx.py,
+    # get_translate_train_examples); the rows are those of XTREME's translations bucket (README "Translations").
+    xtreme_translate_train: tuple[str, ...] = ()
 
     @property
     def monolingual(self) -> str | None:
@@ -187,6 +191,7 @@ DATASETS: dict[str, TaskDataset] = {
             "test": ("xnli/test-{lang}.tsv",),
         },
         xtreme_format="pair_tsv",
+        xtreme_translate_train=("xnli/XNLI-Translated/en-{lang}-translated.tsv",),
         label_aliases=_NLI_ALIASES,
         hf=HfLocation("facebook/xnli", "{lang}", _splits()),  # config en's train split is MNLI's (XNLI-MT)
         tfds=TfdsLocation(("xnli",), {"dev": "validation", "test": "test"}),
@@ -217,6 +222,7 @@ DATASETS: dict[str, TaskDataset] = {
             "test": ("pawsx/test-{lang}.tsv",),
         },
         xtreme_format="pair_tsv",
+        xtreme_translate_train=("pawsx/translated/en-{lang}-translated.tsv",),
         label_aliases={"different_meaning": "0", "paraphrase": "1"},
         hf=HfLocation("google/xtreme", "PAWS-X.{lang}", _splits()),
         tfds=TfdsLocation(("paws_x_wiki/{lang}",), {"train": "train", "dev": "validation", "test": "test"}),

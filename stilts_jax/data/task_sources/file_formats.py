@@ -23,6 +23,7 @@ import codecs
 import csv
 import io
 import json
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -39,27 +40,58 @@ from stilts_jax.data.task_sources.catalog import Example, TaskDataError, TaskDat
 from stilts_jax.data.task_sources.fields import _label_index
 from stilts_jax.data.task_sources.records import _blanked_hint, _check_answer_texts, _read_record
 
+log = logging.getLogger(__name__)
+
 # --- XTREME file formats (xtreme and files) --------------------------------------------------------------------
 
 
 def _read_pair_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: str, language: str) -> list[PairExample]:
-    """sentence1 TAB sentence2 [TAB label] lines, plain tab-separated text.
+    """sentence1 TAB sentence2 [TAB label] lines, plain tab-separated text; or XTREME's translate-train rows.
 
     Read as google-research/xtreme reads them (third_party/processors/xnli.py and pawsx.py call transformers'
     DataProcessor._read_tsv: csv.reader(f, delimiter="\t", quotechar=None) on a file opened as utf-8-sig): no quote
     is special, so `"Hello," she said.` keeps its quotes and a line is always one example, and a byte-order mark
     is dropped. utils_preprocess.py writes the files with csv.writer, which wraps a field holding `"` in quotes and
-    doubles the quotes inside; XTREME's reader keeps those characters as they stand, and so does this one."""
+    doubles the quotes inside; XTREME's reader keeps those characters as they stand, and so does this one.
+
+    A file whose first row has 5 columns holds XTREME's machine translations of the English training set
+    (google-research/xtreme README, "Translations": the English pair, the translated pair, the label); the translated
+    pair is the example. Some rows of those files are malformed (tensorflow_datasets' xtreme_pawsx builder skips
+    them): rows of another column count or an unknown label are skipped there, and counted in a warning."""
     examples: list[PairExample] = []
     columns = first_line = None
+    skipped: list[int] = []
     for line, text in iter_lines(path, TaskDataError):
         if not text:
             continue
         row = text.split("\t")
+        if columns is None and len(row) == 5:
+            columns, first_line = 5, line
+        if columns == 5:
+            try:
+                if len(row) != 5:
+                    raise TaskDataError(f"{len(row)} columns")
+                label = _label_index(spec, dataset, row[4], f"{path} line {line}")
+            except TaskDataError:
+                skipped.append(line)
+                continue
+            if label is None:
+                skipped.append(line)
+                continue
+            examples.append(
+                PairExample(
+                    id=f"{split}-{language}-{len(examples)}",
+                    text_a=row[2],
+                    text_b=row[3],
+                    label=label,
+                    language=language,
+                )
+            )
+            continue
         if len(row) not in (2, 3):
             raise TaskDataError(
                 f"{path} line {line}: expected 3 tab-separated columns (sentence1, sentence2, "
-                f"label), or 2 in a test file without labels; got {len(row)}"
+                f"label), or 2 in a test file without labels, or 5 in XTREME's translate-train files; got {len(row)}"
             )
         if columns is None:
             columns, first_line = len(row), line
@@ -72,6 +104,14 @@ def _read_pair_tsv(spec: TaskDataset, dataset: str, path: epath.Path, split: str
             PairExample(
                 id=f"{split}-{language}-{len(examples)}", text_a=row[0], text_b=row[1], label=label, language=language
             )
+        )
+    if skipped:
+        shown = ", ".join(map(str, skipped[:5])) + (f" (+{len(skipped) - 5} more)" if len(skipped) > 5 else "")
+        log.warning(
+            "%s: skipped %d malformed translate-train row(s) (not 5 columns, or no known label) at lines %s",
+            path,
+            len(skipped),
+            shown,
         )
     return examples
 

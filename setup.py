@@ -34,5 +34,7 @@ setup(
         "test": requirements("requirements-test.txt"),
         "gpu": ["jax[cuda13]"],
         "tpu": ["jax[tpu]"],
+        # Weights & Biases logging (logging.wandb), off unless set; `pip install "stilts-jax[wandb]"`.
+        "wandb": ["wandb>=0.29"],
     },
 )

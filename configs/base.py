@@ -197,4 +197,13 @@ def get_config(
         bucc_threshold="dev",
         average_checkpoints=0,
     )
+    # Weights & Biases, besides metrics.jsonl and TensorBoard (which are always written): wandb is a project name to
+    # log to ("" is off; needs `pip install "stilts-jax[wandb]"`). One W&B run per invocation, from process 0: each
+    # phase's train and dev rows as <phase folder>/<split>/<metric> against <phase folder>/step, the zero-shot scores
+    # as evaluation/zero_shot/<language or average>/<metric>, the resolved config as the run's config.
+    # wandb_entity: the team or user ("" is the default entity); wandb_group: "" is the workdir's parent folder (a
+    # sweep's root: a sweep's runs form one group); wandb_name: "" is the workdir's folder name; wandb_mode: "online",
+    # "offline" (`wandb sync` later) or "" (WANDB_MODE, else online). An online run keeps its id in the workdir
+    # (wandb_run.json): rerunning there continues the same W&B run.
+    config.logging = dict(wandb="", wandb_entity="", wandb_group="", wandb_name="", wandb_mode="")
     return config

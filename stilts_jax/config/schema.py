@@ -96,6 +96,12 @@ ATTENTION_DROPOUT = Rule(
     "'config', 'off' or a rate in [0, 1)",
 )
 
+# W&B refuses project names with these characters (its URLs and file names use them).
+WANDB_PROJECT = Rule(
+    lambda value: isinstance(value, str) and not any(c in value for c in "/\\#?%:"),
+    '"" (off) or a W&B project name (none of / \\ # ? % :)',
+)
+
 
 def _rate_text(value: Any) -> bool:
     try:
@@ -201,6 +207,12 @@ TOP_KEYS: dict[str, Rule] = {
     # Also evaluate the uniform average of the target phase's last k kept checkpoints (0: off); at most
     # target.train.keep_checkpoints, for targets evaluated per language from a trained model (not retrieval).
     "evaluation.average_checkpoints": integer(0),
+    # Weights & Biases (off when logging.wandb is ""): the project, and the run's entity, group, name and mode.
+    "logging.wandb": WANDB_PROJECT,
+    "logging.wandb_entity": TEXT,
+    "logging.wandb_group": TEXT,
+    "logging.wandb_name": TEXT,
+    "logging.wandb_mode": choice("", "online", "offline"),
 }
 
 PHASES = ("intermediate", "target")

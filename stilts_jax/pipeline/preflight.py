@@ -1,5 +1,6 @@
-"""Everything checked before a run spends anything: the whole config, the tasks and languages it names, the model's
-length limit, and every local or gs:// data file each phase will read, with every problem reported at once.
+"""Everything checked before a run spends anything: the whole config, the tasks and languages it names, the optional
+packages it needs (wandb for logging.wandb), the model's length limit, and every local or gs:// data file each phase
+will read, with every problem reported at once.
 
 Hub and TFDS sources are opened when their phase reads them (opening them here would download them); a files or
 XTREME-folder source is read whole here, so a missing, unreadable, mis-encoded or malformed file stops the run before
@@ -23,6 +24,7 @@ from stilts_jax.data.task_sources import load_examples
 from stilts_jax.pipeline.chain import chain_stages
 from stilts_jax.pipeline.common import source_of, task_source_of
 from stilts_jax.pipeline.translate_train import training_languages, translation_source
+from stilts_jax.pipeline.wandb_log import wandb_problems
 from stilts_jax.tasks.registry import TASKS, TRAINABLE_FAMILIES, TaskSpec, get_task
 
 READ_HERE = ("files", "xtreme")  # source kinds read in the preflight (local or gs:// files)
@@ -134,7 +136,7 @@ def check_config(config: ml_collections.ConfigDict, *, read_data: bool = True) -
     """Validate the resolved config whole and open the data it names; raise one ConfigError listing every problem."""
     problems = schema.validate(config)
     if not problems:
-        problems += task_problems(config)
+        problems += task_problems(config) + wandb_problems(config)
     if not problems:
         try:
             stages = chain_stages(config.intermediate) if config.intermediate.task else []

@@ -25,6 +25,7 @@ from stilts_jax.pipeline.preflight import check_config, check_model_limits
 from stilts_jax.pipeline.retrieval import evaluate_retrieval
 from stilts_jax.pipeline.reuse import check_reuse, evaluation_fingerprint, finished_run, plan
 from stilts_jax.pipeline.training import run_training_phase
+from stilts_jax.pipeline.wandb_log import wandb_run
 from stilts_jax.pipeline.zero_shot import evaluate_zero_shot
 from stilts_jax.tasks.registry import ENCODER_ONLY_FAMILIES, get_task
 
@@ -35,7 +36,8 @@ class Pipeline(RunContext):
     def run(self) -> dict[str, Any]:
         lock = lock_workdir(self.workdir)  # one run per workdir: a second one is refused here, before any work
         try:
-            return self._run_phases()
+            with wandb_run(self.config, self.workdir):  # logging.wandb: the records go to W&B too
+                return self._run_phases()
         finally:
             if lock is not None:
                 lock.release()

@@ -9,18 +9,23 @@ steps after the restored checkpoint are dropped either way (`truncate_after`).
 
 A run killed while writing leaves a partial last line: it is dropped, with a message, when the log is opened or
 read. A damaged line before the last one is no crash's doing and is an error naming the file and the line.
+
+Inside `forwarding_to(sink)` every record written on process 0 also goes to `sink` (an experiment tracker: the
+pipeline opens one per run when logging.wandb is set), with the folder of the log that wrote it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 
@@ -30,6 +35,25 @@ from stilts_jax.core.paths import PathLike, as_path, is_remote
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_FOLDER = "tensorboard"
+
+
+class MetricsSink(Protocol):
+    """Where records go besides metrics.jsonl and TensorBoard: `folder` is the workdir of the MetricsLog."""
+
+    def write(self, folder: PathLike, step: int, split: str, metrics: dict[str, float]) -> None: ...
+
+
+_SINKS: list[MetricsSink] = []
+
+
+@contextlib.contextmanager
+def forwarding_to(sink: MetricsSink) -> Iterator[None]:
+    """Every MetricsLog writes its records to `sink` too while the block runs (on process 0, as its own lines)."""
+    _SINKS.append(sink)
+    try:
+        yield
+    finally:
+        _SINKS.remove(sink)
 
 
 def _record(line: str) -> dict[str, Any] | None:
@@ -78,6 +102,7 @@ class MetricsLog:
     def __init__(self, workdir: PathLike, *, enabled: bool | None = None, upload_every_s: float = 30.0):
         self.enabled = jax.process_index() == 0 if enabled is None else enabled
         workdir = as_path(workdir)
+        self.folder = workdir
         self.path = workdir / METRICS_FILE
         self.remote = is_remote(workdir)
         self.upload_every_s = upload_every_s
@@ -133,6 +158,8 @@ class MetricsLog:
         line = json.dumps({"step": step, "split": split, **clean})
         for name, value in metrics.items():
             self._tensorboard.add_scalar(f"{split}/{name}", float(value), step)
+        for sink in _SINKS:
+            sink.write(self.folder, step, split, {k: float(v) for k, v in metrics.items()})
         if not self.remote:
             with open(self.path, "a") as f:
                 f.write(line + "\n")

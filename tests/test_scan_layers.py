@@ -159,9 +159,9 @@ def test_hugging_face_folder_loads_into_either_layout_and_exports_the_same_tenso
 
 
 def test_stack_and_unstack_are_inverse_under_a_prefix():
-    flat = {
-        ("encoder", "layers", i, "attention", "query"): np.full((2, 3), float(i)) for i in range(4)
-    } | {("head", "dense"): np.ones(2)}
+    flat = {("encoder", "layers", i, "attention", "query"): np.full((2, 3), float(i)) for i in range(4)} | {
+        ("head", "dense"): np.ones(2)
+    }
     stacked = stack_layers(flat)
     assert stacked[("encoder", "layers", "attention", "query")].shape == (4, 2, 3)
     assert stacked[("head", "dense")] is flat[("head", "dense")]
@@ -213,9 +213,10 @@ def test_sharded_training_follows_the_unrolled_trajectory_and_resume_needs_the_s
         [r["loss"] for r in read_metrics(tmp_path / "unrolled")],
         rtol=2e-5,
     )
-    flat = {tuple(str(getattr(k, "key", k)) for k in p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(
-        jax.device_get(scanned.state.params)
-    )}
+    flat = {
+        tuple(str(getattr(k, "key", k)) for k in p): np.asarray(x)
+        for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(scanned.state.params))
+    }
     reference = {
         tuple(str(getattr(k, "key", k)) for k in p): np.asarray(x)
         for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(unrolled.state.params))

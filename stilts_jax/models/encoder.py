@@ -394,7 +394,8 @@ class Encoder(nnx.Module):
         hidden_states = [x] if output_hidden_states else None
         policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable if self.remat == "save_dots" else None
         if self.scan_layers:
-            layer_rngs = None if dropout_rng is None else jnp.stack(rngs[1:]) if num_layers else None
+            # The unrolled path's keys, exactly: layer i gets _split(dropout_rng, num_layers + 1)[i + 1].
+            layer_rngs = None if dropout_rng is None or not num_layers else jnp.stack(_keys(rngs[1:]))
             x, outputs = self._scan(x, lengths, layer_rngs, impl, num_layers, output_hidden_states, policy)
             if hidden_states is not None and outputs is not None:
                 hidden_states.extend(outputs[i] for i in range(num_layers))
@@ -436,6 +437,10 @@ class Encoder(nnx.Module):
         if self.remat != "none":
             body = jax.checkpoint(body, policy=policy, prevent_cse=False)
         return jax.lax.scan(body, x, (state, layer_rngs))
+
+
+def _keys(rngs: list[jax.Array | None]) -> list[jax.Array]:
+    return [rng for rng in rngs if rng is not None]
 
 
 def _is_variable(x: Any) -> bool:
@@ -486,10 +491,11 @@ def stack_layers(flat: Mapping[tuple, Any], stack: Callable[[list[Any]], Any] = 
     out: dict[tuple, Any] = {}
     for path, value in flat.items():
         at = _layers_position(path)
-        if at is None or _layer_index(path[at + 1]) is None:
+        index = None if at is None else _layer_index(path[at + 1])
+        if at is None or index is None:
             out[path] = value
             continue
-        per_layer.setdefault((*path[: at + 1], *path[at + 2 :]), {})[_layer_index(path[at + 1])] = value
+        per_layer.setdefault((*path[: at + 1], *path[at + 2 :]), {})[index] = value
     for path, layers in per_layer.items():
         if sorted(layers) != list(range(len(layers))):
             raise ValueError(f"layers {sorted(layers)} of {path} are not 0..{len(layers) - 1}")

@@ -411,14 +411,21 @@ def _other_layer_layout(abstract_params: Any) -> Any:
     flat = _flatten(abstract_params)
     if not any(LAYERS in path[:-1] for path in flat):
         return None
-    if any(_PER_LAYER.search("/".join(map(str, path))) for path in flat):
-        stack = lambda xs: jax.ShapeDtypeStruct(  # noqa: E731
-            (len(xs), *xs[0].shape), xs[0].dtype, sharding=_stacked_sharding(xs[0].sharding, True)
+
+    def stack(layers: list[Any]) -> jax.ShapeDtypeStruct:
+        first = layers[0]
+        return jax.ShapeDtypeStruct(
+            (len(layers), *first.shape), first.dtype, sharding=_stacked_sharding(first.sharding, True)
         )
+
+    def unstack(stacked: Any) -> list[Any]:
+        layer = jax.ShapeDtypeStruct(
+            stacked.shape[1:], stacked.dtype, sharding=_stacked_sharding(stacked.sharding, False)
+        )
+        return [layer] * stacked.shape[0]
+
+    if any(_PER_LAYER.search("/".join(map(str, path))) for path in flat):
         return _nest(stack_layers(flat, stack))
-    unstack = lambda x: [  # noqa: E731
-        jax.ShapeDtypeStruct(x.shape[1:], x.dtype, sharding=_stacked_sharding(x.sharding, False))
-    ] * x.shape[0]
     return _nest(unstack_layers(flat, unstack))
 
 

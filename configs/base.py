@@ -44,6 +44,9 @@ def phase(
             # in the task's training-file format) or from the source where it has them. Dev selection stays English.
             train_languages=["en"],
             translated_train="",
+            # "concatenate" the training languages, or "balanced": each language drawn equally often (the smaller ones
+            # repeated). train_languages=['all'] is English and every language of the task (translate-train-all).
+            language_sampling="concatenate",
             evaluate_model="",  # target only: a fine-tuned model (phase folder, workdir, HF task model) evaluated untrained
             # Multi-task (stilts_jax/pipeline/multitask_phase.py): several tasks share the encoder, one head each; `task`
             # is then a label. task_sources: task -> source overriding `source`. sampling: proportional or temperature

@@ -120,6 +120,8 @@ PHASE_KEYS: dict[str, Rule] = {
     "max_dev_examples": integer(0),
     "train_languages": TEXT_LIST,
     "translated_train": TEXT,
+    # How the training languages mix: concatenated, or each drawn equally often (translate-train-all).
+    "language_sampling": choice("concatenate", "balanced"),
     "evaluate_model": TEXT,
     "tasks": TEXT_LIST,
     "task_sources": MAPPING,

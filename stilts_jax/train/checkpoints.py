@@ -3,7 +3,9 @@ encoder hand-off between phases.
 
 Orbax writes each step into a temporary folder and renames it when complete, so a save killed midway never
 looks like a checkpoint. On top of that, every finished local checkpoint gets a manifest of file sizes and
-CRC32s (in `<dir>_manifests/`), written as soon as the training loop sees the async save complete; a checkpoint
+CRC32s (in `<dir>_manifests/`), started as soon as the training loop sees the async save complete and computed
+on a background thread, so that reading the checkpoint back never stalls a train step (the hashing is finished
+before any restore, and at `wait` and `close`); a checkpoint
 whose files no longer match, or that Orbax cannot read, is reported, moved to `<dir>_corrupt/`, and the previous
 one is used. A checkpoint without a manifest (a run killed between the end of a save and its manifest, or a
 remote folder) is restored and then checked: every array finite and shaped as the state being trained, else it
@@ -23,6 +25,7 @@ import re
 import shutil
 import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -58,6 +61,8 @@ class Checkpoints:
       keep_best: also keep this many best checkpoints by `best_metric` (saved with `metrics=`).
       best_mode: 'max' or 'min'.
       verify: write and check size+CRC32 manifests (local folders only).
+      background_manifests: compute the manifests on a background thread (the default); False computes them on
+        the calling thread, as the training loop did before (kept for comparisons: bench/checkpoint_bench.py).
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class Checkpoints:
         best_mode: str = "max",
         async_save: bool = True,
         verify: bool = True,
+        background_manifests: bool = True,
     ):
         self.directory = absolute(directory)
         self.manifest_dir = self.directory.with_name(self.directory.name + "_manifests")
@@ -96,7 +102,14 @@ class Checkpoints:
             cleanup_tmp_directories=True,
         )
         self._manager = self._open()
-        self._saved: set[int] = set()  # steps saved by this session whose manifest is not written yet
+        self._saved: set[int] = set()  # steps saved by this session whose manifest is not started yet
+        # One worker: manifests are computed one after another, in the order the saves finished.
+        self._hasher = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-manifest")
+            if self.verify and background_manifests
+            else None
+        )
+        self._hashing: list[Future[None]] = []
 
     def _open(self) -> ocp.CheckpointManager:
         return ocp.CheckpointManager(self.directory, options=self._options)
@@ -119,8 +132,9 @@ class Checkpoints:
     def save(
         self, step: int, state: Any, data_position: dict[str, Any], metrics: dict[str, float] | None = None
     ) -> None:
-        """Start an async save; the previous save is finished (and its manifest written) first."""
-        self._finish_pending()
+        """Start an async save; the previous save is finished first (its manifest is computed in the background)."""
+        self._manager.wait_until_finished()
+        self._start_manifests()
         self._saved.add(step)
         self._manager.save(
             step,
@@ -130,40 +144,80 @@ class Checkpoints:
         )
 
     def _finish_pending(self) -> None:
+        """The last save complete and every manifest written."""
         self._manager.wait_until_finished()
-        self._write_manifests()
+        self._start_manifests()
+        self._join_manifests()
 
     def record_finished(self) -> None:
-        """Write the manifest of a save that has completed in the background (a no-op while one is in progress).
+        """Start the manifest of a save that has completed in the background (a no-op while one is in progress).
 
         Called at the loop's safe points, so a checkpoint is unverified only between the end of its save and the
-        next call, not until the next save."""
+        end of its hashing, not until the next save."""
         if self.verify and jax.process_index() == 0 and not self._manager.is_saving_in_progress():
-            self._write_manifests()
+            self._start_manifests()
 
-    def _write_manifests(self) -> None:
+    def _start_manifests(self) -> None:
+        """Hash this session's finished saves (on the background thread unless background_manifests=False) and
+        remove the manifests of checkpoints Orbax no longer keeps."""
         if not self.verify or jax.process_index() != 0:
             return
+        self._raise_hashing_errors()
         self.manifest_dir.mkdir(parents=True, exist_ok=True)
         steps = set(self._manager.all_steps())
         # Only saves of this session: a checkpoint an earlier run left without a manifest is never vouched for here.
-        for step in sorted(self._saved & steps):
-            if (self.directory / str(step)).is_dir():
-                atomic_write_text(
-                    self.manifest_dir / f"{step}.json", json.dumps(_file_manifest(self.directory / str(step)))
-                )
+        folders = [(step, self.directory / str(step)) for step in sorted(self._saved & steps)]
         self._saved.clear()
         for stale in self.manifest_dir.glob("*.json"):
             if stale.stem.isdigit() and int(stale.stem) not in steps:
                 stale.unlink()
+        if not folders:
+            return
+        if self._hasher is None:
+            self._write_manifests(folders)
+        else:
+            self._hashing.append(self._hasher.submit(self._write_manifests, folders))
+
+    def _write_manifests(self, folders: list[tuple[int, epath.Path]]) -> None:
+        for step, folder in folders:
+            try:
+                manifest = _file_manifest(folder)
+            except FileNotFoundError:
+                # Orbax's retention removed this step (keep_last) before it was hashed: nothing left to vouch for.
+                if folder.exists():
+                    raise
+                continue
+            if folder.is_dir():
+                atomic_write_text(self.manifest_dir / f"{step}.json", json.dumps(manifest))
+
+    def _raise_hashing_errors(self) -> None:
+        """Surface (on the calling thread) an error of a finished background manifest; forget the finished ones."""
+        running = []
+        for future in self._hashing:
+            if future.done():
+                future.result()
+            else:
+                running.append(future)
+        self._hashing = running
+
+    def _join_manifests(self) -> None:
+        """Wait for every manifest started so far."""
+        hashing, self._hashing = self._hashing, []
+        for future in hashing:
+            future.result()
 
     def wait(self) -> None:
         """Block until the last save is complete and its manifest written."""
         self._finish_pending()
 
     def close(self) -> None:
-        self._finish_pending()
-        self._manager.close()
+        try:
+            self._finish_pending()
+        finally:
+            if self._hasher is not None:
+                self._hasher.shutdown(wait=True)
+                self._hasher = None
+            self._manager.close()
 
     def _check_manifest(self, step: int) -> str | None:
         manifest = self.manifest_dir / f"{step}.json"
@@ -208,6 +262,7 @@ class Checkpoints:
 
         `abstract_state` is a pytree of jax.ShapeDtypeStruct carrying shardings: arrays land directly on them.
         """
+        self._join_manifests()  # a manifest still being computed would read as missing
         for step in sorted(self._manager.all_steps(), reverse=True):
             problem = self._check_manifest(step)
             if problem is None and not self._has_manifest(step):

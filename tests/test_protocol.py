@@ -136,7 +136,13 @@ def test_selection_hands_on_the_best_or_the_last_model_and_scores_it_on_the_whol
         calls.append((params, whole))
         return {"dev_score": float(params == "best")}
 
-    result = SimpleNamespace(state=SimpleNamespace(params="final"), steps=3000, best_params="best", best_step=1000)
+    result = SimpleNamespace(
+        state=SimpleNamespace(params="final"),
+        steps=3000,
+        best_params="best",
+        best_step=1000,
+        evaluations={3000: {"dev_score": 0.0}},  # what the loop's last evaluation returned
+    )
     selection = SelectionScores(score, config.target, subset_is_whole=False)
     assert selection.during_training("final") == {"dev_score": 0.0} and calls[-1] == ("final", False)
     assert selection.selected(result) == ("best", 1000)  # a checkpoint before the last step

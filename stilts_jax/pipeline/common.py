@@ -293,16 +293,15 @@ def selection_subset(phase: ml_collections.ConfigDict, dev_examples: list[Any]) 
 
 class SelectionScores:
     """A phase's dev evaluation for model selection: `score(params, whole)` scores the selection subset
-    (whole=False, during training) or every dev example (whole=True, the selected model's reported score). The last
-    evaluation is reused when it already was the whole set at the selected step."""
+    (whole=False, during training) or every dev example (whole=True, the selected model's reported score). When the
+    subset is the whole dev set, the training loop's evaluation of the selected step (`TrainResult.evaluations`)
+    is that score already and is reused: no model is scored twice on the same examples."""
 
     def __init__(self, score: Any, phase: ml_collections.ConfigDict, subset_is_whole: bool):
         self.score, self.phase, self.subset_is_whole = score, phase, subset_is_whole
-        self.last: dict[str, float] | None = None
 
     def during_training(self, params: Any) -> dict[str, float]:
-        self.last = self.score(params, False)
-        return self.last
+        return self.score(params, False)
 
     def selected(self, result: Any) -> tuple[Any, int | None]:
         """The parameters the phase hands on, and their step."""
@@ -311,9 +310,11 @@ class SelectionScores:
         return result.best_params, result.best_step
 
     def final(self, result: Any) -> dict[str, float]:
+        """The selected model's score on the whole dev set."""
         params, step = self.selected(result)
-        if self.last is not None and self.subset_is_whole and step == result.steps:
-            return self.last  # the loop just scored these parameters on these examples
+        scored = getattr(result, "evaluations", {}).get(step)
+        if self.subset_is_whole and scored is not None:
+            return scored  # the loop scored these parameters on these examples at that step
         return self.score(params, True)
 
 

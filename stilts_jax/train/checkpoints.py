@@ -117,6 +117,11 @@ class Checkpoints:
     def all_steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
+    def metrics(self, step: int) -> dict[str, float] | None:
+        """The metrics saved with a kept checkpoint (its dev evaluation), or None when it was saved without."""
+        metrics = self._manager.metrics(step)
+        return dict(metrics) if metrics else None
+
     def best_step(self) -> int | None:
         """The kept step with the best `best_metric`, or None when no checkpoint carries it."""
         scored = {}

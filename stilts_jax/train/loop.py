@@ -154,6 +154,9 @@ class TrainResult:
     best_params: Any  # the parameters of best_step (the final ones without evaluation)
     checkpoints: Checkpoints
     stopped_early: bool = False
+    # step -> the dev metrics `evaluate` returned for it: this run's evaluations, and those an earlier run saved with
+    # a checkpoint that is still kept. What was scored here need not be scored again (pipeline.common.SelectionScores).
+    evaluations: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def model(self) -> nnx.Module:
         return self.spec.merge(self.state.params)
@@ -392,6 +395,7 @@ def run_phase(
 
     preemption = _PreemptionWatch()
     end = start
+    evaluations: dict[int, dict[str, float]] = {}
     try:
         for step in range(start, num_steps if stopping.stopped_at is None else start):
             name = data.step_name(step)
@@ -417,6 +421,7 @@ def run_phase(
                     if best_metric not in scores:
                         raise KeyError(f"evaluate() returned {sorted(scores)}, without the best_metric {best_metric!r}")
                     metrics_log.write(done, "dev", scores)
+                    evaluations[done] = scores
                     if stopping.update(done, scores[best_metric], can_stop=not is_last):
                         stopping_row: dict[str, Any] = {
                             "best_step": stopping.best_step,
@@ -443,6 +448,9 @@ def run_phase(
                     "Rerun the same command to resume."
                 )
         checkpoints.wait()
+        for kept in checkpoints.all_steps():
+            if kept not in evaluations and (saved := checkpoints.metrics(kept)) is not None:
+                evaluations[kept] = saved
         best_step = checkpoints.best_step()
         best_params = state.params
         if best_step is not None and best_step != int(state.step):
@@ -461,4 +469,5 @@ def run_phase(
         best_params,
         checkpoints,
         stopped_early=stopping.stopped_at is not None,
+        evaluations=dict(sorted(evaluations.items())),
     )

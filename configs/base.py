@@ -122,6 +122,8 @@ def get_config(
     # gs://), "default" ($XDG_CACHE_HOME or ~/.cache, then stilts-jax/jax-compilation) or "" (off, the default: on
     # CPU meshes an executable loaded from the cache deadlocked in a cross-device all-gather).
     config.compilation_cache = ""
+    # attention: "auto" (cuDNN's fused kernel on GPU in half precision, the Pallas splash kernel on TPU, XLA's
+    # elsewhere), or "xla", "cudnn", "splash". Training with attention dropout runs XLA's whatever this says.
     # remat: activation checkpointing per layer in training: "none", "save_dots" (keep the weight matmuls' outputs)
     # or "full" (keep each layer's input only: the least memory, about a third more compute).
     # scan_layers: store the layers' parameters stacked and run them with jax.lax.scan, so the compiler compiles one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 pytest.importorskip("libtpu", reason="compiling for a TPU slice needs libtpu (the test extra installs it)")
 
 from stilts_jax import aot
+from stilts_jax.demo.tiny_model import make_tiny_model
 from stilts_jax.train.aot import COLLECTIVES, KNOWN_TOPOLOGIES, count_collectives, get_slice
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +74,15 @@ def test_v5e_data_parallel_demo(tmp_path: Path) -> None:
     # Replicated parameters, the batch split four ways: the gradients are all-reduced, nothing else moves.
     assert collectives["all-reduce"] >= 1
     assert collectives["all-to-all"] == 0 and collectives["all-gather"] == 0
+    # On a TPU mesh model.attention='auto' runs the splash kernel: FLOPs the cost analysis leaves out, counted from
+    # the kernels' shapes (forward 2 matmuls, dq 3, dkv 4 of 2 * seq^2 * head_dim per row and head).
+    tiny = inspect.signature(make_tiny_model).parameters  # the demo's model, as the aot tool makes it
+    heads, layers = tiny["num_heads"].default, tiny["num_layers"].default
+    head_dim = tiny["hidden_size"].default // heads
+    per_matmul = 2 * heads * 128 * 128 * head_dim
+    step, forward = report["programs"][0], report["programs"][1]
+    assert step["kernel_flops"] == layers * (2 + 3 + 4) * per_matmul * (8 // 4)
+    assert forward["kernel_flops"] == layers * 2 * per_matmul * (forward["batch_size"] // 4)
 
 
 def test_v4_fsdp_train_step(tmp_path: Path) -> None:

@@ -165,7 +165,7 @@ TOP_KEYS: dict[str, Rule] = {
     "model.name": Rule(lambda value: isinstance(value, str) and bool(value.strip()), "a hub id or a model folder"),
     "model.tokenizer": TEXT,
     "model.dtype": choice("auto", "float32", "bfloat16", "float16"),
-    "model.attention": choice("auto", "xla", "cudnn"),
+    "model.attention": choice("auto", "xla", "cudnn", "splash"),
     "model.remat": choice("none", "save_dots", "full"),
     "model.make_tiny": BOOLEAN,
     "model.attention_dropout": ATTENTION_DROPOUT,

@@ -195,6 +195,11 @@ def logical_constraints(mesh: Mesh, rules: Sequence[tuple[str, Any]]) -> Iterato
         _ACTIVATION_CONTEXT.reset(token)
 
 
+def activation_context() -> tuple[Mesh, tuple[tuple[str, Any], ...]] | None:
+    """The mesh and rules of the enclosing `logical_constraints` block, or None outside one."""
+    return _ACTIVATION_CONTEXT.get()
+
+
 def with_logical_constraint(x: jax.Array, logical: Sequence[str | None]) -> jax.Array:
     """`x` constrained to the layout its logical axis names map to, inside `logical_constraints`; else `x` itself."""
     context = _ACTIVATION_CONTEXT.get()

@@ -3,7 +3,8 @@
 Parameters are float32 and carry logical axis names (vocab, embed, heads, kv, mlp, ...); the training core maps
 them to mesh axes with rules from the config. Compute runs in `dtype` (bfloat16 or float32); LayerNorm statistics
 are always float32. Attention goes through `jax.nn.dot_product_attention` with padding expressed as key lengths,
-so on GPU the cuDNN flash kernel can run; on CPU and TPU the exact XLA path runs.
+so on GPU the cuDNN flash kernel can run; on TPU the Pallas splash kernel runs (`models/tpu_attention.py`, for
+sequences of whole 128-token blocks); on CPU, and for other lengths, the exact XLA path runs.
 
 Padding must be on the right (what Hugging Face tokenizers produce): a row's valid tokens are its first
 `sum(attention_mask)` positions. `check_right_padded` verifies this on the host.
@@ -42,11 +43,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from stilts_jax.core.distributed import with_logical_constraint
+from stilts_jax.core.distributed import activation_context, with_logical_constraint
 from stilts_jax.core.errors import InputError
 from stilts_jax.models.config import EncoderConfig
+from stilts_jax.models.tpu_attention import splash_attention, splash_supported
 
-AttentionImpl = Literal["auto", "xla", "cudnn"]
+AttentionImpl = Literal["auto", "xla", "cudnn", "splash"]
+# What an encoder call runs: XLA's attention, cuDNN's fused kernel (GPU), or the Pallas splash kernel (TPU).
+ResolvedAttention = Literal["xla", "cudnn", "splash"]
 # Activation checkpointing per layer: "none" keeps every activation for the backward pass; "full" keeps only each
 # layer's input and recomputes the rest (about a third more compute, the least memory); "save_dots" keeps the
 # weight matmuls' outputs and recomputes the cheap elementwise work and attention scores in between.
@@ -221,14 +225,31 @@ def _activation(name: str):
     }[name]
 
 
-def resolve_attention_impl(impl: AttentionImpl, dtype: jnp.dtype, head_dim: int) -> Literal["xla", "cudnn"]:
-    """'auto' picks cuDNN flash attention on GPU for half-precision compute, else the exact XLA path."""
+def resolve_attention_impl(impl: AttentionImpl, dtype: jnp.dtype, head_dim: int) -> ResolvedAttention:
+    """'auto' picks cuDNN flash attention on GPU for half-precision compute, the splash kernel on TPU, else XLA.
+
+    The platform is that of the mesh the call is traced for (`logical_constraints`), so that a program compiled
+    for a TPU slice from another host (`python -m stilts_jax.aot`) picks what the slice runs; else JAX's default.
+    """
     if impl != "auto":
         return impl
+    context = activation_context()
+    platform = context[0].devices.flat[0].platform if context is not None else jax.default_backend()
     half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
-    if jax.default_backend() == "gpu" and half and head_dim % 8 == 0 and head_dim <= 128:
+    if platform == "gpu" and half and head_dim % 8 == 0 and head_dim <= 128:
         return "cudnn"
+    if platform == "tpu":
+        return "splash"
     return "xla"
+
+
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array, impl: ResolvedAttention) -> jax.Array:
+    """Attention without probability dropout by `impl`; splash falls back to XLA's for lengths it cannot tile."""
+    if impl == "splash":
+        if splash_supported(q.shape[1]):
+            return splash_attention(q, k, v, lengths)
+        impl = "xla"
+    return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation=impl)
 
 
 class SelfAttention(nnx.Module):
@@ -245,7 +266,7 @@ class SelfAttention(nnx.Module):
         self.output_bias = make_param(rngs, (d,), (EMBED,), "zeros")
 
     def __call__(
-        self, x: jax.Array, lengths: jax.Array, impl: Literal["xla", "cudnn"], rng: jax.Array | None = None
+        self, x: jax.Array, lengths: jax.Array, impl: ResolvedAttention, rng: jax.Array | None = None
     ) -> jax.Array:
         dtype = x.dtype
 
@@ -262,7 +283,7 @@ class SelfAttention(nnx.Module):
         if rng is not None and self.dropout_rate > 0.0:  # training with probability dropout: no fused kernel has it
             context = explicit_attention(q, k, v, lengths, dropout_rate=self.dropout_rate, dropout_rng=rng)
         else:
-            context = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation=impl)
+            context = attend(q, k, v, lengths, impl)
         context = with_logical_constraint(context, HEAD_AXES)
         out = jnp.einsum("bshk,hkd->bsd", context, weight(self.output, dtype)) + weight(self.output_bias, dtype)
         return with_logical_constraint(out, HIDDEN_AXES)
@@ -294,9 +315,7 @@ class TransformerLayer(nnx.Module):
         self.feed_forward = FeedForward(config, rngs=rngs)
         self.output_norm = LayerNorm(config.hidden_size, config.layer_norm_eps, rngs=rngs)
 
-    def __call__(
-        self, x: jax.Array, lengths: jax.Array, impl: Literal["xla", "cudnn"], rng: jax.Array | None
-    ) -> jax.Array:
+    def __call__(self, x: jax.Array, lengths: jax.Array, impl: ResolvedAttention, rng: jax.Array | None) -> jax.Array:
         rng_attention, rng_ffn = _split(rng, 2)
         # The probabilities' key is a third stream of the layer's key (split(rng, 2) gives fold_in(rng, 0) and
         # fold_in(rng, 1) with partitionable threefry), so the hidden-dropout keys stay what they were without it.
@@ -415,7 +434,7 @@ class Encoder(nnx.Module):
         x: jax.Array,
         lengths: jax.Array,
         layer_rngs: jax.Array | None,
-        impl: Literal["xla", "cudnn"],
+        impl: ResolvedAttention,
         num_layers: int,
         collect: bool,
         policy: Callable[..., Any] | None,
@@ -470,7 +489,7 @@ def _stack_modules(layers: list[TransformerLayer]) -> TransformerLayer:
 
 
 def _run_layer(
-    layer: TransformerLayer, x: jax.Array, lengths: jax.Array, rng: jax.Array | None, impl: Literal["xla", "cudnn"]
+    layer: TransformerLayer, x: jax.Array, lengths: jax.Array, rng: jax.Array | None, impl: ResolvedAttention
 ) -> jax.Array:
     return layer(x, lengths, impl, rng)
 

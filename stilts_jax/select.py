@@ -1,4 +1,5 @@
-"""Rank intermediate encoders for a target task before training on it: LogME on frozen features.
+"""Rank intermediate encoders for a target task before training on it: LogME on frozen features, and SEmb, the
+similarity of the intermediate and target datasets.
 
     python -m stilts_jax.select --candidates=workdir/sweeps/stilts --target=xnli
     python -m stilts_jax.select --candidates=pretrained,workdir/anli_run,/models/my-xlmr --target=pawsx \\
@@ -7,8 +8,12 @@
 Each candidate encoder reads the target's English training examples (at most --max-examples, a fixed random subset),
 featurized as the target task featurizes them; the last layer's first-token (<s>) representation (or the mean over
 the tokens, --pooling=mean) is the feature matrix, and LogME (You et al., ICML 2021) scores how well a linear model
-on it explains the labels (stilts_jax/evaluation/transferability.py). Higher ranks first. Only forward passes: no
-target training.
+on it explains the labels (stilts_jax/evaluation/transferability.py). A multiple-choice target (xcopa) enters each
+choice's feature relative to its example's other choices, regressed on whether it is the correct one. SEmb (Vu et
+al. 2020; Poth et al. 2021) embeds the English training data of a run's intermediate task(s) and of the target with
+one fixed encoder (--semb-model, default the config's pretrained model: the mean over examples of the mean-pooled
+last layer) and scores their cosine similarity; candidates without an intermediate task get none. Higher ranks
+first. Only forward passes: no target training.
 
 Candidates (--candidates, comma-separated or repeated):
   pretrained          the config's model.name, the baseline without intermediate training
@@ -20,9 +25,9 @@ Candidates (--candidates, comma-separated or repeated):
 The config (--config=FILE --config.key=value, as for stilts_jax.main) names the model, its tokenizer, the target's
 data source, mesh and batch size; without --config, the saved config.json of the first run among the candidates is
 used. Where runs of the target have results.json, the table shows their measured zero-shot average (the target's
-metric over the evaluated languages other than English) and the agreement: Spearman's rank correlation, regret@1
-and regret@3 (how much worse the best measured score among the top 1 or 3 predicted is than the best measured,
-relative to the best). Writes selection.md and selection.json into --output.
+metric over the evaluated languages other than English) and each method's agreement with it: Spearman's rank
+correlation, regret@1 and regret@3 (how much worse the best measured score among the top 1 or 3 predicted is than
+the best measured, relative to the best). Writes selection.md and selection.json into --output.
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ import numpy as np
 from stilts_jax.core.errors import InputError, StiltsError
 from stilts_jax.core.io_utils import atomic_write_text
 
-SUPPORTED_FAMILIES = ("classification",)
+SUPPORTED_FAMILIES = ("classification", "multiple_choice")
+METHODS = ("logme", "semb")
+METHOD_NAMES = {"logme": "LogME", "semb": "SEmb"}
 PRETRAINED = "pretrained"
 DONE = "phase_done.json"
 
@@ -52,7 +59,13 @@ class Candidate:
     encoder: str | None = None  # a saved encoder (run) or a model folder; None: the config's pretrained model
     run: Path | None = None
     measured: float | None = None  # the run's measured zero-shot average on the target
+    intermediate: str | None = None  # a run's intermediate task as spelled (a+b: a chain, a&b: together); None: none
     logme: float | None = None
+    semb: float | None = None  # None: no intermediate task to compare (pretrained, a baseline run, a model folder)
+
+    def score(self, method: str) -> float | None:
+        value: float | None = getattr(self, method)
+        return value
 
 
 def _read_json(path: Path) -> Any:
@@ -119,7 +132,38 @@ def measured_score(run: Path, target: str) -> float | None:
 
 
 def _run_candidate(run: Path, target: str) -> Candidate:
-    return Candidate(run.name, "run", run_encoder(run), run, measured_score(run, target))
+    task = _read_json(run / "config.json").get("intermediate", {}).get("task") or None
+    return Candidate(run.name, "run", run_encoder(run), run, measured_score(run, target), intermediate=task)
+
+
+def intermediate_datasets(run: Path) -> list[tuple[str, ml_collections.ConfigDict, dict[str, Any]]]:
+    """(task, stage config, data source) of every task the run's intermediate phase trained, in stage order: each
+    stage of a chain, each task of a multi-task stage, with the settings (max_length, source) it trained with."""
+    from stilts_jax.pipeline.chain import chain_stages, stage_tasks
+    from stilts_jax.pipeline.common import task_source_of
+
+    phase = ml_collections.ConfigDict(_read_json(run / "config.json").get("intermediate", {}))
+    return [
+        (task, stage, task_source_of(stage, task)) for _, stage in chain_stages(phase) for task in stage_tasks(stage)
+    ]
+
+
+def text_parts(arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The token rows of a task's featurized arrays, whatever its family: {input_ids, attention_mask} [rows, length]
+    per kind of text (a dual-encoder task's queries and candidates are two); a multiple-choice example's choices are
+    rows of their own, padded choices (no tokens) left out."""
+    parts = []
+    for key in sorted(k for k in arrays if k.endswith("input_ids")):
+        mask_key = key[: -len("input_ids")] + "attention_mask"
+        if mask_key not in arrays:
+            continue
+        ids = arrays[key].reshape(-1, arrays[key].shape[-1])
+        mask = arrays[mask_key].reshape(-1, arrays[mask_key].shape[-1])
+        keep = mask.sum(axis=1) > 0
+        parts.append({"input_ids": ids[keep], "attention_mask": mask[keep]})
+    if not parts:
+        raise InputError(f"featurized arrays {sorted(arrays)} hold no input_ids and attention_mask to embed")
+    return parts
 
 
 def resolve_candidates(specs: list[str], target: str) -> list[Candidate]:
@@ -176,21 +220,54 @@ def load_config(config_args: list[str], candidates: list[Candidate], target: str
     return config
 
 
+def _english_subset(task: Any, phase: ml_collections.ConfigDict, source: dict[str, Any], limit: int, seed: int) -> list:
+    """At most `limit` English training examples of the phase's task, a fixed random subset (in file order)."""
+    from stilts_jax.pipeline.common import load_training_examples
+
+    english = phase.copy_and_resolve_references()
+    with english.unlocked():
+        english.train_languages = ["en"]  # the scores are measured on English examples whatever the phase trains on
+    examples = load_training_examples(task, english, source)
+    if len(examples) > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(len(examples), limit, replace=False))
+        examples = [examples[i] for i in keep]
+    return examples
+
+
 def score_candidates(
-    config: ml_collections.ConfigDict, candidates: list[Candidate], *, max_examples: int, pooling: str
+    config: ml_collections.ConfigDict,
+    candidates: list[Candidate],
+    *,
+    max_examples: int,
+    pooling: str,
+    semb_model: str = PRETRAINED,
 ) -> dict[str, Any]:
-    """Fill each candidate's LogME on the target's English training examples; returns what was scored on."""
-    from stilts_jax.evaluation.transferability import FeatureExtractor, logme
+    """Fill each candidate's LogME on the target's English training examples, and each run's SEmb; returns what
+    was scored on."""
+    from stilts_jax.evaluation.transferability import (
+        FeatureExtractor,
+        dataset_embedding,
+        logme,
+        multiple_choice_logme,
+        semb,
+    )
+    from stilts_jax.models.encoder import Encoder
     from stilts_jax.models.hf_weights import load_pretrained
-    from stilts_jax.pipeline.common import load_training_examples, say, source_of
+    from stilts_jax.pipeline.common import say, source_of
     from stilts_jax.pipeline.context import RunContext
     from stilts_jax.tasks.registry import get_task
 
+    if semb_model != PRETRAINED and not is_model_folder(Path(semb_model)):
+        raise InputError(
+            f"--semb-model={semb_model} is neither '{PRETRAINED}' nor a Hugging Face model folder (config.json and "
+            "weights) of the config's architecture and tokenizer"
+        )
     spec = get_task(config.target.task)
     if spec.family not in SUPPORTED_FAMILIES:
         raise InputError(
             f"--target={spec.name} is a {spec.family} task; selection by LogME supports "
-            f"{', '.join(SUPPORTED_FAMILIES)} targets (sentence or sentence-pair labels: xnli, pawsx)"
+            f"{', '.join(SUPPORTED_FAMILIES)} targets (sentence or sentence-pair labels: xnli, pawsx; choices: "
+            "xcopa)"
         )
     try:
         pipeline = RunContext(config)
@@ -199,20 +276,19 @@ def score_candidates(
             f"the config lacks {e}: pass --config=FILE, the recipe the candidates were trained with"
         ) from None
     task = pipeline.make_task(spec, config.target)
-    english = config.target.copy_and_resolve_references()
-    english.train_languages = ["en"]  # the evidence is measured on English examples whatever the target trains on
-    examples = load_training_examples(task, english, source_of(config.target))
-    if len(examples) > max_examples:
-        keep = np.sort(np.random.default_rng(config.seed).choice(len(examples), max_examples, replace=False))
-        examples = [examples[i] for i in keep]
+    examples = _english_subset(task, config.target, source_of(config.target), max_examples, config.seed)
     arrays = task.train_features(examples)
-    inputs = {k: arrays[k] for k in ("input_ids", "attention_mask")}
+    multiple_choice = spec.family == "multiple_choice"
+    inputs = {k: arrays[k].reshape(-1, arrays[k].shape[-1]) for k in ("input_ids", "attention_mask")}
+
+    def load(encoder: str | None, folder: bool) -> Encoder:
+        if folder:
+            return load_pretrained(encoder, **pipeline.encoder_options)[0]  # type: ignore[arg-type]
+        return pipeline.load_encoder(encoder)
+
     extractor: FeatureExtractor | None = None
     for candidate in candidates:
-        if candidate.kind == "model":
-            encoder = load_pretrained(candidate.encoder, **pipeline.encoder_options)[0]  # type: ignore[arg-type]
-        else:
-            encoder = pipeline.load_encoder(candidate.encoder)
+        encoder = load(candidate.encoder, candidate.kind == "model")
         if extractor is None:  # built on the first encoder; its compiled forward serves all of them
             extractor = FeatureExtractor(
                 encoder,
@@ -222,9 +298,53 @@ def score_candidates(
                 rules=pipeline.rules,
             )
         features = extractor(encoder, inputs)
-        candidate.logme = logme(features, arrays["labels"], num_classes=len(task.labels))
+        if multiple_choice:
+            shape = arrays["input_ids"].shape[:2]
+            candidate.logme = multiple_choice_logme(
+                features.reshape(*shape, -1), arrays["labels"], arrays.get("choice_mask")
+            )
+        else:
+            candidate.logme = logme(features, arrays["labels"], num_classes=len(task.labels))
         say(f"[select] {candidate.name}: LogME {candidate.logme:.4f}")
-    return {"target": spec.name, "examples": len(examples), "pooling": pooling, "model": str(pipeline.model_dir)}
+
+    semb_examples: dict[str, int] = {}
+    runs = [c for c in candidates if c.run is not None and c.intermediate]
+    if runs:
+        semb_folder = semb_model != PRETRAINED
+        embedder = load(semb_model if semb_folder else None, semb_folder)
+        embed = FeatureExtractor(
+            embedder, pooling="mean", batch_size=config.evaluation.batch_size, mesh=pipeline.mesh, rules=pipeline.rules
+        )
+
+        def embedding(arrays: dict[str, np.ndarray]) -> np.ndarray:
+            return dataset_embedding(np.concatenate([embed(embedder, part) for part in text_parts(arrays)]))
+
+        target_embedding = embedding(arrays)
+        cache: dict[str, np.ndarray] = {}  # a dataset's embedding, by task, length and source
+        for candidate in runs:
+            assert candidate.run is not None
+            parts = []
+            for name, stage, source in intermediate_datasets(candidate.run):
+                key = json.dumps([name, stage.max_length, stage.get("doc_stride"), source], sort_keys=True)
+                if key not in cache:
+                    stage_task = pipeline.make_task(get_task(name), stage)
+                    subset = _english_subset(stage_task, stage, source, max_examples, config.seed)
+                    semb_examples[name] = len(subset)
+                    cache[key] = embedding(stage_task.train_features(subset))
+                    say(f"[select] SEmb: embedded {len(subset)} English {name} training examples")
+                parts.append(cache[key])
+            # A chain or multi-task stage trained on several datasets: their embeddings weigh equally.
+            candidate.semb = semb(np.mean(parts, axis=0), target_embedding)
+            say(f"[select] {candidate.name}: SEmb {candidate.semb:.4f}")
+    return {
+        "target": spec.name,
+        "family": spec.family,
+        "examples": len(examples),
+        "pooling": pooling,
+        "model": str(pipeline.model_dir),
+        "semb_model": str(pipeline.model_dir) if semb_model == PRETRAINED else semb_model,
+        "semb_examples": semb_examples,
+    }
 
 
 def _ranks_desc(values: list[float | None]) -> list[int | None]:
@@ -233,12 +353,14 @@ def _ranks_desc(values: list[float | None]) -> list[int | None]:
     return [None if v is None else 1 + sum(other > v for other in present) for v in values]
 
 
-def agreement(candidates: list[Candidate]) -> dict[str, Any]:
-    """How LogME's ranking agrees with the measured scores, over the candidates that have both."""
+def agreement(candidates: list[Candidate], method: str = "logme") -> dict[str, Any]:
+    """How one method's ranking agrees with the measured scores, over the candidates that have both."""
     from stilts_jax.evaluation.transferability import regret_at_k, spearman
 
-    pairs = [(c.logme, c.measured) for c in candidates if c.logme is not None and c.measured is not None]
-    predicted = [float(p) for p, _ in pairs]
+    pairs = [
+        (c.score(method), c.measured) for c in candidates if c.score(method) is not None and c.measured is not None
+    ]
+    predicted = [float(p) for p, _ in pairs]  # type: ignore[arg-type]
     measured = [float(m) for _, m in pairs]
     return {
         "candidates_measured": len(pairs),
@@ -249,25 +371,33 @@ def agreement(candidates: list[Candidate]) -> dict[str, Any]:
 
 
 def report(candidates: list[Candidate], info: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """selection.json's object and selection.md's text, candidates in LogME order."""
-    ranks = _ranks_desc([c.logme for c in candidates])
+    """selection.json's object and selection.md's text, candidates in LogME order, each method's rank beside the
+    measured one."""
+    ranks = {method: _ranks_desc([c.score(method) for c in candidates]) for method in METHODS}
     measured_ranks = _ranks_desc([c.measured for c in candidates])
-    rows = sorted(zip(candidates, ranks, measured_ranks), key=lambda r: (r[1] is None, r[1] or 0))
-    summary = agreement(candidates)
+    rows = sorted(
+        range(len(candidates)),
+        key=lambda i: (ranks["logme"][i] is None, ranks["logme"][i] or 0, measured_ranks[i] or len(candidates) + 1),
+    )
+    summary = {method: agreement(candidates, method) for method in METHODS}
     data = {
         **info,
         "candidates": [
             {
-                "name": c.name,
-                "kind": c.kind,
-                "encoder": c.encoder,
-                "run": str(c.run) if c.run else None,
-                "logme": c.logme,
-                "rank": rank,
-                "measured": c.measured,
-                "measured_rank": measured_rank,
+                "name": candidates[i].name,
+                "kind": candidates[i].kind,
+                "intermediate": candidates[i].intermediate,
+                "encoder": candidates[i].encoder,
+                "run": str(candidates[i].run) if candidates[i].run else None,
+                **{
+                    key: value
+                    for method in METHODS
+                    for key, value in ((method, candidates[i].score(method)), (f"{method}_rank", ranks[method][i]))
+                },
+                "measured": candidates[i].measured,
+                "measured_rank": measured_ranks[i],
             }
-            for c, rank, measured_rank in rows
+            for i in rows
         ],
         "agreement": summary,
     }
@@ -275,26 +405,48 @@ def report(candidates: list[Candidate], info: dict[str, Any]) -> tuple[dict[str,
     def number(value: float | None, digits: int) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
+    features = "<s>" if info["pooling"] == "cls" else "mean-pooled"
+    if info.get("family") == "multiple_choice":
+        features += " features of each choice, relative to the mean of its example's choices, against which is correct"
+    else:
+        features += " features"
     lines = [
-        f"### Intermediate encoders for {info['target']}, ranked by LogME",
+        f"### Intermediate encoders for {info['target']}: predicted and measured ranks",
         "",
-        f"LogME of the last layer's {'<s>' if info['pooling'] == 'cls' else 'mean-pooled'} features on "
-        f"{info['examples']} English training examples (higher is better). Measured: the run's zero-shot "
-        "average on the target (no English).",
+        f"LogME: the candidate's last-layer {features}, on {info['examples']} English training examples of the "
+        f"target. SEmb: the cosine similarity of the candidate's intermediate training data to the target's, each "
+        f"the mean over English training examples of the mean-pooled last layer of {Path(info['semb_model']).name}. "
+        "Higher is better for both. Measured: the run's zero-shot average on the target (no English).",
         "",
-        "| candidate | LogME | rank | measured score | measured rank |",
-        "|---|---:|---:|---:|---:|",
+        "| candidate | intermediate | LogME | LogME rank | SEmb | SEmb rank | measured score | measured rank |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    lines += [
-        f"| {c.name} | {number(c.logme, 6)} | {rank or '-'} | {number(c.measured, 2)} | {measured_rank or '-'} |"
-        for c, rank, measured_rank in rows
-    ]
-    if summary["candidates_measured"]:
+    no_task = False
+    for i in rows:
+        c = candidates[i]
+        if c.semb is None:
+            no_task = True
+        lines.append(
+            f"| {c.name} | {c.intermediate or '-'} | {number(c.logme, 6)} | {ranks['logme'][i] or '-'} | "
+            f"{number(c.semb, 6) if c.semb is not None else 'no task'} | {ranks['semb'][i] or '-'} | "
+            f"{number(c.measured, 2)} | {measured_ranks[i] or '-'} |"
+        )
+    if no_task:
         lines += [
             "",
-            f"Agreement over {summary['candidates_measured']} measured candidates: Spearman "
-            f"{number(summary['spearman'], 3)}, regret@1 {number(summary['regret@1'], 3)}, regret@3 "
-            f"{number(summary['regret@3'], 3)}.",
+            "SEmb compares an intermediate task's data with the target's: a candidate without an intermediate task "
+            "(the pretrained model, a baseline run, a model folder) has none (no task).",
+        ]
+    if any(summary[m]["candidates_measured"] for m in METHODS):
+        lines += [
+            "",
+            "| method | measured candidates | Spearman | regret@1 | regret@3 |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {METHOD_NAMES[m]} | {summary[m]['candidates_measured']} | {number(summary[m]['spearman'], 3)} | "
+            f"{number(summary[m]['regret@1'], 3)} | {number(summary[m]['regret@3'], 3)} |"
+            for m in METHODS
         ]
     return data, "\n".join(lines) + "\n"
 
@@ -309,7 +461,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         required=True,
         help="comma-separated: pretrained, run workdirs, sweep roots, model folders (repeatable)",
     )
-    parser.add_argument("--target", required=True, help="the target task (a classification task: xnli, pawsx)")
+    parser.add_argument(
+        "--target", required=True, help="the target task (classification: xnli, pawsx; multiple choice: xcopa)"
+    )
     parser.add_argument(
         "--max-examples", type=int, default=2000, help="English training examples scored (default 2000)"
     )
@@ -318,6 +472,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         choices=("cls", "mean"),
         default="cls",
         help="the first token's last-layer state (cls, default) or the mean over the tokens",
+    )
+    parser.add_argument(
+        "--semb-model",
+        default=PRETRAINED,
+        help="the encoder SEmb embeds both datasets with: 'pretrained' (the config's model.name, default) or a "
+        "Hugging Face model folder of the same architecture and tokenizer (a sentence-embedding model, as Poth et "
+        "al. use)",
     )
     parser.add_argument("--output", default="workdir/selection", help="folder for selection.md and selection.json")
     args, rest = parser.parse_known_args(argv)
@@ -334,7 +495,9 @@ def main(argv: list[str] | None = None) -> int:
         specs = [s.strip() for value in args.candidates for s in value.split(",") if s.strip()]
         candidates = resolve_candidates(specs, args.target)
         config = load_config(config_args, candidates, args.target)
-        info = score_candidates(config, candidates, max_examples=args.max_examples, pooling=args.pooling)
+        info = score_candidates(
+            config, candidates, max_examples=args.max_examples, pooling=args.pooling, semb_model=args.semb_model
+        )
         data, markdown = report(candidates, info)
         output = Path(args.output)
         output.mkdir(parents=True, exist_ok=True)

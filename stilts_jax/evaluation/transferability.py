@@ -22,6 +22,19 @@ the determinant being prod (alpha + beta sigma) times alpha^(D - k) for the D - 
 higher score means the labels are more linearly predictable from the features with less complexity. This module is
 written from the paper's equations (the authors' reference code, github.com/thuml/LogME, sums the determinant over
 the k = min(N, D) singular values only, which differs from the paper when N < D).
+
+A multiple-choice target (XCOPA, COPA, SIQA) has a label per example but a feature per choice, and its head scores
+each choice with one shared linear map followed by a softmax over the example's choices, which only sees the
+differences between the choices' scores. `multiple_choice_logme` gives LogME that form: every choice's feature minus
+the mean feature of its example's choices, regressed on whether it is the correct one (1 - 1/C for the correct
+choice, -1/C for the others, C the example's number of choices). For two choices it is LogME of the difference of
+the two choices' features against which one is correct, each example entered in both orders.
+
+SEmb (Vu et al. 2020, "Exploring and Predicting Transferability across NLP Tasks", there called TextEmb; Poth et al.
+2021, "What to Pre-Train on? Efficient Intermediate Task Selection", github.com/adapter-hub/efficient-task-transfer,
+task_selection/semb.py) embeds a dataset as the mean over its examples of one fixed encoder's mean-pooled last layer,
+and scores an intermediate dataset by the cosine similarity of its embedding to the target dataset's
+(`dataset_embedding`, `semb`; written from the papers' description, not from their code).
 """
 
 from __future__ import annotations
@@ -41,7 +54,17 @@ from stilts_jax.core.errors import InputError
 from stilts_jax.evaluation.embedding import POOLINGS, SentenceEmbedder, SentenceEncoder
 from stilts_jax.models.encoder import Encoder
 
-__all__ = ["FeatureExtractor", "encoder_features", "logme", "logme_per_column", "regret_at_k", "spearman"]
+__all__ = [
+    "FeatureExtractor",
+    "dataset_embedding",
+    "encoder_features",
+    "logme",
+    "logme_per_column",
+    "multiple_choice_logme",
+    "regret_at_k",
+    "semb",
+    "spearman",
+]
 
 MAX_ITERATIONS = 1000  # where N <= D the labels lie in the features' span and beta grows slowly
 TOLERANCE = 1e-6  # relative change of t = alpha / beta between iterations
@@ -137,6 +160,56 @@ def logme(features: np.ndarray, labels: np.ndarray, num_classes: int | None = No
         raise InputError(f"labels must lie in 0..{classes - 1}, got {labels.min()}..{labels.max()}")
     one_hot = (labels[:, None] == np.arange(classes)[None, :]).astype(np.float64)
     return float(np.mean(logme_per_column(features, one_hot)["evidence"]))
+
+
+def multiple_choice_logme(features: np.ndarray, labels: np.ndarray, choice_mask: np.ndarray | None = None) -> float:
+    """LogME of a multiple-choice target: `features` [N, C, D] (each choice's pooled feature), `labels` [N] (the
+    correct choice), `choice_mask` [N, C] (1 for the example's real choices; default all). Each real choice is a row:
+    its feature minus its example's mean choice feature, against 1 - 1/C_i for the correct choice and -1/C_i for the
+    others (C_i: the example's choices). Higher is better; compare scores on the same examples only."""
+    features = np.asarray(features, np.float64)
+    labels = np.asarray(labels)
+    if features.ndim != 3 or labels.shape != features.shape[:1]:
+        raise InputError(
+            f"multiple-choice LogME needs features [N, choices, D] and labels [N], got {features.shape} and "
+            f"{labels.shape}"
+        )
+    examples, choices, _ = features.shape
+    mask = np.ones((examples, choices), bool) if choice_mask is None else np.asarray(choice_mask) > 0
+    if mask.shape != (examples, choices):
+        raise InputError(f"choice_mask must be [N, choices] = {(examples, choices)}, got {mask.shape}")
+    counts = mask.sum(axis=1)
+    if (counts < 2).any():
+        raise InputError(f"every example needs at least 2 choices; {int((counts < 2).sum())} have fewer")
+    if not np.issubdtype(labels.dtype, np.integer) or (labels < 0).any() or (labels >= counts).any():
+        raise InputError("labels must be integers naming one of each example's choices")
+    mean = (features * mask[..., None]).sum(axis=1) / counts[:, None]
+    centered = features - mean[:, None, :]
+    correct = (np.arange(choices)[None, :] == labels[:, None]).astype(np.float64)
+    targets = correct - 1.0 / counts[:, None]
+    return float(logme_per_column(centered[mask], targets[mask][:, None])["evidence"][0])
+
+
+def dataset_embedding(features: np.ndarray) -> np.ndarray:
+    """SEmb's embedding of a dataset: the mean of its examples' pooled features [N, D] -> [D] (float64)."""
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or len(features) == 0:
+        raise InputError(f"a dataset embedding needs features [N, D] of at least one example, got {features.shape}")
+    if not np.isfinite(features).all():
+        raise InputError("the features hold NaN or infinite values: the encoder's outputs are not usable")
+    return features.mean(axis=0)
+
+
+def semb(source: np.ndarray, target: np.ndarray) -> float:
+    """SEmb's score of an intermediate dataset for a target: the cosine similarity of their dataset embeddings
+    (`dataset_embedding`), in [-1, 1]; higher is more similar."""
+    a, b = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise InputError(f"SEmb compares two embeddings [D] of the same D, got {a.shape} and {b.shape}")
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    if norms == 0:
+        raise InputError("a dataset embedding is all zeros: its cosine similarity is undefined")
+    return float(a @ b) / norms
 
 
 class FeatureExtractor:

@@ -126,6 +126,10 @@ def get_config(
     # elsewhere), or "xla", "cudnn", "splash". Training with attention dropout runs XLA's whatever this says.
     # remat: activation checkpointing per layer in training: "none", "save_dots" (keep the weight matmuls' outputs)
     # or "full" (keep each layer's input only: the least memory, about a third more compute).
+    # random_init: the encoder gets random weights (seeded by `seed`) in the shapes of the model's config.json (a model
+    # folder, or the config shipped for xlm-roberta-base/-large and bert-base-multilingual-cased): nothing is
+    # downloaded. For timing and memory checks at real size, not for results. The tokenizer comes from `tokenizer`,
+    # else from the model folder; a shipped config has none, so set `tokenizer` then (the demo's works offline).
     # scan_layers: store the layers' parameters stacked and run them with jax.lax.scan, so the compiler compiles one
     # layer instead of all of them (docs/SCALING.md, "Scanned layers"); outputs equal the unrolled layers'.
     config.model = dict(
@@ -135,6 +139,7 @@ def get_config(
         attention="auto",
         remat="none",
         make_tiny=False,
+        random_init=False,
         attention_dropout="config",
         scan_layers=False,
     )

@@ -168,6 +168,8 @@ TOP_KEYS: dict[str, Rule] = {
     "model.attention": choice("auto", "xla", "cudnn", "splash"),
     "model.remat": choice("none", "save_dots", "full"),
     "model.make_tiny": BOOLEAN,
+    # Random weights in the model's shapes (model.name's folder or shipped config.json); no weights are downloaded.
+    "model.random_init": BOOLEAN,
     "model.attention_dropout": ATTENTION_DROPOUT,
     # Layers stored stacked and run with jax.lax.scan (compiles one layer, not all); results equal unrolled layers'.
     "model.scan_layers": BOOLEAN,

@@ -18,6 +18,20 @@ SUPPORTED_MODEL_TYPES: dict[str, str] = {
 
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 
+# The config.json of xlm-roberta-base, xlm-roberta-large and bert-base-multilingual-cased, as on the hub: their shapes
+# without a download (ahead-of-time compilation, model.random_init).
+SHIPPED_CONFIGS_DIR = Path(__file__).resolve().parents[1] / "assets" / "model_configs"
+
+
+def shipped_config_dir(name: str) -> Path | None:
+    """The folder holding the shipped config.json of hub model `name` (its last path part), or None."""
+    folder = SHIPPED_CONFIGS_DIR / str(name).rstrip("/").split("/")[-1]
+    return folder if (folder / "config.json").is_file() else None
+
+
+def shipped_config_names() -> list[str]:
+    return sorted(p.name for p in SHIPPED_CONFIGS_DIR.iterdir() if (p / "config.json").is_file())
+
 
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:

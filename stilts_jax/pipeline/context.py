@@ -15,11 +15,11 @@ from flax import nnx
 
 from stilts_jax.core import distributed
 from stilts_jax.core.compilation_cache import enable_compilation_cache
-from stilts_jax.core.errors import StiltsError
+from stilts_jax.core.errors import InputError, StiltsError
 from stilts_jax.core.paths import as_path
-from stilts_jax.core.tokenization import load_tokenizer
+from stilts_jax.core.tokenization import DEMO_TOKENIZER_DIR, load_tokenizer
 from stilts_jax.demo.tiny_model import make_tiny_model
-from stilts_jax.models.config import EncoderConfig
+from stilts_jax.models.config import SHIPPED_CONFIGS_DIR, EncoderConfig, shipped_config_dir, shipped_config_names
 from stilts_jax.models.encoder import Encoder
 from stilts_jax.models.heads import TaskModel
 from stilts_jax.models.hf_files import resolve_model_dir
@@ -52,6 +52,21 @@ class Phase(enum.StrEnum):
         return self is Phase.INTERMEDIATE
 
 
+def random_init_model_dir(name: str) -> Path:
+    """model.random_init: the folder whose config.json gives the shapes: `name` itself when it is a folder with one,
+    else the config shipped for that hub model. No weights are read, nothing is downloaded."""
+    if (Path(name) / "config.json").is_file():
+        return Path(name)
+    shipped = shipped_config_dir(name)
+    if shipped is None:
+        raise InputError(
+            f"model.random_init: model.name {name!r} is neither a folder with a config.json nor a model whose config "
+            f"ships with stilts_jax ({', '.join(shipped_config_names())}); pass --config.model.name=<one of those or "
+            f"a folder with config.json>"
+        )
+    return shipped
+
+
 class RunContext:
     """The run's shared state and builders (a phase receives it as `pipeline`)."""
 
@@ -75,7 +90,7 @@ class RunContext:
             else ("float32" if jax.default_backend() == "cpu" else "bfloat16")
         )
         self.model_dir = self._model_dir()
-        self.tokenizer = load_tokenizer(config.model.tokenizer or self.model_dir)
+        self.tokenizer = load_tokenizer(config.model.tokenizer or self._tokenizer_dir())
         self.phase_records: dict[str, dict[str, Any]] = {}  # phase name -> its phase_done record, as phases finish
         self.planned: dict[str, Any] = {}  # phase folder -> its PlannedPhase (settings, fingerprint): set by the runner
         self.evaluation_fingerprint: str | None = None  # what the evaluation's results are keyed by
@@ -91,7 +106,18 @@ class RunContext:
                 from jax.experimental import multihost_utils
 
                 multihost_utils.sync_global_devices("stilts_jax tiny model written")
+        if self.config.model.random_init:
+            return random_init_model_dir(name)
         return resolve_model_dir(name)
+
+    def _tokenizer_dir(self) -> Path:
+        if self.config.model.random_init and self.model_dir.parent == SHIPPED_CONFIGS_DIR:
+            raise InputError(
+                f"model.random_init builds {self.config.model.name} from the config.json shipped in {self.model_dir}, "
+                f"which has no tokenizer: pass --config.model.tokenizer=<hub id or folder>, e.g. "
+                f"--config.model.tokenizer={DEMO_TOKENIZER_DIR} (the shipped demo tokenizer, offline)"
+            )
+        return self.model_dir
 
     @property
     def encoder_config(self) -> EncoderConfig:
@@ -130,7 +156,12 @@ class RunContext:
         }
 
     def pretrained_encoder(self) -> Encoder:
-        """The model folder's encoder with its weights, built as every encoder of the run is (encoder_options)."""
+        """The model folder's encoder with its weights, built as every encoder of the run is (encoder_options).
+
+        With model.random_init, the weights are random (seeded by config.seed, the same at every call): nothing is
+        read but config.json."""
+        if self.config.model.random_init:
+            return Encoder(self.encoder_config, rngs=nnx.Rngs(self.config.seed), **self.encoder_options)
         return load_pretrained(self.model_dir, **self.encoder_options)[0]
 
     def abstract_encoder(self) -> Encoder:

@@ -101,6 +101,9 @@ def load_checkpoint_pooler(pipeline: Pipeline, model: DualEncoder) -> None:
     """Fill the model's pooler from the checkpoint's `pooler.dense.*`; without them, stop unless a random one may do."""
     if model.pooler is None:
         return
+    if pipeline.config.model.random_init:
+        say("[target] model.random_init: the pooler is random, as the whole encoder is")
+        return
     if load_pooler(pipeline.model_dir, model.pooler):
         say(f"[target] pooler (dense + tanh on <s>) loaded from {pipeline.model_dir}")
         return

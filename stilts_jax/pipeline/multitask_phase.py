@@ -98,7 +98,9 @@ def _mlm_task(
         mlm.mask_probability,
     )
     head = mlm_head(pipeline, hidden_size, rngs)
-    loaded = mlm.init_from_checkpoint and load_mlm_head(pipeline.model_dir, head)
+    loaded = (
+        mlm.init_from_checkpoint and not pipeline.config.model.random_init and load_mlm_head(pipeline.model_dir, head)
+    )
     say(
         f"  mlm: {len(lines)} lines of text, share {mlm.share}, head "
         f"{'from the checkpoint lm_head' if loaded else 'initialised at random'}"

@@ -48,6 +48,14 @@ MODEL_KEYS = ("name", "tokenizer", "dtype", "attention_dropout", "make_tiny")
 NEUTRAL_DEFAULTS = {"train.length_grouping": False, "language_sampling": "concatenate"}
 
 
+def model_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The model keys a phase's fingerprint holds; random_init only when on (workdirs from before it still resume)."""
+    model = {key: config.model[key] for key in MODEL_KEYS if key in config.model}
+    if config.model.get("random_init"):
+        model["random_init"] = True
+    return model
+
+
 def fingerprint_of(settings: dict[str, Any]) -> str:
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -83,7 +91,7 @@ def plan(config: ml_collections.ConfigDict) -> list[PlannedPhase]:
     given model, target.evaluate_model)."""
     if config.target.evaluate_model:
         return []
-    model = {key: config.model[key] for key in MODEL_KEYS if key in config.model}
+    model = model_settings(config)
     phases: list[PlannedPhase] = []
     previous: str | None = None
     target_spec = get_task(config.target.task)
@@ -109,11 +117,7 @@ def evaluation_fingerprint(config: ml_collections.ConfigDict, phases: list[Plann
     """What determines the evaluation: the model evaluated (the last phase's fingerprint, or the pretrained model for
     the baseline of an encoder-only target, or the model target.evaluate_model names), the target task and its
     source, and the evaluation settings."""
-    evaluated = (
-        phases[-1].fingerprint
-        if phases
-        else fingerprint_of({key: config.model[key] for key in MODEL_KEYS if key in config.model})
-    )
+    evaluated = phases[-1].fingerprint if phases else fingerprint_of(model_settings(config))
     if config.target.evaluate_model:
         evaluated = fingerprint_of({"evaluate_model": model_identity(config.target.evaluate_model), "model": evaluated})
     return fingerprint_of(

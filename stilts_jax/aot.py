@@ -21,6 +21,7 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -126,7 +127,10 @@ class RunCompiler:
         buckets: str,
         hlo_sink: Callable[[str, str], None] | None,
         scratch: Path,
+        layers: int | None = None,
     ):
+        """`layers` (with unrolled layers) overrides the model's depth: scanned programs' costs are extrapolated
+        from compiles of 1 and 2 unrolled layers (`extrapolate_scanned_costs`)."""
         from stilts_jax.core.distributed import make_mesh
         from stilts_jax.core.tokenization import load_demo_tokenizer, load_tokenizer
         from stilts_jax.models.config import EncoderConfig
@@ -140,6 +144,9 @@ class RunCompiler:
         longest = max(config.intermediate.max_length, config.target.max_length)
         self.model_dir = model_config_dir(config.model, longest, config.seed, scratch)
         self.encoder_config = EncoderConfig.from_json_file(self.model_dir / "config.json")
+        self.scan_layers = bool(config.model.scan_layers) and layers is None
+        if layers is not None:
+            self.encoder_config = dataclasses.replace(self.encoder_config, num_hidden_layers=layers)
         # Feature shapes do not depend on the vocabulary: any tokenizer of the model's kind serves.
         tokenizer_source = config.model.tokenizer or (
             self.model_dir if (self.model_dir / "tokenizer_config.json").exists() else None
@@ -164,7 +171,7 @@ class RunCompiler:
             attention=model.attention,
             remat=model.remat,
             attention_dropout=model.attention_dropout,
-            scan_layers=model.scan_layers,
+            scan_layers=self.scan_layers,
         )
 
     def compile(self, name: str, function: Any, args: list[Any], details: dict[str, Any]) -> None:
@@ -361,6 +368,32 @@ class RunCompiler:
             self.retrieval_evaluation()
 
 
+def extrapolate_scanned_costs(
+    programs: list[dict[str, Any]], one: list[dict[str, Any]], two: list[dict[str, Any]], layers: int, tpu_slice: Any
+) -> None:
+    """Replace the FLOPs and bytes of scanned programs by those of the unrolled model, in place.
+
+    The compiler's cost analysis counts a loop body once, so a program whose layers run in `jax.lax.scan` reports
+    about one layer's cost. With the same program compiled for 1 and 2 unrolled layers, the cost of L layers is
+    cost(1) + (L - 1) * (cost(2) - cost(1)): the layers are identical, and what is outside them (embeddings, head,
+    optimizer update) is in cost(1). Memory, compile time and collectives stay the scanned program's own."""
+    from stilts_jax.train.aot import roofline_mfu
+
+    by_name = [{p["name"]: p for p in group} for group in (one, two)]
+    for program in programs:
+        first, second = by_name[0].get(program["name"]), by_name[1].get(program["name"])
+        if first is None or second is None:
+            continue
+        for key in ("flops", "kernel_flops", "bytes_accessed"):
+            program[f"scanned_{key}"] = program.get(key, 0.0)
+            program[key] = first.get(key, 0.0) + (layers - 1) * (second.get(key, 0.0) - first.get(key, 0.0))
+        program["cost_from"] = "1 and 2 unrolled layers, extrapolated (the cost analysis counts a scan once)"
+        peak, bandwidth = tpu_slice.device_peak_flops, tpu_slice.device_hbm_bandwidth
+        program["roofline_mfu"] = round(
+            roofline_mfu(program["flops"] + program["kernel_flops"], program["bytes_accessed"], peak, bandwidth), 4
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m stilts_jax.aot", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -411,6 +444,19 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="stilts-aot-") as scratch:
             compiler = RunCompiler(config, tpu_slice, args.buckets, sink, Path(scratch))
             compiler.run()
+            if compiler.scan_layers:
+                shallow = []
+                for layers in (1, 2):
+                    print(
+                        f"compiling with {layers} unrolled layer(s) for the scanned programs' costs ...",
+                        file=sys.stderr,
+                    )
+                    small = RunCompiler(config, tpu_slice, args.buckets, None, Path(scratch), layers=layers)
+                    small.run()
+                    shallow.append(small.programs)
+                extrapolate_scanned_costs(
+                    compiler.programs, shallow[0], shallow[1], compiler.encoder_config.num_hidden_layers, tpu_slice
+                )
         report = {
             **report_header(tpu_slice, compiler.mesh),
             "model": str(config.model.name),

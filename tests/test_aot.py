@@ -215,3 +215,23 @@ def test_cpu_host_with_libtpu_starts_quietly_on_the_cpu() -> None:
     )
     assert out.stdout.split() == ["cpu", "cpu"]
     assert "TPU" not in out.stderr, out.stderr
+
+
+@pytest.mark.slow
+def test_scanned_layers_report_the_unrolled_costs(tmp_path: Path) -> None:
+    """The cost analysis counts a scan's body once; the report extrapolates from 1 and 2 unrolled layers."""
+    model = make_tiny_model(tmp_path / "tiny3", num_layers=3)
+    for scan in ("false", "true"):
+        (tmp_path / scan).mkdir()
+    reports = {
+        scan: run_aot(
+            tmp_path / str(scan), "v5e:2x2", f"--config.model.name={model}", f"--config.model.scan_layers={scan}"
+        )
+        for scan in ("false", "true")
+    }
+    unrolled, scanned = ({p["name"]: p for p in reports[s]["programs"]} for s in ("false", "true"))
+    assert reports["true"]["scan_layers"] is True
+    for name in ("intermediate/train_step", "intermediate/eval_forward@128"):
+        assert "cost_from" in scanned[name] and scanned[name]["scanned_flops"] < 0.8 * unrolled[name]["flops"]
+        for key in ("flops", "kernel_flops", "bytes_accessed"):
+            assert scanned[name][key] == pytest.approx(unrolled[name][key], rel=0.05), key

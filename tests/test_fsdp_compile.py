@@ -89,12 +89,13 @@ def all_reduced_bytes(hlo: str) -> int:
     return total
 
 
-@pytest.mark.slow  # one TPU compile, ~30 s on 2 cores
-def test_fsdp_train_step_gathers_weights_and_reduce_scatters_gradients() -> None:
+@pytest.mark.slow  # one TPU compile each, ~30 s on 2 cores
+@pytest.mark.parametrize("topology", ["v5e:2x2", "v4:2x2x1"])
+def test_fsdp_train_step_gathers_weights_and_reduce_scatters_gradients(topology: str) -> None:
     pytest.importorskip("libtpu", reason="compiling for a TPU slice needs libtpu (the test extra installs it)")
     from stilts_jax.train.aot import get_slice
 
-    collectives, hlo = compile_fsdp_step(get_slice("v5e:2x2"), DEFAULT_LOGICAL_RULES)
+    collectives, hlo = compile_fsdp_step(get_slice(topology), DEFAULT_LOGICAL_RULES)
     # Each layer's weights are all-gathered (in bfloat16) and their gradients reduce-scattered back to the shards.
     assert collectives["all-gather"] > 0 and collectives["reduce-scatter"] > 0, collectives
     # Activations stay split over the batch: none is all-reduced (the partial sums of a matmul over a sharded

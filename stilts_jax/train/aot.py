@@ -123,6 +123,9 @@ def _quiet_libtpu(generation: str, chips: int) -> None:
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
     os.environ.setdefault("TPU_WORKER_ID", "0")
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+    # Only the compiler is used, never a chip: two compilations at once (two tools, or a test beside a tool) must not
+    # refuse each other over libtpu's one-process lock file.
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 
 def _parse(name: str) -> tuple[str, tuple[int, ...]]:

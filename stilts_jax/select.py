@@ -347,10 +347,18 @@ def score_candidates(
     }
 
 
+TIE_DIGITS = 10  # scores equal to 10 decimals are equal: LogME's noise-only evidence differs in the 15th
+
+
+def _comparable(value: float) -> float:
+    return round(value, TIE_DIGITS)
+
+
 def _ranks_desc(values: list[float | None]) -> list[int | None]:
-    """1 for the highest value; equal values share the better rank (1, 1, 3); None stays unranked."""
-    present = [v for v in values if v is not None]
-    return [None if v is None else 1 + sum(other > v for other in present) for v in values]
+    """1 for the highest value; equal values (to TIE_DIGITS decimals) share the better rank (1, 1, 3); None stays
+    unranked."""
+    present = [_comparable(v) for v in values if v is not None]
+    return [None if v is None else 1 + sum(other > _comparable(v) for other in present) for v in values]
 
 
 def agreement(candidates: list[Candidate], method: str = "logme") -> dict[str, Any]:
@@ -360,7 +368,7 @@ def agreement(candidates: list[Candidate], method: str = "logme") -> dict[str, A
     pairs = [
         (c.score(method), c.measured) for c in candidates if c.score(method) is not None and c.measured is not None
     ]
-    predicted = [float(p) for p, _ in pairs]  # type: ignore[arg-type]
+    predicted = [_comparable(float(p)) for p, _ in pairs]  # type: ignore[arg-type]
     measured = [float(m) for _, m in pairs]
     return {
         "candidates_measured": len(pairs),
@@ -405,7 +413,7 @@ def report(candidates: list[Candidate], info: dict[str, Any]) -> tuple[dict[str,
     def number(value: float | None, digits: int) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    features = "<s>" if info["pooling"] == "cls" else "mean-pooled"
+    features = "`<s>`" if info["pooling"] == "cls" else "mean-pooled"
     if info.get("family") == "multiple_choice":
         features += " features of each choice, relative to the mean of its example's choices, against which is correct"
     else:

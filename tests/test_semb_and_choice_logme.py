@@ -124,3 +124,38 @@ def test_choice_logme_refuses_bad_inputs() -> None:
         multiple_choice_logme(features, np.array([0, 1, 2, 0]))
     with pytest.raises(InputError, match="at least 2 choices"):
         multiple_choice_logme(features, np.zeros(4, np.int64), np.array([[1, 0], [1, 1], [1, 1], [1, 1]]))
+
+
+def test_the_report_ranks_each_method_and_scores_its_agreement() -> None:
+    from stilts_jax.select import Candidate, report
+
+    candidates = [
+        Candidate("a", "run", "enc/a", intermediate="mnli", measured=50.0, logme=-0.5, semb=0.90),
+        Candidate("b", "run", "enc/b", intermediate="squad", measured=40.0, logme=-0.4, semb=0.95),
+        Candidate("c", "run", "enc/c", intermediate="squad+mnli", measured=45.0, logme=-0.6, semb=0.80),
+        # Equal to LogME's 10th decimal: a tie, as the noise-only evidence of different encoders is.
+        Candidate("d", "run", None, measured=30.0, logme=-0.6 + 1e-14),
+        Candidate("pretrained", "pretrained", logme=-0.3),
+    ]
+    data, table = report(
+        candidates,
+        {"target": "xnli", "family": "classification", "examples": 8, "pooling": "cls", "semb_model": "/models/base"},
+    )
+    rows = {row["name"]: row for row in data["candidates"]}
+    assert [row["name"] for row in data["candidates"]] == ["pretrained", "b", "a", "c", "d"]
+    assert {n: rows[n]["logme_rank"] for n in rows} == {"pretrained": 1, "b": 2, "a": 3, "c": 4, "d": 4}
+    assert {n: rows[n]["semb_rank"] for n in rows} == {"pretrained": None, "b": 1, "a": 2, "c": 3, "d": None}
+    assert rows["c"]["measured_rank"] == 2 and rows["pretrained"]["measured_rank"] is None
+    logme, semb = data["agreement"]["logme"], data["agreement"]["semb"]
+    # LogME over a, b, c, d: ranks (2, 1, 3.5, 3.5) against measured (1, 3, 2, 4).
+    assert logme["candidates_measured"] == 4
+    assert logme["spearman"] == pytest.approx(0.2108185, abs=1e-6)
+    assert logme["regret@1"] == pytest.approx(0.2) and logme["regret@3"] == 0.0
+    # SEmb over a, b, c (d has no intermediate task): order b, a, c against measured a, c, b.
+    assert semb["candidates_measured"] == 3 and semb["spearman"] == pytest.approx(-0.5)
+    assert semb["regret@1"] == pytest.approx(0.2) and semb["regret@3"] == 0.0
+    assert "| b | squad | -0.400000 | 2 | 0.950000 | 1 | 40.00 | 3 |" in table
+    assert "| d | - | -0.600000 | 4 | no task | - | 30.00 | 4 |" in table
+    assert "| LogME | 4 | 0.211 | 0.200 | 0.000 |" in table
+    assert "| SEmb | 3 | -0.500 | 0.200 | 0.000 |" in table
+    assert "without an intermediate task" in table and "of base." in table

@@ -355,7 +355,7 @@ def test_missing_runs_are_shown_never_dropped(table_and_runs, tmp_path):
     md = markdown(table, "t")
     assert "| mnli | 50.0 ± 1.4 (-2.0) | 75.0 (1/2 seeds) (+4.0) |" in md
     assert "- mnli / udpos: mnli_to_udpos_seed1: failed" in md
-    assert "| mnli_to_udpos_seed1 | failed | 2 | 2 | - |" in md
+    assert "| mnli_to_udpos_seed1 | failed | - | 2 | 2 | - |" in md
     assert "XTREME avg: mean over tydiqa (9 languages), udpos (33 languages); not in XTREME, so left out: xcopa" in md
 
     (tmp_path / "mnli_to_tydiqa_seed0" / "results.json").unlink()  # a finished run losing its results
@@ -417,3 +417,20 @@ def test_heatmap_colours_deltas_around_zero_and_writes_a_readable_png(table_and_
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 300
     assert not list((tmp_path / "out").glob(".*.tmp"))  # atomic writes leave no temporaries
     write_heatmap(table, paths[3], "again")  # overwriting works
+
+
+def test_tables_name_the_transfer_protocol_and_flag_a_sweep_that_mixes_them(table_and_runs):
+    table, runs = table_and_runs
+    # Results written without a protocol are zero-shot (the only protocol before the label existed).
+    assert table.transfers() == ["zero-shot"]
+    assert "Transfer protocol: zero-shot." in markdown(table, "demo")
+    assert "Cross-lingual transfer (zero-shot)" in latex(table, "demo")
+    translated = next(run for run in runs if (run.workdir / "results.json").exists())
+    results = json.loads((translated.workdir / "results.json").read_text())
+    results["protocol"] = {"transfer": "translate-train-all", "setting": "translate-train-all: ..."}
+    (translated.workdir / "results.json").write_text(json.dumps(results))
+    mixed = aggregate(runs, {})
+    assert mixed.transfers() == ["translate-train-all", "zero-shot"]
+    text = markdown(mixed, "demo")
+    assert "Transfer protocol: MIXED (translate-train-all, zero-shot" in text
+    assert f"| {translated.name} | done | translate-train-all |" in text

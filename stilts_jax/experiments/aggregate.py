@@ -118,6 +118,9 @@ def task_score(
     return TaskScore(value, len(values), len(wanted), tuple(missing))
 
 
+ZERO_SHOT = "zero-shot"
+
+
 @dataclasses.dataclass
 class RunResult:
     run: Run
@@ -126,6 +129,7 @@ class RunResult:
     attempts: int = 0
     seconds: float = 0.0
     error: str = ""
+    transfer: str = ""  # results.json's protocol.transfer: zero-shot, translate-train, translate-train-all
 
 
 def read_run(run: Run, record: Mapping[str, Any] | None = None) -> RunResult:
@@ -149,7 +153,10 @@ def read_run(run: Run, record: Mapping[str, Any] | None = None) -> RunResult:
         languages = benchmark_languages(run.target, benchmark)
         if languages:
             scores[benchmark] = task_score(run.target, per_language, languages)
-    return RunResult(run, "done", scores, attempts, seconds)
+    protocol = results.get("protocol")
+    # Results written before the label existed were all zero-shot.
+    transfer = str(protocol.get("transfer", ZERO_SHOT)) if isinstance(protocol, dict) else ZERO_SHOT
+    return RunResult(run, "done", scores, attempts, seconds, transfer=transfer)
 
 
 @dataclasses.dataclass
@@ -184,6 +191,10 @@ class SweepTable:
     benchmark_tasks: dict[str, list[str]]  # benchmark or group column -> the sweep's targets it averages
     benchmark_excluded: dict[str, list[str]]  # benchmark or group column -> the sweep's targets it leaves out
     runs: list[RunResult]
+
+    def transfers(self) -> list[str]:
+        """The transfer protocols of the finished runs (one, unless the sweep mixes them)."""
+        return sorted({r.transfer for r in self.runs if r.status == "done" and r.transfer})
 
     def columns(self) -> list[str]:
         """The targets, then each average over at least one of them: XTREME, its classification group, XTREME-R,

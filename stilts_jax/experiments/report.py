@@ -84,11 +84,22 @@ def _row_notes(table: SweepTable) -> list[str]:
     ]
 
 
+def _transfer_label(table: SweepTable) -> str:
+    """The sweep's protocol for titles and captions; a sweep mixing protocols says so, since its cells are not
+    comparable with each other."""
+    transfers = table.transfers() or ["zero-shot"]
+    if len(transfers) == 1:
+        return transfers[0]
+    return "MIXED (" + ", ".join(transfers) + "; see the protocol of each run below)"
+
+
 def markdown(table: SweepTable, name: str) -> str:
     columns = table.columns()
     seeds = ", ".join(map(str, table.seeds))
     lines = [
         f"# Sweep {name}: intermediate task x target task",
+        "",
+        f"Transfer protocol: {_transfer_label(table)}.",
         "",
         f"Each cell: the target's score as mean ± std over seeds {seeds} (std: sample standard deviation, n-1), "
         "and in brackets the difference of the mean to the baseline's (no intermediate task).",
@@ -114,11 +125,20 @@ def markdown(table: SweepTable, name: str) -> str:
                 continue  # a benchmark average repeats its targets' problems
             seen.add(problem)
             lines.append(f"- {_row_label(row)} / {_column_label(column)}: {problem}")
-    lines += ["", "## Runs", "", "| run | status | attempts | time (s) | score |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Runs",
+        "",
+        "| run | status | protocol | attempts | time (s) | score |",
+        "|---|---|---|---|---|---|",
+    ]
     for result in table.runs:
         score = result.scores.get("table")
         shown = f"{score.value:.2f}" if score is not None and score.value is not None else "-"
-        lines.append(f"| {result.run.name} | {result.status} | {result.attempts} | {result.seconds:.0f} | {shown} |")
+        lines.append(
+            f"| {result.run.name} | {result.status} | {result.transfer or '-'} | {result.attempts} | "
+            f"{result.seconds:.0f} | {shown} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -187,7 +207,8 @@ def latex(table: SweepTable, name: str) -> str:
             lines.append(r"\midrule")
     notes = "; ".join(_tex(_target_note(t)) for t in table.targets)
     caption = (
-        f"Zero-shot cross-lingual transfer after intermediate-task training: mean over seeds {seeds} with the "
+        f"Cross-lingual transfer ({_transfer_label(table)}) after intermediate-task training: mean over seeds "
+        f"{seeds} with the "
         "sample standard deviation as subscript, and in brackets the difference to the baseline without an "
         f"intermediate task. Best mean per column in bold. {notes}."
         + (r" $^\dagger$: seeds or languages missing." if any(not c.complete for c in table.cells.values()) else "")

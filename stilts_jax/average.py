@@ -1,4 +1,4 @@
-"""Average the selected target models of several runs of one sweep cell (the same intermediate and target tasks and
+r"""Average the selected target models of several runs of one sweep cell (the same intermediate and target tasks and
 model, different seeds) into one model, and evaluate it zero-shot like any finished phase.
 
     python -m stilts_jax.average --runs=workdir/sweeps/stilts/mnli_to_xnli_seed0,workdir/sweeps/stilts/mnli_to_xnli_seed1 \
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m stilts_jax.average",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
+        epilog=__doc__.split("\n\n", 1)[1],
     )
     parser.add_argument("--runs", required=True, help="comma-separated workdirs (or finished phase folders)")
     parser.add_argument("--output", required=True, help="the folder to write (best_model and phase_done.json)")

@@ -1,4 +1,4 @@
-"""Export a finished phase's fine-tuned model, encoder and task head, as a Hugging Face transformers folder.
+r"""Export a finished phase's fine-tuned model, encoder and task head, as a Hugging Face transformers folder.
 
     python -m stilts_jax.export --workdir=workdir/demo --phase=target --output=exported/tydiqa \
         [--push-to-hub=user/xlmr-squad-tydiqa]

@@ -1,4 +1,4 @@
-"""Show what the model sees: the features of a phase's task, exactly as training and evaluation build them.
+r"""Show what the model sees: the features of a phase's task, exactly as training and evaluation build them.
 
     python -m stilts_jax.inspect --config=configs/demo.py --phase=target --split=test --language=sw --limit=20 \
         --output=features.jsonl

@@ -247,9 +247,12 @@ def _phase_record(pipeline: RunContext, spec: TaskSpec, phase_dir: Any) -> dict[
                 f"target.evaluate_model: {phase_dir} was trained from model.{key} {model.get(key)!r}; "
                 f"this run has {ours[key]!r}: pass --config.model.{key}={model.get(key)}"
             )
-    say(
-        f"[evaluate_model] {phase_dir}: {trained.name}, English dev {record.get('dev')} (step {record.get('best_step')})"
+    dev = (
+        f"English dev {record['dev']} (step {record.get('best_step')})"
+        if record.get("dev") is not None
+        else "no English dev score recorded (an averaged or imported model)"
     )
+    say(f"[evaluate_model] {phase_dir}: {trained.name}, {dev}")
     return {
         **record,
         "evaluated_model": str(phase_dir),

@@ -146,6 +146,7 @@ def average_runs(runs: list[str], output: str, *, allow_different_settings: bool
         "selection": f"uniform average of the selected models of {len(records)} runs: {named}",
         "averaged_runs": entries,
         "train_languages": records[0].get("train_languages", ["en"]),
+        "language_sampling": records[0].get("language_sampling", "concatenate"),
         "best_model": "best_model",
         "fingerprint": hashlib.sha256(identity.encode()).hexdigest()[:16],
         "settings": records[0]["settings"],

@@ -86,6 +86,18 @@ def test_the_protocol_names_the_transfer_setting():
     assert "train_languages" not in zero
 
 
+def test_an_evaluated_model_is_labelled_by_the_languages_it_was_trained_on():
+    # This run's own train_languages say English, but the evaluated model's record says it saw German too.
+    config = _config("pawsx", evaluate_model="workdir/elsewhere")
+    record = {"train_languages": ["en", "de"], "language_sampling": "balanced", "dev": 80.0}
+    protocol = run_protocol(config, split="test", trained_target=True, phases={"target": record})
+    assert protocol["transfer"] == "translate-train" and protocol["train_languages"] == ["en", "de"]
+    assert protocol["language_sampling"] == "balanced"
+    # A model imported from Hugging Face records no training languages: zero-shot is stated as an assumption.
+    imported = run_protocol(config, split="test", trained_target=True, phases={"target": {"dev": None}})
+    assert imported["transfer"] == "zero-shot" and "assumed" in imported["setting"]
+
+
 def test_language_sampling_is_a_phase_setting_and_preflight_reads_the_translations():
     concatenated = plan(_config())[-1]
     assert "language_sampling" not in concatenated.settings["phase"]  # the default keeps earlier workdirs reusable

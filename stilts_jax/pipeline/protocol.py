@@ -67,12 +67,24 @@ def run_protocol(
     """The whole run's protocol. `phases`: phase name -> its phase_done record, where it ran."""
     phases = phases or {}
     target = config.target
-    # The transfer label (zero-shot, translate-train, translate-train-all) heads every table.
-    transfer, setting = transfer_setting(target, target.task, list(config.evaluation.languages))
+    # The transfer label (zero-shot, translate-train, translate-train-all) heads every table. An evaluated model was
+    # trained elsewhere: its own record says on which languages (a model imported from Hugging Face has none).
+    trained_on = target
+    evaluated = phases.get("target") if target.evaluate_model else None
+    if evaluated is not None:
+        trained_on = ml_collections.ConfigDict(
+            {
+                "train_languages": list(evaluated.get("train_languages") or ["en"]),
+                "language_sampling": evaluated.get("language_sampling", "concatenate"),
+            }
+        )
+    transfer, setting = transfer_setting(trained_on, target.task, list(config.evaluation.languages))
+    if evaluated is not None and "train_languages" not in evaluated:
+        setting += " (assumed: the evaluated model's training languages are not recorded)"
     protocol: dict[str, Any] = {"setting": setting, "split": split, "transfer": transfer}
     if transfer != ZERO_SHOT:
-        protocol["train_languages"] = training_languages(target, target.task)
-        protocol["language_sampling"] = target.get("language_sampling", "concatenate")
+        protocol["train_languages"] = training_languages(trained_on, target.task)
+        protocol["language_sampling"] = trained_on.get("language_sampling", "concatenate")
     stages = chain_stages(config.intermediate)
     if target.evaluate_model:
         protocol["intermediate"] = (

@@ -102,6 +102,7 @@ def run_training_phase(
         "selection": selection_rule(phase),
         "stopped_early": result.stopped_early,
         "train_languages": languages,
+        "language_sampling": phase.language_sampling,
         "best_model": str(absolute(phase_dir / "best_model")),
     }
     if Phase.of(name).hands_on_encoder:

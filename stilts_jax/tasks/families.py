@@ -40,6 +40,23 @@ def _require_labels(examples: Sequence[Any], what: str) -> None:
         )
 
 
+class LastEncoding:
+    """The features of the last examples a task predicted on, reused while the same examples come again: a phase's
+    dev set is predicted at every evaluation, and tokenizing it each time costs as much as a short evaluation."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._value: Any = None
+
+    def get(self, examples: Sequence[Any], build: Any) -> Any:
+        key = tuple(examples)  # frozen dataclasses: equal contents, equal key
+        if self._key != key:
+            self._key, self._value = None, None  # never keep a stale pair if build() raises
+            self._value = build()
+            self._key = key
+        return self._value
+
+
 class ClassificationTask:
     """XNLI, PAWS-X, MNLI, QQP, ANLI, SNLI, PAWS: the first token's representation, a classifier over labels."""
 
@@ -49,6 +66,7 @@ class ClassificationTask:
         self.spec, self.tokenizer, self.max_length = spec, tokenizer, max_length
         self.labels = spec.label_names()
         self.loss_fn = classification_loss
+        self._predicted = LastEncoding()
 
     def load(self, which: str, source: Mapping[str, Any], languages: Sequence[str] | None) -> dict[str, list]:
         return _load(self.spec, which, source, languages)
@@ -75,7 +93,8 @@ class ClassificationTask:
     def predict(
         self, predictor: Predictor, params: Any, examples: Sequence[PairExample], *, desc: str = "predict"
     ) -> list[int]:
-        return predictor.predict(params, self._encode(examples), desc=desc).argmax(-1).tolist()
+        arrays = self._predicted.get(examples, lambda: self._encode(examples))
+        return predictor.predict(params, arrays, desc=desc).argmax(-1).tolist()
 
     def score(self, predictions: Sequence[int], examples: Sequence[PairExample]) -> dict[str, float]:
         _require_labels(examples, self.spec.name)
@@ -170,7 +189,7 @@ class MultipleChoiceTask(ClassificationTask):
     def predict(
         self, predictor: Predictor, params: Any, examples: Sequence[ChoiceExample], *, desc: str = "predict"
     ) -> list[int]:
-        arrays = self._encode(examples)
+        arrays = self._predicted.get(examples, lambda: self._encode(examples))
         scores = predictor.predict(params, arrays, desc=desc)
         return np.where(arrays["choice_mask"] > 0, scores, -np.inf).argmax(-1).tolist()
 
@@ -211,6 +230,7 @@ class TaggingTask:
 
         self.spec, self.tokenizer, self.max_length = spec, tokenizer, max_length
         self.open_tag_set = has_open_labels(spec.dataset_and_split("train")[0])
+        self._predicted = LastEncoding()
         self._set_labels(() if self.open_tag_set else spec.label_names())
         self.loss_fn = tagging_loss
         self.featurization_counts = {"words_without_pieces": 0, "overlong_words": 0, "split_sentences": 0}
@@ -270,7 +290,7 @@ class TaggingTask:
         self, predictor: Predictor, params: Any, sentences: Sequence[TaggedSentence], *, desc: str = "predict"
     ) -> list[list[str]]:
         """Every word's tag from its first piece; a sentence longer than max_length is predicted in parts."""
-        features, _ = self.featurize(sentences)
+        features, _ = self._predicted.get(sentences, lambda: self.featurize(sentences))
         self.featurization_counts = features.counts()
         best = predictor.predict(params, features.arrays, desc=desc).argmax(-1)
         return [[self.labels[t] for t in tags] for tags in features.gather_words(best, len(sentences))]

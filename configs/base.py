@@ -122,6 +122,10 @@ def get_config(
     # gs://), "default" ($XDG_CACHE_HOME or ~/.cache, then stilts-jax/jax-compilation) or "" (off, the default: on
     # CPU meshes an executable loaded from the cache deadlocked in a cross-device all-gather).
     config.compilation_cache = ""
+    # Training features (tokenized examples) are kept for resumes and other hosts: "" in <workdir>/features; a folder
+    # (local or gs://) shared by several runs, e.g. a sweep's, tokenizes each dataset once for all of them (files are
+    # keyed by the tokenizer, the featurization settings and the data, so a change of any of them builds anew).
+    config.feature_cache = ""
     # attention: "auto" (cuDNN's fused kernel on GPU in half precision, the Pallas splash kernel on TPU, XLA's
     # elsewhere), or "xla", "cudnn", "splash". Training with attention dropout runs XLA's whatever this says.
     # remat: activation checkpointing per layer in training: "none", "save_dots" (keep the weight matmuls' outputs)

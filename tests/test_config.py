@@ -40,7 +40,7 @@ def test_unknown_keys_and_bad_values_name_the_fix():
         parse_config_args(["--config=configs/demo.py", "--config.target.train.epoch=3"])
     with pytest.raises(
         ConfigError,
-        match=r"valid keys there: compilation_cache, distributed, dry_run, dual_encoder, evaluation, intermediate, logging, logical_rules, mesh, model, on_change, seed, target, task_modules, workdir",
+        match=r"valid keys there: compilation_cache, distributed, dry_run, dual_encoder, evaluation, feature_cache, intermediate, logging, logical_rules, mesh, model, on_change, seed, target, task_modules, workdir",
     ):
         parse_config_args(["--config=configs/demo.py", "--config.modle.name=x"])
     with pytest.raises(ConfigError, match=r"--config.target.train.batch_size=.big. is not a valid int"):

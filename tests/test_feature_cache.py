@@ -17,8 +17,14 @@ from stilts_jax.tasks.registry import get_task
 
 
 @dataclasses.dataclass
+class _Config:
+    feature_cache: str = ""
+
+
+@dataclasses.dataclass
 class _Run:
     workdir: Path
+    config: _Config = dataclasses.field(default_factory=_Config)
 
 
 class _Counting:
@@ -104,3 +110,15 @@ def test_the_key_survives_the_tokenizer_calls_of_a_featurization(tmp_path):
     training_features(_Run(tmp_path), task, pairs)  # sets the tokenizer's truncation and padding
     training_features(_Run(tmp_path), task, pairs)
     assert task.calls == 1
+
+
+def test_a_shared_cache_folder_serves_every_run_that_names_it(tmp_path, examples, capsys):
+    shared = _Config(feature_cache=str(tmp_path / "shared"))
+    first, second = _Run(tmp_path / "run1", shared), _Run(tmp_path / "run2", shared)
+    task = _task()
+    fresh = training_features(first, task, examples)
+    again = training_features(second, task, examples)  # another run (another workdir) of the same data
+    assert task.calls == 1 and "read from" in capsys.readouterr().out
+    np.testing.assert_array_equal(again["input_ids"], fresh["input_ids"])
+    assert len(list((tmp_path / "shared").glob("*.npz"))) == 1
+    assert not (tmp_path / "run1" / "features").exists() and not (tmp_path / "run2" / "features").exists()

@@ -162,6 +162,9 @@ TOP_KEYS: dict[str, Rule] = {
     "on_change": choice("refuse", "restart"),
     "dry_run": BOOLEAN,
     "compilation_cache": TEXT,
+    # Where training features are kept: "" is <workdir>/features; a folder (local or gs://) is shared by every run
+    # that names it (a sweep tokenizes each dataset once). Files are keyed by tokenizer, settings and data.
+    "feature_cache": TEXT,
     "model.name": Rule(lambda value: isinstance(value, str) and bool(value.strip()), "a hub id or a model folder"),
     "model.tokenizer": TEXT,
     "model.dtype": choice("auto", "float32", "bfloat16", "float16"),

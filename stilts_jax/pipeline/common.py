@@ -16,7 +16,7 @@ import numpy as np
 
 from stilts_jax.core.errors import InputError, StiltsError
 from stilts_jax.core.io_utils import atomic_write_text
-from stilts_jax.core.paths import absolute
+from stilts_jax.core.paths import absolute, as_path
 from stilts_jax.data.feature_cache import cache_key, cached_features, examples_fingerprint, tokenizer_fingerprint
 from stilts_jax.evaluation.plots import headline_columns, language_bars_png, model_label, write_plot
 from stilts_jax.evaluation.predictor import Predictor
@@ -365,7 +365,9 @@ def training_features(pipeline: Any, task: Any, examples: Sequence[Any]) -> dict
     key = cache_key(tokenizer_fingerprint(task.tokenizer), settings, examples_fingerprint(examples))
     return cached_features(
         lambda: task.train_features(examples),
-        folder=pipeline.workdir / "features",
+        folder=as_path(pipeline.config.feature_cache)
+        if pipeline.config.feature_cache
+        else pipeline.workdir / "features",
         name=task.spec.name,
         key=key,
         say=say,

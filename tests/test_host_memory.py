@@ -60,8 +60,8 @@ def test_a_finished_phase_holds_no_array_when_its_memory_is_released(tmp_path, m
     table_shapes: set[tuple[int, ...]] = set()
     make_model = context.RunContext.make_model
 
-    def recorded_make_model(self, task, seed):
-        model = make_model(self, task, seed)
+    def recorded_make_model(self, task, seed, encoder_from=None):
+        model = make_model(self, task, seed, encoder_from)
         table_shapes.add(model.encoder.embeddings.word[...].shape)
         events.append(("build", 0))
         return model

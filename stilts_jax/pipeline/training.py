@@ -26,7 +26,7 @@ from stilts_jax.pipeline.multitask_phase import MULTITASK, has_mlm, run_multitas
 from stilts_jax.pipeline.reuse import start_phase
 from stilts_jax.pipeline.translate_train import training_languages
 from stilts_jax.tasks.registry import get_task
-from stilts_jax.train.checkpoints import save_params, transplant_encoder
+from stilts_jax.train.checkpoints import save_params
 from stilts_jax.train.loop import train
 from stilts_jax.train.state import ModelSpec
 
@@ -75,9 +75,8 @@ def _train_phase(
     dev_examples = task.load("dev", source_of(phase), ["en"])["en"]
     if phase.max_dev_examples:
         dev_examples = dev_examples[: phase.max_dev_examples]
-    model = pipeline.make_model(task, pipeline.config.seed + Phase.of(name).seed_offset)
+    model = pipeline.make_model(task, pipeline.config.seed + Phase.of(name).seed_offset, encoder_from=handoff)
     if handoff is not None:
-        transplant_encoder(model, handoff)
         say(f"[{name}] encoder carried over from {handoff}; new {spec.name} head")
     features = training_features(pipeline, task, train_examples)
     say(

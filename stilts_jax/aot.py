@@ -129,8 +129,9 @@ class RunCompiler:
         scratch: Path,
         layers: int | None = None,
     ):
-        """`layers` (with unrolled layers) overrides the model's depth: scanned programs' costs are extrapolated
-        from compiles of 1 and 2 unrolled layers (`extrapolate_scanned_costs`)."""
+        """`layers` overrides the model's depth and unrolls scanned layers' loop: scanned programs' costs are
+        extrapolated from compiles of 1 and 2 layers whose scan is unrolled, the same computation per layer
+        (checkpoint policy included) without the loop (`extrapolate_scanned_costs`)."""
         from stilts_jax.core.distributed import make_mesh
         from stilts_jax.core.tokenization import load_demo_tokenizer, load_tokenizer
         from stilts_jax.models.config import EncoderConfig
@@ -144,7 +145,8 @@ class RunCompiler:
         longest = max(config.intermediate.max_length, config.target.max_length)
         self.model_dir = model_config_dir(config.model, longest, config.seed, scratch)
         self.encoder_config = EncoderConfig.from_json_file(self.model_dir / "config.json")
-        self.scan_layers = bool(config.model.scan_layers) and layers is None
+        self.scan_layers = bool(config.model.scan_layers)
+        self.unroll_scan = self.scan_layers and layers is not None
         if layers is not None:
             self.encoder_config = dataclasses.replace(self.encoder_config, num_hidden_layers=layers)
         # Feature shapes do not depend on the vocabulary: any tokenizer of the model's kind serves.
@@ -172,6 +174,7 @@ class RunCompiler:
             remat=model.remat,
             attention_dropout=model.attention_dropout,
             scan_layers=self.scan_layers,
+            unroll_scan=self.unroll_scan,
         )
 
     def compile(self, name: str, function: Any, args: list[Any], details: dict[str, Any]) -> None:
@@ -371,10 +374,11 @@ class RunCompiler:
 def extrapolate_scanned_costs(
     programs: list[dict[str, Any]], one: list[dict[str, Any]], two: list[dict[str, Any]], layers: int, tpu_slice: Any
 ) -> None:
-    """Replace the FLOPs and bytes of scanned programs by those of the unrolled model, in place.
+    """Replace the FLOPs and bytes of scanned programs by those of their layers unrolled, in place.
 
     The compiler's cost analysis counts a loop body once, so a program whose layers run in `jax.lax.scan` reports
-    about one layer's cost. With the same program compiled for 1 and 2 unrolled layers, the cost of L layers is
+    about one layer's cost. With the same program compiled for 1 and 2 layers with the scan unrolled (the same
+    per-layer computation, checkpoint policy included, without the loop), the cost of L layers is
     cost(1) + (L - 1) * (cost(2) - cost(1)): the layers are identical, and what is outside them (embeddings, head,
     optimizer update) is in cost(1). Memory, compile time and collectives stay the scanned program's own."""
     from stilts_jax.train.aot import roofline_mfu
@@ -387,7 +391,7 @@ def extrapolate_scanned_costs(
         for key in ("flops", "kernel_flops", "bytes_accessed"):
             program[f"scanned_{key}"] = program.get(key, 0.0)
             program[key] = first.get(key, 0.0) + (layers - 1) * (second.get(key, 0.0) - first.get(key, 0.0))
-        program["cost_from"] = "1 and 2 unrolled layers, extrapolated (the cost analysis counts a scan once)"
+        program["cost_from"] = "1 and 2 layers, scan unrolled, extrapolated (the cost analysis counts a loop once)"
         peak, bandwidth = tpu_slice.device_peak_flops, tpu_slice.device_hbm_bandwidth
         program["roofline_mfu"] = round(
             roofline_mfu(program["flops"] + program["kernel_flops"], program["bytes_accessed"], peak, bandwidth), 4

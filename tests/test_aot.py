@@ -219,7 +219,10 @@ def test_cpu_host_with_libtpu_starts_quietly_on_the_cpu() -> None:
 
 @pytest.mark.slow
 def test_scanned_layers_report_the_unrolled_costs(tmp_path: Path) -> None:
-    """The cost analysis counts a scan's body once; the report extrapolates from 1 and 2 unrolled layers."""
+    """The cost analysis counts a scan's body once; the report extrapolates from 1 and 2 layers, the scan unrolled.
+
+    The forward's costs are the unrolled model's; the train step's backward recomputes the elementwise work the
+    scan's checkpoint policy does not save (models.encoder.SCAN_SAVE_POLICY), which reads more bytes."""
     model = make_tiny_model(tmp_path / "tiny3", num_layers=3)
     for scan in ("false", "true"):
         (tmp_path / scan).mkdir()
@@ -234,4 +237,5 @@ def test_scanned_layers_report_the_unrolled_costs(tmp_path: Path) -> None:
     for name in ("intermediate/train_step", "intermediate/eval_forward@128"):
         assert "cost_from" in scanned[name] and scanned[name]["scanned_flops"] < 0.8 * unrolled[name]["flops"]
         for key in ("flops", "kernel_flops", "bytes_accessed"):
-            assert scanned[name][key] == pytest.approx(unrolled[name][key], rel=0.05), key
+            tolerance = 0.15 if key == "bytes_accessed" and "train_step" in name else 0.05
+            assert scanned[name][key] == pytest.approx(unrolled[name][key], rel=tolerance), key

@@ -122,6 +122,59 @@ def test_gradients_with_dropout_equal_the_unrolled_layers(remat):
     assert np.abs(grads[("layers", 2, "feed_forward", "output")]).sum() > 0
 
 
+def _stacked_residuals(encoder: Encoder, ids: jax.Array, mask: jax.Array) -> list[tuple[str, tuple[int, ...]]]:
+    """(dtype, shape) of what the forward pass keeps for the backward pass with a leading layers axis."""
+    graphdef, params = nnx.split(encoder)
+
+    def loss(p):
+        out = nnx.merge(graphdef, p)(ids, mask, dropout_rng=jax.random.key(1)).last_hidden_state
+        return jnp.sum(out.astype(jnp.float32))
+
+    _, backward = jax.vjp(loss, params)
+    param_ids = {id(leaf) for leaf in jax.tree.leaves(params)}
+    layers = encoder.config.num_hidden_layers
+    return sorted(
+        (str(leaf.dtype), tuple(leaf.shape))
+        for leaf in jax.tree.leaves(backward)
+        if id(leaf) not in param_ids and leaf.ndim > 1 and leaf.shape[0] == layers
+    )
+
+
+def test_scan_keeps_the_matmul_outputs_and_dropout_masks_only():
+    """Without remat the scan keeps what the unrolled layers keep: each matmul's output and the dropout masks; not
+    LayerNorm's float32 values, GELU's or softmax's intermediates, or bfloat16 copies of the weights."""
+    encoder = Encoder(CONFIG, rngs=nnx.Rngs(0), dtype=jnp.bfloat16, scan_layers=True)
+    ids, mask = _batch(batch=2, seq=12)
+    b, s, d = 2, 12, CONFIG.hidden_size
+    h, k, m = CONFIG.num_attention_heads, CONFIG.head_dim, CONFIG.intermediate_size
+    kept = _stacked_residuals(encoder, ids, mask)
+    expected = sorted(
+        [("bfloat16", (3, b, s, d))] * 3  # the layer's input, the attention output, the feed-forward output
+        + [("bfloat16", (3, b, s, h, k))] * 3  # q, k, v
+        + [("float32", (3, b, h, s, s))]  # the attention scores
+        + [("bfloat16", (3, b, h, k, s))]  # the context (probs.v, heads first)
+        + [("bfloat16", (3, b, s, m))]  # the feed-forward's first matmul
+        + [("bool", (3, b, h, s, s))]
+        + [("bool", (3, b, s, d))] * 2  # the dropout masks
+    )
+    assert kept == expected, kept
+    assert not any(dtype == "float32" and shape[-1] == d for dtype, shape in kept)  # no LayerNorm values
+    assert not any(shape[1:] in ((d, h, k), (d, m), (m, d), (h, k, d)) for _, shape in kept)  # no weight copies
+
+
+@pytest.mark.parametrize("remat", ["none", "save_dots"])
+def test_unrolled_scan_equals_the_scan(remat):
+    """`unroll_scan` (what the aot tool compiles for the cost analysis) computes what the scan computes."""
+    scanned = Encoder(CONFIG, rngs=nnx.Rngs(0), scan_layers=True, remat=remat)
+    unrolled_scan = Encoder(CONFIG, rngs=nnx.Rngs(0), scan_layers=True, remat=remat, unroll_scan=True)
+    ids, mask = _batch()
+    loss, grads = _loss_and_grads(scanned, ids, mask)
+    reference_loss, reference = _loss_and_grads(unrolled_scan, ids, mask)
+    np.testing.assert_allclose(loss, reference_loss, rtol=1e-6)
+    for path, value in grads.items():
+        np.testing.assert_allclose(value, reference[path], rtol=1e-5, atol=1e-6, err_msg=str(path))
+
+
 def test_layers_not_run_get_zero_gradients():
     _, scanned = _pair()
     ids, mask = _batch()

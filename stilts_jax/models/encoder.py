@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from stilts_jax.core.distributed import activation_context, with_logical_constraint
 from stilts_jax.core.errors import InputError
@@ -56,6 +57,17 @@ ResolvedAttention = Literal["xla", "cudnn", "splash"]
 # weight matmuls' outputs and recomputes the cheap elementwise work and attention scores in between.
 Remat = Literal["none", "full", "save_dots"]
 REMAT_POLICIES = ("none", "full", "save_dots")
+# The name (`checkpoint_name`) of the dropout keep masks, which the scanned layers save for the backward pass.
+DROPOUT_MASK = "dropout_mask"
+# What the scanned layers keep for the backward pass with remat "none": every matmul's output (q/k/v, the float32
+# attention scores, the context, the attention output, both feed-forward matmuls) and the dropout masks. The
+# elementwise work in between (LayerNorm's float32 statistics and normalised values, GELU, softmax, the dropout
+# scaling, the weights' bfloat16 casts) is recomputed from them in the backward pass, as the unrolled program's
+# fusions recompute it; without a policy the scan would keep every such intermediate for every layer as a stacked
+# array (docs/SCALING.md, "Scanned layers").
+SCAN_SAVE_POLICY = jax.checkpoint_policies.save_from_both_policies(
+    jax.checkpoint_policies.dots_saveable, jax.checkpoint_policies.save_only_these_names(DROPOUT_MASK)
+)
 
 # Logical axis names carried by the parameters. The sharding rules in the training config map them to mesh axes.
 VOCAB, EMBED, HEADS, KV, MLP, POSITIONS, TYPES = "vocab", "embed", "heads", "kv", "mlp", "positions", "types"
@@ -103,7 +115,7 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
     """Inverted dropout; the identity when `rng` is None (evaluation) or the rate is 0."""
     if rng is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    keep = checkpoint_name(jax.random.bernoulli(rng, 1.0 - rate, x.shape), DROPOUT_MASK)
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
@@ -342,6 +354,11 @@ class Encoder(nnx.Module):
         compiling takes a fraction of the time; outputs, gradients and dropout equal the unrolled layers'. False
         keeps one module per layer (`layers[i]`). The two store parameters under different paths: a checkpoint's
         train state must be restored with the layout that wrote it (`stack_layers`/`unstack_layers` convert).
+        With remat "none" the scanned layers keep the matmuls' outputs and dropout masks for the backward pass and
+        recompute the elementwise work (`SCAN_SAVE_POLICY`).
+      unroll_scan: with `scan_layers`, unroll the scan (no loop; the same computation per layer, the same
+        parameters): what `python -m stilts_jax.aot` compiles at 1 and 2 layers for the cost analysis, which counts
+        a loop's body once.
     """
 
     def __init__(
@@ -354,6 +371,7 @@ class Encoder(nnx.Module):
         remat: Remat = "none",
         attention_dropout: AttentionDropout = "config",
         scan_layers: bool = False,
+        unroll_scan: bool = False,
     ):
         if remat not in REMAT_POLICIES:
             raise ValueError(f"remat must be one of {', '.join(REMAT_POLICIES)}, got {remat!r}")
@@ -363,6 +381,7 @@ class Encoder(nnx.Module):
         self.remat = remat
         self.attention_dropout = resolve_attention_dropout(attention_dropout, config)
         self.scan_layers = bool(scan_layers)
+        self.unroll_scan = bool(unroll_scan)
         # Logical axis names are not mesh axes: never shard eagerly at creation; the training core shards.
         with nnx.use_eager_sharding(False):
             self.embeddings = Embeddings(config, rngs=rngs)
@@ -453,9 +472,9 @@ class Encoder(nnx.Module):
             out = nnx.merge(graphdef, layer_state)(carry, lengths, impl, rng)
             return out, (out if collect else None)
 
-        if self.remat != "none":
-            body = jax.checkpoint(body, policy=policy, prevent_cse=False)
-        return jax.lax.scan(body, x, (state, layer_rngs))
+        # Without remat the body still runs under a policy (SCAN_SAVE_POLICY) that keeps what the unrolled layers keep.
+        body = jax.checkpoint(body, policy=SCAN_SAVE_POLICY if self.remat == "none" else policy, prevent_cse=False)
+        return jax.lax.scan(body, x, (state, layer_rngs), unroll=self.unroll_scan)
 
 
 def _keys(rngs: list[jax.Array | None]) -> list[jax.Array]:

@@ -31,6 +31,7 @@ def close(a: jax.Array, b: jax.Array) -> bool:
     return bool(jnp.max(jnp.abs(a - b) / (jnp.abs(b) + 1.0)) < 2e-5)
 
 
+@pytest.mark.slow  # Pallas' interpreter: seconds per call on 2 cores
 def test_splash_matches_xla_attention_and_its_gradients() -> None:
     q, k, v = qkv()
     lengths = jnp.asarray(LENGTHS)
@@ -45,6 +46,7 @@ def test_splash_matches_xla_attention_and_its_gradients() -> None:
         assert close(got, want)
 
 
+@pytest.mark.slow  # Pallas' interpreter: seconds per call on 2 cores
 def test_splash_under_a_mesh_splits_batch_and_heads() -> None:
     q, k, v = qkv(heads=4)
     lengths = jnp.asarray(LENGTHS)
@@ -68,6 +70,7 @@ def test_lengths_the_kernel_cannot_tile_are_refused() -> None:
         splash_attention(q, k, v, jnp.asarray(LENGTHS))
 
 
+@pytest.mark.slow  # Pallas' interpreter: seconds per call on 2 cores
 def test_encoder_with_splash_equals_xla_and_falls_back_for_short_inputs() -> None:
     config = EncoderConfig(
         vocab_size=50,

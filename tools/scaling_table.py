@@ -129,7 +129,7 @@ def heads_of(model: str) -> int:
 
 def run_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    extra = [f"--config.model.scan_layers={str(args.scan_layers).lower()}"]
+    extra = [] if args.scan_layers is None else [f"--config.model.scan_layers={str(args.scan_layers).lower()}"]
     for model in args.models:
         heads = heads_of(model)
         for slice_name in args.slices:
@@ -196,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--results", default=str(ROOT / "workdir" / "scaling"), help="one JSON report per compile")
     parser.add_argument("--doc", default=str(ROOT / "docs" / "SCALING.md"), help="'' prints the table only")
-    parser.add_argument("--scan-layers", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--scan-layers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compile with model.scan_layers on or off (default: the recipes' own setting)",
+    )
     args = parser.parse_args(argv)
     table = markdown(run_cells(args))
     print(table)

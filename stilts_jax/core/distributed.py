@@ -200,6 +200,13 @@ def activation_context() -> tuple[Mesh, tuple[tuple[str, Any], ...]] | None:
     return _ACTIVATION_CONTEXT.get()
 
 
+def traced_platform() -> str:
+    """The platform a traced computation will run on: that of the enclosing `logical_constraints` mesh (a TPU slice
+    compiled for from another host, `python -m stilts_jax.aot`), else JAX's default backend."""
+    context = _ACTIVATION_CONTEXT.get()
+    return context[0].devices.flat[0].platform if context is not None else jax.default_backend()
+
+
 def with_logical_constraint(x: jax.Array, logical: Sequence[str | None]) -> jax.Array:
     """`x` constrained to the layout its logical axis names map to, inside `logical_constraints`; else `x` itself."""
     context = _ACTIVATION_CONTEXT.get()

@@ -44,7 +44,7 @@ import numpy as np
 from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
-from stilts_jax.core.distributed import activation_context, with_logical_constraint
+from stilts_jax.core.distributed import traced_platform, with_logical_constraint
 from stilts_jax.core.errors import InputError
 from stilts_jax.models.config import EncoderConfig
 from stilts_jax.models.tpu_attention import splash_attention, splash_supported
@@ -245,8 +245,7 @@ def resolve_attention_impl(impl: AttentionImpl, dtype: jnp.dtype, head_dim: int)
     """
     if impl != "auto":
         return impl
-    context = activation_context()
-    platform = context[0].devices.flat[0].platform if context is not None else jax.default_backend()
+    platform = traced_platform()
     half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
     if platform == "gpu" and half and head_dim % 8 == 0 and head_dim <= 128:
         return "cudnn"

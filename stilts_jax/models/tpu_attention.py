@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
-from stilts_jax.core.distributed import activation_context, logical_to_mesh_spec
+from stilts_jax.core.distributed import activation_context, logical_to_mesh_spec, traced_platform
 
 # Query and key block of the kernel: 128 is the TPU's lane width; longer blocks need longer sequences and were not
 # measured to help at the encoder's lengths (128 to 512 tokens).
@@ -91,14 +91,11 @@ def splash_attention(
         raise ValueError(
             f"splash attention needs a sequence length that is a multiple of {SPLASH_BLOCK}, got {q.shape[1]}"
         )
+    run = functools.partial(_local_attention, interpret=traced_platform() != "tpu" if interpret is None else interpret)
     context = activation_context()
     if context is None:
-        platform = jax.default_backend()
-        run = functools.partial(_local_attention, interpret=platform != "tpu" if interpret is None else interpret)
         return run(q, k, v, lengths)
     mesh, rules = context
-    platform = mesh.devices.flat[0].platform
-    run = functools.partial(_local_attention, interpret=platform != "tpu" if interpret is None else interpret)
     mapped = logical_to_mesh_spec(HEAD_AXES, rules, mesh, q.shape)
     # The kernel needs whole sequences and whole heads on each device: only the batch and the heads are split.
     spec, batch_only = PartitionSpec(mapped[0], None, mapped[2], None), PartitionSpec(mapped[0])

@@ -388,14 +388,14 @@ def extrapolate_scanned_costs(
         first, second = by_name[0].get(program["name"]), by_name[1].get(program["name"])
         if first is None or second is None:
             continue
-        for key in ("flops", "kernel_flops", "bytes_accessed"):
+        for key in ("flops", "kernel_flops", "bytes_accessed", "hbm_bytes_accessed"):
             program[f"scanned_{key}"] = program.get(key, 0.0)
             program[key] = first.get(key, 0.0) + (layers - 1) * (second.get(key, 0.0) - first.get(key, 0.0))
         program["cost_from"] = "1 and 2 layers, scan unrolled, extrapolated (the cost analysis counts a loop once)"
         peak, bandwidth = tpu_slice.device_peak_flops, tpu_slice.device_hbm_bandwidth
-        program["roofline_mfu"] = round(
-            roofline_mfu(program["flops"] + program["kernel_flops"], program["bytes_accessed"], peak, bandwidth), 4
-        )
+        flops = program["flops"] + program["kernel_flops"]
+        program["roofline_mfu"] = round(roofline_mfu(flops, program["hbm_bytes_accessed"], peak, bandwidth), 4)
+        program["roofline_mfu_all_memories"] = round(roofline_mfu(flops, program["bytes_accessed"], peak, bandwidth), 4)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -434,3 +434,46 @@ def test_tables_name_the_transfer_protocol_and_flag_a_sweep_that_mixes_them(tabl
     text = markdown(mixed, "demo")
     assert "Transfer protocol: MIXED (translate-train-all, zero-shot" in text
     assert f"| {translated.name} | done | translate-train-all |" in text
+
+
+def test_averaged_checkpoints_get_a_table_of_their_own(table_and_runs, tmp_path):
+    """Runs with evaluation.average_checkpoints hold the averaged model's scores in results.json; the sweep report
+    tables them apart (results_avg-last-2.md ...), and the main table names that table."""
+    from stilts_jax.experiments.aggregate import AVERAGED_RESULTS
+    from stilts_jax.pipeline.zero_shot import AVERAGED, averaged_label
+
+    assert AVERAGED_RESULTS == AVERAGED
+    label = averaged_label(2)
+    table, runs = table_and_runs
+    assert table.averaged == [] and "Averaged models" not in markdown(table, "t")
+    averaged_runs = [run for run in runs if run.target == "tydiqa"]
+    for run in averaged_runs:
+        path = run.workdir / "results.json"
+        results = json.loads(path.read_text())
+        # The averaged model scores 1 point above the selected one in every language.
+        shifted = {
+            lang: {key: value + 1.0 if key in ("f1", "exact_match") else value for key, value in row.items()}
+            for lang, row in results["per_language"].items()
+        }
+        results[AVERAGED] = {"label": label, "steps": [4, 6], "per_language": shifted}
+        path.write_text(json.dumps(results))
+    main = aggregate(runs, {})
+    assert main.averaged == [label]
+    averaged = aggregate(runs, {}, label)
+    for row in averaged.rows:
+        assert averaged.cells[(row, "tydiqa")].mean == pytest.approx(main.cells[(row, "tydiqa")].mean + 1.0)
+    # Runs without an averaged model are missing from its table, and say why.
+    assert averaged.cells[("squad", "udpos")].mean is None
+    assert "no avg-last-2 results" in " ".join(averaged.cells[("squad", "udpos")].problems)
+    out = tmp_path / "report"
+    assert [p.name for p in write_report(averaged, out, "t")] == [
+        "results_avg-last-2.md",
+        "results_avg-last-2.tex",
+        "results_avg-last-2.csv",
+        "heatmap_avg-last-2.png",
+    ]
+    text = (out / "results_avg-last-2.md").read_text()
+    assert text.startswith("# Sweep t: intermediate task x target task, avg-last-2")
+    assert "uniform average of the parameters of the last 2 kept checkpoints" in text
+    assert "avg-last-2, the average of the last 2 checkpoints" in (out / "results_avg-last-2.tex").read_text()
+    assert "Averaged models of the same runs: avg-last-2 (results_avg-last-2.md)." in markdown(main, "t")

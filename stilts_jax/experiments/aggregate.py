@@ -119,6 +119,9 @@ def task_score(
 
 
 ZERO_SHOT = "zero-shot"
+# results.json's entry of the averaged model (evaluation.average_checkpoints; stilts_jax/pipeline/zero_shot.py
+# AVERAGED): its label (avg-last-k), the averaged steps and per_language scores like the selected model's.
+AVERAGED_RESULTS = "average_checkpoints"
 
 
 @dataclasses.dataclass
@@ -132,8 +135,9 @@ class RunResult:
     transfer: str = ""  # results.json's protocol.transfer: zero-shot, translate-train, translate-train-all
 
 
-def read_run(run: Run, record: Mapping[str, Any] | None = None) -> RunResult:
-    """A run's scores from its workdir, or its status from the sweep state when it has no results."""
+def read_run(run: Run, record: Mapping[str, Any] | None = None, model: str = "") -> RunResult:
+    """A run's scores from its workdir, or its status from the sweep state when it has no results. `model` names
+    the averaged model (its label, e.g. avg-last-3) to score instead of the selected one."""
     record = record or {}
     attempts, seconds = int(record.get("attempts", 0)), float(sum(record.get("durations_s", [])))
     if not is_finished(run.workdir):
@@ -142,7 +146,13 @@ def read_run(run: Run, record: Mapping[str, Any] | None = None) -> RunResult:
     path = run.workdir / "results.json"
     try:
         results = json.loads(path.read_text())
-        per_language = results["per_language"]
+        if model:
+            averaged = results.get(AVERAGED_RESULTS)
+            if not isinstance(averaged, dict) or averaged.get("label") != model:
+                return RunResult(run, f"no {model} results", attempts=attempts, seconds=seconds)
+            per_language = averaged["per_language"]
+        else:
+            per_language = results["per_language"]
         if not isinstance(per_language, dict):
             raise TypeError("per_language is not an object")
     except (json.JSONDecodeError, KeyError, TypeError) as e:
@@ -182,6 +192,22 @@ class Cell:
         return len(self.seeds) == len(self.expected_seeds) and not self.problems
 
 
+def averaged_models(runs: Sequence[Run]) -> list[str]:
+    """The labels of the averaged models (avg-last-k) that the finished runs' results.json hold, sorted."""
+    labels = set()
+    for run in runs:
+        path = run.workdir / "results.json"
+        if not is_finished(run.workdir) or not path.exists():
+            continue
+        try:
+            averaged = json.loads(path.read_text()).get(AVERAGED_RESULTS)
+        except (json.JSONDecodeError, AttributeError):
+            continue  # read_run reports an unreadable file in the main table
+        if isinstance(averaged, dict) and isinstance(averaged.get("label"), str):
+            labels.add(averaged["label"])
+    return sorted(labels)
+
+
 @dataclasses.dataclass
 class SweepTable:
     rows: list[str]  # intermediate tasks, baseline first
@@ -191,6 +217,8 @@ class SweepTable:
     benchmark_tasks: dict[str, list[str]]  # benchmark or group column -> the sweep's targets it averages
     benchmark_excluded: dict[str, list[str]]  # benchmark or group column -> the sweep's targets it leaves out
     runs: list[RunResult]
+    model: str = ""  # "": each run's selected model; else the averaged model scored (avg-last-k)
+    averaged: list[str] = dataclasses.field(default_factory=list)  # the averaged models the runs' results hold
 
     def transfers(self) -> list[str]:
         """The transfer protocols of the finished runs (one, unless the sweep mixes them)."""
@@ -241,9 +269,10 @@ def _benchmark_cell(
     return cell
 
 
-def aggregate(runs: Sequence[Run], records: Mapping[str, Mapping[str, Any]]) -> SweepTable:
-    """The table of a sweep's runs (expanded with stilts_jax.experiments.sweep.expand) and their state records."""
-    results = [read_run(run, records.get(run.name)) for run in runs]
+def aggregate(runs: Sequence[Run], records: Mapping[str, Mapping[str, Any]], model: str = "") -> SweepTable:
+    """The table of a sweep's runs (expanded with stilts_jax.experiments.sweep.expand) and their state records;
+    with `model` (an averaged model's label, see `averaged_models`), of that model's scores."""
+    results = [read_run(run, records.get(run.name), model) for run in runs]
     rows = list(dict.fromkeys(r.run.intermediate for r in results))
     rows.sort(key=lambda task: task != BASELINE)
     targets = list(dict.fromkeys(r.run.target for r in results))
@@ -269,7 +298,7 @@ def aggregate(runs: Sequence[Run], records: Mapping[str, Mapping[str, Any]]) -> 
                 cell, base = cells[(row, column)], cells[(BASELINE, column)]
                 if cell.mean is not None and base.mean is not None:
                     cell.delta = cell.mean - base.mean
-    return SweepTable(rows, targets, seeds, cells, benchmark_tasks, excluded, results)
+    return SweepTable(rows, targets, seeds, cells, benchmark_tasks, excluded, results, model, averaged_models(runs))
 
 
 def format_cell(cell: Cell, *, with_delta: bool) -> str:

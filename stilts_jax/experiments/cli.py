@@ -110,9 +110,13 @@ def _runs(args: argparse.Namespace) -> tuple[Sweep, epath.Path, list[Run], list[
 
 
 def _report(sweep: Sweep, root: epath.Path, runs: list[Run]) -> int:
-    table = aggregate(runs, load_state(root))
+    state = load_state(root)
+    table = aggregate(runs, state)
     for path in write_report(table, root, sweep.name):
         print(f"wrote {path}")
+    for model in table.averaged:  # evaluation.average_checkpoints: the averaged models' own tables
+        for path in write_report(aggregate(runs, state, model), root, sweep.name):
+            print(f"wrote {path}")
     incomplete = sum(not cell.complete for cell in table.cells.values())
     if incomplete:
         print(f"{incomplete} table cells are missing or incomplete: see {root / 'results.md'}")

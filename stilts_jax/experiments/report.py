@@ -29,6 +29,23 @@ from stilts_jax.experiments.sweep import BASELINE
 MARKDOWN, LATEX, CSV, HEATMAP = "results.md", "results.tex", "results.csv", "heatmap.png"
 
 
+def report_names(model: str = "") -> tuple[str, str, str, str]:
+    """The report's file names: results.md, .tex, .csv and heatmap.png, or results_<model>.md ... for an averaged
+    model's table."""
+    if not model:
+        return MARKDOWN, LATEX, CSV, HEATMAP
+    return f"results_{model}.md", f"results_{model}.tex", f"results_{model}.csv", f"heatmap_{model}.png"
+
+
+def _model_note(model: str) -> str:
+    k = model.rsplit("-", 1)[-1]
+    return (
+        f"Model scored: {model}, the uniform average of the parameters of the last {k} kept checkpoints of each run's "
+        "target phase (`evaluation.average_checkpoints`), in place of the checkpoint selected on the English dev set "
+        "(results.md)."
+    )
+
+
 def _row_label(row: str) -> str:
     return "baseline (none)" if row == BASELINE else row
 
@@ -97,10 +114,16 @@ def markdown(table: SweepTable, name: str) -> str:
     columns = table.columns()
     seeds = ", ".join(map(str, table.seeds))
     lines = [
-        f"# Sweep {name}: intermediate task x target task",
+        f"# Sweep {name}: intermediate task x target task" + (f", {table.model}" if table.model else ""),
         "",
         f"Transfer protocol: {_transfer_label(table)}.",
         "",
+        *([_model_note(table.model), ""] if table.model else []),
+        *(
+            [f"Averaged models of the same runs: {', '.join(f'{m} ({report_names(m)[0]})' for m in others)}.", ""]
+            if (others := [m for m in table.averaged if m != table.model])
+            else []
+        ),
         f"Each cell: the target's score as mean ± std over seeds {seeds} (std: sample standard deviation, n-1), "
         "and in brackets the difference of the mean to the baseline's (no intermediate task).",
         "",
@@ -206,12 +229,18 @@ def latex(table: SweepTable, name: str) -> str:
         if row == BASELINE and len(table.rows) > 1:
             lines.append(r"\midrule")
     notes = "; ".join(_tex(_target_note(t)) for t in table.targets)
+    averaged = (
+        f" Model: {table.model}, the average of the last {table.model.rsplit('-', 1)[-1]} checkpoints of each target phase."
+        if table.model
+        else ""
+    )
     caption = (
         f"Cross-lingual transfer ({_transfer_label(table)}) after intermediate-task training: mean over seeds "
         f"{seeds} with the "
         "sample standard deviation as subscript, and in brackets the difference to the baseline without an "
         f"intermediate task. Best mean per column in bold. {notes}."
         + (r" $^\dagger$: seeds or languages missing." if any(not c.complete for c in table.cells.values()) else "")
+        + _tex(averaged)
     )
     lines += [
         r"\bottomrule",
@@ -268,10 +297,12 @@ def csv_text(table: SweepTable) -> str:
 
 
 def write_report(table: SweepTable, root: Path, name: str) -> list[Path]:
-    """results.md, results.tex, results.csv and heatmap.png in the sweep root, each written atomically."""
-    paths = [root / MARKDOWN, root / LATEX, root / CSV, root / HEATMAP]
+    """results.md, results.tex, results.csv and heatmap.png in the sweep root (results_<model>.md ... for an
+    averaged model's table), each written atomically."""
+    paths = [root / file_name for file_name in report_names(table.model)]
     atomic_write_text(paths[0], markdown(table, name))
     atomic_write_text(paths[1], latex(table, name))
     atomic_write_text(paths[2], csv_text(table))
-    write_heatmap(table, paths[3], f"{name}: delta to the baseline (mean over seeds)")
+    model = f", {table.model}" if table.model else ""
+    write_heatmap(table, paths[3], f"{name}{model}: delta to the baseline (mean over seeds)")
     return paths

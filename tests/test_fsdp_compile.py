@@ -51,11 +51,12 @@ def loss_fn(model: Any, batch: dict[str, jax.Array], rng: jax.Array | None) -> t
     return jnp.sum(jnp.square(hidden.astype(jnp.float32))), jnp.float32(hidden.shape[0])
 
 
-def compile_fsdp_step(tpu_slice: Any, rules: Any) -> tuple[dict[str, int], str]:
-    """The collectives and the optimized HLO of the encoder's train step on `tpu_slice` at fsdp=4."""
+def compile_fsdp_step(tpu_slice: Any, rules: Any, axes: dict[str, int] | None = None) -> tuple[dict[str, int], str]:
+    """The collectives and the optimized HLO of the encoder's train step on `tpu_slice` (mesh `axes`, fsdp=4 unless
+    given)."""
     from stilts_jax.train.aot import compile_program
 
-    mesh = make_mesh({"data": 1, "fsdp": 4, "tensor": 1}, devices=tpu_slice.devices)
+    mesh = make_mesh(axes or {"data": 1, "fsdp": 4, "tensor": 1}, devices=tpu_slice.devices)
     spec = ModelSpec(small_encoder(), mesh, rules)
     tx = optax.adamw(1e-4)
     shardings = state_shardings(spec, tx)
@@ -76,17 +77,25 @@ def compile_fsdp_step(tpu_slice: Any, rules: Any) -> tuple[dict[str, int], str]:
     return report["collectives"], hlo["train_step"]
 
 
-def all_reduced_bytes(hlo: str) -> int:
-    """Bytes of every all-reduce's operands, outside the all-reduce that a TPU reduce-scatter fusion wraps."""
-    total, in_reduce_scatter = 0, False
+def all_reduces(hlo: str) -> list[int]:
+    """Bytes of each all-reduce's operands, outside the all-reduce that a TPU reduce-scatter fusion wraps."""
+    sizes, in_reduce_scatter = [], False
     for line in hlo.splitlines():
         if not line.startswith(" "):
             in_reduce_scatter = line.startswith("%all-reduce-scatter")
         match = re.match(r"\s+%\S+ = (.*?) all-reduce(?:-start)?\(", line)
         if match and not in_reduce_scatter:
-            for dtype, dims in re.findall(r"(bf16|f32|s32|u32)\[([\d,]*)\]", match.group(1)):
-                total += math.prod(int(d) for d in dims.split(",") if d) * (2 if dtype == "bf16" else 4)
-    return total
+            sizes.append(
+                sum(
+                    math.prod(int(d) for d in dims.split(",") if d) * (2 if dtype == "bf16" else 4)
+                    for dtype, dims in re.findall(r"(bf16|f32|s32|u32)\[([\d,]*)\]", match.group(1))
+                )
+            )
+    return sizes
+
+
+def all_reduced_bytes(hlo: str) -> int:
+    return sum(all_reduces(hlo))
 
 
 @pytest.mark.slow  # one TPU compile each, ~30 s on 2 cores
@@ -106,6 +115,25 @@ def test_fsdp_train_step_gathers_weights_and_reduce_scatters_gradients(topology:
     # over the hidden dimension and the looked-up rows go to the device of their batch rows.
     exchanges = [line for line in hlo.splitlines() if re.search(r" all-to-all(?:-start)?\(", line)]
     assert len(exchanges) == collectives["all-to-all"] <= 2 and all("_take" in line for line in exchanges), exchanges
+
+
+@pytest.mark.slow  # one TPU compile, ~30 s on 2 cores
+def test_fsdp_with_tensor_parallel_heads_adds_only_the_megatron_all_reduces() -> None:
+    """fsdp=2 x tensor=2 on v4:2x2x1: weights still gathered over fsdp and their gradients reduce-scattered; the
+    tensor axis splits heads and the feed-forward width, so each layer all-reduces activations exactly where
+    Megatron-LM's tensor parallelism does: the attention output and the feed-forward output in the forward pass,
+    the q/k/v and feed-forward inputs' gradients in the backward pass (4 per layer), and nothing else of that size."""
+    pytest.importorskip("libtpu", reason="compiling for a TPU slice needs libtpu (the test extra installs it)")
+    from stilts_jax.train.aot import get_slice
+
+    axes = {"data": 1, "fsdp": 2, "tensor": 2}
+    collectives, hlo = compile_fsdp_step(get_slice("v4:2x2x1"), DEFAULT_LOGICAL_RULES, axes)
+    assert collectives["all-gather"] > 0 and collectives["reduce-scatter"] > 0, collectives
+    activation = (16 // axes["fsdp"]) * 128 * 128 * 2  # a bfloat16 [rows per fsdp shard, seq, hidden] array
+    activation_reduces = [size for size in all_reduces(hlo) if size >= activation]
+    assert len(activation_reduces) == 4 * small_encoder().config.num_hidden_layers, all_reduces(hlo)
+    exchanges = [line for line in hlo.splitlines() if re.search(r" all-to-all(?:-start)?\(", line)]
+    assert all("_take" in line for line in exchanges), exchanges
 
 
 def test_constraint_is_a_no_op_without_a_mesh_and_follows_the_rules_under_one() -> None:

@@ -241,6 +241,7 @@ def score_candidates(
     max_examples: int,
     pooling: str,
     semb_model: str = PRETRAINED,
+    layer: str = "last",
 ) -> dict[str, Any]:
     """Fill each candidate's LogME on the target's English training examples, and each run's SEmb; returns what
     was scored on."""
@@ -287,15 +288,18 @@ def score_candidates(
         return pipeline.load_encoder(encoder)
 
     extractor: FeatureExtractor | None = None
+    layer_index = 0
     for candidate in candidates:
         encoder = load(candidate.encoder, candidate.kind == "model")
         if extractor is None:  # built on the first encoder; its compiled forward serves all of them
+            layer_index = feature_layer(layer, encoder.config.num_hidden_layers)
             extractor = FeatureExtractor(
                 encoder,
                 pooling=pooling,
                 batch_size=config.evaluation.batch_size,
                 mesh=pipeline.mesh,
                 rules=pipeline.rules,
+                layer=layer_index,
             )
         features = extractor(encoder, inputs)
         if multiple_choice:
@@ -341,10 +345,36 @@ def score_candidates(
         "family": spec.family,
         "examples": len(examples),
         "pooling": pooling,
+        "layer": layer_index,
+        "layer_choice": layer,
         "model": str(pipeline.model_dir),
         "semb_model": str(pipeline.model_dir) if semb_model == PRETRAINED else semb_model,
         "semb_examples": semb_examples,
     }
+
+
+def _layer_words(info: dict[str, Any]) -> str:
+    choice, index = info.get("layer_choice", "last"), info.get("layer")
+    if choice == "last" or index is None:
+        return "last-layer"
+    if choice == "retrieval":
+        return f"layer-{index} (XTREME's retrieval layer)"
+    return f"layer-{index}"
+
+
+def feature_layer(choice: str, depth: int) -> int:
+    """The hidden-states index LogME reads (--layer): 'last' (the classification head's input), 'retrieval' (the
+    layer XTREME's retrieval tasks embed with: 14 of XLM-R large's 24, 8 of base's 12; the last for other depths) or
+    an index, 0 being the embeddings' output."""
+    from stilts_jax.evaluation.embedding import default_retrieval_layer
+
+    if choice == "last":
+        return depth
+    if choice == "retrieval":
+        return default_retrieval_layer(depth)
+    if choice.isdigit() and int(choice) <= depth:
+        return int(choice)
+    raise InputError(f"--layer={choice}: use last, retrieval or a hidden-states index from 0 to {depth}")
 
 
 TIE_DIGITS = 10  # scores equal to 10 decimals are equal: LogME's noise-only evidence differs in the 15th
@@ -421,7 +451,8 @@ def report(candidates: list[Candidate], info: dict[str, Any]) -> tuple[dict[str,
     lines = [
         f"### Intermediate encoders for {info['target']}: predicted and measured ranks",
         "",
-        f"LogME: the candidate's last-layer {features}, on {info['examples']} English training examples of the "
+        f"LogME: the candidate's {_layer_words(info)} {features}, on {info['examples']} English training examples "
+        "of the "
         f"target. SEmb: the cosine similarity of the candidate's intermediate training data to the target's, each "
         f"the mean over English training examples of the mean-pooled last layer of {Path(info['semb_model']).name}. "
         "Higher is better for both. Measured: the run's zero-shot average on the target (no English).",
@@ -482,6 +513,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         help="the first token's last-layer state (cls, default) or the mean over the tokens",
     )
     parser.add_argument(
+        "--layer",
+        default="last",
+        help="the layer LogME's features come from: last (default), retrieval (XTREME's retrieval layer: 14 of XLM-R "
+        "large's 24 layers, 8 of base's 12) or a hidden-states index (0: the embeddings' output)",
+    )
+    parser.add_argument(
         "--semb-model",
         default=PRETRAINED,
         help="the encoder SEmb embeds both datasets with: 'pretrained' (the config's model.name, default) or a "
@@ -504,7 +541,12 @@ def main(argv: list[str] | None = None) -> int:
         candidates = resolve_candidates(specs, args.target)
         config = load_config(config_args, candidates, args.target)
         info = score_candidates(
-            config, candidates, max_examples=args.max_examples, pooling=args.pooling, semb_model=args.semb_model
+            config,
+            candidates,
+            max_examples=args.max_examples,
+            pooling=args.pooling,
+            semb_model=args.semb_model,
+            layer=args.layer,
         )
         data, markdown = report(candidates, info)
         output = Path(args.output)

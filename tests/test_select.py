@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from flax import nnx
 
@@ -244,3 +245,31 @@ def test_unfinished_intermediate_phase_is_named(demo: dict[str, Path]) -> None:
         select.resolve_candidates([str(run)], "xnli")
     with pytest.raises(InputError, match="neither 'pretrained' nor a folder"):
         select.resolve_candidates([str(demo["root"] / "missing")], "xnli")
+
+
+def test_logme_reads_the_layer_asked_for(demo: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    from stilts_jax.evaluation.transferability import logme
+    from stilts_jax.pipeline.common import source_of
+    from stilts_jax.pipeline.context import RunContext
+    from stilts_jax.tasks.registry import get_task
+
+    output = demo["root"] / "layer1"
+    args = ["--candidates=pretrained", "--target=xnli", "--max-examples=48", f"--output={output}"]
+    assert select.main([*args, "--layer=1", *_config_args(demo["base"])]) == 0, capsys.readouterr().err
+    data = json.loads((output / "selection.json").read_text())
+    assert data["layer"] == 1 and "layer-1 `<s>` features" in (output / "selection.md").read_text()
+    config, _ = parse_config_args([*_config_args(demo["base"]), "--config.target.task=xnli"])
+    pipeline = RunContext(config)
+    task = pipeline.make_task(get_task("xnli"), config.target)
+    arrays = task.train_features(select._english_subset(task, config.target, source_of(config.target), 48, config.seed))
+    inputs = {k: arrays[k] for k in ("input_ids", "attention_mask")}
+    encoder = pipeline.pretrained_encoder()
+    features = encoder_features(encoder, inputs, layer=1, progress=False)
+    expected = logme(features, arrays["labels"], len(task.labels))
+    assert data["candidates"][0]["logme"] == pytest.approx(expected, abs=1e-5)
+    # Another layer, other features (LogME of a random tiny model's features is near its noise-only value anyway).
+    assert np.abs(features - encoder_features(encoder, inputs, progress=False)).max() > 1e-2
+    # The tiny model has no XTREME retrieval layer: 'retrieval' is then the last one; a layer it lacks is refused.
+    assert select.feature_layer("retrieval", 24) == 14 and select.feature_layer("retrieval", 2) == 2
+    assert select.main([*args, "--layer=9", *_config_args(demo["base"])]) == 2
+    assert "--layer=9: use last, retrieval or a hidden-states index from 0 to" in capsys.readouterr().err

@@ -213,10 +213,11 @@ def semb(source: np.ndarray, target: np.ndarray) -> float:
 
 
 class FeatureExtractor:
-    """The last layer of encoders of one architecture over featurized inputs (input_ids, attention_mask as a task
-    featurizes them), pooled: 'cls' is the first token (<s>, what the classification head reads), 'mean' the mean
-    over the attention mask. One evaluation Predictor on `mesh` and `rules` serves every encoder passed to
-    `__call__`, so its shapes compile once for all of them.
+    """One layer (the last unless `layer` says: an index into the hidden states, 0 the embeddings' output) of
+    encoders of one architecture over featurized inputs (input_ids, attention_mask as a task featurizes them),
+    pooled: 'cls' is the first token (<s>, what the classification head reads), 'mean' the mean over the attention
+    mask. One evaluation Predictor on `mesh` and `rules` serves every encoder passed to `__call__`, so its shapes
+    compile once for all of them.
 
     `structure`: an encoder of the architecture (its weights are not used).
     """
@@ -229,11 +230,15 @@ class FeatureExtractor:
         batch_size: int = 64,
         mesh: Mesh | None = None,
         rules: Sequence[tuple[str, Any]] | None = None,
+        layer: int | None = None,
     ):
         if pooling not in POOLINGS:
             raise InputError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
+        depth = structure.config.num_hidden_layers
+        if layer is not None and not 0 <= layer <= depth:
+            raise InputError(f"layer {layer} does not exist: the encoder's hidden states are 0 (embeddings) to {depth}")
         self.pooling = pooling
-        self.layer = structure.config.num_hidden_layers
+        self.layer = depth if layer is None else layer
         self._runner = SentenceEncoder(
             structure,
             None,
@@ -261,9 +266,11 @@ def encoder_features(
     mesh: Mesh | None = None,
     rules: Sequence[tuple[str, Any]] | None = None,
     progress: bool = True,
+    layer: int | None = None,
 ) -> np.ndarray:
-    """One encoder's pooled last-layer features [N, hidden] (FeatureExtractor, for a single encoder)."""
-    extractor = FeatureExtractor(encoder, pooling=pooling, batch_size=batch_size, mesh=mesh, rules=rules)
+    """One encoder's pooled features [N, hidden] of `layer` (the last by default; FeatureExtractor, for a single
+    encoder)."""
+    extractor = FeatureExtractor(encoder, pooling=pooling, batch_size=batch_size, mesh=mesh, rules=rules, layer=layer)
     return extractor(encoder, arrays, progress=progress)
 
 

@@ -123,3 +123,39 @@ def test_the_shipped_demo_translations_are_xtreme_rows_of_the_english_pairs():
     assert len(first) == 5 and first[4] in ("entailment", "neutral", "contradiction")
     years = [word for word in first[0].split() if word.isdigit()]
     assert years and all(year in first[2] for year in years)  # the translation keeps the premise's year
+
+
+def test_qa_targets_train_on_translated_squad_files(tmp_path):
+    """XQuAD and MLQA have no training data of their own: translate-train reads SQuAD-format translations of the
+    English training set (XTREME's translations bucket has them for SQuAD v1.1) through translated_train."""
+    import json
+
+    from stilts_jax.data.qa import Answer, QAExample, to_squad_dict
+
+    def example(qid: str, question: str, context: str, answer: str) -> QAExample:
+        return QAExample(qid, question, context, (Answer(answer, context.index(answer)),), "de")
+
+    german = [
+        example("q1", "Wann wurde die Brücke gebaut?", "Die Brücke wurde 1890 gebaut.", "1890"),
+        example("q2", "Wer baute sie?", "Sie wurde von Gustave Eiffel entworfen.", "Gustave Eiffel"),
+    ]
+    template = tmp_path / "squad.translate.train.en-{lang}.json"
+    (tmp_path / "squad.translate.train.en-de.json").write_text(json.dumps(to_squad_dict(german)), encoding="utf-8")
+    phase = _config("xquad", train_languages=["en", "de"], translated_train=str(template)).target
+    task = make_task(get_task("xquad"), load_demo_tokenizer(), max_length=160, doc_stride=64)
+    source = {"kind": "xtreme", "path": str(DEMO)}
+    examples = load_training_examples(task, phase, source)
+    translated = [ex for ex in examples if ex.language == "de"]
+    assert len(translated) == 2 and len(examples) > 2 and examples[0].language == "en"
+    assert [ex.id for ex in translated] == ["q1-de", "q2-de"]  # unique beside the English ids
+    assert [ex.context[a.start : a.start + len(a.text)] for ex in translated for a in ex.answers] == [
+        "1890",
+        "Gustave Eiffel",
+    ]
+    assert task.train_features(translated)["input_ids"].shape[0] >= 2
+    assert transfer_setting(phase, "xquad")[0] == "translate-train"
+    # A language without its file names the file.
+    with pytest.raises(Exception, match=r"squad.translate.train.en-fr.json"):
+        load_training_examples(
+            task, _config("xquad", train_languages=["en", "fr"], translated_train=str(template)).target, source
+        )

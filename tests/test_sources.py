@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -300,16 +301,24 @@ def test_malformed_json_names_the_file_and_line(tmp_path):
     assert str(path) in str(err.value) and "line 3" in str(err.value)
 
 
-def test_answer_off_its_offset_names_the_file_and_record(tmp_path):
+def test_answer_off_its_offset_names_the_file_and_record(tmp_path, caplog):
     data = json.loads(SQUAD_FILES["train"].read_text(encoding="utf-8"))
     data["data"][0]["paragraphs"][0]["qas"][1]["answers"][0]["answer_start"] += 3
     path = tmp_path / "train-v1.1.json"
     path.write_text(json.dumps(data), encoding="utf-8")
+    # Evaluation data: refused, naming the file, the record and the answer.
     with pytest.raises(QADataError) as err:
-        load_qa("squad", "train", {"kind": "files", "paths": {"train": str(path)}})
+        load_qa("squad", "dev", {"kind": "files", "paths": {"dev": str(path)}})
     message = str(err.value)
     assert str(path) in message and "data[0].paragraphs[0].qas[1]" in message
     assert "5a1f0c3e9b7d4e2a8c6f0b12" in message and "about 5,895 metres" in message
+    # Training data: the question is left out with a warning naming it, as run_squad skips a training example whose
+    # answer it cannot find (machine-translated training sets have such questions); the others are kept.
+    intact = load_qa("squad", "train", {"kind": "files", "paths": {"train": str(SQUAD_FILES["train"])}})["en"]
+    with caplog.at_level(logging.WARNING):
+        kept = load_qa("squad", "train", {"kind": "files", "paths": {"train": str(path)}})["en"]
+    assert [ex.id for ex in kept] == [ex.id for ex in intact if ex.id != "5a1f0c3e9b7d4e2a8c6f0b12"]
+    assert "left out 1 training question(s)" in caplog.text and "5a1f0c3e9b7d4e2a8c6f0b12" in caplog.text
 
 
 # --- Hugging Face --------------------------------------------------------------------------------------------

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Iterable
 
 from stilts_jax.core.errors import InputError
 from stilts_jax.core.io_utils import read_text
 from stilts_jax.core.paths import PathLike, data_path
+
+log = logging.getLogger(__name__)
 
 # TyDiQA-GoldP ids start with the language's English name.
 TYDIQA_LANGUAGE_PREFIXES = {
@@ -60,8 +63,13 @@ def tydiqa_language(example_id: str) -> str:
     return TYDIQA_LANGUAGE_PREFIXES[prefix]
 
 
+class MisplacedAnswerError(QADataError):
+    """An answer whose text is not in the context at its offset."""
+
+
 def validate_example(example: QAExample, where: str, *, allow_unanswerable: bool = False) -> None:
-    """Raise QADataError naming `where` (file and record) for an empty context or an answer off its offset."""
+    """Raise QADataError naming `where` (file and record) for an empty context or an answer off its offset
+    (MisplacedAnswerError)."""
     if not example.context.strip():
         raise QADataError(f"{where}: question {example.id!r} has an empty context")
     if not example.question.strip():
@@ -71,7 +79,7 @@ def validate_example(example: QAExample, where: str, *, allow_unanswerable: bool
     for answer in example.answers:
         found = example.context[answer.start : answer.start + len(answer.text)]
         if answer.start < 0 or found != answer.text:
-            raise QADataError(
+            raise MisplacedAnswerError(
                 f"{where}: question {example.id!r}: answer {answer.text!r} at offset {answer.start} does not match "
                 f"the context there ({found!r})"
             )
@@ -93,16 +101,27 @@ def check_impossible_flag(flag: object, answers: tuple[Answer, ...], example_id:
 
 
 def examples_from_squad_dict(
-    data: dict, source: str, *, language: str | None = None, allow_unanswerable: bool = False, unique_ids: bool = True
+    data: dict,
+    source: str,
+    *,
+    language: str | None = None,
+    allow_unanswerable: bool = False,
+    unique_ids: bool = True,
+    skip_misplaced_answers: bool = False,
 ) -> list[QAExample]:
     """Examples of a parsed SQuAD-format dict. `language=None` reads it from TyDiQA-style ids.
 
     `allow_unanswerable` accepts SQuAD v2.0 questions without answers (is_impossible, or an empty answer list);
-    `unique_ids` (evaluation data) makes a repeated question id an error naming both questions.
+    `unique_ids` (evaluation data) makes a repeated question id an error naming both questions;
+    `skip_misplaced_answers` (training data) leaves out, with one warning, questions whose answer is not in the
+    context at its offset, as run_squad leaves out training examples whose answer it cannot find (XTREME's
+    third_party/processors/squad.py, squad_convert_example_to_features) instead of refusing the file; machine-translated
+    training sets hold such questions.
     """
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise QADataError(f"{source}: not SQuAD format (expected an object with a 'data' list)")
     examples = []
+    misplaced: list[str] = []
     first_seen: dict[str, str] = {}
     for a, article in enumerate(data["data"]):
         for p, paragraph in enumerate(_records(article, "paragraphs", f"{source}: data[{a}]")):
@@ -124,10 +143,24 @@ def examples_from_squad_dict(
                     raise QADataError(f"{where}: {e}") from e
                 except (KeyError, TypeError, ValueError) as e:
                     raise QADataError(f"{where}: malformed record ({type(e).__name__}: {e})") from e
-                validate_example(example, where, allow_unanswerable=allow_unanswerable)
+                try:
+                    validate_example(example, where, allow_unanswerable=allow_unanswerable)
+                except MisplacedAnswerError:
+                    if not skip_misplaced_answers:
+                        raise
+                    misplaced.append(example.id)
+                    continue
                 if unique_ids:
                     check_unique_id(example.id, source, f"data[{a}].paragraphs[{p}].qas[{q}]", first_seen)
                 examples.append(example)
+    if misplaced:
+        shown = ", ".join(misplaced[:5]) + (f" (+{len(misplaced) - 5} more)" if len(misplaced) > 5 else "")
+        log.warning(
+            "%s: left out %d training question(s) whose answer is not in the context at its offset: %s",
+            source,
+            len(misplaced),
+            shown,
+        )
     return examples
 
 
@@ -152,7 +185,12 @@ def check_unique_id(example_id: str, source: str, place: str, first_seen: dict[s
 
 
 def read_squad_json(
-    path: PathLike, *, language: str | None = None, allow_unanswerable: bool = False, unique_ids: bool = True
+    path: PathLike,
+    *,
+    language: str | None = None,
+    allow_unanswerable: bool = False,
+    unique_ids: bool = True,
+    skip_misplaced_answers: bool = False,
 ) -> list[QAExample]:
     path = data_path(path)
     if not path.is_file():
@@ -162,7 +200,12 @@ def read_squad_json(
     except json.JSONDecodeError as e:
         raise QADataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
     return examples_from_squad_dict(
-        data, str(path), language=language, allow_unanswerable=allow_unanswerable, unique_ids=unique_ids
+        data,
+        str(path),
+        language=language,
+        allow_unanswerable=allow_unanswerable,
+        unique_ids=unique_ids,
+        skip_misplaced_answers=skip_misplaced_answers,
     )
 
 

@@ -388,7 +388,11 @@ def _read_squad_json(
     file comes from the XTREME download, which blanks evaluation answers; an empty answer then says where the
     labelled originals are."""
     examples = qa.read_squad_json(
-        path, language=language or spec.monolingual, allow_unanswerable=spec.unanswerable, unique_ids=split != "train"
+        path,
+        language=language or spec.monolingual,
+        allow_unanswerable=spec.unanswerable,
+        unique_ids=split != "train",
+        skip_misplaced_answers=split == "train",
     )
     hint = _blanked_hint(spec) if from_xtreme else ""
     for ex in examples:

@@ -116,7 +116,8 @@ def examples_from_squad_dict(
     `skip_misplaced_answers` (training data) leaves out, with one warning, questions whose answer is not in the
     context at its offset, as run_squad leaves out training examples whose answer it cannot find (XTREME's
     third_party/processors/squad.py, squad_convert_example_to_features) instead of refusing the file; machine-translated
-    training sets hold such questions.
+    training sets hold such questions. run_squad's test is looser (the answer's words within the words its offset
+    points to, so a slightly shifted offset passes); this one is exact, so it may leave out a few more.
     """
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise QADataError(f"{source}: not SQuAD format (expected an object with a 'data' list)")

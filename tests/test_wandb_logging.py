@@ -166,10 +166,16 @@ def _records(path: Path) -> list[Any]:
         store = datastore.DataStore()
         store.open_for_scan(str(path))
         records = []
-        while (data := store.scan_data()) is not None:
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(data)
-            records.append(record)
+        try:
+            while (data := store.scan_data()) is not None:
+                record = wandb_internal_pb2.Record()
+                record.ParseFromString(data)
+                records.append(record)
+        except AssertionError:  # wandb's reader on a record still being written (a partial header): read again
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
         if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
             return records
         time.sleep(0.2)

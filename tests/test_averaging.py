@@ -152,7 +152,6 @@ def _results(workdir: Path) -> dict[str, Any]:
     return json.loads((workdir / "results.json").read_text())
 
 
-@pytest.mark.slow  # a training run end to end, with compiles and checkpoints
 def test_the_average_of_the_last_checkpoints_is_evaluated_beside_the_selected_model(xlmr_dir, tmp_path, capsys):
     root = xtreme_folder(tmp_path)
     workdir = tmp_path / "run"

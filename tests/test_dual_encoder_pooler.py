@@ -252,7 +252,6 @@ def test_gradient_caching_equals_one_piece_autodiff_for_the_scale_pooler_and_enc
     np.testing.assert_allclose(float(scale_grad), exact, rtol=1e-3)
 
 
-@pytest.mark.slow  # a training run end to end, with compiles and checkpoints
 @pytest.mark.parametrize("micro_batches", [1, MICRO])
 def test_the_learned_scale_changes_in_a_train_step(micro_batches, mesh, tmp_path):
     model = _tiny_model()

@@ -256,7 +256,6 @@ def _train(workdir, scan_layers: bool, steps: int, mesh_shape=(2, 2, 2)):
     )
 
 
-@pytest.mark.slow  # a training run end to end, with compiles and checkpoints
 def test_sharded_training_follows_the_unrolled_trajectory_and_resume_needs_the_same_layout(tmp_path):
     scanned = _train(tmp_path / "scanned", True, 3)
     unrolled = _train(tmp_path / "unrolled", False, 3)

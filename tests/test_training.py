@@ -70,7 +70,6 @@ def test_every_mesh_follows_the_single_device_trajectory(tmp_path):
             np.testing.assert_allclose(value, ref_params[key], atol=2e-5, err_msg=f"{name} {key}")
 
 
-@pytest.mark.slow  # a training run end to end, with compiles and checkpoints
 def test_gradient_accumulation_equals_one_large_batch(tmp_path):
     one = _run(tmp_path / "one", steps=3, dropout=False, global_batch_size=32, micro_batches=1)
     four = _run(tmp_path / "four", steps=3, dropout=False, global_batch_size=32, micro_batches=4)
@@ -84,7 +83,6 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path):
     )
 
 
-@pytest.mark.slow  # a training run end to end, with compiles and checkpoints
 def test_training_learns_and_resumes_where_it_stopped(tmp_path):
     first = _run(tmp_path, steps=4)
     assert first.resumed_from is None and first.checkpoints.all_steps() == [2, 4]
@@ -113,7 +111,6 @@ def _damage(path, how):
         f.write(bytes(data))
 
 
-@pytest.mark.slow  # a training run end to end, with compiles and checkpoints
 @pytest.mark.parametrize("how", ["truncate", "flip-one-bit"])
 def test_damaged_latest_checkpoint_is_reported_and_the_previous_one_used(tmp_path, how, capsys):
     _run(tmp_path, steps=4)
@@ -171,7 +168,6 @@ def test_resuming_with_another_model_is_refused_and_the_checkpoint_kept(tmp_path
     assert not glob.glob(str(tmp_path / "**" / "*corrupt*"), recursive=True)
 
 
-@pytest.mark.slow  # a training run end to end, with compiles and checkpoints
 def test_handoff_carries_the_encoder_and_leaves_the_new_head_fresh(tmp_path):
     intermediate = _run(tmp_path / "intermediate", steps=2)
     saved = jax.device_get(intermediate.state.params["encoder"])

@@ -144,10 +144,10 @@ def _frame_sources(lines: list[str]) -> dict[int, str]:
         if stripped in tables:
             current = tables[stripped]
             continue
-        if not stripped or line.startswith(("%", "ENTRY", "HloModule")):
-            current = None if not stripped or not line.startswith("HloModule") else current
-            if line.startswith(("%", "ENTRY")):
-                break
+        if line.startswith(("%", "ENTRY")):
+            break  # the tables come before the computations
+        if not stripped or line.startswith("HloModule"):
+            current = None
             continue
         if current is not None:
             key, _, value = stripped.partition(" ")

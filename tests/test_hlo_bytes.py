@@ -126,3 +126,95 @@ def test_a_gather_reads_its_rows_not_the_whole_table() -> None:
     counted = sum(i.bytes for i in hlo_bytes.instruction_bytes(compiled.as_text(), hbm_only=False))
     table, gathered = rows * width * 4, tokens * width * 4
     assert counted == pytest.approx(float(cost["bytes accessed"]) - table + gathered, rel=1e-6)
+
+
+def test_kernels_in_a_scan_count_once_per_trip_and_in_place_updates_their_update() -> None:
+    """The cost analysis counts a loop's body once; the breakdown charges each trip, and a scan's stacked outputs
+    (dynamic-update-slice in place) and stacked inputs (dynamic-slice) only the layer they write or read."""
+    layers, width, rows = 6, 128, 32
+
+    def loss(w: jax.Array, x: jax.Array) -> jax.Array:
+        def layer(h: jax.Array, w_i: jax.Array) -> tuple[jax.Array, None]:
+            return jnp.tanh(h @ w_i), None
+
+        return jax.lax.scan(layer, x, w)[0].sum()
+
+    args = [jax.ShapeDtypeStruct((layers, width, width), jnp.float32), jax.ShapeDtypeStruct((rows, width), jnp.float32)]
+    compiled = jax.jit(jax.grad(loss)).lower(*args).compile()
+    text = compiled.as_text()
+    executions, unknown = hlo_bytes.computation_executions(text)
+    assert unknown == 0 and layers in executions.values() and layers + 1 in executions.values()
+    every = hlo_bytes.instruction_bytes(text, hbm_only=False)
+    in_loop = [i for i in every if i.executions == layers]
+    assert in_loop and all(i.executions in (1, layers, layers + 1) for i in every)  # +1: the condition
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    # One trip of every kernel is what the compiler's cost analysis counts.
+    assert sum(i.bytes / i.executions for i in every) == pytest.approx(float(cost["bytes accessed"]), rel=1e-3)
+    stacked, one_layer = layers * width * width * 4, width * width * 4
+    updates = [round(i.output_bytes / i.executions) for i in in_loop if i.op_name.endswith("dynamic_update_slice")]
+    assert one_layer in updates  # the weight gradient, written layer by layer into its stack
+    assert all(written < stacked for written in updates)
+    slices = [i for i in in_loop if i.op_name.endswith("dynamic_slice")]
+    assert slices and all(i.bytes / i.executions < stacked for i in slices)
+
+
+# A loop as the TPU compiler writes it: no known_trip_count, the counter compared below a constant of the condition;
+# the body's fusion reads one layer of a stacked weight through a nested fusion's dynamic-slice.
+TPU_LOOP_MODULE = """HloModule jit_scan, is_scheduled=true
+
+%nested.1 (param_0.1: f32[24,256,128], param_1.1: s32[]) -> f32[256,128] {
+  %param_0.1 = f32[24,256,128]{2,1,0:T(8,128)} parameter(0)
+  %param_1.1 = s32[]{:T(128)} parameter(1)
+  %zero.1 = s32[]{:T(128)} constant(0)
+  %dynamic-slice.1 = f32[1,256,128]{2,1,0:T(8,128)} dynamic-slice(%param_0.1, %param_1.1, %zero.1, %zero.1), dynamic_slice_sizes={1,256,128}
+  ROOT %bitcast.1 = f32[256,128]{1,0:T(8,128)} bitcast(%dynamic-slice.1)
+}
+
+%fused_computation.2 (param_0.2: f32[24,256,128], param_1.2: s32[], param_2.2: f32[8,256]) -> f32[8,128] {
+  %param_0.2 = f32[24,256,128]{2,1,0:T(8,128)} parameter(0)
+  %param_1.2 = s32[]{:T(128)} parameter(1)
+  %param_2.2 = f32[8,256]{1,0:T(8,128)} parameter(2)
+  %fusion.9 = f32[256,128]{1,0:T(8,128)} fusion(%param_0.2, %param_1.2), kind=kLoop, calls=%nested.1
+  ROOT %dot.2 = f32[8,128]{1,0:T(8,128)} dot(%param_2.2, %fusion.9), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+%body.3 (param.3: (s32[], f32[24,256,128], f32[8,256])) -> (s32[], f32[24,256,128], f32[8,256]) {
+  %param.3 = (s32[]{:T(128)}, f32[24,256,128]{2,1,0:T(8,128)}, f32[8,256]{1,0:T(8,128)}) parameter(0)
+  %i.3 = s32[]{:T(128)} get-tuple-element(%param.3), index=0
+  %w.3 = f32[24,256,128]{2,1,0:T(8,128)} get-tuple-element(%param.3), index=1
+  %x.3 = f32[8,256]{1,0:T(8,128)} get-tuple-element(%param.3), index=2
+  %fusion.3 = f32[8,128]{1,0:T(8,128)} fusion(%w.3, %i.3, %x.3), kind=kOutput, calls=%fused_computation.2
+  %one.3 = s32[]{:T(128)} constant(1)
+  %next.3 = s32[]{:T(128)} add(%i.3, %one.3)
+  ROOT %tuple.3 = (s32[]{:T(128)}, f32[24,256,128]{2,1,0:T(8,128)}, f32[8,256]{1,0:T(8,128)}) tuple(%next.3, %w.3, %x.3)
+}
+
+%condition.4 (param.4: (s32[], f32[24,256,128], f32[8,256])) -> pred[] {
+  %layers.4 = s32[]{:T(128)} constant(24)
+  %param.4 = (s32[]{:T(128)}, f32[24,256,128]{2,1,0:T(8,128)}, f32[8,256]{1,0:T(8,128)}) parameter(0)
+  %i.4 = s32[]{:T(128)} get-tuple-element(%param.4), index=0
+  ROOT %lt.4 = pred[]{:T(512)} compare(%i.4, %layers.4), direction=LT
+}
+
+ENTRY %main (w: f32[24,256,128], x: f32[8,256]) -> (s32[], f32[24,256,128], f32[8,256]) {
+  %w = f32[24,256,128]{2,1,0:T(8,128)} parameter(0)
+  %x = f32[8,256]{1,0:T(8,128)} parameter(1)
+  %zero = s32[]{:T(128)} constant(0)
+  %tuple.5 = (s32[]{:T(128)}, f32[24,256,128]{2,1,0:T(8,128)}, f32[8,256]{1,0:T(8,128)}) tuple(%zero, %w, %x)
+  ROOT %while.5 = (s32[]{:T(128)}, f32[24,256,128]{2,1,0:T(8,128)}, f32[8,256]{1,0:T(8,128)}) while(%tuple.5), condition=%condition.4, body=%body.3
+}
+"""
+
+
+def test_a_tpu_loop_takes_its_trip_count_from_the_condition_and_nested_fusions_read_their_slice() -> None:
+    executions, unknown = hlo_bytes.computation_executions(TPU_LOOP_MODULE)
+    assert unknown == 0
+    assert (executions["main"], executions["body.3"], executions["condition.4"]) == (1, 24, 25)
+    kernels = {i.name: i for i in hlo_bytes.instruction_bytes(TPU_LOOP_MODULE)}
+    fusion = kernels["fusion.3"]
+    # Per trip: one layer of the stacked weight (a nested fusion slices it), the counter, the input, the output.
+    assert fusion.executions == 24
+    assert fusion.bytes == 24 * (256 * 128 * 4 + 4 + 8 * 256 * 4 + 8 * 128 * 4)  # the counter: 4 bytes
+    without_count = TPU_LOOP_MODULE.replace("constant(24)", "parameter(1)")
+    assert hlo_bytes.computation_executions(without_count)[1] == 1  # a loop it cannot read counts one trip

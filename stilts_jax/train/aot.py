@@ -31,7 +31,7 @@ from typing import Any
 import jax
 
 from stilts_jax.core.errors import InputError, StiltsError
-from stilts_jax.train.hlo_bytes import group_bytes, instruction_bytes
+from stilts_jax.train.hlo_bytes import computation_executions, group_bytes, instruction_bytes
 
 # Topology names libtpu accepts and that were checked to describe their slice (devices returned); any other
 # "<generation>:<AxB[xC]>" of a known generation is tried as well.
@@ -204,14 +204,22 @@ _ARRAY_4D = re.compile(r"\b(?:bf16|f16|f32)\[(\d+),(\d+),(\d+),(\d+)\]")
 
 
 def kernel_flops(hlo_text: str) -> float:
-    """FLOPs of the attention kernels in an optimized HLO module, which the compiler's cost analysis leaves out."""
-    total = 0.0
-    for kind, output_types in _SPLASH_CALL.findall(hlo_text):
-        shape = _ARRAY_4D.search(output_types)  # the attention output / dq / dk: [batch, heads, seq, head_dim]
-        if shape is None:
+    """FLOPs of the attention kernels in an optimized HLO module, which the compiler's cost analysis leaves out
+    (a kernel inside a loop, e.g. scanned layers, counts once per trip)."""
+    executions, _ = computation_executions(hlo_text)
+    total, computation = 0.0, ""
+    for line in hlo_text.splitlines():
+        header = _COMPUTATION_HEADER.match(line)
+        if header:
+            computation = header.group(1)
+            continue
+        call = _SPLASH_CALL.match(line)
+        shape = _ARRAY_4D.search(call.group(2)) if call else None  # the output / dq / dk: [batch, heads, seq, dim]
+        if call is None or shape is None:
             continue
         batch, heads, seq, head_dim = (int(d) for d in shape.groups())
-        total += _SPLASH_MATMULS[kind] * 2.0 * batch * heads * seq * seq * head_dim
+        flops = _SPLASH_MATMULS[call.group(1)] * 2.0 * batch * heads * seq * seq * head_dim
+        total += flops * executions.get(computation, 1)
     return total
 
 

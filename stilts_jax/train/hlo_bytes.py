@@ -13,8 +13,13 @@ It is an estimate of the same kind as the cost analysis, not a measurement. Coun
 through slices or gathers is charged what those read (the cost analysis charges a gather's whole table). Counted over
 HBM only (the default), arrays the compiler placed in on-chip memory (layout memory space `S(1)`: VMEM on v5e and
 v6e) cost nothing where they are read, and the asynchronous copies and slices that bring them there from HBM are
-charged their HBM reads. Writes in place (scatter, dynamic-update-slice) are charged the whole array, as the cost
-analysis does.
+charged their HBM reads. A dynamic-update-slice writes in place: it is charged its update, not the whole buffer
+(how scan loops fill their stacked outputs); a scatter is charged the whole array, as the cost analysis does.
+
+Kernels inside loops count once per trip (`computation_executions`): the trip count of each `while` comes from the
+compiler's `known_trip_count`, or else from its condition (a counter from 0 compared below a constant, the form
+`jax.lax.scan` and `fori_loop` compile to). So a program whose layers run in a scan is charged every layer, where
+the cost analysis counts a loop's body once.
 """
 
 from __future__ import annotations
@@ -108,6 +113,70 @@ class InstructionBytes:
     output_bytes: float
     op_name: str
     source: str  # "file.py:line" of the innermost Python frame, or "" when the metadata names none
+    executions: int = 1  # how often the kernel runs per program run (the trips of the loops around it)
+
+
+_WHILE_PARTS = re.compile(r"\bcondition=%([\w.-]+), body=%([\w.-]+)")
+_KNOWN_TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
+_CONSTANT = re.compile(r"\bconstant\((-?\d+)\)")
+_CALLED = re.compile(r"\b(?:to_apply|calls|true_computation|false_computation)=%([\w.-]+)")
+_BRANCHES = re.compile(r"\bbranch_computations=\{([^}]*)\}")
+
+
+def _condition_trip_count(lines: list[str]) -> int | None:
+    """The trips of a loop whose condition compares a counter (from 0, step 1) below a constant of the condition."""
+    constants: dict[str, int] = {}
+    for line in lines:
+        match = _INSTRUCTION.match(line)
+        if match and (value := _CONSTANT.search(match.group(2))) and " constant(" in match.group(2):
+            constants[match.group(1)] = int(value.group(1))
+    for line in lines:
+        if "ROOT" in line and " compare(" in line and "direction=LT" in line:
+            operands = _operands(line.split(" compare", 1)[1])
+            if len(operands) == 2 and operands[1] in constants:
+                return constants[operands[1]]
+    return None
+
+
+def computation_executions(hlo_text: str) -> tuple[dict[str, int], int]:
+    """How often each computation runs per run of the module (entry: 1; a loop body: its caller's count times the
+    loop's trips), and how many loops had no trip count the text says (counted as one trip)."""
+    lines_of: dict[str, list[str]] = defaultdict(list)
+    entry, computation = "", ""
+    for line in hlo_text.splitlines():
+        header = _COMPUTATION_HEADER.match(line)
+        if header:
+            computation = header.group(2)
+            entry = computation if header.group(1) else entry
+            continue
+        if computation and _INSTRUCTION.match(line):
+            lines_of[computation].append(line)
+    calls: dict[str, list[tuple[str, int]]] = defaultdict(list)  # caller -> (callee, trips per caller run)
+    unknown = 0
+    for caller, lines in lines_of.items():
+        for line in lines:
+            loop = _WHILE_PARTS.search(line) if " while(" in line else None
+            if loop is not None:
+                known = _KNOWN_TRIP_COUNT.search(line)
+                trips = int(known.group(1)) if known else _condition_trip_count(lines_of.get(loop.group(1), []))
+                unknown += trips is None
+                calls[caller] += [(loop.group(2), trips or 1), (loop.group(1), (trips or 1) + 1)]
+                continue
+            calls[caller] += [(callee, 1) for callee in _CALLED.findall(line)]
+            for branches in _BRANCHES.findall(line):
+                calls[caller] += [(callee, 1) for callee in _OPERAND.findall(branches)]
+    executions: dict[str, int] = {}
+
+    def visit(name: str, times: int, depth: int) -> None:
+        if depth > 64:  # HLO calls form a tree of modest depth; this only guards against a malformed text
+            return
+        executions[name] = executions.get(name, 0) + times
+        for callee, trips in calls.get(name, []):
+            visit(callee, times * trips, depth + 1)
+
+    if entry:
+        visit(entry, 1, 0)
+    return executions, unknown
 
 
 def _split_type(rest: str) -> tuple[str, str]:
@@ -189,21 +258,81 @@ _PARTIAL_READERS = {"gather", "dynamic-slice", "slice"}
 _PARAMETER_NUMBER = re.compile(r"parameter\((\d+)\)")
 
 
-def _partial_parameter_reads(instructions: list[tuple[str, str, str, list[str]]]) -> dict[int, float]:
+_Fused = list[tuple[str, str, str, list[str], str]]  # a fused computation: (name, opcode, type, operands, callee)
+
+
+# Operations that hand on the same elements in another layout or type; in a fusion they are computed where used.
+_ELEMENTWISE_VIEWS = {"bitcast", "copy", "convert"}
+
+
+def _is_relayout(callee: str, bodies: dict[str, _Fused]) -> bool:
+    """Whether a nested fusion only changes its one operand's layout or type (the TPU compiler's copy fusions)."""
+    instructions = bodies.get(callee, [])
+    opcodes = [opcode for _, opcode, _, _, _ in instructions]
+    return opcodes.count("parameter") == 1 and all(o == "parameter" or o in _ELEMENTWISE_VIEWS for o in opcodes)
+
+
+def _partial_parameter_reads(
+    callee: str, bodies: dict[str, _Fused], memo: dict[str, dict[int, float]]
+) -> dict[int, float]:
     """For a fused computation, the parameters that are read only through slices or gathers (as their first
-    operand), with the bytes those read: the fusion reads that much of the operand, not all of it."""
-    users: dict[str, list[tuple[str, str, int]]] = {}
-    for _, opcode, type_text, operands in instructions:
+    operand), with the bytes those read, and those only updated in place (the buffer of a dynamic-update-slice),
+    with 0: the fusion reads that much of the operand, not all of it. A parameter handed to a nested fusion reads
+    what that fusion reads of it; one handed on in another layout or type first (a bitcast, copy, convert, or a
+    nested fusion of only those) reads what is read of the result."""
+    if callee in memo:
+        return memo[callee]
+    memo[callee] = {}  # a guard against a malformed, recursive text
+    instructions = bodies.get(callee, [])
+    types = {name: type_text for name, _, type_text, _, _ in instructions}
+    users: dict[str, list[tuple[str, str, int, str, str]]] = {}
+    for name, opcode, type_text, operands, nested in instructions:
         for position, operand in enumerate(operands):
-            users.setdefault(operand, []).append((opcode, type_text, position))
+            users.setdefault(operand, []).append((opcode, type_text, position, nested, name))
+
+    def read_share(value: str, depth: int) -> float | None:
+        """The share of `value` its users read, or None when one of them reads all of it."""
+        uses, size = users.get(value, []), array_bytes(types.get(value, "")) or 1.0
+        if not uses or depth > 8:
+            return None
+        share = 0.0
+        for opcode, type_text, position, nested, user in uses:
+            if opcode in _PARTIAL_READERS and position == 0:
+                share += array_bytes(type_text) / size
+            elif opcode == "dynamic-update-slice" and position == 0:
+                continue  # updated in place: the buffer is not read
+            elif (
+                opcode == "fusion"
+                and nested
+                and (read := _partial_parameter_reads(nested, bodies, memo).get(position)) is not None
+            ):
+                share += read / size
+            elif opcode in _ELEMENTWISE_VIEWS or (opcode == "fusion" and nested and _is_relayout(nested, bodies)):
+                handed_on = read_share(user, depth + 1)
+                if handed_on is None:
+                    return None
+                share += handed_on
+            else:
+                return None
+        return share
+
     reads = {}
-    for name, opcode, _, operands in instructions:
-        if opcode != "parameter":
-            continue
-        uses = users.get(name, [])
-        if uses and all(use in _PARTIAL_READERS and position == 0 for use, _, position in uses):
-            reads[int(operands[0])] = sum(array_bytes(type_text) for _, type_text, _ in uses)
+    for name, opcode, type_text, operands, _ in instructions:
+        if opcode == "parameter" and (share := read_share(name, 0)) is not None:
+            reads[int(operands[0])] = share * array_bytes(type_text)
+    memo[callee] = reads
     return reads
+
+
+def _in_place_share(instructions: _Fused) -> float:
+    """For a fused computation, the bytes of its output that a dynamic-update-slice leaves as they were (the
+    buffer minus the update): an in-place update writes only its update."""
+    types = {name: type_text for name, _, type_text, _, _ in instructions}
+    kept = 0.0
+    for _, opcode, type_text, operands, _ in instructions:
+        if opcode == "dynamic-update-slice" and len(operands) > 1:
+            kept += array_bytes(type_text) - array_bytes(types.get(operands[1], ""))
+    return kept
 
 
 def _written_bytes(opcode: str, type_text: str, read: float, hbm_only: bool) -> float:
@@ -226,12 +355,14 @@ def instruction_bytes(hlo_text: str, *, hbm_only: bool = True) -> list[Instructi
     `hbm_only=False`, the bytes of every memory, as the compiler's cost analysis counts them)."""
     lines = hlo_text.splitlines()
     sources = _frame_sources(lines)
+    executions, _ = computation_executions(hlo_text)
     fused: set[str] = set()
     for line in lines:
         if "fusion(" in line or "to_apply=" in line or "-start(" in line:
             fused.update(_FUSED_CALLEE.findall(line))
     hbm: dict[str, float] = {}
-    body: dict[str, list[tuple[str, str, str, list[str]]]] = {}  # fused computation -> (name, opcode, type, operands)
+    types: dict[str, str] = {}
+    body: dict[str, _Fused] = {}
     pending: list[tuple[str, str, str, str, list[str], str]] = []
     computation = ""
     for line in lines:
@@ -246,39 +377,54 @@ def instruction_bytes(hlo_text: str, *, hbm_only: bool = True) -> list[Instructi
         type_text, after = _split_type(rest)
         opcode = after.split("(", 1)[0].strip()
         hbm[name] = array_bytes(type_text, hbm_only=hbm_only)
+        types[name] = type_text
         if computation in fused:
             parameter = _PARAMETER_NUMBER.match(after) if opcode == "parameter" else None
             operands = [parameter.group(1)] if parameter else _operands(after)
-            body.setdefault(computation, []).append((name, opcode, type_text, operands))
+            nested = _FUSED_CALLEE.search(after) if opcode == "fusion" else None
+            body.setdefault(computation, []).append(
+                (name, opcode, type_text, operands, nested.group(1) if nested else "")
+            )
             continue
         if opcode in _NO_TRAFFIC or opcode in _CONTROL or _VIEW_CALL.search(line):
             continue
         pending.append((computation, name, opcode, type_text, _operands(after), line))
-    partial = {callee: _partial_parameter_reads(instructions) for callee, instructions in body.items()}
+    memo: dict[str, dict[int, float]] = {}
+    partial = {callee: _partial_parameter_reads(callee, body, memo) for callee in body}
+    kept = {callee: _in_place_share(instructions) for callee, instructions in body.items()}
     result = []
     for computation, name, opcode, type_text, operand_names, line in pending:
+        callee = _FUSED_CALLEE.search(line) if opcode == "fusion" else None
         if opcode == "slice-start":  # reads only its slice of the operand
             elements = _tuple_elements(type_text)
             read = array_bytes(elements[1]) if len(elements) > 1 and hbm.get(operand_names[0], 0.0) else 0.0
+        elif opcode == "dynamic-update-slice":  # in place: reads the update and indices, not the buffer
+            read = sum(hbm.get(operand, 0.0) for operand in operand_names[1:])
         else:
-            callee = _FUSED_CALLEE.search(line) if opcode == "fusion" else None
             reads = partial.get(callee.group(1), {}) if callee else {}
             read = sum(
                 reads[index] if index in reads and hbm.get(operand, 0.0) else hbm.get(operand, 0.0)
                 for index, operand in enumerate(operand_names)
             )
         written = _written_bytes(opcode, type_text, read, hbm_only)
+        unchanged = kept.get(callee.group(1), 0.0) if callee else 0.0
+        if opcode == "dynamic-update-slice" and len(operand_names) > 1:
+            unchanged = array_bytes(type_text) - array_bytes(types.get(operand_names[1], ""))
+        if unchanged > 0 and (whole := array_bytes(type_text)) > 0:
+            written *= max(0.0, 1.0 - unchanged / whole)
         op_name = _OP_NAME.search(line)
         frame = _STACK_FRAME.search(line)
+        times = executions.get(computation, 1)
         result.append(
             InstructionBytes(
                 computation=computation,
                 name=name,
                 opcode=opcode,
-                bytes=read + written,
-                output_bytes=written,
+                bytes=(read + written) * times,
+                output_bytes=written * times,
                 op_name=op_name.group(1) if op_name else "",
                 source=sources.get(int(frame.group(1)), "") if frame else "",
+                executions=times,
             )
         )
     return result

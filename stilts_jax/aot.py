@@ -132,12 +132,12 @@ class RunCompiler:
         """`layers` overrides the model's depth and unrolls scanned layers' loop: scanned programs' costs are
         extrapolated from compiles of 1 and 2 layers whose scan is unrolled, the same computation per layer
         (checkpoint policy included) without the loop (`extrapolate_scanned_costs`)."""
-        from stilts_jax.core.distributed import make_mesh
+        from stilts_jax.config.schema import smallest_training_micro_batch
+        from stilts_jax.core.distributed import fit_mesh_to_batch, make_mesh
         from stilts_jax.core.tokenization import load_demo_tokenizer, load_tokenizer
         from stilts_jax.models.config import EncoderConfig
 
         self.config, self.slice, self.buckets, self.hlo_sink = config, tpu_slice, buckets, hlo_sink
-        self.mesh = make_mesh(config.mesh.to_dict(), devices=tpu_slice.devices)
         self.rules = tuple(
             (name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_rules
         )
@@ -145,6 +145,14 @@ class RunCompiler:
         longest = max(config.intermediate.max_length, config.target.max_length)
         self.model_dir = model_config_dir(config.model, longest, config.seed, scratch)
         self.encoder_config = EncoderConfig.from_json_file(self.model_dir / "config.json")
+        # The mesh a run on this slice would build (the devices a small training batch cannot use split the heads).
+        shape, self.mesh_note = fit_mesh_to_batch(
+            config.mesh.to_dict(),
+            len(tpu_slice.devices),
+            smallest_training_micro_batch(config),
+            (self.encoder_config.num_attention_heads, self.encoder_config.intermediate_size),
+        )
+        self.mesh = make_mesh(shape, devices=tpu_slice.devices)
         self.scan_layers = bool(config.model.scan_layers)
         self.unroll_scan = self.scan_layers and layers is not None
         if layers is not None:
@@ -460,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
             sink = lambda name, text: (hlo_dir / f"{name.replace('/', '__')}.hlo.txt").write_text(text)  # noqa: E731
         with tempfile.TemporaryDirectory(prefix="stilts-aot-") as scratch:
             compiler = RunCompiler(config, tpu_slice, args.buckets, sink, Path(scratch))
+            if compiler.mesh_note:
+                print(compiler.mesh_note, file=sys.stderr, flush=True)
             compiler.run()
             if compiler.scan_layers:
                 shallow = []
@@ -482,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             "scan_layers": config.model.scan_layers,
             "programs": compiler.programs,
             "skipped": compiler.skipped,
+            **({"mesh_note": compiler.mesh_note} if compiler.mesh_note else {}),
         }
         output = Path(args.output)
         atomic_write_text(output, json.dumps(report, indent=2) + "\n")

@@ -260,3 +260,22 @@ def test_scanned_layers_report_the_unrolled_costs(tmp_path: Path) -> None:
             assert hbm > unrolled[name]["hbm_bytes_accessed"] and hbm > scanned[name]["hbm_bytes_accessed_without_loop"]
         else:
             assert hbm == pytest.approx(unrolled[name]["hbm_bytes_accessed"], rel=0.01)
+
+
+def test_a_slice_with_more_devices_than_batch_rows_gets_the_run_default_mesh(tmp_path: Path) -> None:
+    """With the default mesh (data = every device) the published intermediate batch of 4 cannot split over a
+    v5e-8's 8 devices: the run, and so the aot tool, gives the other devices to the tensor axis."""
+    make_tiny_model(tmp_path / "tiny")
+    config, _ = aot.parse_args(
+        [
+            *SMALL_DEMO,
+            f"--config.model.name={tmp_path / 'tiny'}",
+            "--config.intermediate.train.batch_size=4",
+            "--topology=v5e:2x4",
+        ]
+    )
+    compiler = aot.RunCompiler(config, get_slice("v5e:2x4"), "longest", None, tmp_path)
+    assert dict(compiler.mesh.shape) == {"data": 4, "fsdp": 1, "tensor": 2}
+    assert compiler.mesh_note is not None and "4 rows" in compiler.mesh_note
+    config.intermediate.train.batch_size = 8
+    assert dict(aot.RunCompiler(config, get_slice("v5e:2x4"), "longest", None, tmp_path).mesh.shape)["data"] == 8

@@ -9,7 +9,13 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from stilts_jax.core import distributed
-from stilts_jax.core.distributed import DistributedError, logical_to_mesh_spec, make_mesh, resolve_mesh_shape
+from stilts_jax.core.distributed import (
+    DistributedError,
+    fit_mesh_to_batch,
+    logical_to_mesh_spec,
+    make_mesh,
+    resolve_mesh_shape,
+)
 from stilts_jax.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer, weight_decay_mask
 from stilts_jax.train.state import ModelSpec, state_shardings
 from tests.train_harness import tiny_model
@@ -25,6 +31,28 @@ def test_mesh_shapes_resolve_and_bad_ones_say_why():
     with pytest.raises(DistributedError, match="unknown mesh axes \\['model'\\]"):
         resolve_mesh_shape({"model": 2}, 8)
     assert make_mesh({"data": 2, "fsdp": 2, "tensor": 2}).shape == {"data": 2, "fsdp": 2, "tensor": 2}
+
+
+def test_devices_a_small_batch_cannot_use_split_the_heads():
+    large = (16, 4096)  # XLM-R large's heads and feed-forward width
+    # The published intermediate batch of 4 on 8 devices: 4 split the batch, 2 the heads (docs/SCALING.md's table).
+    shape, note = fit_mesh_to_batch({"data": -1, "fsdp": 1, "tensor": 1}, 8, 4, large)
+    assert shape == {"data": 4, "fsdp": 1, "tensor": 2}
+    assert note is not None and "4 rows" in note and "--config.mesh" in note
+    assert fit_mesh_to_batch({"data": -1, "fsdp": 2, "tensor": 1}, 16, 4, large)[0] == {
+        "data": 2,
+        "fsdp": 2,
+        "tensor": 4,
+    }
+    assert fit_mesh_to_batch({"data": -1}, 8, 6, large)[0] == {"data": 2, "fsdp": 1, "tensor": 4}
+    # Nothing to change: the batch splits, the user chose the tensor axis or data's size, or no phase trains.
+    for shape_in, rows in [({"data": -1}, 32), ({"data": -1, "tensor": 2}, 4), ({"data": 8}, 4), ({"data": -1}, None)]:
+        assert fit_mesh_to_batch(shape_in, 8, rows, large) == (
+            {**{"data": 1, "fsdp": 1, "tensor": 1}, **shape_in},
+            None,
+        )
+    # The heads cannot be split that way (12 heads, 8 devices left over for a batch of 1): left for the batch check.
+    assert fit_mesh_to_batch({"data": -1}, 8, 1, (12, 3072))[1] is None
 
 
 def test_logical_rules_map_to_mesh_axes():

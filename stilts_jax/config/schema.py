@@ -284,6 +284,20 @@ def validate_phase(node: ml_collections.ConfigDict, phase: str, *, trains: bool 
     return problems
 
 
+def smallest_training_micro_batch(config: ml_collections.ConfigDict) -> int | None:
+    """The fewest rows a training micro-batch of the run has (batch_size / micro_batches over the phases that train),
+    or None when no phase trains (an evaluation of a given model, or BUCC / Tatoeba alone)."""
+    rows = []
+    for phase in PHASES:
+        node = config[phase]
+        names = [name.strip() for name in re.split(r"[+&]", node.task or "") + list(node.tasks) if name.strip()]
+        families = {TASKS[name].family for name in names if name in TASKS}
+        if not names or (families and families <= set(ENCODER_ONLY_FAMILIES)) or node.evaluate_model:
+            continue
+        rows.append(node.train.batch_size // max(node.train.micro_batches, 1))
+    return min(rows) if rows else None
+
+
 def validate(config: ml_collections.ConfigDict) -> list[str]:
     """Every problem of the resolved config (empty when it is valid), each naming its key."""
     problems = []

@@ -124,6 +124,35 @@ def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> tuple[int,
     return tuple(sizes)
 
 
+def fit_mesh_to_batch(
+    shape: Mapping[str, int], num_devices: int, rows: int | None, widths: Sequence[int]
+) -> tuple[dict[str, int], str | None]:
+    """The mesh to build when `data` is the axis left over (-1) but the devices it would get cannot split a training
+    micro-batch of `rows` rows (the batch is split over data x fsdp): data takes the largest share that splits it and
+    the devices left over go to `tensor`, which splits the attention heads and the feed-forward width (each of
+    `widths` must divide by it). Returns the shape and a line saying what changed and why, or the shape as given
+    and None when it splits the batch, the user set `tensor`, or no layout of that kind fits."""
+    given = {axis: int(shape.get(axis, 1)) for axis in MESH_AXES}
+    fsdp = given["fsdp"]
+    if rows is None or given["data"] != -1 or given["tensor"] != 1 or fsdp < 1 or num_devices % fsdp:
+        return given, None
+    spare = num_devices // fsdp
+    if rows % (spare * fsdp) == 0 or rows % fsdp:
+        return given, None
+    data = math.gcd(spare, rows // fsdp)
+    tensor = spare // data
+    if any(width % tensor for width in widths):
+        return given, None
+    fitted = {"data": data, "fsdp": fsdp, "tensor": tensor}
+    note = (
+        f"mesh: data={data}, fsdp={fsdp}, tensor={tensor}: a training micro-batch of {rows} rows splits over at most "
+        f"{data * fsdp} of the {num_devices} devices, so the other devices split the attention heads and the "
+        "feed-forward width (docs/SCALING.md, 'What fits where'); set --config.mesh.data/fsdp/tensor to choose "
+        "another layout"
+    )
+    return fitted, note
+
+
 def make_mesh(shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A (data, fsdp, tensor) mesh over all devices (every process's), axes in Auto mode."""
     devices = list(devices) if devices is not None else jax.devices()

@@ -13,6 +13,7 @@ import jax
 import ml_collections
 from flax import nnx
 
+from stilts_jax.config.schema import smallest_training_micro_batch
 from stilts_jax.core import distributed
 from stilts_jax.core.compilation_cache import enable_compilation_cache
 from stilts_jax.core.errors import InputError, StiltsError, WeightsError
@@ -80,7 +81,8 @@ class RunContext:
             config.distributed.num_processes,
             config.distributed.process_id,
         )
-        self.mesh = distributed.make_mesh(config.mesh.to_dict())
+        self.model_dir = self._model_dir()
+        self.mesh = distributed.make_mesh(self._mesh_shape())
         self.rules = tuple(
             (name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_rules
         )
@@ -89,11 +91,23 @@ class RunContext:
             if config.model.dtype != "auto"
             else ("float32" if jax.default_backend() == "cpu" else "bfloat16")
         )
-        self.model_dir = self._model_dir()
         self.tokenizer = load_tokenizer(config.model.tokenizer or self._tokenizer_dir())
         self.phase_records: dict[str, dict[str, Any]] = {}  # phase name -> its phase_done record, as phases finish
         self.planned: dict[str, Any] = {}  # phase folder -> its PlannedPhase (settings, fingerprint): set by the runner
         self.evaluation_fingerprint: str | None = None  # what the evaluation's results are keyed by
+
+    def _mesh_shape(self) -> dict[str, int]:
+        """config.mesh, with the devices a small training batch cannot use given to the tensor axis."""
+        encoder = self.encoder_config
+        shape, note = distributed.fit_mesh_to_batch(
+            self.config.mesh.to_dict(),
+            jax.device_count(),
+            smallest_training_micro_batch(self.config),
+            (encoder.num_attention_heads, encoder.intermediate_size),
+        )
+        if note:
+            say(note)
+        return shape
 
     def _model_dir(self) -> Path:
         name = self.config.model.name

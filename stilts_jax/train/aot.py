@@ -203,10 +203,11 @@ _SPLASH_MATMULS = {"fwd": 2, "dq": 3, "dkv": 4}
 _ARRAY_4D = re.compile(r"\b(?:bf16|f16|f32)\[(\d+),(\d+),(\d+),(\d+)\]")
 
 
-def kernel_flops(hlo_text: str) -> float:
+def kernel_flops(hlo_text: str, executions: dict[str, int] | None = None) -> float:
     """FLOPs of the attention kernels in an optimized HLO module, which the compiler's cost analysis leaves out
-    (a kernel inside a loop, e.g. scanned layers, counts once per trip)."""
-    executions, _ = computation_executions(hlo_text)
+    (a kernel inside a loop, e.g. scanned layers, counts once per trip: `executions`, computed when not given)."""
+    if executions is None:
+        executions, _ = computation_executions(hlo_text)
     total, computation = 0.0, ""
     for line in hlo_text.splitlines():
         header = _COMPUTATION_HEADER.match(line)
@@ -268,8 +269,9 @@ def compile_program(
     cost = _cost(compiled)
     flops, accessed = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
     text = compiled.as_text()
-    kernels = kernel_flops(text)
-    instructions = instruction_bytes(text)
+    executions, unknown_trips = computation_executions(text)
+    kernels = kernel_flops(text, executions)
+    instructions = instruction_bytes(text, executions=executions)
     hbm_accessed = sum(instruction.bytes for instruction in instructions)
     if hlo_sink is not None:
         hlo_sink(name, text)
@@ -297,6 +299,8 @@ def compile_program(
         "hbm_bytes_by_operation": _top_groups(instructions, "operation"),
         "compile_seconds": round(seconds, 2),
         "collectives": count_collectives(text),
+        # Loops whose trip count the HLO does not say count one trip: their HBM bytes are a lower bound.
+        **({"loops_without_trip_count": unknown_trips} if unknown_trips else {}),
     }
     if seen is not None:
         seen[key] = report

@@ -350,12 +350,15 @@ def _written_bytes(opcode: str, type_text: str, read: float, hbm_only: bool) -> 
     return max(array_bytes(type_text, hbm_only=hbm_only) - read, 0.0)
 
 
-def instruction_bytes(hlo_text: str, *, hbm_only: bool = True) -> list[InstructionBytes]:
+def instruction_bytes(
+    hlo_text: str, *, hbm_only: bool = True, executions: dict[str, int] | None = None
+) -> list[InstructionBytes]:
     """Every instruction that runs as its own kernel, with the HBM bytes of its operands and outputs (with
     `hbm_only=False`, the bytes of every memory, as the compiler's cost analysis counts them)."""
     lines = hlo_text.splitlines()
     sources = _frame_sources(lines)
-    executions, _ = computation_executions(hlo_text)
+    if executions is None:
+        executions, _ = computation_executions(hlo_text)
     fused: set[str] = set()
     for line in lines:
         if "fusion(" in line or "to_apply=" in line or "-start(" in line:

@@ -324,6 +324,25 @@ def test_answer_off_its_offset_names_the_file_and_record(tmp_path, caplog):
 # --- Hugging Face --------------------------------------------------------------------------------------------
 
 
+def test_hub_rows_with_an_answer_off_its_offset(tmp_path, caplog):
+    """Hub (and TFDS) rows follow the SQuAD files: a training question whose answer is not at its offset is left out
+    with a warning naming it, as run_squad does; an evaluation question like it is refused."""
+    rows = squad_rows(SQUAD_FILES["train"])
+    moved = rows[1]["id"]
+    rows[1]["answers"]["answer_start"] = [start + 3 for start in rows[1]["answers"]["answer_start"]]
+    repo = tmp_path / "squad"
+    for split in ("train", "validation"):
+        write_parquet(repo / "plain_text" / f"{split}-00000-of-00001.parquet", rows)
+    (repo / "README.md").write_text(SQUAD_CARD, encoding="utf-8")
+    source = {"kind": "hf", "repo": str(repo), "cache_dir": str(tmp_path / "cache")}
+    with caplog.at_level(logging.WARNING):
+        kept = load_qa("squad", "train", source)["en"]
+    assert [ex.id for ex in kept] == [row["id"] for row in rows if row["id"] != moved]
+    assert "left out 1 training question(s)" in caplog.text and moved in caplog.text
+    with pytest.raises(QADataError, match=f"{moved}.*does not match the context"):
+        load_qa("squad", "dev", source)
+
+
 def test_hf_gives_the_same_examples_as_xtreme(hf_dirs):
     xtreme = {"kind": "xtreme", "path": str(XTREME)}
     for split in ("train", "dev"):

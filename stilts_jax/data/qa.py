@@ -154,15 +154,20 @@ def examples_from_squad_dict(
                 if unique_ids:
                     check_unique_id(example.id, source, f"data[{a}].paragraphs[{p}].qas[{q}]", first_seen)
                 examples.append(example)
-    if misplaced:
-        shown = ", ".join(misplaced[:5]) + (f" (+{len(misplaced) - 5} more)" if len(misplaced) > 5 else "")
+    warn_misplaced_left_out(source, misplaced)
+    return examples
+
+
+def warn_misplaced_left_out(source: str, ids: list[str]) -> None:
+    """One warning naming the training questions left out because their answer is not at its offset."""
+    if ids:
+        shown = ", ".join(ids[:5]) + (f" (+{len(ids) - 5} more)" if len(ids) > 5 else "")
         log.warning(
             "%s: left out %d training question(s) whose answer is not in the context at its offset: %s",
             source,
-            len(misplaced),
+            len(ids),
             shown,
         )
-    return examples
 
 
 def _records(parent: object, key: str, where: str) -> list:

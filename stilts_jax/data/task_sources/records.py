@@ -437,8 +437,11 @@ def _rows_to_examples(
     """Examples of dict records of `language`, or else of the language each record names: a `language` column
     (google/xtreme's XNLI) or the id (`language_in_ids`, TyDiQA-GoldP). Those name languages outside `wanted` (None:
     any) are skipped. `unnamed` says what to fix when nothing names the language. Span QA ids key the predictions
-    of evaluation splits: a repeated one there is an error."""
+    of evaluation splits: a repeated one there is an error. A training question whose answer is not at its offset
+    is left out with one warning, as run_squad leaves such a training example out (qa.examples_from_squad_dict);
+    in an evaluation split it is an error."""
     examples = []
+    misplaced: list[str] = []
     first_seen: dict[str, str] = {}
     for index, row in enumerate(rows):
         lang = language
@@ -456,10 +459,17 @@ def _rows_to_examples(
                     "{lang})"
                 )
             )
-        example = _read_record(spec, dataset, row, lang, f"{split}-{lang}-{index}", f"{where} {unit} {index}")
+        try:
+            example = _read_record(spec, dataset, row, lang, f"{split}-{lang}-{index}", f"{where} {unit} {index}")
+        except qa.MisplacedAnswerError:
+            if split != "train":
+                raise
+            misplaced.append(str(row.get("id", f"{unit} {index}")))
+            continue
         if lang is None and wanted is not None and example.language not in wanted:
             continue
         if isinstance(example, QAExample) and split != "train":
             qa.check_unique_id(example.id, where, f"{unit} {index}", first_seen)
         examples.append(example)
+    qa.warn_misplaced_left_out(where, misplaced)
     return examples

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import subprocess
 import sys
 import time
@@ -70,12 +69,18 @@ def recipe_batches(recipe: str) -> list[int]:
     return [config[p].train.batch_size for p in ("intermediate", "target") if config[p].task]
 
 
-def settings_for(devices: int, batch: int, heads: int) -> list[Setting]:
-    """The settings to try, cheapest first; the batch dimension is split over at most `batch` devices."""
-    batch_devices = math.gcd(devices, batch)
-    tensor = devices // batch_devices
-    if tensor > heads or heads % tensor:
-        return []
+def settings_for(devices: int, batch: int, widths: tuple[int, ...]) -> list[Setting]:
+    """The settings to try, cheapest first. The batch is split over as many devices as it has rows for and the
+    others split the heads, as a run with the default mesh does (core.distributed.fit_mesh_to_batch)."""
+    sys.path.insert(0, str(ROOT))
+    from stilts_jax.core.distributed import fit_mesh_to_batch
+
+    shape, _ = fit_mesh_to_batch({"data": -1, "fsdp": 1, "tensor": 1}, devices, batch, widths)
+    if shape["data"] == -1:  # unchanged: the batch splits over every device, or no head split fits
+        if batch % devices:
+            return []
+        shape = {"data": devices, "fsdp": 1, "tensor": 1}
+    batch_devices, tensor = shape["data"], shape["tensor"]
     extra = {"tensor": tensor}
     tag = f", tensor={tensor}" if tensor > 1 else ""
     return [
@@ -125,23 +130,24 @@ def fits(report: dict) -> bool:
     return "programs" in report and all(p["fits"] for p in report["programs"])
 
 
-def heads_of(model: str) -> int:
+def widths_of(model: str) -> tuple[int, ...]:
+    """The model's attention heads and feed-forward width: what the tensor axis splits."""
     config = json.loads((ROOT / "stilts_jax" / "assets" / "model_configs" / model / "config.json").read_text())
-    return int(config["num_attention_heads"])
+    return int(config["num_attention_heads"]), int(config["intermediate_size"])
 
 
 def run_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     extra = [] if args.scan_layers is None else [f"--config.model.scan_layers={str(args.scan_layers).lower()}"]
     for model in args.models:
-        heads = heads_of(model)
+        widths = widths_of(model)
         for slice_name in args.slices:
             topology, devices = SLICES[slice_name]
             for recipe in args.recipes:
                 batch = min(recipe_batches(recipe))
                 chosen: tuple[Setting, dict] | None = None
                 tried: list[str] = []
-                for setting in settings_for(devices, batch, heads):
+                for setting in settings_for(devices, batch, widths):
                     folder = Path(args.results) / model / slice_name / recipe
                     name = setting.label.replace(", ", "_").replace("=", "").replace(" ", "_")
                     print(f"{model} {slice_name} {recipe}: {setting.label} ...", file=sys.stderr, flush=True)

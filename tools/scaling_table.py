@@ -60,16 +60,18 @@ class Setting:
         ]
 
 
-def recipe_batches(recipe: str) -> list[int]:
-    """The training batch sizes of the recipe's phases (what the mesh must divide)."""
+def recipe_rows(recipe: str) -> int | None:
+    """The fewest rows a training micro-batch of the recipe has (what the mesh's batch axes must divide), or None
+    when it trains nothing (the Tatoeba evaluation)."""
     sys.path.insert(0, str(ROOT))
     from stilts_jax.config.loader import parse_config_args
+    from stilts_jax.config.schema import smallest_training_micro_batch
 
     config, _ = parse_config_args([f"--config={ROOT / RECIPES[recipe]}"])
-    return [config[p].train.batch_size for p in ("intermediate", "target") if config[p].task]
+    return smallest_training_micro_batch(config)
 
 
-def settings_for(devices: int, batch: int, widths: tuple[int, ...]) -> list[Setting]:
+def settings_for(devices: int, batch: int | None, widths: tuple[int, ...]) -> list[Setting]:
     """The settings to try, cheapest first. The batch is split over as many devices as it has rows for and the
     others split the heads, as a run with the default mesh does (core.distributed.fit_mesh_to_batch)."""
     sys.path.insert(0, str(ROOT))
@@ -77,7 +79,7 @@ def settings_for(devices: int, batch: int, widths: tuple[int, ...]) -> list[Sett
 
     shape, _ = fit_mesh_to_batch({"data": -1, "fsdp": 1, "tensor": 1}, devices, batch, widths)
     if shape["data"] == -1:  # unchanged: the batch splits over every device, or no head split fits
-        if batch % devices:
+        if batch is not None and batch % devices:
             return []
         shape = {"data": devices, "fsdp": 1, "tensor": 1}
     batch_devices, tensor = shape["data"], shape["tensor"]
@@ -144,7 +146,7 @@ def run_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
         for slice_name in args.slices:
             topology, devices = SLICES[slice_name]
             for recipe in args.recipes:
-                batch = min(recipe_batches(recipe))
+                batch = recipe_rows(recipe)
                 chosen: tuple[Setting, dict] | None = None
                 tried: list[str] = []
                 for setting in settings_for(devices, batch, widths):

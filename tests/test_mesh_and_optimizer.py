@@ -45,6 +45,8 @@ def test_devices_a_small_batch_cannot_use_split_the_heads():
         "tensor": 4,
     }
     assert fit_mesh_to_batch({"data": -1}, 8, 6, large)[0] == {"data": 2, "fsdp": 1, "tensor": 4}
+    # FSDP over the devices left over (the faster layout on TPU slices) shrinks the same way.
+    assert fit_mesh_to_batch({"data": 1, "fsdp": -1}, 8, 4, large)[0] == {"data": 1, "fsdp": 4, "tensor": 2}
     # Nothing to change: the batch splits, the user chose the tensor axis or data's size, or no phase trains.
     for shape_in, rows in [({"data": -1}, 32), ({"data": -1, "tensor": 2}, 4), ({"data": 8}, 4), ({"data": -1}, None)]:
         assert fit_mesh_to_batch(shape_in, 8, rows, large) == (

@@ -127,28 +127,32 @@ def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> tuple[int,
 def fit_mesh_to_batch(
     shape: Mapping[str, int], num_devices: int, rows: int | None, widths: Sequence[int]
 ) -> tuple[dict[str, int], str | None]:
-    """The mesh to build when `data` is the axis left over (-1) but the devices it would get cannot split a training
-    micro-batch of `rows` rows (the batch is split over data x fsdp): data takes the largest share that splits it and
-    the devices left over go to `tensor`, which splits the attention heads and the feed-forward width (each of
-    `widths` must divide by it). Returns the shape and a line saying what changed and why, or the shape as given
-    and None when it splits the batch, the user set `tensor`, or no layout of that kind fits."""
+    """The mesh to build when a batch axis (`data` or `fsdp`) takes the devices left over (-1) but they would be
+    more than a training micro-batch of `rows` rows can be split over (the batch is split over data x fsdp): that
+    axis takes the largest share that splits it and the devices left over go to `tensor`, which splits the attention
+    heads and the feed-forward width (each of `widths` must divide by it). Returns the shape and a line saying what
+    changed and why, or the shape as given and None when the batch splits, the user set `tensor`, or no layout of
+    that kind fits."""
     given = {axis: int(shape.get(axis, 1)) for axis in MESH_AXES}
-    fsdp = given["fsdp"]
-    if rows is None or given["data"] != -1 or given["tensor"] != 1 or fsdp < 1 or num_devices % fsdp:
+    free = [axis for axis in ("data", "fsdp") if given[axis] == -1]
+    if rows is None or len(free) != 1 or given["tensor"] != 1:
         return given, None
-    spare = num_devices // fsdp
-    if rows % (spare * fsdp) == 0 or rows % fsdp:
+    other = given["fsdp" if free[0] == "data" else "data"]
+    if other < 1 or num_devices % other:
         return given, None
-    data = math.gcd(spare, rows // fsdp)
-    tensor = spare // data
+    spare = num_devices // other
+    if rows % (spare * other) == 0 or rows % other:
+        return given, None
+    share = math.gcd(spare, rows // other)
+    tensor = spare // share
     if any(width % tensor for width in widths):
         return given, None
-    fitted = {"data": data, "fsdp": fsdp, "tensor": tensor}
+    fitted = {**given, free[0]: share, "tensor": tensor}
+    layout = ", ".join(f"{axis}={fitted[axis]}" for axis in MESH_AXES)
     note = (
-        f"mesh: data={data}, fsdp={fsdp}, tensor={tensor}: a training micro-batch of {rows} rows splits over at most "
-        f"{data * fsdp} of the {num_devices} devices, so the other devices split the attention heads and the "
-        "feed-forward width (docs/SCALING.md, 'What fits where'); set --config.mesh.data/fsdp/tensor to choose "
-        "another layout"
+        f"mesh: {layout}: a training micro-batch of {rows} rows splits over at most {share * other} of the "
+        f"{num_devices} devices, so the other devices split the attention heads and the feed-forward width "
+        "(docs/SCALING.md, 'What fits where'); set --config.mesh.data/fsdp/tensor to choose another layout"
     )
     return fitted, note
 

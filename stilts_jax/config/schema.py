@@ -247,6 +247,17 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _task_names_and_families(node: ml_collections.ConfigDict) -> tuple[list[str], set[str]]:
+    """A phase's task names (`task`, with its chain "+" and multi-task "&" parts, and `tasks`) and their families."""
+    names = [name.strip() for name in re.split(r"[+&]", node.task or "") + list(node.tasks) if name.strip()]
+    return names, {TASKS[name].family for name in names if name in TASKS}
+
+
+def _evaluates_the_encoder_only(families: set[str]) -> bool:
+    """BUCC and Tatoeba evaluate the encoder as it is: a phase of only those trains nothing."""
+    return bool(families) and families <= set(ENCODER_ONLY_FAMILIES)
+
+
 def validate_phase(node: ml_collections.ConfigDict, phase: str, *, trains: bool = True) -> list[str]:
     """The problems of one phase's keys (`phase` names it in the messages: "target", "intermediate/1_siqa"); a phase
     that `trains` must train at least one step."""
@@ -262,10 +273,9 @@ def validate_phase(node: ml_collections.ConfigDict, phase: str, *, trains: bool 
     if problems:  # the relations below read keys that must be valid first
         return problems
     train = node.train
-    names = [name for name in re.split(r"[+&]", node.task or "") + list(node.tasks) if name.strip()]
-    families = {TASKS[name.strip()].family for name in names if name.strip() in TASKS}
-    if families and families <= set(ENCODER_ONLY_FAMILIES):
-        trains = False  # BUCC and Tatoeba evaluate the encoder as it is
+    _, families = _task_names_and_families(node)
+    if _evaluates_the_encoder_only(families):
+        trains = False
     if trains and train.epochs <= 0 and train.max_steps <= 0:
         problems.append(
             f"{phase}.train: epochs {train.epochs!r} and max_steps {train.max_steps!r} train nothing; "
@@ -290,9 +300,8 @@ def smallest_training_micro_batch(config: ml_collections.ConfigDict) -> int | No
     rows = []
     for phase in PHASES:
         node = config[phase]
-        names = [name.strip() for name in re.split(r"[+&]", node.task or "") + list(node.tasks) if name.strip()]
-        families = {TASKS[name].family for name in names if name in TASKS}
-        if not names or (families and families <= set(ENCODER_ONLY_FAMILIES)) or node.evaluate_model:
+        names, families = _task_names_and_families(node)
+        if not names or _evaluates_the_encoder_only(families) or node.evaluate_model:
             continue
         rows.append(node.train.batch_size // max(node.train.micro_batches, 1))
     return min(rows) if rows else None

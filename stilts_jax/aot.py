@@ -132,10 +132,10 @@ class RunCompiler:
         """`layers` overrides the model's depth and unrolls scanned layers' loop: scanned programs' costs are
         extrapolated from compiles of 1 and 2 layers whose scan is unrolled, the same computation per layer
         (checkpoint policy included) without the loop (`extrapolate_scanned_costs`)."""
-        from stilts_jax.config.schema import smallest_training_micro_batch
-        from stilts_jax.core.distributed import fit_mesh_to_batch, make_mesh
+        from stilts_jax.core.distributed import make_mesh
         from stilts_jax.core.tokenization import load_demo_tokenizer, load_tokenizer
         from stilts_jax.models.config import EncoderConfig
+        from stilts_jax.pipeline.context import run_mesh_shape
 
         self.config, self.slice, self.buckets, self.hlo_sink = config, tpu_slice, buckets, hlo_sink
         self.rules = tuple(
@@ -146,12 +146,7 @@ class RunCompiler:
         self.model_dir = model_config_dir(config.model, longest, config.seed, scratch)
         self.encoder_config = EncoderConfig.from_json_file(self.model_dir / "config.json")
         # The mesh a run on this slice would build (the devices a small training batch cannot use split the heads).
-        shape, self.mesh_note = fit_mesh_to_batch(
-            config.mesh.to_dict(),
-            len(tpu_slice.devices),
-            smallest_training_micro_batch(config),
-            (self.encoder_config.num_attention_heads, self.encoder_config.intermediate_size),
-        )
+        shape, self.mesh_note = run_mesh_shape(config, len(tpu_slice.devices), self.encoder_config)
         self.mesh = make_mesh(shape, devices=tpu_slice.devices)
         self.scan_layers = bool(config.model.scan_layers)
         self.unroll_scan = self.scan_layers and layers is not None

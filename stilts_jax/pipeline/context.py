@@ -68,6 +68,19 @@ def random_init_model_dir(name: str) -> Path:
     return shipped
 
 
+def run_mesh_shape(
+    config: ml_collections.ConfigDict, num_devices: int, encoder: EncoderConfig
+) -> tuple[dict[str, int], str | None]:
+    """The mesh a run builds over `num_devices`: config.mesh, fitted to its smallest training micro-batch
+    (`distributed.fit_mesh_to_batch`), and the line saying so when it was changed."""
+    return distributed.fit_mesh_to_batch(
+        config.mesh.to_dict(),
+        num_devices,
+        smallest_training_micro_batch(config),
+        (encoder.num_attention_heads, encoder.intermediate_size),
+    )
+
+
 class RunContext:
     """The run's shared state and builders (a phase receives it as `pipeline`)."""
 
@@ -98,13 +111,7 @@ class RunContext:
 
     def _mesh_shape(self) -> dict[str, int]:
         """config.mesh, with the devices a small training batch cannot use given to the tensor axis."""
-        encoder = self.encoder_config
-        shape, note = distributed.fit_mesh_to_batch(
-            self.config.mesh.to_dict(),
-            jax.device_count(),
-            smallest_training_micro_batch(self.config),
-            (encoder.num_attention_heads, encoder.intermediate_size),
-        )
+        shape, note = run_mesh_shape(self.config, jax.device_count(), self.encoder_config)
         if note:
             say(note)
         return shape
